@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upager: user-controlled demand paging on Linux through userfaultfd.
+ *
+ * A pager owns one userfaultfd and one or more handler threads. A region is
+ * a reserved range of virtual memory bound to a source; committed parts of
+ * it are filled from the source, a page at a time, the first time a thread
+ * touches them.
+ *
+ * Conventions: every function that can fail returns 0 (or a non-negative
+ * value where documented) on success and a negative errno value on failure;
+ * upager_strerror() names it. No function prints, aborts or exits; the
+ * library reports detail through the optional log callback.
+ */
+#ifndef UPAGER_H
+#define UPAGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UPAGER_VERSION_MAJOR 0
+#define UPAGER_VERSION_MINOR 1
+#define UPAGER_VERSION_PATCH 0
+
+/* Opaque handles. */
+typedef struct upager upager_t;               /* a pager: uffd + handler threads */
+typedef struct upager_region upager_region_t; /* a reserved range */
+typedef struct upager_source upager_source_t; /* where page contents come from */
+
+/* ---- kernel features (upager_features) ---------------------------------- */
+#define UPAGER_FEAT_ZEROPAGE      (1ull << 0)  /* UFFDIO_ZEROPAGE */
+#define UPAGER_FEAT_POISON        (1ull << 1)  /* UFFDIO_POISON (Linux 6.6) */
+#define UPAGER_FEAT_MOVE          (1ull << 2)  /* UFFDIO_MOVE (Linux 6.8) */
+#define UPAGER_FEAT_EVENT_REMOVE  (1ull << 3)  /* madvise(DONTNEED) events */
+#define UPAGER_FEAT_EVENT_UNMAP   (1ull << 4)  /* munmap events */
+#define UPAGER_FEAT_EVENT_REMAP   (1ull << 5)  /* mremap events */
+#define UPAGER_FEAT_THREAD_ID     (1ull << 6)  /* faulting thread id in messages */
+#define UPAGER_FEAT_WP_ASYNC      (1ull << 7)  /* async write-protect (Linux 6.7) */
+#define UPAGER_FEAT_EVENT_FORK    (1ull << 8)  /* fork events (unused: see upager(7)) */
+/* How the userfaultfd was opened (exactly one is set). */
+#define UPAGER_FEAT_OPEN_DEV      (1ull << 32) /* /dev/userfaultfd */
+#define UPAGER_FEAT_OPEN_SYSCALL  (1ull << 33) /* userfaultfd(2) */
+#define UPAGER_FEAT_USER_ONLY     (1ull << 34) /* userfaultfd(2), UFFD_USER_MODE_ONLY */
+
+/* upager_options.open_method: which ways to try, in this fixed order. */
+#define UPAGER_OPEN_DEV        (1u << 0)
+#define UPAGER_OPEN_SYSCALL    (1u << 1)
+#define UPAGER_OPEN_USER_ONLY  (1u << 2)
+#define UPAGER_OPEN_ANY        (UPAGER_OPEN_DEV | UPAGER_OPEN_SYSCALL | UPAGER_OPEN_USER_ONLY)
+
+/* Log levels for upager_options.log. */
+enum upager_log_level {
+	UPAGER_LOG_ERROR = 0,
+	UPAGER_LOG_WARN = 1,
+	UPAGER_LOG_INFO = 2,
+	UPAGER_LOG_DEBUG = 3,
+};
+
+typedef void (*upager_log_fn)(void *arg, int level, const char *msg);
+
+/*
+ * Pager options. Initialise with upager_options_init() before setting
+ * fields, so that fields added later get their defaults.
+ */
+typedef struct upager_options {
+	unsigned nthreads;         /* handler threads; default 1, at most 64 */
+	unsigned open_method;      /* UPAGER_OPEN_* mask; default UPAGER_OPEN_ANY */
+	uint64_t disable_features; /* UPAGER_FEAT_* to treat as absent (testing
+	                              fallbacks); also env UPAGER_DISABLE */
+	upager_log_fn log;         /* NULL: silent */
+	void *log_arg;
+	int log_level;             /* highest level passed to log; default WARN */
+	uint64_t reserved[8];      /* zero */
+} upager_options_t;
+
+/* ---- errors ------------------------------------------------------------- */
+const char *upager_strerror(int err);
+
+/* ---- probing ------------------------------------------------------------ */
+/*
+ * Open a userfaultfd the way upager_create() would and close it again.
+ * On success stores the UPAGER_FEAT_* mask in *features (may be NULL).
+ * On failure returns -errno and, if why is not NULL, writes a sentence
+ * saying what to change (sysctl, device permissions, kernel config).
+ * open_method is a UPAGER_OPEN_* mask, 0 meaning UPAGER_OPEN_ANY.
+ */
+int upager_probe(unsigned open_method, uint64_t *features, char *why, size_t whylen);
+
+/* ---- pager -------------------------------------------------------------- */
+void upager_options_init(upager_options_t *opts);
+/* Creates a pager and starts its handler threads. opts may be NULL. */
+int upager_create(upager_t **pagerp, const upager_options_t *opts);
+/*
+ * Releases every region still reserved (threads blocked on their faults
+ * wake and see the memory gone: SIGSEGV on access), stops the handler
+ * threads and frees the pager. Callable from any thread but a handler
+ * thread (-EDEADLK there).
+ */
+int upager_destroy(upager_t *pager);
+/* UPAGER_FEAT_* in effect for this pager. */
+uint64_t upager_features(const upager_t *pager);
+/* The page size regions of this pager use. */
+size_t upager_page_size(const upager_t *pager);
+
+/* ---- sources ------------------------------------------------------------ */
+/*
+ * Sources are reference counted. The constructors return a source holding
+ * one reference, owned by the caller; upager_reserve() takes its own. Call
+ * upager_source_release() when you no longer need yours.
+ */
+
+/* Every page reads as zero. */
+int upager_source_zero(upager_source_t **srcp);
+
+/*
+ * Pages come from a file, like a MAP_PRIVATE mapping of it: region offset
+ * X reads file offset (offset + X); writes stay in memory; bytes past the
+ * end of the file read as zero. fd is duplicated (the caller keeps and may
+ * close its own); it must be open for reading. offset must be page-aligned.
+ * Reads are issued through io_uring on the handler threads.
+ */
+int upager_source_file(int fd, uint64_t offset, upager_source_t **srcp);
+/* The same, opening path read-only. */
+int upager_source_path(const char *path, uint64_t offset, upager_source_t **srcp);
+
+/*
+ * Pages come from a function of yours. It runs on a handler thread and
+ * must fill len bytes at buf with the contents of region offset off (both
+ * page-aligned), then return 0; or return a negative errno, and the access
+ * that faulted ends in SIGBUS (see upager_source_callback(3)). It must not
+ * call upager_decommit/release/destroy (they return -EDEADLK there).
+ * destroy, if not NULL, is called with arg when the source is freed.
+ */
+typedef int (*upager_fill_fn)(void *arg, uint64_t off, void *buf, size_t len);
+int upager_source_callback(upager_fill_fn fill, void *arg, void (*destroy)(void *arg),
+			   upager_source_t **srcp);
+
+/* Drops one reference. */
+int upager_source_release(upager_source_t *src);
+
+/* ---- regions ------------------------------------------------------------ */
+/* upager_reserve() flags */
+#define UPAGER_RESERVE_COMMIT  (1u << 0) /* commit the whole region at once */
+
+/*
+ * Reserves len bytes (rounded up to the page size) of address space bound
+ * to src. Nothing is accessible until committed; nothing is resident
+ * until touched. Any size the address space allows costs no memory.
+ */
+int upager_reserve(upager_t *pager, size_t len, upager_source_t *src, unsigned flags,
+		   upager_region_t **regionp);
+/* upager_reserve() with UPAGER_RESERVE_COMMIT. */
+int upager_map(upager_t *pager, size_t len, upager_source_t *src, upager_region_t **regionp);
+
+/*
+ * Makes [off, off+len) readable and writable; pages are filled from the
+ * source on first touch. -EEXIST if any page of it is already committed.
+ */
+int upager_commit(upager_region_t *region, size_t off, size_t len);
+/*
+ * Drops the pages of [off, off+len) (resident memory goes down) and makes
+ * the range inaccessible again; a later commit and touch fills them from
+ * the source afresh. -ENOENT if any page of it is not committed.
+ */
+int upager_decommit(upager_region_t *region, size_t off, size_t len);
+/* Unmaps the region and frees it; from any thread but a handler thread. */
+int upager_release(upager_region_t *region);
+
+void *upager_region_addr(const upager_region_t *region);
+size_t upager_region_size(const upager_region_t *region);
+
+/* ---- statistics --------------------------------------------------------- */
+typedef struct upager_stats {
+	uint64_t faults;           /* page-fault messages handled */
+	uint64_t read_faults;
+	uint64_t write_faults;
+	uint64_t coalesced;        /* faults joined to a fill already in flight */
+	uint64_t pages_filled;     /* pages placed by upager */
+	uint64_t bytes_filled;
+	uint64_t pages_zero;       /* of which resolved as zero pages */
+	uint64_t fill_errors;      /* fills that failed: the access got SIGBUS */
+	uint64_t pages_resident;   /* pages upager placed that are still mapped */
+	uint64_t lat_samples;      /* fault service latency: from reading the */
+	uint64_t lat_min_ns;       /* fault message to the page being mapped */
+	uint64_t lat_p50_ns;
+	uint64_t lat_p99_ns;
+	uint64_t lat_max_ns;
+	uint64_t reserved[10];
+} upager_stats_t;
+
+int upager_region_stats(const upager_region_t *region, upager_stats_t *stats);
+int upager_stats(const upager_t *pager, upager_stats_t *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UPAGER_H */

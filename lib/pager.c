@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/* The pager: one userfaultfd, its handler threads, and the registry of
+ * which addresses belong to which region. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "upager-int.h"
+
+#define MAX_THREADS 64
+
+static __thread const upager_t *current_handler_pager;
+
+bool upager__on_handler(const upager_t *p)
+{
+	return current_handler_pager == p;
+}
+
+void upager__log(const upager_t *p, int level, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	if (!p->log || level > p->log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	p->log(p->log_arg, level, buf);
+}
+
+UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->nthreads = 1;
+	opts->open_method = UPAGER_OPEN_ANY;
+	opts->log_level = UPAGER_LOG_WARN;
+}
+
+/* ---- registry ---------------------------------------------------------- */
+
+/* Index of the first mapping that ends after addr. */
+static size_t map_search(const upager_t *p, uintptr_t addr)
+{
+	size_t lo = 0, hi = p->nmaps;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->maps[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr)
+{
+	size_t i = map_search(p, addr);
+
+	if (i < p->nmaps && p->maps[i].start <= addr)
+		return &p->maps[i];
+	return NULL;
+}
+
+int upager__map_insert(upager_t *p, const struct upager__mapping *m)
+{
+	size_t i;
+
+	if (p->nmaps == p->capmaps) {
+		size_t cap = p->capmaps ? p->capmaps * 2 : 16;
+		struct upager__mapping *n = realloc(p->maps, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		p->maps = n;
+		p->capmaps = cap;
+	}
+	i = map_search(p, m->start);
+	memmove(&p->maps[i + 1], &p->maps[i], (p->nmaps - i) * sizeof(*m));
+	p->maps[i] = *m;
+	p->nmaps++;
+	return 0;
+}
+
+int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident)
+{
+	size_t i = map_search(p, start);
+
+	while (i < p->nmaps && p->maps[i].start < end) {
+		struct upager__mapping *m = &p->maps[i];
+		uintptr_t cs = m->start > start ? m->start : start;
+		uintptr_t ce = m->end < end ? m->end : end;
+
+		if (clear_resident)
+			upager__region_clear_resident(m->region, m->roff + (cs - m->start),
+						      ce - cs);
+		if (cs == m->start && ce == m->end) {
+			memmove(m, m + 1, (p->nmaps - i - 1) * sizeof(*m));
+			p->nmaps--;
+		} else if (cs == m->start) {
+			m->roff += ce - m->start;
+			m->start = ce;
+			i++;
+		} else if (ce == m->end) {
+			m->end = cs;
+			i++;
+		} else { /* a hole in the middle: split in two */
+			struct upager__mapping tail = *m;
+			int ret;
+
+			tail.roff += ce - m->start;
+			tail.start = ce;
+			m->end = cs;
+			ret = upager__map_insert(p, &tail);
+			if (ret < 0)
+				return ret;
+			i += 2;
+		}
+	}
+	return 0;
+}
+
+int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
+{
+	size_t first = map_search(p, from), n = 0, i;
+	struct upager__mapping *moved;
+	int ret;
+
+	while (first + n < p->nmaps && p->maps[first + n].start < from + len)
+		n++;
+	if (n == 0)
+		return upager__map_cut(p, to, to + len, true);
+	moved = malloc(n * sizeof(*moved));
+	if (!moved)
+		return -ENOMEM;
+	/* Collect the pieces first: cutting reorders the array. */
+	for (i = 0; i < n; i++) {
+		const struct upager__mapping *m = &p->maps[first + i];
+		uintptr_t cs = m->start > from ? m->start : from;
+		uintptr_t ce = m->end < from + len ? m->end : from + len;
+
+		moved[i].region = m->region;
+		moved[i].roff = m->roff + (cs - m->start);
+		moved[i].start = to + (cs - from);
+		moved[i].end = to + (ce - from);
+	}
+	ret = upager__map_cut(p, from, from + len, false);
+	/* mremap replaced whatever was mapped at the target. */
+	if (ret == 0)
+		ret = upager__map_cut(p, to, to + len, true);
+	for (i = 0; i < n && ret == 0; i++)
+		ret = upager__map_insert(p, &moved[i]);
+	free(moved);
+	return ret;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void stop_handlers(upager_t *p, unsigned started)
+{
+	uint64_t one = 1;
+
+	if (write(p->stop_fd, &one, sizeof(one)) != sizeof(one))
+		upager__log(p, UPAGER_LOG_ERROR, "cannot signal handler threads to stop: %s",
+			    strerror(errno));
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(p->handlers[i].thread, NULL);
+}
+
+static void handler_free(struct upager__handler *h)
+{
+	io_uring_queue_exit(&h->ring);
+	free(h->bufs);
+	free(h->backlog);
+}
+
+static void *handler_thread(void *arg)
+{
+	struct upager__handler *h = arg;
+
+	current_handler_pager = h->pager;
+	return upager__handler_main(h);
+}
+
+static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
+{
+	int ret;
+
+	h->pager = p;
+	h->idx = idx;
+	ret = io_uring_queue_init(2 * UPAGER__SLOTS, &h->ring, 0);
+	if (ret < 0)
+		return ret;
+	if (posix_memalign(&h->bufs, p->page_size, UPAGER__SLOTS * p->page_size)) {
+		io_uring_queue_exit(&h->ring);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < UPAGER__SLOTS; i++) {
+		h->slots[i].h = h;
+		h->slots[i].buf = (char *)h->bufs + i * p->page_size;
+		h->slots[i].next = h->free;
+		h->free = &h->slots[i];
+	}
+	h->nfree = UPAGER__SLOTS;
+	return 0;
+}
+
+UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts)
+{
+	upager_options_t defaults;
+	sigset_t all, old;
+	unsigned started = 0;
+	upager_t *p;
+	char why[512];
+	int ret;
+
+	if (!pagerp)
+		return -EINVAL;
+	if (!opts) {
+		upager_options_init(&defaults);
+		opts = &defaults;
+	}
+	if (opts->nthreads < 1 || opts->nthreads > MAX_THREADS ||
+	    (opts->open_method & ~UPAGER_OPEN_ANY) || opts->log_level < UPAGER_LOG_ERROR ||
+	    opts->log_level > UPAGER_LOG_DEBUG)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->uffd = p->stop_fd = -1;
+	p->log = opts->log;
+	p->log_arg = opts->log_arg;
+	p->log_level = opts->log_level;
+	p->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	p->nthreads = opts->nthreads;
+	upager__counters_init(&p->st);
+	pthread_rwlock_init(&p->lock, NULL);
+
+	ret = upager__uffd_open(opts->open_method,
+				opts->disable_features | upager__disable_from_env(), &p->uffd,
+				&p->features, &p->kernel_features, why, sizeof(why));
+	if (ret < 0) {
+		upager__log(p, UPAGER_LOG_ERROR, "userfaultfd unavailable: %s", why);
+		goto fail;
+	}
+	upager__log(p, UPAGER_LOG_INFO, "userfaultfd open via %s, features 0x%llx",
+		    p->features & UPAGER_FEAT_OPEN_DEV       ? "/dev/userfaultfd"
+		    : p->features & UPAGER_FEAT_OPEN_SYSCALL ? "userfaultfd(2)"
+							     : "userfaultfd(2) user-mode-only",
+		    (unsigned long long)p->features);
+
+	p->zero_page = mmap(NULL, p->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->zero_page == MAP_FAILED) {
+		p->zero_page = NULL;
+		ret = -errno;
+		goto fail;
+	}
+	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->stop_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	p->handlers = calloc(p->nthreads, sizeof(*p->handlers));
+	if (!p->handlers) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	/* Handler threads take no asynchronous signals: those are the program's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (; started < p->nthreads; started++) {
+		struct upager__handler *h = &p->handlers[started];
+
+		ret = handler_init(p, h, started);
+		if (ret == 0) {
+			ret = -pthread_create(&h->thread, NULL, handler_thread, h);
+			if (ret < 0)
+				handler_free(h);
+		}
+		if (ret < 0)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret < 0) {
+		stop_handlers(p, started);
+		for (unsigned i = 0; i < started; i++)
+			handler_free(&p->handlers[i]);
+		goto fail;
+	}
+	*pagerp = p;
+	return 0;
+
+fail:
+	free(p->handlers);
+	if (p->stop_fd >= 0)
+		close(p->stop_fd);
+	if (p->zero_page)
+		munmap(p->zero_page, p->page_size);
+	if (p->uffd >= 0)
+		close(p->uffd);
+	pthread_rwlock_destroy(&p->lock);
+	free(p);
+	return ret;
+}
+
+UPAGER__EXPORT int upager_destroy(upager_t *p)
+{
+	if (!p)
+		return -EINVAL;
+	if (upager__on_handler(p))
+		return -EDEADLK;
+	for (;;) {
+		upager_region_t *r = NULL;
+
+		pthread_rwlock_rdlock(&p->lock);
+		if (p->nregions)
+			r = p->regions[p->nregions - 1];
+		pthread_rwlock_unlock(&p->lock);
+		if (!r)
+			break;
+		upager_release(r);
+	}
+	stop_handlers(p, p->nthreads);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		handler_free(&p->handlers[i]);
+	free(p->handlers);
+	close(p->stop_fd);
+	close(p->uffd);
+	munmap(p->zero_page, p->page_size);
+	free(p->maps);
+	free(p->regions);
+	pthread_rwlock_destroy(&p->lock);
+	free(p);
+	return 0;
+}
+
+UPAGER__EXPORT uint64_t upager_features(const upager_t *p)
+{
+	return p ? p->features : 0;
+}
+
+UPAGER__EXPORT size_t upager_page_size(const upager_t *p)
+{
+	return p ? p->page_size : 0;
+}

@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regions: the reserve/commit model on top of one anonymous mapping.
+ *
+ * reserve   mmap(PROT_NONE, MAP_NORESERVE) + UFFDIO_REGISTER(MISSING): costs
+ *           address space and a VMA, no memory.
+ * commit    mprotect(READ|WRITE): the first touch of each page faults to us.
+ * decommit  mprotect(PROT_NONE) + MADV_DONTNEED: pages are freed; the next
+ *           commit and touch faults again.
+ * release   mprotect(PROT_NONE), UFFDIO_UNREGISTER (wakes blocked faulters,
+ *           who then see the memory gone), munmap.
+ *
+ * Commit state lives here, not in the page tables, so the fault loop can
+ * refuse to fill a page a concurrent decommit has just taken away.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "upager-int.h"
+
+void upager__region_ref(upager_region_t *r)
+{
+	atomic_fetch_add(&r->refs, 1);
+}
+
+void upager__region_unref(upager_region_t *r)
+{
+	if (atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	munmap(r->resident, r->resident_bytes);
+	upager__source_unref(r->src);
+	free(r->commits);
+	free(r);
+}
+
+/* ---- resident bitmap ---- */
+
+void upager__region_set_resident(upager_region_t *r, size_t off)
+{
+	size_t page = off / r->pager->page_size;
+	uint64_t bit = 1ull << (page % 64);
+
+	if (!(atomic_fetch_or(&r->resident[page / 64], bit) & bit)) {
+		UPAGER__ADD(&r->st, pages_resident, 1);
+		UPAGER__ADD(&r->pager->st, pages_resident, 1);
+	}
+}
+
+void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
+{
+	size_t first = off / r->pager->page_size, last = (off + len) / r->pager->page_size;
+	int64_t cleared = 0;
+
+	if (atomic_load(&r->st.pages_resident) <= 0)
+		return; /* the common case for huge, barely used regions */
+	for (size_t page = first; page < last;) {
+		size_t w = page / 64, lo = page % 64;
+		size_t hi = (last - page + lo) >= 64 ? 64 : (last - page + lo);
+		uint64_t mask = (hi == 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
+
+		/* Reading first keeps untouched bitmap pages unallocated. */
+		if (atomic_load_explicit(&r->resident[w], memory_order_relaxed) & mask)
+			cleared += __builtin_popcountll(atomic_fetch_and(&r->resident[w], ~mask) &
+							mask);
+		page += hi - lo;
+	}
+	if (cleared) {
+		UPAGER__ADD(&r->st, pages_resident, -cleared);
+		UPAGER__ADD(&r->pager->st, pages_resident, -cleared);
+	}
+}
+
+/* ---- commit extents (under pager->lock) ---- */
+
+bool upager__region_committed(const upager_region_t *r, size_t off)
+{
+	size_t lo = 0, hi = r->ncommits;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r->commits[mid].end <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->ncommits && r->commits[lo].start <= off;
+}
+
+static bool extents_overlap(const upager_region_t *r, size_t start, size_t end)
+{
+	for (size_t i = 0; i < r->ncommits; i++)
+		if (r->commits[i].start < end && r->commits[i].end > start)
+			return true;
+	return false;
+}
+
+static bool extents_cover(const upager_region_t *r, size_t start, size_t end)
+{
+	/* Extents are merged, so a covered range lies inside one of them. */
+	for (size_t i = 0; i < r->ncommits; i++)
+		if (r->commits[i].start <= start && r->commits[i].end >= end)
+			return true;
+	return false;
+}
+
+static int extents_reserve(upager_region_t *r, size_t more)
+{
+	if (r->ncommits + more > r->capcommits) {
+		size_t cap = r->capcommits ? r->capcommits * 2 : 8;
+		struct upager__extent *n = realloc(r->commits, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		r->commits = n;
+		r->capcommits = cap;
+	}
+	return 0;
+}
+
+/* Adds [start, end), known not to overlap, merging with neighbours. */
+static void extents_add(upager_region_t *r, size_t start, size_t end)
+{
+	size_t i = 0;
+
+	while (i < r->ncommits && r->commits[i].end < start)
+		i++;
+	if (i < r->ncommits && r->commits[i].end == start) {
+		r->commits[i].end = end;
+		if (i + 1 < r->ncommits && r->commits[i + 1].start == end) {
+			r->commits[i].end = r->commits[i + 1].end;
+			memmove(&r->commits[i + 1], &r->commits[i + 2],
+				(r->ncommits - i - 2) * sizeof(r->commits[0]));
+			r->ncommits--;
+		}
+		return;
+	}
+	if (i < r->ncommits && r->commits[i].start == end) {
+		r->commits[i].start = start;
+		return;
+	}
+	memmove(&r->commits[i + 1], &r->commits[i], (r->ncommits - i) * sizeof(r->commits[0]));
+	r->commits[i].start = start;
+	r->commits[i].end = end;
+	r->ncommits++;
+}
+
+/* Removes [start, end), known to lie inside one extent. */
+static void extents_remove(upager_region_t *r, size_t start, size_t end)
+{
+	size_t i = 0;
+
+	while (r->commits[i].end < end)
+		i++;
+	struct upager__extent *e = &r->commits[i];
+	if (e->start == start && e->end == end) {
+		memmove(e, e + 1, (r->ncommits - i - 1) * sizeof(*e));
+		r->ncommits--;
+	} else if (e->start == start) {
+		e->start = end;
+	} else if (e->end == end) {
+		e->end = start;
+	} else {
+		size_t tail = e->end;
+		e->end = start;
+		memmove(e + 2, e + 1, (r->ncommits - i - 1) * sizeof(*e));
+		e[1].start = end;
+		e[1].end = tail;
+		r->ncommits++;
+	}
+}
+
+/* ---- argument checks ---- */
+
+static int check_range(const upager_region_t *r, size_t off, size_t len)
+{
+	size_t ps;
+
+	if (!r)
+		return -EINVAL;
+	ps = r->pager->page_size;
+	if (len == 0 || off % ps || len % ps)
+		return -EINVAL;
+	if (off > r->size || len > r->size - off)
+		return -ERANGE;
+	return 0;
+}
+
+/* True if [off, off+len) of r is still mapped where it was reserved. */
+static bool in_place(upager_t *p, const upager_region_t *r, size_t off, size_t len)
+{
+	uintptr_t at = r->base + off, end = r->base + off + len;
+
+	while (at < end) {
+		struct upager__mapping *m = upager__lookup(p, at);
+		if (!m || m->region != r || m->roff != m->start - r->base)
+			return false;
+		at = m->end;
+	}
+	return true;
+}
+
+/* ---- public calls ---- */
+
+UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src, unsigned flags,
+				  upager_region_t **regionp)
+{
+	struct upager__mapping m;
+	upager_region_t *r;
+	size_t ps, npages;
+	void *addr;
+	int ret;
+
+	if (!p || !src || !regionp || len == 0 || (flags & ~UPAGER_RESERVE_COMMIT))
+		return -EINVAL;
+	ps = p->page_size;
+	if (len > SIZE_MAX - ps)
+		return -ENOMEM;
+	len = (len + ps - 1) & ~(ps - 1);
+	npages = len / ps;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->pager = p;
+	r->size = len;
+	atomic_init(&r->refs, 1);
+	upager__counters_init(&r->st);
+	/* Untouched bitmap pages cost nothing: a 1 TiB region pays for what it uses. */
+	r->resident_bytes = ((npages + 63) / 64) * sizeof(uint64_t);
+	r->resident = mmap(NULL, r->resident_bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->resident == MAP_FAILED) {
+		free(r);
+		return -ENOMEM;
+	}
+	upager__source_ref(src);
+	r->src = src;
+
+	/*
+	 * Map and register under the write lock: the fault loop zero-fills
+	 * registered addresses it cannot find, and must not do so to a region
+	 * that is registered but not yet in the registry.
+	 */
+	pthread_rwlock_wrlock(&p->lock);
+	addr = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (addr == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto fail_unlock;
+	}
+	r->base = (uintptr_t)addr;
+	/* A fork()ed child would get our missing pages zero-filled by its kernel
+	 * (its copy of the VMA is not registered): no mapping is better than wrong data. */
+	if (madvise(addr, len, MADV_DONTFORK) < 0) {
+		ret = -errno;
+		goto fail_unmap;
+	}
+	ret = upager__uffd_register(p->uffd, r->base, len);
+	if (ret < 0)
+		goto fail_unmap;
+	if (p->nregions == p->capregions) {
+		size_t cap = p->capregions ? p->capregions * 2 : 8;
+		upager_region_t **n = realloc(p->regions, cap * sizeof(*n));
+		if (!n) {
+			ret = -ENOMEM;
+			goto fail_unregister;
+		}
+		p->regions = n;
+		p->capregions = cap;
+	}
+	m = (struct upager__mapping){ .start = r->base, .end = r->base + len, .region = r };
+	ret = upager__map_insert(p, &m);
+	if (ret < 0)
+		goto fail_unregister;
+	p->regions[p->nregions++] = r;
+	pthread_rwlock_unlock(&p->lock);
+
+	if (flags & UPAGER_RESERVE_COMMIT) {
+		ret = upager_commit(r, 0, len);
+		if (ret < 0) {
+			upager_release(r);
+			return ret;
+		}
+	}
+	*regionp = r;
+	return 0;
+
+fail_unregister:
+	upager__uffd_unregister(p->uffd, r->base, len);
+fail_unmap:
+	munmap(addr, len);
+fail_unlock:
+	pthread_rwlock_unlock(&p->lock);
+	upager__region_unref(r);
+	return ret;
+}
+
+UPAGER__EXPORT int upager_map(upager_t *p, size_t len, upager_source_t *src,
+			      upager_region_t **regionp)
+{
+	return upager_reserve(p, len, src, UPAGER_RESERVE_COMMIT, regionp);
+}
+
+UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
+{
+	int ret = check_range(r, off, len);
+	upager_t *p;
+
+	if (ret < 0)
+		return ret;
+	p = r->pager;
+	pthread_rwlock_wrlock(&p->lock);
+	if (extents_overlap(r, off, off + len))
+		ret = -EEXIST;
+	else if (!in_place(p, r, off, len))
+		ret = -EFAULT;
+	else if ((ret = extents_reserve(r, 1)) == 0) {
+		if (mprotect((void *)(r->base + off), len, PROT_READ | PROT_WRITE) < 0)
+			ret = -errno;
+		else
+			extents_add(r, off, off + len);
+	}
+	pthread_rwlock_unlock(&p->lock);
+	return ret;
+}
+
+UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
+{
+	int ret = check_range(r, off, len);
+	upager_t *p;
+
+	if (ret < 0)
+		return ret;
+	p = r->pager;
+	/* MADV_DONTNEED waits until a handler has read the REMOVE event. */
+	if (upager__on_handler(p))
+		return -EDEADLK;
+	pthread_rwlock_wrlock(&p->lock);
+	if (!extents_cover(r, off, off + len))
+		ret = -ENOENT;
+	else if (!in_place(p, r, off, len))
+		ret = -EFAULT;
+	else if ((ret = extents_reserve(r, 1)) == 0) {
+		if (mprotect((void *)(r->base + off), len, PROT_NONE) < 0) {
+			ret = -errno;
+		} else {
+			/* From here no fill lands in the range: the fault loop checks
+			 * commit state under this lock before it places a page. */
+			extents_remove(r, off, off + len);
+			upager__region_clear_resident(r, off, len);
+		}
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (ret == 0 && madvise((void *)(r->base + off), len, MADV_DONTNEED) < 0)
+		ret = -errno;
+	return ret;
+}
+
+UPAGER__EXPORT int upager_release(upager_region_t *r)
+{
+	struct upager__mapping *mine;
+	size_t n = 0;
+	upager_t *p;
+
+	if (!r)
+		return -EINVAL;
+	p = r->pager;
+	pthread_rwlock_wrlock(&p->lock);
+	for (size_t i = 0; i < p->nmaps; i++)
+		n += p->maps[i].region == r;
+	mine = malloc((n ? n : 1) * sizeof(*mine));
+	if (!mine) {
+		pthread_rwlock_unlock(&p->lock);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (size_t i = 0; i < p->nmaps;) {
+		if (p->maps[i].region == r) {
+			mine[n++] = p->maps[i];
+			memmove(&p->maps[i], &p->maps[i + 1], (p->nmaps - i - 1) * sizeof(*mine));
+			p->nmaps--;
+		} else {
+			i++;
+		}
+	}
+	for (size_t i = 0; i < p->nregions; i++)
+		if (p->regions[i] == r) {
+			p->regions[i] = p->regions[--p->nregions];
+			break;
+		}
+	r->dead = true;
+	pthread_rwlock_unlock(&p->lock);
+
+	for (size_t i = 0; i < n; i++) {
+		void *a = (void *)mine[i].start;
+		size_t l = mine[i].end - mine[i].start;
+
+		/* PROT_NONE first, so that threads woken by the unregister fault
+		 * (SIGSEGV) instead of reading fresh zero pages. */
+		mprotect(a, l, PROT_NONE);
+		upager__uffd_unregister(p->uffd, mine[i].start, l);
+		munmap(a, l);
+	}
+	free(mine);
+	upager__region_clear_resident(r, 0, r->size);
+	upager__region_unref(r);
+	return 0;
+}
+
+UPAGER__EXPORT void *upager_region_addr(const upager_region_t *r)
+{
+	return r ? (void *)r->base : NULL;
+}
+
+UPAGER__EXPORT size_t upager_region_size(const upager_region_t *r)
+{
+	return r ? r->size : 0;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/* What every source shares: reference counting and the ring helper. */
+#include "config.h"
+
+#include <errno.h>
+
+#include "upager-int.h"
+
+void upager__source_init(upager_source_t *src, const struct upager__source_ops *ops)
+{
+	src->ops = ops;
+	atomic_init(&src->refs, 1);
+}
+
+void upager__source_ref(upager_source_t *src)
+{
+	atomic_fetch_add(&src->refs, 1);
+}
+
+void upager__source_unref(upager_source_t *src)
+{
+	if (atomic_fetch_sub(&src->refs, 1) == 1)
+		src->ops->destroy(src);
+}
+
+UPAGER__EXPORT int upager_source_release(upager_source_t *src)
+{
+	if (!src)
+		return -EINVAL;
+	upager__source_unref(src);
+	return 0;
+}
+
+struct io_uring_sqe *upager__get_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	return sqe;
+}

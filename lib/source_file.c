@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/* The file source: io_uring reads into the fill buffer, then UFFDIO_COPY.
+ * Copying (rather than mapping the page cache) is what gives MAP_PRIVATE
+ * semantics: the program's writes never reach the file. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "upager-int.h"
+
+struct file_source {
+	upager_source_t base;
+	int fd;
+	uint64_t offset;
+};
+
+static int file_submit(struct file_source *fs, struct upager__fill *fill, struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = upager__get_sqe(ring);
+	uint64_t at = fs->offset + fill->roff + fill->done;
+
+	if (at < fs->offset || at > (uint64_t)INT64_MAX)
+		return -EOVERFLOW;
+	if (!sqe) {
+		/* Ring full even after submitting: read in place rather than fail. */
+		ssize_t n = pread(fs->fd, (char *)fill->buf + fill->done, fill->len - fill->done,
+				  (off_t)at);
+		return fs->base.ops->complete(&fs->base, fill, n < 0 ? -errno : (int)n, ring);
+	}
+	io_uring_prep_read(sqe, fs->fd, (char *)fill->buf + fill->done,
+			   (unsigned)(fill->len - fill->done), at);
+	io_uring_sqe_set_data(sqe, fill);
+	return UPAGER__FILL_PENDING;
+}
+
+static int file_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
+{
+	fill->done = 0;
+	return file_submit((struct file_source *)src, fill, ring);
+}
+
+static int file_complete(upager_source_t *src, struct upager__fill *fill, int res,
+			 struct io_uring *ring)
+{
+	struct file_source *fs = (struct file_source *)src;
+
+	if (res == -EAGAIN || res == -EINTR)
+		return file_submit(fs, fill, ring);
+	if (res < 0)
+		return res;
+	if (res == 0) { /* end of file: the rest reads as zero */
+		if (fill->done == 0)
+			return UPAGER__FILL_ZERO;
+		memset((char *)fill->buf + fill->done, 0, fill->len - fill->done);
+		return UPAGER__FILL_DATA;
+	}
+	fill->done += (size_t)res;
+	if (fill->done < fill->len)
+		return file_submit(fs, fill, ring);
+	return UPAGER__FILL_DATA;
+}
+
+static void file_destroy(upager_source_t *src)
+{
+	struct file_source *fs = (struct file_source *)src;
+
+	close(fs->fd);
+	free(fs);
+}
+
+static const struct upager__source_ops file_ops = {
+	.name = "file",
+	.fill = file_fill,
+	.complete = file_complete,
+	.destroy = file_destroy,
+};
+
+static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
+{
+	struct file_source *fs;
+	struct stat st;
+	int acc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	acc = fcntl(fd, F_GETFL);
+	if (acc < 0)
+		return -errno;
+	if ((acc & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	upager__source_init(&fs->base, &file_ops);
+	fs->fd = fd;
+	fs->offset = offset;
+	*srcp = &fs->base;
+	return 0;
+}
+
+UPAGER__EXPORT int upager_source_file(int fd, uint64_t offset, upager_source_t **srcp)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	int dup, ret;
+
+	if (fd < 0 || !srcp || offset % (uint64_t)ps || offset > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup < 0)
+		return -errno;
+	ret = file_new(dup, offset, srcp);
+	if (ret < 0)
+		close(dup);
+	return ret;
+}
+
+UPAGER__EXPORT int upager_source_path(const char *path, uint64_t offset, upager_source_t **srcp)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	int fd, ret;
+
+	if (!path || !*path || !srcp || offset % (uint64_t)ps || offset > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = file_new(fd, offset, srcp);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}

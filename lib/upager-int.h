@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal interfaces shared by the files of lib/. Nothing here is ABI. */
+#ifndef UPAGER_INT_H
+#define UPAGER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <liburing.h>
+
+#include "upager.h"
+
+#define UPAGER__EXPORT __attribute__((visibility("default")))
+#define UPAGER__PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- statistics (stats.c) ---- */
+/* Log-linear latency histogram: 16 sub-buckets per power of two (~6% error). */
+#define UPAGER__HIST_SUB 16
+#define UPAGER__HIST_BUCKETS (UPAGER__HIST_SUB + 44 * UPAGER__HIST_SUB)
+
+struct upager__counters {
+	atomic_uint_fast64_t faults, read_faults, write_faults, coalesced;
+	atomic_uint_fast64_t pages_filled, bytes_filled, pages_zero, fill_errors;
+	atomic_int_fast64_t pages_resident;
+	atomic_uint_fast64_t lat_n, lat_min, lat_max;
+	atomic_uint_fast64_t lat[UPAGER__HIST_BUCKETS];
+};
+
+void upager__counters_init(struct upager__counters *c);
+void upager__lat_record(struct upager__counters *c, uint64_t ns);
+void upager__counters_read(const struct upager__counters *c, upager_stats_t *out);
+uint64_t upager__now_ns(void);
+
+#define UPAGER__ADD(c, field, n) atomic_fetch_add_explicit(&(c)->field, (n), memory_order_relaxed)
+
+/* ---- sources (source.c and source_*.c) ---- */
+struct upager__fill;
+
+/* What a source's fill/complete returns, besides a negative errno. */
+enum {
+	UPAGER__FILL_DATA = 0,    /* fill->buf holds fill->len bytes */
+	UPAGER__FILL_ZERO = 1,    /* the range is all zero: buf untouched */
+	UPAGER__FILL_PENDING = 2, /* I/O submitted; complete() runs on its CQE */
+};
+
+struct upager__source_ops {
+	const char *name;
+	/*
+	 * Start filling fill->len bytes of region offset fill->roff into
+	 * fill->buf. May submit SQEs on ring with user_data = fill and return
+	 * PENDING; the handler submits them.
+	 */
+	int (*fill)(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring);
+	/* A CQE for fill arrived with result res: DATA, ZERO, PENDING or -errno. */
+	int (*complete)(upager_source_t *src, struct upager__fill *fill, int res,
+			struct io_uring *ring);
+	void (*destroy)(upager_source_t *src);
+};
+
+struct upager_source {
+	const struct upager__source_ops *ops;
+	atomic_int refs;
+};
+
+void upager__source_init(upager_source_t *src, const struct upager__source_ops *ops);
+void upager__source_ref(upager_source_t *src);
+void upager__source_unref(upager_source_t *src);
+/* An SQE, submitting what is queued if the ring is full; NULL if still none. */
+struct io_uring_sqe *upager__get_sqe(struct io_uring *ring);
+
+/* ---- regions (region.c) ---- */
+struct upager__extent {
+	size_t start, end; /* region offsets, [start, end) */
+};
+
+struct upager_region {
+	upager_t *pager;
+	upager_source_t *src;
+	uintptr_t base;
+	size_t size;
+	/* Guarded by pager->lock: */
+	bool dead;
+	struct upager__extent *commits; /* sorted, disjoint, merged */
+	size_t ncommits, capcommits;
+	/* One bit per page placed by upager and not dropped since. */
+	atomic_uint_fast64_t *resident;
+	size_t resident_bytes;
+	atomic_int refs; /* the user's handle + one per fill in flight */
+	struct upager__counters st;
+};
+
+void upager__region_ref(upager_region_t *r);
+void upager__region_unref(upager_region_t *r);
+bool upager__region_committed(const upager_region_t *r, size_t off);
+/* Marks the page at region offset off resident, counting it once. */
+void upager__region_set_resident(upager_region_t *r, size_t off);
+void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
+
+/*
+ * The registry: which addresses belong to which region at which offset.
+ * A region starts as one mapping; munmap and mremap of parts of it by the
+ * program split and move mappings (UFFD_EVENT_UNMAP/REMAP).
+ */
+struct upager__mapping {
+	uintptr_t start, end;
+	upager_region_t *region;
+	size_t roff; /* region offset of start */
+};
+
+/* ---- the pager (pager.c), fault loop (fault.c) ---- */
+#define UPAGER__SLOTS 64     /* fills in flight per handler */
+#define UPAGER__MSG_BATCH 64 /* uffd messages read at once */
+
+struct upager__fill {
+	struct upager__handler *h;
+	upager_region_t *region;
+	uintptr_t addr;   /* where the fill lands */
+	size_t roff, len; /* region offset and length */
+	void *buf;
+	size_t done;      /* bytes a source has produced so far */
+	size_t placed;    /* bytes mapped so far (EAGAIN retries) */
+	int result;       /* DATA / ZERO / -errno, once known */
+	uint32_t tid;
+	bool write;
+	uint64_t t0;
+	struct upager__fill *next; /* free list, retry list, in-flight chain */
+};
+
+struct upager__handler {
+	upager_t *pager;
+	unsigned idx;
+	pthread_t thread;
+	struct io_uring ring;
+	struct upager__fill slots[UPAGER__SLOTS];
+	void *bufs;
+	struct upager__fill *free;
+	unsigned nfree;
+	struct upager__fill *retry;    /* placements that got EAGAIN */
+	struct upager__fill *inflight; /* fills with I/O pending (coalescing) */
+	struct uffd_msg *backlog;      /* fault messages waiting for a slot */
+	size_t nbacklog, capbacklog;
+	bool poll_armed, uffd_ready, stopping;
+};
+
+struct upager {
+	int uffd;
+	int stop_fd; /* eventfd: readable once the handlers must stop */
+	uint64_t features;
+	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
+	size_t page_size;
+	void *zero_page;
+
+	pthread_rwlock_t lock; /* registry, commit extents, region liveness */
+	struct upager__mapping *maps;
+	size_t nmaps, capmaps;
+	upager_region_t **regions;
+	size_t nregions, capregions;
+
+	unsigned nthreads;
+	struct upager__handler *handlers;
+
+	upager_log_fn log;
+	void *log_arg;
+	int log_level;
+
+	struct upager__counters st;
+};
+
+void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRINTF(3, 4);
+/* True on one of p's handler threads, where blocking on p deadlocks. */
+bool upager__on_handler(const upager_t *p);
+void *upager__handler_main(void *arg);
+
+/* Registry, under p->lock. */
+struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr);
+int upager__map_insert(upager_t *p, const struct upager__mapping *m);
+/* Removes [start, end) from the registry, trimming and splitting. */
+int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident);
+int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
+
+/* userfaultfd (uffd.c) */
+int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
+		      uint64_t *kfeaturesp, char *why, size_t whylen);
+uint64_t upager__disable_from_env(void);
+int upager__uffd_register(int uffd, uintptr_t start, size_t len);
+int upager__uffd_unregister(int uffd, uintptr_t start, size_t len);
+int upager__uffd_wake(int uffd, uintptr_t start, size_t len);
+
+#endif
