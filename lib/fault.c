@@ -73,9 +73,14 @@ static void list_remove(struct upager__fill **head, struct upager__fill *f)
 
 /* ---- placing pages ---- */
 
-/* The faulting thread gets SIGBUS: through a poisoned PTE where the kernel
- * has UFFDIO_POISON (it then stays poisoned until decommit), otherwise by a
- * signal queued to that thread before it is woken to retry its access. */
+/*
+ * The faulting thread gets SIGBUS. Where the kernel has UFFDIO_POISON the
+ * page gets a poisoned PTE: a real fault, si_code BUS_ADRERR and the exact
+ * address, and every later access too, until decommit. Otherwise we queue
+ * SIGBUS to that thread before waking it to retry its access. The kernel
+ * lets only a process's main thread send a kernel si_code, so it arrives as
+ * SI_QUEUE, with the page address in si_addr and in si_value.sival_ptr.
+ */
 static int place_error(upager_t *p, struct upager__fill *f)
 {
 	if (p->features & UPAGER_FEAT_POISON) {
@@ -90,16 +95,20 @@ static int place_error(upager_t *p, struct upager__fill *f)
 			return -errno;
 	} else {
 		siginfo_t si;
+		long ret;
 
 		memset(&si, 0, sizeof(si));
 		si.si_signo = SIGBUS;
-		si.si_code = BUS_ADRERR;
-		si.si_addr = (void *)f->addr;
-		/* Same process, so a kernel-looking si_code is allowed. */
+		si.si_code = SI_QUEUE;
+		si.si_addr = (void *)f->addr; /* shares its bytes with si_pid/si_uid */
+		si.si_value.sival_ptr = (void *)f->addr;
 		if (f->tid && (p->features & UPAGER_FEAT_THREAD_ID))
-			syscall(SYS_rt_tgsigqueueinfo, getpid(), f->tid, SIGBUS, &si);
+			ret = syscall(SYS_rt_tgsigqueueinfo, getpid(), f->tid, SIGBUS, &si);
 		else
-			syscall(SYS_rt_sigqueueinfo, getpid(), SIGBUS, &si);
+			ret = syscall(SYS_rt_sigqueueinfo, getpid(), SIGBUS, &si);
+		if (ret < 0)
+			upager__log(p, UPAGER_LOG_ERROR, "cannot queue SIGBUS to thread %u: %s",
+				    f->tid, strerror(errno));
 	}
 	upager__uffd_wake(p->uffd, f->addr, f->len);
 	return 0;
@@ -151,38 +160,59 @@ static bool still_valid(upager_t *p, const struct upager__fill *f)
 	       !f->region->dead && upager__region_committed(f->region, f->roff);
 }
 
-static void account(upager_t *p, struct upager__fill *f, int ret)
+/*
+ * Fill counts are taken before the page is placed, because placing it wakes
+ * the faulting thread, which may read the statistics at once; they are
+ * taken back if placing fails. Latency is recorded after, so that it
+ * includes the copy: it alone may lag the faulting thread.
+ */
+static void count_fill(upager_t *p, struct upager__fill *f, int64_t sign)
 {
 	upager_region_t *r = f->region;
-	uint64_t ns = upager__now_ns() - f->t0;
+	int64_t pages = (int64_t)(f->len / p->page_size) * sign;
+	int64_t bytes = (int64_t)f->len * sign;
+	bool zero = f->result == UPAGER__FILL_ZERO;
 
-	if (ret == 0 && f->result >= 0) {
-		UPAGER__ADD(&p->st, pages_filled, f->len / p->page_size);
-		UPAGER__ADD(&p->st, bytes_filled, f->len);
-		if (r) {
-			UPAGER__ADD(&r->st, pages_filled, f->len / p->page_size);
-			UPAGER__ADD(&r->st, bytes_filled, f->len);
-		}
-		if (f->result == UPAGER__FILL_ZERO) {
-			UPAGER__ADD(&p->st, pages_zero, f->len / p->page_size);
-			if (r)
-				UPAGER__ADD(&r->st, pages_zero, f->len / p->page_size);
-		}
-		if (r)
-			for (size_t off = 0; off < f->len; off += p->page_size)
-				upager__region_set_resident(r, f->roff + off);
-	} else if (ret == 0) {
+	UPAGER__ADD(&p->st, pages_filled, (uint64_t)pages);
+	UPAGER__ADD(&p->st, bytes_filled, (uint64_t)bytes);
+	UPAGER__ADD(&p->st, pages_zero, zero ? (uint64_t)pages : 0);
+	if (!r)
+		return;
+	UPAGER__ADD(&r->st, pages_filled, (uint64_t)pages);
+	UPAGER__ADD(&r->st, bytes_filled, (uint64_t)bytes);
+	UPAGER__ADD(&r->st, pages_zero, zero ? (uint64_t)pages : 0);
+	if (sign > 0)
+		for (size_t off = 0; off < f->len; off += p->page_size)
+			upager__region_set_resident(r, f->roff + off);
+}
+
+static void count_outcome(upager_t *p, struct upager__fill *f, int ret)
+{
+	upager_region_t *r = f->region;
+
+	if (f->result >= 0 && ret != 0) {
+		count_fill(p, f, -1);
+		/* EEXIST: someone else's page is there, and they counted it. */
+		if (r && ret != -EEXIST)
+			upager__region_clear_resident(r, f->roff, f->len);
+	}
+	if (f->result < 0 && ret == 0) {
 		UPAGER__ADD(&p->st, fill_errors, 1);
 		if (r)
 			UPAGER__ADD(&r->st, fill_errors, 1);
-	} else if (ret == -EEXIST) {
+	}
+	if (ret == -EEXIST) {
 		UPAGER__ADD(&p->st, coalesced, 1);
 		if (r)
 			UPAGER__ADD(&r->st, coalesced, 1);
 	}
-	upager__lat_record(&p->st, ns);
-	if (r)
-		upager__lat_record(&r->st, ns);
+	if (ret != -EAGAIN) {
+		uint64_t ns = upager__now_ns() - f->t0;
+
+		upager__lat_record(&p->st, ns);
+		if (r)
+			upager__lat_record(&r->st, ns);
+	}
 }
 
 static void fill_done(struct upager__handler *h, struct upager__fill *f)
@@ -210,14 +240,15 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 		fill_done(h, f);
 		return true;
 	}
+	if (f->result >= 0)
+		count_fill(p, f, +1);
 	if (f->result == UPAGER__FILL_DATA)
 		ret = place_data(p, f, f->buf);
 	else if (f->result == UPAGER__FILL_ZERO)
 		ret = place_zero(p, f);
 	else
 		ret = place_error(p, f);
-	if (ret != -EAGAIN)
-		account(p, f, ret);
+	count_outcome(p, f, ret);
 	pthread_rwlock_unlock(&p->lock);
 
 	switch (ret) {

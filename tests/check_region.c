@@ -1,0 +1,4 @@
+#include "config.h"
+#include "helpers.h"
+static Suite *make(void){return suite_create("region");}
+int main(void){return upt_main(make);}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static uint64_t features;
+static int probed, probe_err;
+static char probe_why[512];
+
+uint64_t upt_features(void)
+{
+	if (!probed) {
+		probe_err = upager_probe(0, &features, probe_why, sizeof(probe_why));
+		probed = 1;
+	}
+	return probe_err ? 0 : features;
+}
+
+TCase *upt_tcase(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, UPT_TIMEOUT);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why)
+{
+	uint64_t missing = need & ~upt_features();
+
+	if (missing) {
+		printf("SKIP %s: kernel lacks %s (feature mask 0x%llx)\n", t->name, why,
+		       (unsigned long long)missing);
+		return;
+	}
+	tcase_add_test(tc, t);
+}
+
+int upt_main(Suite *(*make)(void))
+{
+	SRunner *sr;
+	int failed;
+
+	upt_features();
+	if (probe_err) {
+		printf("SKIP all: userfaultfd unusable here: %s\n", probe_why);
+		return 77;
+	}
+	sr = srunner_create(make());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
+upager_t *upt_pager(unsigned nthreads, uint64_t disable)
+{
+	upager_options_t o;
+	upager_t *p = NULL;
+	int ret;
+
+	upager_options_init(&o);
+	o.nthreads = nthreads;
+	o.disable_features = disable;
+	ret = upager_create(&p, &o);
+	ck_assert_msg(ret == 0, "upager_create: %s", upager_strerror(ret));
+	return p;
+}
+
+int upt_tmpfile(size_t size, unsigned seed, char *path, size_t pathlen)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	uint8_t buf[65536];
+	int fd;
+
+	snprintf(path, pathlen, "%s/upager-test-XXXXXX", dir);
+	fd = mkstemp(path);
+	ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
+	for (size_t off = 0; off < size;) {
+		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
+		for (size_t i = 0; i < n; i++)
+			buf[i] = upt_byte(off + i, seed);
+		ck_assert_int_eq(pwrite(fd, buf, n, (off_t)off), (ssize_t)n);
+		off += n;
+	}
+	/* Tests run in forked children; unlink now so nothing outlives them. */
+	unlink(path);
+	return fd;
+}
+
+long upt_check_pattern(const uint8_t *p, size_t len, uint64_t base, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != upt_byte(base + i, seed))
+			return (long)i;
+	return -1;
+}
+
+long upt_check_zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return (long)i;
+	return -1;
+}
+
+int upt_child(void (*fn)(void *arg), void *arg, int timeout_s)
+{
+	struct timespec ts = { 0, 5 * 1000 * 1000 };
+	int status = 0;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		fn(arg);
+		_exit(0);
+	}
+	for (long waited = 0; waited < timeout_s * 200L; waited++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return status;
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	ck_abort_msg("child did not finish within %d s (hung)", timeout_s);
+	return status;
+}
+
+long upt_rss_kib(void)
+{
+	long size, rss = -1;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+			rss = -1;
+		fclose(f);
+	}
+	return rss < 0 ? -1 : rss * (long)(sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+int upt_count_fds(void)
+{
+	return count_dir("/proc/self/fd");
+}
+
+int upt_count_threads(void)
+{
+	return count_dir("/proc/self/task");
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared test helpers: suites with timeouts and feature skips, patterned
+ * files, children with deadlines, RSS/fd/thread counts. */
+#ifndef UPAGER_TEST_HELPERS_H
+#define UPAGER_TEST_HELPERS_H
+
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "upager.h"
+
+#define UPT_TIMEOUT 60 /* seconds, per test; generous for sanitizer builds */
+#define UPT_PAGE ((size_t)sysconf(_SC_PAGESIZE))
+
+/* Features of the userfaultfd tests would get (honours UPAGER_DISABLE). */
+uint64_t upt_features(void);
+/* A test case with the suite's timeout. */
+TCase *upt_tcase(Suite *s, const char *name);
+/* Adds a test if the kernel has every feature in need, else says why not. */
+void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why);
+/* Runs the suite; exit status for automake (77 when userfaultfd is unusable). */
+int upt_main(Suite *(*make)(void));
+
+upager_t *upt_pager(unsigned nthreads, uint64_t disable);
+
+/* Byte seed at offset off: differs on every page, so misplaced pages show. */
+static inline uint8_t upt_byte(uint64_t off, unsigned seed)
+{
+	uint64_t x = (off / 8 + 1) * 0x9E3779B97F4A7C15ull + seed;
+	return (uint8_t)((x >> 29) ^ (x >> 47) ^ off);
+}
+/* A temporary file of size bytes of upt_byte(off, seed); unlinked at exit. */
+int upt_tmpfile(size_t size, unsigned seed, char *path, size_t pathlen);
+/* Index of the first byte of [p, p+len) that differs from upt_byte(base+i), or -1. */
+long upt_check_pattern(const uint8_t *p, size_t len, uint64_t base, unsigned seed);
+long upt_check_zero(const uint8_t *p, size_t len);
+
+/* Runs fn(arg) in a child; its exit status (waitpid form), SIGKILLed and
+ * failing the test if it runs past timeout_s. */
+int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);
+
+long upt_rss_kib(void);
+int upt_count_fds(void);
+int upt_count_threads(void);
+
+#endif
