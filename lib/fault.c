@@ -25,7 +25,7 @@
 #include "compat.h"
 #include "upager-int.h"
 
-enum { TAG_UFFD = 1, TAG_STOP = 2 };
+enum { TAG_UFFD = 1, TAG_STOP = 2, TAG_CANCEL = 3 };
 
 static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 {
@@ -487,11 +487,25 @@ static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (tag == TAG_STOP) {
+		/* Regions are released by now; a read that may never end (a FIFO,
+		 * a hung server) must not hold up the exit. */
 		h->stopping = true;
+		for (f = h->inflight; f; f = f->next) {
+			struct io_uring_sqe *sqe = upager__get_sqe(&h->ring);
+			if (sqe) {
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f, 0);
+				io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+			}
+		}
 		return;
 	}
+	if (tag == TAG_CANCEL)
+		return;
 	f = (struct upager__fill *)(uintptr_t)tag;
-	ret = f->region->src->ops->complete(f->region->src, f, cqe->res, &h->ring);
+	if (atomic_load_explicit(&f->region->dead, memory_order_relaxed))
+		ret = -ECANCELED; /* released: nothing to place, do not read on */
+	else
+		ret = f->region->src->ops->complete(f->region->src, f, cqe->res, &h->ring);
 	if (ret == UPAGER__FILL_PENDING)
 		return;
 	list_remove(&h->inflight, f);

@@ -313,10 +313,10 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 		return ret;
 	p = r->pager;
 	pthread_rwlock_wrlock(&p->lock);
-	if (extents_overlap(r, off, off + len))
-		ret = -EEXIST;
-	else if (!in_place(p, r, off, len))
+	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
+	else if (extents_overlap(r, off, off + len))
+		ret = -EEXIST;
 	else if ((ret = extents_reserve(r, 1)) == 0) {
 		if (mprotect((void *)(r->base + off), len, PROT_READ | PROT_WRITE) < 0)
 			ret = -errno;
@@ -339,10 +339,10 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 	if (upager__on_handler(p))
 		return -EDEADLK;
 	pthread_rwlock_wrlock(&p->lock);
-	if (!extents_cover(r, off, off + len))
-		ret = -ENOENT;
-	else if (!in_place(p, r, off, len))
+	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
+	else if (!extents_cover(r, off, off + len))
+		ret = -ENOENT;
 	else if ((ret = extents_reserve(r, 1)) == 0) {
 		if (mprotect((void *)(r->base + off), len, PROT_NONE) < 0) {
 			ret = -errno;

@@ -80,7 +80,7 @@ struct upager_region {
 	uintptr_t base;
 	size_t size;
 	/* Guarded by pager->lock: */
-	bool dead;
+	atomic_bool dead; /* set under the lock; also read without it */
 	struct upager__extent *commits; /* sorted, disjoint, merged */
 	size_t ncommits, capcommits;
 	/* One bit per page placed by upager and not dropped since. */

@@ -1,4 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/* The program's own munmap, mremap and madvise on a region keep the
+ * registry right (UFFD_EVENT_UNMAP/REMAP/REMOVE); a fork()ed child never
+ * sees wrong data. */
 #include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "helpers.h"
-static Suite *make(void){return suite_create("events");}
-int main(void){return upt_main(make);}
+
+static int pattern_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		((uint8_t *)buf)[i] = upt_byte(off + i, 21);
+	return 0;
+}
+
+static upager_region_t *pattern_region(upager_t *p, size_t pages)
+{
+	upager_source_t *s;
+	upager_region_t *r;
+
+	ck_assert_int_eq(upager_source_callback(pattern_fill, NULL, NULL, &s), 0);
+	ck_assert_int_eq(upager_map(p, pages * UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	return r;
+}
+
+static bool is_mapped(void *addr, size_t len)
+{
+	unsigned char vec[64];
+
+	return mincore(addr, len, vec) == 0;
+}
+
+START_TEST(test_munmap_part)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r = pattern_region(p, 16);
+	uint8_t *a = upager_region_addr(r), *other;
+	upager_stats_t st;
+
+	ck_assert_int_eq(upt_check_pattern(a + 4 * ps, 2 * ps, 4 * ps, 21), -1);
+	ck_assert_int_eq(munmap(a + 4 * ps, 4 * ps), 0);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_resident, 0); /* the two touched pages went with it */
+	/* Someone else maps the hole: upager must leave it alone from now on. */
+	other = mmap(a + 4 * ps, 4 * ps, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ck_assert_ptr_eq(other, a + 4 * ps);
+	memset(other, 0xAB, 4 * ps);
+
+	ck_assert_int_eq(upt_check_pattern(a, 4 * ps, 0, 21), -1);
+	ck_assert_int_eq(upt_check_pattern(a + 8 * ps, 8 * ps, 8 * ps, 21), -1);
+	ck_assert_int_eq(upager_decommit(r, 4 * ps, ps), -EFAULT);
+	ck_assert_int_eq(upager_decommit(r, 0, 8 * ps), -EFAULT);
+	ck_assert_int_eq(upager_decommit(r, 0, 4 * ps), 0);
+	ck_assert_int_eq(upager_commit(r, 0, 8 * ps), -EFAULT);
+	ck_assert_int_eq(upager_commit(r, 0, 4 * ps), 0);
+	ck_assert_int_eq(upt_check_pattern(a, 4 * ps, 0, 21), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	/* The hole's new owner kept its memory; the rest of the region is gone. */
+	ck_assert(is_mapped(other, 4 * ps));
+	for (size_t i = 0; i < 4 * ps; i++)
+		ck_assert_uint_eq(other[i], 0xAB);
+	ck_assert(!is_mapped(a, 4 * ps));
+	ck_assert(!is_mapped(a + 8 * ps, 8 * ps));
+	munmap(other, 4 * ps);
+	upager_destroy(p);
+}
+END_TEST
+
+START_TEST(test_mremap_part)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r = pattern_region(p, 16);
+	uint8_t *a = upager_region_addr(r), *dst, *moved;
+
+	a[8 * ps] = 0xC3; /* page 8 written; page 9 read; 10 and 11 untouched */
+	ck_assert_uint_eq(a[9 * ps], upt_byte(9 * ps, 21));
+	/* A destination of our own, then move pages 8..11 there. */
+	dst = mmap(NULL, 4 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(dst, MAP_FAILED);
+	moved = mremap(a + 8 * ps, 4 * ps, 4 * ps, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ck_assert_ptr_eq(moved, dst);
+	/* Moved pages keep what they had; untouched ones fill from their own offsets. */
+	ck_assert_uint_eq(moved[0], 0xC3);
+	ck_assert_int_eq(upt_check_pattern(moved + 1, ps - 1, 8 * ps + 1, 21), -1);
+	ck_assert_int_eq(upt_check_pattern(moved + ps, 3 * ps, 9 * ps, 21), -1);
+	/* The rest of the region is where it was. */
+	ck_assert_int_eq(upt_check_pattern(a, 8 * ps, 0, 21), -1);
+	ck_assert_int_eq(upt_check_pattern(a + 12 * ps, 4 * ps, 12 * ps, 21), -1);
+	ck_assert_int_eq(upager_decommit(r, 8 * ps, ps), -EFAULT);
+	/* Release takes the moved piece too: left behind, it would read zeros. */
+	ck_assert_int_eq(upager_release(r), 0);
+	ck_assert(!is_mapped(moved, 4 * ps));
+	upager_destroy(p);
+}
+END_TEST
+
+/* mremap that grows a region: the new tail reads zero, as anonymous memory. */
+START_TEST(test_mremap_grow)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r = pattern_region(p, 4);
+	uint8_t *a = upager_region_addr(r), *g;
+
+	ck_assert_uint_eq(a[0], upt_byte(0, 21));
+	g = mremap(a, 4 * ps, 8 * ps, MREMAP_MAYMOVE);
+	ck_assert_ptr_ne(g, MAP_FAILED);
+	ck_assert_int_eq(upt_check_pattern(g, 4 * ps, 0, 21), -1);
+	ck_assert_int_eq(upt_check_zero(g + 4 * ps, 4 * ps), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	if (g != a)
+		ck_assert(!is_mapped(g, 4 * ps));
+	munmap(g + 4 * ps, 4 * ps); /* the grown tail was never the region's */
+	upager_destroy(p);
+}
+END_TEST
+
+START_TEST(test_madvise_dontneed)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r = pattern_region(p, 8);
+	uint8_t *a = upager_region_addr(r);
+	upager_stats_t st;
+
+	memset(a, 0, 8 * ps);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_resident, 8);
+	ck_assert_int_eq(madvise(a + 2 * ps, 4 * ps, MADV_DONTNEED), 0);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_resident, 4);
+	/* Like a private file mapping: dropped pages come back from the source. */
+	ck_assert_int_eq(upt_check_pattern(a + 2 * ps, 4 * ps, 2 * ps, 21), -1);
+	ck_assert_int_eq(upt_check_zero(a, 2 * ps), -1);
+	ck_assert_int_eq(upt_check_zero(a + 6 * ps, 2 * ps), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_resident, 8);
+	ck_assert_uint_eq(st.faults, 12);
+	upager_release(r);
+	upager_destroy(p);
+}
+END_TEST
+
+/* ---- fork ---- */
+static uint8_t *fork_addr;
+
+static void fork_child_touch(void *arg)
+{
+	volatile uint8_t v = fork_addr[*(size_t *)arg];
+	(void)v;
+	_exit(3); /* read something: must not happen */
+}
+
+/* In the child the region is not mapped at all (MADV_DONTFORK): a touch is
+ * SIGSEGV, for a page the parent had filled and for one it had not. The
+ * child can make its own pager. */
+static void fork_child_own_pager(void *arg)
+{
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p;
+
+	if (upager_create(&p, NULL) || upager_source_callback(pattern_fill, NULL, NULL, &s) ||
+	    upager_map(p, 4 * UPT_PAGE, s, &r))
+		_exit(2);
+	if (upt_check_pattern(upager_region_addr(r), 4 * UPT_PAGE, 0, 21) != -1)
+		_exit(4);
+	upager_destroy(p);
+	_exit(0);
+}
+
+START_TEST(test_fork)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r = pattern_region(p, 8);
+	size_t filled = 0, unfilled = 5 * ps;
+	int status;
+
+	fork_addr = upager_region_addr(r);
+	fork_addr[0] = 0x11;
+	status = upt_child(fork_child_touch, &filled, 20);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+	status = upt_child(fork_child_touch, &unfilled, 20);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+	status = upt_child(fork_child_own_pager, NULL, 20);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	/* The parent goes on as before. */
+	ck_assert_uint_eq(fork_addr[0], 0x11);
+	ck_assert_int_eq(upt_check_pattern(fork_addr + ps, 7 * ps, ps, 21), -1);
+	upager_release(r);
+	upager_destroy(p);
+}
+END_TEST
+
+static Suite *make(void)
+{
+	Suite *s = suite_create("events");
+	TCase *tc = upt_tcase(s, "events");
+
+	upt_add(tc, test_munmap_part, UPAGER_FEAT_EVENT_UNMAP, "UFFD_FEATURE_EVENT_UNMAP");
+	upt_add(tc, test_mremap_part, UPAGER_FEAT_EVENT_REMAP, "UFFD_FEATURE_EVENT_REMAP");
+	upt_add(tc, test_mremap_grow, UPAGER_FEAT_EVENT_REMAP, "UFFD_FEATURE_EVENT_REMAP");
+	upt_add(tc, test_madvise_dontneed, UPAGER_FEAT_EVENT_REMOVE, "UFFD_FEATURE_EVENT_REMOVE");
+	upt_add(tc, test_fork, 0, "");
+	return s;
+}
+
+int main(void)
+{
+	return upt_main(make);
+}
