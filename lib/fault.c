@@ -25,7 +25,7 @@
 #include "compat.h"
 #include "upager-int.h"
 
-enum { TAG_UFFD = 1, TAG_STOP = 2, TAG_CANCEL = 3 };
+enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_CANCEL = 3 };
 
 static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 {
@@ -475,6 +475,26 @@ static void run_retries(struct upager__handler *h)
 	}
 }
 
+/*
+ * A released region's reads may never end (a FIFO, a hung server): cancel
+ * them, so that upager_release and upager_destroy return in bounded time.
+ * Their CQEs then finish the fills without placing anything.
+ */
+static void cancel_dead_io(struct upager__handler *h)
+{
+	for (struct upager__fill *f = h->inflight; f; f = f->next) {
+		struct io_uring_sqe *sqe;
+
+		if (!atomic_load(&f->region->dead))
+			continue;
+		sqe = upager__get_sqe(&h->ring);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f, 0);
+			io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+		}
+	}
+}
+
 static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 {
 	uint64_t tag = io_uring_cqe_get_data64(cqe);
@@ -486,17 +506,16 @@ static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 		h->uffd_ready = true;
 		return;
 	}
-	if (tag == TAG_STOP) {
-		/* Regions are released by now; a read that may never end (a FIFO,
-		 * a hung server) must not hold up the exit. */
-		h->stopping = true;
-		for (f = h->inflight; f; f = f->next) {
-			struct io_uring_sqe *sqe = upager__get_sqe(&h->ring);
-			if (sqe) {
-				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f, 0);
-				io_uring_sqe_set_data64(sqe, TAG_CANCEL);
-			}
-		}
+	if (tag == TAG_WAKE) {
+		uint64_t v;
+
+		if (read(h->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			upager__log(h->pager, UPAGER_LOG_ERROR, "wake eventfd: %s",
+				    strerror(errno));
+		h->stopping = atomic_load(&h->pager->stopping);
+		cancel_dead_io(h);
+		if (!h->stopping)
+			arm_poll(h, h->wake_fd, TAG_WAKE);
 		return;
 	}
 	if (tag == TAG_CANCEL)
@@ -517,7 +536,7 @@ void *upager__handler_main(void *arg)
 	struct upager__handler *h = arg;
 	upager_t *p = h->pager;
 
-	arm_poll(h, p->stop_fd, TAG_STOP);
+	arm_poll(h, h->wake_fd, TAG_WAKE);
 	h->uffd_ready = true; /* faults may have queued before we started */
 
 	for (;;) {

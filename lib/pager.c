@@ -166,13 +166,21 @@ int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-static void stop_handlers(upager_t *p, unsigned started)
+void upager__kick_handlers(upager_t *p)
 {
 	uint64_t one = 1;
 
-	if (write(p->stop_fd, &one, sizeof(one)) != sizeof(one))
-		upager__log(p, UPAGER_LOG_ERROR, "cannot signal handler threads to stop: %s",
-			    strerror(errno));
+	for (unsigned i = 0; i < p->nthreads; i++)
+		if (p->handlers[i].wake_fd >= 0 &&
+		    write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
+			upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i,
+				    strerror(errno));
+}
+
+static void stop_handlers(upager_t *p, unsigned started)
+{
+	atomic_store(&p->stopping, true);
+	upager__kick_handlers(p);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(p->handlers[i].thread, NULL);
 }
@@ -180,6 +188,8 @@ static void stop_handlers(upager_t *p, unsigned started)
 static void handler_free(struct upager__handler *h)
 {
 	io_uring_queue_exit(&h->ring);
+	close(h->wake_fd);
+	h->wake_fd = -1;
 	free(h->bufs);
 	free(h->backlog);
 }
@@ -198,11 +208,19 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 
 	h->pager = p;
 	h->idx = idx;
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->wake_fd < 0)
+		return -errno;
 	ret = io_uring_queue_init(2 * UPAGER__SLOTS, &h->ring, 0);
-	if (ret < 0)
+	if (ret < 0) {
+		close(h->wake_fd);
+		h->wake_fd = -1;
 		return ret;
+	}
 	if (posix_memalign(&h->bufs, p->page_size, UPAGER__SLOTS * p->page_size)) {
 		io_uring_queue_exit(&h->ring);
+		close(h->wake_fd);
+		h->wake_fd = -1;
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < UPAGER__SLOTS; i++) {
@@ -241,7 +259,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->uffd = p->stop_fd = -1;
+	p->uffd = -1;
 	p->log = opts->log;
 	p->log_arg = opts->log_arg;
 	p->log_level = opts->log_level;
@@ -249,6 +267,8 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p->nthreads = opts->nthreads;
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
+	pthread_mutex_init(&p->idle_lock, NULL);
+	pthread_cond_init(&p->idle_cond, NULL);
 
 	ret = upager__uffd_open(opts->open_method,
 				opts->disable_features | upager__disable_from_env(), &p->uffd,
@@ -269,16 +289,13 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		ret = -errno;
 		goto fail;
 	}
-	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->stop_fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
 	p->handlers = calloc(p->nthreads, sizeof(*p->handlers));
 	if (!p->handlers) {
 		ret = -ENOMEM;
 		goto fail;
 	}
+	for (unsigned i = 0; i < p->nthreads; i++)
+		p->handlers[i].wake_fd = -1;
 	/* Handler threads take no asynchronous signals: those are the program's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -306,13 +323,13 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 
 fail:
 	free(p->handlers);
-	if (p->stop_fd >= 0)
-		close(p->stop_fd);
 	if (p->zero_page)
 		munmap(p->zero_page, p->page_size);
 	if (p->uffd >= 0)
 		close(p->uffd);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->idle_lock);
+	pthread_cond_destroy(&p->idle_cond);
 	free(p);
 	return ret;
 }
@@ -338,12 +355,13 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 	for (unsigned i = 0; i < p->nthreads; i++)
 		handler_free(&p->handlers[i]);
 	free(p->handlers);
-	close(p->stop_fd);
 	close(p->uffd);
 	munmap(p->zero_page, p->page_size);
 	free(p->maps);
 	free(p->regions);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->idle_lock);
+	pthread_cond_destroy(&p->idle_cond);
 	free(p);
 	return 0;
 }

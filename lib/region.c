@@ -30,7 +30,15 @@ void upager__region_ref(upager_region_t *r)
 
 void upager__region_unref(upager_region_t *r)
 {
-	if (atomic_fetch_sub(&r->refs, 1) != 1)
+	int old = atomic_fetch_sub(&r->refs, 1);
+
+	if (old == 2 && atomic_load(&r->dead)) {
+		/* Only the user's reference is left: upager_release may return. */
+		pthread_mutex_lock(&r->pager->idle_lock);
+		pthread_cond_broadcast(&r->pager->idle_cond);
+		pthread_mutex_unlock(&r->pager->idle_lock);
+	}
+	if (old != 1)
 		return;
 	munmap(r->resident, r->resident_bytes);
 	upager__source_unref(r->src);
@@ -405,6 +413,20 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 		munmap(a, l);
 	}
 	free(mine);
+	/*
+	 * When release returns no fill of the region runs or will start, so
+	 * the caller may free what its callback uses. Fills in flight see the
+	 * region dead and stop; reads that may never end are cancelled. On a
+	 * handler thread we cannot wait for ourselves: the fill around us
+	 * finishes after we return.
+	 */
+	if (!upager__on_handler(p)) {
+		upager__kick_handlers(p);
+		pthread_mutex_lock(&p->idle_lock);
+		while (atomic_load(&r->refs) > 1)
+			pthread_cond_wait(&p->idle_cond, &p->idle_lock);
+		pthread_mutex_unlock(&p->idle_lock);
+	}
 	upager__region_clear_resident(r, 0, r->size);
 	upager__region_unref(r);
 	return 0;

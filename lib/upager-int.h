@@ -140,12 +140,15 @@ struct upager__handler {
 	struct upager__fill *inflight; /* fills with I/O pending (coalescing) */
 	struct uffd_msg *backlog;      /* fault messages waiting for a slot */
 	size_t nbacklog, capbacklog;
+	int wake_fd; /* eventfd: stop, or cancel the I/O of released regions */
 	bool poll_armed, uffd_ready, stopping;
 };
 
 struct upager {
 	int uffd;
-	int stop_fd; /* eventfd: readable once the handlers must stop */
+	atomic_bool stopping;
+	pthread_mutex_t idle_lock; /* release waits here for its fills to end */
+	pthread_cond_t idle_cond;
 	uint64_t features;
 	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
 	size_t page_size;
@@ -171,6 +174,8 @@ void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRI
 /* True on one of p's handler threads, where blocking on p deadlocks. */
 bool upager__on_handler(const upager_t *p);
 void *upager__handler_main(void *arg);
+/* Makes every handler look at p->stopping and at its fills of dead regions. */
+void upager__kick_handlers(upager_t *p);
 
 /* Registry, under p->lock. */
 struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr);

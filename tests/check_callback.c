@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
@@ -245,6 +246,66 @@ START_TEST(test_callback_reentry_refused)
 }
 END_TEST
 
+/* When upager_release returns, no fill of the region is running: the
+ * caller may free what its callback uses. */
+static volatile int cb_running, cb_finished;
+
+static int slow_tracked_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	cb_running = 1;
+	usleep(200 * 1000);
+	memset(buf, 0x3C, len);
+	cb_finished = 1;
+	cb_running = 0;
+	return 0;
+}
+
+static sigjmp_buf segv_jump;
+
+static void on_segv(int sig)
+{
+	siglongjmp(segv_jump, 1);
+}
+
+/* Released under it, this access ends in SIGSEGV, caught here. */
+static void *touch_released(void *arg)
+{
+	if (sigsetjmp(segv_jump, 1) == 0)
+		return (void *)(uintptr_t)*(volatile uint8_t *)arg;
+	return NULL;
+}
+
+static void release_wait_child(void *arg)
+{
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p;
+	pthread_t t;
+
+	if (upager_create(&p, NULL) ||
+	    upager_source_callback(slow_tracked_fill, NULL, NULL, &s) ||
+	    upager_map(p, UPT_PAGE, s, &r))
+		_exit(2);
+	signal(SIGSEGV, on_segv);
+	if (pthread_create(&t, NULL, touch_released, upager_region_addr(r)))
+		_exit(3);
+	while (!cb_running)
+		usleep(1000);
+	if (upager_release(r))
+		_exit(4);
+	if (cb_running || !cb_finished)
+		_exit(5); /* release returned while the callback ran */
+	_exit(0);
+}
+
+START_TEST(test_release_waits_for_callback)
+{
+	int status = upt_child(release_wait_child, NULL, 20);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("callback");
@@ -257,6 +318,7 @@ static Suite *make(void)
 	upt_add(tc, test_callback_failure_kills, 0, "");
 	upt_add(tc, test_callback_positive_return, 0, "");
 	upt_add(tc, test_callback_reentry_refused, 0, "");
+	upt_add(tc, test_release_waits_for_callback, 0, "");
 	return s;
 }
 
