@@ -452,6 +452,8 @@ static void run_backlog(struct upager__handler *h)
 {
 	size_t i = 0;
 
+	if (h->nbacklog == 0)
+		return;
 	while (i < h->nbacklog && h->nfree > 0)
 		handle_fault(h, &h->backlog[i++]);
 	memmove(h->backlog, h->backlog + i, (h->nbacklog - i) * sizeof(h->backlog[0]));

@@ -402,21 +402,15 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	r->dead = true;
 	pthread_rwlock_unlock(&p->lock);
 
-	for (size_t i = 0; i < n; i++) {
-		void *a = (void *)mine[i].start;
-		size_t l = mine[i].end - mine[i].start;
-
-		/* PROT_NONE first, so that threads woken by the unregister fault
-		 * (SIGSEGV) instead of reading fresh zero pages. */
-		mprotect(a, l, PROT_NONE);
-		upager__uffd_unregister(p->uffd, mine[i].start, l);
-		munmap(a, l);
-	}
-	free(mine);
+	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
+	 * instead of reading a fresh zero page. */
+	for (size_t i = 0; i < n; i++)
+		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
 	/*
 	 * When release returns no fill of the region runs or will start, so
 	 * the caller may free what its callback uses. Fills in flight see the
-	 * region dead and stop; reads that may never end are cancelled. On a
+	 * region dead and wake their threads, which fault on the range while
+	 * it is still reserved; reads that may never end are cancelled. On a
 	 * handler thread we cannot wait for ourselves: the fill around us
 	 * finishes after we return.
 	 */
@@ -427,6 +421,12 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 			pthread_cond_wait(&p->idle_cond, &p->idle_lock);
 		pthread_mutex_unlock(&p->idle_lock);
 	}
+	for (size_t i = 0; i < n; i++) {
+		/* Wakes threads whose faults were never read; they fault too. */
+		upager__uffd_unregister(p->uffd, mine[i].start, mine[i].end - mine[i].start);
+		munmap((void *)mine[i].start, mine[i].end - mine[i].start);
+	}
+	free(mine);
 	upager__region_clear_resident(r, 0, r->size);
 	upager__region_unref(r);
 	return 0;
