@@ -27,8 +27,7 @@ static int cb_fill(void *arg, uint64_t off, void *buf, size_t len)
 	__atomic_add_fetch(&st->calls, 1, __ATOMIC_SEQ_CST);
 	if (off == st->fail_off)
 		return -EIO;
-	for (size_t i = 0; i < len; i++)
-		((uint8_t *)buf)[i] = upt_byte(off + i, st->seed);
+	upt_fill(buf, len, off, st->seed);
 	return 0;
 }
 

@@ -16,8 +16,7 @@
 
 static int pattern_fill(void *arg, uint64_t off, void *buf, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		((uint8_t *)buf)[i] = upt_byte(off + i, 21);
+	upt_fill(buf, len, off, 21);
 	return 0;
 }
 

@@ -24,8 +24,7 @@ static const struct {
 
 static int fill_pattern(void *arg, uint64_t off, void *buf, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		((uint8_t *)buf)[i] = upt_byte(off + i, 13);
+	upt_fill(buf, len, off, 13);
 	return 0;
 }
 

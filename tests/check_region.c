@@ -22,8 +22,7 @@ static int pattern_fill(void *arg, uint64_t off, void *buf, size_t len)
 	struct pattern_src *ps = arg;
 
 	__atomic_add_fetch(&ps->calls, 1, __ATOMIC_SEQ_CST);
-	for (size_t i = 0; i < len; i++)
-		((uint8_t *)buf)[i] = upt_byte(off + i, ps->seed);
+	upt_fill(buf, len, off, ps->seed);
 	return 0;
 }
 

@@ -74,8 +74,7 @@ static void run(upager_source_t *s, unsigned seed, size_t pages, unsigned handle
 
 static int slowish_fill(void *arg, uint64_t off, void *buf, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		((uint8_t *)buf)[i] = upt_byte(off + i, 31);
+	upt_fill(buf, len, off, 31);
 	return 0;
 }
 

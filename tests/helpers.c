@@ -89,8 +89,7 @@ int upt_tmpfile(size_t size, unsigned seed, char *path, size_t pathlen)
 	ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
 	for (size_t off = 0; off < size;) {
 		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
-		for (size_t i = 0; i < n; i++)
-			buf[i] = upt_byte(off + i, seed);
+		upt_fill(buf, n, off, seed);
 		ck_assert_int_eq(pwrite(fd, buf, n, (off_t)off), (ssize_t)n);
 		off += n;
 	}

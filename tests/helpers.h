@@ -31,6 +31,12 @@ static inline uint8_t upt_byte(uint64_t off, unsigned seed)
 	uint64_t x = (off / 8 + 1) * 0x9E3779B97F4A7C15ull + seed;
 	return (uint8_t)((x >> 29) ^ (x >> 47) ^ off);
 }
+/* Writes upt_byte(off + i, seed) for i in [0, len) to buf. */
+static inline void upt_fill(void *buf, size_t len, uint64_t off, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		((uint8_t *)buf)[i] = upt_byte(off + i, seed);
+}
 /* A temporary file of size bytes of upt_byte(off, seed); unlinked at exit. */
 int upt_tmpfile(size_t size, unsigned seed, char *path, size_t pathlen);
 /* Index of the first byte of [p, p+len) that differs from upt_byte(base+i), or -1. */
