@@ -74,8 +74,16 @@ typedef struct upager_options {
 	upager_log_fn log;         /* NULL: silent */
 	void *log_arg;
 	int log_level;             /* highest level passed to log; default WARN */
-	uint64_t reserved[8];      /* zero */
+	uint64_t handler_cpus;     /* CPUs (bit n = CPU n) handler threads may run
+	                              on; 0: wherever the scheduler puts them */
+	unsigned spin_us;          /* after handling a fault, a handler polls this
+	                              long for the next before it sleeps; default
+	                              UPAGER_SPIN_DEFAULT_US, 0 never spins */
+	unsigned reserved32;       /* zero */
+	uint64_t reserved[6];      /* zero */
 } upager_options_t;
+
+#define UPAGER_SPIN_DEFAULT_US 50
 
 /* ---- errors ------------------------------------------------------------- */
 const char *upager_strerror(int err);
@@ -173,6 +181,25 @@ int upager_release(upager_region_t *region);
 void *upager_region_addr(const upager_region_t *region);
 size_t upager_region_size(const upager_region_t *region);
 
+/*
+ * How the region will be accessed, like madvise(2). NORMAL (the default)
+ * fills one page per fault and grows a window of neighbours (up to 1 MiB)
+ * while faults run sequentially, reading further ahead for file sources;
+ * SEQUENTIAL fills the largest window at once and reads ahead; RANDOM fills
+ * only the faulting page.
+ */
+#define UPAGER_ADV_NORMAL     0
+#define UPAGER_ADV_SEQUENTIAL 1
+#define UPAGER_ADV_RANDOM     2
+int upager_region_advise(upager_region_t *region, int advice);
+
+/*
+ * Starts filling the committed, not yet resident pages of [off, off+len)
+ * in the background, so that touching them later does not fault. Returns
+ * at once; pages a thread touches first are filled on its fault as usual.
+ */
+int upager_prefetch(upager_region_t *region, size_t off, size_t len);
+
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {
 	uint64_t faults;           /* page-fault messages handled */
@@ -189,7 +216,8 @@ typedef struct upager_stats {
 	uint64_t lat_p50_ns;
 	uint64_t lat_p99_ns;
 	uint64_t lat_max_ns;
-	uint64_t reserved[10];
+	uint64_t pages_prefetched; /* of pages_filled, placed ahead of any fault */
+	uint64_t reserved[9];
 } upager_stats_t;
 
 int upager_region_stats(const upager_region_t *region, upager_stats_t *stats);

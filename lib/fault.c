@@ -2,14 +2,16 @@
 /*
  * The fault loop: one per handler thread, on its own io_uring.
  *
- * The ring carries a poll on the userfaultfd, a poll on the stop eventfd,
- * and the sources' I/O. Fault messages are read in batches; each takes a
- * fill slot, its source either answers at once (zero, callback) or submits
- * I/O whose completion comes back on the ring, so a slow read holds one
- * slot and not the thread. Placement (UFFDIO_COPY/ZEROPAGE/POISON) happens
- * under the pager's lock held shared, after checking that the page still
- * belongs to a live, committed region: decommit and release take the lock
- * exclusively, so a fill never lands in memory that was taken away.
+ * The ring carries a poll on the userfaultfd, a poll on the handler's wake
+ * eventfd, and the sources' I/O. Fault messages are read in batches; each
+ * takes a fill slot and a window of pages (the faulting page and, on a
+ * sequential stream, the pages after it); its source either answers at once
+ * (zero, callback) or submits I/O whose completion comes back on the ring,
+ * so a slow read holds one slot and not the thread. Placement
+ * (UFFDIO_COPY/ZEROPAGE/POISON) happens under the pager's lock held shared,
+ * after checking that the pages still belong to a live, committed region:
+ * decommit and release take the lock exclusively, so a fill never lands in
+ * memory that was taken away.
  */
 #include "config.h"
 
@@ -26,6 +28,15 @@
 #include "upager-int.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_CANCEL = 3 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
 
 static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 {
@@ -71,6 +82,56 @@ static void list_remove(struct upager__fill **head, struct upager__fill *f)
 		}
 }
 
+static bool in_flight(struct upager__handler *h, uintptr_t addr)
+{
+	for (struct upager__fill *f = h->inflight; f; f = f->next)
+		if (addr >= f->addr && addr < f->addr + f->len)
+			return true;
+	return false;
+}
+
+/* ---- windows ---- */
+
+/* How many pages a fault at page `page` of r should fill. */
+static size_t window_for(upager_region_t *r, size_t page)
+{
+	unsigned win;
+
+	switch (atomic_load_explicit(&r->advice, memory_order_relaxed)) {
+	case UPAGER_ADV_RANDOM:
+		return 1;
+	case UPAGER_ADV_SEQUENTIAL:
+		return UPAGER__MAX_WINDOW;
+	}
+	win = atomic_load_explicit(&r->ra_win, memory_order_relaxed);
+	if (page == atomic_load_explicit(&r->ra_next, memory_order_relaxed) && page != 0)
+		win = win >= UPAGER__MAX_WINDOW / 2 ? UPAGER__MAX_WINDOW : (win ? win * 2 : 2);
+	else
+		win = 1;
+	atomic_store_explicit(&r->ra_win, win, memory_order_relaxed);
+	return win;
+}
+
+/*
+ * Clips a window of up to `want` pages at address addr (region offset roff)
+ * to what may be filled: inside the mapping and the committed extent, and
+ * up to the first page already resident or in flight. Under p->lock.
+ */
+static size_t clip_window(struct upager__handler *h, const struct upager__mapping *m,
+			  upager_region_t *r, uintptr_t addr, size_t roff, size_t want)
+{
+	size_t ps = h->pager->page_size;
+	size_t limit = upager__region_commit_end(r, roff) - roff;
+	size_t n = 1;
+
+	if (limit > m->end - addr)
+		limit = m->end - addr;
+	while (n < want && n * ps < limit && !upager__region_resident(r, roff + n * ps) &&
+	       !in_flight(h, addr + n * ps))
+		n++;
+	return n;
+}
+
 /* ---- placing pages ---- */
 
 /*
@@ -85,7 +146,7 @@ static int place_error(upager_t *p, struct upager__fill *f)
 {
 	if (p->features & UPAGER_FEAT_POISON) {
 		struct uffdio_poison pz = {
-			.range = { .start = f->addr + f->placed, .len = f->len - f->placed },
+			.range = { .start = f->addr, .len = f->len },
 		};
 		if (ioctl(p->uffd, UFFDIO_POISON, &pz) == 0)
 			return 0;
@@ -114,42 +175,53 @@ static int place_error(upager_t *p, struct upager__fill *f)
 	return 0;
 }
 
-static int place_data(upager_t *p, struct upager__fill *f, const void *src)
-{
-	struct uffdio_copy c = {
-		.dst = f->addr + f->placed,
-		.src = (uintptr_t)src + f->placed,
-		.len = f->len - f->placed,
-	};
-
-	if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0)
-		return 0;
-	if (c.copy > 0)
-		f->placed += (size_t)c.copy;
-	return -errno;
-}
-
 /*
- * Read faults map the shared zero page (no memory until written); write
- * faults get a zeroed copy, which spares them the second fault that a
- * write to the zero page would take.
+ * Maps [f->placed, f->len) of the fill. Read faults of zero ranges map the
+ * shared zero page (no memory until written); write faults get zeroed
+ * copies, which spares each page the second fault that a write to the zero
+ * page would take. A page that is already there (another fill won) is
+ * skipped and its waiters woken, because a failed copy does not wake.
  */
-static int place_zero(upager_t *p, struct upager__fill *f)
+static int place_range(upager_t *p, struct upager__fill *f)
 {
-	if (!f->write && (p->features & UPAGER_FEAT_ZEROPAGE)) {
-		struct uffdio_zeropage z = {
-			.range = { .start = f->addr + f->placed, .len = f->len - f->placed },
-		};
-		if (ioctl(p->uffd, UFFDIO_ZEROPAGE, &z) == 0)
-			return 0;
-		if (z.zeropage > 0)
-			f->placed += (size_t)z.zeropage;
-		return -errno;
+	const size_t ps = p->page_size;
+	bool zero = f->result == UPAGER__FILL_ZERO;
+
+	while (f->placed < f->len) {
+		uintptr_t dst = f->addr + f->placed;
+		size_t left = f->len - f->placed;
+		int64_t done;
+		int ret;
+
+		if (zero && !f->write && (p->features & UPAGER_FEAT_ZEROPAGE)) {
+			struct uffdio_zeropage z = { .range = { .start = dst, .len = left } };
+			ret = ioctl(p->uffd, UFFDIO_ZEROPAGE, &z);
+			done = z.zeropage;
+		} else {
+			const char *src = zero ? (const char *)p->zero_buf : (const char *)f->buf;
+			struct uffdio_copy c = {
+				.dst = dst, .src = (uintptr_t)src + f->placed, .len = left,
+			};
+			ret = ioctl(p->uffd, UFFDIO_COPY, &c);
+			done = c.copy;
+		}
+		if (ret == 0)
+			break;
+		if (done > 0) { /* partial: the next attempt meets the cause */
+			f->placed += (size_t)done;
+			continue;
+		}
+		if (errno != EEXIST)
+			return -errno;
+		upager__uffd_wake(p->uffd, dst, ps);
+		f->skipped++;
+		f->placed += ps;
 	}
-	return place_data(p, f, p->zero_page);
+	f->placed = f->len;
+	return 0;
 }
 
-/* Is the fill's page still where and what it was when the fault came? */
+/* Is the fill's range still where and what it was when the fault came? */
 static bool still_valid(upager_t *p, const struct upager__fill *f)
 {
 	const struct upager__mapping *m = upager__lookup(p, f->addr);
@@ -157,56 +229,70 @@ static bool still_valid(upager_t *p, const struct upager__fill *f)
 	if (!f->region)
 		return m == NULL; /* unknown address: still nobody's */
 	return m && m->region == f->region && m->roff + (f->addr - m->start) == f->roff &&
-	       !f->region->dead && upager__region_committed(f->region, f->roff);
+	       f->addr + f->len <= m->end && !f->region->dead &&
+	       upager__region_committed(f->region, f->roff) &&
+	       upager__region_commit_end(f->region, f->roff) >= f->roff + f->len;
 }
 
 /*
- * Fill counts are taken before the page is placed, because placing it wakes
+ * Fill counts are taken before the pages are placed, because placing wakes
  * the faulting thread, which may read the statistics at once; they are
- * taken back if placing fails. Latency is recorded after, so that it
- * includes the copy: it alone may lag the faulting thread.
+ * corrected if placing fails or finds pages already there. Latency is
+ * recorded after, so that it includes the copy: it alone may lag.
  */
-static void count_fill(upager_t *p, struct upager__fill *f, int64_t sign)
+static void count_pages(upager_t *p, struct upager__fill *f, int64_t pages)
 {
 	upager_region_t *r = f->region;
-	int64_t pages = (int64_t)(f->len / p->page_size) * sign;
-	int64_t bytes = (int64_t)f->len * sign;
+	uint64_t n = (uint64_t)pages, bytes = (uint64_t)(pages * (int64_t)p->page_size);
 	bool zero = f->result == UPAGER__FILL_ZERO;
 
-	UPAGER__ADD(&p->st, pages_filled, (uint64_t)pages);
-	UPAGER__ADD(&p->st, bytes_filled, (uint64_t)bytes);
-	UPAGER__ADD(&p->st, pages_zero, zero ? (uint64_t)pages : 0);
+	UPAGER__ADD(&p->st, pages_filled, n);
+	UPAGER__ADD(&p->st, bytes_filled, bytes);
+	UPAGER__ADD(&p->st, pages_zero, zero ? n : 0);
+	UPAGER__ADD(&p->st, pages_prefetched, f->prefetch ? n : 0);
 	if (!r)
 		return;
-	UPAGER__ADD(&r->st, pages_filled, (uint64_t)pages);
-	UPAGER__ADD(&r->st, bytes_filled, (uint64_t)bytes);
-	UPAGER__ADD(&r->st, pages_zero, zero ? (uint64_t)pages : 0);
-	if (sign > 0)
-		for (size_t off = 0; off < f->len; off += p->page_size)
-			upager__region_set_resident(r, f->roff + off);
+	UPAGER__ADD(&r->st, pages_filled, n);
+	UPAGER__ADD(&r->st, bytes_filled, bytes);
+	UPAGER__ADD(&r->st, pages_zero, zero ? n : 0);
+	UPAGER__ADD(&r->st, pages_prefetched, f->prefetch ? n : 0);
 }
 
-static void count_outcome(upager_t *p, struct upager__fill *f, int ret)
+/* Counts the pages about to be placed: [f->placed, f->len). */
+static void count_before(upager_t *p, struct upager__fill *f)
+{
+	if (f->result < 0)
+		return;
+	count_pages(p, f, (int64_t)((f->len - f->placed) / p->page_size));
+	if (f->region)
+		for (size_t off = f->placed; off < f->len; off += p->page_size)
+			upager__region_set_resident(f->region, f->roff + off);
+}
+
+static void count_after(upager_t *p, struct upager__fill *f, int ret)
 {
 	upager_region_t *r = f->region;
 
 	if (f->result >= 0 && ret != 0) {
-		count_fill(p, f, -1);
-		/* EEXIST: someone else's page is there, and they counted it. */
-		if (r && ret != -EEXIST)
-			upager__region_clear_resident(r, f->roff, f->len);
+		/* Take back what was not placed; an EAGAIN retry counts it again. */
+		count_pages(p, f, -(int64_t)((f->len - f->placed) / p->page_size));
+		if (r)
+			upager__region_clear_resident(r, f->roff + f->placed, f->len - f->placed);
+	}
+	if (f->skipped) {
+		/* Someone else placed (and counted) those; the bits stay theirs. */
+		count_pages(p, f, -(int64_t)f->skipped);
+		UPAGER__ADD(&p->st, coalesced, 1);
+		if (r)
+			UPAGER__ADD(&r->st, coalesced, 1);
+		f->skipped = 0;
 	}
 	if (f->result < 0 && ret == 0) {
 		UPAGER__ADD(&p->st, fill_errors, 1);
 		if (r)
 			UPAGER__ADD(&r->st, fill_errors, 1);
 	}
-	if (ret == -EEXIST) {
-		UPAGER__ADD(&p->st, coalesced, 1);
-		if (r)
-			UPAGER__ADD(&r->st, coalesced, 1);
-	}
-	if (ret != -EAGAIN) {
+	if (ret != -EAGAIN && !f->prefetch) {
 		uint64_t ns = upager__now_ns() - f->t0;
 
 		upager__lat_record(&p->st, ns);
@@ -236,48 +322,53 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 	if (!still_valid(p, f)) {
 		pthread_rwlock_unlock(&p->lock);
 		/* Let the thread retry: it now finds the memory gone or changed. */
-		upager__uffd_wake(p->uffd, f->addr, f->len);
+		if (!f->prefetch)
+			upager__uffd_wake(p->uffd, f->addr, p->page_size);
 		fill_done(h, f);
 		return true;
 	}
+	count_before(p, f);
 	if (f->result >= 0)
-		count_fill(p, f, +1);
-	if (f->result == UPAGER__FILL_DATA)
-		ret = place_data(p, f, f->buf);
-	else if (f->result == UPAGER__FILL_ZERO)
-		ret = place_zero(p, f);
+		ret = place_range(p, f);
 	else
 		ret = place_error(p, f);
-	count_outcome(p, f, ret);
+	count_after(p, f, ret);
 	pthread_rwlock_unlock(&p->lock);
 
-	switch (ret) {
-	case 0:
-		break;
-	case -EAGAIN:
+	if (ret == -EAGAIN)
 		return false;
-	case -EEXIST:
-		/* Another fill won the race; the losing copy does not wake. */
-		upager__uffd_wake(p->uffd, f->addr, f->len);
-		break;
-	default:
+	if (ret < 0) {
 		/* ENOENT/EFAULT: the VMA went away under us; ESRCH: the mm is exiting. */
 		upager__log(p, UPAGER_LOG_DEBUG, "placing %#lx failed: %s",
 			    (unsigned long)f->addr, strerror(-ret));
-		upager__uffd_wake(p->uffd, f->addr, f->len);
-		break;
+		if (!f->prefetch)
+			upager__uffd_wake(p->uffd, f->addr, p->page_size);
 	}
 	fill_done(h, f);
 	return true;
 }
 
+static void start_fill(struct upager__handler *h, struct upager__fill *f);
+
 static void fill_finish(struct upager__handler *h, struct upager__fill *f, int result)
 {
 	f->result = result;
-	if (result < 0)
+	if (result < 0) {
+		if (f->prefetch) { /* nobody asked: nobody gets a SIGBUS */
+			fill_done(h, f);
+			return;
+		}
+		if (f->len > h->pager->page_size) {
+			/* Ask again for the faulting page alone: the error may be
+			 * in a neighbour the window only guessed at. */
+			f->len = h->pager->page_size;
+			start_fill(h, f);
+			return;
+		}
 		upager__log(h->pager, UPAGER_LOG_WARN,
 			    "fill of region offset %#zx failed (%s): access gets SIGBUS", f->roff,
 			    strerror(-result));
+	}
 	if (!fill_place(h, f)) {
 		f->next = h->retry;
 		h->retry = f;
@@ -285,30 +376,91 @@ static void fill_finish(struct upager__handler *h, struct upager__fill *f, int r
 	}
 }
 
-/* ---- messages ---- */
-
-static bool in_flight(struct upager__handler *h, uintptr_t addr)
+/* Hands a prepared fill to its source (outside the lock: callbacks may be slow). */
+static void start_fill(struct upager__handler *h, struct upager__fill *f)
 {
-	for (struct upager__fill *f = h->inflight; f; f = f->next)
-		if (addr >= f->addr && addr < f->addr + f->len)
-			return true;
-	return false;
+	upager_region_t *r = f->region;
+	int ret;
+
+	f->done = f->placed = f->skipped = 0;
+	/*
+	 * A registered address in no region: the part of a region that mremap
+	 * grew, or one being released. Anonymous memory reads zero there; do
+	 * what the kernel would.
+	 */
+	ret = r ? r->src->ops->fill(r->src, f, &h->ring) : UPAGER__FILL_ZERO;
+	if (ret == UPAGER__FILL_PENDING) {
+		f->next = h->inflight;
+		h->inflight = f;
+		return;
+	}
+	fill_finish(h, f, ret);
 }
+
+static struct upager__fill *new_fill(struct upager__handler *h, upager_region_t *r,
+				     uintptr_t addr, size_t roff, size_t pages, bool prefetch)
+{
+	struct upager__fill *f = slot_get(h);
+
+	f->region = r;
+	f->addr = addr;
+	f->roff = roff;
+	f->len = pages * h->pager->page_size;
+	f->prefetch = prefetch;
+	f->write = false;
+	f->tid = 0;
+	f->t0 = upager__now_ns();
+	if (r)
+		upager__region_ref(r);
+	return f;
+}
+
+/*
+ * Queues windows after `roff` to be read before the stream gets there.
+ * Under p->lock; returns how many fills it prepared in out[].
+ */
+static size_t plan_readahead(struct upager__handler *h, const struct upager__mapping *m,
+			     upager_region_t *r, size_t roff, struct upager__fill **out)
+{
+	size_t ps = h->pager->page_size, n = 0;
+
+	for (unsigned d = 0; d < UPAGER__RA_DEPTH && h->nfree > UPAGER__FAULT_RESERVE; d++) {
+		uintptr_t addr = m->start + (roff - m->roff);
+		size_t pages;
+
+		if (addr >= m->end || !upager__region_committed(r, roff) ||
+		    upager__region_resident(r, roff) || in_flight(h, addr))
+			break;
+		pages = clip_window(h, m, r, addr, roff, UPAGER__MAX_WINDOW);
+		out[n++] = new_fill(h, r, addr, roff, pages, true);
+		roff += pages * ps;
+	}
+	atomic_store_explicit(&r->ra_next, roff / ps, memory_order_relaxed);
+	return n;
+}
+
+static void start_fills(struct upager__handler *h, struct upager__fill **fills, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		start_fill(h, fills[i]);
+}
+
+/* ---- messages ---- */
 
 static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 {
 	upager_t *p = h->pager;
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(p->page_size - 1);
 	bool write = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	struct upager__fill *f, *ra[UPAGER__RA_DEPTH];
 	const struct upager__mapping *m;
-	struct upager__fill *f;
 	upager_region_t *r = NULL;
-	size_t roff = 0;
-	int ret;
+	size_t roff = 0, pages = 1, nra = 0;
 
 	UPAGER__ADD(&p->st, faults, 1);
 	UPAGER__ADD(&p->st, read_faults, !write);
 	UPAGER__ADD(&p->st, write_faults, write);
+	h->last_fault_ns = upager__now_ns();
 
 	pthread_rwlock_rdlock(&p->lock);
 	m = upager__lookup(p, addr);
@@ -330,32 +482,83 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 			UPAGER__ADD(&r->st, coalesced, 1);
 			return; /* its UFFDIO_COPY wakes every thread waiting on the page */
 		}
-		upager__region_ref(r);
+		pages = clip_window(h, m, r, addr, roff, window_for(r, roff / p->page_size));
+		atomic_store_explicit(&r->ra_next, roff / p->page_size + pages,
+				      memory_order_relaxed);
 	}
-	pthread_rwlock_unlock(&p->lock);
-
-	f = slot_get(h);
-	f->region = r;
-	f->addr = addr;
-	f->roff = roff;
-	f->len = p->page_size;
-	f->done = f->placed = 0;
+	f = new_fill(h, r, addr, roff, pages, false);
 	f->write = write;
 	f->tid = (p->features & UPAGER_FEAT_THREAD_ID) ? msg->arg.pagefault.feat.ptid : 0;
-	f->t0 = upager__now_ns();
+	if (r && r->src->ops->readahead && pages == UPAGER__MAX_WINDOW)
+		nra = plan_readahead(h, m, r, roff + pages * p->page_size, ra);
+	pthread_rwlock_unlock(&p->lock);
 
-	/*
-	 * A registered address in no region: the part of a region that mremap
-	 * grew, or one being released. Anonymous memory reads zero there; do
-	 * what the kernel would.
-	 */
-	ret = r ? r->src->ops->fill(r->src, f, &h->ring) : UPAGER__FILL_ZERO;
-	if (ret == UPAGER__FILL_PENDING) {
-		f->next = h->inflight;
-		h->inflight = f;
+	start_fill(h, f);
+	start_fills(h, ra, nra);
+}
+
+/* upager_prefetch() requests: issue windows while slots allow. */
+static void run_prefetch(struct upager__handler *h)
+{
+	upager_t *p = h->pager;
+	struct upager__prefetch *req;
+
+	for (;;) {
+		struct upager__fill *batch[UPAGER__SLOTS];
+		size_t n = 0;
+		bool finished = false;
+
+		pthread_mutex_lock(&p->pf_lock);
+		req = p->pf_head;
+		if (req && (atomic_load(&req->region->dead) || h->nfree > UPAGER__FAULT_RESERVE)) {
+			p->pf_head = req->next;
+			if (!p->pf_head)
+				p->pf_tail = NULL;
+		} else {
+			req = NULL;
+		}
+		pthread_mutex_unlock(&p->pf_lock);
+		if (!req)
+			return;
+
+		pthread_rwlock_rdlock(&p->lock);
+		while (!req->region->dead && req->off < req->end &&
+		       h->nfree > UPAGER__FAULT_RESERVE) {
+			upager_region_t *r = req->region;
+			uintptr_t addr = r->base + req->off;
+			const struct upager__mapping *m = upager__lookup(p, addr);
+			size_t pages;
+
+			if (!m || m->region != r || m->roff + (addr - m->start) != req->off ||
+			    !upager__region_committed(r, req->off) ||
+			    upager__region_resident(r, req->off) || in_flight(h, addr)) {
+				req->off += p->page_size; /* not ours to fill, or done already */
+				continue;
+			}
+			pages = clip_window(h, m, r, addr, req->off, UPAGER__MAX_WINDOW);
+			if (req->off + pages * p->page_size > req->end)
+				pages = (req->end - req->off) / p->page_size;
+			batch[n++] = new_fill(h, r, addr, req->off, pages, true);
+			req->off += pages * p->page_size;
+		}
+		finished = req->region->dead || req->off >= req->end;
+		pthread_rwlock_unlock(&p->lock);
+		start_fills(h, batch, n);
+
+		if (finished) {
+			upager__region_unref(req->region);
+			free(req);
+			continue;
+		}
+		/* Out of slots: back to the front of the queue, for later. */
+		pthread_mutex_lock(&p->pf_lock);
+		req->next = p->pf_head;
+		p->pf_head = req;
+		if (!p->pf_tail)
+			p->pf_tail = req;
+		pthread_mutex_unlock(&p->pf_lock);
 		return;
 	}
-	fill_finish(h, f, ret);
 }
 
 static void handle_message(struct upager__handler *h, const struct uffd_msg *msg)
@@ -454,7 +657,8 @@ static void run_backlog(struct upager__handler *h)
 
 	if (h->nbacklog == 0)
 		return;
-	while (i < h->nbacklog && h->nfree > 0)
+	/* A fault may start a window and its readahead: 1 + RA_DEPTH slots. */
+	while (i < h->nbacklog && h->nfree > UPAGER__RA_DEPTH)
 		handle_fault(h, &h->backlog[i++]);
 	memmove(h->backlog, h->backlog + i, (h->nbacklog - i) * sizeof(h->backlog[0]));
 	h->nbacklog -= i;
@@ -533,6 +737,43 @@ static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 	fill_finish(h, f, ret);
 }
 
+static unsigned reap(struct upager__handler *h)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	io_uring_for_each_cqe(&h->ring, head, cqe) {
+		handle_cqe(h, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&h->ring, seen);
+	return seen;
+}
+
+/*
+ * Busy-polls for the next fault for a while after the last one: waking a
+ * sleeping thread on another CPU costs far more than the fault itself in a
+ * VM. Only right after activity, so an idle pager costs no CPU.
+ */
+static void spin(struct upager__handler *h)
+{
+	upager_t *p = h->pager;
+	uint64_t until = h->last_fault_ns + p->spin_ns;
+
+	if (!p->spin_ns || h->retry || h->nbacklog || h->stopping)
+		return;
+	io_uring_submit(&h->ring);
+	while (upager__now_ns() < until) {
+		if (io_uring_cq_ready(&h->ring))
+			return;
+		h->uffd_ready = true;
+		read_messages(h);
+		if (h->nbacklog)
+			return;
+		cpu_relax();
+	}
+}
+
 void *upager__handler_main(void *arg)
 {
 	struct upager__handler *h = arg;
@@ -542,34 +783,37 @@ void *upager__handler_main(void *arg)
 	h->uffd_ready = true; /* faults may have queued before we started */
 
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
 		int ret;
 
 		if (h->uffd_ready && !h->stopping)
 			read_messages(h);
 		run_backlog(h);
 		run_retries(h);
+		if (!h->stopping)
+			run_prefetch(h);
 		if (h->stopping && h->nfree == UPAGER__SLOTS)
 			break;
-		if (!h->uffd_ready && !h->poll_armed && !h->stopping)
+		spin(h);
+		if (h->nbacklog || (h->uffd_ready && !h->stopping))
+			continue;
+		if (!h->poll_armed && !h->stopping)
 			arm_poll(h, p->uffd, TAG_UFFD);
 
-		if (h->retry) {
+		if (io_uring_cq_ready(&h->ring)) {
+			io_uring_submit(&h->ring);
+		} else if (h->retry) {
 			/* The madvise/munmap caller must run before EAGAIN clears. */
 			struct __kernel_timespec ts = { .tv_nsec = 50 * 1000 };
+			struct io_uring_cqe *cqe;
 			ret = io_uring_submit_and_wait_timeout(&h->ring, &cqe, 1, &ts, NULL);
+			if (ret < 0 && ret != -ETIME && ret != -EINTR)
+				upager__log(p, UPAGER_LOG_ERROR, "io_uring wait: %s", strerror(-ret));
 		} else {
 			ret = io_uring_submit_and_wait(&h->ring, 1);
+			if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+				upager__log(p, UPAGER_LOG_ERROR, "io_uring wait: %s", strerror(-ret));
 		}
-		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN && ret != -EBUSY)
-			upager__log(p, UPAGER_LOG_ERROR, "io_uring wait: %s", strerror(-ret));
-
-		io_uring_for_each_cqe(&h->ring, head, cqe) {
-			handle_cqe(h, cqe);
-			seen++;
-		}
-		io_uring_cq_advance(&h->ring, seen);
+		reap(h);
 	}
 	return NULL;
 }

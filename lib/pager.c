@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 	opts->nthreads = 1;
 	opts->open_method = UPAGER_OPEN_ANY;
 	opts->log_level = UPAGER_LOG_WARN;
+	opts->spin_us = UPAGER_SPIN_DEFAULT_US;
 }
 
 /* ---- registry ---------------------------------------------------------- */
@@ -177,6 +179,15 @@ void upager__kick_handlers(upager_t *p)
 				    strerror(errno));
 }
 
+void upager__kick_one(upager_t *p)
+{
+	unsigned i = atomic_fetch_add(&p->pf_next_handler, 1) % p->nthreads;
+	uint64_t one = 1;
+
+	if (write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
+		upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i, strerror(errno));
+}
+
 static void stop_handlers(upager_t *p, unsigned started)
 {
 	atomic_store(&p->stopping, true);
@@ -190,7 +201,7 @@ static void handler_free(struct upager__handler *h)
 	io_uring_queue_exit(&h->ring);
 	close(h->wake_fd);
 	h->wake_fd = -1;
-	free(h->bufs);
+	munmap(h->bufs, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * h->pager->page_size);
 	free(h->backlog);
 }
 
@@ -199,6 +210,17 @@ static void *handler_thread(void *arg)
 	struct upager__handler *h = arg;
 
 	current_handler_pager = h->pager;
+	if (h->pager->handler_cpus) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		for (int c = 0; c < 64; c++)
+			if (h->pager->handler_cpus & (1ull << c))
+				CPU_SET(c, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+			upager__log(h->pager, UPAGER_LOG_WARN,
+				    "handler %u: cannot set CPU affinity", h->idx);
+	}
 	return upager__handler_main(h);
 }
 
@@ -217,7 +239,12 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 		h->wake_fd = -1;
 		return ret;
 	}
-	if (posix_memalign(&h->bufs, p->page_size, UPAGER__SLOTS * p->page_size)) {
+	/* A window per slot, but memory only where fills have run: random
+	 * faults use a page of each buffer, sequential streams a few buffers. */
+	h->bufs = mmap(NULL, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * p->page_size,
+		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->bufs == MAP_FAILED) {
+		h->bufs = NULL;
 		io_uring_queue_exit(&h->ring);
 		close(h->wake_fd);
 		h->wake_fd = -1;
@@ -225,7 +252,7 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 	}
 	for (unsigned i = 0; i < UPAGER__SLOTS; i++) {
 		h->slots[i].h = h;
-		h->slots[i].buf = (char *)h->bufs + i * p->page_size;
+		h->slots[i].buf = (char *)h->bufs + (size_t)i * UPAGER__MAX_WINDOW * p->page_size;
 		h->slots[i].next = h->free;
 		h->free = &h->slots[i];
 	}
@@ -255,6 +282,8 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 		if (opts->reserved[i])
 			return -EINVAL;
+	if (opts->reserved32 || opts->spin_us > 1000000)
+		return -EINVAL;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -265,6 +294,9 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p->log_level = opts->log_level;
 	p->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	p->nthreads = opts->nthreads;
+	p->spin_ns = (uint64_t)opts->spin_us * 1000;
+	p->handler_cpus = opts->handler_cpus;
+	pthread_mutex_init(&p->pf_lock, NULL);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
 	pthread_mutex_init(&p->idle_lock, NULL);
@@ -283,9 +315,11 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 							     : "userfaultfd(2) user-mode-only",
 		    (unsigned long long)p->features);
 
-	p->zero_page = mmap(NULL, p->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p->zero_page == MAP_FAILED) {
-		p->zero_page = NULL;
+	/* Read-only anonymous memory reads the shared zero page: no RSS. */
+	p->zero_buf = mmap(NULL, UPAGER__MAX_WINDOW * p->page_size, PROT_READ,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->zero_buf == MAP_FAILED) {
+		p->zero_buf = NULL;
 		ret = -errno;
 		goto fail;
 	}
@@ -323,13 +357,14 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 
 fail:
 	free(p->handlers);
-	if (p->zero_page)
-		munmap(p->zero_page, p->page_size);
+	if (p->zero_buf)
+		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	if (p->uffd >= 0)
 		close(p->uffd);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
+	pthread_mutex_destroy(&p->pf_lock);
 	free(p);
 	return ret;
 }
@@ -356,12 +391,13 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 		handler_free(&p->handlers[i]);
 	free(p->handlers);
 	close(p->uffd);
-	munmap(p->zero_page, p->page_size);
+	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	free(p->maps);
 	free(p->regions);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
+	pthread_mutex_destroy(&p->pf_lock);
 	free(p);
 	return 0;
 }

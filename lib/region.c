@@ -99,6 +99,28 @@ bool upager__region_committed(const upager_region_t *r, size_t off)
 	return lo < r->ncommits && r->commits[lo].start <= off;
 }
 
+size_t upager__region_commit_end(const upager_region_t *r, size_t off)
+{
+	size_t lo = 0, hi = r->ncommits;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r->commits[mid].end <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->ncommits ? r->commits[lo].end : off;
+}
+
+bool upager__region_resident(const upager_region_t *r, size_t off)
+{
+	size_t page = off / r->pager->page_size;
+
+	return atomic_load_explicit(&r->resident[page / 64], memory_order_relaxed) &
+	       (1ull << (page % 64));
+}
+
 static bool extents_overlap(const upager_region_t *r, size_t start, size_t end)
 {
 	for (size_t i = 0; i < r->ncommits; i++)
@@ -429,6 +451,46 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	free(mine);
 	upager__region_clear_resident(r, 0, r->size);
 	upager__region_unref(r);
+	return 0;
+}
+
+UPAGER__EXPORT int upager_region_advise(upager_region_t *r, int advice)
+{
+	if (!r || advice < UPAGER_ADV_NORMAL || advice > UPAGER_ADV_RANDOM)
+		return -EINVAL;
+	atomic_store(&r->advice, advice);
+	return 0;
+}
+
+UPAGER__EXPORT int upager_prefetch(upager_region_t *r, size_t off, size_t len)
+{
+	struct upager__prefetch *req;
+	int ret = check_range(r, off, len);
+	upager_t *p;
+
+	if (ret < 0)
+		return ret;
+	p = r->pager;
+	req = malloc(sizeof(*req));
+	if (!req)
+		return -ENOMEM;
+	*req = (struct upager__prefetch){ .region = r, .off = off, .end = off + len };
+	pthread_rwlock_rdlock(&p->lock);
+	if (r->dead) {
+		pthread_rwlock_unlock(&p->lock);
+		free(req);
+		return -EINVAL;
+	}
+	upager__region_ref(r); /* dropped by the handler when done or released */
+	pthread_rwlock_unlock(&p->lock);
+	pthread_mutex_lock(&p->pf_lock);
+	if (p->pf_tail)
+		p->pf_tail->next = req;
+	else
+		p->pf_head = req;
+	p->pf_tail = req;
+	pthread_mutex_unlock(&p->pf_lock);
+	upager__kick_one(p);
 	return 0;
 }
 

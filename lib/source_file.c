@@ -78,6 +78,7 @@ static const struct upager__source_ops file_ops = {
 	.fill = file_fill,
 	.complete = file_complete,
 	.destroy = file_destroy,
+	.readahead = true,
 };
 
 static int file_new(int fd, uint64_t offset, upager_source_t **srcp)

@@ -89,6 +89,7 @@ void upager__counters_read(const struct upager__counters *c, upager_stats_t *out
 	out->bytes_filled = atomic_load(&c->bytes_filled);
 	out->pages_zero = atomic_load(&c->pages_zero);
 	out->fill_errors = atomic_load(&c->fill_errors);
+	out->pages_prefetched = atomic_load(&c->pages_prefetched);
 	out->pages_resident = resident > 0 ? (uint64_t)resident : 0;
 	out->lat_samples = atomic_load(&c->lat_n);
 	if (out->lat_samples) {

@@ -21,7 +21,7 @@
 
 struct upager__counters {
 	atomic_uint_fast64_t faults, read_faults, write_faults, coalesced;
-	atomic_uint_fast64_t pages_filled, bytes_filled, pages_zero, fill_errors;
+	atomic_uint_fast64_t pages_filled, bytes_filled, pages_zero, fill_errors, pages_prefetched;
 	atomic_int_fast64_t pages_resident;
 	atomic_uint_fast64_t lat_n, lat_min, lat_max;
 	atomic_uint_fast64_t lat[UPAGER__HIST_BUCKETS];
@@ -56,6 +56,9 @@ struct upager__source_ops {
 	int (*complete)(upager_source_t *src, struct upager__fill *fill, int res,
 			struct io_uring *ring);
 	void (*destroy)(upager_source_t *src);
+	/* Reads ahead of sequential streams pay off (I/O that overlaps the
+	 * program); not for sources that answer at once or block the loop. */
+	bool readahead;
 };
 
 struct upager_source {
@@ -86,13 +89,21 @@ struct upager_region {
 	/* One bit per page placed by upager and not dropped since. */
 	atomic_uint_fast64_t *resident;
 	size_t resident_bytes;
-	atomic_int refs; /* the user's handle + one per fill in flight */
+	atomic_int refs; /* the user's handle + one per fill in flight or queued prefetch */
+	atomic_int advice;
+	/* Sequential detection (racy by design: a hint, not state): the page a
+	 * sequential stream would fault on next, and its current window. */
+	atomic_size_t ra_next;
+	atomic_uint ra_win;
 	struct upager__counters st;
 };
 
 void upager__region_ref(upager_region_t *r);
 void upager__region_unref(upager_region_t *r);
 bool upager__region_committed(const upager_region_t *r, size_t off);
+/* End of the committed extent holding off (which must be committed). */
+size_t upager__region_commit_end(const upager_region_t *r, size_t off);
+bool upager__region_resident(const upager_region_t *r, size_t off);
 /* Marks the page at region offset off resident, counting it once. */
 void upager__region_set_resident(upager_region_t *r, size_t off);
 void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
@@ -109,8 +120,11 @@ struct upager__mapping {
 };
 
 /* ---- the pager (pager.c), fault loop (fault.c) ---- */
-#define UPAGER__SLOTS 64     /* fills in flight per handler */
-#define UPAGER__MSG_BATCH 64 /* uffd messages read at once */
+#define UPAGER__SLOTS 64         /* fills in flight per handler */
+#define UPAGER__MSG_BATCH 64     /* uffd messages read at once */
+#define UPAGER__MAX_WINDOW 256   /* pages one fill may cover (1 MiB of 4 KiB pages) */
+#define UPAGER__RA_DEPTH 2       /* windows read ahead of a sequential stream */
+#define UPAGER__FAULT_RESERVE 8  /* slots prefetching leaves for faults */
 
 struct upager__fill {
 	struct upager__handler *h;
@@ -121,8 +135,10 @@ struct upager__fill {
 	size_t done;      /* bytes a source has produced so far */
 	size_t placed;    /* bytes mapped so far (EAGAIN retries) */
 	int result;       /* DATA / ZERO / -errno, once known */
+	size_t skipped;   /* pages another fill had placed first */
 	uint32_t tid;
 	bool write;
+	bool prefetch;    /* nobody waits for it: no latency, no SIGBUS */
 	uint64_t t0;
 	struct upager__fill *next; /* free list, retry list, in-flight chain */
 };
@@ -142,6 +158,14 @@ struct upager__handler {
 	size_t nbacklog, capbacklog;
 	int wake_fd; /* eventfd: stop, or cancel the I/O of released regions */
 	bool poll_armed, uffd_ready, stopping;
+	uint64_t last_fault_ns; /* spinning continues this long after a fault */
+};
+
+/* A upager_prefetch() request, queued for the handlers. */
+struct upager__prefetch {
+	upager_region_t *region;
+	size_t off, end;
+	struct upager__prefetch *next;
 };
 
 struct upager {
@@ -152,7 +176,13 @@ struct upager {
 	uint64_t features;
 	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
 	size_t page_size;
-	void *zero_page;
+	void *zero_buf; /* UPAGER__MAX_WINDOW pages of zeros (the zero page, read-only) */
+	uint64_t spin_ns;
+	uint64_t handler_cpus;
+
+	pthread_mutex_t pf_lock; /* the prefetch queue */
+	struct upager__prefetch *pf_head, *pf_tail;
+	atomic_uint pf_next_handler;
 
 	pthread_rwlock_t lock; /* registry, commit extents, region liveness */
 	struct upager__mapping *maps;
@@ -176,6 +206,8 @@ bool upager__on_handler(const upager_t *p);
 void *upager__handler_main(void *arg);
 /* Makes every handler look at p->stopping and at its fills of dead regions. */
 void upager__kick_handlers(upager_t *p);
+/* Wakes one handler, in turn, to look at the prefetch queue. */
+void upager__kick_one(upager_t *p);
 
 /* Registry, under p->lock. */
 struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr);

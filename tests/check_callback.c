@@ -47,6 +47,7 @@ START_TEST(test_callback_every_byte)
 
 	ck_assert_int_eq(upager_source_callback(cb_fill, &cs, cb_destroy, &s), 0);
 	ck_assert_int_eq(upager_map(p, n * ps, s, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* one call per page */
 	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), n * ps, 0, 9), -1);
 	ck_assert_int_eq(cs.calls, (int)n);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);

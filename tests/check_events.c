@@ -147,6 +147,7 @@ START_TEST(test_madvise_dontneed)
 	uint8_t *a = upager_region_addr(r);
 	upager_stats_t st;
 
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* one fault per page */
 	memset(a, 0, 8 * ps);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
 	ck_assert_uint_eq(st.pages_resident, 8);

@@ -24,6 +24,7 @@ START_TEST(test_file_every_byte)
 	ck_assert_int_eq(upager_source_file(fd, 0, &s), 0);
 	close(fd); /* the source holds its own descriptor */
 	ck_assert_int_eq(upager_map(p, len, s, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* count page by page */
 	upager_source_release(s);
 	a = upager_region_addr(r);
 	/* Touch in a scrambled order so neighbouring pages are not filled in turn. */
@@ -78,6 +79,7 @@ START_TEST(test_file_shorter_than_region)
 
 	ck_assert_int_eq(upager_source_file(fd, 0, &s), 0);
 	ck_assert_int_eq(upager_map(p, rlen, s, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* count page by page */
 	upager_source_release(s);
 	a = upager_region_addr(r);
 	ck_assert_int_eq(upt_check_pattern(a, flen, 0, 11), -1);

@@ -41,6 +41,7 @@ START_TEST(test_one_tib)
 	ck_assert_int_eq(upager_source_callback(pattern_fill, &src, NULL, &s), 0);
 	before = upt_rss_kib();
 	ck_assert_int_eq(upager_reserve(p, tib, s, 0, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* exactly what is touched */
 	after = upt_rss_kib();
 	ck_assert_msg(after - before < 1024, "reserving 1 TiB cost %ld KiB of RSS", after - before);
 	ck_assert_uint_eq(upager_region_size(r), tib);
@@ -79,6 +80,7 @@ START_TEST(test_decommit_recommit)
 
 	ck_assert_int_eq(upager_source_callback(pattern_fill, &src, NULL, &s), 0);
 	ck_assert_int_eq(upager_map(p, n * ps, s, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* one call per page */
 	a = upager_region_addr(r);
 	base = upt_rss_kib();
 	for (size_t i = 0; i < n; i++)

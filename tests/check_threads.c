@@ -65,7 +65,7 @@ static void run(upager_source_t *s, unsigned seed, size_t pages, unsigned handle
 	/* Each page filled once; extra faults on a page were coalesced or raced. */
 	ck_assert_uint_eq(st.pages_resident, pages);
 	ck_assert_uint_eq(st.pages_filled, pages);
-	ck_assert_uint_ge(st.faults, pages);
+	ck_assert_uint_ge(st.faults, 1);
 	ck_assert_uint_eq(st.fill_errors, 0);
 	pthread_barrier_destroy(&go);
 	upager_release(r);
