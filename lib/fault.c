@@ -16,7 +16,10 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +30,7 @@
 #include "compat.h"
 #include "upager-int.h"
 
-enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_CANCEL = 3 };
+enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
 
 static inline void cpu_relax(void)
 {
@@ -51,6 +54,8 @@ static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 	if (tag == TAG_UFFD)
 		h->poll_armed = true;
 }
+
+static void continue_readahead(struct upager__handler *h, upager_region_t *r);
 
 /* ---- slots ---- */
 
@@ -92,24 +97,43 @@ static bool in_flight(struct upager__handler *h, uintptr_t addr)
 
 /* ---- windows ---- */
 
-/* How many pages a fault at page `page` of r should fill. */
-static size_t window_for(upager_region_t *r, size_t page)
+/*
+ * How many pages a fault at page `page` of r should fill, and from how far
+ * before it (*back): on a sequential stream a growing window forward; on a
+ * random fault the source's fault-around block, aligned, like the kernel's.
+ */
+static size_t window_for(upager_region_t *r, size_t page, size_t *back, bool *sequential)
 {
+	unsigned around = r->src->ops->fault_around ? r->src->ops->fault_around : 1;
 	unsigned win;
 
+	*back = 0;
+	*sequential = false;
 	switch (atomic_load_explicit(&r->advice, memory_order_relaxed)) {
 	case UPAGER_ADV_RANDOM:
 		return 1;
 	case UPAGER_ADV_SEQUENTIAL:
+		*sequential = true;
 		return UPAGER__MAX_WINDOW;
 	}
 	win = atomic_load_explicit(&r->ra_win, memory_order_relaxed);
-	if (page == atomic_load_explicit(&r->ra_next, memory_order_relaxed) && page != 0)
+	if (page == atomic_load_explicit(&r->ra_next, memory_order_relaxed) && page != 0) {
 		win = win >= UPAGER__MAX_WINDOW / 2 ? UPAGER__MAX_WINDOW : (win ? win * 2 : 2);
-	else
-		win = 1;
+		*sequential = true;
+	} else {
+		win = around;
+		*back = page % around;
+	}
 	atomic_store_explicit(&r->ra_win, win, memory_order_relaxed);
-	return win;
+	return win - *back;
+}
+
+/* May the page at addr (region offset roff) be filled by a new window? */
+static bool fillable(struct upager__handler *h, const struct upager__mapping *m,
+		     upager_region_t *r, uintptr_t addr, size_t roff)
+{
+	return addr >= m->start && addr < m->end && upager__region_committed(r, roff) &&
+	       !upager__region_resident(r, roff) && !in_flight(h, addr);
 }
 
 /*
@@ -146,7 +170,7 @@ static int place_error(upager_t *p, struct upager__fill *f)
 {
 	if (p->features & UPAGER_FEAT_POISON) {
 		struct uffdio_poison pz = {
-			.range = { .start = f->addr, .len = f->len },
+			.range = { .start = f->fault_addr, .len = p->page_size },
 		};
 		if (ioctl(p->uffd, UFFDIO_POISON, &pz) == 0)
 			return 0;
@@ -161,8 +185,8 @@ static int place_error(upager_t *p, struct upager__fill *f)
 		memset(&si, 0, sizeof(si));
 		si.si_signo = SIGBUS;
 		si.si_code = SI_QUEUE;
-		si.si_addr = (void *)f->addr; /* shares its bytes with si_pid/si_uid */
-		si.si_value.sival_ptr = (void *)f->addr;
+		si.si_addr = (void *)f->fault_addr; /* shares its bytes with si_pid/si_uid */
+		si.si_value.sival_ptr = (void *)f->fault_addr;
 		if (f->tid && (p->features & UPAGER_FEAT_THREAD_ID))
 			ret = syscall(SYS_rt_tgsigqueueinfo, getpid(), f->tid, SIGBUS, &si);
 		else
@@ -171,7 +195,7 @@ static int place_error(upager_t *p, struct upager__fill *f)
 			upager__log(p, UPAGER_LOG_ERROR, "cannot queue SIGBUS to thread %u: %s",
 				    f->tid, strerror(errno));
 	}
-	upager__uffd_wake(p->uffd, f->addr, f->len);
+	upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
 	return 0;
 }
 
@@ -323,7 +347,7 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 		pthread_rwlock_unlock(&p->lock);
 		/* Let the thread retry: it now finds the memory gone or changed. */
 		if (!f->prefetch)
-			upager__uffd_wake(p->uffd, f->addr, p->page_size);
+			upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
 		fill_done(h, f);
 		return true;
 	}
@@ -337,12 +361,19 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 
 	if (ret == -EAGAIN)
 		return false;
+	if (ret == 0 && f->readahead && f->region) {
+		upager_region_t *r = f->region;
+
+		fill_done(h, f);
+		continue_readahead(h, r); /* r stays alive: its owner waits for our fills */
+		return true;
+	}
 	if (ret < 0) {
 		/* ENOENT/EFAULT: the VMA went away under us; ESRCH: the mm is exiting. */
 		upager__log(p, UPAGER_LOG_DEBUG, "placing %#lx failed: %s",
 			    (unsigned long)f->addr, strerror(-ret));
 		if (!f->prefetch)
-			upager__uffd_wake(p->uffd, f->addr, p->page_size);
+			upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
 	}
 	fill_done(h, f);
 	return true;
@@ -361,6 +392,8 @@ static void fill_finish(struct upager__handler *h, struct upager__fill *f, int r
 		if (f->len > h->pager->page_size) {
 			/* Ask again for the faulting page alone: the error may be
 			 * in a neighbour the window only guessed at. */
+			f->roff += f->fault_addr - f->addr;
+			f->addr = f->fault_addr;
 			f->len = h->pager->page_size;
 			start_fill(h, f);
 			return;
@@ -403,10 +436,12 @@ static struct upager__fill *new_fill(struct upager__handler *h, upager_region_t 
 	struct upager__fill *f = slot_get(h);
 
 	f->region = r;
-	f->addr = addr;
+	f->addr = f->fault_addr = addr;
 	f->roff = roff;
 	f->len = pages * h->pager->page_size;
 	f->prefetch = prefetch;
+	f->readahead = false;
+	f->sequential = prefetch;
 	f->write = false;
 	f->tid = 0;
 	f->t0 = upager__now_ns();
@@ -432,7 +467,8 @@ static size_t plan_readahead(struct upager__handler *h, const struct upager__map
 		    upager__region_resident(r, roff) || in_flight(h, addr))
 			break;
 		pages = clip_window(h, m, r, addr, roff, UPAGER__MAX_WINDOW);
-		out[n++] = new_fill(h, r, addr, roff, pages, true);
+		out[n] = new_fill(h, r, addr, roff, pages, true);
+		out[n++]->readahead = true;
 		roff += pages * ps;
 	}
 	atomic_store_explicit(&r->ra_next, roff / ps, memory_order_relaxed);
@@ -445,6 +481,127 @@ static void start_fills(struct upager__handler *h, struct upager__fill **fills, 
 		start_fill(h, fills[i]);
 }
 
+/*
+ * A readahead window has landed: read the next, as long as the stream's
+ * readahead is less than UPAGER__RA_AHEAD windows past its last fault. The
+ * reader then finds its pages placed without faulting, instead of stalling
+ * on a window every few.
+ */
+static void continue_readahead(struct upager__handler *h, upager_region_t *r)
+{
+	upager_t *p = h->pager;
+	struct upager__fill *ra[1];
+	size_t next, n = 0;
+	const struct upager__mapping *m;
+
+	if (h->stopping || atomic_load(&r->dead))
+		return;
+	next = atomic_load_explicit(&r->ra_next, memory_order_relaxed);
+	if (next >= atomic_load_explicit(&r->ra_fault, memory_order_relaxed) +
+			    (size_t)UPAGER__RA_AHEAD * UPAGER__MAX_WINDOW)
+		return;
+	pthread_rwlock_rdlock(&p->lock);
+	m = upager__lookup(p, r->base + next * p->page_size);
+	if (m && m->region == r && !r->dead && next * p->page_size < r->size &&
+	    m->roff + (r->base + next * p->page_size - m->start) == next * p->page_size) {
+		struct upager__fill *tmp[UPAGER__RA_DEPTH];
+		size_t got = plan_readahead(h, m, r, next * p->page_size, tmp);
+
+		/* plan_readahead plans up to RA_DEPTH; keep one, give the rest back. */
+		for (size_t i = 0; i < got; i++) {
+			if (i == 0) {
+				ra[n++] = tmp[i];
+			} else {
+				fill_done(h, tmp[i]);
+			}
+		}
+		if (got > 1)
+			atomic_store_explicit(&r->ra_next, (tmp[0]->roff + tmp[0]->len) / p->page_size,
+					      memory_order_relaxed);
+	}
+	pthread_rwlock_unlock(&p->lock);
+	start_fills(h, ra, n);
+}
+
+/* ---- following the faulting thread ---- */
+
+#define FOLLOW_AFTER 32     /* faults in a row from one thread */
+#define FOLLOW_RECHECK 1024 /* then look again where it runs */
+#define FOLLOW_LEAVE 64     /* faults from others before we let go */
+
+static int cpu_of(uint32_t tid)
+{
+	char path[64], buf[1024], *p;
+	int fd, cpu = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%u/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the name may hold spaces */
+	/* Field 39 ("processor") is the 37th after the name. */
+	for (int field = 2; p && field < 39; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		cpu = atoi(p + 1);
+	return cpu;
+}
+
+static void set_cpu(struct upager__handler *h, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	if (cpu >= 0) {
+		CPU_SET(cpu, &set);
+	} else { /* let go: anywhere the process may run */
+		if (sched_getaffinity(0, sizeof(set), &set) < 0)
+			return;
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			CPU_SET(c, &set);
+	}
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	h->follow_cpu = cpu;
+}
+
+/*
+ * A thread that faults over and over waits for us each time; on its own
+ * CPU the round trip is a context switch, across CPUs a wake-up IPI (in a
+ * VM, an exit). Move next to it; let go when others fault too.
+ */
+static void follow(struct upager__handler *h, uint32_t tid)
+{
+	if (!h->pager->follow || !tid)
+		return;
+	if (tid != h->run_tid) {
+		h->run_tid = tid;
+		h->run_len = 0;
+	}
+	h->run_len++;
+	if (h->follow_tid && tid != h->follow_tid) {
+		if (++h->other_faults >= FOLLOW_LEAVE) {
+			h->follow_tid = 0;
+			set_cpu(h, -1);
+		}
+		return;
+	}
+	h->other_faults = 0;
+	if (h->run_len == FOLLOW_AFTER ||
+	    (h->follow_tid && h->run_len % FOLLOW_RECHECK == 0)) {
+		int cpu = cpu_of(tid);
+
+		if (cpu >= 0 && cpu != h->follow_cpu)
+			set_cpu(h, cpu);
+		h->follow_tid = cpu >= 0 ? tid : 0;
+	}
+}
+
 /* ---- messages ---- */
 
 static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
@@ -455,7 +612,9 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 	struct upager__fill *f, *ra[UPAGER__RA_DEPTH];
 	const struct upager__mapping *m;
 	upager_region_t *r = NULL;
-	size_t roff = 0, pages = 1, nra = 0;
+	size_t roff = 0, pages = 1, nra = 0, back = 0;
+	uintptr_t start = addr;
+	bool sequential = false;
 
 	UPAGER__ADD(&p->st, faults, 1);
 	UPAGER__ADD(&p->st, read_faults, !write);
@@ -482,13 +641,25 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 			UPAGER__ADD(&r->st, coalesced, 1);
 			return; /* its UFFDIO_COPY wakes every thread waiting on the page */
 		}
-		pages = clip_window(h, m, r, addr, roff, window_for(r, roff / p->page_size));
+		pages = window_for(r, roff / p->page_size, &back, &sequential);
+		/* Walk back over the fault-around block while its pages may be filled. */
+		while (back && fillable(h, m, r, start - p->page_size, roff - p->page_size)) {
+			start -= p->page_size;
+			roff -= p->page_size;
+			pages++;
+			back--;
+		}
+		pages = clip_window(h, m, r, start, roff, pages);
 		atomic_store_explicit(&r->ra_next, roff / p->page_size + pages,
 				      memory_order_relaxed);
+		atomic_store_explicit(&r->ra_fault, roff / p->page_size, memory_order_relaxed);
 	}
-	f = new_fill(h, r, addr, roff, pages, false);
+	f = new_fill(h, r, start, roff, pages, false);
+	f->fault_addr = addr;
+	f->sequential = sequential;
 	f->write = write;
 	f->tid = (p->features & UPAGER_FEAT_THREAD_ID) ? msg->arg.pagefault.feat.ptid : 0;
+	follow(h, f->tid);
 	if (r && r->src->ops->readahead && pages == UPAGER__MAX_WINDOW)
 		nra = plan_readahead(h, m, r, roff + pages * p->page_size, ra);
 	pthread_rwlock_unlock(&p->lock);
@@ -696,7 +867,7 @@ static void cancel_dead_io(struct upager__handler *h)
 		sqe = upager__get_sqe(&h->ring);
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f, 0);
-			io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+			io_uring_sqe_set_data64(sqe, TAG_IGNORE);
 		}
 	}
 }
@@ -724,7 +895,7 @@ static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 			arm_poll(h, h->wake_fd, TAG_WAKE);
 		return;
 	}
-	if (tag == TAG_CANCEL)
+	if (tag == TAG_IGNORE)
 		return;
 	f = (struct upager__fill *)(uintptr_t)tag;
 	if (atomic_load_explicit(&f->region->dead, memory_order_relaxed))
@@ -760,7 +931,8 @@ static void spin(struct upager__handler *h)
 	upager_t *p = h->pager;
 	uint64_t until = h->last_fault_ns + p->spin_ns;
 
-	if (!p->spin_ns || h->retry || h->nbacklog || h->stopping)
+	/* Next to the thread we serve, spinning would only delay it. */
+	if (!p->spin_ns || h->retry || h->nbacklog || h->stopping || h->follow_tid)
 		return;
 	io_uring_submit(&h->ring);
 	while (upager__now_ns() < until) {

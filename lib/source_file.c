@@ -8,16 +8,44 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "upager-int.h"
 
+/*
+ * Random misses read around: the first fault in each chunk asks the kernel
+ * (IORING_OP_FADVISE, WILLNEED) to bring the whole chunk into the page cache
+ * in the background, as its own mmap read-around does, so that the next
+ * faults nearby are page-cache copies, not disk reads.
+ */
+#define READ_AROUND_CHUNK (2u << 20)
+
 struct file_source {
 	upager_source_t base;
 	int fd;
 	uint64_t offset;
+	atomic_uint_fast64_t *advised; /* a bit per chunk, NORESERVE: pay as used */
+	size_t nchunks;
 };
+
+static void read_around(struct file_source *fs, uint64_t at, struct io_uring *ring)
+{
+	uint64_t chunk = at / READ_AROUND_CHUNK, bit = 1ull << (chunk % 64);
+	struct io_uring_sqe *sqe;
+
+	if (!fs->advised || chunk >= fs->nchunks ||
+	    (atomic_load_explicit(&fs->advised[chunk / 64], memory_order_relaxed) & bit) ||
+	    (atomic_fetch_or(&fs->advised[chunk / 64], bit) & bit))
+		return;
+	sqe = upager__get_sqe(ring);
+	if (!sqe)
+		return;
+	io_uring_prep_fadvise(sqe, fs->fd, chunk * READ_AROUND_CHUNK, READ_AROUND_CHUNK,
+			      POSIX_FADV_WILLNEED);
+	io_uring_sqe_set_data64(sqe, UPAGER__TAG_IGNORE);
+}
 
 static int file_submit(struct file_source *fs, struct upager__fill *fill, struct io_uring *ring)
 {
@@ -40,8 +68,12 @@ static int file_submit(struct file_source *fs, struct upager__fill *fill, struct
 
 static int file_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
 {
+	struct file_source *fs = (struct file_source *)src;
+
 	fill->done = 0;
-	return file_submit((struct file_source *)src, fill, ring);
+	if (!fill->sequential && fill->len < UPAGER__MAX_WINDOW * 4096u)
+		read_around(fs, fs->offset + fill->roff, ring);
+	return file_submit(fs, fill, ring);
 }
 
 static int file_complete(upager_source_t *src, struct upager__fill *fill, int res,
@@ -70,6 +102,8 @@ static void file_destroy(upager_source_t *src)
 	struct file_source *fs = (struct file_source *)src;
 
 	close(fs->fd);
+	if (fs->advised)
+		munmap(fs->advised, ((fs->nchunks + 63) / 64) * 8);
 	free(fs);
 }
 
@@ -79,6 +113,7 @@ static const struct upager__source_ops file_ops = {
 	.complete = file_complete,
 	.destroy = file_destroy,
 	.readahead = true,
+	.fault_around = 16, /* 64 KiB, the kernel's fault_around_bytes */
 };
 
 static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
@@ -102,6 +137,14 @@ static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
 	upager__source_init(&fs->base, &file_ops);
 	fs->fd = fd;
 	fs->offset = offset;
+	/* Sized for the file as it is now (a file that grows reads around less). */
+	if (S_ISREG(st.st_mode) && st.st_size > 0) {
+		fs->nchunks = ((uint64_t)st.st_size + READ_AROUND_CHUNK - 1) / READ_AROUND_CHUNK;
+		fs->advised = mmap(NULL, ((fs->nchunks + 63) / 64) * 8, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (fs->advised == MAP_FAILED)
+			fs->advised = NULL;
+	}
 	*srcp = &fs->base;
 	return 0;
 }

@@ -59,6 +59,9 @@ struct upager__source_ops {
 	/* Reads ahead of sequential streams pay off (I/O that overlaps the
 	 * program); not for sources that answer at once or block the loop. */
 	bool readahead;
+	/* Pages around a random fault worth filling with it (1: just the page).
+	 * A file's neighbours cost little once read; zeros would cost memory. */
+	unsigned fault_around;
 };
 
 struct upager_source {
@@ -71,6 +74,9 @@ void upager__source_ref(upager_source_t *src);
 void upager__source_unref(upager_source_t *src);
 /* An SQE, submitting what is queued if the ring is full; NULL if still none. */
 struct io_uring_sqe *upager__get_sqe(struct io_uring *ring);
+
+/* user_data of SQEs whose completions nobody waits for (cancels, advice). */
+#define UPAGER__TAG_IGNORE 3
 
 /* ---- regions (region.c) ---- */
 struct upager__extent {
@@ -95,6 +101,7 @@ struct upager_region {
 	 * sequential stream would fault on next, and its current window. */
 	atomic_size_t ra_next;
 	atomic_uint ra_win;
+	atomic_size_t ra_fault; /* page of the stream's last fault: readahead runs ahead of it */
 	struct upager__counters st;
 };
 
@@ -123,7 +130,8 @@ struct upager__mapping {
 #define UPAGER__SLOTS 64         /* fills in flight per handler */
 #define UPAGER__MSG_BATCH 64     /* uffd messages read at once */
 #define UPAGER__MAX_WINDOW 256   /* pages one fill may cover (1 MiB of 4 KiB pages) */
-#define UPAGER__RA_DEPTH 2       /* windows read ahead of a sequential stream */
+#define UPAGER__RA_DEPTH 4       /* windows read ahead at a sequential fault */
+#define UPAGER__RA_AHEAD 16      /* windows readahead keeps going to, past the last fault */
 #define UPAGER__FAULT_RESERVE 8  /* slots prefetching leaves for faults */
 
 struct upager__fill {
@@ -131,6 +139,8 @@ struct upager__fill {
 	upager_region_t *region;
 	uintptr_t addr;   /* where the fill lands */
 	size_t roff, len; /* region offset and length */
+	uintptr_t fault_addr; /* the page that faulted (within the window) */
+	bool sequential;  /* part of a sequential stream (sources may read around otherwise) */
 	void *buf;
 	size_t done;      /* bytes a source has produced so far */
 	size_t placed;    /* bytes mapped so far (EAGAIN retries) */
@@ -139,6 +149,7 @@ struct upager__fill {
 	uint32_t tid;
 	bool write;
 	bool prefetch;    /* nobody waits for it: no latency, no SIGBUS */
+	bool readahead;   /* a prefetch of a sequential stream: its completion reads on */
 	uint64_t t0;
 	struct upager__fill *next; /* free list, retry list, in-flight chain */
 };
@@ -159,6 +170,12 @@ struct upager__handler {
 	int wake_fd; /* eventfd: stop, or cancel the I/O of released regions */
 	bool poll_armed, uffd_ready, stopping;
 	uint64_t last_fault_ns; /* spinning continues this long after a fault */
+	/* Following one faulting thread (see UPAGER_OPT_NO_FOLLOW). */
+	uint32_t run_tid;      /* thread of the current run of faults */
+	unsigned run_len;      /* faults in that run */
+	unsigned other_faults; /* faults from other threads while following */
+	uint32_t follow_tid;   /* 0: not following */
+	int follow_cpu;
 };
 
 /* A upager_prefetch() request, queued for the handlers. */
@@ -179,6 +196,7 @@ struct upager {
 	void *zero_buf; /* UPAGER__MAX_WINDOW pages of zeros (the zero page, read-only) */
 	uint64_t spin_ns;
 	uint64_t handler_cpus;
+	bool follow; /* handlers may move to the CPU of the thread they serve */
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;

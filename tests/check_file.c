@@ -130,8 +130,9 @@ START_TEST(test_file_private_copy)
 }
 END_TEST
 
-/* Changes to the file show in pages not yet touched (like MAP_PRIVATE
- * before the first access), never in pages already filled. */
+/* The file is read when a page is filled: changes show in pages not yet
+ * filled, never in pages already filled. With RANDOM advice a page is
+ * filled exactly when it is first touched. */
 START_TEST(test_file_reads_at_fault_time)
 {
 	const size_t ps = UPT_PAGE;
@@ -144,6 +145,7 @@ START_TEST(test_file_reads_at_fault_time)
 
 	ck_assert_int_eq(upager_source_file(fd, 0, &s), 0);
 	ck_assert_int_eq(upager_map(p, 4 * ps, s, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
 	upager_source_release(s);
 	a = upager_region_addr(r);
 	ck_assert_uint_eq(a[0], upt_byte(0, 1));
