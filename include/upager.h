@@ -79,17 +79,9 @@ typedef struct upager_options {
 	unsigned spin_us;          /* after handling a fault, a handler polls this
 	                              long for the next before it sleeps; default
 	                              UPAGER_SPIN_DEFAULT_US, 0 never spins */
-	unsigned flags;            /* UPAGER_OPT_* */
+	unsigned reserved32;       /* zero */
 	uint64_t reserved[6];      /* zero */
 } upager_options_t;
-
-/*
- * upager_options_t.flags. By default (handler_cpus 0), a handler that keeps
- * serving faults of one thread moves to that thread's CPU: a fault then
- * costs a switch on one CPU instead of a wake-up across CPUs (several times
- * dearer in VMs). It lets go when faults come from many threads.
- */
-#define UPAGER_OPT_NO_FOLLOW (1u << 0) /* never move handlers by themselves */
 
 #define UPAGER_SPIN_DEFAULT_US 50
 

@@ -16,10 +16,7 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
-#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,85 +520,6 @@ static void continue_readahead(struct upager__handler *h, upager_region_t *r)
 	start_fills(h, ra, n);
 }
 
-/* ---- following the faulting thread ---- */
-
-#define FOLLOW_AFTER 32     /* faults in a row from one thread */
-#define FOLLOW_RECHECK 1024 /* then look again where it runs */
-#define FOLLOW_LEAVE 64     /* faults from others before we let go */
-
-static int cpu_of(uint32_t tid)
-{
-	char path[64], buf[1024], *p;
-	int fd, cpu = -1;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%u/stat", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strrchr(buf, ')'); /* the name may hold spaces */
-	/* Field 39 ("processor") is the 37th after the name. */
-	for (int field = 2; p && field < 39; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		cpu = atoi(p + 1);
-	return cpu;
-}
-
-static void set_cpu(struct upager__handler *h, int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	if (cpu >= 0) {
-		CPU_SET(cpu, &set);
-	} else { /* let go: anywhere the process may run */
-		if (sched_getaffinity(0, sizeof(set), &set) < 0)
-			return;
-		for (int c = 0; c < CPU_SETSIZE; c++)
-			CPU_SET(c, &set);
-	}
-	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	h->follow_cpu = cpu;
-}
-
-/*
- * A thread that faults over and over waits for us each time; on its own
- * CPU the round trip is a context switch, across CPUs a wake-up IPI (in a
- * VM, an exit). Move next to it; let go when others fault too.
- */
-static void follow(struct upager__handler *h, uint32_t tid)
-{
-	if (!h->pager->follow || !tid)
-		return;
-	if (tid != h->run_tid) {
-		h->run_tid = tid;
-		h->run_len = 0;
-	}
-	h->run_len++;
-	if (h->follow_tid && tid != h->follow_tid) {
-		if (++h->other_faults >= FOLLOW_LEAVE) {
-			h->follow_tid = 0;
-			set_cpu(h, -1);
-		}
-		return;
-	}
-	h->other_faults = 0;
-	if (h->run_len == FOLLOW_AFTER ||
-	    (h->follow_tid && h->run_len % FOLLOW_RECHECK == 0)) {
-		int cpu = cpu_of(tid);
-
-		if (cpu >= 0 && cpu != h->follow_cpu)
-			set_cpu(h, cpu);
-		h->follow_tid = cpu >= 0 ? tid : 0;
-	}
-}
-
 /* ---- messages ---- */
 
 static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
@@ -659,7 +577,6 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 	f->sequential = sequential;
 	f->write = write;
 	f->tid = (p->features & UPAGER_FEAT_THREAD_ID) ? msg->arg.pagefault.feat.ptid : 0;
-	follow(h, f->tid);
 	if (r && r->src->ops->readahead && pages == UPAGER__MAX_WINDOW)
 		nra = plan_readahead(h, m, r, roff + pages * p->page_size, ra);
 	pthread_rwlock_unlock(&p->lock);
@@ -931,8 +848,7 @@ static void spin(struct upager__handler *h)
 	upager_t *p = h->pager;
 	uint64_t until = h->last_fault_ns + p->spin_ns;
 
-	/* Next to the thread we serve, spinning would only delay it. */
-	if (!p->spin_ns || h->retry || h->nbacklog || h->stopping || h->follow_tid)
+	if (!p->spin_ns || h->retry || h->nbacklog || h->stopping)
 		return;
 	io_uring_submit(&h->ring);
 	while (upager__now_ns() < until) {

@@ -230,7 +230,6 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 
 	h->pager = p;
 	h->idx = idx;
-	h->follow_cpu = -1;
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)
 		return -errno;
@@ -283,7 +282,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 		if (opts->reserved[i])
 			return -EINVAL;
-	if ((opts->flags & ~UPAGER_OPT_NO_FOLLOW) || opts->spin_us > 1000000)
+	if (opts->reserved32 || opts->spin_us > 1000000)
 		return -EINVAL;
 
 	p = calloc(1, sizeof(*p));
@@ -297,7 +296,6 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p->nthreads = opts->nthreads;
 	p->spin_ns = (uint64_t)opts->spin_us * 1000;
 	p->handler_cpus = opts->handler_cpus;
-	p->follow = !(opts->flags & UPAGER_OPT_NO_FOLLOW) && !opts->handler_cpus;
 	pthread_mutex_init(&p->pf_lock, NULL);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);

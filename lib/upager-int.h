@@ -170,12 +170,6 @@ struct upager__handler {
 	int wake_fd; /* eventfd: stop, or cancel the I/O of released regions */
 	bool poll_armed, uffd_ready, stopping;
 	uint64_t last_fault_ns; /* spinning continues this long after a fault */
-	/* Following one faulting thread (see UPAGER_OPT_NO_FOLLOW). */
-	uint32_t run_tid;      /* thread of the current run of faults */
-	unsigned run_len;      /* faults in that run */
-	unsigned other_faults; /* faults from other threads while following */
-	uint32_t follow_tid;   /* 0: not following */
-	int follow_cpu;
 };
 
 /* A upager_prefetch() request, queued for the handlers. */
@@ -196,7 +190,6 @@ struct upager {
 	void *zero_buf; /* UPAGER__MAX_WINDOW pages of zeros (the zero page, read-only) */
 	uint64_t spin_ns;
 	uint64_t handler_cpus;
-	bool follow; /* handlers may move to the CPU of the thread they serve */
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;
