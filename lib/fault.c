@@ -361,8 +361,11 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 	if (ret == 0 && f->readahead && f->region) {
 		upager_region_t *r = f->region;
 
+		/* Our own reference: once the fill's is gone, a release may finish. */
+		upager__region_ref(r);
 		fill_done(h, f);
-		continue_readahead(h, r); /* r stays alive: its owner waits for our fills */
+		continue_readahead(h, r);
+		upager__region_unref(r);
 		return true;
 	}
 	if (ret < 0) {
@@ -452,11 +455,12 @@ static struct upager__fill *new_fill(struct upager__handler *h, upager_region_t 
  * Under p->lock; returns how many fills it prepared in out[].
  */
 static size_t plan_readahead(struct upager__handler *h, const struct upager__mapping *m,
-			     upager_region_t *r, size_t roff, struct upager__fill **out)
+			     upager_region_t *r, size_t roff, unsigned depth,
+			     struct upager__fill **out)
 {
 	size_t ps = h->pager->page_size, n = 0;
 
-	for (unsigned d = 0; d < UPAGER__RA_DEPTH && h->nfree > UPAGER__FAULT_RESERVE; d++) {
+	for (unsigned d = 0; d < depth && h->nfree > UPAGER__FAULT_RESERVE; d++) {
 		uintptr_t addr = m->start + (roff - m->roff);
 		size_t pages;
 
@@ -500,22 +504,8 @@ static void continue_readahead(struct upager__handler *h, upager_region_t *r)
 	pthread_rwlock_rdlock(&p->lock);
 	m = upager__lookup(p, r->base + next * p->page_size);
 	if (m && m->region == r && !r->dead && next * p->page_size < r->size &&
-	    m->roff + (r->base + next * p->page_size - m->start) == next * p->page_size) {
-		struct upager__fill *tmp[UPAGER__RA_DEPTH];
-		size_t got = plan_readahead(h, m, r, next * p->page_size, tmp);
-
-		/* plan_readahead plans up to RA_DEPTH; keep one, give the rest back. */
-		for (size_t i = 0; i < got; i++) {
-			if (i == 0) {
-				ra[n++] = tmp[i];
-			} else {
-				fill_done(h, tmp[i]);
-			}
-		}
-		if (got > 1)
-			atomic_store_explicit(&r->ra_next, (tmp[0]->roff + tmp[0]->len) / p->page_size,
-					      memory_order_relaxed);
-	}
+	    m->roff + (r->base + next * p->page_size - m->start) == next * p->page_size)
+		n = plan_readahead(h, m, r, next * p->page_size, 1, ra);
 	pthread_rwlock_unlock(&p->lock);
 	start_fills(h, ra, n);
 }
@@ -578,7 +568,7 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 	f->write = write;
 	f->tid = (p->features & UPAGER_FEAT_THREAD_ID) ? msg->arg.pagefault.feat.ptid : 0;
 	if (r && r->src->ops->readahead && pages == UPAGER__MAX_WINDOW)
-		nra = plan_readahead(h, m, r, roff + pages * p->page_size, ra);
+		nra = plan_readahead(h, m, r, roff + pages * p->page_size, UPAGER__RA_DEPTH, ra);
 	pthread_rwlock_unlock(&p->lock);
 
 	start_fill(h, f);

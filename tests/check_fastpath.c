@@ -222,6 +222,33 @@ START_TEST(test_file_readahead)
 }
 END_TEST
 
+/* Release while readahead is chaining windows: nothing touches the freed
+ * region (ASan would say), and the next region is unaffected. */
+START_TEST(test_release_during_readahead)
+{
+	const size_t pages = 16384; /* 64 MiB */
+	char path[256];
+	int fd = upt_tmpfile(pages * UPT_PAGE, 21, path, sizeof(path));
+	upager_t *p = upt_pager(2, 0);
+
+	for (int i = 0; i < 20; i++) {
+		upager_source_t *s;
+		upager_region_t *r;
+
+		ck_assert_int_eq(upager_source_file(fd, 0, &s), 0);
+		ck_assert_int_eq(upager_map(p, pages * UPT_PAGE, s, &r), 0);
+		upager_source_release(s);
+		ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_SEQUENTIAL), 0);
+		ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), (size_t)(i + 1) * 64 * UPT_PAGE,
+						   0, 21),
+				 -1);
+		ck_assert_int_eq(upager_release(r), 0);
+	}
+	ck_assert_int_eq(upager_destroy(p), 0);
+	close(fd);
+}
+END_TEST
+
 START_TEST(test_prefetch)
 {
 	const size_t pages = 4096, ps = UPT_PAGE;
@@ -304,6 +331,7 @@ static Suite *make(void)
 	upt_add(tc, test_windows_respect_extents_and_resident, 0, "");
 	upt_add(tc, test_window_failure_isolated, 0, "");
 	upt_add(tc, test_file_readahead, 0, "");
+	upt_add(tc, test_release_during_readahead, 0, "");
 	upt_add(tc, test_prefetch, 0, "");
 	upt_add(tc, test_handler_options, 0, "");
 	return s;
