@@ -85,7 +85,8 @@ void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
 
 /* ---- commit extents (under pager->lock) ---- */
 
-bool upager__region_committed(const upager_region_t *r, size_t off)
+/* Index of the first extent that ends after off. */
+static size_t extent_search(const upager_region_t *r, size_t off)
 {
 	size_t lo = 0, hi = r->ncommits;
 
@@ -96,21 +97,21 @@ bool upager__region_committed(const upager_region_t *r, size_t off)
 		else
 			hi = mid;
 	}
-	return lo < r->ncommits && r->commits[lo].start <= off;
+	return lo;
+}
+
+bool upager__region_committed(const upager_region_t *r, size_t off)
+{
+	size_t i = extent_search(r, off);
+
+	return i < r->ncommits && r->commits[i].start <= off;
 }
 
 size_t upager__region_commit_end(const upager_region_t *r, size_t off)
 {
-	size_t lo = 0, hi = r->ncommits;
+	size_t i = extent_search(r, off);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (r->commits[mid].end <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < r->ncommits ? r->commits[lo].end : off;
+	return i < r->ncommits ? r->commits[i].end : off;
 }
 
 bool upager__region_resident(const upager_region_t *r, size_t off)
