@@ -872,7 +872,9 @@ void *upager__handler_main(void *arg)
 		if (h->stopping && h->nfree == UPAGER__SLOTS)
 			break;
 		spin(h);
-		if (h->nbacklog || (h->uffd_ready && !h->stopping))
+		/* Go round again only if that can make progress: faults waiting
+		 * for a slot need the completions that the wait below reaps. */
+		if ((h->nbacklog && h->nfree > UPAGER__RA_DEPTH) || (h->uffd_ready && !h->stopping))
 			continue;
 		if (!h->poll_armed && !h->stopping)
 			arm_poll(h, p->uffd, TAG_UFFD);

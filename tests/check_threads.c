@@ -4,6 +4,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -166,6 +169,65 @@ START_TEST(test_zero_concurrent_writers)
 }
 END_TEST
 
+/*
+ * More faulting threads than fill slots, all waiting on reads that complete
+ * only later (a FIFO the test writes once everyone is blocked): faults wait
+ * for slots, and must still all complete once data flows.
+ */
+#define MANY 80
+
+static void *touch_one(void *arg)
+{
+	return (void *)(uintptr_t)(*(volatile uint8_t *)arg + 1);
+}
+
+START_TEST(test_more_faults_than_slots)
+{
+	char dir[] = "/tmp/upager-fifo-XXXXXX", path[64];
+	static uint8_t page[65536];
+	upager_t *p = upt_pager(1, 0);
+	upager_source_t *s;
+	upager_region_t *r;
+	pthread_t t[MANY];
+	int fd, wfd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	fd = open(path, O_RDWR | O_NONBLOCK); /* RDWR: no need to wait for a writer */
+	wfd = open(path, O_WRONLY | O_NONBLOCK); /* a full pipe must not block the test */
+	unlink(path);
+	rmdir(dir);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, 0), 0); /* reads block */
+	ck_assert_int_eq(upager_source_file(fd, 0, &s), 0);
+	close(fd);
+	ck_assert_int_eq(upager_map(p, MANY * UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	for (int i = 0; i < MANY; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, touch_one,
+						(uint8_t *)upager_region_addr(r) + (size_t)i * UPT_PAGE),
+				 0);
+	usleep(200 * 1000); /* all blocked: 64 slots reading, the rest queued */
+	memset(page, 0x42, sizeof(page));
+	/* A pipe read returns what is there: feed until every thread is through. */
+	for (int i = 0; i < MANY; i++) {
+		void *ret;
+
+		while (pthread_tryjoin_np(t[i], &ret) != 0) {
+			ck_assert(write(wfd, page, sizeof(page)) > 0 || errno == EAGAIN);
+			usleep(1000);
+		}
+		ck_assert_uint_eq((uintptr_t)ret, 0x43);
+	}
+	close(wfd);
+	upager_release(r);
+	upager_destroy(p);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("threads");
@@ -178,6 +240,7 @@ static Suite *make(void)
 	upt_add(tc, test_callback_same_pages_4h, 0, "");
 	upt_add(tc, test_callback_different_pages_2h, 0, "");
 	upt_add(tc, test_zero_concurrent_writers, 0, "");
+	upt_add(tc, test_more_faults_than_slots, 0, "");
 	return s;
 }
 
