@@ -49,6 +49,6 @@ int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);
 
 long upt_rss_kib(void);
 int upt_count_fds(void);
-int upt_count_threads(void);
+int upt_count_threads(void); /* not counting io_uring's kernel workers */
 
 #endif

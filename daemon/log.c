@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int log_level = LOG_INFO;
+static int log_fd = 2;
+static char log_path[4096];
+
+int log_open(const char *path)
+{
+	int fd;
+
+	if (!path) {
+		log_fd = 2;
+		log_path[0] = '\0';
+		return 0;
+	}
+	if (strlen(path) >= sizeof(log_path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	if (log_fd > 2)
+		close(log_fd);
+	log_fd = fd;
+	strcpy(log_path, path);
+	return 0;
+}
+
+int log_reopen(void)
+{
+	return log_path[0] ? log_open(log_path) : 0;
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	char line[1024];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ upagerd[%d] %s: ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), names[level & 3]);
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	if (write(log_fd, line, (size_t)n) < 0) {
+		/* Nowhere left to say it. */
+	}
+}
+
+void log_sanitize(char *out, size_t outlen, const void *in, size_t inlen)
+{
+	const unsigned char *p = in;
+	size_t i;
+
+	for (i = 0; i < inlen && i + 1 < outlen; i++)
+		out[i] = isprint(p[i]) ? (char)p[i] : '.';
+	out[i] = '\0';
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* upagerd's log: one line per event, with a level, to stderr or a file
+ * (reopened on SIGHUP). Client-supplied text is sanitised before it is
+ * written, so a log line can always be trusted to be one line. */
+#ifndef UPAGERD_LOG_H
+#define UPAGERD_LOG_H
+
+#include <stddef.h>
+
+enum { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+extern int log_level;
+
+int log_open(const char *path); /* NULL: stderr; 0 or -errno */
+int log_reopen(void);
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Copies at most outlen-1 bytes of in, replacing non-printable bytes by '.'. */
+void log_sanitize(char *out, size_t outlen, const void *in, size_t inlen);
+
+#define LOG(level, ...)                             \
+	do {                                        \
+		if ((level) <= log_level)           \
+			log_msg((level), __VA_ARGS__); \
+	} while (0)
+
+#endif

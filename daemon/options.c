@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One table describes every setting: its flag, its config-file key (the
+ * same name), bounds and default. A bad flag or line stops the daemon
+ * before it serves anything, naming the flag or file:line.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "options.h"
+
+enum kind { K_STR, K_LONG, K_FLAG, K_LEVEL, K_LISTEN };
+
+static const struct setting {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	long min, max, def;
+	const char *help;
+} settings[] = {
+	{ "root", K_STR, offsetof(struct options, root), 0, 0, 0,
+	  "DIR       serve the files below DIR (required; nothing outside it is reachable)" },
+	{ "listen", K_LISTEN, 0, 0, 0, 0,
+	  "ADDR    unix:/path or tcp:HOST:PORT; repeatable, up to 8\n"
+	  "                        (default unix:/run/upagerd.sock)" },
+	{ "allow-remote", K_FLAG, offsetof(struct options, allow_remote), 0, 1, 0,
+	  "        let tcp: listen on addresses other than loopback" },
+	{ "max-clients", K_LONG, offsetof(struct options, max_clients), 1, 65536, 256,
+	  "N   clients at once (default 256)" },
+	{ "idle-timeout", K_LONG, offsetof(struct options, idle_timeout), 1, 86400, 300,
+	  "S  close a client silent for S seconds (default 300)" },
+	{ "read-timeout", K_LONG, offsetof(struct options, read_timeout), 1, 3600, 10,
+	  "S  close a client whose frame takes longer than S seconds (default 10)" },
+	{ "stats-interval", K_LONG, offsetof(struct options, stats_interval), 0, 86400, 0,
+	  "S log a stats line every S seconds (default 0: only on SIGUSR1)" },
+	{ "ready-fd", K_LONG, offsetof(struct options, ready_fd), -1, 65535, -1,
+	  "FD      write \"ready\" to FD once listening (for supervisors and tests)" },
+	{ "log-file", K_STR, offsetof(struct options, log_file), 0, 0, 0,
+	  "PATH    log here instead of stderr (reopened on SIGHUP)" },
+	{ "log-level", K_LEVEL, offsetof(struct options, log_level), 0, 3, LOG_INFO,
+	  "L      error, warn, info (default) or debug" },
+};
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+void options_usage(FILE *f)
+{
+	fprintf(f, "usage: upagerd serve --root DIR [options]\n"
+		   "       upagerd --help | --version\n\n"
+		   "Serves read-only page ranges of the files below DIR to upager's remote\n"
+		   "source (protocol: docs/PROTOCOL.md).\n\noptions (also as \"name = value\" "
+		   "lines in --config FILE):\n");
+	for (size_t i = 0; i < NSETTINGS; i++)
+		fprintf(f, "  --%s %s\n", settings[i].name, settings[i].help);
+	fprintf(f, "  --config PATH   read settings from PATH; flags after it override it\n"
+		   "\nsignals: SIGTERM/SIGINT drain requests in flight and exit 0; SIGHUP reopens\n"
+		   "the log file; SIGUSR1 logs a stats line.\n");
+}
+
+static int apply(struct options *o, const struct setting *s, const char *val, const char *where)
+{
+	char *end;
+	long v;
+
+	switch (s->kind) {
+	case K_FLAG:
+		if (val && strcmp(val, "yes") && strcmp(val, "true") && strcmp(val, "1")) {
+			if (strcmp(val, "no") && strcmp(val, "false") && strcmp(val, "0"))
+				goto bad;
+			*(bool *)((char *)o + s->off) = false;
+			return 0;
+		}
+		*(bool *)((char *)o + s->off) = true;
+		return 0;
+	case K_STR:
+		if (!val || !*val || strlen(val) >= 4096)
+			goto bad;
+		strcpy((char *)o + s->off, val);
+		return 0;
+	case K_LISTEN:
+		if (!val || (strncmp(val, "unix:", 5) && strncmp(val, "tcp:", 4)) ||
+		    strlen(val) >= sizeof(o->listen[0]))
+			goto bad;
+		if (o->nlisten == MAX_LISTEN) {
+			fprintf(stderr, "upagerd: %s: at most %d listen addresses\n", where, MAX_LISTEN);
+			return 1;
+		}
+		strcpy(o->listen[o->nlisten++], val);
+		return 0;
+	case K_LEVEL:
+		for (int l = 0; l < 4; l++)
+			if (val && !strcmp(val, (const char *[]){ "error", "warn", "info", "debug" }[l])) {
+				*(int *)((char *)o + s->off) = l;
+				return 0;
+			}
+		goto bad;
+	case K_LONG:
+		if (!val || !*val)
+			goto bad;
+		errno = 0;
+		v = strtol(val, &end, 10);
+		if (errno || *end || v < s->min || v > s->max)
+			goto bad;
+		*(long *)((char *)o + s->off) = v;
+		return 0;
+	}
+bad:
+	fprintf(stderr, "upagerd: %s: bad value for %s: '%s'\n", where, s->name, val ? val : "");
+	return 1;
+}
+
+static const struct setting *find(const char *name)
+{
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (!strcmp(settings[i].name, name))
+			return &settings[i];
+	return NULL;
+}
+
+static int read_config(struct options *o, const char *path)
+{
+	char line[8192], where[4200];
+	FILE *f = fopen(path, "r");
+	int lineno = 0, ret = 0;
+
+	if (!f) {
+		fprintf(stderr, "upagerd: cannot read config %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	while (!ret && fgets(line, sizeof(line), f)) {
+		char *k = line, *v, *e;
+		const struct setting *s;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		if (!strchr(line, '\n') && !feof(f)) {
+			fprintf(stderr, "upagerd: %s: line too long\n", where);
+			ret = 1;
+			break;
+		}
+		k += strspn(k, " \t");
+		if (*k == '#' || *k == '\n' || *k == '\0')
+			continue;
+		v = strchr(k, '=');
+		if (!v) {
+			fprintf(stderr, "upagerd: %s: expected 'name = value'\n", where);
+			ret = 1;
+			break;
+		}
+		for (e = v; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--)
+			;
+		*e = '\0';
+		v++;
+		v += strspn(v, " \t");
+		for (e = v + strlen(v); e > v && strchr(" \t\r\n", e[-1]); e--)
+			;
+		*e = '\0';
+		s = find(k);
+		if (!s) {
+			fprintf(stderr, "upagerd: %s: unknown setting '%s'\n", where, k);
+			ret = 1;
+			break;
+		}
+		ret = apply(o, s, v, where);
+	}
+	fclose(f);
+	return ret;
+}
+
+int options_parse(struct options *o, int argc, char **argv)
+{
+	struct option lo[NSETTINGS + 2];
+	int c, idx;
+
+	memset(o, 0, sizeof(*o));
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		if (settings[i].kind == K_LONG)
+			*(long *)((char *)o + settings[i].off) = settings[i].def;
+		if (settings[i].kind == K_LEVEL)
+			*(int *)((char *)o + settings[i].off) = (int)settings[i].def;
+		lo[i] = (struct option){ settings[i].name,
+					 settings[i].kind == K_FLAG ? optional_argument
+								    : required_argument,
+					 NULL, (int)(1000 + i) };
+	}
+	lo[NSETTINGS] = (struct option){ "config", required_argument, NULL, 'c' };
+	lo[NSETTINGS + 1] = (struct option){ 0, 0, 0, 0 };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, &idx)) != -1) {
+		char where[64];
+
+		if (c == 'c') {
+			if (read_config(o, optarg))
+				return 1;
+			continue;
+		}
+		if (c < 1000) {
+			options_usage(stderr);
+			return 2;
+		}
+		snprintf(where, sizeof(where), "--%s", settings[c - 1000].name);
+		if (apply(o, &settings[c - 1000], optarg, where))
+			return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "upagerd: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!o->root[0]) {
+		fprintf(stderr, "upagerd: --root is required\n");
+		return 2;
+	}
+	if (o->nlisten == 0)
+		strcpy(o->listen[o->nlisten++], "unix:/run/upagerd.sock");
+	return 0;
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/* upagerd's configuration: flags, or the same names in a small file. */
+#ifndef UPAGERD_OPTIONS_H
+#define UPAGERD_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define MAX_LISTEN 8
+
+struct options {
+	char root[4096];
+	char listen[MAX_LISTEN][256];
+	int nlisten;
+	bool allow_remote;
+	long max_clients;
+	long idle_timeout;  /* seconds without a request: the client is closed */
+	long read_timeout;  /* seconds a frame may take to arrive whole */
+	long stats_interval; /* seconds between stats lines; 0: none */
+	long ready_fd;       /* -1, or a descriptor to write "ready\n" to once listening */
+	char log_file[4096];
+	int log_level;
+};
+
+/* 0; or prints what is wrong to stderr and returns 2 (usage) or 1. */
+int options_parse(struct options *o, int argc, char **argv);
+void options_usage(FILE *f);
+
+#endif

@@ -1,0 +1,984 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upagerd's page server: one thread, one io_uring.
+ *
+ * Each client has a receive buffer that holds at most one frame (a header
+ * and UPP_MAX_FRAME bytes: lengths are checked before anything is buffered),
+ * a bounded output queue, and at most UPP_MAX_INFLIGHT READs in flight. When
+ * either limit is reached the server stops receiving from that client until
+ * it drains: a slow client holds its own memory, not the server's. Every
+ * malformed frame gets one ERROR frame and a closed connection; other
+ * clients never notice.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/openat2.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "options.h"
+#include "protocol.h"
+#include "server.h"
+
+#define OUT_LIMIT (16u << 20) /* queued reply bytes per client before it is paused */
+#define DRAIN_SECONDS 10
+
+enum { T_ACCEPT = 1, T_RECV, T_SEND, T_READ, T_TIMER, T_SIGNAL };
+
+struct out_buf {
+	struct out_buf *next;
+	size_t len, off;
+	uint8_t data[];
+};
+
+struct client;
+
+struct range_op {
+	struct request *req;
+	uint32_t i;
+} __attribute__((aligned(8)));
+
+struct request { /* a READ in flight */
+	struct client *c;
+	uint32_t id, n, pending, handle;
+	int fd;
+	uint64_t off[UPP_MAX_RANGES];
+	uint32_t wanted[UPP_MAX_RANGES], got[UPP_MAX_RANGES];
+	size_t pos[UPP_MAX_RANGES]; /* where range i's data goes in reply */
+	int err;
+	struct out_buf *reply;
+	struct range_op ops[UPP_MAX_RANGES];
+};
+
+struct client {
+	struct client *next, *prev;
+	int fd;
+	unsigned serial;
+	char peer[96];
+	uint8_t *rbuf;
+	size_t rlen;
+	bool recv_posted, send_posted, closing, close_after_send, hello;
+	struct out_buf *outq, *outq_tail;
+	size_t out_bytes;
+	unsigned inflight; /* READs */
+	unsigned ops;      /* SQEs in flight that point at us */
+	int handles[UPP_MAX_HANDLES]; /* -1: free */
+	uint64_t sizes[UPP_MAX_HANDLES];
+	/* CLOSE while READs use a handle: closed when the last one ends. */
+	unsigned busy[UPP_MAX_HANDLES];
+	bool closed[UPP_MAX_HANDLES];
+	time_t last_request, frame_since;
+};
+
+/* Completions carry a pointer with the op's kind in its low 3 bits: every
+ * struct a completion points at is 8-aligned. */
+struct listener {
+	int fd;
+	char name[300];
+} __attribute__((aligned(8)));
+
+static struct {
+	struct io_uring ring;
+	const struct options *o;
+	int root;
+	struct listener ls[MAX_LISTEN];
+	int nls;
+	struct client *clients;
+	unsigned nclients, serial;
+	int sigfd;
+	struct signalfd_siginfo si;
+	struct __kernel_timespec tick;
+	bool draining;
+	time_t drain_deadline, next_stats;
+	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
+	bool have_openat2;
+} S;
+
+static void *tag(void *p, unsigned t)
+{
+	if ((uintptr_t)p & 7)
+		abort(); /* a misaligned struct: a programming error, caught in tests */
+	return (void *)((uintptr_t)p | t);
+}
+
+static struct io_uring_sqe *sqe_get(void)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&S.ring);
+
+	if (!sqe) {
+		io_uring_submit(&S.ring);
+		sqe = io_uring_get_sqe(&S.ring);
+	}
+	return sqe; /* NULL only if the kernel is out of memory; callers cope */
+}
+
+/* ---- clients ---- */
+
+static void client_free(struct client *c)
+{
+	for (int i = 0; i < UPP_MAX_HANDLES; i++)
+		if (c->handles[i] >= 0)
+			close(c->handles[i]);
+	while (c->outq) {
+		struct out_buf *b = c->outq;
+		c->outq = b->next;
+		free(b);
+	}
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		S.clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	S.nclients--;
+	LOG(LOG_INFO, "client %u (%s) gone; %u connected", c->serial, c->peer, S.nclients);
+	free(c->rbuf);
+	free(c);
+}
+
+/* Ends a client. Its SQEs still in flight complete (shutdown ends the
+ * socket ones at once); the memory goes with the last. */
+static void client_close(struct client *c, const char *why)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	LOG(LOG_INFO, "client %u (%s): closing: %s", c->serial, c->peer, why);
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->ops == 0)
+		client_free(c);
+}
+
+static void op_done(struct client *c)
+{
+	if (--c->ops == 0 && c->closing)
+		client_free(c);
+}
+
+static void post_send(struct client *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->send_posted || !c->outq || c->closing)
+		return;
+	sqe = sqe_get();
+	if (!sqe)
+		return;
+	io_uring_prep_send(sqe, c->fd, c->outq->data + c->outq->off, c->outq->len - c->outq->off,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, tag(c, T_SEND));
+	c->send_posted = true;
+	c->ops++;
+}
+
+static void queue_out(struct client *c, struct out_buf *b)
+{
+	b->next = NULL;
+	b->off = 0;
+	if (c->outq_tail)
+		c->outq_tail->next = b;
+	else
+		c->outq = b;
+	c->outq_tail = b;
+	c->out_bytes += b->len;
+	post_send(c);
+}
+
+static void reply_small(struct client *c, uint8_t type, uint32_t id, const uint8_t *payload,
+			size_t len)
+{
+	struct out_buf *b = malloc(sizeof(*b) + UPP_HDR_SIZE + len);
+
+	if (!b) {
+		client_close(c, "out of memory");
+		return;
+	}
+	b->len = UPP_HDR_SIZE + len;
+	upp_put_hdr(b->data, type, id, (uint32_t)len);
+	if (len)
+		memcpy(b->data + UPP_HDR_SIZE, payload, len);
+	queue_out(c, b);
+}
+
+static void reply_error(struct client *c, uint32_t id, int err, const char *msg)
+{
+	uint8_t p[6 + 256];
+	size_t n = strlen(msg) > 250 ? 250 : strlen(msg);
+
+	S.errors++;
+	reply_small(c, UPP_ERROR, id, p, upp_put_error(p, (uint32_t)err, msg, (uint16_t)n));
+}
+
+/* A framing error: one ERROR frame, a log line with a sample of the bytes, close. */
+static void protocol_error(struct client *c, int err, const char *what)
+{
+	char sample[33];
+
+	S.proto_errors++;
+	log_sanitize(sample, sizeof(sample), c->rbuf, c->rlen < 32 ? c->rlen : 32);
+	LOG(LOG_WARN, "client %u (%s): protocol error: %s (first bytes: \"%s\")", c->serial,
+	    c->peer, what, sample);
+	reply_error(c, 0, err, what);
+	c->close_after_send = true;
+}
+
+static bool may_receive(const struct client *c)
+{
+	return !c->closing && !c->close_after_send && !S.draining &&
+	       c->inflight < UPP_MAX_INFLIGHT && c->out_bytes < OUT_LIMIT &&
+	       c->rlen < UPP_HDR_SIZE + UPP_MAX_FRAME;
+}
+
+static void post_recv(struct client *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_posted || !may_receive(c))
+		return;
+	sqe = sqe_get();
+	if (!sqe)
+		return;
+	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, UPP_HDR_SIZE + UPP_MAX_FRAME - c->rlen, 0);
+	io_uring_sqe_set_data(sqe, tag(c, T_RECV));
+	c->recv_posted = true;
+	c->ops++;
+}
+
+/* ---- requests ---- */
+
+/* Opens path below the root, never outside it, and only a regular file. */
+static int jail_open(const char *path, uint16_t len, int *fdp, uint64_t *sizep)
+{
+	char p[UPP_MAX_PATH + 1];
+	struct stat st;
+	int fd = -1;
+
+	memcpy(p, path, len);
+	p[len] = '\0';
+	if (S.have_openat2) {
+		struct open_how how = {
+			.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+		};
+		fd = (int)syscall(SYS_openat2, S.root, p, &how, sizeof(how));
+		if (fd < 0 && errno == ENOSYS)
+			S.have_openat2 = false;
+		else if (fd < 0)
+			return errno == EXDEV ? -EACCES : -errno; /* EXDEV: it tried to escape */
+	}
+	if (!S.have_openat2) {
+		/* Kernels before 5.6: no absolute paths, no "..", no symlinks at all. */
+		char *save = NULL, *comp;
+		int dir = dup(S.root);
+
+		if (p[0] == '/')
+			return -EACCES;
+		for (comp = strtok_r(p, "/", &save); comp && dir >= 0;
+		     comp = strtok_r(NULL, "/", &save)) {
+			int next;
+			bool last = save == NULL || *save == '\0';
+
+			if (!strcmp(comp, ".."))
+				next = -1, errno = EACCES;
+			else
+				next = openat(dir, comp,
+					      (last ? O_RDONLY : O_PATH | O_DIRECTORY) | O_NOFOLLOW |
+						      O_CLOEXEC | O_NOCTTY);
+			close(dir);
+			dir = next;
+		}
+		if (dir < 0)
+			return errno == ELOOP ? -EACCES : -errno;
+		fd = dir;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	*fdp = fd;
+	*sizep = (uint64_t)st.st_size;
+	return 0;
+}
+
+static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len)
+{
+	const char *path;
+	uint16_t plen;
+	uint64_t size;
+	uint8_t out[12];
+	char shown[128];
+	int h, fd, ret;
+
+	if (upp_get_open(p, len, &path, &plen) < 0) {
+		protocol_error(c, EPROTO, "malformed OPEN");
+		return;
+	}
+	log_sanitize(shown, sizeof(shown), path, plen);
+	for (h = 0; h < UPP_MAX_HANDLES && c->handles[h] >= 0; h++)
+		; /* a closed handle with reads in flight is not free yet */
+	if (h == UPP_MAX_HANDLES) {
+		reply_error(c, id, EMFILE, "too many open handles");
+		return;
+	}
+	ret = jail_open(path, plen, &fd, &size);
+	if (ret < 0) {
+		LOG(LOG_INFO, "client %u (%s): open \"%s\" refused: %s", c->serial, c->peer, shown,
+		    strerror(-ret));
+		reply_error(c, id, -ret, ret == -EACCES ? "outside the served root" : strerror(-ret));
+		return;
+	}
+	c->handles[h] = fd;
+	c->sizes[h] = size;
+	c->closed[h] = false;
+	LOG(LOG_DEBUG, "client %u: open \"%s\" -> handle %d, %llu bytes", c->serial, shown, h,
+	    (unsigned long long)size);
+	reply_small(c, UPP_OPEN | UPP_REPLY, id, out, upp_put_opened(out, (uint32_t)h, size));
+}
+
+static void read_submit(struct request *rq, uint32_t i)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	if (!sqe) {
+		rq->err = ENOMEM;
+		return;
+	}
+	io_uring_prep_read(sqe, rq->fd, rq->reply->data + rq->pos[i] + rq->got[i],
+			   rq->wanted[i] - rq->got[i], rq->off[i] + rq->got[i]);
+	io_uring_sqe_set_data(sqe, tag(&rq->ops[i], T_READ));
+	rq->pending++;
+	rq->c->ops++;
+}
+
+static void read_finish(struct request *rq)
+{
+	struct client *c = rq->c;
+	size_t head = UPP_HDR_SIZE + 8 + 4 * (size_t)rq->n, at = head, total;
+	uint32_t crc;
+
+	c->inflight--;
+	if (--c->busy[rq->handle] == 0 && c->closed[rq->handle]) {
+		close(c->handles[rq->handle]);
+		c->handles[rq->handle] = -1;
+	}
+	if (rq->err) {
+		free(rq->reply);
+		if (!c->closing)
+			reply_error(c, rq->id, rq->err, strerror(rq->err));
+		free(rq);
+		return;
+	}
+	/* Ranges cut short by the end of the file: close the gaps. */
+	for (uint32_t i = 0; i < rq->n; i++) {
+		if (at != rq->pos[i])
+			memmove(rq->reply->data + at, rq->reply->data + rq->pos[i], rq->got[i]);
+		at += rq->got[i];
+	}
+	total = at;
+	upp_put_data_head(rq->reply->data + UPP_HDR_SIZE, 0, rq->n, rq->got);
+	crc = upp_crc32c(0, rq->reply->data + UPP_HDR_SIZE + 8, total - UPP_HDR_SIZE - 8);
+	upp_put_data_head(rq->reply->data + UPP_HDR_SIZE, crc, rq->n, rq->got);
+	upp_put_hdr(rq->reply->data, UPP_READ | UPP_REPLY, rq->id, (uint32_t)(total - UPP_HDR_SIZE));
+	rq->reply->len = total;
+	S.bytes_out += total - head;
+	if (c->closing)
+		free(rq->reply);
+	else
+		queue_out(c, rq->reply);
+	free(rq);
+}
+
+static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
+{
+	struct upp_read rd;
+	struct request *rq;
+	size_t at;
+	int ret = upp_get_read(p, len, &rd);
+
+	if (ret < 0) {
+		protocol_error(c, ret == -EMSGSIZE ? EMSGSIZE : EPROTO,
+			       ret == -EMSGSIZE ? "READ asks for more than 8 MiB" : "malformed READ");
+		return;
+	}
+	if (rd.handle >= UPP_MAX_HANDLES || c->handles[rd.handle] < 0 || c->closed[rd.handle]) {
+		reply_error(c, id, EBADF, "no such handle");
+		return;
+	}
+	rq = calloc(1, sizeof(*rq));
+	if (!rq) {
+		client_close(c, "out of memory");
+		return;
+	}
+	rq->c = c;
+	rq->id = id;
+	rq->n = rd.n;
+	rq->handle = rd.handle;
+	rq->fd = c->handles[rd.handle];
+	at = UPP_HDR_SIZE + 8 + 4 * (size_t)rd.n;
+	for (uint32_t i = 0; i < rd.n; i++) {
+		uint64_t size = c->sizes[rd.handle], o = rd.r[i].offset;
+
+		if (o > (uint64_t)INT64_MAX - rd.r[i].length) {
+			free(rq);
+			reply_error(c, id, EINVAL, "range overflows");
+			return;
+		}
+		rq->off[i] = o;
+		/* Past the end of the file as it was opened: nothing to read. */
+		rq->wanted[i] = o >= size ? 0 : (uint32_t)(size - o < rd.r[i].length ? size - o
+										 : rd.r[i].length);
+		rq->pos[i] = at;
+		rq->ops[i] = (struct range_op){ rq, i };
+		at += rq->wanted[i];
+	}
+	rq->reply = malloc(sizeof(*rq->reply) + at);
+	if (!rq->reply) {
+		free(rq);
+		client_close(c, "out of memory");
+		return;
+	}
+	c->inflight++;
+	c->busy[rd.handle]++;
+	for (uint32_t i = 0; i < rd.n; i++)
+		if (rq->wanted[i])
+			read_submit(rq, i);
+	if (rq->pending == 0)
+		read_finish(rq);
+}
+
+static void do_stats(struct client *c, uint32_t id)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line),
+			 "clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu "
+			 "errors=%llu protocol_errors=%llu",
+			 S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
+			 (unsigned long long)S.requests, (unsigned long long)S.bytes_out,
+			 (unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+
+	reply_small(c, UPP_STATS | UPP_REPLY, id, (const uint8_t *)line, (size_t)n);
+}
+
+static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
+{
+	S.requests++;
+	c->last_request = time(NULL);
+	if (!c->hello) {
+		struct upp_hello hello;
+		struct upp_hello_reply r = { UPP_VERSION, 0, UPP_MAX_FRAME, UPP_MAX_READ,
+					     UPP_MAX_INFLIGHT, UPP_MAX_HANDLES };
+		uint8_t out[24];
+
+		if (h->type != UPP_HELLO || upp_get_hello(p, h->length, &hello) < 0) {
+			protocol_error(c, EPROTO, "expected HELLO");
+			return;
+		}
+		if (hello.version_min > UPP_VERSION || hello.version_max < UPP_VERSION) {
+			reply_error(c, 0, EPROTONOSUPPORT, "no common protocol version");
+			c->close_after_send = true;
+			return;
+		}
+		c->hello = true;
+		reply_small(c, UPP_HELLO | UPP_REPLY, h->id, out, upp_put_hello_reply(out, &r));
+		return;
+	}
+	switch (h->type) {
+	case UPP_OPEN:
+		do_open(c, h->id, p, h->length);
+		break;
+	case UPP_READ:
+		do_read(c, h->id, p, h->length);
+		break;
+	case UPP_CLOSE: {
+		uint32_t handle;
+
+		if (upp_get_handle(p, h->length, &handle) < 0) {
+			protocol_error(c, EPROTO, "malformed CLOSE");
+		} else if (handle >= UPP_MAX_HANDLES || c->handles[handle] < 0 || c->closed[handle]) {
+			reply_error(c, h->id, EBADF, "no such handle");
+		} else {
+			if (c->busy[handle]) {
+				c->closed[handle] = true; /* the last READ closes it */
+			} else {
+				close(c->handles[handle]);
+				c->handles[handle] = -1;
+			}
+			reply_small(c, UPP_CLOSE | UPP_REPLY, h->id, NULL, 0);
+		}
+		break;
+	}
+	case UPP_STATS:
+		if (h->length)
+			protocol_error(c, EPROTO, "malformed STATS");
+		else
+			do_stats(c, h->id);
+		break;
+	default:
+		protocol_error(c, EPROTO, "unknown frame type");
+		break;
+	}
+}
+
+/* Consumes the complete frames in the receive buffer, as far as limits allow. */
+static void parse(struct client *c)
+{
+	while (!c->closing && !c->close_after_send && c->inflight < UPP_MAX_INFLIGHT &&
+	       c->out_bytes < OUT_LIMIT) {
+		struct upp_hdr h;
+		size_t whole;
+		int ret = upp_get_hdr(c->rbuf, c->rlen, UPP_MAX_FRAME, &h);
+
+		if (ret == -EAGAIN)
+			break;
+		if (ret < 0) {
+			protocol_error(c, ret == -EMSGSIZE ? EMSGSIZE : EPROTO,
+				       ret == -EMSGSIZE ? "frame longer than 64 KiB" : "bad frame header");
+			c->rlen = 0;
+			break;
+		}
+		whole = UPP_HDR_SIZE + h.length;
+		if (c->rlen < whole)
+			break;
+		handle_frame(c, &h, c->rbuf + UPP_HDR_SIZE);
+		if (c->closing || c->close_after_send) {
+			c->rlen = 0; /* nothing more is read from this client */
+			break;
+		}
+		memmove(c->rbuf, c->rbuf + whole, c->rlen - whole);
+		c->rlen -= whole;
+	}
+	c->frame_since = c->rlen ? (c->frame_since ? c->frame_since : time(NULL)) : 0;
+}
+
+/* ---- completions ---- */
+
+static void on_accept(struct listener *l, int res)
+{
+	struct io_uring_sqe *sqe;
+
+	if (res >= 0) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct client *c;
+
+		if (S.nclients >= (unsigned)S.o->max_clients || S.draining) {
+			S.refused++;
+			LOG(LOG_WARN, "refusing a client on %s: %s", l->name,
+			    S.draining ? "shutting down" : "max-clients reached");
+			close(res);
+		} else if (!(c = calloc(1, sizeof(*c))) ||
+			   !(c->rbuf = malloc(UPP_HDR_SIZE + UPP_MAX_FRAME))) {
+			free(c);
+			close(res);
+			LOG(LOG_ERR, "out of memory accepting a client");
+		} else {
+			int one = 1;
+
+			c->fd = res;
+			c->serial = ++S.serial;
+			for (int i = 0; i < UPP_MAX_HANDLES; i++)
+				c->handles[i] = -1;
+			getpeername(res, (struct sockaddr *)&ss, &sl);
+			if (ss.ss_family == AF_UNIX) {
+				struct ucred cr;
+				socklen_t cl = sizeof(cr);
+				if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+					snprintf(c->peer, sizeof(c->peer), "unix pid %d uid %u",
+						 (int)cr.pid, (unsigned)cr.uid);
+				else
+					snprintf(c->peer, sizeof(c->peer), "unix");
+			} else {
+				char host[64] = "?", port[16] = "?";
+				getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port,
+					    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+				snprintf(c->peer, sizeof(c->peer), "tcp %s:%s", host, port);
+				setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			}
+			c->last_request = time(NULL);
+			c->next = S.clients;
+			if (S.clients)
+				S.clients->prev = c;
+			S.clients = c;
+			S.nclients++;
+			S.accepted++;
+			LOG(LOG_INFO, "client %u (%s) connected on %s; %u connected", c->serial,
+			    c->peer, l->name, S.nclients);
+			post_recv(c);
+		}
+	} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN) {
+		LOG(LOG_ERR, "accept on %s: %s", l->name, strerror(-res));
+	}
+	if (S.draining || l->fd < 0)
+		return;
+	sqe = sqe_get();
+	if (sqe) {
+		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_sqe_set_data(sqe, tag(l, T_ACCEPT));
+	}
+}
+
+static void on_recv(struct client *c, int res)
+{
+	c->recv_posted = false;
+	if (!c->closing) {
+		if (res == 0) {
+			client_close(c, c->rlen ? "disconnected in the middle of a frame"
+						: "disconnected");
+		} else if (res < 0) {
+			if (res != -EINTR && res != -EAGAIN)
+				client_close(c, strerror(-res));
+		} else {
+			c->rlen += (size_t)res;
+			parse(c);
+		}
+	}
+	if (!c->closing)
+		post_recv(c);
+	op_done(c);
+}
+
+static void on_send(struct client *c, int res)
+{
+	c->send_posted = false;
+	if (!c->closing) {
+		if (res < 0 && res != -EINTR && res != -EAGAIN) {
+			client_close(c, strerror(-res));
+		} else if (res > 0) {
+			struct out_buf *b = c->outq;
+
+			b->off += (size_t)res;
+			if (b->off == b->len) {
+				c->outq = b->next;
+				if (!c->outq)
+					c->outq_tail = NULL;
+				c->out_bytes -= b->len;
+				free(b);
+			}
+		}
+	}
+	if (!c->closing) {
+		if (!c->outq && c->close_after_send) {
+			client_close(c, "after a protocol error");
+		} else {
+			post_send(c);
+			parse(c); /* room again: frames waiting in the buffer may go */
+			post_recv(c);
+		}
+	}
+	op_done(c);
+}
+
+static void on_read(struct range_op *op, int res)
+{
+	struct request *rq = op->req;
+	struct client *c = rq->c;
+
+	rq->pending--;
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		rq->err = -res;
+	} else if (res > 0) {
+		rq->got[op->i] += (uint32_t)res;
+		if (rq->got[op->i] < rq->wanted[op->i] && !rq->err)
+			read_submit(rq, op->i); /* short read: the rest */
+	} else if (res == 0) {
+		/* The file shrank since it was opened: the rest is past its end. */
+	} else {
+		read_submit(rq, op->i);
+	}
+	if (rq->pending == 0) {
+		read_finish(rq);
+		if (!c->closing) {
+			parse(c);
+			post_recv(c);
+		}
+	}
+	op_done(c);
+}
+
+static void log_stats(void)
+{
+	LOG(LOG_INFO,
+	    "stats: clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu errors=%llu "
+	    "protocol_errors=%llu",
+	    S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
+	    (unsigned long long)S.requests, (unsigned long long)S.bytes_out,
+	    (unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+}
+
+static void arm_timer(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	if (!sqe)
+		return;
+	io_uring_prep_timeout(sqe, &S.tick, 0, 0);
+	io_uring_sqe_set_data(sqe, tag(NULL, T_TIMER));
+}
+
+static void arm_signal(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, S.sigfd, &S.si, sizeof(S.si), 0);
+	io_uring_sqe_set_data(sqe, tag(NULL, T_SIGNAL));
+}
+
+static void start_drain(const char *why)
+{
+	if (S.draining)
+		return;
+	S.draining = true;
+	S.drain_deadline = time(NULL) + DRAIN_SECONDS;
+	LOG(LOG_INFO, "%s: draining requests in flight, then exiting", why);
+	for (int i = 0; i < S.nls; i++) {
+		close(S.ls[i].fd); /* pending accepts complete with an error */
+		S.ls[i].fd = -1;
+	}
+}
+
+static void on_timer(void)
+{
+	time_t now = time(NULL);
+
+	for (struct client *c = S.clients, *next; c; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		if (c->frame_since && now - c->frame_since > S.o->read_timeout)
+			client_close(c, "frame not completed within the read timeout");
+		else if (!c->inflight && !c->outq && now - c->last_request > S.o->idle_timeout)
+			client_close(c, "idle timeout");
+	}
+	if (S.o->stats_interval && now >= S.next_stats) {
+		log_stats();
+		S.next_stats = now + S.o->stats_interval;
+	}
+	arm_timer();
+}
+
+static void on_signal(void)
+{
+	switch (S.si.ssi_signo) {
+	case SIGTERM:
+	case SIGINT:
+		start_drain(S.si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	case SIGHUP:
+		if (log_reopen() < 0)
+			LOG(LOG_ERR, "SIGHUP: cannot reopen the log");
+		else
+			LOG(LOG_INFO, "SIGHUP: log reopened");
+		break;
+	case SIGUSR1:
+		log_stats();
+		break;
+	}
+	arm_signal();
+}
+
+/* Nothing left to send or read for anyone? */
+static bool drained(void)
+{
+	for (struct client *c = S.clients; c; c = c->next)
+		if (!c->closing && (c->inflight || c->outq))
+			return false;
+	return true;
+}
+
+/* ---- listening ---- */
+
+static int listen_unix(const char *path, struct listener *l)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "upagerd: socket path too long: %s\n", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	/* A stale socket from a previous run is replaced; anything else is not ours. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			fprintf(stderr, "upagerd: %s exists and is not a socket\n", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+		fprintf(stderr, "upagerd: cannot listen on unix:%s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	l->fd = fd;
+	snprintf(l->name, sizeof(l->name), "unix:%s", path);
+	return 0;
+}
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return false;
+}
+
+static int listen_tcp(const char *spec, struct listener *l)
+{
+	char host[256], *colon;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd, one = 1, ret;
+
+	snprintf(host, sizeof(host), "%s", spec);
+	colon = strrchr(host, ':');
+	if (!colon || colon == host) {
+		fprintf(stderr, "upagerd: tcp address wants HOST:PORT: %s\n", spec);
+		return -1;
+	}
+	*colon = '\0';
+	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:port */
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host));
+	}
+	ret = getaddrinfo(host, colon + 1, &hints, &ai);
+	if (ret) {
+		fprintf(stderr, "upagerd: %s: %s\n", spec, gai_strerror(ret));
+		return -1;
+	}
+	if (!is_loopback(ai->ai_addr) && !S.o->allow_remote) {
+		fprintf(stderr, "upagerd: %s is not a loopback address: pass --allow-remote to "
+				"serve other machines\n", spec);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		fprintf(stderr, "upagerd: cannot listen on tcp:%s: %s\n", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+	l->fd = fd;
+	snprintf(l->name, sizeof(l->name), ss.ss_family == AF_INET6 ? "tcp:[%s]:%u" : "tcp:%s:%u",
+		 host, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	return 0;
+}
+
+int server_run(const struct options *o)
+{
+	char ready[MAX_LISTEN * 300 + 16] = "ready";
+	sigset_t mask;
+	int ret;
+
+	S.o = o;
+	S.have_openat2 = true;
+	S.tick.tv_sec = 1;
+	S.root = open(o->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (S.root < 0) {
+		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(errno));
+		return 1;
+	}
+	for (int i = 0; i < o->nlisten; i++) {
+		ret = !strncmp(o->listen[i], "unix:", 5) ? listen_unix(o->listen[i] + 5, &S.ls[i])
+							 : listen_tcp(o->listen[i] + 4, &S.ls[i]);
+		if (ret < 0)
+			return 1;
+		S.nls++;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	S.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	ret = io_uring_queue_init(1024, &S.ring, 0);
+	if (S.sigfd < 0 || ret < 0) {
+		fprintf(stderr, "upagerd: cannot set up io_uring: %s\n",
+			strerror(ret < 0 ? -ret : errno));
+		return 1;
+	}
+	for (int i = 0; i < S.nls; i++) {
+		on_accept(&S.ls[i], -EAGAIN); /* arms the first accept */
+		LOG(LOG_INFO, "listening on %s, serving %s", S.ls[i].name, o->root);
+		strcat(ready, " ");
+		strcat(ready, S.ls[i].name);
+	}
+	arm_timer();
+	arm_signal();
+	S.next_stats = time(NULL) + o->stats_interval;
+	if (o->ready_fd >= 0) {
+		strcat(ready, "\n");
+		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
+			LOG(LOG_WARN, "cannot write to --ready-fd: %s", strerror(errno));
+		close((int)o->ready_fd);
+	}
+
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		if (S.draining && (drained() || time(NULL) > S.drain_deadline))
+			break;
+		ret = io_uring_submit_and_wait(&S.ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			LOG(LOG_ERR, "io_uring: %s", strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&S.ring, head, cqe) {
+			uintptr_t d = (uintptr_t)io_uring_cqe_get_data(cqe);
+			void *p = (void *)(d & ~(uintptr_t)7);
+
+			switch (d & 7) {
+			case T_ACCEPT: on_accept(p, cqe->res); break;
+			case T_RECV: on_recv(p, cqe->res); break;
+			case T_SEND: on_send(p, cqe->res); break;
+			case T_READ: on_read(p, cqe->res); break;
+			case T_TIMER: on_timer(); break;
+			case T_SIGNAL: on_signal(); break;
+			}
+			seen++;
+		}
+		io_uring_cq_advance(&S.ring, seen);
+	}
+	log_stats();
+	LOG(LOG_INFO, "exiting%s", drained() ? "" : " (drain deadline passed)");
+	for (int i = 0; i < o->nlisten; i++)
+		if (!strncmp(o->listen[i], "unix:", 5))
+			unlink(o->listen[i] + 5);
+	return 0;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* upagerd: the upager page server. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "options.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	int ret;
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		options_usage(stdout);
+		return 0;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("upagerd %s (protocol version 1)\n", PACKAGE_VERSION);
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "serve")) {
+		options_usage(stderr);
+		return 2;
+	}
+	ret = options_parse(&o, argc - 1, argv + 1);
+	if (ret)
+		return ret;
+	log_level = o.log_level;
+	if (o.log_file[0] && (ret = log_open(o.log_file)) < 0) {
+		fprintf(stderr, "upagerd: cannot open log %s: %s\n", o.log_file, strerror(-ret));
+		return 1;
+	}
+	return server_run(&o);
+}

@@ -1,0 +1,574 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upagerd, the real binary, on temporary sockets and loopback ports: data
+ * end to end with every byte and checksum checked, many clients, and
+ * hostile clients, each refused while a well-behaved one keeps working.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "protocol.h"
+
+#define FILE_SIZE (3u << 20) /* + a ragged tail below */
+#define TAIL 1234
+
+static char dir[64], unix_path[128], tcp_port[16];
+static pid_t daemon_pid;
+
+/* ---- the daemon ---- */
+
+static pid_t start_daemon(const char *extra1, const char *extra2, char *ready, size_t len)
+{
+	char root[128], sock[128], readyfd[16];
+	int pfd[2];
+	ssize_t n = 0;
+	pid_t pid;
+
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(sock, sizeof(sock), "unix:%s", unix_path);
+	ck_assert_int_eq(pipe(pfd), 0);
+	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *argv[16] = { "upagerd", "serve", "--root", root, "--listen", sock,
+				   "--listen", "tcp:127.0.0.1:0", "--ready-fd", readyfd,
+				   "--log-level", "warn" };
+		int a = 12;
+
+		close(pfd[0]);
+		if (extra1)
+			argv[a++] = (char *)extra1;
+		if (extra2)
+			argv[a++] = (char *)extra2;
+		argv[a] = NULL;
+		execv("daemon/upagerd", argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (int tries = 0; tries < 500 && n <= 0; tries++) { /* 5 s */
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		if (poll(&p, 1, 10) > 0)
+			n = read(pfd[0], ready, len - 1);
+	}
+	close(pfd[0]);
+	ck_assert_msg(n > 0, "upagerd did not become ready");
+	ready[n] = '\0';
+	return pid;
+}
+
+static void setup(void)
+{
+	char path[256], ready[512], *tcp;
+	uint8_t *buf = malloc(FILE_SIZE + TAIL);
+	int fd;
+
+	snprintf(dir, sizeof(dir), "/tmp/upagerd-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/root", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/root/sub", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/root/sub/disk.img", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	upt_fill(buf, FILE_SIZE + TAIL, 0, 77);
+	ck_assert_int_eq(write(fd, buf, FILE_SIZE + TAIL), FILE_SIZE + TAIL);
+	close(fd);
+	free(buf);
+	snprintf(path, sizeof(path), "%s/secret", dir); /* outside the root */
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_eq(write(fd, "secret", 6), 6);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/root/escape", dir);
+	ck_assert_int_eq(symlink("../secret", path), 0);
+	snprintf(unix_path, sizeof(unix_path), "%s/upagerd.sock", dir);
+	daemon_pid = start_daemon(NULL, NULL, ready, sizeof(ready));
+	tcp = strstr(ready, "tcp:127.0.0.1:");
+	ck_assert_ptr_nonnull(tcp);
+	snprintf(tcp_port, sizeof(tcp_port), "%d", atoi(tcp + 14));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	int status;
+
+	if (daemon_pid > 0) {
+		kill(daemon_pid, SIGKILL);
+		waitpid(daemon_pid, &status, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0) {
+		/* best effort: the next run uses a new directory anyway */
+	}
+}
+
+/* ---- a small client ---- */
+
+static int connect_unix(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, unix_path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static int connect_tcp(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(tcp_port)) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const void *p, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ck_assert_int_gt(n, 0);
+		p = (const uint8_t *)p + n;
+		len -= (size_t)n;
+	}
+}
+
+static void send_frame(int fd, uint8_t type, uint32_t id, const void *payload, size_t len)
+{
+	uint8_t h[UPP_HDR_SIZE];
+
+	upp_put_hdr(h, type, id, (uint32_t)len);
+	send_all(fd, h, sizeof(h));
+	if (len)
+		send_all(fd, payload, len);
+}
+
+/* Reads one frame (payload into *buf, malloc'd); -1 if the server closed. */
+static int recv_frame(int fd, struct upp_hdr *h, uint8_t **buf)
+{
+	uint8_t hb[UPP_HDR_SIZE];
+	size_t got = 0;
+
+	while (got < sizeof(hb)) {
+		ssize_t n = recv(fd, hb + got, sizeof(hb) - got, 0);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	ck_assert_int_eq(upp_get_hdr(hb, sizeof(hb), UPP_MAX_READ + 4096, h), 0);
+	*buf = malloc(h->length + 1);
+	for (got = 0; got < h->length;) {
+		ssize_t n = recv(fd, *buf + got, h->length - got, 0);
+		if (n <= 0) {
+			free(*buf);
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* True once the server has closed the connection (EOF within 5 s). */
+static bool closed_by_server(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint8_t b[256];
+
+	for (int i = 0; i < 50; i++) {
+		ssize_t n;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = recv(fd, b, sizeof(b), 0);
+		if (n <= 0)
+			return true; /* EOF or reset */
+	}
+	return false;
+}
+
+static void hello(int fd)
+{
+	struct upp_hello h = { 1, 1, 0 };
+	struct upp_hello_reply r;
+	struct upp_hdr hdr;
+	uint8_t p[8], *buf;
+
+	send_frame(fd, UPP_HELLO, 0, p, upp_put_hello(p, &h));
+	ck_assert_int_eq(recv_frame(fd, &hdr, &buf), 0);
+	ck_assert_uint_eq(hdr.type, UPP_HELLO | UPP_REPLY);
+	ck_assert_int_eq(upp_get_hello_reply(buf, hdr.length, &r), 0);
+	ck_assert_uint_eq(r.version, 1);
+	ck_assert_uint_eq(r.max_read, UPP_MAX_READ);
+	free(buf);
+}
+
+/* OPEN: the handle, or -errno from an ERROR reply. */
+static long open_obj(int fd, const char *path, uint64_t *size)
+{
+	uint8_t p[2 + UPP_MAX_PATH], *buf;
+	struct upp_hdr h;
+	uint32_t handle;
+	long ret;
+
+	send_frame(fd, UPP_OPEN, 5, p, upp_put_open(p, path, (uint16_t)strlen(path)));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.id, 5);
+	if (h.type == UPP_ERROR) {
+		struct upp_error e;
+		ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+		ret = -(long)e.code;
+	} else {
+		ck_assert_uint_eq(h.type, UPP_OPEN | UPP_REPLY);
+		ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, size), 0);
+		ret = handle;
+	}
+	free(buf);
+	return ret;
+}
+
+/* READs ranges and checks every byte against the file's pattern. */
+static void read_check(int fd, uint32_t handle, uint32_t id, const struct upp_range *r, uint32_t n)
+{
+	struct upp_read rd = { .handle = handle, .n = n };
+	uint8_t p[8 + 16 * UPP_MAX_RANGES], *buf;
+	uint32_t wanted[UPP_MAX_RANGES], got[UPP_MAX_RANGES];
+	const uint8_t *data;
+	struct upp_hdr h;
+
+	memcpy(rd.r, r, n * sizeof(*r));
+	send_frame(fd, UPP_READ, id, p, upp_put_read(p, &rd));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+	ck_assert_uint_eq(h.id, id);
+	for (uint32_t i = 0; i < n; i++)
+		wanted[i] = r[i].length;
+	ck_assert_int_eq(upp_get_data(buf, h.length, n, wanted, got, &data), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t end = FILE_SIZE + TAIL;
+		uint64_t expect = r[i].offset >= end ? 0
+			: (end - r[i].offset < r[i].length ? end - r[i].offset : r[i].length);
+		ck_assert_uint_eq(got[i], expect);
+		ck_assert_int_eq(upt_check_pattern(data, got[i], r[i].offset, 77), -1);
+		data += got[i];
+	}
+	free(buf);
+}
+
+/* A well-behaved client: hello, open, a few reads, every byte checked. */
+static void good_client(int (*conn)(void))
+{
+	struct upp_range r[3] = { { 0, 4096 }, { 1 << 20, 65536 }, { FILE_SIZE, 8192 } };
+	uint64_t size;
+	int fd = conn();
+	long h;
+
+	hello(fd);
+	h = open_obj(fd, "sub/disk.img", &size);
+	ck_assert_int_ge(h, 0);
+	ck_assert_uint_eq(size, FILE_SIZE + TAIL);
+	read_check(fd, (uint32_t)h, 9, r, 3);
+	close(fd);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_end_to_end_unix_and_tcp)
+{
+	int (*conns[2])(void) = { connect_unix, connect_tcp };
+
+	for (int k = 0; k < 2; k++) {
+		struct upp_range r[UPP_MAX_RANGES];
+		uint8_t p[8], *buf;
+		struct upp_hdr h;
+		uint64_t size;
+		int fd = conns[k]();
+		long hd;
+
+		hello(fd);
+		hd = open_obj(fd, "sub/disk.img", &size);
+		ck_assert_int_ge(hd, 0);
+		/* The whole file, 8 MiB at most per READ, in 64 ranges of 48 KiB. */
+		for (uint64_t off = 0; off < FILE_SIZE + TAIL; off += UPP_MAX_RANGES * 49152) {
+			for (uint32_t i = 0; i < UPP_MAX_RANGES; i++)
+				r[i] = (struct upp_range){ off + i * 49152, 49152 };
+			read_check(fd, (uint32_t)hd, 100, r, UPP_MAX_RANGES);
+		}
+		/* Past the end: zero bytes. Over 8 MiB: a protocol error, tested below. */
+		r[0] = (struct upp_range){ 1ull << 40, 4096 };
+		read_check(fd, (uint32_t)hd, 101, r, 1);
+		/* An unknown handle: an ERROR for that request; the connection stays. */
+		{
+			struct upp_read rd = { .handle = 200, .n = 1, .r = { { 0, 4096 } } };
+			uint8_t q[24];
+			struct upp_error e;
+
+			send_frame(fd, UPP_READ, 103, q, upp_put_read(q, &rd));
+			ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+			ck_assert(h.type == UPP_ERROR && h.id == 103);
+			ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+			ck_assert_uint_eq(e.code, EBADF);
+			free(buf);
+		}
+		send_frame(fd, UPP_CLOSE, 104, p, upp_put_handle(p, (uint32_t)hd));
+		ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+		ck_assert(h.type == (UPP_CLOSE | UPP_REPLY) && h.id == 104);
+		free(buf);
+		send_frame(fd, UPP_STATS, 105, NULL, 0);
+		ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+		ck_assert(h.type == (UPP_STATS | UPP_REPLY));
+		buf[h.length] = '\0';
+		ck_assert_ptr_nonnull(strstr((char *)buf, "clients="));
+		free(buf);
+		close(fd);
+	}
+}
+END_TEST
+
+/* Many READs sent before any reply is read: all answered, ids matched. */
+START_TEST(test_pipelining)
+{
+	int fd = connect_unix();
+	uint8_t p[8 + 16], *buf;
+	bool seen[64] = { false };
+	uint64_t size;
+	long hd;
+
+	hello(fd);
+	hd = open_obj(fd, "sub/disk.img", &size);
+	for (uint32_t id = 0; id < 64; id++) {
+		struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { id * 40960, 40960 } } };
+		send_frame(fd, UPP_READ, 1000 + id, p, upp_put_read(p, &rd));
+	}
+	for (int k = 0; k < 64; k++) {
+		uint32_t wanted = 40960, got;
+		const uint8_t *data;
+		struct upp_hdr h;
+
+		ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+		ck_assert(h.id >= 1000 && h.id < 1064 && !seen[h.id - 1000]);
+		seen[h.id - 1000] = true;
+		ck_assert_int_eq(upp_get_data(buf, h.length, 1, &wanted, &got, &data), 0);
+		ck_assert_int_eq(upt_check_pattern(data, got, (h.id - 1000) * 40960ull, 77), -1);
+		free(buf);
+	}
+	close(fd);
+}
+END_TEST
+
+static void *client_thread(void *arg)
+{
+	good_client((intptr_t)arg % 2 ? connect_tcp : connect_unix);
+	return NULL;
+}
+
+START_TEST(test_64_clients)
+{
+	pthread_t t[64];
+
+	for (intptr_t i = 0; i < 64; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, client_thread, (void *)i), 0);
+	for (int i = 0; i < 64; i++)
+		pthread_join(t[i], NULL);
+}
+END_TEST
+
+/* Each hostile client is refused, and a good client works right after. */
+START_TEST(test_hostile_clients)
+{
+	static const char garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	uint8_t h[UPP_HDR_SIZE], p[2 + UPP_MAX_PATH];
+	uint64_t size;
+	int fd;
+
+	/* Garbage. */
+	fd = connect_tcp();
+	send_all(fd, garbage, sizeof(garbage) - 1);
+	ck_assert(closed_by_server(fd));
+	close(fd);
+	good_client(connect_tcp);
+
+	/* Half a frame, then gone. */
+	fd = connect_unix();
+	upp_put_hdr(h, UPP_HELLO, 0, 8);
+	send_all(fd, h, 10);
+	close(fd);
+	good_client(connect_unix);
+
+	/* A frame claiming 4 GiB: refused before anything is buffered. */
+	fd = connect_unix();
+	hello(fd);
+	upp_put_hdr(h, UPP_READ, 1, 0xFFFFFFFFu);
+	send_all(fd, h, sizeof(h));
+	ck_assert(closed_by_server(fd));
+	close(fd);
+	good_client(connect_unix);
+
+	/* A READ for more than 8 MiB. */
+	fd = connect_unix();
+	hello(fd);
+	{
+		struct upp_read rd = { .handle = 0, .n = 1, .r = { { 0, UPP_MAX_READ + 1 } } };
+		uint8_t q[24];
+		send_frame(fd, UPP_READ, 1, q, upp_put_read(q, &rd));
+	}
+	ck_assert(closed_by_server(fd));
+	close(fd);
+
+	/* Anything but HELLO first. */
+	fd = connect_unix();
+	send_frame(fd, UPP_OPEN, 1, p, upp_put_open(p, "sub/disk.img", 12));
+	ck_assert(closed_by_server(fd));
+	close(fd);
+
+	/* An unknown frame type after HELLO. */
+	fd = connect_unix();
+	hello(fd);
+	send_frame(fd, 0x42, 1, NULL, 0);
+	ck_assert(closed_by_server(fd));
+	close(fd);
+
+	/* Paths out of the root: refused, and the connection stays usable. */
+	fd = connect_unix();
+	hello(fd);
+	ck_assert_int_eq(open_obj(fd, "../secret", &size), -EACCES);
+	ck_assert_int_eq(open_obj(fd, "sub/../../secret", &size), -EACCES);
+	ck_assert_int_eq(open_obj(fd, "escape", &size), -EACCES); /* symlink out */
+	{
+		char abs[200];
+		snprintf(abs, sizeof(abs), "%s/secret", dir);
+		ck_assert_int_eq(open_obj(fd, abs, &size), -EACCES);
+	}
+	ck_assert_int_eq(open_obj(fd, "nonexistent", &size), -ENOENT);
+	ck_assert_int_eq(open_obj(fd, "sub", &size), -EINVAL); /* a directory */
+	ck_assert_int_ge(open_obj(fd, "sub/disk.img", &size), 0);
+	close(fd);
+	good_client(connect_tcp);
+	/* The daemon is still the one we started. */
+	ck_assert_int_eq(waitpid(daemon_pid, NULL, WNOHANG), 0);
+}
+END_TEST
+
+/* A frame that never completes is closed after --read-timeout; a silent
+ * client after --idle-timeout. */
+START_TEST(test_timeouts)
+{
+	char ready[512];
+	uint8_t h[UPP_HDR_SIZE];
+	int status, fd;
+
+	kill(daemon_pid, SIGKILL);
+	waitpid(daemon_pid, &status, 0);
+	daemon_pid = start_daemon("--read-timeout=1", "--idle-timeout=2", ready, sizeof(ready));
+	fd = connect_unix();
+	upp_put_hdr(h, UPP_HELLO, 0, 8);
+	send_all(fd, h, sizeof(h)); /* the payload never comes */
+	ck_assert(closed_by_server(fd)); /* within 5 s */
+	close(fd);
+	fd = connect_unix();
+	hello(fd);
+	ck_assert(closed_by_server(fd));
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
+/* SIGTERM: exit 0, socket removed. */
+START_TEST(test_sigterm)
+{
+	int status;
+
+	good_client(connect_unix);
+	ck_assert_int_eq(kill(daemon_pid, SIGTERM), 0);
+	ck_assert_int_eq(waitpid(daemon_pid, &status, 0), daemon_pid);
+	daemon_pid = 0;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_int_eq(access(unix_path, F_OK), -1);
+}
+END_TEST
+
+/* Bad flags and config files stop the daemon before it serves, saying where. */
+static int run_daemon(const char *a1, const char *a2, char *err, size_t errlen)
+{
+	int pfd[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 2);
+		execl("daemon/upagerd", "upagerd", "serve", "--root", "/", a1, a2, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], err, errlen - 1);
+	err[n > 0 ? n : 0] = '\0';
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_bad_config)
+{
+	char conf[128], err[1024];
+	FILE *f;
+
+	ck_assert_int_eq(run_daemon("--max-clients=0", NULL, err, sizeof(err)), 2);
+	ck_assert_ptr_nonnull(strstr(err, "max-clients"));
+	ck_assert_int_eq(run_daemon("--listen", "ftp:x", err, sizeof(err)), 2);
+	ck_assert_int_eq(run_daemon("--listen", "tcp:8.8.8.8:1", err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "--allow-remote"));
+	snprintf(conf, sizeof(conf), "%s/bad.conf", dir);
+	f = fopen(conf, "w");
+	fprintf(f, "# comment\nidle-timeout = 5\nno-such-setting = 1\n");
+	fclose(f);
+	ck_assert_int_eq(run_daemon("--config", conf, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "bad.conf:3"));
+}
+END_TEST
+
+static Suite *make(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc = upt_tcase(s, "upagerd");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	upt_add(tc, test_end_to_end_unix_and_tcp, 0, "");
+	upt_add(tc, test_pipelining, 0, "");
+	upt_add(tc, test_64_clients, 0, "");
+	upt_add(tc, test_hostile_clients, 0, "");
+	upt_add(tc, test_timeouts, 0, "");
+	upt_add(tc, test_sigterm, 0, "");
+	upt_add(tc, test_bad_config, 0, "");
+	return s;
+}
+
+/* No userfaultfd needed here: run whatever the machine allows. */
+int main(void)
+{
+	SRunner *sr = srunner_create(make());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
