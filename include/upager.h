@@ -147,6 +147,25 @@ typedef int (*upager_fill_fn)(void *arg, uint64_t off, void *buf, size_t len);
 int upager_source_callback(upager_fill_fn fill, void *arg, void (*destroy)(void *arg),
 			   upager_source_t **srcp);
 
+/*
+ * Pages come from upagerd (docs/PROTOCOL.md): uri is "unix:/path" or
+ * "tcp:host:port", object a path below the server's root. Connects and
+ * opens the object now (so a wrong address or name is an error here). Reads
+ * are pipelined and batched by a connection thread; each reply's CRC32C is
+ * checked before its bytes are mapped. A lost connection is re-established
+ * with backoff and unanswered reads are sent again; a fault that gets no
+ * answer within deadline_ms fails, and its access gets SIGBUS. opts may be
+ * NULL for the defaults.
+ */
+typedef struct upager_remote_options {
+	unsigned connect_timeout_ms; /* per attempt; default 5000 */
+	unsigned deadline_ms;        /* a fault's longest wait; default 30000 */
+	uint64_t reserved[6];        /* zero */
+} upager_remote_options_t;
+void upager_remote_options_init(upager_remote_options_t *opts);
+int upager_source_remote(const char *uri, const char *object,
+			 const upager_remote_options_t *opts, upager_source_t **srcp);
+
 /* Drops one reference. */
 int upager_source_release(upager_source_t *src);
 

@@ -779,6 +779,39 @@ static void cancel_dead_io(struct upager__handler *h)
 	}
 }
 
+void upager__fill_complete(struct upager__fill *f, int result)
+{
+	struct upager__handler *h = f->h;
+	uint64_t one = 1;
+
+	f->result = result;
+	pthread_mutex_lock(&h->done_lock);
+	f->next_done = h->done;
+	h->done = f;
+	pthread_mutex_unlock(&h->done_lock);
+	if (write(h->wake_fd, &one, sizeof(one)) != sizeof(one))
+		upager__log(h->pager, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", h->idx,
+			    strerror(errno));
+}
+
+/* Fills other threads completed: finish them here, where their slots live. */
+static void run_done(struct upager__handler *h)
+{
+	struct upager__fill *list;
+
+	pthread_mutex_lock(&h->done_lock);
+	list = h->done;
+	h->done = NULL;
+	pthread_mutex_unlock(&h->done_lock);
+	while (list) {
+		struct upager__fill *f = list;
+
+		list = f->next_done;
+		list_remove(&h->inflight, f);
+		fill_finish(h, f, f->result);
+	}
+}
+
 static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 {
 	uint64_t tag = io_uring_cqe_get_data64(cqe);
@@ -797,6 +830,7 @@ static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
 			upager__log(h->pager, UPAGER_LOG_ERROR, "wake eventfd: %s",
 				    strerror(errno));
 		h->stopping = atomic_load(&h->pager->stopping);
+		run_done(h);
 		cancel_dead_io(h);
 		if (!h->stopping)
 			arm_poll(h, h->wake_fd, TAG_WAKE);

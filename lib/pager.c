@@ -230,6 +230,7 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 
 	h->pager = p;
 	h->idx = idx;
+	pthread_mutex_init(&h->done_lock, NULL);
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->wake_fd < 0)
 		return -errno;

@@ -72,6 +72,12 @@ struct upager_source {
 void upager__source_init(upager_source_t *src, const struct upager__source_ops *ops);
 void upager__source_ref(upager_source_t *src);
 void upager__source_unref(upager_source_t *src);
+/*
+ * For sources whose I/O completes on a thread of their own (fill returned
+ * PENDING without an SQE): hands the fill back to its handler with its
+ * result (DATA, ZERO or -errno). Callable from any thread.
+ */
+void upager__fill_complete(struct upager__fill *fill, int result);
 /* An SQE, submitting what is queued if the ring is full; NULL if still none. */
 struct io_uring_sqe *upager__get_sqe(struct io_uring *ring);
 
@@ -145,6 +151,7 @@ struct upager__fill {
 	size_t done;      /* bytes a source has produced so far */
 	size_t placed;    /* bytes mapped so far (EAGAIN retries) */
 	int result;       /* DATA / ZERO / -errno, once known */
+	uint64_t deadline_ns; /* sources that wait on others: fail by then */
 	size_t skipped;   /* pages another fill had placed first */
 	uint32_t tid;
 	bool write;
@@ -152,6 +159,8 @@ struct upager__fill {
 	bool readahead;   /* a prefetch of a sequential stream: its completion reads on */
 	uint64_t t0;
 	struct upager__fill *next; /* free list, retry list, in-flight chain */
+	struct upager__fill *next_done; /* the handler's list of fills completed elsewhere */
+	struct upager__fill *src_next;  /* the source's own queue (next is the handler's) */
 };
 
 struct upager__handler {
@@ -167,7 +176,9 @@ struct upager__handler {
 	struct upager__fill *inflight; /* fills with I/O pending (coalescing) */
 	struct uffd_msg *backlog;      /* fault messages waiting for a slot */
 	size_t nbacklog, capbacklog;
-	int wake_fd; /* eventfd: stop, or cancel the I/O of released regions */
+	int wake_fd; /* eventfd: stop, cancel, or completions from other threads */
+	pthread_mutex_t done_lock;
+	struct upager__fill *done; /* completed by another thread (upager__fill_complete) */
 	bool poll_armed, uffd_ready, stopping;
 	uint64_t last_fault_ns; /* spinning continues this long after a fault */
 };

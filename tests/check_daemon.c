@@ -33,49 +33,21 @@ static pid_t daemon_pid;
 
 /* ---- the daemon ---- */
 
-static pid_t start_daemon(const char *extra1, const char *extra2, char *ready, size_t len)
+static pid_t start_daemon(const char *extra1, const char *extra2)
 {
-	char root[128], sock[128], readyfd[16];
-	int pfd[2];
-	ssize_t n = 0;
+	char root[128];
+	int port;
 	pid_t pid;
 
 	snprintf(root, sizeof(root), "%s/root", dir);
-	snprintf(sock, sizeof(sock), "unix:%s", unix_path);
-	ck_assert_int_eq(pipe(pfd), 0);
-	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char *argv[16] = { "upagerd", "serve", "--root", root, "--listen", sock,
-				   "--listen", "tcp:127.0.0.1:0", "--ready-fd", readyfd,
-				   "--log-level", "warn" };
-		int a = 12;
-
-		close(pfd[0]);
-		if (extra1)
-			argv[a++] = (char *)extra1;
-		if (extra2)
-			argv[a++] = (char *)extra2;
-		argv[a] = NULL;
-		execv("daemon/upagerd", argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	for (int tries = 0; tries < 500 && n <= 0; tries++) { /* 5 s */
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		if (poll(&p, 1, 10) > 0)
-			n = read(pfd[0], ready, len - 1);
-	}
-	close(pfd[0]);
-	ck_assert_msg(n > 0, "upagerd did not become ready");
-	ready[n] = '\0';
+	pid = upt_daemon_start(root, unix_path, extra1, extra2, &port);
+	snprintf(tcp_port, sizeof(tcp_port), "%d", port);
 	return pid;
 }
 
 static void setup(void)
 {
-	char path[256], ready[512], *tcp;
+	char path[256];
 	uint8_t *buf = malloc(FILE_SIZE + TAIL);
 	int fd;
 
@@ -98,21 +70,14 @@ static void setup(void)
 	snprintf(path, sizeof(path), "%s/root/escape", dir);
 	ck_assert_int_eq(symlink("../secret", path), 0);
 	snprintf(unix_path, sizeof(unix_path), "%s/upagerd.sock", dir);
-	daemon_pid = start_daemon(NULL, NULL, ready, sizeof(ready));
-	tcp = strstr(ready, "tcp:127.0.0.1:");
-	ck_assert_ptr_nonnull(tcp);
-	snprintf(tcp_port, sizeof(tcp_port), "%d", atoi(tcp + 14));
+	daemon_pid = start_daemon(NULL, NULL);
 }
 
 static void teardown(void)
 {
 	char cmd[128];
-	int status;
 
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGKILL);
-		waitpid(daemon_pid, &status, 0);
-	}
+	upt_daemon_kill(daemon_pid);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0) {
 		/* best effort: the next run uses a new directory anyway */
@@ -470,13 +435,11 @@ END_TEST
  * client after --idle-timeout. */
 START_TEST(test_timeouts)
 {
-	char ready[512];
 	uint8_t h[UPP_HDR_SIZE];
-	int status, fd;
+	int fd;
 
-	kill(daemon_pid, SIGKILL);
-	waitpid(daemon_pid, &status, 0);
-	daemon_pid = start_daemon("--read-timeout=1", "--idle-timeout=2", ready, sizeof(ready));
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon("--read-timeout=1", "--idle-timeout=2");
 	fd = connect_unix();
 	upp_put_hdr(h, UPP_HELLO, 0, 8);
 	send_all(fd, h, sizeof(h)); /* the payload never comes */

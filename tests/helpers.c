@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,58 @@ int upt_child(void (*fn)(void *arg), void *arg, int timeout_s)
 	waitpid(pid, &status, 0);
 	ck_abort_msg("child did not finish within %d s (hung)", timeout_s);
 	return status;
+}
+
+pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,
+		       const char *extra2, int *tcp_port)
+{
+	char listen[160], readyfd[16], ready[512], *tcp;
+	int pfd[2];
+	ssize_t n = 0;
+	pid_t pid;
+
+	snprintf(listen, sizeof(listen), "unix:%s", sock);
+	ck_assert_int_eq(pipe(pfd), 0);
+	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *argv[16] = { "upagerd", "serve", "--root", (char *)root, "--listen", listen,
+				   "--listen", "tcp:127.0.0.1:0", "--ready-fd", readyfd,
+				   "--log-level", "warn" };
+		int a = 12;
+
+		close(pfd[0]);
+		if (extra1)
+			argv[a++] = (char *)extra1;
+		if (extra2)
+			argv[a++] = (char *)extra2;
+		argv[a] = NULL;
+		execv("daemon/upagerd", argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (int tries = 0; tries < 500 && n <= 0; tries++) { /* 5 s */
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		if (poll(&p, 1, 10) > 0)
+			n = read(pfd[0], ready, sizeof(ready) - 1);
+	}
+	close(pfd[0]);
+	ck_assert_msg(n > 0, "upagerd did not become ready");
+	ready[n] = '\0';
+	tcp = strstr(ready, "tcp:127.0.0.1:");
+	ck_assert_ptr_nonnull(tcp);
+	if (tcp_port)
+		*tcp_port = atoi(tcp + 14);
+	return pid;
+}
+
+void upt_daemon_kill(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
 }
 
 long upt_rss_kib(void)

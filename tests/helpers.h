@@ -47,6 +47,15 @@ long upt_check_zero(const uint8_t *p, size_t len);
  * failing the test if it runs past timeout_s. */
 int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);
 
+/*
+ * Starts the daemon built in this tree (daemon/upagerd) serving root on
+ * unix:sock and tcp:127.0.0.1:0, plus up to two extra arguments; waits
+ * until it is listening. *tcp_port receives the TCP port.
+ */
+pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,
+		       const char *extra2, int *tcp_port);
+void upt_daemon_kill(pid_t pid);
+
 long upt_rss_kib(void);
 int upt_count_fds(void);
 int upt_count_threads(void); /* not counting io_uring's kernel workers */

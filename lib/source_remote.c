@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The remote source: pages from upagerd (docs/PROTOCOL.md).
+ *
+ * One connection thread per source owns the socket. Handlers queue fills;
+ * the thread batches them into READ frames (up to 64 ranges, 8 MiB),
+ * keeps up to UPP_MAX_INFLIGHT frames in flight, checks each reply's CRC32C
+ * before a byte reaches a fill buffer, and hands fills back to their
+ * handlers. When the connection breaks it reconnects with backoff, opens
+ * the object again and re-sends what was not answered; a fill that gets no
+ * answer before its deadline fails (ETIMEDOUT: the access gets SIGBUS).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protocol.h"
+#include "upager-int.h"
+
+struct batch { /* one READ frame in flight */
+	struct batch *next;
+	uint32_t id, n;
+	struct upager__fill *fill[UPP_MAX_RANGES];
+};
+
+struct remote_source {
+	upager_source_t base;
+	char uri[512], object[UPP_MAX_PATH + 1];
+	uint64_t size;
+	unsigned connect_timeout_ms;
+	uint64_t deadline_ns;
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	struct upager__fill *queue, *queue_tail; /* waiting to be sent */
+	bool stop;
+	int kick[2]; /* pipe: wakes the thread when fills are queued */
+
+	/* The connection thread's own: */
+	int fd;
+	uint32_t handle, next_id;
+	struct batch *inflight;
+	unsigned ninflight;
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+	uint64_t retry_at_ns, backoff_ns;
+};
+
+/* ---- connecting ---- */
+
+static int dial(const char *uri, unsigned timeout_ms)
+{
+	struct pollfd p;
+	int fd, ret, err = 0;
+	socklen_t el = sizeof(err);
+
+	if (!strncmp(uri, "unix:", 5)) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		if (strlen(uri + 5) >= sizeof(sa.sun_path) || !uri[5])
+			return -EINVAL;
+		strcpy(sa.sun_path, uri + 5);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			return -errno;
+		ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	} else if (!strncmp(uri, "tcp:", 4)) {
+		char host[256], *colon;
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+		int one = 1;
+
+		snprintf(host, sizeof(host), "%s", uri + 4);
+		colon = strrchr(host, ':');
+		if (!colon || colon == host || !colon[1])
+			return -EINVAL;
+		*colon = '\0';
+		if (host[0] == '[' && colon[-1] == ']') {
+			colon[-1] = '\0';
+			memmove(host, host + 1, strlen(host));
+		}
+		if (getaddrinfo(host, colon + 1, &hints, &ai))
+			return -EHOSTUNREACH;
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			freeaddrinfo(ai);
+			return -errno;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		ret = connect(fd, ai->ai_addr, ai->ai_addrlen);
+		freeaddrinfo(ai);
+	} else {
+		return -EINVAL;
+	}
+	if (ret < 0 && errno != EINPROGRESS) {
+		err = errno;
+		close(fd);
+		return -err;
+	}
+	p = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	if (ret < 0 && (poll(&p, 1, (int)timeout_ms) != 1 ||
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)) {
+		close(fd);
+		return err ? -err : -ETIMEDOUT;
+	}
+	return fd;
+}
+
+/* Blocking helpers for the handshake, bounded by the connect timeout. */
+static int send_all(int fd, const uint8_t *p, size_t len, unsigned timeout_ms)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			return -errno;
+		} else if (poll(&pf, 1, (int)timeout_ms) != 1) {
+			return -ETIMEDOUT;
+		}
+	}
+	return 0;
+}
+
+static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, unsigned timeout_ms)
+{
+	size_t got = 0, want = UPP_HDR_SIZE;
+	uint8_t hb[UPP_HDR_SIZE];
+
+	while (got < want) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		uint8_t *dst = got < UPP_HDR_SIZE ? hb + got : buf + (got - UPP_HDR_SIZE);
+		size_t room = got < UPP_HDR_SIZE ? UPP_HDR_SIZE - got : want - got;
+		ssize_t n;
+
+		if (poll(&pf, 1, (int)timeout_ms) != 1)
+			return -ETIMEDOUT;
+		n = recv(fd, dst, room, 0);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+		if (got == UPP_HDR_SIZE) {
+			int ret = upp_get_hdr(hb, UPP_HDR_SIZE, (uint32_t)cap, h);
+			if (ret < 0)
+				return -EPROTO;
+			want = UPP_HDR_SIZE + h->length;
+		}
+	}
+	return 0;
+}
+
+/* Connects, says HELLO and opens the object: the descriptor, or -errno. */
+static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
+{
+	uint8_t buf[UPP_HDR_SIZE + 2 + UPP_MAX_PATH];
+	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, 0 };
+	struct upp_hello_reply hr;
+	struct upp_hdr h;
+	size_t n;
+	int fd = dial(rs->uri, rs->connect_timeout_ms), ret;
+
+	if (fd < 0)
+		return fd;
+	n = upp_put_hello(buf + UPP_HDR_SIZE, &hello);
+	upp_put_hdr(buf, UPP_HELLO, 0, (uint32_t)n);
+	ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+	if (!ret)
+		ret = recv_frame_sync(fd, &h, buf, sizeof(buf), rs->connect_timeout_ms);
+	if (!ret && (h.type != (UPP_HELLO | UPP_REPLY) ||
+		     upp_get_hello_reply(buf, h.length, &hr) < 0 || hr.version != UPP_VERSION))
+		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
+	if (!ret) {
+		n = upp_put_open(buf + UPP_HDR_SIZE, rs->object, (uint16_t)strlen(rs->object));
+		upp_put_hdr(buf, UPP_OPEN, 1, (uint32_t)n);
+		ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+	}
+	if (!ret)
+		ret = recv_frame_sync(fd, &h, buf, sizeof(buf), rs->connect_timeout_ms);
+	if (!ret) {
+		struct upp_error e;
+
+		if (h.type == UPP_ERROR && upp_get_error(buf, h.length, &e) == 0)
+			ret = e.code > 0 && e.code < 4096 ? -(int)e.code : -EPROTO;
+		else if (h.type != (UPP_OPEN | UPP_REPLY) ||
+			 upp_get_opened(buf, h.length, handle, size) < 0)
+			ret = -EPROTO;
+	}
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* ---- the connection thread ---- */
+
+static void fail_fill(struct upager__fill *f, int err)
+{
+	upager__fill_complete(f, err);
+}
+
+static void disconnect(struct remote_source *rs, const char *why)
+{
+	struct upager__fill *requeue = NULL, *tail = NULL;
+
+	if (rs->fd >= 0)
+		close(rs->fd);
+	rs->fd = -1;
+	rs->rlen = 0;
+	/* What was sent and not answered goes out again on the next connection. */
+	while (rs->inflight) {
+		struct batch *b = rs->inflight;
+
+		rs->inflight = b->next;
+		for (uint32_t i = 0; i < b->n; i++) {
+			b->fill[i]->src_next = NULL;
+			if (tail)
+				tail->src_next = b->fill[i];
+			else
+				requeue = b->fill[i];
+			tail = b->fill[i];
+		}
+		free(b);
+	}
+	rs->ninflight = 0;
+	if (requeue) {
+		pthread_mutex_lock(&rs->lock);
+		tail->src_next = rs->queue;
+		rs->queue = requeue;
+		if (!rs->queue_tail)
+			rs->queue_tail = tail;
+		pthread_mutex_unlock(&rs->lock);
+	}
+	(void)why;
+}
+
+static void requeue_front(struct remote_source *rs, struct batch *b)
+{
+	pthread_mutex_lock(&rs->lock);
+	for (uint32_t i = b->n; i-- > 0;) {
+		b->fill[i]->src_next = rs->queue;
+		rs->queue = b->fill[i];
+		if (!rs->queue_tail)
+			rs->queue_tail = b->fill[i];
+	}
+	pthread_mutex_unlock(&rs->lock);
+}
+
+/*
+ * Fails fills whose deadline passed or whose region is gone. Those already
+ * sent cannot be taken back from the stream: if any such is in flight, the
+ * connection is dropped, everything in flight is queued again, and the
+ * queue is sorted out here. A server that hangs without closing therefore
+ * costs a fault its deadline, not forever.
+ */
+static void expire(struct remote_source *rs, uint64_t now)
+{
+	struct upager__fill **pp, *f, *dead = NULL;
+
+	for (struct batch *b = rs->inflight; b; b = b->next) {
+		bool stale = false;
+
+		for (uint32_t i = 0; i < b->n && !stale; i++)
+			stale = atomic_load(&b->fill[i]->region->dead) ||
+				now >= b->fill[i]->deadline_ns;
+		if (stale) {
+			disconnect(rs, "a request outlived its deadline or its region");
+			break;
+		}
+	}
+	pthread_mutex_lock(&rs->lock);
+	rs->queue_tail = NULL;
+	for (pp = &rs->queue; (f = *pp);) {
+		if (atomic_load(&f->region->dead) || now >= f->deadline_ns) {
+			*pp = f->src_next;
+			f->src_next = dead;
+			dead = f;
+		} else {
+			rs->queue_tail = f;
+			pp = &f->src_next;
+		}
+	}
+	pthread_mutex_unlock(&rs->lock);
+	while (dead) {
+		f = dead;
+		dead = f->src_next;
+		fail_fill(f, atomic_load(&f->region->dead) ? -ECANCELED : -ETIMEDOUT);
+	}
+}
+
+static int send_batches(struct remote_source *rs)
+{
+	while (rs->ninflight < UPP_MAX_INFLIGHT) {
+		uint8_t frame[UPP_HDR_SIZE + 8 + 16 * UPP_MAX_RANGES];
+		struct upp_read rd = { .handle = rs->handle };
+		struct batch *b;
+		uint64_t bytes = 0;
+		size_t n;
+		int ret;
+
+		pthread_mutex_lock(&rs->lock);
+		if (!rs->queue) {
+			pthread_mutex_unlock(&rs->lock);
+			return 0;
+		}
+		b = calloc(1, sizeof(*b));
+		if (!b) {
+			pthread_mutex_unlock(&rs->lock);
+			return -ENOMEM;
+		}
+		while (rs->queue && b->n < UPP_MAX_RANGES && bytes + rs->queue->len <= UPP_MAX_READ) {
+			struct upager__fill *f = rs->queue;
+
+			rs->queue = f->src_next;
+			f->src_next = NULL;
+			rd.r[b->n] = (struct upp_range){ f->roff, (uint32_t)f->len };
+			b->fill[b->n++] = f;
+			bytes += f->len;
+		}
+		if (!rs->queue)
+			rs->queue_tail = NULL;
+		pthread_mutex_unlock(&rs->lock);
+		rd.n = b->n;
+		b->id = ++rs->next_id;
+		n = upp_put_read(frame + UPP_HDR_SIZE, &rd);
+		upp_put_hdr(frame, UPP_READ, b->id, (uint32_t)n);
+		b->next = rs->inflight;
+		rs->inflight = b;
+		rs->ninflight++;
+		/* Small frames: a blocking send with the socket's buffer is fine. */
+		ret = send_all(rs->fd, frame, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static struct batch *take_batch(struct remote_source *rs, uint32_t id)
+{
+	for (struct batch **pp = &rs->inflight; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == id) {
+			struct batch *b = *pp;
+			*pp = b->next;
+			rs->ninflight--;
+			return b;
+		}
+	return NULL;
+}
+
+/* One whole frame from the server: complete its fills. -errno: reconnect. */
+static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uint8_t *p)
+{
+	uint32_t wanted[UPP_MAX_RANGES], got[UPP_MAX_RANGES];
+	struct batch *b = take_batch(rs, h->id);
+	const uint8_t *data;
+	int ret;
+
+	if (!b)
+		return -EPROTO; /* an answer to nothing we asked */
+	if (h->type == UPP_ERROR) {
+		struct upp_error e;
+		int err = upp_get_error(p, h->length, &e) == 0 && e.code && e.code < 4096
+				  ? -(int)e.code : -EIO;
+		for (uint32_t i = 0; i < b->n; i++)
+			fail_fill(b->fill[i], err);
+		free(b);
+		return 0;
+	}
+	for (uint32_t i = 0; i < b->n; i++)
+		wanted[i] = (uint32_t)b->fill[i]->len;
+	ret = h->type == (UPP_READ | UPP_REPLY) ? upp_get_data(p, h->length, b->n, wanted, got, &data)
+						: -EPROTO;
+	if (ret == -EBADMSG) {
+		/* Damaged on the way (the frame itself was whole): never map it, ask
+		 * again. The fills' deadline bounds how often. */
+		requeue_front(rs, b);
+		free(b);
+		return 0;
+	}
+	if (ret < 0) {
+		b->next = rs->inflight;
+		rs->inflight = b;
+		rs->ninflight++;
+		return ret;
+	}
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct upager__fill *f = b->fill[i];
+
+		memcpy(f->buf, data, got[i]);
+		/* Past the end of the object reads as zero, as for files. */
+		memset((char *)f->buf + got[i], 0, f->len - got[i]);
+		data += got[i];
+		f->done = f->len;
+		upager__fill_complete(f, got[i] ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO);
+	}
+	free(b);
+	return 0;
+}
+
+static int receive(struct remote_source *rs)
+{
+	for (;;) {
+		struct upp_hdr h;
+		ssize_t n;
+		int ret;
+
+		if (rs->rlen >= UPP_HDR_SIZE) {
+			ret = upp_get_hdr(rs->rbuf, rs->rlen, rs->rcap - UPP_HDR_SIZE, &h);
+			if (ret < 0 && ret != -EAGAIN)
+				return -EPROTO;
+			if (ret == 0 && rs->rlen >= UPP_HDR_SIZE + h.length) {
+				size_t whole = UPP_HDR_SIZE + h.length;
+
+				ret = on_frame(rs, &h, rs->rbuf + UPP_HDR_SIZE);
+				memmove(rs->rbuf, rs->rbuf + whole, rs->rlen - whole);
+				rs->rlen -= whole;
+				if (ret < 0)
+					return ret;
+				continue;
+			}
+		}
+		n = recv(rs->fd, rs->rbuf + rs->rlen, rs->rcap - rs->rlen, 0);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		rs->rlen += (size_t)n;
+	}
+}
+
+static void *remote_thread(void *arg)
+{
+	struct remote_source *rs = arg;
+
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = rs->kick[0], .events = POLLIN } };
+		uint64_t now = upager__now_ns();
+		char drain[64];
+		int ret = 0;
+
+		pthread_mutex_lock(&rs->lock);
+		if (rs->stop) {
+			pthread_mutex_unlock(&rs->lock);
+			break;
+		}
+		pthread_mutex_unlock(&rs->lock);
+		expire(rs, now);
+		if (rs->fd < 0 && rs->queue && now >= rs->retry_at_ns) {
+			uint64_t size;
+			int fd = handshake(rs, &rs->handle, &size);
+
+			if (fd < 0) {
+				rs->backoff_ns = rs->backoff_ns ? rs->backoff_ns * 2 : 10000000ull;
+				if (rs->backoff_ns > 1000000000ull)
+					rs->backoff_ns = 1000000000ull;
+				rs->retry_at_ns = now + rs->backoff_ns;
+			} else {
+				rs->fd = fd;
+				rs->backoff_ns = 0;
+			}
+		}
+		if (rs->fd >= 0)
+			ret = send_batches(rs);
+		pf[1] = (struct pollfd){ .fd = rs->fd, .events = POLLIN };
+		/* 100 ms at most: deadlines and released regions are checked each time. */
+		if (poll(pf, rs->fd >= 0 ? 2 : 1, 100) > 0) {
+			if (pf[0].revents & POLLIN)
+				while (read(rs->kick[0], drain, sizeof(drain)) > 0)
+					;
+			if (rs->fd >= 0 && ret == 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+				ret = receive(rs);
+		}
+		if (ret < 0)
+			disconnect(rs, strerror(-ret));
+	}
+	/* Stopping: nothing waits any more (every region using us is gone). */
+	disconnect(rs, "source released");
+	expire(rs, UINT64_MAX);
+	return NULL;
+}
+
+/* ---- source ops ---- */
+
+static int remote_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
+{
+	struct remote_source *rs = (struct remote_source *)src;
+	char one = 1;
+
+	if (fill->roff >= rs->size)
+		return UPAGER__FILL_ZERO; /* past the end, as the object was when opened */
+	if (fill->len > UPP_MAX_READ)
+		fill->len = UPP_MAX_READ;
+	fill->deadline_ns = upager__now_ns() + rs->deadline_ns;
+	fill->src_next = NULL;
+	pthread_mutex_lock(&rs->lock);
+	if (rs->queue_tail)
+		rs->queue_tail->src_next = fill;
+	else
+		rs->queue = fill;
+	rs->queue_tail = fill;
+	pthread_mutex_unlock(&rs->lock);
+	if (write(rs->kick[1], &one, 1) < 0) {
+		/* The pipe is full: the thread is awake anyway. */
+	}
+	return UPAGER__FILL_PENDING;
+}
+
+static void remote_destroy(upager_source_t *src)
+{
+	struct remote_source *rs = (struct remote_source *)src;
+	char one = 1;
+
+	pthread_mutex_lock(&rs->lock);
+	rs->stop = true;
+	pthread_mutex_unlock(&rs->lock);
+	if (write(rs->kick[1], &one, 1) < 0) {
+		/* awake anyway */
+	}
+	pthread_join(rs->thread, NULL);
+	close(rs->kick[0]);
+	close(rs->kick[1]);
+	free(rs->rbuf);
+	pthread_mutex_destroy(&rs->lock);
+	free(rs);
+}
+
+static const struct upager__source_ops remote_ops = {
+	.name = "remote",
+	.fill = remote_fill,
+	.destroy = remote_destroy,
+	.readahead = true,
+	.fault_around = 16,
+};
+
+UPAGER__EXPORT void upager_remote_options_init(upager_remote_options_t *o)
+{
+	if (!o)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->connect_timeout_ms = 5000;
+	o->deadline_ms = 30000;
+}
+
+UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
+					const upager_remote_options_t *opts,
+					upager_source_t **srcp)
+{
+	upager_remote_options_t defaults;
+	struct remote_source *rs;
+	int fd, ret;
+
+	if (!opts) {
+		upager_remote_options_init(&defaults);
+		opts = &defaults;
+	}
+	if (!uri || !object || !srcp || !*object || strlen(object) > UPP_MAX_PATH ||
+	    strlen(uri) >= sizeof(rs->uri) || opts->connect_timeout_ms == 0 ||
+	    opts->deadline_ms == 0 || (strncmp(uri, "unix:", 5) && strncmp(uri, "tcp:", 4)))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+	rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return -ENOMEM;
+	upager__source_init(&rs->base, &remote_ops);
+	strcpy(rs->uri, uri);
+	strcpy(rs->object, object);
+	rs->connect_timeout_ms = opts->connect_timeout_ms;
+	rs->deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
+	rs->rcap = UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
+	rs->rbuf = malloc(rs->rcap);
+	rs->fd = -1;
+	pthread_mutex_init(&rs->lock, NULL);
+	if (!rs->rbuf || pipe2(rs->kick, O_CLOEXEC | O_NONBLOCK) < 0) {
+		ret = rs->rbuf ? -errno : -ENOMEM;
+		free(rs->rbuf);
+		free(rs);
+		return ret;
+	}
+	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
+	fd = handshake(rs, &rs->handle, &rs->size);
+	if (fd < 0) {
+		close(rs->kick[0]);
+		close(rs->kick[1]);
+		free(rs->rbuf);
+		free(rs);
+		return fd;
+	}
+	rs->fd = fd;
+	ret = -pthread_create(&rs->thread, NULL, remote_thread, rs);
+	if (ret < 0) {
+		close(fd);
+		close(rs->kick[0]);
+		close(rs->kick[1]);
+		free(rs->rbuf);
+		free(rs);
+		return ret;
+	}
+	*srcp = &rs->base;
+	return 0;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The remote source against real upagerd processes: every byte over Unix
+ * sockets and TCP, many threads, a daemon killed and restarted mid-stream,
+ * and a daemon gone or hung for good, where the access must end in SIGBUS
+ * within the deadline, never in wrong data or a hang.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define PAGES 1024
+#define SEED 55
+
+static char dir[64], root[96], sock[128], tcp_uri[64], unix_uri[160];
+static pid_t daemon_pid;
+
+static void start(void)
+{
+	int port;
+
+	daemon_pid = upt_daemon_start(root, sock, NULL, NULL, &port);
+	snprintf(tcp_uri, sizeof(tcp_uri), "tcp:127.0.0.1:%d", port);
+}
+
+static void setup(void)
+{
+	char path[200];
+	uint8_t *buf = malloc(PAGES * UPT_PAGE);
+	int fd;
+
+	snprintf(dir, sizeof(dir), "/tmp/upager-remote-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(root, sizeof(root), "%s/root", dir);
+	mkdir(root, 0700);
+	snprintf(path, sizeof(path), "%s/mem.img", root);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	upt_fill(buf, PAGES * UPT_PAGE - 100, 0, SEED); /* a ragged end */
+	ck_assert_int_eq(write(fd, buf, PAGES * UPT_PAGE - 100), (ssize_t)(PAGES * UPT_PAGE - 100));
+	close(fd);
+	free(buf);
+	snprintf(sock, sizeof(sock), "%s/upagerd.sock", dir);
+	snprintf(unix_uri, sizeof(unix_uri), "unix:%s", sock);
+	start();
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	upt_daemon_kill(daemon_pid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0) {
+		/* best effort */
+	}
+}
+
+static void check_region_bytes(const uint8_t *a)
+{
+	const size_t len = PAGES * UPT_PAGE;
+
+	ck_assert_int_eq(upt_check_pattern(a, len - 100, 0, SEED), -1);
+	ck_assert_int_eq(upt_check_zero(a + len - 100, 100), -1);
+}
+
+static upager_region_t *remote_region(upager_t *p, const char *uri, unsigned deadline_ms,
+				      int advice)
+{
+	upager_remote_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+
+	upager_remote_options_init(&o);
+	if (deadline_ms)
+		o.deadline_ms = deadline_ms;
+	ck_assert_int_eq(upager_source_remote(uri, "mem.img", &o, &s), 0);
+	ck_assert_int_eq(upager_map(p, PAGES * UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upager_region_advise(r, advice), 0);
+	return r;
+}
+
+START_TEST(test_every_byte_unix_and_tcp)
+{
+	const char *uris[2] = { unix_uri, tcp_uri };
+
+	for (int k = 0; k < 2; k++) {
+		upager_t *p = upt_pager(1, 0);
+		upager_region_t *r = remote_region(p, uris[k], 0, UPAGER_ADV_NORMAL);
+		upager_region_t *q = remote_region(p, uris[k], 0, UPAGER_ADV_RANDOM);
+		uint8_t *b = upager_region_addr(q);
+		upager_stats_t st;
+
+		check_region_bytes(upager_region_addr(r)); /* sequential: windows, readahead */
+		for (size_t i = 0; i < PAGES; i++) {       /* scattered, page by page */
+			size_t pg = (i * 389) % PAGES;
+			ck_assert_uint_eq(b[pg * UPT_PAGE + 9], pg * UPT_PAGE + 9 < PAGES * UPT_PAGE - 100
+									  ? upt_byte(pg * UPT_PAGE + 9, SEED)
+									  : 0);
+		}
+		check_region_bytes(b);
+		ck_assert_int_eq(upager_region_stats(q, &st), 0);
+		/* The kernel may report a fault twice (a waiter woken early faults
+		 * again); what matters is one fill per page, no errors. */
+		ck_assert_uint_ge(st.faults, PAGES);
+		ck_assert_uint_eq(st.pages_filled, PAGES);
+		ck_assert_uint_eq(st.fill_errors, 0);
+		upager_destroy(p);
+	}
+}
+END_TEST
+
+START_TEST(test_bad_arguments)
+{
+	upager_remote_options_t o;
+	upager_source_t *s;
+	char nowhere[200];
+
+	upager_remote_options_init(&o);
+	ck_assert_int_eq(upager_source_remote(NULL, "mem.img", NULL, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_remote(unix_uri, NULL, NULL, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_remote(unix_uri, "", NULL, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_remote(unix_uri, "mem.img", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(upager_source_remote("http://x", "mem.img", NULL, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_remote("tcp:nocolon", "mem.img", NULL, &s), -EINVAL);
+	o.deadline_ms = 0;
+	ck_assert_int_eq(upager_source_remote(unix_uri, "mem.img", &o, &s), -EINVAL);
+	upager_remote_options_init(&o);
+	o.reserved[0] = 1;
+	ck_assert_int_eq(upager_source_remote(unix_uri, "mem.img", &o, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_remote(unix_uri, "no-such.img", NULL, &s), -ENOENT);
+	ck_assert_int_eq(upager_source_remote(unix_uri, "../etc/passwd", NULL, &s), -EACCES);
+	snprintf(nowhere, sizeof(nowhere), "unix:%s/nobody.sock", dir);
+	ck_assert_int_eq(upager_source_remote(nowhere, "mem.img", NULL, &s), -ENOENT);
+	ck_assert_int_eq(upager_source_remote("tcp:127.0.0.1:1", "mem.img", NULL, &s), -ECONNREFUSED);
+}
+END_TEST
+
+struct toucher {
+	const uint8_t *a;
+	unsigned first;
+	long bad;
+};
+
+static void *touch_pages(void *arg)
+{
+	struct toucher *t = arg;
+
+	t->bad = -1;
+	for (size_t i = t->first; i < PAGES; i += 8) {
+		size_t off = i * UPT_PAGE;
+		uint8_t want = off + 1 < PAGES * UPT_PAGE - 100 ? upt_byte(off + 1, SEED) : 0;
+		if (t->a[off + 1] != want) {
+			t->bad = (long)off;
+			break;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_eight_threads)
+{
+	upager_t *p = upt_pager(2, 0);
+	upager_region_t *r = remote_region(p, unix_uri, 0, UPAGER_ADV_RANDOM);
+	struct toucher t[8];
+	pthread_t th[8];
+
+	for (unsigned i = 0; i < 8; i++) {
+		t[i] = (struct toucher){ .a = upager_region_addr(r), .first = i };
+		pthread_create(&th[i], NULL, touch_pages, &t[i]);
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at %ld", i, t[i].bad);
+	}
+	check_region_bytes(upager_region_addr(r));
+	upager_destroy(p);
+}
+END_TEST
+
+/* SIGKILL the daemon half way, start another on the same socket: the
+ * faults waiting meanwhile complete, with the right bytes. */
+static void *restart_later(void *arg)
+{
+	usleep(300 * 1000);
+	start();
+	return NULL;
+}
+
+START_TEST(test_daemon_restart)
+{
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r = remote_region(p, unix_uri, 10000, UPAGER_ADV_RANDOM);
+	const uint8_t *a = upager_region_addr(r);
+	pthread_t th;
+
+	ck_assert_int_eq(upt_check_pattern(a, PAGES / 2 * UPT_PAGE, 0, SEED), -1);
+	upt_daemon_kill(daemon_pid);
+	ck_assert_int_eq(pthread_create(&th, NULL, restart_later, NULL), 0);
+	check_region_bytes(a); /* blocks until the new daemon answers */
+	pthread_join(th, NULL);
+	upager_destroy(p);
+}
+END_TEST
+
+/* Server gone (killed) or hung (stopped) for good: SIGBUS within the
+ * deadline, checked in a child. */
+static void gone_child(void *arg)
+{
+	const int *hang = arg;
+	upager_t *p;
+	upager_region_t *r;
+
+	if (upager_create(&p, NULL))
+		_exit(2);
+	r = remote_region(p, unix_uri, 1000, UPAGER_ADV_RANDOM);
+	if (*hang)
+		kill(daemon_pid, SIGSTOP);
+	else
+		upt_daemon_kill(daemon_pid);
+	_exit(*(volatile uint8_t *)upager_region_addr(r) == 0 ? 3 : 4);
+}
+
+static void check_gone(int hang)
+{
+	struct timespec t0, t1;
+	int status;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	status = upt_child(gone_child, &hang, 30);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+	/* deadline 1 s, plus at most one connect attempt (5 s) */
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 8);
+	if (hang)
+		kill(daemon_pid, SIGCONT);
+}
+
+START_TEST(test_daemon_gone)
+{
+	check_gone(0);
+}
+END_TEST
+
+START_TEST(test_daemon_hung)
+{
+	check_gone(1);
+}
+END_TEST
+
+static Suite *make(void)
+{
+	Suite *s = suite_create("remote");
+	TCase *tc = upt_tcase(s, "remote");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	upt_add(tc, test_every_byte_unix_and_tcp, 0, "");
+	upt_add(tc, test_bad_arguments, 0, "");
+	upt_add(tc, test_eight_threads, 0, "");
+	upt_add(tc, test_daemon_restart, 0, "");
+	upt_add(tc, test_daemon_gone, 0, "");
+	upt_add(tc, test_daemon_hung, 0, "");
+	return s;
+}
+
+int main(void)
+{
+	return upt_main(make);
+}
