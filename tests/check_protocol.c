@@ -5,11 +5,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
 #include "protocol.h"
+#include "sha256.h"
 
 /* Bit by bit, from the definition: an independent reference. */
 static uint32_t crc_ref(const uint8_t *p, size_t len)
@@ -40,6 +42,55 @@ START_TEST(test_crc32c)
 		ck_assert_uint_eq(upp_crc32c(upp_crc32c(0, buf, cut), buf + cut, len - cut),
 				  crc_ref(buf, len));
 	}
+}
+END_TEST
+
+static void hex(const uint8_t *d, char *out)
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* FIPS 180-4 examples and RFC 4231 test cases 1, 2 and 6. */
+START_TEST(test_sha256_hmac)
+{
+	struct upp_sha256 s;
+	uint8_t d[32], key[131], big[1000];
+	char h[65];
+
+	upp_sha256_init(&s);
+	upp_sha256_update(&s, "abc", 3);
+	upp_sha256_final(&s, d);
+	hex(d, h);
+	ck_assert_str_eq(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	upp_sha256_init(&s);
+	upp_sha256_final(&s, d);
+	hex(d, h);
+	ck_assert_str_eq(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	upp_sha256_init(&s);
+	memset(big, 'a', sizeof(big));
+	for (int i = 0; i < 1000; i++)
+		upp_sha256_update(&s, big, sizeof(big)); /* a million 'a' */
+	upp_sha256_final(&s, d);
+	hex(d, h);
+	ck_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+
+	memset(key, 0x0b, 20);
+	upp_hmac_sha256(key, 20, "Hi There", 8, NULL, 0, NULL, 0, d);
+	hex(d, h);
+	ck_assert_str_eq(h, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+	upp_hmac_sha256("Jefe", 4, "what do ya want ", 16, "for nothing?", 12, NULL, 0, d);
+	hex(d, h);
+	ck_assert_str_eq(h, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	memset(key, 0xaa, 131);
+	upp_hmac_sha256(key, 131, "Test Using Larger Than Block-Size Key - Hash Key First", 54, NULL,
+			0, NULL, 0, d);
+	hex(d, h);
+	ck_assert_str_eq(h, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+	ck_assert(upp_equal32(d, d));
+	memcpy(big, d, 32);
+	big[31] ^= 1;
+	ck_assert(!upp_equal32(d, big));
 }
 END_TEST
 
@@ -230,6 +281,7 @@ static Suite *make(void)
 	TCase *tc = upt_tcase(s, "codec");
 
 	upt_add(tc, test_crc32c, 0, "");
+	upt_add(tc, test_sha256_hmac, 0, "");
 	upt_add(tc, test_header, 0, "");
 	upt_add(tc, test_hello_open_close_error, 0, "");
 	upt_add(tc, test_read, 0, "");

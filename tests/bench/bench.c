@@ -14,7 +14,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,13 +33,15 @@
 #include <upager.h>
 
 enum sys { SYS_KERNEL, SYS_UPAGER };
-enum kind { K_ZERO, K_FILE, K_LATENCY };
+/* K_REMOTE rows compare the remote source (via upagerd) with the local file
+ * source on the same file, not with the kernel. */
+enum kind { K_ZERO, K_FILE, K_LATENCY, K_REMOTE };
 
 struct wl {
 	const char *name;
 	enum kind kind;
 	bool random, cold;
-	int cpu_mode; /* latency: 0 same CPU, 1 other CPU */
+	int cpu_mode; /* latency: 0 same CPU, 1 other CPU; remote: 0 unix, 1 tcp */
 	unsigned spin_us;
 };
 
@@ -51,15 +55,20 @@ static const struct wl workloads[] = {
 	{ "latency_same_cpu", K_LATENCY, true, false, 0, UPAGER_SPIN_DEFAULT_US },
 	{ "latency_other_cpu", K_LATENCY, true, false, 1, UPAGER_SPIN_DEFAULT_US },
 	{ "latency_other_cpu_nospin", K_LATENCY, true, false, 1, 0 },
+	{ "remote_seq_unix", K_REMOTE, false, false, 0, UPAGER_SPIN_DEFAULT_US },
+	{ "remote_rand_unix", K_REMOTE, true, false, 0, UPAGER_SPIN_DEFAULT_US },
+	{ "remote_seq_tcp", K_REMOTE, false, false, 1, UPAGER_SPIN_DEFAULT_US },
+	{ "remote_rand_tcp", K_REMOTE, true, false, 1, UPAGER_SPIN_DEFAULT_US },
 };
 #define NWL (sizeof(workloads) / sizeof(workloads[0]))
 
 struct opts {
-	size_t zero_mib, file_mib, lat_pages;
+	size_t zero_mib, file_mib, lat_pages, remote_mib;
 	int reps;
 	int threads[8], nthreads;
 	unsigned handlers; /* 0: auto, min(faulting threads, CPUs) */
 	char file[512];
+	char remote_file[512], remote_unix[600], remote_tcp[64];
 	bool want[NWL];
 	bool table;
 };
@@ -341,7 +350,8 @@ static void measure_latency(const struct opts *o, const struct wl *w, enum sys s
 static void measure(const struct opts *o, const struct wl *w, enum sys sys, int threads,
 		    struct result *res)
 {
-	size_t pages = (w->kind == K_ZERO ? o->zero_mib : o->file_mib) * ((1 << 20) / ps), n;
+	size_t mib = w->kind == K_ZERO ? o->zero_mib : w->kind == K_REMOTE ? o->remote_mib : o->file_mib;
+	size_t pages = mib * ((1 << 20) / ps), n;
 	size_t *idx;
 	upager_region_t *r = NULL;
 	upager_source_t *s = NULL;
@@ -355,6 +365,28 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 		return;
 	}
 	idx = make_order(pages, w->random, &n);
+	if (w->kind == K_REMOTE) {
+		/* Both sides warm: the server's page cache and ours hold the file. */
+		fd = open(o->remote_file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			res->err = 1;
+			return;
+		}
+		warm_cache(fd, pages * ps);
+		res->cached_pct = cached_pct(fd, pages * ps);
+		before = rss_kib();
+		p = new_pager(o, w, -1, threads);
+		res->pager_rss_kib = rss_kib() - before;
+		if (!p || (sys == SYS_KERNEL ? upager_source_file(fd, 0, &s)
+					     : upager_source_remote(w->cpu_mode ? o->remote_tcp : o->remote_unix,
+								    "upager-bench-remote.dat", NULL, &s)) ||
+		    upager_map(p, pages * ps, s, &r)) {
+			res->err = 1;
+			return;
+		}
+		a = upager_region_addr(r);
+		goto access;
+	}
 	if (w->kind == K_FILE) {
 		fd = open(o->file, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -387,10 +419,16 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 		res->err = 1;
 		return;
 	}
+access:
 	res->faults = faults_now();
 	res->seconds = run_access(a, idx, n, threads, w->kind == K_ZERO, &res->checksum);
 	res->pages = n;
 	res->faults = faults_now() - res->faults; /* the kernel's; upager's below */
+	if (sys == SYS_KERNEL && r) { /* remote rows: the file source */
+		upager_stats_t st;
+		upager_region_stats(r, &st);
+		res->faults = st.faults;
+	}
 	if (r) {
 		upager_stats_t st;
 		upager_region_stats(r, &st);
@@ -459,21 +497,28 @@ static void json(const struct row *rw, enum sys sys, const struct opts *o)
 	const struct result *r = sys == SYS_KERNEL ? &rw->k : &rw->u;
 	double pps = sys == SYS_KERNEL ? rw->k_pps : rw->u_pps;
 
+	const bool remote = rw->w->kind == K_REMOTE;
+
 	printf("{\"bench\":\"upager\",\"workload\":\"%s\",\"system\":\"%s\",\"threads\":%d,"
 	       "\"pages\":%llu,\"page_size\":%zu,\"seconds\":%.6f,\"pages_per_s\":%.0f,",
-	       rw->w->name, sys == SYS_KERNEL ? "kernel" : "upager", rw->threads,
+	       rw->w->name,
+	       sys == SYS_KERNEL ? (remote ? "upager-file" : "kernel")
+				 : (remote ? "upager-remote" : "upager"),
+	       rw->threads,
 	       (unsigned long long)r->pages, ps, r->seconds, pps);
 	if (sys == SYS_UPAGER)
-		printf("\"ratio_vs_kernel\":%.3f,\"handlers\":%u,\"spin_us\":%u,\"pager_rss_kib\":%ld,",
-		       rw->u_pps / rw->k_pps, handlers_for(o, rw->threads), rw->w->spin_us,
-		       r->pager_rss_kib);
+		printf("\"%s\":%.3f,\"handlers\":%u,\"spin_us\":%u,\"pager_rss_kib\":%ld,",
+		       remote ? "ratio_vs_file_source" : "ratio_vs_kernel", rw->u_pps / rw->k_pps,
+		       handlers_for(o, rw->threads), rw->w->spin_us, r->pager_rss_kib);
 	if (sys == SYS_UPAGER || rw->w->kind == K_LATENCY)
 		printf("\"lat_p50_us\":%.2f,\"lat_p99_us\":%.2f,\"lat_measured\":\"%s\",", r->p50_us,
 		       r->p99_us,
 		       rw->w->kind == K_LATENCY ? "faulting thread" : "handler (fault service)");
-	if (rw->w->kind == K_FILE)
+	if (rw->w->kind == K_FILE || remote)
 		printf("\"cache\":\"%s\",\"cached_pct_before\":%.1f,", rw->w->cold ? "cold" : "warm",
 		       r->cached_pct);
+	if (remote)
+		printf("\"transport\":\"%s\",", rw->w->cpu_mode ? "tcp loopback" : "unix socket");
 	printf("\"faults\":%llu,\"faults_counted\":\"%s\",\"peak_rss_kib\":%ld,\"reps\":%d}\n",
 	       (unsigned long long)r->faults,
 	       sys == SYS_KERNEL ? "getrusage minflt+majflt" : "userfaultfd messages",
@@ -494,7 +539,7 @@ static int bench_row(const struct opts *o, const struct wl *w, int threads)
 				w->name, threads, k[i].err, u[i].err);
 			return -1;
 		}
-		if (w->kind == K_FILE && k[i].checksum != u[i].checksum) {
+		if ((w->kind == K_FILE || w->kind == K_REMOTE) && k[i].checksum != u[i].checksum) {
 			fprintf(stderr, "bench: %s: checksums differ: kernel %llx upager %llx\n",
 				w->name, (unsigned long long)k[i].checksum,
 				(unsigned long long)u[i].checksum);
@@ -529,7 +574,9 @@ static void table(const struct opts *o)
 		       r->k.peak_rss_kib >> 10,
 		       r->u.peak_rss_kib >> 10);
 	}
-	printf("\nratio = upager pages/s / kernel pages/s, medians of %d alternating runs.\n"
+	printf("\nratio = upager pages/s / kernel pages/s (remote_* rows: remote source / local file\n"
+	       "source on the same warm file, \"kernel\" columns meaning the file source), medians of\n"
+	       "%d alternating runs.\n"
 	       "p50/p99: latency rows, per fault in the faulting thread (upager; kernel in the JSON);\n"
 	       "other rows, upager's fault service time in the handler. peak MiB: kernel/upager.\n"
 	       "faults k/u: the kernel's page faults (getrusage) / upager's userfaultfd faults.\n"
@@ -563,6 +610,71 @@ static void reserve_cost(void)
 	upager_destroy(p);
 }
 
+/* ---- the page server for the remote_* rows ---- */
+
+static char upagerd_path[512] = "daemon/upagerd";
+static pid_t upagerd_pid;
+static char serve_dir[64];
+
+static int start_upagerd(struct opts *o)
+{
+	char readyfd[16], ready[512] = "", sock[600], *tcp;
+	int pfd[2], fd;
+	ssize_t n = 0;
+
+	snprintf(serve_dir, sizeof(serve_dir), "upager-bench-serve.XXXXXX");
+	if (!mkdtemp(serve_dir))
+		return -1;
+	snprintf(o->remote_file, sizeof(o->remote_file), "%s/upager-bench-remote.dat", serve_dir);
+	fd = make_file(o->remote_file, o->remote_mib << 20);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	snprintf(sock, sizeof(sock), "unix:%s/upagerd.sock", serve_dir);
+	snprintf(o->remote_unix, sizeof(o->remote_unix), "%s", sock);
+	if (pipe(pfd) < 0)
+		return -1;
+	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
+	upagerd_pid = fork();
+	if (upagerd_pid == 0) {
+		close(pfd[0]);
+		execl(upagerd_path, "upagerd", "serve", "--root", serve_dir, "--listen", sock,
+		      "--listen", "tcp:127.0.0.1:0", "--ready-fd", readyfd, "--log-level", "warn",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (int i = 0; i < 500 && n <= 0; i++) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		if (poll(&p, 1, 10) > 0)
+			n = read(pfd[0], ready, sizeof(ready) - 1);
+	}
+	close(pfd[0]);
+	tcp = n > 0 ? strstr(ready, "tcp:127.0.0.1:") : NULL;
+	if (!tcp) {
+		fprintf(stderr, "upager-bench: cannot start %s (--upagerd PATH)\n", upagerd_path);
+		return -1;
+	}
+	snprintf(o->remote_tcp, sizeof(o->remote_tcp), "tcp:127.0.0.1:%d", atoi(tcp + 14));
+	fprintf(stderr, "upager-bench: remote rows: upagerd on %s and %s\n", o->remote_unix,
+		o->remote_tcp);
+	return 0;
+}
+
+static void stop_upagerd(void)
+{
+	char path[600];
+
+	if (upagerd_pid <= 0)
+		return;
+	kill(upagerd_pid, SIGTERM);
+	waitpid(upagerd_pid, NULL, 0);
+	upagerd_pid = 0;
+	snprintf(path, sizeof(path), "%s/upager-bench-remote.dat", serve_dir);
+	unlink(path);
+	rmdir(serve_dir);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -582,6 +694,9 @@ static void usage(FILE *f)
 		"                    at most one per CPU (default auto)\n"
 		"  --reps N          runs per system, alternating (default 5, at most 31)\n"
 		"  --lat-pages N     pages touched by the latency workloads (default 4096)\n"
+		"  --remote-mib N    file size for the remote_* workloads (default 256)\n"
+		"  --upagerd PATH    the daemon the remote_* workloads start (default\n"
+		"                    daemon/upagerd, as in the build tree)\n"
 		"  --no-table        JSON lines only\n");
 }
 
@@ -591,9 +706,11 @@ int main(int argc, char **argv)
 		{ "workloads", 1, 0, 'w' }, { "zero-mib", 1, 0, 'z' }, { "file-mib", 1, 0, 'f' },
 		{ "file", 1, 0, 'F' },      { "threads", 1, 0, 't' },  { "handlers", 1, 0, 'H' },
 		{ "reps", 1, 0, 'r' },      { "lat-pages", 1, 0, 'l' }, { "no-table", 0, 0, 'T' },
+		{ "remote-mib", 1, 0, 'R' }, { "upagerd", 1, 0, 'D' },
 		{ "help", 0, 0, 'h' },      { 0, 0, 0, 0 },
 	};
-	struct opts o = { .zero_mib = 256, .file_mib = 1024, .lat_pages = 4096, .reps = 5,
+	struct opts o = { .zero_mib = 256, .file_mib = 1024, .lat_pages = 4096, .remote_mib = 256,
+			  .reps = 5,
 			  .threads = { 1, 2, 8 }, .nthreads = 3, .handlers = 0, .table = true };
 	char why[512];
 	int c, fd;
@@ -630,6 +747,8 @@ int main(int argc, char **argv)
 			break;
 		case 'r': o.reps = atoi(optarg); break;
 		case 'l': o.lat_pages = strtoul(optarg, NULL, 10); break;
+		case 'R': o.remote_mib = strtoul(optarg, NULL, 10); break;
+		case 'D': snprintf(upagerd_path, sizeof(upagerd_path), "%s", optarg); break;
 		case 'T': o.table = false; break;
 		case 't': {
 			char *list = strdup(optarg), *tok, *save = NULL;
@@ -644,7 +763,7 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (o.reps < 1 || o.reps > 31 || !o.zero_mib || !o.file_mib || o.lat_pages < 100 ||
+	if (o.reps < 1 || o.reps > 31 || !o.zero_mib || !o.file_mib || !o.remote_mib || o.lat_pages < 100 ||
 	    o.handlers > 64 || o.nthreads < 1) {
 		usage(stderr);
 		return 2;
@@ -675,6 +794,12 @@ int main(int argc, char **argv)
 				"posix_fadvise(POSIX_FADV_DONTNEED); cached_pct_before says how far it worked\n");
 		break;
 	}
+	for (size_t i = 0; i < NWL; i++)
+		if (o.want[i] && workloads[i].kind == K_REMOTE) {
+			if (start_upagerd(&o) < 0)
+				return 1;
+			break;
+		}
 	for (size_t i = 0; i < NWL; i++) {
 		const struct wl *w = &workloads[i];
 		int nt = w->random && w->kind != K_LATENCY ? o.nthreads : 1;
@@ -683,10 +808,13 @@ int main(int argc, char **argv)
 			continue;
 		for (int t = 0; t < nt; t++) {
 			int threads = w->random && w->kind != K_LATENCY ? o.threads[t] : 1;
-			if (bench_row(&o, w, threads) < 0)
+			if (bench_row(&o, w, threads) < 0) {
+				stop_upagerd();
 				return 1;
+			}
 		}
 	}
+	stop_upagerd();
 	reserve_cost();
 	if (o.table)
 		table(&o);
