@@ -40,6 +40,9 @@ static const struct setting {
 	  "S log a stats line every S seconds (default 0: only on SIGUSR1)" },
 	{ "ready-fd", K_LONG, offsetof(struct options, ready_fd), -1, 65535, -1,
 	  "FD      write \"ready\" to FD once listening (for supervisors and tests)" },
+	{ "secret-file", K_STR, offsetof(struct options, secret_file), 0, 0, 0,
+	  " PATH TCP clients must prove they know the secret in PATH (challenge-\n"
+	  "                        response, HMAC-SHA256); read once at start" },
 	{ "log-file", K_STR, offsetof(struct options, log_file), 0, 0, 0,
 	  "PATH    log here instead of stderr (reopened on SIGHUP)" },
 	{ "log-level", K_LEVEL, offsetof(struct options, log_level), 0, 3, LOG_INFO,

@@ -19,6 +19,7 @@ struct options {
 	long stats_interval; /* seconds between stats lines; 0: none */
 	long ready_fd;       /* -1, or a descriptor to write "ready\n" to once listening */
 	char log_file[4096];
+	char secret_file[4096];
 	int log_level;
 };
 

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@
 #include "log.h"
 #include "options.h"
 #include "protocol.h"
+#include "sha256.h"
 #include "server.h"
 
 #define OUT_LIMIT (16u << 20) /* queued reply bytes per client before it is paused */
@@ -76,6 +78,8 @@ struct client {
 	uint8_t *rbuf;
 	size_t rlen;
 	bool recv_posted, send_posted, closing, close_after_send, hello;
+	bool tcp, authed;
+	uint8_t nonce[UPP_NONCE]; /* our challenge, when it must authenticate */
 	struct out_buf *outq, *outq_tail;
 	size_t out_bytes;
 	unsigned inflight; /* READs */
@@ -110,6 +114,8 @@ static struct {
 	time_t drain_deadline, next_stats;
 	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
 	bool have_openat2;
+	uint8_t secret[4096];
+	size_t secret_len; /* 0: no authentication */
 } S;
 
 static void *tag(void *p, unsigned t)
@@ -485,8 +491,8 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 	if (!c->hello) {
 		struct upp_hello hello;
 		struct upp_hello_reply r = { UPP_VERSION, 0, UPP_MAX_FRAME, UPP_MAX_READ,
-					     UPP_MAX_INFLIGHT, UPP_MAX_HANDLES };
-		uint8_t out[24];
+					     UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
+		uint8_t out[24 + UPP_NONCE];
 
 		if (h->type != UPP_HELLO || upp_get_hello(p, h->length, &hello) < 0) {
 			protocol_error(c, EPROTO, "expected HELLO");
@@ -498,7 +504,37 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 			return;
 		}
 		c->hello = true;
+		c->authed = !(c->tcp && S.secret_len);
+		if (!c->authed) {
+			if (getrandom(c->nonce, UPP_NONCE, 0) != UPP_NONCE) {
+				client_close(c, "no randomness for a challenge");
+				return;
+			}
+			r.features |= UPP_FEAT_AUTH;
+			memcpy(r.nonce, c->nonce, UPP_NONCE);
+		}
 		reply_small(c, UPP_HELLO | UPP_REPLY, h->id, out, upp_put_hello_reply(out, &r));
+		return;
+	}
+	if (!c->authed) {
+		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
+
+		if (h->type != UPP_AUTH || upp_get_auth(p, h->length, cnonce, mac) < 0) {
+			protocol_error(c, EACCES, "expected AUTH");
+			return;
+		}
+		upp_auth_mac(S.secret, S.secret_len, 0, c->nonce, cnonce, want);
+		if (!upp_equal32(mac, want)) {
+			S.errors++;
+			LOG(LOG_WARN, "client %u (%s): authentication failed", c->serial, c->peer);
+			reply_error(c, h->id, EACCES, "authentication failed");
+			c->close_after_send = true;
+			return;
+		}
+		c->authed = true;
+		upp_auth_mac(S.secret, S.secret_len, 1, c->nonce, cnonce, mac);
+		reply_small(c, UPP_AUTH | UPP_REPLY, h->id, mac, upp_put_auth(want, NULL, mac));
+		LOG(LOG_INFO, "client %u (%s): authenticated", c->serial, c->peer);
 		return;
 	}
 	switch (h->type) {
@@ -611,6 +647,7 @@ static void on_accept(struct listener *l, int res)
 				getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port,
 					    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
 				snprintf(c->peer, sizeof(c->peer), "tcp %s:%s", host, port);
+				c->tcp = true;
 				setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			}
 			c->last_request = time(NULL);
@@ -906,6 +943,30 @@ int server_run(const struct options *o)
 	S.o = o;
 	S.have_openat2 = true;
 	S.tick.tv_sec = 1;
+	if (o->secret_file[0]) {
+		struct stat st;
+		ssize_t n;
+		int fd = open(o->secret_file, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			fprintf(stderr, "upagerd: cannot read secret %s: %s\n", o->secret_file,
+				strerror(errno));
+			return 1;
+		}
+		n = read(fd, S.secret, sizeof(S.secret));
+		close(fd);
+		while (n > 0 && (S.secret[n - 1] == '\n' || S.secret[n - 1] == '\r'))
+			n--;
+		if (n <= 0 || (size_t)n >= sizeof(S.secret)) {
+			fprintf(stderr, "upagerd: %s: the secret must be 1 to 4095 bytes\n",
+				o->secret_file);
+			return 1;
+		}
+		S.secret_len = (size_t)n;
+		if (st.st_mode & 077)
+			LOG(LOG_WARN, "secret file %s is readable by others (chmod 600 it)",
+			    o->secret_file);
+	}
 	S.root = open(o->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (S.root < 0) {
 		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(errno));

@@ -160,7 +160,9 @@ int upager_source_callback(upager_fill_fn fill, void *arg, void (*destroy)(void 
 typedef struct upager_remote_options {
 	unsigned connect_timeout_ms; /* per attempt; default 5000 */
 	unsigned deadline_ms;        /* a fault's longest wait; default 30000 */
-	uint64_t reserved[6];        /* zero */
+	const char *secret_file;     /* the shared secret, for a server started with
+	                                --secret-file (TCP); read once, here; NULL: none */
+	uint64_t reserved[5];        /* zero */
 } upager_remote_options_t;
 void upager_remote_options_init(upager_remote_options_t *opts);
 int upager_source_remote(const char *uri, const char *object,

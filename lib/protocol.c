@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "protocol.h"
+#include "sha256.h"
 
 /* ---- little-endian access ---- */
 
@@ -160,12 +161,15 @@ size_t upp_put_hello_reply(uint8_t *out, const struct upp_hello_reply *h)
 	put32(out + 12, h->max_read);
 	put32(out + 16, h->max_inflight);
 	put32(out + 20, h->max_handles);
-	return 24;
+	if (!(h->features & UPP_FEAT_AUTH))
+		return 24;
+	memcpy(out + 24, h->nonce, UPP_NONCE);
+	return 24 + UPP_NONCE;
 }
 
 int upp_get_hello_reply(const uint8_t *p, size_t len, struct upp_hello_reply *h)
 {
-	if (len != 24 || get16(p + 2) != 0)
+	if (len < 24 || get16(p + 2) != 0)
 		return -EPROTO;
 	h->version = get16(p);
 	h->features = get32(p + 4);
@@ -173,7 +177,44 @@ int upp_get_hello_reply(const uint8_t *p, size_t len, struct upp_hello_reply *h)
 	h->max_read = get32(p + 12);
 	h->max_inflight = get32(p + 16);
 	h->max_handles = get32(p + 20);
+	if (len != ((h->features & UPP_FEAT_AUTH) ? 24u + UPP_NONCE : 24u))
+		return -EPROTO;
+	if (h->features & UPP_FEAT_AUTH)
+		memcpy(h->nonce, p + 24, UPP_NONCE);
 	return 0;
+}
+
+size_t upp_put_auth(uint8_t *out, const uint8_t nonce[UPP_NONCE], const uint8_t mac[UPP_MAC])
+{
+	if (nonce)
+		memcpy(out, nonce, UPP_NONCE);
+	memcpy(out + (nonce ? UPP_NONCE : 0), mac, UPP_MAC);
+	return (nonce ? UPP_NONCE : 0) + UPP_MAC;
+}
+
+int upp_get_auth(const uint8_t *p, size_t len, uint8_t nonce[UPP_NONCE], uint8_t mac[UPP_MAC])
+{
+	if (len != (nonce ? UPP_NONCE : 0) + UPP_MAC)
+		return -EPROTO;
+	if (nonce)
+		memcpy(nonce, p, UPP_NONCE);
+	memcpy(mac, p + (nonce ? UPP_NONCE : 0), UPP_MAC);
+	return 0;
+}
+
+void upp_auth_mac(const void *secret, size_t len, int from_server,
+		  const uint8_t server_nonce[UPP_NONCE], const uint8_t client_nonce[UPP_NONCE],
+		  uint8_t mac[UPP_MAC])
+{
+	static const char client_label[] = "upager-auth-v1 client";
+	static const char server_label[] = "upager-auth-v1 server";
+
+	if (from_server)
+		upp_hmac_sha256(secret, len, server_label, sizeof(server_label) - 1, client_nonce,
+				UPP_NONCE, server_nonce, UPP_NONCE, mac);
+	else
+		upp_hmac_sha256(secret, len, client_label, sizeof(client_label) - 1, server_nonce,
+				UPP_NONCE, client_nonce, UPP_NONCE, mac);
 }
 
 size_t upp_put_open(uint8_t *out, const char *path, uint16_t len)

@@ -22,8 +22,13 @@
 #define UPP_MAX_HANDLES 256
 #define UPP_MAX_PATH 4095
 
+#define UPP_FEAT_AUTH 1u /* HELLO reply: the server wants AUTH (a nonce follows) */
+#define UPP_NONCE 32
+#define UPP_MAC 32
+
 enum upp_type {
 	UPP_HELLO = 0x01,
+	UPP_AUTH = 0x02,
 	UPP_OPEN = 0x03,
 	UPP_READ = 0x04,
 	UPP_CLOSE = 0x05,
@@ -51,6 +56,7 @@ struct upp_hello {
 struct upp_hello_reply {
 	uint16_t version;
 	uint32_t features, max_frame, max_read, max_inflight, max_handles;
+	uint8_t nonce[UPP_NONCE]; /* with UPP_FEAT_AUTH */
 };
 
 struct upp_read {
@@ -79,6 +85,8 @@ int upp_get_hdr(const uint8_t *in, size_t len, uint32_t max_payload, struct upp_
 /* Payload encoders write to out (room for what they say) and return bytes written. */
 size_t upp_put_hello(uint8_t *out, const struct upp_hello *h);
 size_t upp_put_hello_reply(uint8_t *out, const struct upp_hello_reply *h);
+/* AUTH: client nonce + MAC; the reply: the server's MAC. */
+size_t upp_put_auth(uint8_t *out, const uint8_t nonce[UPP_NONCE], const uint8_t mac[UPP_MAC]);
 size_t upp_put_open(uint8_t *out, const char *path, uint16_t len);
 size_t upp_put_opened(uint8_t *out, uint32_t handle, uint64_t size);
 size_t upp_put_read(uint8_t *out, const struct upp_read *rd);
@@ -90,7 +98,17 @@ size_t upp_put_data_head(uint8_t *out, uint32_t crc, uint32_t n, const uint32_t 
 /* Payload decoders: 0, or -EPROTO when the payload is not exactly one such message. */
 int upp_get_hello(const uint8_t *p, size_t len, struct upp_hello *h);
 int upp_get_hello_reply(const uint8_t *p, size_t len, struct upp_hello_reply *h);
+int upp_get_auth(const uint8_t *p, size_t len, uint8_t nonce[UPP_NONCE], uint8_t mac[UPP_MAC]);
 int upp_get_open(const uint8_t *p, size_t len, const char **path, uint16_t *path_len);
+/*
+ * The challenge-response MACs: HMAC-SHA256 keyed with the shared secret,
+ * over a label, the server's nonce and the client's, in an order that
+ * differs by direction so that neither side's answer can be replayed as
+ * the other's.
+ */
+void upp_auth_mac(const void *secret, size_t len, int from_server,
+		  const uint8_t server_nonce[UPP_NONCE], const uint8_t client_nonce[UPP_NONCE],
+		  uint8_t mac[UPP_MAC]);
 int upp_get_opened(const uint8_t *p, size_t len, uint32_t *handle, uint64_t *size);
 /* Also -EMSGSIZE when the ranges add up past UPP_MAX_READ. */
 int upp_get_read(const uint8_t *p, size_t len, struct upp_read *rd);

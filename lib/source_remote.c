@@ -21,12 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "protocol.h"
+#include "sha256.h"
 #include "upager-int.h"
 
 struct batch { /* one READ frame in flight */
@@ -39,6 +41,8 @@ struct remote_source {
 	upager_source_t base;
 	char uri[512], object[UPP_MAX_PATH + 1];
 	uint64_t size;
+	uint8_t secret[4096];
+	size_t secret_len;
 	unsigned connect_timeout_ms;
 	uint64_t deadline_ns;
 
@@ -188,6 +192,27 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 	if (!ret && (h.type != (UPP_HELLO | UPP_REPLY) ||
 		     upp_get_hello_reply(buf, h.length, &hr) < 0 || hr.version != UPP_VERSION))
 		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
+	if (!ret && (hr.features & UPP_FEAT_AUTH)) {
+		/* The server's challenge; then our proof, and its proof back. */
+		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
+
+		if (!rs->secret_len || getrandom(cnonce, UPP_NONCE, 0) != UPP_NONCE) {
+			ret = -EACCES;
+		} else {
+			upp_auth_mac(rs->secret, rs->secret_len, 0, hr.nonce, cnonce, mac);
+			n = upp_put_auth(buf + UPP_HDR_SIZE, cnonce, mac);
+			upp_put_hdr(buf, UPP_AUTH, 2, (uint32_t)n);
+			ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+		}
+		if (!ret)
+			ret = recv_frame_sync(fd, &h, buf, sizeof(buf), rs->connect_timeout_ms);
+		if (!ret) {
+			upp_auth_mac(rs->secret, rs->secret_len, 1, hr.nonce, cnonce, want);
+			if (h.type != (UPP_AUTH | UPP_REPLY) || upp_get_auth(buf, h.length, NULL, mac) < 0 ||
+			    !upp_equal32(mac, want))
+				ret = -EACCES; /* refused, or a server that does not know the secret */
+		}
+	}
 	if (!ret) {
 		n = upp_put_open(buf + UPP_HDR_SIZE, rs->object, (uint16_t)strlen(rs->object));
 		upp_put_hdr(buf, UPP_OPEN, 1, (uint32_t)n);
@@ -540,6 +565,7 @@ static void remote_destroy(upager_source_t *src)
 	close(rs->kick[1]);
 	free(rs->rbuf);
 	pthread_mutex_destroy(&rs->lock);
+	explicit_bzero(rs->secret, sizeof(rs->secret));
 	free(rs);
 }
 
@@ -586,6 +612,23 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	strcpy(rs->uri, uri);
 	strcpy(rs->object, object);
 	rs->connect_timeout_ms = opts->connect_timeout_ms;
+	if (opts->secret_file) {
+		int sfd = open(opts->secret_file, O_RDONLY | O_CLOEXEC);
+		ssize_t n = sfd >= 0 ? read(sfd, rs->secret, sizeof(rs->secret)) : -1;
+
+		ret = sfd < 0 ? -errno : 0;
+		if (sfd >= 0)
+			close(sfd);
+		while (n > 0 && (rs->secret[n - 1] == '\n' || rs->secret[n - 1] == '\r'))
+			n--;
+		if (!ret && (n <= 0 || (size_t)n >= sizeof(rs->secret)))
+			ret = -EINVAL;
+		if (ret) {
+			free(rs);
+			return ret;
+		}
+		rs->secret_len = (size_t)n;
+	}
 	rs->deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
 	rs->rcap = UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
 	rs->rbuf = malloc(rs->rcap);

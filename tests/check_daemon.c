@@ -453,6 +453,54 @@ START_TEST(test_timeouts)
 }
 END_TEST
 
+/* With --secret-file, a TCP client that skips AUTH or forges it is refused. */
+START_TEST(test_auth_required)
+{
+	char secret[128], flag[160];
+	uint8_t p[2 + UPP_MAX_PATH], q[UPP_NONCE + UPP_MAC] = { 0 }, *buf;
+	struct upp_hello hh = { 1, 1, 0 };
+	struct upp_hello_reply r;
+	struct upp_hdr h;
+	FILE *f;
+	int fd;
+
+	snprintf(secret, sizeof(secret), "%s/secret", dir);
+	f = fopen(secret, "w");
+	fprintf(f, "s3cret\n");
+	fclose(f);
+	chmod(secret, 0600);
+	upt_daemon_kill(daemon_pid);
+	snprintf(flag, sizeof(flag), "--secret-file=%s", secret);
+	daemon_pid = start_daemon(flag, NULL);
+
+	/* The challenge comes with the HELLO reply; OPEN instead of AUTH: closed. */
+	fd = connect_tcp();
+	send_frame(fd, UPP_HELLO, 0, p, upp_put_hello(p, &hh));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_int_eq(upp_get_hello_reply(buf, h.length, &r), 0);
+	ck_assert(r.features & UPP_FEAT_AUTH);
+	free(buf);
+	send_frame(fd, UPP_OPEN, 1, p, upp_put_open(p, "sub/disk.img", 12));
+	ck_assert(closed_by_server(fd));
+	close(fd);
+
+	/* A forged proof: ERROR EACCES, closed. */
+	fd = connect_tcp();
+	send_frame(fd, UPP_HELLO, 0, p, upp_put_hello(p, &hh));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	free(buf);
+	send_frame(fd, UPP_AUTH, 2, q, sizeof(q));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_ERROR);
+	free(buf);
+	ck_assert(closed_by_server(fd));
+	close(fd);
+
+	/* Unix sockets: no challenge. */
+	good_client(connect_unix);
+}
+END_TEST
+
 /* SIGTERM: exit 0, socket removed. */
 START_TEST(test_sigterm)
 {
@@ -520,6 +568,7 @@ static Suite *make(void)
 	upt_add(tc, test_hostile_clients, 0, "");
 	upt_add(tc, test_timeouts, 0, "");
 	upt_add(tc, test_sigterm, 0, "");
+	upt_add(tc, test_auth_required, 0, "");
 	upt_add(tc, test_bad_config, 0, "");
 	return s;
 }

@@ -260,6 +260,55 @@ START_TEST(test_daemon_hung)
 }
 END_TEST
 
+/* A daemon with --secret-file: TCP clients must know the secret. */
+START_TEST(test_authentication)
+{
+	char good[128], bad[128], flag[160], tcp[64];
+	upager_remote_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p;
+	pid_t authd;
+	FILE *f;
+	int port;
+
+	snprintf(good, sizeof(good), "%s/secret", dir);
+	snprintf(bad, sizeof(bad), "%s/wrong", dir);
+	f = fopen(good, "w");
+	fprintf(f, "correct horse battery staple\n");
+	fclose(f);
+	chmod(good, 0600);
+	f = fopen(bad, "w");
+	fprintf(f, "correct horse battery stable\n");
+	fclose(f);
+	upt_daemon_kill(daemon_pid); /* its socket path is reused below */
+	daemon_pid = 0;
+	snprintf(flag, sizeof(flag), "--secret-file=%s", good);
+	authd = upt_daemon_start(root, sock, flag, NULL, &port);
+	snprintf(tcp, sizeof(tcp), "tcp:127.0.0.1:%d", port);
+
+	upager_remote_options_init(&o);
+	o.secret_file = good;
+	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), 0);
+	p = upt_pager(1, 0);
+	ck_assert_int_eq(upager_map(p, PAGES * UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	check_region_bytes(upager_region_addr(r));
+	upager_destroy(p);
+
+	o.secret_file = bad;
+	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -EACCES);
+	o.secret_file = NULL;
+	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -EACCES);
+	o.secret_file = "/nonexistent/secret";
+	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -ENOENT);
+	/* Unix sockets are guarded by their permissions, not the secret. */
+	ck_assert_int_eq(upager_source_remote(unix_uri, "mem.img", NULL, &s), 0);
+	upager_source_release(s);
+	daemon_pid = authd; /* teardown stops it */
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("remote");
@@ -272,6 +321,7 @@ static Suite *make(void)
 	upt_add(tc, test_daemon_restart, 0, "");
 	upt_add(tc, test_daemon_gone, 0, "");
 	upt_add(tc, test_daemon_hung, 0, "");
+	upt_add(tc, test_authentication, 0, "");
 	return s;
 }
 
