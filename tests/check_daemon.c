@@ -355,6 +355,48 @@ START_TEST(test_64_clients)
 }
 END_TEST
 
+static long daemon_rss_kib(void)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kib = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* A client that asks for 64 MiB and never reads: it is paused at its
+ * bounds, the daemon's memory stays bounded, and others are served. */
+START_TEST(test_slow_client)
+{
+	uint8_t p[8 + 16];
+	uint64_t size;
+	long hd, rss;
+	int fd = connect_unix();
+
+	hello(fd);
+	hd = open_obj(fd, "sub/disk.img", &size);
+	for (uint32_t id = 0; id < 64; id++) {
+		struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { 0, 1 << 20 } } };
+		send_frame(fd, UPP_READ, id, p, upp_put_read(p, &rd));
+	}
+	usleep(300 * 1000);
+	for (int i = 0; i < 5; i++)
+		good_client(i % 2 ? connect_tcp : connect_unix);
+	rss = daemon_rss_kib();
+	/* 16 MiB of output queue and what is in flight, not 64 MiB of replies. */
+	ck_assert_msg(rss > 0 && rss < 48 * 1024, "daemon RSS %ld KiB", rss);
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
 /* Each hostile client is refused, and a good client works right after. */
 START_TEST(test_hostile_clients)
 {
@@ -566,6 +608,7 @@ static Suite *make(void)
 	upt_add(tc, test_pipelining, 0, "");
 	upt_add(tc, test_64_clients, 0, "");
 	upt_add(tc, test_hostile_clients, 0, "");
+	upt_add(tc, test_slow_client, 0, "");
 	upt_add(tc, test_timeouts, 0, "");
 	upt_add(tc, test_sigterm, 0, "");
 	upt_add(tc, test_auth_required, 0, "");
