@@ -661,7 +661,8 @@ static void on_accept(struct listener *l, int res)
 			    c->peer, l->name, S.nclients);
 			post_recv(c);
 		}
-	} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN) {
+	} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN && !S.draining) {
+		/* (While draining, the listeners were closed under their accepts.) */
 		LOG(LOG_ERR, "accept on %s: %s", l->name, strerror(-res));
 	}
 	if (S.draining || l->fd < 0)
