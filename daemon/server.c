@@ -40,7 +40,9 @@
 #include "sha256.h"
 #include "server.h"
 
-#define OUT_LIMIT (16u << 20) /* queued reply bytes per client before it is paused */
+/* Reply bytes a client may hold, queued or being read into, before it is
+ * paused: a client that never reads costs at most this plus one READ. */
+#define OUT_LIMIT (16u << 20)
 #define DRAIN_SECONDS 10
 
 enum { T_ACCEPT = 1, T_RECV, T_SEND, T_READ, T_TIMER, T_SIGNAL };
@@ -67,6 +69,7 @@ struct request { /* a READ in flight */
 	size_t pos[UPP_MAX_RANGES]; /* where range i's data goes in reply */
 	int err;
 	struct out_buf *reply;
+	size_t reply_size;
 	struct range_op ops[UPP_MAX_RANGES];
 };
 
@@ -81,7 +84,8 @@ struct client {
 	bool tcp, authed;
 	uint8_t nonce[UPP_NONCE]; /* our challenge, when it must authenticate */
 	struct out_buf *outq, *outq_tail;
-	size_t out_bytes;
+	size_t out_bytes;     /* queued to send */
+	size_t pending_bytes; /* reply buffers of READs in flight */
 	unsigned inflight; /* READs */
 	unsigned ops;      /* SQEs in flight that point at us */
 	int handles[UPP_MAX_HANDLES]; /* -1: free */
@@ -250,7 +254,7 @@ static void protocol_error(struct client *c, int err, const char *what)
 static bool may_receive(const struct client *c)
 {
 	return !c->closing && !c->close_after_send && !S.draining &&
-	       c->inflight < UPP_MAX_INFLIGHT && c->out_bytes < OUT_LIMIT &&
+	       c->inflight < UPP_MAX_INFLIGHT && c->out_bytes + c->pending_bytes < OUT_LIMIT &&
 	       c->rlen < UPP_HDR_SIZE + UPP_MAX_FRAME;
 }
 
@@ -382,6 +386,7 @@ static void read_finish(struct request *rq)
 	uint32_t crc;
 
 	c->inflight--;
+	c->pending_bytes -= rq->reply_size;
 	if (--c->busy[rq->handle] == 0 && c->closed[rq->handle]) {
 		close(c->handles[rq->handle]);
 		c->handles[rq->handle] = -1;
@@ -462,6 +467,8 @@ static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		client_close(c, "out of memory");
 		return;
 	}
+	rq->reply_size = at;
+	c->pending_bytes += at;
 	c->inflight++;
 	c->busy[rd.handle]++;
 	for (uint32_t i = 0; i < rd.n; i++)
@@ -578,7 +585,7 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 static void parse(struct client *c)
 {
 	while (!c->closing && !c->close_after_send && c->inflight < UPP_MAX_INFLIGHT &&
-	       c->out_bytes < OUT_LIMIT) {
+	       c->out_bytes + c->pending_bytes < OUT_LIMIT) {
 		struct upp_hdr h;
 		size_t whole;
 		int ret = upp_get_hdr(c->rbuf, c->rlen, UPP_MAX_FRAME, &h);
