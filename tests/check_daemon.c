@@ -544,6 +544,31 @@ START_TEST(test_auth_required)
 }
 END_TEST
 
+/* --log-file, then SIGHUP after the file was moved away: logging goes on in
+ * a new file at the old path (what logrotate needs). */
+START_TEST(test_sighup_reopens_log)
+{
+	char log[128], moved[128], flag[160];
+	struct stat st;
+
+	snprintf(log, sizeof(log), "%s/upagerd.log", dir);
+	snprintf(moved, sizeof(moved), "%s/upagerd.log.1", dir);
+	snprintf(flag, sizeof(flag), "--log-file=%s", log);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon(flag, "--log-level=info");
+	ck_assert_int_eq(stat(log, &st), 0);
+	ck_assert_int_eq(rename(log, moved), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 200 && stat(log, &st) != 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(stat(log, &st), 0);
+	good_client(connect_unix); /* its connect and close are logged there */
+	usleep(100000);
+	ck_assert_int_eq(stat(log, &st), 0);
+	ck_assert_int_gt(st.st_size, 0);
+}
+END_TEST
+
 /* SIGTERM: exit 0, socket removed. */
 START_TEST(test_sigterm)
 {
@@ -613,6 +638,7 @@ static Suite *make(void)
 	upt_add(tc, test_timeouts, 0, "");
 	upt_add(tc, test_sigterm, 0, "");
 	upt_add(tc, test_auth_required, 0, "");
+	upt_add(tc, test_sighup_reopens_log, 0, "");
 	upt_add(tc, test_bad_config, 0, "");
 	return s;
 }
