@@ -33,7 +33,8 @@ int log_open(const char *path)
 	if (log_fd > 2)
 		close(log_fd);
 	log_fd = fd;
-	strcpy(log_path, path);
+	if (path != log_path) /* log_reopen passes our own copy */
+		memmove(log_path, path, strlen(path) + 1);
 	return 0;
 }
 

@@ -221,6 +221,25 @@ int upager_region_advise(upager_region_t *region, int advice);
  */
 int upager_prefetch(upager_region_t *region, size_t off, size_t len);
 
+/* ---- snapshots (docs/SNAPSHOT.md) --------------------------------------- */
+/*
+ * Saves [addr, addr+len) (page-aligned) to path, atomically: populated pages
+ * only (pages never touched are recorded absent and not read, so saving a
+ * upager region does not fault it in), all-zero pages as zero, each stored
+ * page with a CRC32C. The range must not change while it is saved.
+ */
+int upager_snapshot_save(const void *addr, size_t len, const char *path);
+/*
+ * A source serving a snapshot file, whose every field is checked first
+ * (-EBADMSG when any is wrong). Each page's checksum is checked again when
+ * a fault reads it; a mismatch ends that access in SIGBUS, never wrong data.
+ * *lenp (may be NULL) receives the length of memory it describes.
+ */
+int upager_source_snapshot(const char *path, uint64_t *lenp, upager_source_t **srcp);
+/* A committed region of the snapshot's length backed by it: restore is
+ * constant time, pages arrive on first touch. */
+int upager_snapshot_map(upager_t *pager, const char *path, upager_region_t **regionp);
+
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {
 	uint64_t faults;           /* page-fault messages handled */

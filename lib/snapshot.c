@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshots (docs/SNAPSHOT.md): saving an address range to a file, and a
+ * source that serves such a file, checking each page's CRC32C before it is
+ * mapped. The file is hostile until every field has been checked.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "protocol.h" /* upp_crc32c */
+#include "upager-int.h"
+
+#define SNAP_MAGIC "UPGSNAP1"
+#define SNAP_VERSION 1
+#define SNAP_HDR 4096
+#define ENTRY 16
+
+enum { K_ABSENT = 0, K_ZERO = 1, K_STORED = 2 };
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	static const uint8_t z[64];
+
+	for (size_t i = 0; i < len; i += 64)
+		if (memcmp(p + i, z, 64))
+			return false;
+	return true;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (const uint8_t *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* ---- saving ---- */
+
+/* Which pages of [addr, addr+npages) are populated (present or swapped). */
+static int populated(uintptr_t addr, size_t npages, size_t ps, uint8_t *map)
+{
+	uint64_t buf[512];
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	for (size_t i = 0; i < npages;) {
+		size_t n = npages - i < 512 ? npages - i : 512;
+		ssize_t got = pread(fd, buf, n * 8, (off_t)((addr / ps + i) * 8));
+
+		if (got <= 0 || got % 8) {
+			int err = got < 0 ? -errno : -EIO;
+			close(fd);
+			return err;
+		}
+		for (size_t j = 0; j < (size_t)got / 8; j++)
+			map[(i + j) * ENTRY] = (buf[j] >> 62) & 3 ? K_STORED : K_ABSENT;
+		i += (size_t)got / 8;
+	}
+	close(fd);
+	return 0;
+}
+
+static int save(const uint8_t *base, size_t len, int fd, size_t ps)
+{
+	size_t npages = len / ps, nstored = 0, run = 0;
+	uint8_t *map = calloc(npages, ENTRY), hdr[SNAP_HDR] = { 0 };
+	uint64_t data_off = SNAP_HDR, map_off;
+	int ret;
+
+	if (!map)
+		return -ENOMEM;
+	ret = populated((uintptr_t)base, npages, ps, map);
+	for (size_t i = 0; i <= npages && ret == 0; i++) {
+		uint8_t *e = map + i * ENTRY;
+
+		if (i < npages && e[0] == K_STORED) {
+			if (all_zero(base + i * ps, ps)) {
+				e[0] = K_ZERO;
+			} else {
+				put32(e + 4, upp_crc32c(0, base + i * ps, ps));
+				put64(e + 8, nstored);
+				nstored++;
+				run++;
+				continue;
+			}
+		}
+		/* End of a run of stored pages (consecutive in memory and file): one write. */
+		if (run)
+			ret = pwrite_all(fd, base + (i - run) * ps, run * ps,
+					 data_off + (nstored - run) * ps);
+		run = 0;
+	}
+	map_off = data_off + (uint64_t)nstored * ps;
+	if (ret == 0)
+		ret = pwrite_all(fd, map, npages * ENTRY, map_off);
+	if (ret == 0) {
+		memcpy(hdr, SNAP_MAGIC, 8);
+		put32(hdr + 8, SNAP_VERSION);
+		put32(hdr + 12, (uint32_t)ps);
+		put64(hdr + 16, len);
+		put64(hdr + 24, npages);
+		put64(hdr + 32, nstored);
+		put64(hdr + 40, data_off);
+		put64(hdr + 48, map_off);
+		put32(hdr + 56, 0);
+		put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
+		put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
+		ret = pwrite_all(fd, hdr, SNAP_HDR, 0);
+	}
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	free(map);
+	return ret;
+}
+
+UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	char *tmp, *dir, *dcopy;
+	int fd, dfd, ret;
+
+	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % ps || len % ps ||
+	    (uintptr_t)addr > UINTPTR_MAX - len)
+		return -EINVAL;
+	tmp = malloc(strlen(path) + 16);
+	dcopy = strdup(path);
+	if (!tmp || !dcopy) {
+		free(tmp);
+		free(dcopy);
+		return -ENOMEM;
+	}
+	sprintf(tmp, "%s.tmp.XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = save(addr, len, fd, ps);
+	close(fd);
+	if (ret == 0 && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		unlink(tmp);
+		goto out;
+	}
+	/* The rename itself must reach the disk. */
+	dir = dirname(dcopy);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+out:
+	free(tmp);
+	free(dcopy);
+	return ret;
+}
+
+/* ---- reading ---- */
+
+struct snap_source {
+	upager_source_t base;
+	int fd;
+	size_t ps;
+	uint64_t len, npages, nstored, data_off;
+	uint8_t *map;
+};
+
+static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
+{
+	struct snap_source *ss = (struct snap_source *)src;
+	size_t first = fill->roff / ss->ps, n = fill->len / ss->ps;
+	bool any = false;
+
+	for (size_t k = 0; k < n; k++) {
+		uint8_t *dst = (uint8_t *)fill->buf + k * ss->ps;
+		const uint8_t *e = first + k < ss->npages ? ss->map + (first + k) * ENTRY : NULL;
+		ssize_t got;
+
+		if (!e || e[0] != K_STORED) {
+			memset(dst, 0, ss->ps);
+			continue;
+		}
+		got = pread(ss->fd, dst, ss->ps, (off_t)(ss->data_off + get64(e + 8) * ss->ps));
+		if (got != (ssize_t)ss->ps)
+			return got < 0 ? -errno : -EIO;
+		if (upp_crc32c(0, dst, ss->ps) != get32(e + 4)) {
+			upager__log(fill->h->pager, UPAGER_LOG_ERROR,
+				    "snapshot: page %zu fails its checksum: not mapped", first + k);
+			return -EBADMSG;
+		}
+		any = true;
+	}
+	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
+}
+
+static void snap_destroy(upager_source_t *src)
+{
+	struct snap_source *ss = (struct snap_source *)src;
+
+	close(ss->fd);
+	free(ss->map);
+	free(ss);
+}
+
+static const struct upager__source_ops snap_ops = {
+	.name = "snapshot",
+	.fill = snap_fill,
+	.destroy = snap_destroy,
+	.fault_around = 16,
+};
+
+/* Every field checked before anything is believed. */
+static int snap_open(int fd, struct snap_source *ss)
+{
+	uint8_t hdr[SNAP_HDR];
+	uint64_t map_len, data_len, data_end;
+	struct stat st;
+	uint32_t crc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode) || st.st_size < SNAP_HDR ||
+	    pread(fd, hdr, SNAP_HDR, 0) != SNAP_HDR || memcmp(hdr, SNAP_MAGIC, 8) ||
+	    get32(hdr + 8) != SNAP_VERSION || get32(hdr + 56) != 0)
+		return -EBADMSG;
+	crc = get32(hdr + 64);
+	put32(hdr + 64, 0);
+	if (upp_crc32c(0, hdr, SNAP_HDR) != crc || !all_zero(hdr + 128, SNAP_HDR - 128) ||
+	    get32(hdr + 68) || get64(hdr + 72) || get64(hdr + 80) || get64(hdr + 88) ||
+	    get64(hdr + 96) || get64(hdr + 104) || get64(hdr + 112) || get64(hdr + 120))
+		return -EBADMSG;
+	if (get32(hdr + 12) != ss->ps)
+		return -EINVAL; /* written on a machine with another page size */
+	ss->len = get64(hdr + 16);
+	ss->npages = get64(hdr + 24);
+	ss->nstored = get64(hdr + 32);
+	ss->data_off = get64(hdr + 40);
+	/* Sizes that would overflow, or lie past the file, are lies. */
+	if (ss->npages == 0 || ss->npages > (uint64_t)st.st_size / ENTRY ||
+	    ss->len != ss->npages * ss->ps || ss->nstored > ss->npages ||
+	    ss->data_off < SNAP_HDR || ss->data_off % ss->ps || ss->data_off > (uint64_t)st.st_size)
+		return -EBADMSG;
+	map_len = ss->npages * ENTRY;
+	data_len = ss->nstored * ss->ps;
+	data_end = ss->data_off + data_len;
+	if (data_len > (uint64_t)st.st_size || data_end > (uint64_t)st.st_size ||
+	    get64(hdr + 48) < data_end || get64(hdr + 48) > (uint64_t)st.st_size ||
+	    map_len > (uint64_t)st.st_size - get64(hdr + 48))
+		return -EBADMSG;
+	ss->map = malloc(map_len);
+	if (!ss->map)
+		return -ENOMEM;
+	if (pread(fd, ss->map, map_len, (off_t)get64(hdr + 48)) != (ssize_t)map_len ||
+	    upp_crc32c(0, ss->map, map_len) != get32(hdr + 60))
+		return -EBADMSG;
+	for (uint64_t i = 0; i < ss->npages; i++) {
+		const uint8_t *e = ss->map + i * ENTRY;
+
+		if (e[0] > K_STORED || e[1] || e[2] || e[3] ||
+		    (e[0] == K_STORED ? get64(e + 8) >= ss->nstored : get32(e + 4) || get64(e + 8)))
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
+					  upager_source_t **srcp)
+{
+	struct snap_source *ss;
+	int ret;
+
+	if (!path || !*path || !srcp)
+		return -EINVAL;
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return -ENOMEM;
+	ss->ps = (size_t)sysconf(_SC_PAGESIZE);
+	ss->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ss->fd < 0) {
+		ret = -errno;
+		free(ss);
+		return ret;
+	}
+	ret = snap_open(ss->fd, ss);
+	if (ret < 0) {
+		close(ss->fd);
+		free(ss->map);
+		free(ss);
+		return ret;
+	}
+	upager__source_init(&ss->base, &snap_ops);
+	if (lenp)
+		*lenp = ss->len;
+	*srcp = &ss->base;
+	return 0;
+}
+
+UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path,
+				       upager_region_t **regionp)
+{
+	upager_source_t *src;
+	uint64_t len;
+	int ret;
+
+	if (!pager || !regionp)
+		return -EINVAL;
+	ret = upager_source_snapshot(path, &len, &src);
+	if (ret < 0)
+		return ret;
+	if (len > SIZE_MAX) {
+		upager_source_release(src);
+		return -EFBIG;
+	}
+	ret = upager_map(pager, (size_t)len, src, regionp);
+	upager_source_release(src);
+	return ret;
+}

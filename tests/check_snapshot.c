@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+/* Snapshots: round trips with every byte checked, saving without faulting,
+ * and hostile files (corrupt, truncated, crafted), each refused cleanly. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "protocol.h"
+
+static char dir[64], path[128];
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/upager-snap-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mem.snap", dir);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0) {
+		/* best effort */
+	}
+}
+
+/* Pages: 'p' pattern, 'z' written zero, '.' untouched. */
+static uint8_t *make_memory(const char *layout)
+{
+	size_t n = strlen(layout);
+	uint8_t *a = mmap(NULL, n * UPT_PAGE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(a, MAP_FAILED);
+	for (size_t i = 0; i < n; i++) {
+		if (layout[i] == 'p')
+			upt_fill(a + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, 17);
+		else if (layout[i] == 'z')
+			memset(a + i * UPT_PAGE, 0, UPT_PAGE); /* populated, all zero */
+	}
+	return a;
+}
+
+static void check_restored(upager_region_t *r, const char *layout)
+{
+	const uint8_t *b = upager_region_addr(r);
+
+	ck_assert_uint_eq(upager_region_size(r), strlen(layout) * UPT_PAGE);
+	for (size_t i = 0; layout[i]; i++) {
+		if (layout[i] == 'p')
+			ck_assert_int_eq(upt_check_pattern(b + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, 17), -1);
+		else
+			ck_assert_int_eq(upt_check_zero(b + i * UPT_PAGE, UPT_PAGE), -1);
+	}
+}
+
+START_TEST(test_round_trips)
+{
+	static const char *layouts[] = {
+		"pppppppppzzzzzzzzz..........ppppppppppppppppppppp.p.z.p",
+		"p", "z", ".", "pzp", "....................", "zzzzzzzzzzzzzzzz",
+		"pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp",
+	};
+	upager_t *p = upt_pager(1, 0);
+
+	for (size_t k = 0; k < sizeof(layouts) / sizeof(layouts[0]); k++) {
+		const char *l = layouts[k];
+		uint8_t *a = make_memory(l);
+		size_t stored = 0;
+		upager_region_t *r;
+		struct stat st;
+
+		for (size_t i = 0; l[i]; i++)
+			stored += l[i] == 'p';
+		ck_assert_int_eq(upager_snapshot_save(a, strlen(l) * UPT_PAGE, path), 0);
+		ck_assert_int_eq(stat(path, &st), 0);
+		/* Only pattern pages take room: zero and untouched ones do not. */
+		ck_assert_uint_eq((size_t)st.st_size, 4096 + stored * UPT_PAGE + strlen(l) * 16);
+		munmap(a, strlen(l) * UPT_PAGE);
+		ck_assert_int_eq(upager_snapshot_map(p, path, &r), 0);
+		check_restored(r, l);
+		upager_release(r);
+	}
+	upager_destroy(p);
+}
+END_TEST
+
+/* Saving a upager region reads only populated pages: no faults. */
+static int fill_cb(void *arg, uint64_t off, void *buf, size_t len)
+{
+	upt_fill(buf, len, off, 17);
+	return 0;
+}
+
+START_TEST(test_save_lazy_region)
+{
+	upager_t *p = upt_pager(1, 0);
+	upager_source_t *s;
+	upager_region_t *r, *back;
+	upager_stats_t st;
+	const char *layout = "p...p...pppp....";
+	uint8_t *a;
+
+	ck_assert_int_eq(upager_source_callback(fill_cb, NULL, NULL, &s), 0);
+	ck_assert_int_eq(upager_map(p, 16 * UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a = upager_region_addr(r);
+	for (int i = 0; layout[i]; i++)
+		if (layout[i] == 'p')
+			ck_assert_uint_eq(a[i * UPT_PAGE], upt_byte(i * UPT_PAGE, 17));
+	ck_assert_int_eq(upager_snapshot_save(a, 16 * UPT_PAGE, path), 0);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, 6); /* the six touched; saving added none */
+	ck_assert_int_eq(upager_snapshot_map(p, path, &back), 0);
+	check_restored(back, layout); /* untouched pages were absent: zero */
+	upager_destroy(p);
+}
+END_TEST
+
+START_TEST(test_arguments)
+{
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+	upager_source_t *s;
+	uint8_t *a = make_memory("pp");
+
+	ck_assert_int_eq(upager_snapshot_save(NULL, UPT_PAGE, path), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_save(a, 0, path), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_save(a + 1, UPT_PAGE, path), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE + 1, path), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE, NULL), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE, ""), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE, "/nonexistent/dir/x.snap"), -ENOENT);
+	ck_assert_int_eq(upager_snapshot_map(NULL, path, &r), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_map(p, path, NULL), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_map(p, "/nonexistent.snap", &r), -ENOENT);
+	ck_assert_int_eq(upager_source_snapshot(NULL, NULL, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_snapshot("/", NULL, &s), -EISDIR);
+	munmap(a, 2 * UPT_PAGE);
+	upager_destroy(p);
+}
+END_TEST
+
+/* ---- hostile files ---- */
+
+static void patch(const char *file, off_t off, const void *bytes, size_t n)
+{
+	int fd = open(file, O_WRONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, bytes, n, off), (ssize_t)n);
+	close(fd);
+}
+
+static void get(const char *file, off_t off, void *bytes, size_t n)
+{
+	int fd = open(file, O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, bytes, n, off), (ssize_t)n);
+	close(fd);
+}
+
+/* Recomputes both checksums after a crafted change, so that only the
+ * field checks can catch it. npages: the real page map's length. */
+static void reseal(const char *file, uint64_t npages)
+{
+	uint8_t hdr[4096], *map;
+	uint64_t map_off;
+	uint32_t crc;
+
+	get(file, 0, hdr, sizeof(hdr));
+	memcpy(&map_off, hdr + 48, 8);
+	map = malloc(npages * 16);
+	get(file, (off_t)map_off, map, npages * 16);
+	crc = upp_crc32c(0, map, npages * 16);
+	memcpy(hdr + 60, &crc, 4);
+	memset(hdr + 64, 0, 4);
+	crc = upp_crc32c(0, hdr, sizeof(hdr));
+	memcpy(hdr + 64, &crc, 4);
+	patch(file, 0, hdr, sizeof(hdr));
+	free(map);
+}
+
+static void save_layout(const char *layout)
+{
+	uint8_t *a = make_memory(layout);
+
+	ck_assert_int_eq(upager_snapshot_save(a, strlen(layout) * UPT_PAGE, path), 0);
+	munmap(a, strlen(layout) * UPT_PAGE);
+}
+
+static int open_err(void)
+{
+	upager_source_t *s;
+	int ret = upager_source_snapshot(path, NULL, &s);
+
+	if (ret == 0)
+		upager_source_release(s);
+	return ret;
+}
+
+START_TEST(test_hostile_files)
+{
+	const char *layout = "pppp..zzpp";
+	uint8_t b, v8[8];
+	uint64_t map_off, big;
+	int fd;
+
+	save_layout(layout);
+	ck_assert_int_eq(open_err(), 0);
+
+	/* One flipped bit in the header. */
+	get(path, 20, &b, 1);
+	b ^= 4;
+	patch(path, 20, &b, 1);
+	ck_assert_int_eq(open_err(), -EBADMSG);
+
+	/* Truncated. */
+	save_layout(layout);
+	ck_assert_int_eq(truncate(path, 4096 + 3 * UPT_PAGE), 0);
+	ck_assert_int_eq(open_err(), -EBADMSG);
+	ck_assert_int_eq(truncate(path, 100), 0);
+	ck_assert_int_eq(open_err(), -EBADMSG);
+	ck_assert_int_eq(truncate(path, 0), 0);
+	ck_assert_int_eq(open_err(), -EBADMSG);
+
+	/* A flipped bit in the page map. */
+	save_layout(layout);
+	get(path, 48, &map_off, 8);
+	get(path, (off_t)map_off + 3 * 16 + 8, &b, 1);
+	b ^= 1;
+	patch(path, (off_t)map_off + 3 * 16 + 8, &b, 1);
+	ck_assert_int_eq(open_err(), -EBADMSG);
+
+	/* Crafted, checksums resealed: a stored page pointing past the data. */
+	save_layout(layout);
+	get(path, 48, &map_off, 8);
+	big = 1000;
+	patch(path, (off_t)map_off + 0 * 16 + 8, &big, 8);
+	reseal(path, strlen(layout));
+	ck_assert_int_eq(open_err(), -EBADMSG);
+
+	/* Crafted: a page count that would put the map past the end of the file. */
+	save_layout(layout);
+	big = 1ull << 40;
+	patch(path, 24, &big, 8);
+	big <<= 12;
+	patch(path, 16, &big, 8);
+	reseal(path, strlen(layout));
+	ck_assert_int_eq(open_err(), -EBADMSG);
+
+	/* Crafted: an unknown kind of page. */
+	save_layout(layout);
+	get(path, 48, &map_off, 8);
+	b = 7;
+	patch(path, (off_t)map_off + 4 * 16, &b, 1);
+	reseal(path, strlen(layout));
+	ck_assert_int_eq(open_err(), -EBADMSG);
+
+	/* Another page size: refused, as -EINVAL. */
+	save_layout(layout);
+	memset(v8, 0, 8);
+	v8[1] = 0x40; /* 16 KiB */
+	patch(path, 12, v8, 4);
+	reseal(path, strlen(layout));
+	ck_assert_int_eq(open_err(), -EINVAL);
+
+	/* Not a snapshot at all. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(write(fd, "this is not a snapshot, honest.\n", 32), 32);
+	close(fd);
+	ck_assert_int_eq(open_err(), -EBADMSG);
+}
+END_TEST
+
+/* A damaged stored page: its access gets SIGBUS; the others read right. */
+static void corrupt_child(void *arg)
+{
+	const char *layout = "pppppp";
+	upager_region_t *r;
+	upager_t *p;
+	const uint8_t *a;
+
+	if (upager_create(&p, NULL) || upager_snapshot_map(p, path, &r))
+		_exit(2);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	a = upager_region_addr(r);
+	for (int i = 0; i < 6; i++)
+		if (i != 3 && upt_check_pattern(a + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, 17) != -1)
+			_exit(3);
+	(void)layout;
+	_exit(a[3 * UPT_PAGE + 100] == 0 ? 4 : 5); /* must not get here */
+}
+
+START_TEST(test_corrupt_page)
+{
+	uint8_t b;
+	int status;
+
+	save_layout("pppppp");
+	get(path, 4096 + 3 * UPT_PAGE + 100, &b, 1);
+	b ^= 0x80;
+	patch(path, 4096 + 3 * UPT_PAGE + 100, &b, 1);
+	ck_assert_int_eq(open_err(), 0); /* pages are checked when read */
+	status = upt_child(corrupt_child, NULL, 20);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+}
+END_TEST
+
+/* The saver killed mid-write: nothing under the final name. */
+static void big_saver(void *arg)
+{
+	const size_t len = 512u << 20;
+	uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	for (size_t off = 0; off < len; off += UPT_PAGE)
+		a[off] = (uint8_t)(off >> 12) | 1;
+	if (write(*(int *)arg, "x", 1) != 1)
+		_exit(2);
+	upager_snapshot_save(a, len, path);
+	_exit(0);
+}
+
+START_TEST(test_crash_during_save)
+{
+	int pfd[2], status;
+	char c;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		big_saver(&pfd[1]);
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1); /* memory ready: saving starts */
+	usleep(30 * 1000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(pfd[0]);
+	ck_assert(WIFSIGNALED(status)); /* it was killed mid-save, not finished */
+	ck_assert_int_eq(access(path, F_OK), -1);
+	ck_assert_int_eq(errno, ENOENT);
+}
+END_TEST
+
+static Suite *make(void)
+{
+	Suite *s = suite_create("snapshot");
+	TCase *tc = upt_tcase(s, "snapshot");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	upt_add(tc, test_round_trips, 0, "");
+	upt_add(tc, test_save_lazy_region, 0, "");
+	upt_add(tc, test_arguments, 0, "");
+	upt_add(tc, test_hostile_files, 0, "");
+	upt_add(tc, test_corrupt_page, 0, "");
+	upt_add(tc, test_crash_during_save, 0, "");
+	return s;
+}
+
+int main(void)
+{
+	return upt_main(make);
+}
