@@ -236,9 +236,19 @@ int upager_snapshot_save(const void *addr, size_t len, const char *path);
  * *lenp (may be NULL) receives the length of memory it describes.
  */
 int upager_source_snapshot(const char *path, uint64_t *lenp, upager_source_t **srcp);
-/* A committed region of the snapshot's length backed by it: restore is
- * constant time, pages arrive on first touch. */
-int upager_snapshot_map(upager_t *pager, const char *path, upager_region_t **regionp);
+/*
+ * A committed region of the snapshot's length backed by it: restore is
+ * constant time, pages arrive on first touch. flags:
+ *   UPAGER_SNAP_RECORD    record the pages faulted, in first-touch order, and
+ *                         write them to PATH.ws when the region is released;
+ *   UPAGER_SNAP_PREFETCH  if PATH.ws exists, fill its pages in the background,
+ *                         in recorded order (faults still go first). A missing
+ *                         or damaged PATH.ws only means no prefetch.
+ */
+#define UPAGER_SNAP_RECORD   (1u << 0)
+#define UPAGER_SNAP_PREFETCH (1u << 1)
+int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
+			upager_region_t **regionp);
 
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {

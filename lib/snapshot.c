@@ -197,13 +197,130 @@ out:
 
 /* ---- reading ---- */
 
+/*
+ * The working set (PATH.ws): a 32-byte header ("UPGWS001", u64 count,
+ * u64 npages of the snapshot, u32 CRC32C of the entries, u32 CRC32C of the
+ * header's first 28 bytes) and count u64 page indices in first-touch order.
+ */
+#define WS_MAGIC "UPGWS001"
+#define WS_HDR 32
+
 struct snap_source {
 	upager_source_t base;
 	int fd;
 	size_t ps;
 	uint64_t len, npages, nstored, data_off;
 	uint8_t *map;
+	/* Recording (UPAGER_SNAP_RECORD): */
+	char *ws_path;
+	pthread_mutex_t ws_lock;
+	uint64_t *ws, nws, capws;
+	uint8_t *seen; /* a bit per page */
 };
+
+static void ws_add(struct snap_source *ss, uint64_t page)
+{
+	if (page >= ss->npages || (ss->seen[page / 8] & (1u << (page % 8))))
+		return;
+	if (ss->nws == ss->capws) {
+		uint64_t cap = ss->capws ? ss->capws * 2 : 1024;
+		uint64_t *n = realloc(ss->ws, cap * sizeof(*n));
+		if (!n)
+			return; /* a shorter working set: only prefetch suffers */
+		ss->ws = n;
+		ss->capws = cap;
+	}
+	ss->seen[page / 8] |= (uint8_t)(1u << (page % 8));
+	ss->ws[ss->nws++] = page;
+}
+
+/*
+ * What a fault made resident, the faulting page first, then the rest of
+ * its window: what the recorded run had when it needed it. Prefetches are
+ * not recorded (they are guesses). Several handlers may call.
+ */
+static void ws_record(struct snap_source *ss, const struct upager__fill *fill)
+{
+	uint64_t first = fill->roff / ss->ps, n = fill->len / ss->ps;
+
+	if (!ss->ws_path || fill->prefetch)
+		return;
+	pthread_mutex_lock(&ss->ws_lock);
+	ws_add(ss, first + (fill->fault_addr - fill->addr) / ss->ps);
+	for (uint64_t k = 0; k < n; k++)
+		ws_add(ss, first + k);
+	pthread_mutex_unlock(&ss->ws_lock);
+}
+
+/* Written when the source goes (the region was released), atomically. */
+static void ws_write(struct snap_source *ss)
+{
+	size_t plen = strlen(ss->ws_path);
+	char *tmp = malloc(plen + 16);
+	uint8_t hdr[WS_HDR] = { 0 };
+	int fd;
+
+	if (!tmp)
+		return;
+	sprintf(tmp, "%s.tmp.XXXXXX", ss->ws_path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		free(tmp);
+		return;
+	}
+	memcpy(hdr, WS_MAGIC, 8);
+	put64(hdr + 8, ss->nws);
+	put64(hdr + 16, ss->npages);
+	for (uint64_t i = 0; i < ss->nws; i++) /* little-endian on disk */
+		put64((uint8_t *)&ss->ws[i], ss->ws[i]);
+	put32(hdr + 24, upp_crc32c(0, ss->ws, ss->nws * 8));
+	put32(hdr + 28, upp_crc32c(0, hdr, 28));
+	if (pwrite_all(fd, hdr, WS_HDR, 0) == 0 &&
+	    pwrite_all(fd, ss->ws, ss->nws * 8, WS_HDR) == 0 && fsync(fd) == 0 &&
+	    rename(tmp, ss->ws_path) == 0) {
+		close(fd);
+		free(tmp);
+		return;
+	}
+	close(fd);
+	unlink(tmp);
+	free(tmp);
+}
+
+/* Reads PATH.ws: its page indices, or NULL if there is none or it is damaged. */
+static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
+{
+	uint8_t hdr[WS_HDR];
+	uint64_t *ws, n;
+	struct stat st;
+	int fd = open(ws_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || pread(fd, hdr, WS_HDR, 0) != WS_HDR || memcmp(hdr, WS_MAGIC, 8) ||
+	    upp_crc32c(0, hdr, 28) != get32(hdr + 28) || get64(hdr + 16) != npages ||
+	    (n = get64(hdr + 8)) > npages || (uint64_t)st.st_size != WS_HDR + n * 8) {
+		close(fd);
+		return NULL;
+	}
+	ws = malloc(n ? n * 8 : 1);
+	if (!ws || pread(fd, ws, n * 8, WS_HDR) != (ssize_t)(n * 8) ||
+	    upp_crc32c(0, ws, n * 8) != get32(hdr + 24)) {
+		close(fd);
+		free(ws);
+		return NULL;
+	}
+	close(fd);
+	for (uint64_t i = 0; i < n; i++) {
+		ws[i] = get64((const uint8_t *)&ws[i]);
+		if (ws[i] >= npages) {
+			free(ws);
+			return NULL;
+		}
+	}
+	*count = n;
+	return ws;
+}
 
 static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
 {
@@ -211,6 +328,7 @@ static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 	size_t first = fill->roff / ss->ps, n = fill->len / ss->ps;
 	bool any = false;
 
+	ws_record(ss, fill);
 	for (size_t k = 0; k < n; k++) {
 		uint8_t *dst = (uint8_t *)fill->buf + k * ss->ps;
 		const uint8_t *e = first + k < ss->npages ? ss->map + (first + k) * ENTRY : NULL;
@@ -237,6 +355,13 @@ static void snap_destroy(upager_source_t *src)
 {
 	struct snap_source *ss = (struct snap_source *)src;
 
+	if (ss->ws_path) {
+		ws_write(ss);
+		free(ss->ws_path);
+		free(ss->ws);
+		free(ss->seen);
+		pthread_mutex_destroy(&ss->ws_lock);
+	}
 	close(ss->fd);
 	free(ss->map);
 	free(ss);
@@ -337,23 +462,58 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 	return 0;
 }
 
-UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path,
+UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
 				       upager_region_t **regionp)
 {
+	struct snap_source *ss;
 	upager_source_t *src;
-	uint64_t len;
+	uint64_t len, *ws = NULL, nws = 0;
+	char *ws_path;
 	int ret;
 
-	if (!pager || !regionp)
+	if (!pager || !regionp || !path || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
 		return -EINVAL;
+	ws_path = malloc(strlen(path) + 4);
+	if (!ws_path)
+		return -ENOMEM;
+	sprintf(ws_path, "%s.ws", path);
 	ret = upager_source_snapshot(path, &len, &src);
-	if (ret < 0)
+	if (ret < 0) {
+		free(ws_path);
 		return ret;
+	}
+	ss = (struct snap_source *)src;
 	if (len > SIZE_MAX) {
-		upager_source_release(src);
-		return -EFBIG;
+		ret = -EFBIG;
+		goto out;
+	}
+	if (flags & UPAGER_SNAP_PREFETCH)
+		ws = ws_read(ws_path, ss->npages, &nws);
+	if (flags & UPAGER_SNAP_RECORD) {
+		ss->seen = calloc((ss->npages + 7) / 8, 1);
+		if (!ss->seen) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		pthread_mutex_init(&ss->ws_lock, NULL);
+		ss->ws_path = ws_path; /* written when the region (and so the source) goes */
+		ws_path = NULL;
 	}
 	ret = upager_map(pager, (size_t)len, src, regionp);
+	/* In recorded order, runs of consecutive pages as one request: the
+	 * handlers take requests in order, and faults before any of them. */
+	for (uint64_t i = 0; ret == 0 && i < nws;) {
+		uint64_t j = i + 1;
+
+		while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
+			j++;
+		if (upager_prefetch(*regionp, ws[i] * ss->ps, (j - i) * ss->ps) < 0)
+			break; /* out of memory: restore without the rest of the prefetch */
+		i = j;
+	}
+out:
+	free(ws);
+	free(ws_path);
 	upager_source_release(src);
 	return ret;
 }

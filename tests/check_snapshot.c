@@ -88,7 +88,7 @@ START_TEST(test_round_trips)
 		/* Only pattern pages take room: zero and untouched ones do not. */
 		ck_assert_uint_eq((size_t)st.st_size, 4096 + stored * UPT_PAGE + strlen(l) * 16);
 		munmap(a, strlen(l) * UPT_PAGE);
-		ck_assert_int_eq(upager_snapshot_map(p, path, &r), 0);
+		ck_assert_int_eq(upager_snapshot_map(p, path, 0, &r), 0);
 		check_restored(r, l);
 		upager_release(r);
 	}
@@ -123,7 +123,7 @@ START_TEST(test_save_lazy_region)
 	ck_assert_int_eq(upager_snapshot_save(a, 16 * UPT_PAGE, path), 0);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
 	ck_assert_uint_eq(st.faults, 6); /* the six touched; saving added none */
-	ck_assert_int_eq(upager_snapshot_map(p, path, &back), 0);
+	ck_assert_int_eq(upager_snapshot_map(p, path, 0, &back), 0);
 	check_restored(back, layout); /* untouched pages were absent: zero */
 	upager_destroy(p);
 }
@@ -143,9 +143,9 @@ START_TEST(test_arguments)
 	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE, NULL), -EINVAL);
 	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE, ""), -EINVAL);
 	ck_assert_int_eq(upager_snapshot_save(a, UPT_PAGE, "/nonexistent/dir/x.snap"), -ENOENT);
-	ck_assert_int_eq(upager_snapshot_map(NULL, path, &r), -EINVAL);
-	ck_assert_int_eq(upager_snapshot_map(p, path, NULL), -EINVAL);
-	ck_assert_int_eq(upager_snapshot_map(p, "/nonexistent.snap", &r), -ENOENT);
+	ck_assert_int_eq(upager_snapshot_map(NULL, path, 0, &r), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_map(p, path, 0, NULL), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_map(p, "/nonexistent.snap", 0, &r), -ENOENT);
 	ck_assert_int_eq(upager_source_snapshot(NULL, NULL, &s), -EINVAL);
 	ck_assert_int_eq(upager_source_snapshot("/", NULL, &s), -EISDIR);
 	munmap(a, 2 * UPT_PAGE);
@@ -294,7 +294,7 @@ static void corrupt_child(void *arg)
 	upager_t *p;
 	const uint8_t *a;
 
-	if (upager_create(&p, NULL) || upager_snapshot_map(p, path, &r))
+	if (upager_create(&p, NULL) || upager_snapshot_map(p, path, 0, &r))
 		_exit(2);
 	upager_region_advise(r, UPAGER_ADV_RANDOM);
 	a = upager_region_addr(r);
@@ -359,6 +359,75 @@ START_TEST(test_crash_during_save)
 }
 END_TEST
 
+/* Record the working set, then restore with it prefetched in that order. */
+START_TEST(test_working_set)
+{
+	char layout[513], wspath[160];
+	uint64_t order[40], hdr[4], got[40];
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+	upager_stats_t st;
+	const uint8_t *a;
+	uint8_t b;
+	int fd;
+
+	memset(layout, 'p', 512);
+	layout[512] = '\0';
+	save_layout(layout);
+	snprintf(wspath, sizeof(wspath), "%s.ws", path);
+	ck_assert_int_eq(upager_snapshot_map(p, path, 1u << 7, &r), -EINVAL);
+
+	/* Record: pages touched in a scrambled order, one fault each. */
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_RECORD, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a = upager_region_addr(r);
+	for (int i = 0; i < 40; i++) {
+		order[i] = (uint64_t)(i * 97 + 13) % 512;
+		ck_assert_uint_eq(a[order[i] * UPT_PAGE + 1], upt_byte(order[i] * UPT_PAGE + 1, 17));
+	}
+	ck_assert_int_eq(access(wspath, F_OK), -1); /* written at release */
+	ck_assert_int_eq(upager_release(r), 0);
+	fd = open(wspath, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, hdr, 32), 32);
+	ck_assert_uint_eq(hdr[1], 40); /* count */
+	ck_assert_uint_eq(hdr[2], 512); /* npages */
+	ck_assert_int_eq(read(fd, got, sizeof(got)), (ssize_t)sizeof(got));
+	close(fd);
+	for (int i = 0; i < 40; i++)
+		ck_assert_uint_eq(got[i], order[i]);
+
+	/* Restore with prefetch: the working set is there before it is touched. */
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_PREFETCH, &r), 0);
+	for (int i = 0; i < 3000; i++) {
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		if (st.pages_prefetched >= 40)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.pages_prefetched, 40);
+	a = upager_region_addr(r);
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(upt_check_pattern(a + order[i] * UPT_PAGE, UPT_PAGE,
+						   order[i] * UPT_PAGE, 17), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, 0);
+	check_restored(r, layout); /* and the rest by faults, all right */
+	upager_release(r);
+
+	/* A damaged working set: restore works, without prefetch. */
+	get(wspath, 40, &b, 1);
+	b ^= 1;
+	patch(wspath, 40, &b, 1);
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_PREFETCH, &r), 0);
+	usleep(200 * 1000);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_prefetched, 0);
+	check_restored(r, layout);
+	upager_destroy(p);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -371,6 +440,7 @@ static Suite *make(void)
 	upt_add(tc, test_hostile_files, 0, "");
 	upt_add(tc, test_corrupt_page, 0, "");
 	upt_add(tc, test_crash_during_save, 0, "");
+	upt_add(tc, test_working_set, 0, "");
 	return s;
 }
 
