@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,16 +100,20 @@ static int populated(uintptr_t addr, size_t npages, size_t ps, uint8_t *map)
 	return 0;
 }
 
-static int save(const uint8_t *base, size_t len, int fd, size_t ps)
+static int save(const uint8_t *base, size_t len, int fd, size_t ps, bool every_page)
 {
 	size_t npages = len / ps, nstored = 0, run = 0;
 	uint8_t *map = calloc(npages, ENTRY), hdr[SNAP_HDR] = { 0 };
 	uint64_t data_off = SNAP_HDR, map_off;
-	int ret;
+	int ret = 0;
 
 	if (!map)
 		return -ENOMEM;
-	ret = populated((uintptr_t)base, npages, ps, map);
+	if (every_page) /* a raw image: every page is there to be read */
+		for (size_t i = 0; i < npages; i++)
+			map[i * ENTRY] = K_STORED;
+	else
+		ret = populated((uintptr_t)base, npages, ps, map);
 	for (size_t i = 0; i <= npages && ret == 0; i++) {
 		uint8_t *e = map + i * ENTRY;
 
@@ -152,7 +157,14 @@ static int save(const uint8_t *base, size_t len, int fd, size_t ps)
 	return ret;
 }
 
+static int save_atomic(const void *addr, size_t len, const char *path, bool every_page);
+
 UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
+{
+	return save_atomic(addr, len, path, false);
+}
+
+static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	char *tmp, *dir, *dcopy;
@@ -174,7 +186,7 @@ UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char
 		ret = -errno;
 		goto out;
 	}
-	ret = save(addr, len, fd, ps);
+	ret = save(addr, len, fd, ps, every_page);
 	close(fd);
 	if (ret == 0 && rename(tmp, path) < 0)
 		ret = -errno;
@@ -516,4 +528,104 @@ out:
 	free(ws_path);
 	upager_source_release(src);
 	return ret;
+}
+
+/* ---- for the upager tool (internal; see tools/upager.c) ---- */
+
+int upager__snap_inspect(const char *path, struct upager__snap_info *info)
+{
+	struct snap_source ss = { .ps = (size_t)sysconf(_SC_PAGESIZE) };
+	struct stat st;
+	int ret;
+
+	memset(info, 0, sizeof(*info));
+	ss.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ss.fd < 0)
+		return -errno;
+	ret = snap_open(ss.fd, &ss);
+	if (ret == 0 && fstat(ss.fd, &st) == 0) {
+		info->page_size = ss.ps;
+		info->length = ss.len;
+		info->npages = ss.npages;
+		info->nstored = ss.nstored;
+		info->file_size = (uint64_t)st.st_size;
+		for (uint64_t i = 0; i < ss.npages; i++)
+			info->nzero += ss.map[i * ENTRY] == K_ZERO;
+		info->nabsent = ss.npages - ss.nstored - info->nzero;
+	}
+	close(ss.fd);
+	free(ss.map);
+	return ret;
+}
+
+/* Reads and checks every stored page; with raw_fd >= 0 also writes it there. */
+int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t, uint64_t),
+			uint64_t *bad_page)
+{
+	struct snap_source ss = { .ps = (size_t)sysconf(_SC_PAGESIZE) };
+	uint8_t *page;
+	int ret;
+
+	ss.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ss.fd < 0)
+		return -errno;
+	ret = snap_open(ss.fd, &ss);
+	page = malloc(ss.ps);
+	if (!page)
+		ret = -ENOMEM;
+	if (ret == 0 && raw_fd >= 0 && ftruncate(raw_fd, (off_t)ss.len) < 0)
+		ret = -errno;
+	for (uint64_t i = 0; ret == 0 && i < ss.npages; i++) {
+		const uint8_t *e = ss.map + i * ENTRY;
+
+		if (progress && (i % 4096 == 0 || i + 1 == ss.npages))
+			progress(i + 1, ss.npages);
+		if (e[0] != K_STORED)
+			continue; /* a hole in the raw image reads zero */
+		if (pread(ss.fd, page, ss.ps, (off_t)(ss.data_off + get64(e + 8) * ss.ps)) !=
+		    (ssize_t)ss.ps) {
+			ret = -EIO;
+		} else if (upp_crc32c(0, page, ss.ps) != get32(e + 4)) {
+			*bad_page = i;
+			ret = -EBADMSG;
+		} else if (raw_fd >= 0) {
+			ret = pwrite_all(raw_fd, page, ss.ps, i * ss.ps);
+		}
+	}
+	if (ret == 0 && raw_fd >= 0 && fsync(raw_fd) < 0)
+		ret = -errno;
+	free(page);
+	close(ss.fd);
+	free(ss.map);
+	return ret;
+}
+
+/* A raw memory image (a flat file, as VM monitors write) to a snapshot. */
+int upager__snap_from_raw(const char *raw, const char *path)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	struct stat st;
+	void *m;
+	int fd = open(raw, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+	    (uint64_t)st.st_size % ps) {
+		close(fd);
+		return -EINVAL; /* a raw image is a whole number of pages */
+	}
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return -errno;
+	ret = save_atomic(m, (size_t)st.st_size, path, true);
+	munmap(m, (size_t)st.st_size);
+	return ret;
+}
+
+int upager__ws_inspect(const char *ws_path, uint64_t npages, uint64_t *count, uint64_t **pages)
+{
+	*pages = ws_read(ws_path, npages, count);
+	return *pages ? 0 : -EBADMSG;
 }

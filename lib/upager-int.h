@@ -246,4 +246,14 @@ int upager__uffd_register(int uffd, uintptr_t start, size_t len);
 int upager__uffd_unregister(int uffd, uintptr_t start, size_t len);
 int upager__uffd_wake(int uffd, uintptr_t start, size_t len);
 
+/* ---- for the upager tool (snapshot.c) ---- */
+struct upager__snap_info {
+	uint64_t page_size, length, npages, nstored, nzero, nabsent, file_size;
+};
+int upager__snap_inspect(const char *path, struct upager__snap_info *info);
+int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t, uint64_t),
+			uint64_t *bad_page);
+int upager__snap_from_raw(const char *raw, const char *path);
+int upager__ws_inspect(const char *ws_path, uint64_t npages, uint64_t *count, uint64_t **pages);
+
 #endif

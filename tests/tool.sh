@@ -1,0 +1,38 @@
+#!/bin/sh
+# The upager tool: a raw image to a snapshot and back, byte for byte; info
+# and verify; a damaged page named; exit statuses.
+set -u
+ps=$(getconf PAGESIZE)
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+fail() { echo "tool.sh: $*"; exit 1; }
+
+# 8 data pages, 4 zero pages, 4 data pages.
+head -c $((8 * ps)) /dev/urandom >"$t/raw"
+head -c $((4 * ps)) /dev/zero >>"$t/raw"
+head -c $((4 * ps)) /dev/urandom >>"$t/raw"
+
+tools/upager snapshot convert --from-raw "$t/raw" "$t/s.snap" || fail "convert from raw"
+tools/upager snapshot info "$t/s.snap" --json | grep -q '"pages":16,"stored":12,"zero":4,"absent":0' ||
+	fail "info: wrong counts"
+tools/upager snapshot info "$t/s.snap" | grep -q "stored     12 pages" || fail "info: text"
+tools/upager snapshot verify "$t/s.snap" >/dev/null || fail "verify of a good snapshot"
+tools/upager snapshot convert --to-raw "$t/s.snap" "$t/back" || fail "convert to raw"
+cmp -s "$t/raw" "$t/back" || fail "raw -> snapshot -> raw differs"
+
+# One byte of stored page 5 damaged: verify says which, exit 1.
+printf 'X' | dd of="$t/s.snap" bs=1 seek=$((4096 + 5 * ps + 7)) conv=notrunc 2>/dev/null
+tools/upager snapshot verify "$t/s.snap" --json >"$t/out"
+[ $? -eq 1 ] || fail "verify of a damaged snapshot did not exit 1"
+grep -q '"bad_page":5' "$t/out" || fail "verify did not name page 5"
+tools/upager snapshot convert --to-raw "$t/s.snap" "$t/bad" 2>/dev/null && fail "converted a damaged snapshot"
+[ -e "$t/bad" ] && fail "left a partial raw image"
+
+# Not a snapshot; a missing working set; bad usage.
+tools/upager snapshot info "$t/raw" 2>/dev/null
+[ $? -eq 1 ] || fail "info of a raw file did not exit 1"
+tools/upager ws info "$t/none.ws" --snapshot "$t/back" 2>/dev/null
+[ $? -eq 1 ] || fail "ws info of a missing file did not exit 1"
+tools/upager snapshot 2>/dev/null
+[ $? -eq 2 ] || fail "usage error did not exit 2"
+echo "tool: convert, info, verify and errors behave"

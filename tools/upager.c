@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upager: inspect, check and convert snapshots and working sets.
+ *
+ *   upager snapshot info PATH [--json]
+ *   upager snapshot verify PATH [--json]
+ *   upager snapshot convert --from-raw RAW PATH
+ *   upager snapshot convert --to-raw PATH RAW
+ *   upager ws info PATH.ws --snapshot PATH [--json]
+ *
+ * Exit status: 0 fine, 1 the file is bad or the operation failed, 2 usage.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "upager-int.h"
+
+static bool json;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: upager snapshot info PATH [--json]\n"
+		   "       upager snapshot verify PATH [--json]\n"
+		   "       upager snapshot convert --from-raw RAW PATH\n"
+		   "       upager snapshot convert --to-raw PATH RAW\n"
+		   "       upager ws info WS --snapshot PATH [--json]\n"
+		   "       upager --help | --version\n"
+		   "\nSnapshots are described in docs/SNAPSHOT.md and upager_snapshot_save(3).\n"
+		   "Exit status: 0 fine, 1 bad file or failed operation, 2 usage.\n");
+}
+
+/* On a terminal, a percentage that rewrites itself; otherwise nothing. */
+static void progress(uint64_t done, uint64_t total)
+{
+	if (!json && isatty(2))
+		fprintf(stderr, "\r%3u%% (%llu/%llu pages)", (unsigned)(done * 100 / total),
+			(unsigned long long)done, (unsigned long long)total);
+	if (!json && isatty(2) && done == total)
+		fputc('\n', stderr);
+}
+
+static int fail(const char *what, const char *path, int err)
+{
+	if (json)
+		printf("{\"ok\":false,\"file\":\"%s\",\"error\":\"%s\",\"errno\":%d}\n", path,
+		       strerror(-err), -err);
+	else
+		fprintf(stderr, "upager: %s %s: %s\n", what, path,
+			err == -EBADMSG ? "not a valid snapshot (corrupt, truncated or foreign)"
+					: strerror(-err));
+	return 1;
+}
+
+static int snapshot_info(const char *path)
+{
+	struct upager__snap_info in;
+	int ret = upager__snap_inspect(path, &in);
+
+	if (ret < 0)
+		return fail("info", path, ret);
+	if (json)
+		printf("{\"ok\":true,\"file\":\"%s\",\"version\":1,\"page_size\":%llu,\"length\":%llu,"
+		       "\"pages\":%llu,\"stored\":%llu,\"zero\":%llu,\"absent\":%llu,"
+		       "\"file_size\":%llu}\n",
+		       path, (unsigned long long)in.page_size, (unsigned long long)in.length,
+		       (unsigned long long)in.npages, (unsigned long long)in.nstored,
+		       (unsigned long long)in.nzero, (unsigned long long)in.nabsent,
+		       (unsigned long long)in.file_size);
+	else
+		printf("%s: upager snapshot, version 1\n"
+		       "  memory     %llu bytes, %llu pages of %llu bytes\n"
+		       "  stored     %llu pages\n  zero       %llu pages\n  absent     %llu pages\n"
+		       "  file size  %llu bytes\n",
+		       path, (unsigned long long)in.length, (unsigned long long)in.npages,
+		       (unsigned long long)in.page_size, (unsigned long long)in.nstored,
+		       (unsigned long long)in.nzero, (unsigned long long)in.nabsent,
+		       (unsigned long long)in.file_size);
+	return 0;
+}
+
+static int snapshot_verify(const char *path, const char *raw)
+{
+	uint64_t bad = 0;
+	int fd = -1, ret;
+
+	if (raw) {
+		fd = open(raw, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return fail("convert", raw, -errno);
+	}
+	ret = upager__snap_verify(path, fd, progress, &bad);
+	if (fd >= 0)
+		close(fd);
+	if (ret == -EBADMSG && bad) {
+		if (raw)
+			unlink(raw);
+		if (json)
+			printf("{\"ok\":false,\"file\":\"%s\",\"bad_page\":%llu}\n", path,
+			       (unsigned long long)bad);
+		else
+			fprintf(stderr, "upager: %s: page %llu fails its checksum\n", path,
+				(unsigned long long)bad);
+		return 1;
+	}
+	if (ret < 0) {
+		if (raw)
+			unlink(raw);
+		return fail(raw ? "convert" : "verify", path, ret);
+	}
+	if (json)
+		printf("{\"ok\":true,\"file\":\"%s\"}\n", path);
+	else if (!raw)
+		printf("%s: every stored page matches its checksum\n", path);
+	return 0;
+}
+
+static int ws_info(const char *ws, const char *snap)
+{
+	struct upager__snap_info in;
+	uint64_t count = 0, *pages;
+	int ret = upager__snap_inspect(snap, &in);
+
+	if (ret < 0)
+		return fail("ws info: snapshot", snap, ret);
+	ret = upager__ws_inspect(ws, in.npages, &count, &pages);
+	if (ret < 0)
+		return fail("ws info", ws, ret);
+	if (json) {
+		printf("{\"ok\":true,\"file\":\"%s\",\"pages\":%llu,\"snapshot_pages\":%llu,\"first\":[",
+		       ws, (unsigned long long)count, (unsigned long long)in.npages);
+		for (uint64_t i = 0; i < count && i < 16; i++)
+			printf("%s%llu", i ? "," : "", (unsigned long long)pages[i]);
+		printf("]}\n");
+	} else {
+		printf("%s: working set of %llu pages (%.1f%% of %llu), first touched:", ws,
+		       (unsigned long long)count, in.npages ? 100.0 * (double)count / (double)in.npages : 0,
+		       (unsigned long long)in.npages);
+		for (uint64_t i = 0; i < count && i < 16; i++)
+			printf(" %llu", (unsigned long long)pages[i]);
+		printf("%s\n", count > 16 ? " ..." : "");
+	}
+	free(pages);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *args[4] = { 0 }, *snap = NULL, *from = NULL, *to = NULL;
+	int n = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("upager %s\n", PACKAGE_VERSION);
+			return 0;
+		} else if (!strcmp(argv[i], "--snapshot") && i + 1 < argc) {
+			snap = argv[++i];
+		} else if (!strcmp(argv[i], "--from-raw") && i + 1 < argc) {
+			from = argv[++i];
+		} else if (!strcmp(argv[i], "--to-raw")) {
+			to = "";
+		} else if (argv[i][0] == '-' || n == 4) {
+			usage(stderr);
+			return 2;
+		} else {
+			args[n++] = argv[i];
+		}
+	}
+	if (n == 3 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "info"))
+		return snapshot_info(args[2]);
+	if (n == 3 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "verify"))
+		return snapshot_verify(args[2], NULL);
+	if (n == 3 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "convert") && from && !to) {
+		int ret = upager__snap_from_raw(from, args[2]);
+		if (ret < 0)
+			return fail("convert", from, ret);
+		if (json)
+			printf("{\"ok\":true,\"file\":\"%s\"}\n", args[2]);
+		return 0;
+	}
+	if (n == 4 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "convert") && to && !from)
+		return snapshot_verify(args[2], args[3]);
+	if (n == 3 && !strcmp(args[0], "ws") && !strcmp(args[1], "info") && snap)
+		return ws_info(args[2], snap);
+	usage(stderr);
+	return 2;
+}
