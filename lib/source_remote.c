@@ -238,12 +238,7 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 
 /* ---- the connection thread ---- */
 
-static void fail_fill(struct upager__fill *f, int err)
-{
-	upager__fill_complete(f, err);
-}
-
-static void disconnect(struct remote_source *rs, const char *why)
+static void disconnect(struct remote_source *rs)
 {
 	struct upager__fill *requeue = NULL, *tail = NULL;
 
@@ -275,7 +270,6 @@ static void disconnect(struct remote_source *rs, const char *why)
 			rs->queue_tail = tail;
 		pthread_mutex_unlock(&rs->lock);
 	}
-	(void)why;
 }
 
 static void requeue_front(struct remote_source *rs, struct batch *b)
@@ -308,7 +302,7 @@ static void expire(struct remote_source *rs, uint64_t now)
 			stale = atomic_load(&b->fill[i]->region->dead) ||
 				now >= b->fill[i]->deadline_ns;
 		if (stale) {
-			disconnect(rs, "a request outlived its deadline or its region");
+			disconnect(rs); /* a request outlived its deadline or its region */
 			break;
 		}
 	}
@@ -328,7 +322,7 @@ static void expire(struct remote_source *rs, uint64_t now)
 	while (dead) {
 		f = dead;
 		dead = f->src_next;
-		fail_fill(f, atomic_load(&f->region->dead) ? -ECANCELED : -ETIMEDOUT);
+		upager__fill_complete(f, atomic_load(&f->region->dead) ? -ECANCELED : -ETIMEDOUT);
 	}
 }
 
@@ -406,7 +400,7 @@ static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uin
 		int err = upp_get_error(p, h->length, &e) == 0 && e.code && e.code < 4096
 				  ? -(int)e.code : -EIO;
 		for (uint32_t i = 0; i < b->n; i++)
-			fail_fill(b->fill[i], err);
+			upager__fill_complete(b->fill[i], err);
 		free(b);
 		return 0;
 	}
@@ -515,10 +509,10 @@ static void *remote_thread(void *arg)
 				ret = receive(rs);
 		}
 		if (ret < 0)
-			disconnect(rs, strerror(-ret));
+			disconnect(rs); /* broken, or a reply we cannot trust: start afresh */
 	}
 	/* Stopping: nothing waits any more (every region using us is gone). */
-	disconnect(rs, "source released");
+	disconnect(rs); /* the source is being released */
 	expire(rs, UINT64_MAX);
 	return NULL;
 }
