@@ -18,14 +18,12 @@
 
 #include "le.h"
 #include "protocol.h" /* upp_crc32c */
+#include "snapfmt.h"
 #include "upager-int.h"
 
-#define SNAP_MAGIC "UPGSNAP1"
-#define SNAP_VERSION 1
-#define SNAP_HDR 4096
-#define ENTRY 16
-
-enum { K_ABSENT = 0, K_ZERO = 1, K_STORED = 2 };
+#define SNAP_HDR UPP_SNAP_HDR
+#define ENTRY UPP_SNAP_ENTRY
+enum { K_ABSENT = UPP_SNAP_ABSENT, K_ZERO = UPP_SNAP_ZERO, K_STORED = UPP_SNAP_STORED };
 
 static bool all_zero(const uint8_t *p, size_t len)
 {
@@ -117,8 +115,8 @@ static int save(const uint8_t *base, size_t len, int fd, size_t ps, bool every_p
 	if (ret == 0)
 		ret = pwrite_all(fd, map, npages * ENTRY, map_off);
 	if (ret == 0) {
-		memcpy(hdr, SNAP_MAGIC, 8);
-		put32(hdr + 8, SNAP_VERSION);
+		memcpy(hdr, UPP_SNAP_MAGIC, 8);
+		put32(hdr + 8, UPP_SNAP_VERSION);
 		put32(hdr + 12, (uint32_t)ps);
 		put64(hdr + 16, len);
 		put64(hdr + 24, npages);
@@ -198,10 +196,7 @@ out:
 
 struct snap_source {
 	upager_source_t base;
-	int fd;
-	size_t ps;
-	uint64_t len, npages, nstored, data_off;
-	uint8_t *map;
+	struct upp_snap f;
 	/* Recording (UPAGER_SNAP_RECORD): */
 	char *ws_path;
 	pthread_mutex_t ws_lock;
@@ -211,7 +206,7 @@ struct snap_source {
 
 static void ws_add(struct snap_source *ss, uint64_t page)
 {
-	if (page >= ss->npages || (ss->seen[page / 8] & (1u << (page % 8))))
+	if (page >= ss->f.npages || (ss->seen[page / 8] & (1u << (page % 8))))
 		return;
 	if (ss->nws == ss->capws) {
 		uint64_t cap = ss->capws ? ss->capws * 2 : 1024;
@@ -232,12 +227,12 @@ static void ws_add(struct snap_source *ss, uint64_t page)
  */
 static void ws_record(struct snap_source *ss, const struct upager__fill *fill)
 {
-	uint64_t first = fill->roff / ss->ps, n = fill->len / ss->ps;
+	uint64_t first = fill->roff / ss->f.ps, n = fill->len / ss->f.ps;
 
 	if (!ss->ws_path || fill->prefetch)
 		return;
 	pthread_mutex_lock(&ss->ws_lock);
-	ws_add(ss, first + (fill->fault_addr - fill->addr) / ss->ps);
+	ws_add(ss, first + (fill->fault_addr - fill->addr) / ss->f.ps);
 	for (uint64_t k = 0; k < n; k++)
 		ws_add(ss, first + k);
 	pthread_mutex_unlock(&ss->ws_lock);
@@ -261,7 +256,7 @@ static void ws_write(struct snap_source *ss)
 	}
 	memcpy(hdr, WS_MAGIC, 8);
 	put64(hdr + 8, ss->nws);
-	put64(hdr + 16, ss->npages);
+	put64(hdr + 16, ss->f.npages);
 	for (uint64_t i = 0; i < ss->nws; i++) /* little-endian on disk */
 		put64((uint8_t *)&ss->ws[i], ss->ws[i]);
 	put32(hdr + 24, upp_crc32c(0, ss->ws, ss->nws * 8));
@@ -316,28 +311,19 @@ static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
 static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
 {
 	struct snap_source *ss = (struct snap_source *)src;
-	size_t first = fill->roff / ss->ps, n = fill->len / ss->ps;
+	size_t ps = ss->f.ps, first = fill->roff / ps, n = fill->len / ps;
 	bool any = false;
 
 	ws_record(ss, fill);
 	for (size_t k = 0; k < n; k++) {
-		uint8_t *dst = (uint8_t *)fill->buf + k * ss->ps;
-		const uint8_t *e = first + k < ss->npages ? ss->map + (first + k) * ENTRY : NULL;
-		ssize_t got;
+		int kind = upp_snap_read(&ss->f, first + k, (uint8_t *)fill->buf + k * ps);
 
-		if (!e || e[0] != K_STORED) {
-			memset(dst, 0, ss->ps);
-			continue;
-		}
-		got = pread(ss->fd, dst, ss->ps, (off_t)(ss->data_off + get64(e + 8) * ss->ps));
-		if (got != (ssize_t)ss->ps)
-			return got < 0 ? -errno : -EIO;
-		if (upp_crc32c(0, dst, ss->ps) != get32(e + 4)) {
+		if (kind == -EBADMSG)
 			upager__log(fill->h->pager, UPAGER_LOG_ERROR,
 				    "snapshot: page %zu fails its checksum: not mapped", first + k);
-			return -EBADMSG;
-		}
-		any = true;
+		if (kind < 0)
+			return kind;
+		any |= kind == K_STORED;
 	}
 	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
 }
@@ -353,8 +339,8 @@ static void snap_destroy(upager_source_t *src)
 		free(ss->seen);
 		pthread_mutex_destroy(&ss->ws_lock);
 	}
-	close(ss->fd);
-	free(ss->map);
+	close(ss->f.fd);
+	upp_snap_close(&ss->f);
 	free(ss);
 }
 
@@ -365,90 +351,32 @@ static const struct upager__source_ops snap_ops = {
 	.fault_around = 16,
 };
 
-/* Every field checked before anything is believed. */
-static int snap_open(int fd, struct snap_source *ss)
-{
-	uint8_t hdr[SNAP_HDR];
-	uint64_t map_len, data_len, data_end;
-	struct stat st;
-	uint32_t crc;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISDIR(st.st_mode))
-		return -EISDIR;
-	if (!S_ISREG(st.st_mode) || st.st_size < SNAP_HDR ||
-	    pread(fd, hdr, SNAP_HDR, 0) != SNAP_HDR || memcmp(hdr, SNAP_MAGIC, 8) ||
-	    get32(hdr + 8) != SNAP_VERSION || get32(hdr + 56) != 0)
-		return -EBADMSG;
-	crc = get32(hdr + 64);
-	put32(hdr + 64, 0);
-	if (upp_crc32c(0, hdr, SNAP_HDR) != crc || !all_zero(hdr + 128, SNAP_HDR - 128) ||
-	    get32(hdr + 68) || get64(hdr + 72) || get64(hdr + 80) || get64(hdr + 88) ||
-	    get64(hdr + 96) || get64(hdr + 104) || get64(hdr + 112) || get64(hdr + 120))
-		return -EBADMSG;
-	if (get32(hdr + 12) != ss->ps)
-		return -EINVAL; /* written on a machine with another page size */
-	ss->len = get64(hdr + 16);
-	ss->npages = get64(hdr + 24);
-	ss->nstored = get64(hdr + 32);
-	ss->data_off = get64(hdr + 40);
-	/* Sizes that would overflow, or lie past the file, are lies. */
-	if (ss->npages == 0 || ss->npages > (uint64_t)st.st_size / ENTRY ||
-	    ss->len != ss->npages * ss->ps || ss->nstored > ss->npages ||
-	    ss->data_off < SNAP_HDR || ss->data_off % ss->ps || ss->data_off > (uint64_t)st.st_size)
-		return -EBADMSG;
-	map_len = ss->npages * ENTRY;
-	data_len = ss->nstored * ss->ps;
-	data_end = ss->data_off + data_len;
-	if (data_len > (uint64_t)st.st_size || data_end > (uint64_t)st.st_size ||
-	    get64(hdr + 48) < data_end || get64(hdr + 48) > (uint64_t)st.st_size ||
-	    map_len > (uint64_t)st.st_size - get64(hdr + 48))
-		return -EBADMSG;
-	ss->map = malloc(map_len);
-	if (!ss->map)
-		return -ENOMEM;
-	if (pread(fd, ss->map, map_len, (off_t)get64(hdr + 48)) != (ssize_t)map_len ||
-	    upp_crc32c(0, ss->map, map_len) != get32(hdr + 60))
-		return -EBADMSG;
-	for (uint64_t i = 0; i < ss->npages; i++) {
-		const uint8_t *e = ss->map + i * ENTRY;
-
-		if (e[0] > K_STORED || e[1] || e[2] || e[3] ||
-		    (e[0] == K_STORED ? get64(e + 8) >= ss->nstored : get32(e + 4) || get64(e + 8)))
-			return -EBADMSG;
-	}
-	return 0;
-}
-
 UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 					  upager_source_t **srcp)
 {
 	struct snap_source *ss;
-	int ret;
+	int fd, ret;
 
 	if (!path || !*path || !srcp)
 		return -EINVAL;
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
-	ss->ps = (size_t)sysconf(_SC_PAGESIZE);
-	ss->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (ss->fd < 0) {
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		ret = -errno;
 		free(ss);
 		return ret;
 	}
-	ret = snap_open(ss->fd, ss);
+	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), &ss->f);
 	if (ret < 0) {
-		close(ss->fd);
-		free(ss->map);
+		close(fd);
 		free(ss);
 		return ret;
 	}
 	upager__source_init(&ss->base, &snap_ops);
 	if (lenp)
-		*lenp = ss->len;
+		*lenp = ss->f.len;
 	*srcp = &ss->base;
 	return 0;
 }
@@ -479,9 +407,9 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 		goto out;
 	}
 	if (flags & UPAGER_SNAP_PREFETCH)
-		ws = ws_read(ws_path, ss->npages, &nws);
+		ws = ws_read(ws_path, ss->f.npages, &nws);
 	if (flags & UPAGER_SNAP_RECORD) {
-		ss->seen = calloc((ss->npages + 7) / 8, 1);
+		ss->seen = calloc((ss->f.npages + 7) / 8, 1);
 		if (!ss->seen) {
 			ret = -ENOMEM;
 			goto out;
@@ -498,7 +426,7 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 
 		while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
 			j++;
-		if (upager_prefetch(*regionp, ws[i] * ss->ps, (j - i) * ss->ps) < 0)
+		if (upager_prefetch(*regionp, ws[i] * ss->f.ps, (j - i) * ss->f.ps) < 0)
 			break; /* out of memory: restore without the rest of the prefetch */
 		i = j;
 	}
@@ -511,71 +439,75 @@ out:
 
 /* ---- for the upager tool (internal; see tools/upager.c) ---- */
 
+/* Opens and checks path: 0 with *f filled (close f->fd, upp_snap_close), or -errno. */
+static int snap_open_path(const char *path, struct upp_snap *f)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), f);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
 int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 {
-	struct snap_source ss = { .ps = (size_t)sysconf(_SC_PAGESIZE) };
-	struct stat st;
-	int ret;
+	struct upp_snap f;
+	int ret = snap_open_path(path, &f);
 
 	memset(info, 0, sizeof(*info));
-	ss.fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (ss.fd < 0)
-		return -errno;
-	ret = snap_open(ss.fd, &ss);
-	if (ret == 0 && fstat(ss.fd, &st) == 0) {
-		info->page_size = ss.ps;
-		info->length = ss.len;
-		info->npages = ss.npages;
-		info->nstored = ss.nstored;
-		info->file_size = (uint64_t)st.st_size;
-		for (uint64_t i = 0; i < ss.npages; i++)
-			info->nzero += ss.map[i * ENTRY] == K_ZERO;
-		info->nabsent = ss.npages - ss.nstored - info->nzero;
-	}
-	close(ss.fd);
-	free(ss.map);
-	return ret;
+	if (ret < 0)
+		return ret;
+	info->page_size = f.ps;
+	info->length = f.len;
+	info->npages = f.npages;
+	info->nstored = f.nstored;
+	info->file_size = f.file_size;
+	for (uint64_t i = 0; i < f.npages; i++)
+		info->nzero += upp_snap_kind(&f, i) == K_ZERO;
+	info->nabsent = f.npages - f.nstored - info->nzero;
+	close(f.fd);
+	upp_snap_close(&f);
+	return 0;
 }
 
 /* Reads and checks every stored page; with raw_fd >= 0 also writes it there. */
 int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t, uint64_t),
 			uint64_t *bad_page)
 {
-	struct snap_source ss = { .ps = (size_t)sysconf(_SC_PAGESIZE) };
+	struct upp_snap f;
 	uint8_t *page;
-	int ret;
+	int ret = snap_open_path(path, &f);
 
-	ss.fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (ss.fd < 0)
-		return -errno;
-	ret = snap_open(ss.fd, &ss);
-	page = malloc(ss.ps);
+	if (ret < 0)
+		return ret;
+	page = malloc(f.ps);
 	if (!page)
 		ret = -ENOMEM;
-	if (ret == 0 && raw_fd >= 0 && ftruncate(raw_fd, (off_t)ss.len) < 0)
+	if (ret == 0 && raw_fd >= 0 && ftruncate(raw_fd, (off_t)f.len) < 0)
 		ret = -errno;
-	for (uint64_t i = 0; ret == 0 && i < ss.npages; i++) {
-		const uint8_t *e = ss.map + i * ENTRY;
+	for (uint64_t i = 0; ret == 0 && i < f.npages; i++) {
+		int kind;
 
-		if (progress && (i % 4096 == 0 || i + 1 == ss.npages))
-			progress(i + 1, ss.npages);
-		if (e[0] != K_STORED)
+		if (progress && (i % 4096 == 0 || i + 1 == f.npages))
+			progress(i + 1, f.npages);
+		if (upp_snap_kind(&f, i) != K_STORED)
 			continue; /* a hole in the raw image reads zero */
-		if (pread(ss.fd, page, ss.ps, (off_t)(ss.data_off + get64(e + 8) * ss.ps)) !=
-		    (ssize_t)ss.ps) {
-			ret = -EIO;
-		} else if (upp_crc32c(0, page, ss.ps) != get32(e + 4)) {
+		kind = upp_snap_read(&f, i, page);
+		if (kind == -EBADMSG)
 			*bad_page = i;
-			ret = -EBADMSG;
-		} else if (raw_fd >= 0) {
-			ret = pwrite_all(raw_fd, page, ss.ps, i * ss.ps);
-		}
+		if (kind < 0)
+			ret = kind;
+		else if (raw_fd >= 0)
+			ret = pwrite_all(raw_fd, page, f.ps, i * f.ps);
 	}
 	if (ret == 0 && raw_fd >= 0 && fsync(raw_fd) < 0)
 		ret = -errno;
 	free(page);
-	close(ss.fd);
-	free(ss.map);
+	close(f.fd);
+	upp_snap_close(&f);
 	return ret;
 }
 
