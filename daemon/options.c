@@ -16,36 +16,51 @@
 
 enum kind { K_STR, K_LONG, K_FLAG, K_LEVEL, K_LISTEN };
 
+#define S MODE_SERVE
+#define H MODE_HANDLE
+#define B (MODE_SERVE | MODE_HANDLE)
+#define SZ(field) sizeof(((struct options *)0)->field)
+
 static const struct setting {
 	const char *name;
+	int modes; /* the commands that take it */
 	enum kind kind;
-	size_t off;
+	size_t off, size;
 	long min, max, def;
 	const char *help;
 } settings[] = {
-	{ "root", K_STR, offsetof(struct options, root), 0, 0, 0,
+	{ "root", S, K_STR, offsetof(struct options, root), SZ(root), 0, 0, 0,
 	  "DIR       serve the files below DIR (required; nothing outside it is reachable)" },
-	{ "listen", K_LISTEN, 0, 0, 0, 0,
+	{ "socket", H, K_STR, offsetof(struct options, socket), SZ(socket),
+	  0, 0, 0, "PATH    the Unix socket VM monitors connect to (required)" },
+	{ "mem-file", H, K_STR, offsetof(struct options, mem_file),
+	  SZ(mem_file), 0, 0, 0,
+	  "PATH  serve faults from PATH: a raw memory file, or a upager snapshot\n"
+	  "                        (told apart by its first bytes; required)" },
+	{ "listen", S, K_LISTEN, 0, 0, 0, 0, 0,
 	  "ADDR    unix:/path or tcp:HOST:PORT; repeatable, up to 8\n"
 	  "                        (default unix:/run/upagerd.sock)" },
-	{ "allow-remote", K_FLAG, offsetof(struct options, allow_remote), 0, 1, 0,
+	{ "allow-remote", S, K_FLAG, offsetof(struct options, allow_remote), 0, 0, 1, 0,
 	  "        let tcp: listen on addresses other than loopback" },
-	{ "max-clients", K_LONG, offsetof(struct options, max_clients), 1, 65536, 256,
+	{ "max-clients", B, K_LONG, offsetof(struct options, max_clients), 0, 1, 65536, 256,
 	  "N   clients at once (default 256)" },
-	{ "idle-timeout", K_LONG, offsetof(struct options, idle_timeout), 1, 86400, 300,
+	{ "idle-timeout", S, K_LONG, offsetof(struct options, idle_timeout), 0, 1, 86400, 300,
 	  "S  close a client silent for S seconds (default 300)" },
-	{ "read-timeout", K_LONG, offsetof(struct options, read_timeout), 1, 3600, 10,
-	  "S  close a client whose frame takes longer than S seconds (default 10)" },
-	{ "stats-interval", K_LONG, offsetof(struct options, stats_interval), 0, 86400, 0,
+	{ "read-timeout", B, K_LONG, offsetof(struct options, read_timeout), 0, 1, 3600, 10,
+	  "S  close a client whose frame (handle: handshake) takes longer than S\n"
+	  "                        seconds (default 10)" },
+	{ "stats-interval", S, K_LONG, offsetof(struct options, stats_interval), 0, 0, 86400, 0,
 	  "S log a stats line every S seconds (default 0: only on SIGUSR1)" },
-	{ "ready-fd", K_LONG, offsetof(struct options, ready_fd), -1, 65535, -1,
+	{ "ready-fd", B, K_LONG, offsetof(struct options, ready_fd), 0, -1, 65535, -1,
 	  "FD      write \"ready\" to FD once listening (for supervisors and tests)" },
-	{ "secret-file", K_STR, offsetof(struct options, secret_file), 0, 0, 0,
-	  " PATH TCP clients must prove they know the secret in PATH (challenge-\n"
+	{ "secret-file", S, K_STR, offsetof(struct options, secret_file),
+	  SZ(secret_file), 0, 0, 0,
+	  "PATH  TCP clients must prove they know the secret in PATH (challenge-\n"
 	  "                        response, HMAC-SHA256); read once at start" },
-	{ "log-file", K_STR, offsetof(struct options, log_file), 0, 0, 0,
+	{ "log-file", B, K_STR, offsetof(struct options, log_file),
+	  SZ(log_file), 0, 0, 0,
 	  "PATH    log here instead of stderr (reopened on SIGHUP)" },
-	{ "log-level", K_LEVEL, offsetof(struct options, log_level), 0, 3, LOG_INFO,
+	{ "log-level", B, K_LEVEL, offsetof(struct options, log_level), 0, 0, 3, LOG_INFO,
 	  "L      error, warn, info (default) or debug" },
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -53,15 +68,34 @@ static const struct setting {
 void options_usage(FILE *f)
 {
 	fprintf(f, "usage: upagerd serve --root DIR [options]\n"
+		   "       upagerd handle --socket PATH --mem-file PATH [options]\n"
 		   "       upagerd --help | --version\n\n"
-		   "Serves read-only page ranges of the files below DIR to upager's remote\n"
-		   "source (protocol: docs/PROTOCOL.md).\n\noptions (also as \"name = value\" "
-		   "lines in --config FILE):\n");
-	for (size_t i = 0; i < NSETTINGS; i++)
-		fprintf(f, "  --%s %s\n", settings[i].name, settings[i].help);
-	fprintf(f, "  --config PATH   read settings from PATH; flags after it override it\n"
-		   "\nsignals: SIGTERM/SIGINT drain requests in flight and exit 0; SIGHUP reopens\n"
-		   "the log file; SIGUSR1 logs a stats line.\n");
+		   "serve: serves read-only page ranges of the files below DIR to upager's\n"
+		   "remote source (protocol: docs/PROTOCOL.md).\n"
+		   "handle: resolves the page faults of processes that hand it their\n"
+		   "userfaultfd and guest regions over PATH, as VM monitors do for snapshot\n"
+		   "restore (Firecracker's UFFD handshake: docs/HANDLE.md).\n");
+	for (int m = MODE_SERVE; m <= MODE_HANDLE; m <<= 1) {
+		fprintf(f, "\n%s options (also as \"name = value\" lines in --config FILE):\n",
+			m == MODE_SERVE ? "serve" : "handle");
+		for (size_t i = 0; i < NSETTINGS; i++) {
+			/* help is "ARG   text": aligned here, not by hand */
+			const char *h = settings[i].help, *text = h + strcspn(h, " ");
+			char flag[48];
+
+			if (!(settings[i].modes & m))
+				continue;
+			snprintf(flag, sizeof(flag), "--%s %.*s", settings[i].name,
+				 (int)(text - h), h);
+			fprintf(f, "  %-21s %s\n", flag, text + strspn(text, " "));
+		}
+		fprintf(f, "  %-21s %s\n", "--config PATH",
+			"read settings from PATH; flags after it override it");
+	}
+	fprintf(f, "\nsignals: SIGTERM/SIGINT: serve drains requests in flight and exits 0;\n"
+		   "handle stops accepting, serves its clients until they leave, then exits 0\n"
+		   "(a second signal exits at once). SIGHUP reopens the log file; SIGUSR1 logs\n"
+		   "a stats line.\n");
 }
 
 static int apply(struct options *o, const struct setting *s, const char *val, const char *where)
@@ -80,7 +114,7 @@ static int apply(struct options *o, const struct setting *s, const char *val, co
 		*(bool *)((char *)o + s->off) = true;
 		return 0;
 	case K_STR:
-		if (!val || !*val || strlen(val) >= 4096)
+		if (!val || !*val || strlen(val) >= s->size)
 			goto bad;
 		strcpy((char *)o + s->off, val);
 		return 0;
@@ -116,10 +150,10 @@ bad:
 	return 1;
 }
 
-static const struct setting *find(const char *name)
+static const struct setting *find(const char *name, int mode)
 {
 	for (size_t i = 0; i < NSETTINGS; i++)
-		if (!strcmp(settings[i].name, name))
+		if (!strcmp(settings[i].name, name) && (settings[i].modes & mode))
 			return &settings[i];
 	return NULL;
 }
@@ -162,9 +196,10 @@ static int read_config(struct options *o, const char *path)
 		for (e = v + strlen(v); e > v && strchr(" \t\r\n", e[-1]); e--)
 			;
 		*e = '\0';
-		s = find(k);
+		s = find(k, o->mode);
 		if (!s) {
-			fprintf(stderr, "upagerd: %s: unknown setting '%s'\n", where, k);
+			fprintf(stderr, "upagerd: %s: unknown setting '%s' for upagerd %s\n", where, k,
+				o->mode == MODE_SERVE ? "serve" : "handle");
 			ret = 1;
 			break;
 		}
@@ -174,24 +209,28 @@ static int read_config(struct options *o, const char *path)
 	return ret;
 }
 
-int options_parse(struct options *o, int argc, char **argv)
+int options_parse(struct options *o, int mode, int argc, char **argv)
 {
 	struct option lo[NSETTINGS + 2];
+	size_t nlo = 0;
 	int c, idx;
 
 	memset(o, 0, sizeof(*o));
+	o->mode = mode;
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		if (settings[i].kind == K_LONG)
 			*(long *)((char *)o + settings[i].off) = settings[i].def;
 		if (settings[i].kind == K_LEVEL)
 			*(int *)((char *)o + settings[i].off) = (int)settings[i].def;
-		lo[i] = (struct option){ settings[i].name,
-					 settings[i].kind == K_FLAG ? optional_argument
-								    : required_argument,
-					 NULL, (int)(1000 + i) };
+		if (!(settings[i].modes & mode))
+			continue; /* not a flag of this command */
+		lo[nlo++] = (struct option){ settings[i].name,
+					     settings[i].kind == K_FLAG ? optional_argument
+									: required_argument,
+					     NULL, (int)(1000 + i) };
 	}
-	lo[NSETTINGS] = (struct option){ "config", required_argument, NULL, 'c' };
-	lo[NSETTINGS + 1] = (struct option){ 0, 0, 0, 0 };
+	lo[nlo++] = (struct option){ "config", required_argument, NULL, 'c' };
+	lo[nlo] = (struct option){ 0, 0, 0, 0 };
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &idx)) != -1) {
 		char where[64];
@@ -213,11 +252,15 @@ int options_parse(struct options *o, int argc, char **argv)
 		fprintf(stderr, "upagerd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (!o->root[0]) {
+	if (mode == MODE_SERVE && !o->root[0]) {
 		fprintf(stderr, "upagerd: --root is required\n");
 		return 2;
 	}
-	if (o->nlisten == 0)
+	if (mode == MODE_HANDLE && (!o->socket[0] || !o->mem_file[0])) {
+		fprintf(stderr, "upagerd: handle needs --socket and --mem-file\n");
+		return 2;
+	}
+	if (mode == MODE_SERVE && o->nlisten == 0)
 		strcpy(o->listen[o->nlisten++], "unix:/run/upagerd.sock");
 	return 0;
 }

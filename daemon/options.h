@@ -8,8 +8,13 @@
 
 #define MAX_LISTEN 8
 
+enum { MODE_SERVE = 1, MODE_HANDLE = 2 };
+
 struct options {
+	int mode;
 	char root[4096];
+	char socket[108];    /* handle: the Unix socket clients hand their uffd to */
+	char mem_file[4096]; /* handle: the memory file (raw image or upager snapshot) */
 	char listen[MAX_LISTEN][256];
 	int nlisten;
 	bool allow_remote;
@@ -23,8 +28,9 @@ struct options {
 	int log_level;
 };
 
-/* 0; or prints what is wrong to stderr and returns 2 (usage) or 1. */
-int options_parse(struct options *o, int argc, char **argv);
+/* argv[0] is the command (serve or handle). 0; or prints what is wrong to
+ * stderr and returns 2 (usage) or 1. */
+int options_parse(struct options *o, int mode, int argc, char **argv);
 void options_usage(FILE *f);
 
 #endif

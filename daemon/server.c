@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -853,7 +854,22 @@ static bool drained(void)
 
 /* ---- listening ---- */
 
-static int listen_unix(const char *path, struct listener *l)
+int signal_fd(void)
+{
+	sigset_t mask;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	/* Blocked before any other thread exists, so that all inherit it. */
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	return signalfd(-1, &mask, SFD_CLOEXEC);
+}
+
+int listen_unix(const char *path, int *fdp)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -879,8 +895,7 @@ static int listen_unix(const char *path, struct listener *l)
 			close(fd);
 		return -1;
 	}
-	l->fd = fd;
-	snprintf(l->name, sizeof(l->name), "unix:%s", path);
+	*fdp = fd;
 	return 0;
 }
 
@@ -945,7 +960,6 @@ static int listen_tcp(const char *spec, struct listener *l)
 int server_run(const struct options *o)
 {
 	char ready[MAX_LISTEN * 300 + 16] = "ready";
-	sigset_t mask;
 	int ret;
 
 	S.o = o;
@@ -981,20 +995,17 @@ int server_run(const struct options *o)
 		return 1;
 	}
 	for (int i = 0; i < o->nlisten; i++) {
-		ret = !strncmp(o->listen[i], "unix:", 5) ? listen_unix(o->listen[i] + 5, &S.ls[i])
-							 : listen_tcp(o->listen[i] + 4, &S.ls[i]);
+		if (!strncmp(o->listen[i], "unix:", 5)) {
+			ret = listen_unix(o->listen[i] + 5, &S.ls[i].fd);
+			snprintf(S.ls[i].name, sizeof(S.ls[i].name), "%s", o->listen[i]);
+		} else {
+			ret = listen_tcp(o->listen[i] + 4, &S.ls[i]);
+		}
 		if (ret < 0)
 			return 1;
 		S.nls++;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	S.sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	S.sigfd = signal_fd();
 	ret = io_uring_queue_init(1024, &S.ring, 0);
 	if (S.sigfd < 0 || ret < 0) {
 		fprintf(stderr, "upagerd: cannot set up io_uring: %s\n",

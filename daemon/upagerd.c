@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* upagerd: the upager page server. */
+/* upagerd: the upager page server (serve) and external fault handler (handle). */
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "handle.h"
 #include "log.h"
 #include "options.h"
 #include "server.h"
@@ -22,11 +23,12 @@ int main(int argc, char **argv)
 		printf("upagerd %s (protocol version 1)\n", PACKAGE_VERSION);
 		return 0;
 	}
-	if (argc < 2 || strcmp(argv[1], "serve")) {
+	if (argc < 2 || (strcmp(argv[1], "serve") && strcmp(argv[1], "handle"))) {
 		options_usage(stderr);
 		return 2;
 	}
-	ret = options_parse(&o, argc - 1, argv + 1);
+	ret = options_parse(&o, strcmp(argv[1], "serve") ? MODE_HANDLE : MODE_SERVE, argc - 1,
+			    argv + 1);
 	if (ret)
 		return ret;
 	log_level = o.log_level;
@@ -34,5 +36,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "upagerd: cannot open log %s: %s\n", o.log_file, strerror(-ret));
 		return 1;
 	}
-	return server_run(&o);
+	return o.mode == MODE_SERVE ? server_run(&o) : handle_run(&o);
 }

@@ -1,0 +1,773 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upagerd handle: resolves the page faults of other processes (VM
+ * monitors) from one memory file, speaking Firecracker's UFFD handshake
+ * (docs/HANDLE.md). A client connects to the Unix socket and sends, in one
+ * message, a JSON array of its guest regions with its userfaultfd attached
+ * (SCM_RIGHTS); then it keeps the socket open and sends nothing more. Its
+ * faults are served until it closes the socket (or dies).
+ *
+ * One thread per client: a client whose pages come slowly off the disk, or
+ * whose address space is being torn down, holds up nobody else; and a
+ * client's state is the thread's, so a client that dies takes nothing but
+ * its own thread with it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "handle.h"
+#include "json.h"
+#include "log.h"
+#include "server.h"
+#include "snapfmt.h"
+
+#define HS_MAX 65536     /* handshake bytes: 4096 regions fit easily */
+#define UFFD_BATCH 64     /* uffd messages per read */
+#define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
+#define MAX_PAGE (1ull << 30)
+
+/* The memory file, shared read-only by every client thread. */
+static struct image {
+	const char *path;
+	int fd;
+	bool snap;
+	struct upp_snap s; /* snap: the checked page map */
+	const uint8_t *map; /* raw: the file, mapped */
+	uint64_t len;      /* bytes of memory it describes */
+	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
+	size_t ps;
+	bool no_poison;    /* UPAGER_DISABLE=poison: test the fallback */
+} I;
+
+struct region {
+	uint64_t base, size, offset, psz;
+	uint8_t *removed; /* a bit per psz page: discarded by the client, reads zero */
+};
+
+struct client {
+	struct client *next, **pprev;
+	pthread_t thread;
+	int sock, uffd;
+	pid_t pid;
+	uid_t uid;
+	char name[64];
+	time_t since;
+	struct region *r;
+	size_t nr;
+	uint64_t features;
+	uint8_t *buf; /* a snapshot page being assembled */
+	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
+	size_t ndeferred, capdeferred;
+	bool garbage_logged;
+	/* Counters (read by the stats line from another thread: atomics). */
+	uint64_t faults, pages, zero_pages, removes, failed, retries;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct client *clients;
+	long nclients;
+	const struct options *o;
+} H = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+#define BUMP(c, field) __atomic_add_fetch(&(c)->field, 1, __ATOMIC_RELAXED)
+#define READ(c, field) __atomic_load_n(&(c)->field, __ATOMIC_RELAXED)
+
+/* ---- the memory file ---- */
+
+static int image_open(const char *path)
+{
+	struct stat st;
+	int ret;
+
+	I.path = path;
+	I.ps = (size_t)sysconf(_SC_PAGESIZE);
+	I.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (I.fd < 0 || fstat(I.fd, &st) < 0) {
+		fprintf(stderr, "upagerd: cannot open memory file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		fprintf(stderr, "upagerd: %s is not a file\n", path);
+		return -1;
+	}
+	if (upp_snap_is(I.fd)) {
+		ret = upp_snap_open(I.fd, I.ps, &I.s);
+		if (ret < 0) {
+			fprintf(stderr, "upagerd: %s: %s\n", path,
+				ret == -EBADMSG ? "not a valid upager snapshot (damaged or crafted)"
+				: ret == -EINVAL ? "a snapshot of another page size"
+						 : strerror(-ret));
+			return -1;
+		}
+		I.snap = true;
+		I.len = I.s.len;
+	} else {
+		I.len = S_ISBLK(st.st_mode) ? (uint64_t)lseek(I.fd, 0, SEEK_END) : (uint64_t)st.st_size;
+		if (I.len == 0 || I.len > SIZE_MAX) {
+			fprintf(stderr, "upagerd: %s is empty\n", path);
+			return -1;
+		}
+		/* Faults copy straight from the page cache through this mapping. */
+		I.map = mmap(NULL, (size_t)I.len, PROT_READ, MAP_SHARED, I.fd, 0);
+		if (I.map == MAP_FAILED) {
+			fprintf(stderr, "upagerd: cannot map %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+	}
+	I.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (I.zero == MAP_FAILED) {
+		fprintf(stderr, "upagerd: cannot map zeros: %s\n", strerror(errno));
+		return -1;
+	}
+	I.no_poison = getenv("UPAGER_DISABLE") && strstr(getenv("UPAGER_DISABLE"), "poison");
+	return 0;
+}
+
+/* ---- the handshake ---- */
+
+/* The features the client's uffd was opened with, from fdinfo ("API:\tapi:features:ioctls"). */
+static int uffd_features(int fd, uint64_t *features)
+{
+	char path[64], line[256];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long long api, feat;
+
+		if (sscanf(line, "API:\t%llx:%llx:", &api, &feat) == 2) {
+			*features = feat;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found ? 0 : -EINVAL;
+}
+
+static bool is_uffd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = '\0';
+	return !strcmp(target, "anon_inode:[userfaultfd]");
+}
+
+static int cmp_region(const void *a, const void *b)
+{
+	const struct region *x = a, *y = b;
+
+	return x->base < y->base ? -1 : x->base > y->base;
+}
+
+/* What is wrong with the regions, or NULL. */
+static const char *check_regions(struct client *c, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < c->nr; i++) {
+		const struct region *r = &c->r[i];
+
+		if (r->psz < I.ps || r->psz > MAX_PAGE || (r->psz & (r->psz - 1)))
+			snprintf(why, whylen, "region %zu: page size %llu is not a power of two "
+				 "from %zu to 1 GiB", i, (unsigned long long)r->psz, I.ps);
+		else if (!r->size || r->base % r->psz || r->size % r->psz || r->offset % I.ps)
+			snprintf(why, whylen, "region %zu: empty or not aligned to its page size", i);
+		else if (r->base + r->size < r->base || r->base + r->size > (1ull << 57))
+			snprintf(why, whylen, "region %zu: past the end of the address space", i);
+		else if (r->offset > I.len || r->size > I.len - r->offset)
+			snprintf(why, whylen, "region %zu: [%llu, +%llu) is past the end of the "
+				 "memory file (%llu bytes)", i, (unsigned long long)r->offset,
+				 (unsigned long long)r->size, (unsigned long long)I.len);
+		else
+			continue;
+		return why;
+	}
+	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
+	for (size_t i = 1; i < c->nr; i++)
+		if (c->r[i].base < c->r[i - 1].base + c->r[i - 1].size) {
+			snprintf(why, whylen, "regions overlap");
+			return why;
+		}
+	return NULL;
+}
+
+/*
+ * Reads the one message: JSON, with exactly one descriptor, a userfaultfd.
+ * A stream socket may deliver it in pieces; the descriptor comes with the
+ * first. 0, or -1 with the reason logged.
+ */
+static int handshake(struct client *c)
+{
+	char *buf = malloc(HS_MAX), why[160];
+	struct json_region *jr = calloc(JSON_MAX_REGIONS, sizeof(*jr));
+	size_t len = 0;
+	bool extra = false; /* more than one descriptor came */
+	int n = -EAGAIN;
+	time_t deadline = time(NULL) + H.o->read_timeout;
+
+	if (!buf || !jr) {
+		LOG(LOG_ERR, "%s: out of memory", c->name);
+		goto bad;
+	}
+	while (n == -EAGAIN) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(8 * sizeof(int))];
+		} ctl;
+		struct iovec iov = { buf + len, HS_MAX - len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+				     .msg_controllen = sizeof(ctl) };
+		struct pollfd pf = { .fd = c->sock, .events = POLLIN };
+		ssize_t got;
+		int left = (int)(deadline - time(NULL));
+
+		if (left <= 0 || poll(&pf, 1, left * 1000) == 0) {
+			LOG(LOG_WARN, "%s: no handshake within %lds: closed", c->name,
+			    H.o->read_timeout);
+			goto bad;
+		}
+		got = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (got < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		for (struct cmsghdr *cm = got >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm;
+		     cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+				if (c->uffd < 0 && !extra)
+					c->uffd = fd;
+				else
+					close(fd), extra = true;
+			}
+		}
+		if (got <= 0) {
+			LOG(LOG_WARN, "%s: %s before the handshake was complete", c->name,
+			    got == 0 ? "closed" : strerror(errno));
+			goto bad;
+		}
+		if (mh.msg_flags & MSG_CTRUNC) {
+			LOG(LOG_WARN, "%s: too many descriptors sent: closed", c->name);
+			goto bad;
+		}
+		len += (size_t)got;
+		n = json_regions(buf, len, jr, JSON_MAX_REGIONS, why, sizeof(why));
+		if (n == -EAGAIN && len == HS_MAX) {
+			LOG(LOG_WARN, "%s: handshake longer than %d bytes: closed", c->name, HS_MAX);
+			goto bad;
+		}
+	}
+	if (n < 0) {
+		char shown[48];
+
+		log_sanitize(shown, sizeof(shown), buf, len);
+		LOG(LOG_WARN, "%s: bad region list (%s; starts \"%s\"): closed", c->name, why, shown);
+		goto bad;
+	}
+	if (c->uffd < 0 || extra) {
+		LOG(LOG_WARN, "%s: %s: closed", c->name,
+		    extra ? "more than one descriptor came with the regions"
+			  : "no userfaultfd came with the regions");
+		goto bad;
+	}
+	if (!is_uffd(c->uffd) || uffd_features(c->uffd, &c->features) < 0) {
+		LOG(LOG_WARN, "%s: the descriptor sent is not a userfaultfd: closed", c->name);
+		goto bad;
+	}
+	c->r = calloc((size_t)n, sizeof(*c->r));
+	if (!c->r)
+		goto bad;
+	c->nr = (size_t)n;
+	for (int i = 0; i < n; i++)
+		c->r[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
+					   NULL };
+	if (check_regions(c, why, sizeof(why))) {
+		LOG(LOG_WARN, "%s: %s: closed", c->name, why);
+		goto bad;
+	}
+	/* The description is shared with the client, which does not read it. */
+	if (fcntl(c->uffd, F_SETFL, fcntl(c->uffd, F_GETFL) | O_NONBLOCK) < 0)
+		goto bad;
+	free(buf);
+	free(jr);
+	return 0;
+bad:
+	free(buf);
+	free(jr);
+	return -1;
+}
+
+/* ---- serving ---- */
+
+static struct region *find(struct client *c, uint64_t addr)
+{
+	size_t lo = 0, hi = c->nr;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (addr < c->r[mid].base)
+			hi = mid;
+		else if (addr >= c->r[mid].base + c->r[mid].size)
+			lo = mid + 1;
+		else
+			return &c->r[mid];
+	}
+	return NULL;
+}
+
+static bool removed(const struct region *r, uint64_t page)
+{
+	uint64_t k = (page - r->base) / r->psz;
+
+	return r->removed && (r->removed[k / 8] & (1u << (k % 8)));
+}
+
+/*
+ * A fault that cannot be served right (no region, unreadable file, bad
+ * checksum) must not be served wrong: the access gets SIGBUS. UFFDIO_POISON
+ * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS.
+ */
+static void fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *why)
+{
+	struct uffdio_poison p = { .range = { addr & ~(psz - 1), psz } };
+	uint64_t n = BUMP(c, failed);
+
+	if (n <= LOG_FAILS)
+		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
+		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
+	if (!I.no_poison && ioctl(c->uffd, UFFDIO_POISON, &p) == 0)
+		return;
+	if (!I.no_poison && errno == EAGAIN) {
+		/* A remove is pending: the fault is retried after it */
+		return;
+	}
+	kill(c->pid, SIGBUS);
+}
+
+static void defer(struct client *c, uint64_t addr)
+{
+	if (c->ndeferred == c->capdeferred) {
+		size_t cap = c->capdeferred ? c->capdeferred * 2 : 64;
+		uint64_t *d = realloc(c->deferred, cap * sizeof(*d));
+
+		if (!d)
+			return; /* the thread stays blocked until it faults again */
+		c->deferred = d;
+		c->capdeferred = cap;
+	}
+	c->deferred[c->ndeferred++] = addr;
+}
+
+/* The bytes of [page, page+psz) of region r into a buffer, or NULL (why set). */
+static const void *source(struct client *c, const struct region *r, uint64_t page,
+			  bool *zero, const char **why)
+{
+	uint64_t off = r->offset + (page - r->base);
+	bool any = false;
+
+	*zero = false;
+	if (removed(r, page)) {
+		*zero = true;
+		return I.zero;
+	}
+	if (!I.snap)
+		return I.map + off;
+	if (!c->buf && !(c->buf = malloc(r->psz > 2u << 20 ? r->psz : 2u << 20))) {
+		*why = "out of memory";
+		return NULL;
+	}
+	for (uint64_t k = 0; k < r->psz / I.ps; k++) {
+		int kind = upp_snap_read(&I.s, off / I.ps + k, c->buf + k * I.ps);
+
+		if (kind < 0) {
+			*why = kind == -EBADMSG ? "snapshot page fails its checksum"
+						: "cannot read the snapshot";
+			return NULL;
+		}
+		any |= kind == UPP_SNAP_STORED;
+	}
+	*zero = !any;
+	return any ? c->buf : I.zero;
+}
+
+/* 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone. */
+static int serve(struct client *c, uint64_t addr)
+{
+	struct region *r = find(c, addr);
+	uint64_t page;
+	const char *why = "";
+	const void *src;
+	bool zero;
+	int ret;
+
+	if (!r) {
+		fail_page(c, addr, I.ps, "outside every region it described");
+		return 1;
+	}
+	page = addr & ~(r->psz - 1);
+	src = source(c, r, page, &zero, &why);
+	if (!src) {
+		fail_page(c, page, r->psz, why);
+		return 1;
+	}
+	if (zero && r->psz == I.ps) {
+		struct uffdio_zeropage z = { .range = { page, r->psz } };
+
+		ret = ioctl(c->uffd, UFFDIO_ZEROPAGE, &z);
+	} else {
+		struct uffdio_copy cp = { .dst = page, .src = (uintptr_t)src, .len = r->psz };
+
+		ret = ioctl(c->uffd, UFFDIO_COPY, &cp);
+	}
+	if (ret == 0) {
+		__atomic_add_fetch(&c->pages, 1, __ATOMIC_RELAXED);
+		if (zero)
+			BUMP(c, zero_pages);
+		return 1;
+	}
+	switch (errno) {
+	case EEXIST: { /* there already (another thread's fault, or a partial copy) */
+		struct uffdio_range w = { page, r->psz };
+
+		ioctl(c->uffd, UFFDIO_WAKE, &w);
+		return 1;
+	}
+	case EAGAIN: /* the client's layout is changing (a remove): events first */
+		BUMP(c, retries);
+		defer(c, addr);
+		return 0;
+	case ENOENT: /* the mapping went away under the fault: nothing waits */
+		return 1;
+	case ESRCH: /* the address space is gone: the client exited */
+		return -1;
+	default:
+		fail_page(c, page, r->psz, strerror(errno));
+		return 1;
+	}
+}
+
+/* Pages of [start, end) the client discarded (REMOVE) or unmapped read zero from now on. */
+static void mark_removed(struct client *c, uint64_t start, uint64_t end)
+{
+	BUMP(c, removes);
+	for (size_t i = 0; i < c->nr; i++) {
+		struct region *r = &c->r[i];
+		uint64_t s = start > r->base ? start : r->base;
+		uint64_t e = end < r->base + r->size ? end : r->base + r->size;
+
+		if (s >= e)
+			continue;
+		if (!r->removed && !(r->removed = calloc((r->size / r->psz + 7) / 8, 1))) {
+			/* Without the bitmap a removed page would be served from the file
+			 * again: wrong data. Refuse to serve this client any further. */
+			LOG(LOG_ERR, "%s: out of memory tracking removed pages", c->name);
+			kill(c->pid, SIGBUS);
+			return;
+		}
+		for (uint64_t k = (s - r->base) / r->psz; k < (e - r->base + r->psz - 1) / r->psz; k++)
+			r->removed[k / 8] |= (uint8_t)(1u << (k % 8));
+	}
+}
+
+static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+{
+	for (size_t i = 0; i < c->nr; i++) {
+		struct region *r = &c->r[i];
+
+		if (r->base >= from && r->base + r->size <= from + len) {
+			r->base = r->base - from + to;
+		} else if (r->base < from + len && from < r->base + r->size) {
+			/* Part of a region moved: its new place is not followed, and
+			 * faults there are failed rather than guessed. */
+			LOG(LOG_WARN, "%s: part of region 0x%llx was moved by mremap: its moved "
+				      "pages are not served", c->name, (unsigned long long)r->base);
+		}
+	}
+	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
+}
+
+/* Reads what the uffd has. 1: more may come; -1: the client is gone. */
+static int events(struct client *c)
+{
+	struct uffd_msg m[UFFD_BATCH];
+
+	for (;;) {
+		ssize_t n = read(c->uffd, m, sizeof(m));
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 1 : -1;
+		if (n == 0 || n % sizeof(m[0]))
+			return -1;
+		for (size_t i = 0; i < (size_t)n / sizeof(m[0]); i++) {
+			switch (m[i].event) {
+			case UFFD_EVENT_PAGEFAULT:
+				BUMP(c, faults);
+				if (serve(c, m[i].arg.pagefault.address) < 0)
+					return -1;
+				break;
+			case UFFD_EVENT_REMOVE:
+			case UFFD_EVENT_UNMAP:
+				mark_removed(c, m[i].arg.remove.start, m[i].arg.remove.end);
+				break;
+			case UFFD_EVENT_REMAP:
+				remap(c, m[i].arg.remap.from, m[i].arg.remap.to, m[i].arg.remap.len);
+				break;
+			case UFFD_EVENT_FORK:
+				/* A child's copy of the memory: not served (docs/HANDLE.md). */
+				LOG(LOG_WARN, "%s: forked; the child's faults are not served", c->name);
+				close((int)m[i].arg.fork.ufd);
+				break;
+			default:
+				break;
+			}
+		}
+	}
+}
+
+static void retry_deferred(struct client *c)
+{
+	size_t n = c->ndeferred;
+
+	c->ndeferred = 0;
+	for (size_t i = 0; i < n; i++)
+		if (serve(c, c->deferred[i]) < 0)
+			return;
+}
+
+static void client_free(struct client *c)
+{
+	if (c->uffd >= 0)
+		close(c->uffd);
+	close(c->sock);
+	for (size_t i = 0; i < c->nr; i++)
+		free(c->r[i].removed);
+	free(c->r);
+	free(c->buf);
+	free(c->deferred);
+	free(c);
+}
+
+static void client_line(struct client *c, const char *what)
+{
+	LOG(LOG_INFO, "%s: %s: %llus, %llu faults, %llu pages (%llu zero), %llu removes, "
+		      "%llu retried, %llu failed", c->name, what,
+	    (unsigned long long)(time(NULL) - c->since), (unsigned long long)READ(c, faults),
+	    (unsigned long long)READ(c, pages), (unsigned long long)READ(c, zero_pages),
+	    (unsigned long long)READ(c, removes), (unsigned long long)READ(c, retries),
+	    (unsigned long long)READ(c, failed));
+}
+
+static void *client_thread(void *arg)
+{
+	struct client *c = arg;
+	const char *end = "closed its socket";
+	uint64_t total = 0;
+
+	if (handshake(c) == 0) {
+		for (size_t i = 0; i < c->nr; i++)
+			total += c->r[i].size;
+		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nr,
+		    (unsigned long long)(total >> 20), (unsigned long long)c->features,
+		    c->features & UFFD_FEATURE_EVENT_REMOVE ? "" : " (no EVENT_REMOVE: "
+		    "discarded pages would be served from the file again)");
+		for (;;) {
+			struct pollfd pf[2] = { { .fd = c->uffd, .events = POLLIN },
+						{ .fd = c->sock, .events = POLLIN | POLLRDHUP } };
+			char junk[256];
+
+			if (poll(pf, 2, c->ndeferred ? 1 : -1) < 0 && errno != EINTR)
+				break;
+			if (pf[1].revents) {
+				ssize_t n = recv(c->sock, junk, sizeof(junk), MSG_DONTWAIT);
+
+				if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+					break;
+				if (n > 0 && !c->garbage_logged) {
+					/* The protocol has nothing after the handshake;
+					 * stopping would strand the client's faults. */
+					LOG(LOG_WARN, "%s: sent bytes after the handshake: ignored",
+					    c->name);
+					c->garbage_logged = true;
+				}
+			}
+			if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+				end = "its userfaultfd failed";
+				break;
+			}
+			if (events(c) < 0) {
+				end = "its memory is gone";
+				break;
+			}
+			retry_deferred(c);
+		}
+		client_line(c, end);
+	}
+	pthread_mutex_lock(&H.lock);
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	H.nclients--;
+	pthread_mutex_unlock(&H.lock);
+	client_free(c);
+	return NULL;
+}
+
+/* ---- the listener ---- */
+
+static void on_accept(int lfd)
+{
+	struct ucred cr = { 0 };
+	socklen_t cl = sizeof(cr);
+	pthread_attr_t attr;
+	struct client *c;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
+	pthread_mutex_lock(&H.lock);
+	if (H.nclients >= H.o->max_clients) {
+		pthread_mutex_unlock(&H.lock);
+		LOG(LOG_WARN, "client pid %d uid %u: refused, %ld clients already", (int)cr.pid,
+		    (unsigned)cr.uid, H.o->max_clients);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		pthread_mutex_unlock(&H.lock);
+		close(fd);
+		return;
+	}
+	c->sock = fd;
+	c->uffd = -1;
+	c->pid = cr.pid;
+	c->uid = cr.uid;
+	c->since = time(NULL);
+	snprintf(c->name, sizeof(c->name), "client pid %d uid %u", (int)cr.pid, (unsigned)cr.uid);
+	c->next = H.clients;
+	c->pprev = &H.clients;
+	if (H.clients)
+		H.clients->pprev = &c->next;
+	H.clients = c;
+	H.nclients++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	if (pthread_create(&c->thread, &attr, client_thread, c)) {
+		H.clients = c->next;
+		if (c->next)
+			c->next->pprev = &H.clients;
+		H.nclients--;
+		pthread_mutex_unlock(&H.lock);
+		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
+		client_free(c);
+	} else {
+		pthread_mutex_unlock(&H.lock);
+		LOG(LOG_INFO, "%s: connected", c->name);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static void stats_line(void)
+{
+	pthread_mutex_lock(&H.lock);
+	LOG(LOG_INFO, "stats: %ld clients", H.nclients);
+	for (struct client *c = H.clients; c; c = c->next)
+		client_line(c, "serving");
+	pthread_mutex_unlock(&H.lock);
+}
+
+int handle_run(const struct options *o)
+{
+	char ready[4200];
+	int lfd, sfd;
+	bool draining = false;
+
+	H.o = o;
+	if (image_open(o->mem_file) < 0)
+		return 1;
+	if (listen_unix(o->socket, &lfd) < 0)
+		return 1;
+	sfd = signal_fd();
+	if (sfd < 0) {
+		fprintf(stderr, "upagerd: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	LOG(LOG_INFO, "handling faults on unix:%s from %s (%s, %llu MiB)", o->socket, o->mem_file,
+	    I.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(I.len >> 20));
+	if (o->ready_fd >= 0) {
+		snprintf(ready, sizeof(ready), "ready unix:%s\n", o->socket);
+		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
+			LOG(LOG_WARN, "cannot write to --ready-fd: %s", strerror(errno));
+		close((int)o->ready_fd);
+	}
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = sfd, .events = POLLIN }, { .fd = lfd, .events = POLLIN } };
+		long n;
+
+		pthread_mutex_lock(&H.lock);
+		n = H.nclients;
+		pthread_mutex_unlock(&H.lock);
+		if (draining && n == 0)
+			break;
+		if (poll(pf, draining ? 1 : 2, draining ? 200 : -1) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			if (si.ssi_signo == SIGHUP) {
+				log_reopen();
+			} else if (si.ssi_signo == SIGUSR1) {
+				stats_line();
+			} else if (draining) {
+				LOG(LOG_WARN, "exiting with %ld clients: their faults will not be "
+					      "served", n);
+				break;
+			} else {
+				/* Exiting would strand the clients' faults: new
+				 * clients are refused, those here are served to the end. */
+				draining = true;
+				close(lfd);
+				unlink(o->socket);
+				LOG(LOG_INFO, "stopping: %ld clients still served (signal again to "
+					      "exit now)", n);
+			}
+		}
+		if (!draining && (pf[1].revents & POLLIN))
+			on_accept(lfd);
+	}
+	if (!draining)
+		unlink(o->socket);
+	LOG(LOG_INFO, "exiting");
+	return 0;
+}

@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef UPAGERD_HANDLE_H
+#define UPAGERD_HANDLE_H
+
+#include "options.h"
+
+/* upagerd handle: serves other processes' userfaultfds until signalled; the exit status. */
+int handle_run(const struct options *o);
+
+#endif

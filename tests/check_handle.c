@@ -1,0 +1,696 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upagerd handle, the real binary, with clients that do what a VM monitor
+ * does on snapshot restore (Firecracker's UFFD handshake): an anonymous
+ * mapping, a userfaultfd with EVENT_REMOVE registered over it, and one
+ * message with the descriptor and a JSON array of regions. Every page is
+ * checked, also after MADV_DONTNEED; clients that die, lie or send garbage
+ * never stop the daemon serving the others.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define MEM_SIZE (12u << 20) /* the memory file */
+#define SEED 7
+
+static char dir[64], sock_path[128], mem_path[128], snap_path[128], log_path[128];
+static pid_t daemon_pid;
+
+/* ---- the daemon ---- */
+
+static pid_t start_handler(const char *mem, const char *env)
+{
+	char readyfd[16], ready[256];
+	int pfd[2];
+	ssize_t n = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *argv[] = { "upagerd", "handle", "--socket", sock_path, "--mem-file", (char *)mem,
+				 "--ready-fd", readyfd, "--read-timeout", "2", "--max-clients", "32",
+				 "--log-file", log_path, "--log-level", "info", NULL };
+
+		close(pfd[0]);
+		if (env)
+			putenv((char *)env);
+		execv("daemon/upagerd", argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (int tries = 0; tries < 500 && n <= 0; tries++) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+
+		if (poll(&p, 1, 10) > 0)
+			n = read(pfd[0], ready, sizeof(ready) - 1);
+	}
+	close(pfd[0]);
+	ck_assert_msg(n > 0, "upagerd handle did not become ready");
+	return pid;
+}
+
+/* Not reaped: a later waitpid still sees how it ended. */
+static bool alive(pid_t pid)
+{
+	siginfo_t si = { 0 };
+
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
+static bool log_has(const char *needle)
+{
+	char buf[1 << 16];
+	int fd = open(log_path, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
+static void setup(void)
+{
+	uint8_t *buf = malloc(MEM_SIZE);
+	int fd;
+
+	snprintf(dir, sizeof(dir), "/tmp/upagerd-handle-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/uffd.sock", dir);
+	snprintf(mem_path, sizeof(mem_path), "%s/mem.raw", dir);
+	snprintf(snap_path, sizeof(snap_path), "%s/mem.snap", dir);
+	snprintf(log_path, sizeof(log_path), "%s/log", dir);
+	upt_fill(buf, MEM_SIZE, 0, SEED);
+	fd = open(mem_path, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_eq(write(fd, buf, MEM_SIZE), MEM_SIZE);
+	close(fd);
+	free(buf);
+	daemon_pid = start_handler(mem_path, NULL);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	upt_daemon_kill(daemon_pid);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd)) {
+		/* best effort */
+	}
+}
+
+/* ---- a client, as a VM monitor is one ---- */
+
+static int open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) { /* unprivileged: the device */
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		fd = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK) : -1;
+		if (dev >= 0)
+			close(dev);
+	}
+	return fd;
+}
+
+struct guest {
+	uint8_t *mem;      /* both regions, one mapping */
+	size_t len;
+	int uffd, sock;
+};
+
+/*
+ * Guest memory of two regions: [0, 4 MiB) backed by file offset 8 MiB and
+ * [4 MiB, 12 MiB) by file offset 0, so that a wrong offset shows.
+ */
+#define R0_LEN (4u << 20)
+#define R0_OFF (8u << 20)
+#define R1_LEN (8u << 20)
+#define R1_OFF 0u
+
+static uint64_t file_off(size_t guest_off)
+{
+	return guest_off < R0_LEN ? R0_OFF + guest_off : R1_OFF + guest_off - R0_LEN;
+}
+
+static int connect_handler(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, sock_path);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		_exit(90);
+	return s;
+}
+
+/* One message: the JSON and, if fd >= 0, the descriptor. */
+static ssize_t send_with_fd(int s, const char *json, size_t len, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { (void *)json, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = &ctl;
+		mh.msg_controllen = sizeof(ctl);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	return sendmsg(s, &mh, MSG_NOSIGNAL);
+}
+
+/* The handshake, exactly as described: mapping, uffd with EVENT_REMOVE, one message. */
+static void guest_start(struct guest *g, bool old_field)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	struct uffdio_register reg;
+	char json[512];
+	int n;
+
+	g->len = R0_LEN + R1_LEN;
+	g->mem = mmap(NULL, g->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		      -1, 0);
+	if (g->mem == MAP_FAILED)
+		_exit(91);
+	g->uffd = open_uffd();
+	if (g->uffd < 0 || ioctl(g->uffd, UFFDIO_API, &api) < 0)
+		_exit(92);
+	reg = (struct uffdio_register){ .range = { (uintptr_t)g->mem, g->len },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(g->uffd, UFFDIO_REGISTER, &reg) < 0)
+		_exit(93);
+	n = snprintf(json, sizeof(json),
+		     "[{\"base_host_virt_addr\":%lu,\"size\":%u,\"offset\":%u,\"page_size\":%zu},"
+		     " {\"base_host_virt_addr\": %lu, \"size\": %u, \"offset\": %u, \"%s\": %zu}]",
+		     (unsigned long)(uintptr_t)g->mem, R0_LEN, R0_OFF, UPT_PAGE,
+		     (unsigned long)(uintptr_t)(g->mem + R0_LEN), R1_LEN, R1_OFF,
+		     old_field ? "page_size_kib" : "page_size", UPT_PAGE);
+	g->sock = connect_handler();
+	if (send_with_fd(g->sock, json, (size_t)n, g->uffd) != n)
+		_exit(94);
+	/* Keep both: the socket is the session; the uffd must outlive it. */
+}
+
+/* 0 if [off, off+len) of guest memory holds the memory file's bytes. */
+static int check_file(const struct guest *g, size_t off, size_t len)
+{
+	for (size_t o = off; o < off + len; o += UPT_PAGE)
+		if (upt_check_pattern(g->mem + o, UPT_PAGE, file_off(o), SEED) >= 0)
+			return -1;
+	return 0;
+}
+
+static void client_full(void *arg)
+{
+	struct guest g;
+	size_t half = (R0_LEN + R1_LEN) / 2;
+
+	guest_start(&g, arg != NULL);
+	if (check_file(&g, 0, g.len))
+		_exit(10);
+	/* Discard part of each region; a balloon does this. Written pages too. */
+	memset(g.mem + R0_LEN - 3 * UPT_PAGE, 0xAB, 2 * UPT_PAGE);
+	if (madvise(g.mem + R0_LEN - 3 * UPT_PAGE, 6 * UPT_PAGE, MADV_DONTNEED) ||
+	    madvise(g.mem + half, 64 * UPT_PAGE, MADV_DONTNEED))
+		_exit(11);
+	if (upt_check_zero(g.mem + R0_LEN - 3 * UPT_PAGE, 6 * UPT_PAGE) >= 0 ||
+	    upt_check_zero(g.mem + half, 64 * UPT_PAGE) >= 0)
+		_exit(12); /* discarded pages must read zero, not the file */
+	if (check_file(&g, 0, R0_LEN - 3 * UPT_PAGE) ||
+	    check_file(&g, R0_LEN + 3 * UPT_PAGE, half - R0_LEN - 3 * UPT_PAGE) ||
+	    check_file(&g, half + 64 * UPT_PAGE, g.len - half - 64 * UPT_PAGE))
+		_exit(13);
+	/* And a discarded page written again holds what was written. */
+	g.mem[half] = 0x5A;
+	if (g.mem[half] != 0x5A || g.mem[half + 1] != 0)
+		_exit(14);
+	_exit(0);
+}
+
+static void expect_ok(void (*fn)(void *), void *arg)
+{
+	int st = upt_child(fn, arg, 30);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client failed: status 0x%x (exit %d)",
+		      st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+START_TEST(every_page_and_remove)
+{
+	char line[64];
+
+	expect_ok(client_full, NULL);
+	ck_assert(alive(daemon_pid));
+	/* The pid it logs is the client's, from SO_PEERCRED. */
+	snprintf(line, sizeof(line), "client pid ");
+	ck_assert(log_has(line));
+	ck_assert(log_has("2 regions, 12 MiB"));
+}
+END_TEST
+
+START_TEST(old_page_size_kib_field)
+{
+	expect_ok(client_full, (void *)1);
+}
+END_TEST
+
+/* A snapshot as the memory file: stored, zero and absent pages. */
+START_TEST(snapshot_file)
+{
+	uint8_t *img = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+
+	upt_fill(img, MEM_SIZE, 0, SEED);
+	/* Pages that are zero in the image, and absent from the snapshot, must read zero. */
+	memset(img + R0_OFF + 5 * UPT_PAGE, 0, UPT_PAGE);
+	madvise(img + 100 * UPT_PAGE, 10 * UPT_PAGE, MADV_DONTNEED);
+	ck_assert_int_eq(upager_snapshot_save(img, MEM_SIZE, snap_path), 0);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_handler(snap_path, NULL);
+	{
+		struct guest g;
+		int st;
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			guest_start(&g, false);
+			for (size_t o = 0; o < g.len; o += UPT_PAGE) {
+				uint64_t f = file_off(o);
+				bool zero = f == R0_OFF + 5 * UPT_PAGE ||
+					    (f >= 100 * UPT_PAGE && f < 110 * UPT_PAGE);
+
+				if (zero ? upt_check_zero(g.mem + o, UPT_PAGE) >= 0
+					 : upt_check_pattern(g.mem + o, UPT_PAGE, f, SEED) >= 0)
+					_exit(20);
+			}
+			_exit(0);
+		}
+		waitpid(pid, &st, 0);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+	}
+	ck_assert(log_has("upager snapshot"));
+	munmap(img, MEM_SIZE);
+}
+END_TEST
+
+static void client_region0(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	_exit(check_file(&g, 0, R0_LEN) ? 32 : 0);
+}
+
+static void client_touch_bad(void *arg)
+{
+	struct guest g;
+	size_t bad = (size_t)(uintptr_t)arg;
+
+	guest_start(&g, false);
+	/* Its neighbours read fine... */
+	if (check_file(&g, bad - UPT_PAGE, UPT_PAGE) || check_file(&g, bad + UPT_PAGE, UPT_PAGE))
+		_exit(30);
+	/* ...and the damaged page is never handed over: SIGBUS. */
+	(void)*(volatile uint8_t *)(g.mem + bad);
+	_exit(31);
+}
+
+static void corrupt_snapshot_gives_sigbus(const char *env)
+{
+	uint8_t *img = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0), byte;
+	size_t bad = R0_LEN + 7 * UPT_PAGE; /* guest offset: file offset 7 pages */
+	int fd, st;
+
+	upt_fill(img, MEM_SIZE, 0, SEED);
+	ck_assert_int_eq(upager_snapshot_save(img, MEM_SIZE, snap_path), 0);
+	munmap(img, MEM_SIZE);
+	/* Stored pages follow the 4 KiB header in order: flip a byte of page 7. */
+	fd = open(snap_path, O_RDWR);
+	ck_assert_int_eq(pread(fd, &byte, 1, 4096 + 7 * (off_t)UPT_PAGE + 100), 1);
+	byte ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &byte, 1, 4096 + 7 * (off_t)UPT_PAGE + 100), 1);
+	close(fd);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_handler(snap_path, env);
+	st = upt_child(client_touch_bad, (void *)(uintptr_t)bad, 30);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status 0x%x", st);
+	ck_assert(log_has("fails its checksum"));
+	ck_assert(alive(daemon_pid));
+	expect_ok(client_region0, NULL); /* and it goes on serving the good pages */
+}
+
+START_TEST(corrupt_page_sigbus)
+{
+	corrupt_snapshot_gives_sigbus(NULL);
+}
+END_TEST
+
+START_TEST(corrupt_page_sigbus_fallback)
+{
+	corrupt_snapshot_gives_sigbus("UPAGER_DISABLE=poison");
+}
+END_TEST
+
+/* Many at once. */
+START_TEST(many_clients)
+{
+	pid_t pids[8];
+
+	for (int i = 0; i < 8; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			client_full(NULL);
+	}
+	for (int i = 0; i < 8; i++) {
+		int st;
+
+		waitpid(pids[i], &st, 0);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: 0x%x", i, st);
+	}
+}
+END_TEST
+
+/* ---- clients that lie, die or send garbage ---- */
+
+static void client_slow_forever(void *arg)
+{
+	struct guest g;
+	int *ready = arg;
+	char one = 1;
+
+	guest_start(&g, false);
+	for (size_t o = 0;; o = (o + UPT_PAGE) % g.len) {
+		if (upt_check_pattern(g.mem + o, 1, file_off(o), SEED) >= 0)
+			_exit(40);
+		if (o == 64 * UPT_PAGE && write(ready[1], &one, 1) != 1)
+			_exit(41);
+	}
+}
+
+START_TEST(client_killed_mid_restore)
+{
+	int ready[2];
+	char c;
+	pid_t victim;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	victim = fork();
+	if (victim == 0)
+		client_slow_forever(ready);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1); /* it is restoring */
+	kill(victim, SIGKILL);
+	waitpid(victim, NULL, 0);
+	expect_ok(client_full, NULL);
+	ck_assert(alive(daemon_pid));
+	close(ready[0]);
+	close(ready[1]);
+}
+END_TEST
+
+struct bad {
+	const char *json; /* %lu: the mapping's address */
+	int fds;          /* 0: none; 1: the uffd; 2: uffd and another; -1: a pipe */
+};
+
+static void client_bad(void *arg)
+{
+	const struct bad *b = arg;
+	struct guest g;
+	char json[512], junk[16];
+	int n, s = connect_handler(), p[2];
+
+	guest_start(&g, false); /* a real one first, to have a uffd and a mapping */
+	close(g.sock);
+	n = snprintf(json, sizeof(json), b->json, (unsigned long)(uintptr_t)g.mem,
+		     (unsigned long)(uintptr_t)g.mem);
+	if (pipe(p))
+		_exit(50);
+	if (b->fds == 2) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(2 * sizeof(int))];
+		} ctl;
+		struct iovec iov = { json, (size_t)n };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+				     .msg_controllen = sizeof(ctl) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		int two[2] = { g.uffd, p[0] };
+
+		memset(&ctl, 0, sizeof(ctl));
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(two));
+		memcpy(CMSG_DATA(cm), two, sizeof(two));
+		if (sendmsg(s, &mh, MSG_NOSIGNAL) < 0)
+			_exit(51);
+	} else if (send_with_fd(s, json, (size_t)n, b->fds == 1 ? g.uffd : b->fds < 0 ? p[0] : -1) < 0) {
+		_exit(52);
+	}
+	/* The daemon closes on us (after the 2 s handshake timeout at most). */
+	struct pollfd pf = { .fd = s, .events = POLLIN };
+	if (poll(&pf, 1, 10000) != 1 || recv(s, junk, sizeof(junk), 0) != 0)
+		_exit(53);
+	_exit(0);
+}
+
+#define OK_REGION "{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":0,\"page_size\":4096}"
+static const struct bad bads[] = {
+	{ "", 1 },                                     /* nothing, then silence */
+	{ "[" OK_REGION "]", 0 },                      /* no uffd */
+	{ "[" OK_REGION "]", -1 },                     /* a pipe, not a uffd */
+	{ "[" OK_REGION "]", 2 },                      /* two descriptors */
+	{ "\x01\x02garbage\xff%lu", 1 },
+	{ "[]", 1 },
+	{ "{}", 1 },
+	{ "[" OK_REGION "] trailing", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":0}]", 1 }, /* no page size */
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":0,\"page_size\":4095}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":0,\"offset\":0,\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":12582912,\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":18446744073709551615,"
+	  "\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":-4096,\"offset\":0,\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":4096.5,\"offset\":0,\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":99999999999999999999999,\"offset\":0,"
+	  "\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":8192,\"offset\":0,\"page_size\":4096},"
+	  "{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":0,\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"base_host_virt_addr\":0,\"size\":4096,\"offset\":0,"
+	  "\"page_size\":4096}]", 1 },
+	{ "[{\"base_host_virt_addr\":%lu,\"size\":4096,\"offset\":0,\"page_size\":4096,"
+	  "\"page_size_kib\":8192}]", 1 },
+	{ "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 1 },
+	{ "[{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]"
+	  "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]", 1 },
+	{ "[" OK_REGION, 1 },                          /* cut short, then silence */
+	{ "[{\"base_host_virt_addr\":\"%lu\",\"size\":4096,\"offset\":0,\"page_size\":4096}]", 1 },
+};
+
+START_TEST(hostile_clients)
+{
+	int st = upt_child(client_bad, (void *)&bads[_i], 30);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "bad client %d: status 0x%x", _i, st);
+	ck_assert_msg(alive(daemon_pid), "upagerd died on bad client %d", _i);
+	expect_ok(client_full, NULL);
+}
+END_TEST
+
+/* Random bytes flipped in a good handshake: whatever it makes of them, it survives. */
+static void client_fuzz(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	struct guest g;
+	char json[512];
+	int n;
+
+	guest_start(&g, false);
+	close(g.sock);
+	n = snprintf(json, sizeof(json), "[" OK_REGION "," OK_REGION "]",
+		     (unsigned long)(uintptr_t)g.mem, (unsigned long)(uintptr_t)g.mem + 4096);
+	for (int k = 0; k < 200; k++) {
+		char m[512];
+		int s = connect_handler(), len = n;
+
+		memcpy(m, json, (size_t)n);
+		for (int f = 0; f < 1 + (int)(rand_r(&seed) % 4); f++)
+			m[rand_r(&seed) % (unsigned)n] = (char)rand_r(&seed);
+		if (rand_r(&seed) % 4 == 0)
+			len = (int)(rand_r(&seed) % (unsigned)n);
+		send_with_fd(s, m, (size_t)len, g.uffd);
+		shutdown(s, SHUT_WR);
+		close(s);
+	}
+	_exit(0);
+}
+
+START_TEST(fuzzed_handshakes)
+{
+	int st = upt_child(client_fuzz, (void *)(uintptr_t)1234, 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+	ck_assert(alive(daemon_pid));
+	expect_ok(client_full, NULL);
+}
+END_TEST
+
+static void client_chatty(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	if (send(g.sock, "hello?", 6, MSG_NOSIGNAL) != 6)
+		_exit(60);
+	if (check_file(&g, 0, g.len))
+		_exit(61);
+	_exit(0);
+}
+
+/* The protocol has nothing after the handshake; bytes there are ignored, not fatal. */
+START_TEST(bytes_after_handshake)
+{
+	expect_ok(client_chatty, NULL);
+	ck_assert(log_has("bytes after the handshake"));
+}
+END_TEST
+
+static void client_hold(void *arg)
+{
+	struct guest g;
+	int *p = arg;
+	char c;
+
+	guest_start(&g, false);
+	if (check_file(&g, 0, R0_LEN))
+		_exit(70);
+	if (write(p[1], "x", 1) != 1 || read(p[0], &c, 1) != 1) /* hold until told */
+		_exit(71);
+	if (check_file(&g, R0_LEN, R1_LEN)) /* still served after SIGTERM */
+		_exit(72);
+	_exit(0);
+}
+
+/* SIGTERM: no new clients, the present ones served to the end, then exit 0. */
+START_TEST(sigterm_drains)
+{
+	int up[2], down[2], st, p[2];
+	pid_t cl;
+	char c;
+
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	cl = fork();
+	if (cl == 0) {
+		p[0] = down[0];
+		p[1] = up[1];
+		client_hold(p);
+	}
+	ck_assert_int_eq(read(up[0], &c, 1), 1);
+	kill(daemon_pid, SIGTERM);
+	for (int i = 0; i < 100 && access(sock_path, F_OK) == 0; i++)
+		usleep(10000);
+	ck_assert_int_ne(access(sock_path, F_OK), 0); /* no new clients */
+	ck_assert(alive(daemon_pid));
+	ck_assert_int_eq(write(down[1], "x", 1), 1);
+	waitpid(cl, &st, 0);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: 0x%x", st);
+	for (int i = 0; i < 500 && waitpid(daemon_pid, &st, WNOHANG) == 0; i++)
+		usleep(10000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "upagerd: 0x%x", st);
+	daemon_pid = -1;
+}
+END_TEST
+
+START_TEST(bad_command_lines)
+{
+	static const char *const cases[][6] = {
+		{ "handle", "--socket", "/tmp/x.sock", NULL },               /* no --mem-file */
+		{ "handle", "--mem-file", "/nonexistent", "--socket", "/tmp/upagerd-x.sock", NULL },
+		{ "handle", "--root", "/tmp", NULL },                         /* a serve flag */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st;
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			char *argv[8] = { "upagerd" };
+
+			for (int k = 0; cases[i][k]; k++)
+				argv[k + 1] = (char *)cases[i][k];
+			close(2);
+			execv("daemon/upagerd", argv);
+			_exit(127);
+		}
+		waitpid(pid, &st, 0);
+		ck_assert_msg(WIFEXITED(st) && (WEXITSTATUS(st) == 1 || WEXITSTATUS(st) == 2),
+			      "case %zu: 0x%x", i, st);
+	}
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("handle");
+	TCase *tc = upt_tcase(s, "handshake");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, every_page_and_remove);
+	tcase_add_test(tc, old_page_size_kib_field);
+	tcase_add_test(tc, snapshot_file);
+	upt_add(tc, corrupt_page_sigbus, UPAGER_FEAT_POISON, "UFFDIO_POISON (Linux 6.6)");
+	tcase_add_test(tc, corrupt_page_sigbus_fallback);
+	tcase_add_test(tc, many_clients);
+	tcase_add_test(tc, client_killed_mid_restore);
+	tcase_add_loop_test(tc, hostile_clients, 0, (int)(sizeof(bads) / sizeof(bads[0])));
+	tcase_add_test(tc, fuzzed_handshakes);
+	tcase_add_test(tc, bytes_after_handshake);
+	tcase_add_test(tc, sigterm_drains);
+	tcase_add_test(tc, bad_command_lines);
+	return s;
+}
+
+int main(void)
+{
+	return upt_main(suite);
+}
