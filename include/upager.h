@@ -249,6 +249,14 @@ int upager_source_snapshot(const char *path, uint64_t *lenp, upager_source_t **s
 #define UPAGER_SNAP_PREFETCH (1u << 1)
 int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
 			upager_region_t **regionp);
+/*
+ * Rewrites the snapshot at path (atomically, every page checked) so that
+ * the pages of its working set (PATH.ws) come first in the file, in
+ * recorded order: a prefetching restore then reads them sequentially, in
+ * large reads, instead of one scattered page at a time. Contents and
+ * PATH.ws stay valid. -ENOENT: no PATH.ws; -EBADMSG: a damaged file.
+ */
+int upager_snapshot_reorder(const char *path);
 
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {

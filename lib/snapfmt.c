@@ -96,6 +96,13 @@ void upp_snap_close(struct upp_snap *s)
 	s->map = NULL;
 }
 
+uint64_t upp_snap_data_off(const struct upp_snap *s, uint64_t page)
+{
+	if (upp_snap_kind(s, page) != UPP_SNAP_STORED)
+		return UINT64_MAX;
+	return s->data_off + get64(s->map + page * UPP_SNAP_ENTRY + 8) * s->ps;
+}
+
 int upp_snap_read(const struct upp_snap *s, uint64_t page, void *buf)
 {
 	const uint8_t *e;

@@ -39,6 +39,8 @@ static inline int upp_snap_kind(const struct upp_snap *s, uint64_t page)
 {
 	return page < s->npages ? s->map[page * UPP_SNAP_ENTRY] : UPP_SNAP_ABSENT;
 }
+/* Where a stored page's bytes are in the file; UINT64_MAX for other pages. */
+uint64_t upp_snap_data_off(const struct upp_snap *s, uint64_t page);
 /*
  * Page `page` into buf (ps bytes), its CRC32C checked: the page's kind, or
  * -EIO (short read), -errno, -EBADMSG (checksum mismatch: buf is garbage).

@@ -77,16 +77,50 @@ static int populated(uintptr_t addr, size_t npages, size_t ps, uint8_t *map)
 	return 0;
 }
 
-static int save(const uint8_t *base, size_t len, int fd, size_t ps, bool every_page)
+/* The page map after nstored pages of data, then the header (last: a crash
+ * before it leaves no valid file), then fsync. */
+static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map)
 {
-	size_t npages = len / ps, nstored = 0, run = 0;
-	uint8_t *map = calloc(npages, ENTRY), hdr[SNAP_HDR] = { 0 };
-	uint64_t data_off = SNAP_HDR, map_off;
+	uint8_t hdr[SNAP_HDR] = { 0 };
+	uint64_t data_off = SNAP_HDR, map_off = data_off + nstored * ps;
+	int ret = pwrite_all(fd, map, npages * ENTRY, map_off);
+
+	if (ret < 0)
+		return ret;
+	memcpy(hdr, UPP_SNAP_MAGIC, 8);
+	put32(hdr + 8, UPP_SNAP_VERSION);
+	put32(hdr + 12, (uint32_t)ps);
+	put64(hdr + 16, npages * ps);
+	put64(hdr + 24, npages);
+	put64(hdr + 32, nstored);
+	put64(hdr + 40, data_off);
+	put64(hdr + 48, map_off);
+	put32(hdr + 56, 0);
+	put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
+	put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
+	ret = pwrite_all(fd, hdr, SNAP_HDR, 0);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	return ret;
+}
+
+struct save_args {
+	const uint8_t *base;
+	size_t len, ps;
+	bool every_page;
+};
+
+static int save(int fd, void *arg)
+{
+	const struct save_args *a = arg;
+	const uint8_t *base = a->base;
+	size_t ps = a->ps, npages = a->len / ps, nstored = 0, run = 0;
+	uint8_t *map = calloc(npages, ENTRY);
 	int ret = 0;
 
 	if (!map)
 		return -ENOMEM;
-	if (every_page) /* a raw image: every page is there to be read */
+	if (a->every_page) /* a raw image: every page is there to be read */
 		for (size_t i = 0; i < npages; i++)
 			map[i * ENTRY] = K_STORED;
 	else
@@ -108,48 +142,22 @@ static int save(const uint8_t *base, size_t len, int fd, size_t ps, bool every_p
 		/* End of a run of stored pages (consecutive in memory and file): one write. */
 		if (run)
 			ret = pwrite_all(fd, base + (i - run) * ps, run * ps,
-					 data_off + (nstored - run) * ps);
+					 SNAP_HDR + (nstored - run) * ps);
 		run = 0;
 	}
-	map_off = data_off + (uint64_t)nstored * ps;
 	if (ret == 0)
-		ret = pwrite_all(fd, map, npages * ENTRY, map_off);
-	if (ret == 0) {
-		memcpy(hdr, UPP_SNAP_MAGIC, 8);
-		put32(hdr + 8, UPP_SNAP_VERSION);
-		put32(hdr + 12, (uint32_t)ps);
-		put64(hdr + 16, len);
-		put64(hdr + 24, npages);
-		put64(hdr + 32, nstored);
-		put64(hdr + 40, data_off);
-		put64(hdr + 48, map_off);
-		put32(hdr + 56, 0);
-		put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
-		put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
-		ret = pwrite_all(fd, hdr, SNAP_HDR, 0);
-	}
-	if (ret == 0 && fsync(fd) < 0)
-		ret = -errno;
+		ret = write_tail(fd, ps, npages, nstored, map);
 	free(map);
 	return ret;
 }
 
-static int save_atomic(const void *addr, size_t len, const char *path, bool every_page);
-
-UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
+/* Writes path through fill(fd, arg) on a temporary file renamed over it:
+ * a crash leaves the old file or the new one, never a mix. */
+static int atomic_file(const char *path, int (*fill)(int fd, void *arg), void *arg)
 {
-	return save_atomic(addr, len, path, false);
-}
-
-static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
-{
-	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	char *tmp, *dir, *dcopy;
 	int fd, dfd, ret;
 
-	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % ps || len % ps ||
-	    (uintptr_t)addr > UINTPTR_MAX - len)
-		return -EINVAL;
 	tmp = malloc(strlen(path) + 16);
 	dcopy = strdup(path);
 	if (!tmp || !dcopy) {
@@ -163,7 +171,7 @@ static int save_atomic(const void *addr, size_t len, const char *path, bool ever
 		ret = -errno;
 		goto out;
 	}
-	ret = save(addr, len, fd, ps, every_page);
+	ret = fill(fd, arg);
 	close(fd);
 	if (ret == 0 && rename(tmp, path) < 0)
 		ret = -errno;
@@ -184,6 +192,21 @@ out:
 	return ret;
 }
 
+static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
+{
+	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page };
+
+	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % a.ps || len % a.ps ||
+	    (uintptr_t)addr > UINTPTR_MAX - len)
+		return -EINVAL;
+	return atomic_file(path, save, &a);
+}
+
+UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
+{
+	return save_atomic(addr, len, path, false);
+}
+
 /* ---- reading ---- */
 
 /*
@@ -202,6 +225,10 @@ struct snap_source {
 	pthread_mutex_t ws_lock;
 	uint64_t *ws, nws, capws;
 	uint8_t *seen; /* a bit per page */
+	/* Prefetching (UPAGER_SNAP_PREFETCH): the storage readahead thread. */
+	pthread_t ra;
+	bool ra_running, ra_stop;
+	uint64_t *ra_pages, ra_n;
 };
 
 static void ws_add(struct snap_source *ss, uint64_t page)
@@ -328,9 +355,62 @@ static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
 }
 
+#define RA_BATCH 1024
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The working set's pages are scattered through the file; read one by one,
+ * in order, by the handler that places them, they would cost a storage
+ * round trip each. This thread runs ahead: a batch at a time, in recorded
+ * order, it sorts the batch's file offsets, merges neighbours (gaps of up to
+ * 16 KiB are read through) and asks the kernel to read them all
+ * (POSIX_FADV_WILLNEED: asynchronous, many requests in flight). The handler
+ * then finds its pages in the page cache, or waits on reads already queued.
+ */
+static void *ws_readahead(void *arg)
+{
+	struct snap_source *ss = arg;
+	uint64_t *offs = malloc(RA_BATCH * sizeof(*offs)), ps = ss->f.ps;
+
+	for (uint64_t i = 0; offs && i < ss->ra_n; i += RA_BATCH) {
+		size_t n = 0;
+
+		if (__atomic_load_n(&ss->ra_stop, __ATOMIC_RELAXED))
+			break;
+		for (uint64_t k = i; k < ss->ra_n && k < i + RA_BATCH; k++) {
+			uint64_t off = upp_snap_data_off(&ss->f, ss->ra_pages[k]);
+
+			if (off != UINT64_MAX)
+				offs[n++] = off;
+		}
+		qsort(offs, n, sizeof(*offs), cmp_u64);
+		for (size_t j = 0; j < n;) {
+			uint64_t start = offs[j], end = start + ps;
+
+			while (++j < n && offs[j] <= end + 4 * ps)
+				end = offs[j] + ps;
+			posix_fadvise(ss->f.fd, (off_t)start, (off_t)(end - start), POSIX_FADV_WILLNEED);
+		}
+	}
+	free(offs);
+	return NULL;
+}
+
 static void snap_destroy(upager_source_t *src)
 {
 	struct snap_source *ss = (struct snap_source *)src;
+
+	if (ss->ra_running) {
+		__atomic_store_n(&ss->ra_stop, true, __ATOMIC_RELAXED);
+		pthread_join(ss->ra, NULL);
+	}
+	free(ss->ra_pages);
 
 	if (ss->ws_path) {
 		ws_write(ss);
@@ -419,21 +499,125 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 		ws_path = NULL;
 	}
 	ret = upager_map(pager, (size_t)len, src, regionp);
+	if (ret == 0 && nws) {
+		/* The storage reads go ahead on their own thread (best effort:
+		 * without it the handlers still read each page themselves). */
+		ss->ra_pages = ws;
+		ss->ra_n = nws;
+		ss->ra_running = pthread_create(&ss->ra, NULL, ws_readahead, ss) == 0;
+	}
 	/* In recorded order, runs of consecutive pages as one request: the
 	 * handlers take requests in order, and faults before any of them. */
-	for (uint64_t i = 0; ret == 0 && i < nws;) {
-		uint64_t j = i + 1;
+	if (ret == 0 && nws) {
+		size_t *offs = malloc(nws * sizeof(*offs)), *lens = malloc(nws * sizeof(*lens)), n = 0;
 
-		while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
-			j++;
-		if (upager_prefetch(*regionp, ws[i] * ss->f.ps, (j - i) * ss->f.ps) < 0)
-			break; /* out of memory: restore without the rest of the prefetch */
-		i = j;
+		for (uint64_t i = 0; offs && lens && i < nws;) {
+			uint64_t j = i + 1;
+
+			while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
+				j++;
+			offs[n] = ws[i] * ss->f.ps;
+			lens[n++] = (j - i) * ss->f.ps;
+			i = j;
+		}
+		if (offs && lens) /* out of memory: restore without prefetch */
+			upager__prefetch_list(*regionp, offs, lens, n);
+		free(offs);
+		free(lens);
 	}
 out:
-	free(ws);
+	if (!ss->ra_running) { /* else the thread's, until the source goes */
+		free(ws);
+		ss->ra_pages = NULL;
+	}
 	free(ws_path);
 	upager_source_release(src);
+	return ret;
+}
+
+/* ---- laying the working set out first ---- */
+
+struct reorder_args {
+	const struct upp_snap *f;
+	const uint64_t *ws;
+	uint64_t nws;
+};
+
+#define REORDER_BUF 256 /* pages written at once */
+
+/* Stored pages in a new order: the working set's, as recorded, then the rest. */
+static int reorder(int fd, void *arg)
+{
+	const struct reorder_args *a = arg;
+	const struct upp_snap *f = a->f;
+	uint64_t npages = f->npages, next = 0, nbuf = 0;
+	uint8_t *map = malloc(npages * ENTRY), *placed = calloc((npages + 7) / 8, 1);
+	uint8_t *buf = malloc(REORDER_BUF * f->ps);
+	int ret = map && placed && buf ? 0 : -ENOMEM;
+
+	if (ret == 0)
+		memcpy(map, f->map, npages * ENTRY);
+	for (uint64_t k = 0; ret == 0 && k < a->nws + npages; k++) {
+		uint64_t page = k < a->nws ? a->ws[k] : k - a->nws;
+		int kind;
+
+		if (upp_snap_kind(f, page) != K_STORED || (placed[page / 8] & (1u << (page % 8))))
+			continue;
+		placed[page / 8] |= (uint8_t)(1u << (page % 8));
+		kind = upp_snap_read(f, page, buf + nbuf * f->ps); /* checked: never copy damage */
+		if (kind < 0) {
+			ret = kind;
+			break;
+		}
+		put64(map + page * ENTRY + 8, next + nbuf);
+		if (++nbuf == REORDER_BUF) {
+			ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+			next += nbuf;
+			nbuf = 0;
+		}
+	}
+	if (ret == 0 && nbuf)
+		ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+	if (ret == 0)
+		ret = write_tail(fd, f->ps, npages, f->nstored, map);
+	free(map);
+	free(placed);
+	free(buf);
+	return ret;
+}
+
+UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
+{
+	struct reorder_args a = { 0 };
+	struct upp_snap f;
+	char *ws_path;
+	uint64_t *ws;
+	int fd, ret;
+
+	if (!path || !*path)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), &f);
+	ws_path = ret == 0 ? malloc(strlen(path) + 4) : NULL;
+	if (ret == 0 && !ws_path)
+		ret = -ENOMEM;
+	if (ret == 0) {
+		sprintf(ws_path, "%s.ws", path);
+		ws = ws_read(ws_path, f.npages, &a.nws);
+		if (!ws)
+			ret = access(ws_path, F_OK) == 0 ? -EBADMSG : -ENOENT;
+		free(ws_path);
+	}
+	if (ret == 0) {
+		a.f = &f;
+		a.ws = ws;
+		ret = atomic_file(path, reorder, &a);
+		free(ws);
+	}
+	upp_snap_close(&f);
+	close(fd);
 	return ret;
 }
 

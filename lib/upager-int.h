@@ -246,6 +246,9 @@ int upager__uffd_register(int uffd, uintptr_t start, size_t len);
 int upager__uffd_unregister(int uffd, uintptr_t start, size_t len);
 int upager__uffd_wake(int uffd, uintptr_t start, size_t len);
 
+/* region.c: prefetch of many ranges at once (snapshot working sets) */
+int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n);
+
 /* ---- for the upager tool (snapshot.c) ---- */
 struct upager__snap_info {
 	uint64_t page_size, length, npages, nstored, nzero, nabsent, file_size;

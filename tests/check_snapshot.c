@@ -15,6 +15,7 @@
 
 #include "helpers.h"
 #include "protocol.h"
+#include "snapfmt.h"
 
 static char dir[64], path[128];
 
@@ -359,6 +360,38 @@ START_TEST(test_crash_during_save)
 }
 END_TEST
 
+/* Records a working set of 40 pages touched in a scrambled order; returns it in order[]. */
+static void record_ws(upager_t *p, const char *layout, uint64_t *order)
+{
+	char wspath[160];
+	upager_region_t *r;
+	const uint8_t *a;
+
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_RECORD, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a = upager_region_addr(r);
+	for (int i = 0; i < 40; i++) {
+		order[i] = (uint64_t)(i * 97 + 13) % 512;
+		ck_assert_uint_eq(a[order[i] * UPT_PAGE + 1],
+				  layout[order[i]] == 'p' ? upt_byte(order[i] * UPT_PAGE + 1, 17) : 0);
+	}
+	snprintf(wspath, sizeof(wspath), "%s.ws", path);
+	ck_assert_int_eq(access(wspath, F_OK), -1); /* written at release */
+	ck_assert_int_eq(upager_release(r), 0);
+	ck_assert_int_eq(access(wspath, F_OK), 0);
+}
+
+/* Waits (3 s at most) until n pages of r were prefetched; *st: the stats then. */
+static void wait_prefetched(upager_region_t *r, uint64_t n, upager_stats_t *st)
+{
+	for (int i = 0; i < 3000; i++) {
+		ck_assert_int_eq(upager_region_stats(r, st), 0);
+		if (st->pages_prefetched >= n)
+			break;
+		usleep(1000);
+	}
+}
+
 /* Record the working set, then restore with it prefetched in that order. */
 START_TEST(test_working_set)
 {
@@ -378,15 +411,7 @@ START_TEST(test_working_set)
 	ck_assert_int_eq(upager_snapshot_map(p, path, 1u << 7, &r), -EINVAL);
 
 	/* Record: pages touched in a scrambled order, one fault each. */
-	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_RECORD, &r), 0);
-	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
-	a = upager_region_addr(r);
-	for (int i = 0; i < 40; i++) {
-		order[i] = (uint64_t)(i * 97 + 13) % 512;
-		ck_assert_uint_eq(a[order[i] * UPT_PAGE + 1], upt_byte(order[i] * UPT_PAGE + 1, 17));
-	}
-	ck_assert_int_eq(access(wspath, F_OK), -1); /* written at release */
-	ck_assert_int_eq(upager_release(r), 0);
+	record_ws(p, layout, order);
 	fd = open(wspath, O_RDONLY);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(read(fd, hdr, 32), 32);
@@ -399,12 +424,7 @@ START_TEST(test_working_set)
 
 	/* Restore with prefetch: the working set is there before it is touched. */
 	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_PREFETCH, &r), 0);
-	for (int i = 0; i < 3000; i++) {
-		ck_assert_int_eq(upager_region_stats(r, &st), 0);
-		if (st.pages_prefetched >= 40)
-			break;
-		usleep(1000);
-	}
+	wait_prefetched(r, 40, &st);
 	ck_assert_uint_eq(st.pages_prefetched, 40);
 	a = upager_region_addr(r);
 	for (int i = 0; i < 40; i++)
@@ -428,6 +448,61 @@ START_TEST(test_working_set)
 }
 END_TEST
 
+/* The working set laid out first, in order; the same bytes restored; damage refused. */
+START_TEST(test_reorder)
+{
+	char layout[513];
+	uint64_t order[40];
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+	upager_stats_t st;
+	struct upp_snap f;
+	struct stat st0, st1;
+	uint8_t b;
+	int fd;
+
+	memset(layout, 'p', 512);
+	for (int i = 0; i < 512; i += 7)
+		layout[i] = i % 2 ? 'z' : '.'; /* zero and absent pages too */
+	layout[512] = '\0';
+	save_layout(layout);
+	ck_assert_int_eq(upager_snapshot_reorder(NULL), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_reorder(path), -ENOENT); /* no working set yet */
+	record_ws(p, layout, order);
+	ck_assert_int_eq(upager_snapshot_reorder(path), 0);
+
+	fd = open(path, O_RDONLY);
+	ck_assert_int_eq(upp_snap_open(fd, UPT_PAGE, &f), 0);
+	for (uint64_t i = 0, k = 0; i < 40; i++) {
+		if (layout[order[i]] != 'p')
+			continue;
+		ck_assert_uint_eq(upp_snap_data_off(&f, order[i]), UPP_SNAP_HDR + k * UPT_PAGE);
+		k++;
+	}
+	upp_snap_close(&f);
+	close(fd);
+
+	ck_assert_int_eq(upager_snapshot_map(p, path, 0, &r), 0);
+	check_restored(r, layout);
+	upager_release(r);
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_PREFETCH, &r), 0);
+	wait_prefetched(r, 40, &st);
+	ck_assert_uint_eq(st.pages_prefetched, 40); /* PATH.ws still fits */
+	check_restored(r, layout);
+	upager_release(r);
+
+	/* A damaged page: refused, and the file is left as it was. */
+	get(path, UPP_SNAP_HDR + 3 * (off_t)UPT_PAGE + 9, &b, 1);
+	b ^= 0x10;
+	patch(path, UPP_SNAP_HDR + 3 * (off_t)UPT_PAGE + 9, &b, 1);
+	ck_assert_int_eq(stat(path, &st0), 0);
+	ck_assert_int_eq(upager_snapshot_reorder(path), -EBADMSG);
+	ck_assert_int_eq(stat(path, &st1), 0);
+	ck_assert_uint_eq(st0.st_ino, st1.st_ino);
+	upager_destroy(p);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -441,6 +516,7 @@ static Suite *make(void)
 	upt_add(tc, test_corrupt_page, 0, "");
 	upt_add(tc, test_crash_during_save, 0, "");
 	upt_add(tc, test_working_set, 0, "");
+	upt_add(tc, test_reorder, 0, "");
 	return s;
 }
 

@@ -28,6 +28,11 @@ grep -q '"bad_page":5' "$t/out" || fail "verify did not name page 5"
 tools/upager snapshot convert --to-raw "$t/s.snap" "$t/bad" 2>/dev/null && fail "converted a damaged snapshot"
 [ -e "$t/bad" ] && fail "left a partial raw image"
 
+# Reorder needs a working set, and says so.
+tools/upager snapshot reorder "$t/s.snap" 2>"$t/err"
+[ $? -eq 1 ] || fail "reorder without a working set did not exit 1"
+grep -q "no working set" "$t/err" || fail "reorder did not say why"
+
 # Not a snapshot; a missing working set; bad usage.
 tools/upager snapshot info "$t/raw" 2>/dev/null
 [ $? -eq 1 ] || fail "info of a raw file did not exit 1"

@@ -6,6 +6,7 @@
  *   upager snapshot verify PATH [--json]
  *   upager snapshot convert --from-raw RAW PATH
  *   upager snapshot convert --to-raw PATH RAW
+ *   upager snapshot reorder PATH [--json]
  *   upager ws info PATH.ws --snapshot PATH [--json]
  *
  * Exit status: 0 fine, 1 the file is bad or the operation failed, 2 usage.
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 		   "       upager snapshot verify PATH [--json]\n"
 		   "       upager snapshot convert --from-raw RAW PATH\n"
 		   "       upager snapshot convert --to-raw PATH RAW\n"
+		   "       upager snapshot reorder PATH [--json]\n"
 		   "       upager ws info WS --snapshot PATH [--json]\n"
 		   "       upager --help | --version\n"
 		   "\nSnapshots are described in docs/SNAPSHOT.md and upager_snapshot_save(3).\n"
@@ -185,6 +187,20 @@ int main(int argc, char **argv)
 		int ret = upager__snap_from_raw(from, args[2]);
 		if (ret < 0)
 			return fail("convert", from, ret);
+		if (json)
+			printf("{\"ok\":true,\"file\":\"%s\"}\n", args[2]);
+		return 0;
+	}
+	if (n == 3 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "reorder")) {
+		int ret = upager_snapshot_reorder(args[2]);
+
+		if (ret == -ENOENT && !json) {
+			fprintf(stderr, "upager: reorder %s: no working set %s.ws (record one with "
+					"UPAGER_SNAP_RECORD)\n", args[2], args[2]);
+			return 1;
+		}
+		if (ret < 0)
+			return fail("reorder", args[2], ret);
 		if (json)
 			printf("{\"ok\":true,\"file\":\"%s\"}\n", args[2]);
 		return 0;

@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snapshot-restore: save a live in-memory hash index, then restore it in a
+ * fresh process and answer the same queries, four ways:
+ *
+ *   eager     read the whole image into memory first (no demand paging);
+ *   warm      the same queries again on that fully loaded copy (the floor);
+ *   lazy      upager_snapshot_map: pages arrive as the queries touch them;
+ *   prefetch  the same, with the working set a recorded run left beside the
+ *             snapshot (PATH.ws) prefetched in the background, in order;
+ *   reordered the same after upager_snapshot_reorder() laid the working set
+ *             out first in the file, so that prefetch reads it in sequence.
+ *
+ * Every restore runs in a new process (this program, re-executed) with the
+ * files dropped from the page cache first, and checks every answer. It
+ * prints time to first answer, query time, faults and bytes read from
+ * storage, and ratios; --json adds one machine-readable line per figure.
+ *
+ *   snapshot-restore [--mib N] [--hot-keys N] [--queries N] [--dir DIR] [--json]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <upager.h>
+
+/* A slot of the index: 64 bytes, a cache line. */
+struct slot {
+	uint64_t key;   /* 0: empty */
+	uint64_t value;
+	uint64_t payload[6]; /* derived from the key: answers are checked */
+};
+
+static struct {
+	size_t mib;
+	uint64_t hot, queries;
+	char dir[200];
+	bool json;
+} opt = { 512, 32768, 2000000, "", false };
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+
+static uint64_t key_of(uint64_t i)
+{
+	return mix(i) | 1; /* never 0 */
+}
+
+static size_t nslots(void)
+{
+	return opt.mib * (1u << 20) / sizeof(struct slot);
+}
+
+/* 60% full: a few million keys for 512 MiB. */
+static uint64_t nkeys(void)
+{
+	return nslots() / 10 * 6;
+}
+
+static void build(struct slot *t)
+{
+	size_t n = nslots();
+
+	for (uint64_t i = 0; i < nkeys(); i++) {
+		uint64_t k = key_of(i);
+		size_t s = k % n;
+
+		while (t[s].key)
+			s = (s + 1) % n;
+		t[s].key = k;
+		t[s].value = i;
+		for (int j = 0; j < 6; j++)
+			t[s].payload[j] = mix(k + (uint64_t)j);
+	}
+}
+
+/* Looks key_of(i) up; 0 if the answer is right. */
+static int query(const struct slot *t, uint64_t i)
+{
+	uint64_t k = key_of(i);
+	size_t n = nslots(), s = k % n;
+
+	while (t[s].key && t[s].key != k)
+		s = (s + 1) % n;
+	if (t[s].key != k || t[s].value != i)
+		return -1;
+	for (int j = 0; j < 6; j++)
+		if (t[s].payload[j] != mix(k + (uint64_t)j))
+			return -1;
+	return 0;
+}
+
+/* The workload: queries over a hot set of keys (the same sequence every run). */
+static uint64_t nth_query(uint64_t q)
+{
+	return mix(q ^ 0x5DEECE66Dull) % opt.hot * (nkeys() / opt.hot);
+}
+
+static void path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", opt.dir, name);
+}
+
+/* Bytes this process read from storage (not the page cache). */
+static uint64_t read_bytes(void)
+{
+	char line[128];
+	uint64_t v = 0;
+	FILE *f = fopen("/proc/self/io", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "read_bytes: %" SCNu64, &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static void drop_cache(const char *p)
+{
+	int fd = open(p, O_RDONLY);
+
+	if (fd >= 0) {
+		fdatasync(fd);
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n <= 0)
+			return -1;
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- a restore, in its own process: prints "first query faults bytes" ---- */
+
+struct result {
+	double first, query, warm;
+	uint64_t faults, kfaults, bytes, prefetched;
+};
+
+static int run_queries(const struct slot *t, double t0, struct result *r)
+{
+	for (uint64_t q = 0; q < opt.queries; q++) {
+		if (query(t, nth_query(q))) {
+			fprintf(stderr, "snapshot-restore: wrong answer to query %" PRIu64 "\n", q);
+			return -1;
+		}
+		if (q == 0)
+			r->first = now_s() - t0;
+	}
+	r->query = now_s() - t0 - r->first;
+	return 0;
+}
+
+static int restore(const char *mode)
+{
+	char snap[256], raw[256];
+	struct result r = { 0 };
+	struct rusage ru0, ru1;
+	uint64_t io0 = read_bytes();
+	size_t len = opt.mib << 20;
+	double t0 = now_s();
+	int ret = 0;
+
+	path(snap, sizeof(snap), "index.snap");
+	path(raw, sizeof(raw), "index.raw");
+	getrusage(RUSAGE_SELF, &ru0);
+	if (!strcmp(mode, "eager")) {
+		struct slot *t = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		int fd = open(raw, O_RDONLY);
+
+		if (t == MAP_FAILED || fd < 0)
+			return 1;
+		for (size_t off = 0; off < len;) {
+			ssize_t n = read(fd, (char *)t + off, len - off < (8u << 20) ? len - off : 8u << 20);
+
+			if (n <= 0)
+				return 1;
+			off += (size_t)n;
+		}
+		close(fd);
+		ret = run_queries(t, t0, &r);
+		r.query += r.first; /* the first query is part of the phase */
+		if (ret == 0) { /* again, now that all of it is in memory: the floor */
+			double w0 = now_s();
+			struct result again;
+
+			ret = run_queries(t, w0, &again);
+			r.warm = again.query + again.first;
+		}
+	} else {
+		unsigned flags = !strcmp(mode, "record") ? UPAGER_SNAP_RECORD
+				 : !strcmp(mode, "prefetch") ? UPAGER_SNAP_PREFETCH : 0;
+		upager_options_t o;
+		upager_region_t *region;
+		upager_stats_t st;
+		upager_t *pager;
+
+		upager_options_init(&o);
+		ret = upager_create(&pager, &o);
+		if (ret == 0)
+			ret = upager_snapshot_map(pager, snap, flags, &region);
+		if (ret < 0) {
+			fprintf(stderr, "snapshot-restore: %s: %s\n", snap, upager_strerror(ret));
+			return 1;
+		}
+		upager_region_advise(region, UPAGER_ADV_RANDOM); /* hash lookups */
+		ret = run_queries(upager_region_addr(region), t0, &r);
+		r.query += r.first;
+		upager_region_stats(region, &st);
+		r.faults = st.faults;
+		r.prefetched = st.pages_prefetched;
+		upager_release(region); /* writes PATH.ws when recording */
+		upager_destroy(pager);
+	}
+	getrusage(RUSAGE_SELF, &ru1);
+	r.kfaults = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt + ru1.ru_majflt - ru0.ru_majflt);
+	r.bytes = read_bytes() - io0;
+	printf("%.6f %.6f %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", r.first, r.query,
+	       r.warm, r.faults, r.kfaults, r.bytes, r.prefetched);
+	return ret ? 1 : 0;
+}
+
+/* Runs this program again as "--restore MODE" with cold files; its result. */
+static int spawn(const char *self, const char *mode, struct result *r)
+{
+	char snap[256], raw[256], ws[260], line[256], mib[32], hot[32], nq[32];
+	int pfd[2], st;
+	ssize_t n;
+	pid_t pid;
+
+	path(snap, sizeof(snap), "index.snap");
+	path(raw, sizeof(raw), "index.raw");
+	snprintf(ws, sizeof(ws), "%s.ws", snap);
+	drop_cache(snap);
+	drop_cache(raw);
+	snprintf(mib, sizeof(mib), "%zu", opt.mib);
+	snprintf(hot, sizeof(hot), "%" PRIu64, opt.hot);
+	snprintf(nq, sizeof(nq), "%" PRIu64, opt.queries);
+	if (pipe(pfd))
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl(self, self, "--restore", mode, "--dir", opt.dir, "--mib", mib, "--hot-keys", hot,
+		      "--queries", nq, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], line, sizeof(line) - 1);
+	close(pfd[0]);
+	waitpid(pid, &st, 0);
+	if (n <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+		return -1;
+	line[n] = '\0';
+	return sscanf(line, "%lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &r->first,
+		      &r->query, &r->warm, &r->faults, &r->kfaults, &r->bytes, &r->prefetched) == 7
+		       ? 0 : -1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: snapshot-restore [--mib N] [--hot-keys N] [--queries N] [--dir DIR] "
+		   "[--json]\n"
+		   "  --mib N       size of the index (default 512)\n"
+		   "  --hot-keys N  keys the queries draw from (default 32768)\n"
+		   "  --queries N   queries per run (default 2000000)\n"
+		   "  --dir DIR     where the snapshot goes (default: a new directory in $TMPDIR)\n"
+		   "  --json        also print a JSON line per figure\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *restore_mode = NULL;
+	char snap[256], raw[256], ws[260];
+	struct result eager, lazy, rec, pre, ord;
+	double t0, t_raw, t_snap, t_reorder;
+	struct slot *t;
+	size_t len;
+	int fd;
+	bool own_dir = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--json")) {
+			opt.json = true;
+			continue;
+		}
+		if (!strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!v) {
+			usage(stderr);
+			return 2;
+		}
+		i++;
+		if (!strcmp(a, "--mib"))
+			opt.mib = strtoul(v, NULL, 10);
+		else if (!strcmp(a, "--hot-keys"))
+			opt.hot = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--queries"))
+			opt.queries = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--dir"))
+			snprintf(opt.dir, sizeof(opt.dir), "%s", v);
+		else if (!strcmp(a, "--restore"))
+			restore_mode = v;
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (opt.mib < 4 || opt.hot == 0 || opt.hot > nkeys() || opt.queries == 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (restore_mode)
+		return restore(restore_mode);
+
+	if (!opt.dir[0]) {
+		snprintf(opt.dir, sizeof(opt.dir), "%s/upager-snapdemo-XXXXXX",
+			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+		if (!mkdtemp(opt.dir)) {
+			perror("snapshot-restore: mkdtemp");
+			return 1;
+		}
+		own_dir = true;
+	}
+	path(snap, sizeof(snap), "index.snap");
+	path(raw, sizeof(raw), "index.raw");
+	snprintf(ws, sizeof(ws), "%s.ws", snap);
+	len = opt.mib << 20;
+
+	/* The live state. */
+	t0 = now_s();
+	t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED) {
+		perror("snapshot-restore: mmap");
+		return 1;
+	}
+	build(t);
+	printf("built a hash index: %" PRIu64 " keys in %zu MiB (%.2f s)\n", nkeys(), opt.mib,
+	       now_s() - t0);
+
+	/* The disk's own sequential write speed, now: a raw image, write + fsync. */
+	t0 = now_s();
+	fd = open(raw, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	if (fd < 0 || write_all(fd, t, len) || fsync(fd)) {
+		perror("snapshot-restore: writing the raw image");
+		return 1;
+	}
+	close(fd);
+	t_raw = now_s() - t0;
+	t0 = now_s();
+	fd = upager_snapshot_save(t, len, snap);
+	t_snap = now_s() - t0;
+	if (fd < 0) {
+		fprintf(stderr, "snapshot-restore: save: %s\n", upager_strerror(fd));
+		return 1;
+	}
+	printf("saved: upager_snapshot_save %.0f MiB/s; raw write+fsync (the disk) %.0f MiB/s\n",
+	       opt.mib / t_snap, opt.mib / t_raw);
+	munmap(t, len);
+	unlink(ws);
+
+	if (spawn(argv[0], "eager", &eager) || spawn(argv[0], "lazy", &lazy) ||
+	    spawn(argv[0], "record", &rec) || spawn(argv[0], "prefetch", &pre)) {
+		fprintf(stderr, "snapshot-restore: a restore failed\n");
+		return 1;
+	}
+	t0 = now_s();
+	fd = upager_snapshot_reorder(snap);
+	t_reorder = now_s() - t0;
+	if (fd < 0 || spawn(argv[0], "prefetch", &ord)) {
+		fprintf(stderr, "snapshot-restore: reorder: %s\n", upager_strerror(fd));
+		return 1;
+	}
+
+	printf("\n%" PRIu64 " queries over %" PRIu64 " hot keys, each restore in a new process, "
+	       "files cold:\n", opt.queries, opt.hot);
+	printf("%-24s %14s %12s %10s %10s %12s\n", "restore", "first answer", "queries",
+	       "faults", "k-faults", "MiB read");
+	printf("%-24s %11.3f ms %10.3f s %10s %10" PRIu64 " %12.1f\n", "eager (read it all)",
+	       eager.first * 1e3, eager.query, "-", eager.kfaults, eager.bytes / 1048576.0);
+	printf("%-24s %14s %10.3f s %10s %10s %12s\n", "warm (fully loaded)", "-", eager.warm, "-",
+	       "-", "-");
+	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n", "lazy",
+	       lazy.first * 1e3, lazy.query, lazy.faults, lazy.kfaults, lazy.bytes / 1048576.0);
+	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n", "lazy, recording ws",
+	       rec.first * 1e3, rec.query, rec.faults, rec.kfaults, rec.bytes / 1048576.0);
+	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n",
+	       "lazy + ws prefetch", pre.first * 1e3, pre.query, pre.faults, pre.kfaults,
+	       pre.bytes / 1048576.0);
+	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n",
+	       "  ... ws laid out first", ord.first * 1e3, ord.query, ord.faults, ord.kfaults,
+	       ord.bytes / 1048576.0);
+	printf("(the working set: %" PRIu64 " pages, prefetched in full; upager_snapshot_reorder "
+	       "took %.2f s)\n", pre.prefetched, t_reorder);
+	printf("\nratios: first answer lazy/eager %.4fx; queries prefetch/warm %.2fx "
+	       "(ws laid out first: %.2fx); prefetch/lazy %.2fx (%.2fx); save/disk write %.2fx\n",
+	       lazy.first / eager.first, pre.query / eager.warm, ord.query / eager.warm,
+	       pre.query / lazy.query, ord.query / lazy.query, t_raw / t_snap);
+	if (opt.json) {
+		const char *names[] = { "eager", "lazy", "lazy_record", "lazy_prefetch",
+					"lazy_prefetch_reordered" };
+		struct result *rs[] = { &eager, &lazy, &rec, &pre, &ord };
+
+		for (int i = 0; i < 5; i++)
+			printf("{\"bench\":\"snapshot\",\"restore\":\"%s\",\"mib\":%zu,\"queries\":%" PRIu64
+			       ",\"first_answer_s\":%.6f,\"query_s\":%.6f,\"upager_faults\":%" PRIu64
+			       ",\"kernel_faults\":%" PRIu64 ",\"bytes_read\":%" PRIu64
+			       ",\"pages_prefetched\":%" PRIu64 "}\n",
+			       names[i], opt.mib, opt.queries, rs[i]->first, rs[i]->query, rs[i]->faults,
+			       rs[i]->kfaults, rs[i]->bytes, rs[i]->prefetched);
+		printf("{\"bench\":\"snapshot\",\"restore\":\"warm\",\"mib\":%zu,\"queries\":%" PRIu64
+		       ",\"query_s\":%.6f}\n", opt.mib, opt.queries, eager.warm);
+		printf("{\"bench\":\"snapshot_ratios\",\"first_answer_lazy_vs_eager\":%.5f,"
+		       "\"query_prefetch_vs_warm\":%.3f,\"query_prefetch_vs_lazy\":%.3f,"
+		       "\"query_reordered_prefetch_vs_warm\":%.3f,"
+		       "\"query_reordered_prefetch_vs_lazy\":%.3f,\"reorder_s\":%.3f,"
+		       "\"save_vs_disk_write\":%.3f,\"save_mib_s\":%.1f,\"disk_write_mib_s\":%.1f}\n",
+		       lazy.first / eager.first, pre.query / eager.warm, pre.query / lazy.query,
+		       ord.query / eager.warm, ord.query / lazy.query, t_reorder, t_raw / t_snap,
+		       opt.mib / t_snap, opt.mib / t_raw);
+	}
+	unlink(raw);
+	unlink(snap);
+	unlink(ws);
+	if (own_dir)
+		rmdir(opt.dir);
+	return 0;
+}
