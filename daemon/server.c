@@ -35,11 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "le.h"
 #include "log.h"
 #include "options.h"
 #include "protocol.h"
-#include "sha256.h"
 #include "server.h"
+#include "sha256.h"
+#include "snapfmt.h"
 
 /* Reply bytes a client may hold, queued or being read into, before it is
  * paused: a client that never reads costs at most this plus one READ. */
@@ -61,10 +63,21 @@ struct range_op {
 	uint32_t i;
 } __attribute__((aligned(8)));
 
+/* A read of a snapshot image: one run of stored pages, consecutive in the file. */
+struct seg {
+	uint64_t off;  /* in the file */
+	uint32_t len, got;
+	size_t pos;    /* in the reply */
+};
+
 struct request { /* a READ in flight */
 	struct client *c;
 	uint32_t id, n, pending, handle;
 	int fd;
+	const struct upp_snap *snap; /* a snapshot image: reads go through segs */
+	struct seg *segs;
+	struct range_op *segops;
+	uint32_t nsegs;
 	uint64_t off[UPP_MAX_RANGES];
 	uint32_t wanted[UPP_MAX_RANGES], got[UPP_MAX_RANGES];
 	size_t pos[UPP_MAX_RANGES]; /* where range i's data goes in reply */
@@ -91,6 +104,7 @@ struct client {
 	unsigned ops;      /* SQEs in flight that point at us */
 	int handles[UPP_MAX_HANDLES]; /* -1: free */
 	uint64_t sizes[UPP_MAX_HANDLES];
+	struct upp_snap *snaps[UPP_MAX_HANDLES]; /* OPEN_IMAGE of a snapshot; else NULL */
 	/* CLOSE while READs use a handle: closed when the last one ends. */
 	unsigned busy[UPP_MAX_HANDLES];
 	bool closed[UPP_MAX_HANDLES];
@@ -119,6 +133,7 @@ static struct {
 	time_t drain_deadline, next_stats;
 	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
 	bool have_openat2;
+	size_t page_size;
 	uint8_t secret[4096];
 	size_t secret_len; /* 0: no authentication */
 } S;
@@ -143,11 +158,22 @@ static struct io_uring_sqe *sqe_get(void)
 
 /* ---- clients ---- */
 
+static void handle_close(struct client *c, uint32_t h)
+{
+	close(c->handles[h]);
+	c->handles[h] = -1;
+	if (c->snaps[h]) {
+		upp_snap_close(c->snaps[h]);
+		free(c->snaps[h]);
+		c->snaps[h] = NULL;
+	}
+}
+
 static void client_free(struct client *c)
 {
 	for (int i = 0; i < UPP_MAX_HANDLES; i++)
 		if (c->handles[i] >= 0)
-			close(c->handles[i]);
+			handle_close(c, (uint32_t)i);
 	while (c->outq) {
 		struct out_buf *b = c->outq;
 		c->outq = b->next;
@@ -330,7 +356,13 @@ static int jail_open(const char *path, uint16_t len, int *fdp, uint64_t *sizep)
 	return 0;
 }
 
-static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len)
+/*
+ * OPEN, or OPEN_IMAGE: the memory a file describes. A upager snapshot
+ * (docs/SNAPSHOT.md) is then served decoded: its map checked at open, each
+ * stored page's CRC32C checked before it is sent, absent and zero pages as
+ * zeros. Any other file is its own image.
+ */
+static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool image)
 {
 	const char *path;
 	uint16_t plen;
@@ -351,18 +383,110 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		return;
 	}
 	ret = jail_open(path, plen, &fd, &size);
+	if (ret == 0 && image && upp_snap_is(fd)) {
+		struct upp_snap *sn = malloc(sizeof(*sn));
+
+		ret = sn ? upp_snap_open(fd, S.page_size, sn) : -ENOMEM;
+		if (ret < 0) {
+			free(sn);
+			close(fd);
+		} else {
+			c->snaps[h] = sn;
+			size = sn->len;
+		}
+	}
 	if (ret < 0) {
 		LOG(LOG_INFO, "client %u (%s): open \"%s\" refused: %s", c->serial, c->peer, shown,
-		    strerror(-ret));
-		reply_error(c, id, -ret, ret == -EACCES ? "outside the served root" : strerror(-ret));
+		    ret == -EBADMSG ? "not a valid snapshot" : strerror(-ret));
+		reply_error(c, id, -ret, ret == -EACCES    ? "outside the served root"
+					 : ret == -EBADMSG ? "not a valid upager snapshot"
+							   : strerror(-ret));
 		return;
 	}
 	c->handles[h] = fd;
 	c->sizes[h] = size;
 	c->closed[h] = false;
-	LOG(LOG_DEBUG, "client %u: open \"%s\" -> handle %d, %llu bytes", c->serial, shown, h,
-	    (unsigned long long)size);
-	reply_small(c, UPP_OPEN | UPP_REPLY, id, out, upp_put_opened(out, (uint32_t)h, size));
+	LOG(LOG_DEBUG, "client %u: open%s \"%s\" -> handle %d, %llu bytes", c->serial,
+	    c->snaps[h] ? " snapshot image" : "", shown, h, (unsigned long long)size);
+	reply_small(c, (image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY, id, out,
+		    upp_put_opened(out, (uint32_t)h, size));
+}
+
+static void seg_submit(struct request *rq, uint32_t i)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	struct seg *sg = &rq->segs[i];
+
+	if (!sqe) {
+		rq->err = ENOMEM;
+		return;
+	}
+	io_uring_prep_read(sqe, rq->fd, rq->reply->data + sg->pos + sg->got, sg->len - sg->got,
+			   sg->off + sg->got);
+	io_uring_sqe_set_data(sqe, tag(&rq->segops[i], T_READ));
+	rq->pending++;
+	rq->c->ops++;
+}
+
+/* Every stored page of a snapshot image read is checked before it is sent. */
+static void check_image(struct request *rq)
+{
+	const struct upp_snap *sn = rq->snap;
+
+	for (uint32_t i = 0; i < rq->n && !rq->err; i++)
+		for (uint64_t k = 0; k < rq->got[i] / sn->ps; k++) {
+			uint64_t page = rq->off[i] / sn->ps + k;
+			const uint8_t *e = sn->map + page * UPP_SNAP_ENTRY;
+
+			if (e[0] == UPP_SNAP_STORED &&
+			    upp_crc32c(0, rq->reply->data + rq->pos[i] + k * sn->ps, sn->ps) !=
+				    get32(e + 4)) {
+				LOG(LOG_ERR, "client %u: snapshot page %llu fails its checksum: not sent",
+				    rq->c->serial, (unsigned long long)page);
+				S.errors++;
+				rq->err = EBADMSG;
+				break;
+			}
+		}
+}
+
+/*
+ * A READ of a snapshot image: zero and absent pages are zeroed in the reply,
+ * runs of stored pages consecutive in the file become one read each.
+ * 0, or an errno for the reply.
+ */
+static int image_plan(struct request *rq)
+{
+	const struct upp_snap *sn = rq->snap;
+	size_t cap = 0;
+
+	for (uint32_t i = 0; i < rq->n; i++) {
+		if (rq->off[i] % sn->ps || rq->wanted[i] % sn->ps)
+			return EINVAL; /* pages are checked whole */
+		cap += rq->wanted[i] / sn->ps;
+	}
+	rq->segs = calloc(cap ? cap : 1, sizeof(*rq->segs));
+	rq->segops = calloc(cap ? cap : 1, sizeof(*rq->segops));
+	if (!rq->segs || !rq->segops)
+		return ENOMEM;
+	for (uint32_t i = 0; i < rq->n; i++) {
+		for (uint64_t k = 0; k < rq->wanted[i] / sn->ps; k++) {
+			uint64_t page = rq->off[i] / sn->ps + k, off = upp_snap_data_off(sn, page);
+			size_t pos = rq->pos[i] + k * sn->ps;
+			struct seg *last = rq->nsegs ? &rq->segs[rq->nsegs - 1] : NULL;
+
+			if (off == UINT64_MAX)
+				memset(rq->reply->data + pos, 0, sn->ps);
+			else if (last && last->off + last->len == off && last->pos + last->len == pos)
+				last->len += (uint32_t)sn->ps;
+			else
+				rq->segs[rq->nsegs++] = (struct seg){ off, (uint32_t)sn->ps, 0, pos };
+		}
+		rq->got[i] = rq->wanted[i];
+	}
+	for (uint32_t j = 0; j < rq->nsegs; j++)
+		rq->segops[j] = (struct range_op){ rq, j };
+	return 0;
 }
 
 static void read_submit(struct request *rq, uint32_t i)
@@ -388,10 +512,12 @@ static void read_finish(struct request *rq)
 
 	c->inflight--;
 	c->pending_bytes -= rq->reply_size;
-	if (--c->busy[rq->handle] == 0 && c->closed[rq->handle]) {
-		close(c->handles[rq->handle]);
-		c->handles[rq->handle] = -1;
-	}
+	if (rq->snap && !rq->err)
+		check_image(rq);
+	if (--c->busy[rq->handle] == 0 && c->closed[rq->handle])
+		handle_close(c, rq->handle);
+	free(rq->segs);
+	free(rq->segops);
 	if (rq->err) {
 		free(rq->reply);
 		if (!c->closing)
@@ -469,11 +595,22 @@ static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		return;
 	}
 	rq->reply_size = at;
+	rq->snap = c->snaps[rd.handle];
+	if (rq->snap && (ret = image_plan(rq)) != 0) {
+		free(rq->segs);
+		free(rq->segops);
+		free(rq->reply);
+		free(rq);
+		reply_error(c, id, ret, ret == EINVAL ? "image reads are whole pages" : strerror(ret));
+		return;
+	}
 	c->pending_bytes += at;
 	c->inflight++;
 	c->busy[rd.handle]++;
-	for (uint32_t i = 0; i < rd.n; i++)
-		if (rq->wanted[i])
+	for (uint32_t i = 0; i < (rq->snap ? rq->nsegs : rd.n); i++)
+		if (rq->snap)
+			seg_submit(rq, i);
+		else if (rq->wanted[i])
 			read_submit(rq, i);
 	if (rq->pending == 0)
 		read_finish(rq);
@@ -498,7 +635,7 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 	c->last_request = time(NULL);
 	if (!c->hello) {
 		struct upp_hello hello;
-		struct upp_hello_reply r = { UPP_VERSION, 0, UPP_MAX_FRAME, UPP_MAX_READ,
+		struct upp_hello_reply r = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
 					     UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
 		uint8_t out[24 + UPP_NONCE];
 
@@ -547,7 +684,8 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 	}
 	switch (h->type) {
 	case UPP_OPEN:
-		do_open(c, h->id, p, h->length);
+	case UPP_OPEN_IMAGE:
+		do_open(c, h->id, p, h->length, h->type == UPP_OPEN_IMAGE);
 		break;
 	case UPP_READ:
 		do_read(c, h->id, p, h->length);
@@ -560,12 +698,10 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 		} else if (handle >= UPP_MAX_HANDLES || c->handles[handle] < 0 || c->closed[handle]) {
 			reply_error(c, h->id, EBADF, "no such handle");
 		} else {
-			if (c->busy[handle]) {
+			if (c->busy[handle])
 				c->closed[handle] = true; /* the last READ closes it */
-			} else {
-				close(c->handles[handle]);
-				c->handles[handle] = -1;
-			}
+			else
+				handle_close(c, handle);
 			reply_small(c, UPP_CLOSE | UPP_REPLY, h->id, NULL, 0);
 		}
 		break;
@@ -739,7 +875,16 @@ static void on_read(struct range_op *op, int res)
 	struct client *c = rq->c;
 
 	rq->pending--;
-	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+	if (rq->snap) {
+		struct seg *sg = &rq->segs[op->i];
+
+		if (res == -EINTR || res == -EAGAIN)
+			seg_submit(rq, op->i);
+		else if (res <= 0) /* the snapshot shrank under us: never zeros instead */
+			rq->err = res < 0 ? -res : EIO;
+		else if ((sg->got += (uint32_t)res) < sg->len && !rq->err)
+			seg_submit(rq, op->i);
+	} else if (res < 0 && res != -EINTR && res != -EAGAIN) {
 		rq->err = -res;
 	} else if (res > 0) {
 		rq->got[op->i] += (uint32_t)res;
@@ -964,6 +1109,7 @@ int server_run(const struct options *o)
 
 	S.o = o;
 	S.have_openat2 = true;
+	S.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	S.tick.tv_sec = 1;
 	if (o->secret_file[0]) {
 		struct stat st;

@@ -162,8 +162,13 @@ typedef struct upager_remote_options {
 	unsigned deadline_ms;        /* a fault's longest wait; default 30000 */
 	const char *secret_file;     /* the shared secret, for a server started with
 	                                --secret-file (TCP); read once, here; NULL: none */
-	uint64_t reserved[5];        /* zero */
+	uint64_t flags;              /* UPAGER_REMOTE_* */
+	uint64_t reserved[4];        /* zero */
 } upager_remote_options_t;
+/* The object is a upager snapshot: serve the memory it describes (the server
+ * checks each page's CRC32C before sending it; a damaged page fails only the
+ * access that needs it, with SIGBUS). Needs a server that offers it. */
+#define UPAGER_REMOTE_SNAPSHOT (1u << 0)
 void upager_remote_options_init(upager_remote_options_t *opts);
 int upager_source_remote(const char *uri, const char *object,
 			 const upager_remote_options_t *opts, upager_source_t **srcp);
@@ -257,6 +262,16 @@ int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
  * PATH.ws stay valid. -ENOENT: no PATH.ws; -EBADMSG: a damaged file.
  */
 int upager_snapshot_reorder(const char *path);
+/*
+ * upager_snapshot_map() of a snapshot served by upagerd: object is its path
+ * below the server's root, uri and opts as for upager_source_remote() (with
+ * UPAGER_REMOTE_SNAPSHOT implied). The region has the snapshot's length;
+ * pages come over the connection on first touch. flags must be 0 for now:
+ * -EOPNOTSUPP for RECORD/PREFETCH (working sets are local-only).
+ */
+int upager_snapshot_map_remote(upager_t *pager, const char *uri, const char *object,
+			       const upager_remote_options_t *opts, unsigned flags,
+			       upager_region_t **regionp);
 
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {

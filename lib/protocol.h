@@ -23,6 +23,7 @@
 #define UPP_MAX_PATH 4095
 
 #define UPP_FEAT_AUTH 1u /* HELLO reply: the server wants AUTH (a nonce follows) */
+#define UPP_FEAT_IMAGE 2u /* HELLO reply: the server takes OPEN_IMAGE */
 #define UPP_NONCE 32
 #define UPP_MAC 32
 
@@ -33,6 +34,7 @@ enum upp_type {
 	UPP_READ = 0x04,
 	UPP_CLOSE = 0x05,
 	UPP_STATS = 0x06,
+	UPP_OPEN_IMAGE = 0x07, /* OPEN of the memory a upager snapshot describes */
 	UPP_REPLY = 0x80, /* bit set in every reply */
 	UPP_ERROR = 0xFF,
 };

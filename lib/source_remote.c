@@ -40,6 +40,7 @@ struct batch { /* one READ frame in flight */
 struct remote_source {
 	upager_source_t base;
 	char uri[512], object[UPP_MAX_PATH + 1];
+	bool image; /* UPAGER_REMOTE_SNAPSHOT: OPEN_IMAGE, the memory a snapshot describes */
 	uint64_t size;
 	uint8_t secret[4096];
 	size_t secret_len;
@@ -192,6 +193,8 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 	if (!ret && (h.type != (UPP_HELLO | UPP_REPLY) ||
 		     upp_get_hello_reply(buf, h.length, &hr) < 0 || hr.version != UPP_VERSION))
 		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
+	if (!ret && rs->image && !(hr.features & UPP_FEAT_IMAGE))
+		ret = -EOPNOTSUPP; /* a server too old to decode snapshots */
 	if (!ret && (hr.features & UPP_FEAT_AUTH)) {
 		/* The server's challenge; then our proof, and its proof back. */
 		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
@@ -215,7 +218,7 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 	}
 	if (!ret) {
 		n = upp_put_open(buf + UPP_HDR_SIZE, rs->object, (uint16_t)strlen(rs->object));
-		upp_put_hdr(buf, UPP_OPEN, 1, (uint32_t)n);
+		upp_put_hdr(buf, rs->image ? UPP_OPEN_IMAGE : UPP_OPEN, 1, (uint32_t)n);
 		ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
 	}
 	if (!ret)
@@ -225,7 +228,7 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 
 		if (h.type == UPP_ERROR && upp_get_error(buf, h.length, &e) == 0)
 			ret = e.code > 0 && e.code < 4096 ? -(int)e.code : -EPROTO;
-		else if (h.type != (UPP_OPEN | UPP_REPLY) ||
+		else if (h.type != ((rs->image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY) ||
 			 upp_get_opened(buf, h.length, handle, size) < 0)
 			ret = -EPROTO;
 	}
@@ -346,7 +349,8 @@ static int send_batches(struct remote_source *rs)
 			pthread_mutex_unlock(&rs->lock);
 			return -ENOMEM;
 		}
-		while (rs->queue && b->n < UPP_MAX_RANGES && bytes + rs->queue->len <= UPP_MAX_READ) {
+		while (rs->queue && b->n < UPP_MAX_RANGES && bytes + rs->queue->len <= UPP_MAX_READ &&
+		       !(b->n && (rs->queue->src_solo || b->fill[0]->src_solo))) {
 			struct upager__fill *f = rs->queue;
 
 			rs->queue = f->src_next;
@@ -399,6 +403,16 @@ static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uin
 		struct upp_error e;
 		int err = upp_get_error(p, h->length, &e) == 0 && e.code && e.code < 4096
 				  ? -(int)e.code : -EIO;
+
+		if (err == -EBADMSG && b->n > 1) {
+			/* A damaged snapshot page in one of them: ask for each alone,
+			 * so that only the fill holding it fails. */
+			for (uint32_t i = 0; i < b->n; i++)
+				b->fill[i]->src_solo = true;
+			requeue_front(rs, b);
+			free(b);
+			return 0;
+		}
 		for (uint32_t i = 0; i < b->n; i++)
 			upager__fill_complete(b->fill[i], err);
 		free(b);
@@ -530,6 +544,7 @@ static int remote_fill(upager_source_t *src, struct upager__fill *fill, struct i
 		fill->len = UPP_MAX_READ;
 	fill->deadline_ns = upager__now_ns() + rs->deadline_ns;
 	fill->src_next = NULL;
+	fill->src_solo = false;
 	pthread_mutex_lock(&rs->lock);
 	if (rs->queue_tail)
 		rs->queue_tail->src_next = fill;
@@ -599,12 +614,15 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 		if (opts->reserved[i])
 			return -EINVAL;
+	if (opts->flags & ~(uint64_t)UPAGER_REMOTE_SNAPSHOT)
+		return -EINVAL;
 	rs = calloc(1, sizeof(*rs));
 	if (!rs)
 		return -ENOMEM;
 	upager__source_init(&rs->base, &remote_ops);
 	strcpy(rs->uri, uri);
 	strcpy(rs->object, object);
+	rs->image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
 	rs->connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts->secret_file) {
 		int sfd = open(opts->secret_file, O_RDONLY | O_CLOEXEC);
@@ -655,4 +673,31 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	}
 	*srcp = &rs->base;
 	return 0;
+}
+
+UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, const char *object,
+					      const upager_remote_options_t *opts, unsigned flags,
+					      upager_region_t **regionp)
+{
+	upager_remote_options_t o;
+	upager_source_t *src;
+	uint64_t size;
+	int ret;
+
+	if (!pager || !regionp || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
+		return -EINVAL;
+	if (flags)
+		return -EOPNOTSUPP; /* working sets are local-only for now (docs/SNAPSHOT.md) */
+	if (opts)
+		o = *opts;
+	else
+		upager_remote_options_init(&o);
+	o.flags |= UPAGER_REMOTE_SNAPSHOT;
+	ret = upager_source_remote(uri, object, &o, &src);
+	if (ret < 0)
+		return ret;
+	size = ((struct remote_source *)src)->size;
+	ret = size == 0 ? -EBADMSG : size > SIZE_MAX ? -EFBIG : upager_map(pager, (size_t)size, src, regionp);
+	upager_source_release(src);
+	return ret;
 }

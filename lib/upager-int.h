@@ -161,6 +161,7 @@ struct upager__fill {
 	struct upager__fill *next; /* free list, retry list, in-flight chain */
 	struct upager__fill *next_done; /* the handler's list of fills completed elsewhere */
 	struct upager__fill *src_next;  /* the source's own queue (next is the handler's) */
+	bool src_solo;    /* remote: ask for it alone (a batch it was in failed) */
 };
 
 struct upager__handler {

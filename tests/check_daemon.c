@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -169,7 +170,8 @@ static bool closed_by_server(int fd)
 	return false;
 }
 
-static void hello(int fd)
+/* HELLO; the features the server offers. */
+static uint32_t hello(int fd)
 {
 	struct upp_hello h = { 1, 1, 0 };
 	struct upp_hello_reply r;
@@ -183,6 +185,7 @@ static void hello(int fd)
 	ck_assert_uint_eq(r.version, 1);
 	ck_assert_uint_eq(r.max_read, UPP_MAX_READ);
 	free(buf);
+	return r.features;
 }
 
 /* OPEN: the handle, or -errno from an ERROR reply. */
@@ -624,6 +627,68 @@ START_TEST(test_bad_config)
 }
 END_TEST
 
+/* OPEN_IMAGE: a snapshot served decoded, a raw file as itself, pages whole. */
+START_TEST(test_open_image)
+{
+	char path[256];
+	uint8_t p[2 + UPP_MAX_PATH], q[8 + 16 * UPP_MAX_RANGES], *buf, *m;
+	struct upp_read rd = { .n = 1 };
+	uint32_t handle, wanted = 4 * (uint32_t)UPT_PAGE, got;
+	const uint8_t *data;
+	struct upp_hdr h;
+	struct upp_error e;
+	uint64_t size;
+	int fd = connect_unix();
+
+	m = mmap(NULL, 4 * UPT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	upt_fill(m, UPT_PAGE, 0, 77);
+	memset(m + UPT_PAGE, 0, UPT_PAGE); /* zero; page 2 never touched: absent */
+	upt_fill(m + 3 * UPT_PAGE, UPT_PAGE, 3 * UPT_PAGE, 77);
+	snprintf(path, sizeof(path), "%s/root/vm.snap", dir);
+	ck_assert_int_eq(upager_snapshot_save(m, 4 * UPT_PAGE, path), 0);
+	munmap(m, 4 * UPT_PAGE);
+
+	ck_assert(hello(fd) & UPP_FEAT_IMAGE);
+
+	/* A raw file is its own image. */
+	send_frame(fd, UPP_OPEN_IMAGE, 7, p, upp_put_open(p, "sub/disk.img", 12));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_OPEN_IMAGE | UPP_REPLY);
+	ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, &size), 0);
+	ck_assert_uint_eq(size, FILE_SIZE + TAIL);
+	free(buf);
+
+	send_frame(fd, UPP_OPEN_IMAGE, 8, p, upp_put_open(p, "vm.snap", 7));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_OPEN_IMAGE | UPP_REPLY);
+	ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, &size), 0);
+	ck_assert_uint_eq(size, 4 * UPT_PAGE); /* the memory, not the file */
+	free(buf);
+	rd.handle = handle;
+
+	/* Part of a page: refused (a page is checked whole), the connection lives on. */
+	rd.r[0] = (struct upp_range){ 1, (uint32_t)UPT_PAGE };
+	send_frame(fd, UPP_READ, 9, q, upp_put_read(q, &rd));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_ERROR);
+	ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+	ck_assert_uint_eq(e.code, EINVAL);
+	free(buf);
+
+	rd.r[0] = (struct upp_range){ 0, wanted };
+	send_frame(fd, UPP_READ, 10, q, upp_put_read(q, &rd));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+	ck_assert_int_eq(upp_get_data(buf, h.length, 1, &wanted, &got, &data), 0);
+	ck_assert_uint_eq(got, wanted);
+	ck_assert_int_eq(upt_check_pattern(data, UPT_PAGE, 0, 77), -1);
+	ck_assert_int_eq(upt_check_zero(data + UPT_PAGE, 2 * UPT_PAGE), -1);
+	ck_assert_int_eq(upt_check_pattern(data + 3 * UPT_PAGE, UPT_PAGE, 3 * UPT_PAGE, 77), -1);
+	free(buf);
+	close(fd);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -640,6 +705,7 @@ static Suite *make(void)
 	upt_add(tc, test_auth_required, 0, "");
 	upt_add(tc, test_sighup_reopens_log, 0, "");
 	upt_add(tc, test_bad_config, 0, "");
+	upt_add(tc, test_open_image, 0, "");
 	return s;
 }
 

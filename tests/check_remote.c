@@ -10,10 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -309,6 +311,175 @@ START_TEST(test_authentication)
 }
 END_TEST
 
+/* ---- snapshots served by upagerd ---- */
+
+/* A snapshot in the root of PAGES pages: pattern, except page%5==1 zero and page%5==2 absent. */
+static void save_snapshot(const char *name)
+{
+	char path[256];
+	uint8_t *m = mmap(NULL, PAGES * UPT_PAGE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	for (size_t i = 0; i < PAGES; i++) {
+		if (i % 5 == 1)
+			memset(m + i * UPT_PAGE, 0, UPT_PAGE);
+		else if (i % 5 != 2)
+			upt_fill(m + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, SEED);
+	}
+	snprintf(path, sizeof(path), "%s/%s", root, name);
+	ck_assert_int_eq(upager_snapshot_save(m, PAGES * UPT_PAGE, path), 0);
+	munmap(m, PAGES * UPT_PAGE);
+}
+
+static int snapshot_page_ok(const uint8_t *a, size_t i)
+{
+	return i % 5 == 1 || i % 5 == 2 ? upt_check_zero(a + i * UPT_PAGE, UPT_PAGE) < 0
+					: upt_check_pattern(a + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE,
+							    SEED) < 0;
+}
+
+START_TEST(test_snapshot_remote)
+{
+	const char *uris[2] = { unix_uri, tcp_uri };
+	upager_t *p = upt_pager(1, 0);
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_stats_t st;
+
+	save_snapshot("vm.snap");
+	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL, UPAGER_SNAP_PREFETCH,
+						    &r), -EOPNOTSUPP);
+	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL, 1u << 9, &r),
+			 -EINVAL);
+	ck_assert_int_eq(upager_snapshot_map_remote(NULL, unix_uri, "vm.snap", NULL, 0, &r), -EINVAL);
+	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "none.snap", NULL, 0, &r), -ENOENT);
+	for (int k = 0; k < 2; k++) {
+		for (int adv = 0; adv < 2; adv++) {
+			const uint8_t *a;
+
+			ck_assert_int_eq(upager_snapshot_map_remote(p, uris[k], "vm.snap", NULL, 0, &r), 0);
+			ck_assert_uint_eq(upager_region_size(r), PAGES * UPT_PAGE);
+			upager_region_advise(r, adv ? UPAGER_ADV_RANDOM : UPAGER_ADV_NORMAL);
+			a = upager_region_addr(r);
+			for (size_t i = 0; i < PAGES; i++) {
+				size_t pg = adv ? (i * 389) % PAGES : i;
+
+				ck_assert_msg(snapshot_page_ok(a, pg), "page %zu wrong", pg);
+			}
+			ck_assert_int_eq(upager_region_stats(r, &st), 0);
+			ck_assert_uint_eq(st.fill_errors, 0);
+			upager_release(r);
+		}
+	}
+	/* Opened plainly, the same file is its own bytes: the header first. */
+	ck_assert_int_eq(upager_source_remote(unix_uri, "vm.snap", NULL, &s), 0);
+	ck_assert_int_eq(upager_map(p, UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(memcmp(upager_region_addr(r), "UPGSNAP1", 8), 0);
+	upager_release(r);
+	/* A raw file asked for as an image is its own image. */
+	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "mem.img", NULL, 0, &r), 0);
+	check_region_bytes(upager_region_addr(r));
+	upager_release(r);
+	upager_destroy(p);
+}
+END_TEST
+
+static __thread sigjmp_buf bus_jmp;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+struct racer {
+	const uint8_t *a;
+	size_t page;
+	pthread_barrier_t *go;
+	int result; /* 0 right bytes, 1 wrong bytes, 2 SIGBUS */
+};
+
+static void *race_page(void *arg)
+{
+	struct racer *t = arg;
+
+	pthread_barrier_wait(t->go);
+	if (sigsetjmp(bus_jmp, 1)) {
+		t->result = 2;
+		return NULL;
+	}
+	t->result = snapshot_page_ok(t->a, t->page) ? 0 : 1;
+	return NULL;
+}
+
+/*
+ * Page 8 is damaged. Sixteen threads fault on pages 0..15 at once, so that
+ * their fills share READ frames: only page 8's access may fail.
+ */
+static void touch_damaged(void *arg)
+{
+	struct sigaction sa = { .sa_handler = on_bus };
+	pthread_t th[16];
+	struct racer t[16];
+	pthread_barrier_t go;
+	upager_t *p = upt_pager(2, 0);
+	upager_region_t *r;
+
+	(void)arg;
+	sigaction(SIGBUS, &sa, NULL);
+	if (upager_snapshot_map_remote(p, unix_uri, "bad.snap", NULL, 0, &r))
+		_exit(10);
+	upager_region_advise(r, UPAGER_ADV_RANDOM); /* a fill per page */
+	pthread_barrier_init(&go, NULL, 16);
+	for (int i = 0; i < 16; i++) {
+		t[i] = (struct racer){ upager_region_addr(r), (size_t)i, &go, -1 };
+		pthread_create(&th[i], NULL, race_page, &t[i]);
+	}
+	for (int i = 0; i < 16; i++) {
+		pthread_join(th[i], NULL);
+		if (t[i].result != (i == 8 ? 2 : 0))
+			_exit(20 + i);
+	}
+	_exit(0);
+}
+
+START_TEST(test_snapshot_remote_damaged)
+{
+	char path[256];
+	uint8_t b;
+	int fd, st;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+
+	save_snapshot("bad.snap");
+	/* Stored pages are those with i%5 not 1 or 2, in order: page 8 is the 5th (index 4). */
+	snprintf(path, sizeof(path), "%s/bad.snap", root);
+	fd = open(path, O_RDWR);
+	ck_assert_int_eq(pread(fd, &b, 1, 4096 + 4 * (off_t)UPT_PAGE + 33), 1);
+	b ^= 0x20;
+	ck_assert_int_eq(pwrite(fd, &b, 1, 4096 + 4 * (off_t)UPT_PAGE + 33), 1);
+	close(fd);
+	st = upt_child(touch_damaged, NULL, 30);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x (exit %d)", st,
+		      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	/* A damaged page map is refused before anything is mapped. */
+	save_snapshot("bad.snap");
+	fd = open(path, O_RDWR);
+	{
+		struct stat sb;
+
+		ck_assert_int_eq(fstat(fd, &sb), 0);
+		ck_assert_int_eq(pread(fd, &b, 1, sb.st_size - 3), 1); /* in the page map */
+		b ^= 1;
+		ck_assert_int_eq(pwrite(fd, &b, 1, sb.st_size - 3), 1);
+	}
+	close(fd);
+	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "bad.snap", NULL, 0, &r), -EBADMSG);
+	upager_destroy(p);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("remote");
@@ -322,6 +493,8 @@ static Suite *make(void)
 	upt_add(tc, test_daemon_gone, 0, "");
 	upt_add(tc, test_daemon_hung, 0, "");
 	upt_add(tc, test_authentication, 0, "");
+	upt_add(tc, test_snapshot_remote, 0, "");
+	upt_add(tc, test_snapshot_remote_damaged, 0, "");
 	return s;
 }
 
