@@ -266,8 +266,10 @@ int upager_snapshot_reorder(const char *path);
  * upager_snapshot_map() of a snapshot served by upagerd: object is its path
  * below the server's root, uri and opts as for upager_source_remote() (with
  * UPAGER_REMOTE_SNAPSHOT implied). The region has the snapshot's length;
- * pages come over the connection on first touch. flags must be 0 for now:
- * -EOPNOTSUPP for RECORD/PREFETCH (working sets are local-only).
+ * pages come over the connection on first touch. UPAGER_SNAP_PREFETCH
+ * fetches OBJECT.ws from the server and prefetches it (pipelined, batched
+ * reads); UPAGER_SNAP_RECORD gives -EOPNOTSUPP (the server is read-only:
+ * record on a local restore and put PATH.ws beside the snapshot).
  */
 int upager_snapshot_map_remote(upager_t *pager, const char *uri, const char *object,
 			       const upager_remote_options_t *opts, unsigned flags,

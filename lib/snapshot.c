@@ -300,38 +300,47 @@ static void ws_write(struct snap_source *ss)
 	free(tmp);
 }
 
-/* Reads PATH.ws: its page indices, or NULL if there is none or it is damaged. */
-static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
+/* A working-set file's bytes: its page indices, or NULL if damaged. */
+uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count)
 {
-	uint8_t hdr[WS_HDR];
 	uint64_t *ws, n;
-	struct stat st;
-	int fd = open(ws_path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (len < WS_HDR || memcmp(buf, WS_MAGIC, 8) || upp_crc32c(0, buf, 28) != get32(buf + 28) ||
+	    get64(buf + 16) != npages || (n = get64(buf + 8)) > npages || len != WS_HDR + n * 8 ||
+	    upp_crc32c(0, buf + WS_HDR, n * 8) != get32(buf + 24))
 		return NULL;
-	if (fstat(fd, &st) < 0 || pread(fd, hdr, WS_HDR, 0) != WS_HDR || memcmp(hdr, WS_MAGIC, 8) ||
-	    upp_crc32c(0, hdr, 28) != get32(hdr + 28) || get64(hdr + 16) != npages ||
-	    (n = get64(hdr + 8)) > npages || (uint64_t)st.st_size != WS_HDR + n * 8) {
-		close(fd);
-		return NULL;
-	}
 	ws = malloc(n ? n * 8 : 1);
-	if (!ws || pread(fd, ws, n * 8, WS_HDR) != (ssize_t)(n * 8) ||
-	    upp_crc32c(0, ws, n * 8) != get32(hdr + 24)) {
-		close(fd);
-		free(ws);
+	if (!ws)
 		return NULL;
-	}
-	close(fd);
 	for (uint64_t i = 0; i < n; i++) {
-		ws[i] = get64((const uint8_t *)&ws[i]);
+		ws[i] = get64(buf + WS_HDR + i * 8);
 		if (ws[i] >= npages) {
 			free(ws);
 			return NULL;
 		}
 	}
 	*count = n;
+	return ws;
+}
+
+/* Reads PATH.ws: its page indices, or NULL if there is none or it is damaged. */
+static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
+{
+	uint64_t *ws = NULL;
+	uint8_t *buf;
+	struct stat st;
+	int fd = open(ws_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	/* No bigger than a working set of every page can be. */
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= WS_HDR + npages * 8 &&
+	    (buf = malloc((size_t)st.st_size + 1))) {
+		if (pread(fd, buf, (size_t)st.st_size, 0) == st.st_size)
+			ws = upager__ws_parse(buf, (size_t)st.st_size, npages, count);
+		free(buf);
+	}
+	close(fd);
 	return ws;
 }
 
@@ -461,6 +470,30 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 	return 0;
 }
 
+/*
+ * Queues the working set's pages as prefetches in recorded order, runs of
+ * consecutive pages as one request: the handlers take requests in order,
+ * and faults before any of them. Best effort (out of memory: no prefetch).
+ */
+void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, size_t ps)
+{
+	size_t *offs = malloc(nws * sizeof(*offs)), *lens = malloc(nws * sizeof(*lens)), n = 0;
+
+	for (uint64_t i = 0; offs && lens && i < nws;) {
+		uint64_t j = i + 1;
+
+		while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
+			j++;
+		offs[n] = ws[i] * ps;
+		lens[n++] = (j - i) * ps;
+		i = j;
+	}
+	if (offs && lens)
+		upager__prefetch_list(r, offs, lens, n);
+	free(offs);
+	free(lens);
+}
+
 UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
 				       upager_region_t **regionp)
 {
@@ -506,25 +539,8 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 		ss->ra_n = nws;
 		ss->ra_running = pthread_create(&ss->ra, NULL, ws_readahead, ss) == 0;
 	}
-	/* In recorded order, runs of consecutive pages as one request: the
-	 * handlers take requests in order, and faults before any of them. */
-	if (ret == 0 && nws) {
-		size_t *offs = malloc(nws * sizeof(*offs)), *lens = malloc(nws * sizeof(*lens)), n = 0;
-
-		for (uint64_t i = 0; offs && lens && i < nws;) {
-			uint64_t j = i + 1;
-
-			while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
-				j++;
-			offs[n] = ws[i] * ss->f.ps;
-			lens[n++] = (j - i) * ss->f.ps;
-			i = j;
-		}
-		if (offs && lens) /* out of memory: restore without prefetch */
-			upager__prefetch_list(*regionp, offs, lens, n);
-		free(offs);
-		free(lens);
-	}
+	if (ret == 0 && nws)
+		upager__ws_prefetch(*regionp, ws, nws, ss->f.ps);
 out:
 	if (!ss->ra_running) { /* else the thread's, until the source goes */
 		free(ws);

@@ -675,19 +675,78 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	return 0;
 }
 
+/*
+ * The whole of a small object (at most max bytes), over a connection of its
+ * own, with rs's address and credentials: a working set beside a snapshot.
+ */
+static int fetch_small(const struct remote_source *like, const char *object, size_t max,
+		       uint8_t **bufp, size_t *lenp)
+{
+	size_t cap = 12 + UPP_MAX_READ;
+	struct remote_source *rs = malloc(sizeof(*rs));
+	uint8_t *rbuf = malloc(cap), *buf = NULL;
+	uint64_t size = 0;
+	uint32_t handle;
+	int fd = -1, ret = rs && rbuf ? 0 : -ENOMEM;
+
+	if (ret == 0) {
+		*rs = *like;
+		rs->image = false;
+		snprintf(rs->object, sizeof(rs->object), "%s", object);
+		fd = handshake(rs, &handle, &size);
+		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;
+	}
+	for (uint64_t off = 0; ret == 0 && off < size;) {
+		struct upp_read rd = { .handle = handle, .n = 1 };
+		uint8_t frame[UPP_HDR_SIZE + 8 + 16];
+		uint32_t want = size - off < UPP_MAX_READ ? (uint32_t)(size - off) : UPP_MAX_READ, got;
+		const uint8_t *data;
+		struct upp_hdr h;
+		size_t n;
+
+		rd.r[0] = (struct upp_range){ off, want };
+		n = upp_put_read(frame + UPP_HDR_SIZE, &rd);
+		upp_put_hdr(frame, UPP_READ, 1, (uint32_t)n);
+		ret = send_all(fd, frame, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+		if (ret == 0)
+			ret = recv_frame_sync(fd, &h, rbuf, cap, rs->connect_timeout_ms);
+		if (ret == 0 && (h.type != (UPP_READ | UPP_REPLY) ||
+				 upp_get_data(rbuf, h.length, 1, &want, &got, &data) < 0 || got != want))
+			ret = -EPROTO;
+		if (ret == 0) {
+			memcpy(buf + off, data, got);
+			off += got;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (rs)
+		explicit_bzero(rs->secret, sizeof(rs->secret));
+	free(rs);
+	free(rbuf);
+	if (ret < 0) {
+		free(buf);
+		return ret;
+	}
+	*bufp = buf;
+	*lenp = (size_t)size;
+	return 0;
+}
+
 UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, const char *object,
 					      const upager_remote_options_t *opts, unsigned flags,
 					      upager_region_t **regionp)
 {
 	upager_remote_options_t o;
 	upager_source_t *src;
+	struct remote_source *rs;
 	uint64_t size;
 	int ret;
 
 	if (!pager || !regionp || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
 		return -EINVAL;
-	if (flags)
-		return -EOPNOTSUPP; /* working sets are local-only for now (docs/SNAPSHOT.md) */
+	if (flags & UPAGER_SNAP_RECORD)
+		return -EOPNOTSUPP; /* the server is read-only: record on a local restore */
 	if (opts)
 		o = *opts;
 	else
@@ -696,8 +755,25 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 	ret = upager_source_remote(uri, object, &o, &src);
 	if (ret < 0)
 		return ret;
-	size = ((struct remote_source *)src)->size;
+	rs = (struct remote_source *)src;
+	size = rs->size;
 	ret = size == 0 ? -EBADMSG : size > SIZE_MAX ? -EFBIG : upager_map(pager, (size_t)size, src, regionp);
+	if (ret == 0 && (flags & UPAGER_SNAP_PREFETCH) && strlen(object) + 3 <= UPP_MAX_PATH) {
+		/* OBJECT.ws beside it on the server, if there is one and it is intact. */
+		size_t ps = (size_t)sysconf(_SC_PAGESIZE), len;
+		uint64_t npages = size / ps, nws, *ws;
+		char wsobj[UPP_MAX_PATH + 1];
+		uint8_t *buf;
+
+		snprintf(wsobj, sizeof(wsobj), "%s.ws", object);
+		if (fetch_small(rs, wsobj, 32 + npages * 8, &buf, &len) == 0) {
+			ws = upager__ws_parse(buf, len, npages, &nws);
+			if (ws)
+				upager__ws_prefetch(*regionp, ws, nws, ps);
+			free(ws);
+			free(buf);
+		}
+	}
 	upager_source_release(src);
 	return ret;
 }

@@ -347,7 +347,7 @@ START_TEST(test_snapshot_remote)
 	upager_stats_t st;
 
 	save_snapshot("vm.snap");
-	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL, UPAGER_SNAP_PREFETCH,
+	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL, UPAGER_SNAP_RECORD,
 						    &r), -EOPNOTSUPP);
 	ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL, 1u << 9, &r),
 			 -EINVAL);
@@ -370,6 +370,36 @@ START_TEST(test_snapshot_remote)
 			ck_assert_uint_eq(st.fill_errors, 0);
 			upager_release(r);
 		}
+	}
+	/* A working set recorded on a local restore, put beside it on the server:
+	 * a remote restore fetches it and prefetches its pages. */
+	{
+		char local[256];
+		const uint8_t *a;
+
+		snprintf(local, sizeof(local), "%s/vm.snap", root);
+		ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL,
+							    UPAGER_SNAP_PREFETCH, &r), 0);
+		upager_release(r); /* no PATH.ws yet: a restore without prefetch */
+		ck_assert_int_eq(upager_snapshot_map(p, local, UPAGER_SNAP_RECORD, &r), 0);
+		upager_region_advise(r, UPAGER_ADV_RANDOM);
+		a = upager_region_addr(r);
+		for (size_t i = 0; i < 50; i++)
+			ck_assert(snapshot_page_ok(a, (i * 389) % PAGES));
+		upager_release(r); /* writes vm.snap.ws */
+		ck_assert_int_eq(upager_snapshot_map_remote(p, tcp_uri, "vm.snap", NULL,
+							    UPAGER_SNAP_PREFETCH, &r), 0);
+		for (int i = 0; i < 3000; i++) {
+			ck_assert_int_eq(upager_region_stats(r, &st), 0);
+			if (st.pages_prefetched >= 50)
+				break;
+			usleep(1000);
+		}
+		ck_assert_uint_eq(st.pages_prefetched, 50);
+		a = upager_region_addr(r);
+		for (size_t i = 0; i < PAGES; i++)
+			ck_assert(snapshot_page_ok(a, i));
+		upager_release(r);
 	}
 	/* Opened plainly, the same file is its own bytes: the header first. */
 	ck_assert_int_eq(upager_source_remote(unix_uri, "vm.snap", NULL, &s), 0);
