@@ -41,6 +41,7 @@
 #define UFFD_BATCH 64     /* uffd messages per read */
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
 #define MAX_PAGE (1ull << 30)
+#define WINDOW_MAX 256   /* pages filled at once by a sequential fault (1 MiB) */
 
 /* The memory file, shared read-only by every client thread. */
 static struct image {
@@ -75,6 +76,7 @@ struct client {
 	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
 	size_t ndeferred, capdeferred;
 	bool garbage_logged;
+	uint64_t next_fault, window; /* sequential detection (window()) */
 	/* Counters (read by the stats line from another thread: atomics). */
 	uint64_t faults, pages, zero_pages, removes, failed, retries;
 };
@@ -417,6 +419,28 @@ static const void *source(struct client *c, const struct region *r, uint64_t pag
 	return any ? c->buf : I.zero;
 }
 
+/*
+ * How many pages from page on to fill with one copy. A fault right after the
+ * last window doubles it (up to WINDOW_MAX), any other fault fills its page
+ * alone: a guest streaming through memory pays one round trip per window,
+ * one touching it at random gets nothing it did not ask for. Only raw files
+ * (the bytes are contiguous in the mapping), and never across a page the
+ * client discarded (that one reads zero).
+ */
+static uint64_t window(struct client *c, const struct region *r, uint64_t page, bool zero)
+{
+	uint64_t n = 1, max = (r->base + r->size - page) / r->psz;
+
+	if (I.snap || zero || r->psz != I.ps)
+		return 1;
+	c->window = page == c->next_fault ? (c->window * 2 > WINDOW_MAX ? WINDOW_MAX : c->window * 2)
+					  : 1;
+	while (n < c->window && n < max && !removed(r, page + n * r->psz))
+		n++;
+	c->next_fault = page + n * r->psz;
+	return n;
+}
+
 /* 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone. */
 static int serve(struct client *c, uint64_t addr)
 {
@@ -442,9 +466,18 @@ static int serve(struct client *c, uint64_t addr)
 
 		ret = ioctl(c->uffd, UFFDIO_ZEROPAGE, &z);
 	} else {
-		struct uffdio_copy cp = { .dst = page, .src = (uintptr_t)src, .len = r->psz };
+		uint64_t n = window(c, r, page, zero);
+		struct uffdio_copy cp = { .dst = page, .src = (uintptr_t)src, .len = n * r->psz };
 
 		ret = ioctl(c->uffd, UFFDIO_COPY, &cp);
+		if (ret < 0 && errno == EAGAIN && cp.copy > 0) {
+			/* Part of the window (the faulting page first) went in, and its
+			 * waiters were woken; the rest met pages already there. */
+			__atomic_add_fetch(&c->pages, (uint64_t)cp.copy / r->psz, __ATOMIC_RELAXED);
+			return 1;
+		}
+		if (ret == 0)
+			__atomic_add_fetch(&c->pages, n - 1, __ATOMIC_RELAXED);
 	}
 	if (ret == 0) {
 		__atomic_add_fetch(&c->pages, 1, __ATOMIC_RELAXED);

@@ -11,13 +11,15 @@ rm -f "$dat"
 tests/bench/upager-bench --reps 1 --zero-mib 8 --file-mib 8 --remote-mib 8 --lat-pages 256 \
 	--threads 1,2 --file "$dat" >"$out" 2>/dev/null
 for w in zero_seq zero_rand file_seq_cold file_seq_warm file_rand_cold file_rand_warm \
-	latency_same_cpu latency_other_cpu remote_seq_unix remote_rand_tcp reserve_1tib; do
+	latency_same_cpu latency_other_cpu remote_seq_unix remote_rand_tcp handle_seq handle_rand \
+	reserve_1tib; do
 	grep -q "^{\"bench\":\"upager\",\"workload\":\"$w\"" "$out" || { echo "no row for $w"; exit 1; }
 done
 for k in system threads pages page_size seconds pages_per_s peak_rss_kib; do
 	grep '^{"bench"' "$out" | grep -v reserve_1tib | grep -vq "\"$k\":" && { echo "a row lacks $k"; exit 1; }
 done
 grep '"system":"upager"' "$out" | grep -v reserve_1tib | grep -vq '"ratio_vs_kernel":' && { echo "an upager row lacks ratio_vs_kernel"; exit 1; }
+grep '"system":"upagerd-handle"' "$out" | grep -vq '"ratio_vs_kernel":' && { echo "a handle row lacks ratio_vs_kernel"; exit 1; }
 grep '"system":"upager-remote"' "$out" | grep -vq '"ratio_vs_file_source":' && { echo "a remote row lacks ratio_vs_file_source"; exit 1; }
 grep -q "^workload .*ratio" "$out" || { echo "no table"; exit 1; }
 echo "bench: $(grep -c '^{"bench"' "$out") JSON rows and the table"

@@ -445,31 +445,45 @@ static void *race_page(void *arg)
 
 /*
  * Page 8 is damaged. Sixteen threads fault on pages 0..15 at once, so that
- * their fills share READ frames: only page 8's access may fail.
+ * their fills share READ frames: only page 8's access may fail. Without
+ * UFFD_FEATURE_THREAD_ID (and UFFDIO_POISON) the SIGBUS is the process's,
+ * delivered to any thread: then page 8 is touched alone, afterwards.
  */
 static void touch_damaged(void *arg)
 {
 	struct sigaction sa = { .sa_handler = on_bus };
+	bool directed = upt_features() & (UPAGER_FEAT_THREAD_ID | UPAGER_FEAT_POISON);
+	int nt = directed ? 16 : 15;
 	pthread_t th[16];
 	struct racer t[16];
 	pthread_barrier_t go;
 	upager_t *p = upt_pager(2, 0);
 	upager_region_t *r;
+	const volatile uint8_t *a;
 
 	(void)arg;
 	sigaction(SIGBUS, &sa, NULL);
 	if (upager_snapshot_map_remote(p, unix_uri, "bad.snap", NULL, 0, &r))
 		_exit(10);
 	upager_region_advise(r, UPAGER_ADV_RANDOM); /* a fill per page */
-	pthread_barrier_init(&go, NULL, 16);
-	for (int i = 0; i < 16; i++) {
-		t[i] = (struct racer){ upager_region_addr(r), (size_t)i, &go, -1 };
+	a = upager_region_addr(r);
+	pthread_barrier_init(&go, NULL, (unsigned)nt);
+	for (int i = 0, pg = 0; i < nt; i++, pg++) {
+		if (!directed && pg == 8)
+			pg++;
+		t[i] = (struct racer){ (const uint8_t *)a, (size_t)pg, &go, -1 };
 		pthread_create(&th[i], NULL, race_page, &t[i]);
 	}
-	for (int i = 0; i < 16; i++) {
+	for (int i = 0; i < nt; i++) {
 		pthread_join(th[i], NULL);
-		if (t[i].result != (i == 8 ? 2 : 0))
+		if (t[i].result != (t[i].page == 8 ? 2 : 0))
 			_exit(20 + i);
+	}
+	if (!directed) {
+		if (sigsetjmp(bus_jmp, 1))
+			_exit(0);
+		(void)a[8 * UPT_PAGE];
+		_exit(40); /* the damaged page was handed over */
 	}
 	_exit(0);
 }

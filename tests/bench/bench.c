@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/userfaultfd.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,9 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +40,9 @@
 enum sys { SYS_KERNEL, SYS_UPAGER };
 /* K_REMOTE rows compare the remote source (via upagerd) with the local file
  * source on the same file, not with the kernel. */
-enum kind { K_ZERO, K_FILE, K_LATENCY, K_REMOTE };
+/* K_HANDLE rows: another process's faults resolved by `upagerd handle`
+ * (the Firecracker handshake) against the kernel mapping the same file. */
+enum kind { K_ZERO, K_FILE, K_LATENCY, K_REMOTE, K_HANDLE };
 
 struct wl {
 	const char *name;
@@ -59,6 +66,8 @@ static const struct wl workloads[] = {
 	{ "remote_rand_unix", K_REMOTE, true, false, 0, UPAGER_SPIN_DEFAULT_US },
 	{ "remote_seq_tcp", K_REMOTE, false, false, 1, UPAGER_SPIN_DEFAULT_US },
 	{ "remote_rand_tcp", K_REMOTE, true, false, 1, UPAGER_SPIN_DEFAULT_US },
+	{ "handle_seq", K_HANDLE, false, false, 0, 0 },
+	{ "handle_rand", K_HANDLE, true, false, 0, 0 },
 };
 #define NWL (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -68,7 +77,7 @@ struct opts {
 	int threads[8], nthreads;
 	unsigned handlers; /* 0: auto, min(faulting threads, CPUs) */
 	char file[512];
-	char remote_file[512], remote_unix[600], remote_tcp[64];
+	char remote_file[512], remote_unix[600], remote_tcp[64], handle_sock[108];
 	bool want[NWL];
 	bool table;
 };
@@ -347,10 +356,60 @@ static void measure_latency(const struct opts *o, const struct wl *w, enum sys s
 	}
 }
 
+/*
+ * Guest memory as a VM monitor restoring a snapshot makes it: anonymous, a
+ * userfaultfd over it, handed with its region to `upagerd handle` in one
+ * message. NULL if any step fails.
+ */
+static uint8_t *handed_over(const struct opts *o, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} ctl = { 0 };
+	char json[256];
+	struct iovec iov = { json, 0 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+			     .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), s;
+	struct uffdio_register reg = { .range = { (uintptr_t)a, len },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+
+	if (uffd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		uffd = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK) : -1;
+		if (dev >= 0)
+			close(dev);
+	}
+	if (a == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0 ||
+	    ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		return NULL;
+	iov.iov_len = (size_t)snprintf(json, sizeof(json),
+				       "[{\"base_host_virt_addr\":%lu,\"size\":%zu,\"offset\":0,"
+				       "\"page_size\":%zu}]", (unsigned long)(uintptr_t)a, len, ps);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &uffd, sizeof(int));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", o->handle_sock);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    sendmsg(s, &mh, MSG_NOSIGNAL) != (ssize_t)iov.iov_len)
+		return NULL;
+	return a; /* the socket and uffd stay open until this process ends */
+}
+
 static void measure(const struct opts *o, const struct wl *w, enum sys sys, int threads,
 		    struct result *res)
 {
-	size_t mib = w->kind == K_ZERO ? o->zero_mib : w->kind == K_REMOTE ? o->remote_mib : o->file_mib;
+	size_t mib = w->kind == K_ZERO                           ? o->zero_mib
+		     : w->kind == K_REMOTE || w->kind == K_HANDLE ? o->remote_mib
+								  : o->file_mib;
 	size_t pages = mib * ((1 << 20) / ps), n;
 	size_t *idx;
 	upager_region_t *r = NULL;
@@ -365,7 +424,7 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 		return;
 	}
 	idx = make_order(pages, w->random, &n);
-	if (w->kind == K_REMOTE) {
+	if (w->kind == K_HANDLE || w->kind == K_REMOTE) {
 		/* Both sides warm: the server's page cache and ours hold the file. */
 		fd = open(o->remote_file, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -374,6 +433,17 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 		}
 		warm_cache(fd, pages * ps);
 		res->cached_pct = cached_pct(fd, pages * ps);
+	}
+	if (w->kind == K_HANDLE) {
+		a = sys == SYS_KERNEL ? mmap(NULL, pages * ps, PROT_READ, MAP_PRIVATE, fd, 0)
+				      : handed_over(o, pages * ps);
+		if (!a || a == MAP_FAILED) {
+			res->err = 1;
+			return;
+		}
+		goto access;
+	}
+	if (w->kind == K_REMOTE) {
 		before = rss_kib();
 		p = new_pager(o, w, -1, threads);
 		res->pager_rss_kib = rss_kib() - before;
@@ -503,25 +573,30 @@ static void json(const struct row *rw, enum sys sys, const struct opts *o)
 	       "\"pages\":%llu,\"page_size\":%zu,\"seconds\":%.6f,\"pages_per_s\":%.0f,",
 	       rw->w->name,
 	       sys == SYS_KERNEL ? (remote ? "upager-file" : "kernel")
-				 : (remote ? "upager-remote" : "upager"),
+				 : (remote ? "upager-remote"
+					   : rw->w->kind == K_HANDLE ? "upagerd-handle" : "upager"),
 	       rw->threads,
 	       (unsigned long long)r->pages, ps, r->seconds, pps);
-	if (sys == SYS_UPAGER)
+	if (sys == SYS_UPAGER && rw->w->kind == K_HANDLE)
+		printf("\"ratio_vs_kernel\":%.3f,\"handlers\":1,\"handler\":\"upagerd handle "
+		       "(another process)\",", rw->u_pps / rw->k_pps);
+	else if (sys == SYS_UPAGER)
 		printf("\"%s\":%.3f,\"handlers\":%u,\"spin_us\":%u,\"pager_rss_kib\":%ld,",
 		       remote ? "ratio_vs_file_source" : "ratio_vs_kernel", rw->u_pps / rw->k_pps,
 		       handlers_for(o, rw->threads), rw->w->spin_us, r->pager_rss_kib);
-	if (sys == SYS_UPAGER || rw->w->kind == K_LATENCY)
+	if ((sys == SYS_UPAGER && rw->w->kind != K_HANDLE) || rw->w->kind == K_LATENCY)
 		printf("\"lat_p50_us\":%.2f,\"lat_p99_us\":%.2f,\"lat_measured\":\"%s\",", r->p50_us,
 		       r->p99_us,
 		       rw->w->kind == K_LATENCY ? "faulting thread" : "handler (fault service)");
-	if (rw->w->kind == K_FILE || remote)
+	if (rw->w->kind == K_FILE || remote || rw->w->kind == K_HANDLE)
 		printf("\"cache\":\"%s\",\"cached_pct_before\":%.1f,", rw->w->cold ? "cold" : "warm",
 		       r->cached_pct);
 	if (remote)
 		printf("\"transport\":\"%s\",", rw->w->cpu_mode ? "tcp loopback" : "unix socket");
 	printf("\"faults\":%llu,\"faults_counted\":\"%s\",\"peak_rss_kib\":%ld,\"reps\":%d}\n",
 	       (unsigned long long)r->faults,
-	       sys == SYS_KERNEL ? "getrusage minflt+majflt" : "userfaultfd messages",
+	       sys == SYS_KERNEL || rw->w->kind == K_HANDLE ? "getrusage minflt+majflt"
+							    : "userfaultfd messages",
 	       r->peak_rss_kib, o->reps);
 	fflush(stdout);
 }
@@ -539,7 +614,8 @@ static int bench_row(const struct opts *o, const struct wl *w, int threads)
 				w->name, threads, k[i].err, u[i].err);
 			return -1;
 		}
-		if ((w->kind == K_FILE || w->kind == K_REMOTE) && k[i].checksum != u[i].checksum) {
+		if ((w->kind == K_FILE || w->kind == K_REMOTE || w->kind == K_HANDLE) &&
+		    k[i].checksum != u[i].checksum) {
 			fprintf(stderr, "bench: %s: checksums differ: kernel %llx upager %llx\n",
 				w->name, (unsigned long long)k[i].checksum,
 				(unsigned long long)u[i].checksum);
@@ -616,11 +692,58 @@ static char upagerd_path[512] = "daemon/upagerd";
 static pid_t upagerd_pid;
 static char serve_dir[64];
 
+/*
+ * Runs upagerd with args (NULL-terminated, at most 12) plus --ready-fd and
+ * waits up to 5 s for its "ready" line, which lands in ready. The pid, or -1.
+ */
+static pid_t spawn_ready(const char *const *args, char *ready, size_t len)
+{
+	char readyfd[16];
+	const char *argv[16];
+	int pfd[2], a = 0;
+	ssize_t n = 0;
+	pid_t pid;
+
+	if (pipe(pfd) < 0)
+		return -1;
+	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
+	while (args[a] && a < 12) {
+		argv[a] = args[a];
+		a++;
+	}
+	argv[a++] = "--ready-fd";
+	argv[a++] = readyfd;
+	argv[a] = NULL;
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		execv(upagerd_path, (char *const *)argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (int i = 0; i < 500 && n <= 0; i++) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		if (poll(&p, 1, 10) > 0)
+			n = read(pfd[0], ready, len - 1);
+	}
+	close(pfd[0]);
+	if (n <= 0) {
+		fprintf(stderr, "upager-bench: cannot start %s %s (--upagerd PATH)\n", upagerd_path,
+			args[1]);
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		return -1;
+	}
+	ready[n] = '\0';
+	return pid;
+}
+
 static int start_upagerd(struct opts *o)
 {
-	char readyfd[16], ready[512] = "", sock[600], *tcp;
-	int pfd[2], fd;
-	ssize_t n = 0;
+	char ready[512] = "", sock[600], *tcp;
+	int fd;
 
 	snprintf(serve_dir, sizeof(serve_dir), "upager-bench-serve.XXXXXX");
 	if (!mkdtemp(serve_dir))
@@ -632,32 +755,35 @@ static int start_upagerd(struct opts *o)
 	close(fd);
 	snprintf(sock, sizeof(sock), "unix:%s/upagerd.sock", serve_dir);
 	snprintf(o->remote_unix, sizeof(o->remote_unix), "%s", sock);
-	if (pipe(pfd) < 0)
+	upagerd_pid = spawn_ready((const char *const[]){ "upagerd", "serve", "--root", serve_dir,
+							 "--listen", sock, "--listen",
+							 "tcp:127.0.0.1:0", "--log-level", "warn",
+							 NULL },
+				  ready, sizeof(ready));
+	tcp = upagerd_pid > 0 ? strstr(ready, "tcp:127.0.0.1:") : NULL;
+	if (!tcp)
 		return -1;
-	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
-	upagerd_pid = fork();
-	if (upagerd_pid == 0) {
-		close(pfd[0]);
-		execl(upagerd_path, "upagerd", "serve", "--root", serve_dir, "--listen", sock,
-		      "--listen", "tcp:127.0.0.1:0", "--ready-fd", readyfd, "--log-level", "warn",
-		      (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	for (int i = 0; i < 500 && n <= 0; i++) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		if (poll(&p, 1, 10) > 0)
-			n = read(pfd[0], ready, sizeof(ready) - 1);
-	}
-	close(pfd[0]);
-	tcp = n > 0 ? strstr(ready, "tcp:127.0.0.1:") : NULL;
-	if (!tcp) {
-		fprintf(stderr, "upager-bench: cannot start %s (--upagerd PATH)\n", upagerd_path);
-		return -1;
-	}
 	snprintf(o->remote_tcp, sizeof(o->remote_tcp), "tcp:127.0.0.1:%d", atoi(tcp + 14));
 	fprintf(stderr, "upager-bench: remote rows: upagerd on %s and %s\n", o->remote_unix,
 		o->remote_tcp);
+	return 0;
+}
+
+static pid_t handle_pid;
+
+/* `upagerd handle` serving the remote rows' file, for the handle_* rows. */
+static int start_handler(struct opts *o)
+{
+	char ready[256];
+
+	snprintf(o->handle_sock, sizeof(o->handle_sock), "%s/uffd.sock", serve_dir);
+	handle_pid = spawn_ready((const char *const[]){ "upagerd", "handle", "--socket",
+							o->handle_sock, "--mem-file", o->remote_file,
+							"--log-level", "warn", NULL },
+				 ready, sizeof(ready));
+	if (handle_pid < 0)
+		return -1;
+	fprintf(stderr, "upager-bench: handle rows: upagerd handle on %s\n", o->handle_sock);
 	return 0;
 }
 
@@ -665,6 +791,11 @@ static void stop_upagerd(void)
 {
 	char path[600];
 
+	if (handle_pid > 0) {
+		kill(handle_pid, SIGKILL); /* its clients are gone: nothing to drain */
+		waitpid(handle_pid, NULL, 0);
+		handle_pid = 0;
+	}
 	if (upagerd_pid <= 0)
 		return;
 	kill(upagerd_pid, SIGTERM);
@@ -694,8 +825,8 @@ static void usage(FILE *f)
 		"                    at most one per CPU (default auto)\n"
 		"  --reps N          runs per system, alternating (default 5, at most 31)\n"
 		"  --lat-pages N     pages touched by the latency workloads (default 4096)\n"
-		"  --remote-mib N    file size for the remote_* workloads (default 256)\n"
-		"  --upagerd PATH    the daemon the remote_* workloads start (default\n"
+		"  --remote-mib N    file size for the remote_* and handle_* workloads (default 256)\n"
+		"  --upagerd PATH    the daemon the remote_* and handle_* workloads start (default\n"
 		"                    daemon/upagerd, as in the build tree)\n"
 		"  --no-table        JSON lines only\n");
 }
@@ -795,9 +926,17 @@ int main(int argc, char **argv)
 		break;
 	}
 	for (size_t i = 0; i < NWL; i++)
-		if (o.want[i] && workloads[i].kind == K_REMOTE) {
+		if (o.want[i] && (workloads[i].kind == K_REMOTE || workloads[i].kind == K_HANDLE)) {
 			if (start_upagerd(&o) < 0)
 				return 1;
+			break;
+		}
+	for (size_t i = 0; i < NWL; i++)
+		if (o.want[i] && workloads[i].kind == K_HANDLE) {
+			if (start_handler(&o) < 0) {
+				stop_upagerd();
+				return 1;
+			}
 			break;
 		}
 	for (size_t i = 0; i < NWL; i++) {
