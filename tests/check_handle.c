@@ -427,18 +427,23 @@ static void client_slow_forever(void *arg)
 
 START_TEST(client_killed_mid_restore)
 {
-	int ready[2];
+	int ready[2], st;
 	char c;
-	pid_t victim;
+	pid_t victim, other;
 
 	ck_assert_int_eq(pipe(ready), 0);
 	victim = fork();
 	if (victim == 0)
 		client_slow_forever(ready);
 	ck_assert_int_eq(read(ready[0], &c, 1), 1); /* it is restoring */
+	other = fork(); /* another restore, at the same time */
+	if (other == 0)
+		client_full(NULL);
 	kill(victim, SIGKILL);
 	waitpid(victim, NULL, 0);
-	expect_ok(client_full, NULL);
+	ck_assert_int_eq(waitpid(other, &st, 0), other);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the other client: 0x%x", st);
+	expect_ok(client_full, NULL); /* and one after */
 	ck_assert(alive(daemon_pid));
 	close(ready[0]);
 	close(ready[1]);
