@@ -68,6 +68,7 @@ struct seg {
 	uint64_t off;  /* in the file */
 	uint32_t len, got;
 	size_t pos;    /* in the reply */
+	int fd;        /* the snapshot's, or a parent's (incremental snapshots) */
 };
 
 struct request { /* a READ in flight */
@@ -421,7 +422,7 @@ static void seg_submit(struct request *rq, uint32_t i)
 		rq->err = ENOMEM;
 		return;
 	}
-	io_uring_prep_read(sqe, rq->fd, rq->reply->data + sg->pos + sg->got, sg->len - sg->got,
+	io_uring_prep_read(sqe, sg->fd, rq->reply->data + sg->pos + sg->got, sg->len - sg->got,
 			   sg->off + sg->got);
 	io_uring_sqe_set_data(sqe, tag(&rq->segops[i], T_READ));
 	rq->pending++;
@@ -436,11 +437,10 @@ static void check_image(struct request *rq)
 	for (uint32_t i = 0; i < rq->n && !rq->err; i++)
 		for (uint64_t k = 0; k < rq->got[i] / sn->ps; k++) {
 			uint64_t page = rq->off[i] / sn->ps + k;
-			const uint8_t *e = sn->map + page * UPP_SNAP_ENTRY;
 
-			if (e[0] == UPP_SNAP_STORED &&
+			if (upp_snap_kind(sn, page) == UPP_SNAP_STORED &&
 			    upp_crc32c(0, rq->reply->data + rq->pos[i] + k * sn->ps, sn->ps) !=
-				    get32(e + 4)) {
+				    upp_snap_crc(sn, page)) {
 				LOG(LOG_ERR, "client %u: snapshot page %llu fails its checksum: not sent",
 				    rq->c->serial, (unsigned long long)page);
 				S.errors++;
@@ -471,16 +471,18 @@ static int image_plan(struct request *rq)
 		return ENOMEM;
 	for (uint32_t i = 0; i < rq->n; i++) {
 		for (uint64_t k = 0; k < rq->wanted[i] / sn->ps; k++) {
-			uint64_t page = rq->off[i] / sn->ps + k, off = upp_snap_data_off(sn, page);
+			int fd = -1;
+			uint64_t page = rq->off[i] / sn->ps + k, off = upp_snap_locate(sn, page, &fd);
 			size_t pos = rq->pos[i] + k * sn->ps;
 			struct seg *last = rq->nsegs ? &rq->segs[rq->nsegs - 1] : NULL;
 
 			if (off == UINT64_MAX)
 				memset(rq->reply->data + pos, 0, sn->ps);
-			else if (last && last->off + last->len == off && last->pos + last->len == pos)
+			else if (last && last->fd == fd && last->off + last->len == off &&
+				 last->pos + last->len == pos)
 				last->len += (uint32_t)sn->ps;
 			else
-				rq->segs[rq->nsegs++] = (struct seg){ off, (uint32_t)sn->ps, 0, pos };
+				rq->segs[rq->nsegs++] = (struct seg){ off, (uint32_t)sn->ps, 0, pos, fd };
 		}
 		rq->got[i] = rq->wanted[i];
 	}

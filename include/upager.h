@@ -235,6 +235,18 @@ int upager_prefetch(upager_region_t *region, size_t off, size_t len);
  */
 int upager_snapshot_save(const void *addr, size_t len, const char *path);
 /*
+ * An incremental snapshot: [addr, addr+len) was restored from the snapshot
+ * parent (upager_snapshot_map) or otherwise holds its contents where it was
+ * not written since. Only pages that differ from parent's (compared byte
+ * for byte) are stored; the rest are recorded "as in the parent". parent
+ * must be in path's directory (-EXDEV otherwise) and stay there unchanged:
+ * it is named by its file name and its header checksum, and a restore of
+ * path opens it too (refusing a changed one with -EBADMSG, a missing one
+ * with -ENOENT). Chains of up to 16 are followed. Atomic, as the full save.
+ */
+int upager_snapshot_save_incremental(const void *addr, size_t len, const char *parent,
+				     const char *path);
+/*
  * A source serving a snapshot file, whose every field is checked first
  * (-EBADMSG when any is wrong). Each page's checksum is checked again when
  * a fault reads it; a mismatch ends that access in SIGBUS, never wrong data.

@@ -79,7 +79,8 @@ static int populated(uintptr_t addr, size_t npages, size_t ps, uint8_t *map)
 
 /* The page map after nstored pages of data, then the header (last: a crash
  * before it leaves no valid file), then fsync. */
-static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map)
+static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map,
+		      const char *parent_name, uint32_t parent_crc)
 {
 	uint8_t hdr[SNAP_HDR] = { 0 };
 	uint64_t data_off = SNAP_HDR, map_off = data_off + nstored * ps;
@@ -95,7 +96,12 @@ static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, cons
 	put64(hdr + 32, nstored);
 	put64(hdr + 40, data_off);
 	put64(hdr + 48, map_off);
-	put32(hdr + 56, 0);
+	put32(hdr + 56, parent_name ? UPP_SNAP_F_PARENT : 0);
+	if (parent_name) { /* by its file name: it stays beside this one */
+		put32(hdr + 72, parent_crc);
+		put16(hdr + 76, (uint16_t)strlen(parent_name));
+		memcpy(hdr + 128, parent_name, strlen(parent_name));
+	}
 	put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
 	put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
 	ret = pwrite_all(fd, hdr, SNAP_HDR, 0);
@@ -108,18 +114,40 @@ struct save_args {
 	const uint8_t *base;
 	size_t len, ps;
 	bool every_page;
+	const struct upp_snap *parent; /* incremental: pages equal to its are not stored */
+	const char *parent_name;
 };
+
+/*
+ * Whether page i (populated, not all zero) is as in the parent: compared
+ * byte for byte, never by checksum. 1 same, 0 differs, -errno (a damaged
+ * parent page: refuse to build on it).
+ */
+static int same_as_parent(const struct save_args *a, size_t i, uint8_t *tmp)
+{
+	int kind;
+
+	if (upp_snap_kind(a->parent, i) != K_STORED)
+		return 0; /* zero or absent there, not zero here */
+	kind = upp_snap_read(a->parent, i, tmp);
+	if (kind < 0)
+		return kind;
+	return memcmp(tmp, a->base + i * a->ps, a->ps) == 0;
+}
 
 static int save(int fd, void *arg)
 {
 	const struct save_args *a = arg;
 	const uint8_t *base = a->base;
 	size_t ps = a->ps, npages = a->len / ps, nstored = 0, run = 0;
-	uint8_t *map = calloc(npages, ENTRY);
-	int ret = 0;
+	uint8_t *map = calloc(npages, ENTRY), *tmp = a->parent ? malloc(ps) : NULL;
+	int ret = map && (tmp || !a->parent) ? 0 : -ENOMEM;
 
-	if (!map)
-		return -ENOMEM;
+	if (ret < 0) {
+		free(map);
+		free(tmp);
+		return ret;
+	}
 	if (a->every_page) /* a raw image: every page is there to be read */
 		for (size_t i = 0; i < npages; i++)
 			map[i * ENTRY] = K_STORED;
@@ -127,10 +155,18 @@ static int save(int fd, void *arg)
 		ret = populated((uintptr_t)base, npages, ps, map);
 	for (size_t i = 0; i <= npages && ret == 0; i++) {
 		uint8_t *e = map + i * ENTRY;
+		int same = 0;
 
+		/* Incremental: never touched since the restore means as in the parent. */
+		if (i < npages && a->parent && e[0] == K_ABSENT)
+			e[0] = UPP_SNAP_PARENT;
 		if (i < npages && e[0] == K_STORED) {
 			if (all_zero(base + i * ps, ps)) {
 				e[0] = K_ZERO;
+			} else if (a->parent && (same = same_as_parent(a, i, tmp)) != 0) {
+				if (same < 0)
+					ret = same;
+				e[0] = UPP_SNAP_PARENT;
 			} else {
 				put32(e + 4, upp_crc32c(0, base + i * ps, ps));
 				put64(e + 8, nstored);
@@ -140,14 +176,16 @@ static int save(int fd, void *arg)
 			}
 		}
 		/* End of a run of stored pages (consecutive in memory and file): one write. */
-		if (run)
+		if (run && ret == 0)
 			ret = pwrite_all(fd, base + (i - run) * ps, run * ps,
 					 SNAP_HDR + (nstored - run) * ps);
 		run = 0;
 	}
 	if (ret == 0)
-		ret = write_tail(fd, ps, npages, nstored, map);
+		ret = write_tail(fd, ps, npages, nstored, map, a->parent_name,
+				 a->parent ? a->parent->hdr_crc : 0);
 	free(map);
+	free(tmp);
 	return ret;
 }
 
@@ -194,7 +232,7 @@ out:
 
 static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
 {
-	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page };
+	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page, NULL, NULL };
 
 	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % a.ps || len % a.ps ||
 	    (uintptr_t)addr > UINTPTR_MAX - len)
@@ -205,6 +243,59 @@ static int save_atomic(const void *addr, size_t len, const char *path, bool ever
 UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
 {
 	return save_atomic(addr, len, path, false);
+}
+
+/* Whether the directories of a and b are the same one. */
+static bool same_dir(const char *a, const char *b)
+{
+	char *ca = strdup(a), *cb = strdup(b);
+	struct stat sa, sb;
+	bool same = ca && cb && stat(dirname(ca), &sa) == 0 && stat(dirname(cb), &sb) == 0 &&
+		    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+
+	free(ca);
+	free(cb);
+	return same;
+}
+
+UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len,
+						    const char *parent, const char *path)
+{
+	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), false, NULL, NULL };
+	struct upp_snap pf;
+	char *pcopy;
+	int fd, ret;
+
+	if (!addr || !parent || !path || !*parent || !*path || len == 0 || (uintptr_t)addr % a.ps ||
+	    len % a.ps || (uintptr_t)addr > UINTPTR_MAX - len)
+		return -EINVAL;
+	/* The parent is named by its file name: it must sit beside the child. */
+	if (!same_dir(parent, path))
+		return -EXDEV;
+	fd = open(parent, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = upp_snap_open(fd, a.ps, &pf);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	pcopy = strdup(parent);
+	if (!pcopy) {
+		ret = -ENOMEM;
+	} else if (pf.len != len) {
+		ret = -EINVAL; /* not the memory this parent describes */
+	} else if (strlen(basename(pcopy)) > UPP_SNAP_MAX_NAME) {
+		ret = -ENAMETOOLONG;
+	} else {
+		a.parent = &pf;
+		a.parent_name = basename(pcopy);
+		ret = atomic_file(path, save, &a);
+	}
+	free(pcopy);
+	upp_snap_close(&pf);
+	close(fd);
+	return ret;
 }
 
 /* ---- reading ---- */
@@ -366,11 +457,18 @@ static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 
 #define RA_BATCH 1024
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+struct ra_range {
+	uint64_t off;
+	int fd; /* an incremental snapshot's pages may be in its parents */
+};
 
-	return x < y ? -1 : x > y;
+static int cmp_ra(const void *a, const void *b)
+{
+	const struct ra_range *x = a, *y = b;
+
+	if (x->fd != y->fd)
+		return x->fd < y->fd ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
 }
 
 /*
@@ -385,29 +483,32 @@ static int cmp_u64(const void *a, const void *b)
 static void *ws_readahead(void *arg)
 {
 	struct snap_source *ss = arg;
-	uint64_t *offs = malloc(RA_BATCH * sizeof(*offs)), ps = ss->f.ps;
+	struct ra_range *rr = malloc(RA_BATCH * sizeof(*rr));
+	uint64_t ps = ss->f.ps;
 
-	for (uint64_t i = 0; offs && i < ss->ra_n; i += RA_BATCH) {
+	for (uint64_t i = 0; rr && i < ss->ra_n; i += RA_BATCH) {
 		size_t n = 0;
 
 		if (__atomic_load_n(&ss->ra_stop, __ATOMIC_RELAXED))
 			break;
 		for (uint64_t k = i; k < ss->ra_n && k < i + RA_BATCH; k++) {
-			uint64_t off = upp_snap_data_off(&ss->f, ss->ra_pages[k]);
+			int fd = -1;
+			uint64_t off = upp_snap_locate(&ss->f, ss->ra_pages[k], &fd);
 
 			if (off != UINT64_MAX)
-				offs[n++] = off;
+				rr[n++] = (struct ra_range){ off, fd };
 		}
-		qsort(offs, n, sizeof(*offs), cmp_u64);
+		qsort(rr, n, sizeof(*rr), cmp_ra);
 		for (size_t j = 0; j < n;) {
-			uint64_t start = offs[j], end = start + ps;
+			uint64_t start = rr[j].off, end = start + ps;
+			int fd = rr[j].fd;
 
-			while (++j < n && offs[j] <= end + 4 * ps)
-				end = offs[j] + ps;
-			posix_fadvise(ss->f.fd, (off_t)start, (off_t)(end - start), POSIX_FADV_WILLNEED);
+			while (++j < n && rr[j].fd == fd && rr[j].off <= end + 4 * ps)
+				end = rr[j].off + ps;
+			posix_fadvise(fd, (off_t)start, (off_t)(end - start), POSIX_FADV_WILLNEED);
 		}
 	}
-	free(offs);
+	free(rr);
 	return NULL;
 }
 
@@ -577,7 +678,7 @@ static int reorder(int fd, void *arg)
 		uint64_t page = k < a->nws ? a->ws[k] : k - a->nws;
 		int kind;
 
-		if (upp_snap_kind(f, page) != K_STORED || (placed[page / 8] & (1u << (page % 8))))
+		if (upp_snap_own_kind(f, page) != K_STORED || (placed[page / 8] & (1u << (page % 8))))
 			continue;
 		placed[page / 8] |= (uint8_t)(1u << (page % 8));
 		kind = upp_snap_read(f, page, buf + nbuf * f->ps); /* checked: never copy damage */
@@ -595,7 +696,8 @@ static int reorder(int fd, void *arg)
 	if (ret == 0 && nbuf)
 		ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
 	if (ret == 0)
-		ret = write_tail(fd, f->ps, npages, f->nstored, map);
+		ret = write_tail(fd, f->ps, npages, f->nstored, map,
+				 f->parent ? f->parent_name : NULL, f->parent ? f->parent->hdr_crc : 0);
 	free(map);
 	free(placed);
 	free(buf);
@@ -665,9 +767,12 @@ int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 	info->npages = f.npages;
 	info->nstored = f.nstored;
 	info->file_size = f.file_size;
-	for (uint64_t i = 0; i < f.npages; i++)
-		info->nzero += upp_snap_kind(&f, i) == K_ZERO;
-	info->nabsent = f.npages - f.nstored - info->nzero;
+	for (uint64_t i = 0; i < f.npages; i++) {
+		info->nzero += upp_snap_own_kind(&f, i) == K_ZERO;
+		info->nparent += upp_snap_own_kind(&f, i) == UPP_SNAP_PARENT;
+	}
+	info->nabsent = f.npages - f.nstored - info->nzero - info->nparent;
+	snprintf(info->parent, sizeof(info->parent), "%s", f.parent ? f.parent_name : "");
 	close(f.fd);
 	upp_snap_close(&f);
 	return 0;

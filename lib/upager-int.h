@@ -256,6 +256,8 @@ void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, s
 /* ---- for the upager tool (snapshot.c) ---- */
 struct upager__snap_info {
 	uint64_t page_size, length, npages, nstored, nzero, nabsent, file_size;
+	uint64_t nparent; /* pages as in the parent (incremental snapshots) */
+	char parent[256]; /* its file name, beside this one; "" if none */
 };
 int upager__snap_inspect(const char *path, struct upager__snap_info *info);
 int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t, uint64_t),

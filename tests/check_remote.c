@@ -401,6 +401,27 @@ START_TEST(test_snapshot_remote)
 			ck_assert(snapshot_page_ok(a, i));
 		upager_release(r);
 	}
+	/* An incremental snapshot beside its parent: served through the chain. */
+	{
+		char local[256], child[256];
+		uint8_t *a;
+
+		snprintf(local, sizeof(local), "%s/vm.snap", root);
+		snprintf(child, sizeof(child), "%s/vm2.snap", root);
+		ck_assert_int_eq(upager_snapshot_map(p, local, 0, &r), 0);
+		a = upager_region_addr(r);
+		memset(a + 7 * UPT_PAGE, 0x5A, UPT_PAGE);
+		ck_assert_int_eq(upager_snapshot_save_incremental(a, PAGES * UPT_PAGE, local, child), 0);
+		upager_release(r);
+		ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm2.snap", NULL, 0, &r), 0);
+		a = upager_region_addr(r);
+		for (size_t i = 0; i < PAGES; i++)
+			if (i == 7)
+				ck_assert(a[i * UPT_PAGE] == 0x5A && a[i * UPT_PAGE + UPT_PAGE - 1] == 0x5A);
+			else
+				ck_assert(snapshot_page_ok(a, i));
+		upager_release(r);
+	}
 	/* Opened plainly, the same file is its own bytes: the header first. */
 	ck_assert_int_eq(upager_source_remote(unix_uri, "vm.snap", NULL, &s), 0);
 	ck_assert_int_eq(upager_map(p, UPT_PAGE, s, &r), 0);

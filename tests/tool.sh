@@ -28,6 +28,10 @@ grep -q '"bad_page":5' "$t/out" || fail "verify did not name page 5"
 tools/upager snapshot convert --to-raw "$t/s.snap" "$t/bad" 2>/dev/null && fail "converted a damaged snapshot"
 [ -e "$t/bad" ] && fail "left a partial raw image"
 
+# A full snapshot names no parent.
+tools/upager snapshot info "$t/s.snap" --json | grep -q '"parent_pages":0,.*"parent":null' ||
+	fail "info: a parent where none is"
+
 # Reorder needs a working set, and says so.
 tools/upager snapshot reorder "$t/s.snap" 2>"$t/err"
 [ $? -eq 1 ] || fail "reorder without a working set did not exit 1"

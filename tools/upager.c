@@ -60,6 +60,23 @@ static int fail(const char *what, const char *path, int err)
 	return 1;
 }
 
+/* s as a JSON string: quotes, backslashes and control bytes escaped. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
 static int snapshot_info(const char *path)
 {
 	struct upager__snap_info in;
@@ -67,23 +84,33 @@ static int snapshot_info(const char *path)
 
 	if (ret < 0)
 		return fail("info", path, ret);
-	if (json)
-		printf("{\"ok\":true,\"file\":\"%s\",\"version\":1,\"page_size\":%llu,\"length\":%llu,"
+	if (json) {
+		printf("{\"ok\":true,\"file\":");
+		json_str(path);
+		printf(",\"version\":1,\"page_size\":%llu,\"length\":%llu,"
 		       "\"pages\":%llu,\"stored\":%llu,\"zero\":%llu,\"absent\":%llu,"
-		       "\"file_size\":%llu}\n",
-		       path, (unsigned long long)in.page_size, (unsigned long long)in.length,
+		       "\"parent_pages\":%llu,\"file_size\":%llu,\"parent\":",
+		       (unsigned long long)in.page_size, (unsigned long long)in.length,
 		       (unsigned long long)in.npages, (unsigned long long)in.nstored,
 		       (unsigned long long)in.nzero, (unsigned long long)in.nabsent,
-		       (unsigned long long)in.file_size);
-	else
+		       (unsigned long long)in.nparent, (unsigned long long)in.file_size);
+		if (in.parent[0])
+			json_str(in.parent);
+		else
+			printf("null");
+		printf("}\n");
+	} else {
 		printf("%s: upager snapshot, version 1\n"
 		       "  memory     %llu bytes, %llu pages of %llu bytes\n"
-		       "  stored     %llu pages\n  zero       %llu pages\n  absent     %llu pages\n"
-		       "  file size  %llu bytes\n",
+		       "  stored     %llu pages\n  zero       %llu pages\n  absent     %llu pages\n",
 		       path, (unsigned long long)in.length, (unsigned long long)in.npages,
 		       (unsigned long long)in.page_size, (unsigned long long)in.nstored,
-		       (unsigned long long)in.nzero, (unsigned long long)in.nabsent,
-		       (unsigned long long)in.file_size);
+		       (unsigned long long)in.nzero, (unsigned long long)in.nabsent);
+		if (in.parent[0])
+			printf("  parent     %llu pages as in %s (incremental)\n",
+			       (unsigned long long)in.nparent, in.parent);
+		printf("  file size  %llu bytes\n", (unsigned long long)in.file_size);
+	}
 	return 0;
 }
 
