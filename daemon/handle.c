@@ -401,9 +401,16 @@ static const void *source(struct client *c, const struct region *r, uint64_t pag
 	}
 	if (!I.snap)
 		return I.map + off;
-	if (!c->buf && !(c->buf = malloc(r->psz > 2u << 20 ? r->psz : 2u << 20))) {
-		*why = "out of memory";
-		return NULL;
+	if (!c->buf) { /* as large as the client's largest page */
+		uint64_t max = 0;
+
+		for (size_t i = 0; i < c->nr; i++)
+			max = c->r[i].psz > max ? c->r[i].psz : max;
+		c->buf = malloc(max);
+		if (!c->buf) {
+			*why = "out of memory";
+			return NULL;
+		}
 	}
 	for (uint64_t k = 0; k < r->psz / I.ps; k++) {
 		int kind = upp_snap_read(&I.s, off / I.ps + k, c->buf + k * I.ps);
