@@ -677,6 +677,63 @@ START_TEST(bad_command_lines)
 }
 END_TEST
 
+/* Free 2 MiB huge pages (hugetlbfs), from /proc/meminfo. */
+static long free_huge_pages(void)
+{
+	char line[128];
+	long n = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %ld", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Guest memory in 2 MiB huge pages, page_size 2097152: each fault fills a whole one. */
+static void client_huge(void *arg)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	struct uffdio_register reg;
+	const size_t huge = 2u << 20, len = 4 * huge;
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	char json[256];
+	int uffd, s, n;
+
+	(void)arg;
+	if (m == MAP_FAILED)
+		_exit(80);
+	uffd = open_uffd();
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
+		_exit(81);
+	reg = (struct uffdio_register){ .range = { (uintptr_t)m, len },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		_exit(82);
+	n = snprintf(json, sizeof(json),
+		     "[{\"base_host_virt_addr\":%lu,\"size\":%zu,\"offset\":%zu,\"page_size\":%zu}]",
+		     (unsigned long)(uintptr_t)m, len, huge, huge);
+	s = connect_handler();
+	if (send_with_fd(s, json, (size_t)n, uffd) != n)
+		_exit(83);
+	for (size_t o = 0; o < len; o += 4096) /* file offset huge + o */
+		if (upt_check_pattern(m + o, 4096, huge + o, SEED) >= 0)
+			_exit(84);
+	/* A discarded huge page reads zero afterwards. */
+	if (madvise(m + huge, huge, MADV_DONTNEED) || upt_check_zero(m + huge, huge) >= 0)
+		_exit(85);
+	_exit(0);
+}
+
+START_TEST(huge_pages)
+{
+	expect_ok(client_huge, NULL);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("handle");
@@ -695,6 +752,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, bytes_after_handshake);
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, bad_command_lines);
+	if (free_huge_pages() >= 4)
+		tcase_add_test(tc, huge_pages);
+	else
+		printf("SKIP huge_pages: fewer than 4 free 2 MiB huge pages "
+		       "(echo 8 > /proc/sys/vm/nr_hugepages to run it)\n");
 	return s;
 }
 
