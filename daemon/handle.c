@@ -749,7 +749,7 @@ int handle_run(const struct options *o)
 {
 	char ready[4200];
 	int lfd, sfd;
-	bool draining = false;
+	bool draining = false, full_logged = false;
 
 	H.o = o;
 	if (image_open(o->mem_file) < 0)
@@ -771,6 +771,7 @@ int handle_run(const struct options *o)
 	}
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = sfd, .events = POLLIN }, { .fd = lfd, .events = POLLIN } };
+		bool listening;
 		long n;
 
 		pthread_mutex_lock(&H.lock);
@@ -778,7 +779,18 @@ int handle_run(const struct options *o)
 		pthread_mutex_unlock(&H.lock);
 		if (draining && n == 0)
 			break;
-		if (poll(pf, draining ? 1 : 2, draining ? 200 : -1) < 0 && errno != EINTR)
+		/*
+		 * At --max-clients, new clients wait in the socket's backlog until
+		 * one leaves. Accepting and closing them would be worse: a client
+		 * that has sent its uffd can be told nothing, and would wait on its
+		 * faults for ever instead of until there is room.
+		 */
+		listening = !draining && n < H.o->max_clients;
+		if (!draining && !listening && !full_logged)
+			LOG(LOG_WARN, "%ld clients, the most allowed (--max-clients): new ones wait",
+			    n);
+		full_logged = !listening;
+		if (poll(pf, listening ? 2 : 1, listening ? -1 : 100) < 0 && errno != EINTR)
 			break;
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -803,7 +815,7 @@ int handle_run(const struct options *o)
 					      "exit now)", n);
 			}
 		}
-		if (!draining && (pf[1].revents & POLLIN))
+		if (listening && (pf[1].revents & POLLIN))
 			on_accept(lfd);
 	}
 	if (!draining)

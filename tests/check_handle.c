@@ -33,6 +33,7 @@
 #define SEED 7
 
 static char dir[64], sock_path[128], mem_path[128], snap_path[128], log_path[128];
+static const char *max_clients = "32";
 static pid_t daemon_pid;
 
 /* ---- the daemon ---- */
@@ -50,7 +51,8 @@ static pid_t start_handler(const char *mem, const char *env)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		char *argv[] = { "upagerd", "handle", "--socket", sock_path, "--mem-file", (char *)mem,
-				 "--ready-fd", readyfd, "--read-timeout", "2", "--max-clients", "32",
+				 "--ready-fd", readyfd, "--read-timeout", "2", "--max-clients",
+				 (char *)max_clients,
 				 "--log-file", log_path, "--log-level", "info", NULL };
 
 		close(pfd[0]);
@@ -649,6 +651,40 @@ START_TEST(sigterm_drains)
 }
 END_TEST
 
+/* At --max-clients a new client waits for room, then is served; it is not dropped. */
+START_TEST(max_clients_wait)
+{
+	int up[2], down[2], st, p[2];
+	pid_t holder, waiter;
+	char c;
+
+	upt_daemon_kill(daemon_pid);
+	max_clients = "1";
+	daemon_pid = start_handler(mem_path, NULL);
+	max_clients = "32";
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	holder = fork();
+	if (holder == 0) {
+		p[0] = down[0];
+		p[1] = up[1];
+		client_hold(p);
+	}
+	ck_assert_int_eq(read(up[0], &c, 1), 1); /* served, and holding the one place */
+	waiter = fork();
+	if (waiter == 0)
+		client_full(NULL);
+	usleep(300 * 1000);
+	ck_assert_int_eq(waitpid(waiter, &st, WNOHANG), 0); /* waiting, not failed */
+	ck_assert(log_has("new ones wait"));
+	ck_assert_int_eq(write(down[1], "x", 1), 1);
+	ck_assert_int_eq(waitpid(holder, &st, 0), holder);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "holder: 0x%x", st);
+	ck_assert_int_eq(waitpid(waiter, &st, 0), waiter);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "waiter: 0x%x", st);
+}
+END_TEST
+
 START_TEST(bad_command_lines)
 {
 	static const char *const cases[][6] = {
@@ -752,6 +788,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bytes_after_handshake);
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, bad_command_lines);
+	tcase_add_test(tc, max_clients_wait);
 	if (free_huge_pages() >= 4)
 		tcase_add_test(tc, huge_pages);
 	else
