@@ -63,7 +63,6 @@ struct region {
 
 struct client {
 	struct client *next, **pprev;
-	pthread_t thread;
 	int sock, uffd;
 	pid_t pid;
 	uid_t uid;
@@ -687,6 +686,7 @@ static void on_accept(int lfd)
 	socklen_t cl = sizeof(cr);
 	pthread_attr_t attr;
 	struct client *c;
+	pthread_t tid;
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (fd < 0)
@@ -718,10 +718,12 @@ static void on_accept(int lfd)
 		H.clients->pprev = &c->next;
 	H.clients = c;
 	H.nclients++;
+	/* Said now: once the thread runs, c is the thread's, and may be gone. */
+	LOG(LOG_INFO, "%s: connected", c->name);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);
-	if (pthread_create(&c->thread, &attr, client_thread, c)) {
+	if (pthread_create(&tid, &attr, client_thread, c)) {
 		H.clients = c->next;
 		if (c->next)
 			c->next->pprev = &H.clients;
@@ -731,7 +733,6 @@ static void on_accept(int lfd)
 		client_free(c);
 	} else {
 		pthread_mutex_unlock(&H.lock);
-		LOG(LOG_INFO, "%s: connected", c->name);
 	}
 	pthread_attr_destroy(&attr);
 }
