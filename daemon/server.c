@@ -35,7 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "le.h"
 #include "log.h"
 #include "options.h"
 #include "protocol.h"
@@ -62,6 +61,10 @@ struct range_op {
 	struct request *req;
 	uint32_t i;
 } __attribute__((aligned(8)));
+
+/* Page maps of open snapshot images held in memory (16 bytes per page). */
+#define SNAP_CLIENT_LIMIT (256u << 20)
+#define SNAP_TOTAL_LIMIT (1024u << 20)
 
 /* A read of a snapshot image: one run of stored pages, consecutive in the file. */
 struct seg {
@@ -106,6 +109,7 @@ struct client {
 	int handles[UPP_MAX_HANDLES]; /* -1: free */
 	uint64_t sizes[UPP_MAX_HANDLES];
 	struct upp_snap *snaps[UPP_MAX_HANDLES]; /* OPEN_IMAGE of a snapshot; else NULL */
+	size_t snap_bytes; /* their page maps, held in memory */
 	/* CLOSE while READs use a handle: closed when the last one ends. */
 	unsigned busy[UPP_MAX_HANDLES];
 	bool closed[UPP_MAX_HANDLES];
@@ -135,6 +139,7 @@ static struct {
 	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
 	bool have_openat2;
 	size_t page_size;
+	size_t snap_bytes; /* every client's snapshot page maps */
 	uint8_t secret[4096];
 	size_t secret_len; /* 0: no authentication */
 } S;
@@ -159,11 +164,23 @@ static struct io_uring_sqe *sqe_get(void)
 
 /* ---- clients ---- */
 
+/* Memory a snapshot's page maps (its chain's) take. */
+static size_t snap_bytes(const struct upp_snap *sn)
+{
+	size_t n = 0;
+
+	for (; sn; sn = sn->parent)
+		n += sn->npages * UPP_SNAP_ENTRY;
+	return n;
+}
+
 static void handle_close(struct client *c, uint32_t h)
 {
 	close(c->handles[h]);
 	c->handles[h] = -1;
 	if (c->snaps[h]) {
+		c->snap_bytes -= snap_bytes(c->snaps[h]);
+		S.snap_bytes -= snap_bytes(c->snaps[h]);
 		upp_snap_close(c->snaps[h]);
 		free(c->snaps[h]);
 		c->snaps[h] = NULL;
@@ -388,11 +405,21 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 		struct upp_snap *sn = malloc(sizeof(*sn));
 
 		ret = sn ? upp_snap_open(fd, S.page_size, sn) : -ENOMEM;
+		/* Each open holds its page maps: bounded per client and in all,
+		 * or one client opening a big snapshot many times could take
+		 * the daemon's memory. */
+		if (ret == 0 && (c->snap_bytes + snap_bytes(sn) > SNAP_CLIENT_LIMIT ||
+				 S.snap_bytes + snap_bytes(sn) > SNAP_TOTAL_LIMIT)) {
+			upp_snap_close(sn);
+			ret = -ENOMEM;
+		}
 		if (ret < 0) {
 			free(sn);
 			close(fd);
 		} else {
 			c->snaps[h] = sn;
+			c->snap_bytes += snap_bytes(sn);
+			S.snap_bytes += snap_bytes(sn);
 			size = sn->len;
 		}
 	}
@@ -401,6 +428,7 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 		    ret == -EBADMSG ? "not a valid snapshot" : strerror(-ret));
 		reply_error(c, id, -ret, ret == -EACCES    ? "outside the served root"
 					 : ret == -EBADMSG ? "not a valid upager snapshot"
+					 : ret == -ENOMEM  ? "snapshot page maps over their memory limit"
 							   : strerror(-ret));
 		return;
 	}

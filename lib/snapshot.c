@@ -269,9 +269,13 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 	if (!addr || !parent || !path || !*parent || !*path || len == 0 || (uintptr_t)addr % a.ps ||
 	    len % a.ps || (uintptr_t)addr > UINTPTR_MAX - len)
 		return -EINVAL;
-	/* The parent is named by its file name: it must sit beside the child. */
+	/* The parent is named by its file name: it must sit beside the child,
+	 * and not be the file the child replaces. */
 	if (!same_dir(parent, path))
 		return -EXDEV;
+	if (!strcmp(strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent,
+		    strrchr(path, '/') ? strrchr(path, '/') + 1 : path))
+		return -EINVAL;
 	fd = open(parent, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

@@ -683,15 +683,18 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 		       uint8_t **bufp, size_t *lenp)
 {
 	size_t cap = 12 + UPP_MAX_READ;
-	struct remote_source *rs = malloc(sizeof(*rs));
+	struct remote_source *rs = calloc(1, sizeof(*rs));
 	uint8_t *rbuf = malloc(cap), *buf = NULL;
 	uint64_t size = 0;
 	uint32_t handle;
 	int fd = -1, ret = rs && rbuf ? 0 : -ENOMEM;
 
 	if (ret == 0) {
-		*rs = *like;
-		rs->image = false;
+		/* Only what never changes once the source exists: its thread runs. */
+		memcpy(rs->uri, like->uri, sizeof(rs->uri));
+		memcpy(rs->secret, like->secret, sizeof(rs->secret));
+		rs->secret_len = like->secret_len;
+		rs->connect_timeout_ms = like->connect_timeout_ms;
 		snprintf(rs->object, sizeof(rs->object), "%s", object);
 		fd = handshake(rs, &handle, &size);
 		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;

@@ -689,6 +689,43 @@ START_TEST(test_open_image)
 }
 END_TEST
 
+/* Open snapshot page maps are bounded per client: a big one opened again and again. */
+START_TEST(test_open_image_memory_bound)
+{
+	const size_t len = 17ull << 30; /* 4.5 M pages: a 68 MiB page map */
+	char path[256];
+	uint8_t p[2 + UPP_MAX_PATH], *buf;
+	uint32_t handle;
+	uint64_t size;
+	struct upp_hdr h;
+	struct upp_error e;
+	int fd = connect_unix(), i;
+	void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	snprintf(path, sizeof(path), "%s/root/big.snap", dir);
+	ck_assert_int_eq(upager_snapshot_save(m, len, path), 0); /* all absent: the map only */
+	munmap(m, len);
+	hello(fd);
+	for (i = 0; i < 8; i++) {
+		send_frame(fd, UPP_OPEN_IMAGE, 20 + (uint32_t)i, p, upp_put_open(p, "big.snap", 8));
+		ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+		if (h.type == UPP_ERROR)
+			break;
+		ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, &size), 0);
+		ck_assert_uint_eq(size, len);
+		free(buf);
+	}
+	ck_assert_int_eq(i, 3); /* 3 × 68 MiB fit in 256 MiB, a 4th does not */
+	ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+	ck_assert_uint_eq(e.code, ENOMEM);
+	free(buf);
+	good_client(connect_unix); /* and the daemon serves on */
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -706,6 +743,7 @@ static Suite *make(void)
 	upt_add(tc, test_sighup_reopens_log, 0, "");
 	upt_add(tc, test_bad_config, 0, "");
 	upt_add(tc, test_open_image, 0, "");
+	upt_add(tc, test_open_image_memory_bound, 0, "");
 	return s;
 }
 

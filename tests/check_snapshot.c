@@ -570,6 +570,8 @@ START_TEST(test_incremental)
 			 -EINVAL); /* not the parent's length */
 	ck_assert_int_eq(upager_snapshot_save_incremental(a, n * UPT_PAGE, path, "/proc/x.snap"),
 			 -EXDEV); /* not beside its parent */
+	ck_assert_int_eq(upager_snapshot_save_incremental(a, n * UPT_PAGE, path, path),
+			 -EINVAL); /* over its own parent */
 	ck_assert_int_eq(upager_snapshot_save_incremental(a, n * UPT_PAGE, path, child), 0);
 	memcpy(expect, a, n * UPT_PAGE);
 	upager_release(r);
