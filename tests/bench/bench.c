@@ -642,10 +642,16 @@ static void table(const struct opts *o)
 	       "kernel pg/s", "upager pg/s", "ratio", "p50 us", "p99 us", "faults k/u", "peak MiB");
 	for (int i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
-		printf("%-26s %3d %3u %8llu %12.0f %12.0f %6.2fx %9.1f %9.1f %7llu/%-7llu %4ld/%-4ld\n",
-		       r->w->name, r->threads, handlers_for(o, r->threads),
+		char p50[16] = "-", p99[16] = "-"; /* handle rows: served in another process */
+
+		if (r->w->kind != K_HANDLE) {
+			snprintf(p50, sizeof(p50), "%.1f", r->u.p50_us);
+			snprintf(p99, sizeof(p99), "%.1f", r->u.p99_us);
+		}
+		printf("%-26s %3d %3u %8llu %12.0f %12.0f %6.2fx %9s %9s %7llu/%-7llu %4ld/%-4ld\n",
+		       r->w->name, r->threads, r->w->kind == K_HANDLE ? 1 : handlers_for(o, r->threads),
 		       (unsigned long long)r->u.pages, r->k_pps, r->u_pps,
-		       r->u_pps / r->k_pps, r->u.p50_us, r->u.p99_us,
+		       r->u_pps / r->k_pps, p50, p99,
 		       (unsigned long long)r->k.faults, (unsigned long long)r->u.faults,
 		       r->k.peak_rss_kib >> 10,
 		       r->u.peak_rss_kib >> 10);
@@ -656,7 +662,10 @@ static void table(const struct opts *o)
 	       "p50/p99: latency rows, per fault in the faulting thread (upager; kernel in the JSON);\n"
 	       "other rows, upager's fault service time in the handler. peak MiB: kernel/upager.\n"
 	       "faults k/u: the kernel's page faults (getrusage) / upager's userfaultfd faults.\n"
-	       "thr: faulting threads; hdl: upager handler threads.\n",
+	       "thr: faulting threads; hdl: upager handler threads.\n"
+	       "handle_* rows: a client process's faults served by `upagerd handle` (one thread per\n"
+	       "client), against the kernel mapping the same warm file; both fault columns are\n"
+	       "the client's getrusage counts, and the handler's latency is not measured.\n",
 	       o->reps);
 }
 
