@@ -713,6 +713,69 @@ START_TEST(bad_command_lines)
 }
 END_TEST
 
+/*
+ * A region moved whole by mremap (UFFD_EVENT_REMAP) is followed: pages not
+ * yet touched are served at the new address from the same file offsets. A
+ * region unmapped (UFFD_EVENT_UNMAP) and mapped again reads zero, not the
+ * file: it is new memory.
+ */
+static void client_remap(void *arg)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP |
+					      UFFD_FEATURE_EVENT_REMOVE };
+	struct uffdio_register reg;
+	const size_t len = 1u << 20;
+	uint8_t *m = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *to = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char json[256];
+	int uffd, s, n;
+
+	(void)arg;
+	uffd = open_uffd();
+	if (m == MAP_FAILED || to == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
+		_exit(100);
+	reg = (struct uffdio_register){ .range = { (uintptr_t)m, 2 * len },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		_exit(101);
+	n = snprintf(json, sizeof(json),
+		     "[{\"base_host_virt_addr\":%lu,\"size\":%zu,\"offset\":0,\"page_size\":%zu},"
+		     "{\"base_host_virt_addr\":%lu,\"size\":%zu,\"offset\":%zu,\"page_size\":%zu}]",
+		     (unsigned long)(uintptr_t)m, len, UPT_PAGE, (unsigned long)(uintptr_t)(m + len),
+		     len, len, UPT_PAGE);
+	s = connect_handler();
+	if (send_with_fd(s, json, (size_t)n, uffd) != n)
+		_exit(102);
+	/* Half of the first region touched, then the region moved whole. */
+	if (upt_check_pattern(m, len / 2, 0, SEED) >= 0)
+		_exit(103);
+	if (mremap(m, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) != to)
+		_exit(104);
+	if (upt_check_pattern(to, len, 0, SEED) >= 0)
+		_exit(105); /* the moved half, and the untouched half served at its new place */
+	/* The second region unmapped, new memory mapped there and registered again:
+	 * its faults reach upagerd, which must not serve the file's old bytes. */
+	if (munmap(m + len, len) ||
+	    mmap(m + len, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+		 0) != m + len)
+		_exit(106);
+	reg = (struct uffdio_register){ .range = { (uintptr_t)(m + len), len },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		_exit(107);
+	if (upt_check_zero(m + len, len) >= 0)
+		_exit(108);
+	_exit(0);
+}
+
+START_TEST(remap_and_unmap)
+{
+	expect_ok(client_remap, NULL);
+	ck_assert(alive(daemon_pid));
+}
+END_TEST
+
 /* Free 2 MiB huge pages (hugetlbfs), from /proc/meminfo. */
 static long free_huge_pages(void)
 {
@@ -789,6 +852,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, bad_command_lines);
 	tcase_add_test(tc, max_clients_wait);
+	upt_add(tc, remap_and_unmap, UPAGER_FEAT_EVENT_REMAP | UPAGER_FEAT_EVENT_UNMAP,
+		"UFFD_FEATURE_EVENT_REMAP/UNMAP");
 	if (free_huge_pages() >= 4)
 		tcase_add_test(tc, huge_pages);
 	else
