@@ -9,7 +9,9 @@
  *   prefetch  the same, with the working set a recorded run left beside the
  *             snapshot (PATH.ws) prefetched in the background, in order;
  *   reordered the same after upager_snapshot_reorder() laid the working set
- *             out first in the file, so that prefetch reads it in sequence.
+ *             out first in the file, so that prefetch reads it in sequence;
+ *   update    the same, then changes a few thousand keys and saves only what
+ *             changed (upager_snapshot_save_incremental), and checks that.
  *
  * Every restore runs in a new process (this program, re-executed) with the
  * files dropped from the page cache first, and checks every answer. It
@@ -169,7 +171,76 @@ static int write_all(int fd, const void *buf, size_t len)
 struct result {
 	double first, query, warm;
 	uint64_t faults, kfaults, bytes, prefetched;
+	double inc_save;    /* update: the incremental save's time... */
+	uint64_t inc_bytes; /* ...and its file's size */
 };
+
+#define UPDATES 2000 /* keys the "update" restore changes before its incremental save */
+#define UPDATED(v) ((v) + 1000000000000ull)
+
+static struct slot *find_slot(struct slot *t, uint64_t i)
+{
+	uint64_t k = key_of(i);
+	size_t n = nslots(), s = k % n;
+
+	while (t[s].key && t[s].key != k)
+		s = (s + 1) % n;
+	return t[s].key == k ? &t[s] : NULL;
+}
+
+/*
+ * After the queries: change UPDATES hot keys' values, save only what changed
+ * on top of the snapshot restored (upager_snapshot_save_incremental), and
+ * restore that to check it: the new values, and the old ones elsewhere.
+ */
+static int update_and_save(upager_t *pager, struct slot *t, struct result *r)
+{
+	char snap[256], v2[256];
+	upager_region_t *again;
+	struct stat st;
+	double t0;
+	int ret;
+
+	path(snap, sizeof(snap), "index.snap");
+	path(v2, sizeof(v2), "index.v2.snap");
+	for (uint64_t j = 0; j < UPDATES; j++) {
+		struct slot *sl = find_slot(t, nth_query(j));
+
+		if (!sl)
+			return -1;
+		if (sl->value == nth_query(j))
+			sl->value = UPDATED(sl->value);
+	}
+	t0 = now_s();
+	ret = upager_snapshot_save_incremental(t, opt.mib << 20, snap, v2);
+	r->inc_save = now_s() - t0;
+	if (ret < 0 || stat(v2, &st) < 0) {
+		fprintf(stderr, "snapshot-restore: incremental save: %s\n", upager_strerror(ret));
+		return -1;
+	}
+	r->inc_bytes = (uint64_t)st.st_size;
+	ret = upager_snapshot_map(pager, v2, 0, &again);
+	if (ret < 0)
+		return -1;
+	for (uint64_t j = 0; j < UPDATES && ret == 0; j++) {
+		struct slot *sl = find_slot(upager_region_addr(again), nth_query(j));
+
+		if (!sl || sl->value != UPDATED(nth_query(j)))
+			ret = -1;
+	}
+	/* Keys off the hot set (never updated): as they were. */
+	for (uint64_t j = 0, step = nkeys() / opt.hot; j < 5000 && ret == 0 && step > 1; j++) {
+		uint64_t i = (j * 7919) % nkeys();
+
+		if (i % step && query(upager_region_addr(again), i))
+			ret = -1;
+	}
+	upager_release(again);
+	unlink(v2);
+	if (ret < 0)
+		fprintf(stderr, "snapshot-restore: the incremental snapshot restored wrong\n");
+	return ret;
+}
 
 static int run_queries(const struct slot *t, double t0, struct result *r)
 {
@@ -224,7 +295,8 @@ static int restore(const char *mode)
 		}
 	} else {
 		unsigned flags = !strcmp(mode, "record") ? UPAGER_SNAP_RECORD
-				 : !strcmp(mode, "prefetch") ? UPAGER_SNAP_PREFETCH : 0;
+				 : !strcmp(mode, "prefetch") || !strcmp(mode, "update") ? UPAGER_SNAP_PREFETCH
+											  : 0;
 		upager_options_t o;
 		upager_region_t *region;
 		upager_stats_t st;
@@ -244,14 +316,17 @@ static int restore(const char *mode)
 		upager_region_stats(region, &st);
 		r.faults = st.faults;
 		r.prefetched = st.pages_prefetched;
+		if (ret == 0 && !strcmp(mode, "update"))
+			ret = update_and_save(pager, upager_region_addr(region), &r);
 		upager_release(region); /* writes PATH.ws when recording */
 		upager_destroy(pager);
 	}
 	getrusage(RUSAGE_SELF, &ru1);
 	r.kfaults = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt + ru1.ru_majflt - ru0.ru_majflt);
 	r.bytes = read_bytes() - io0;
-	printf("%.6f %.6f %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", r.first, r.query,
-	       r.warm, r.faults, r.kfaults, r.bytes, r.prefetched);
+	printf("%.6f %.6f %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.6f %" PRIu64 "\n",
+	       r.first, r.query, r.warm, r.faults, r.kfaults, r.bytes, r.prefetched, r.inc_save,
+	       r.inc_bytes);
 	return ret ? 1 : 0;
 }
 
@@ -289,8 +364,9 @@ static int spawn(const char *self, const char *mode, struct result *r)
 	if (n <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
 		return -1;
 	line[n] = '\0';
-	return sscanf(line, "%lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &r->first,
-		      &r->query, &r->warm, &r->faults, &r->kfaults, &r->bytes, &r->prefetched) == 7
+	return sscanf(line, "%lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %lf %" SCNu64,
+		      &r->first, &r->query, &r->warm, &r->faults, &r->kfaults, &r->bytes,
+		      &r->prefetched, &r->inc_save, &r->inc_bytes) == 9
 		       ? 0 : -1;
 }
 
@@ -309,7 +385,7 @@ int main(int argc, char **argv)
 {
 	const char *restore_mode = NULL;
 	char snap[256], raw[256], ws[260];
-	struct result eager, lazy, rec, pre, ord;
+	struct result eager, lazy, rec, pre, ord, upd;
 	double t0, t_raw, t_snap, t_reorder;
 	struct slot *t;
 	size_t len;
@@ -412,6 +488,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "snapshot-restore: reorder: %s\n", upager_strerror(fd));
 		return 1;
 	}
+	if (spawn(argv[0], "update", &upd)) {
+		fprintf(stderr, "snapshot-restore: the update run failed\n");
+		return 1;
+	}
 
 	printf("\n%" PRIu64 " queries over %" PRIu64 " hot keys, each restore in a new process, "
 	       "files cold:\n", opt.queries, opt.hot);
@@ -433,6 +513,9 @@ int main(int argc, char **argv)
 	       ord.bytes / 1048576.0);
 	printf("(the working set: %" PRIu64 " pages, prefetched in full; upager_snapshot_reorder "
 	       "took %.2f s)\n", pre.prefetched, t_reorder);
+	printf("incremental save after changing %d keys of a restore: %.1f KiB in %.1f ms "
+	       "(the full save: %zu MiB in %.0f ms)\n", UPDATES, upd.inc_bytes / 1024.0,
+	       upd.inc_save * 1e3, opt.mib, t_snap * 1e3);
 	printf("\nratios: first answer lazy/eager %.4fx; queries prefetch/warm %.2fx "
 	       "(ws laid out first: %.2fx); prefetch/lazy %.2fx (%.2fx); save/disk write %.2fx\n",
 	       lazy.first / eager.first, pre.query / eager.warm, ord.query / eager.warm,
@@ -451,6 +534,9 @@ int main(int argc, char **argv)
 			       rs[i]->kfaults, rs[i]->bytes, rs[i]->prefetched);
 		printf("{\"bench\":\"snapshot\",\"restore\":\"warm\",\"mib\":%zu,\"queries\":%" PRIu64
 		       ",\"query_s\":%.6f}\n", opt.mib, opt.queries, eager.warm);
+		printf("{\"bench\":\"snapshot_incremental\",\"keys_changed\":%d,\"save_s\":%.6f,"
+		       "\"file_bytes\":%" PRIu64 ",\"full_save_s\":%.6f,\"full_mib\":%zu}\n", UPDATES,
+		       upd.inc_save, upd.inc_bytes, t_snap, opt.mib);
 		printf("{\"bench\":\"snapshot_ratios\",\"first_answer_lazy_vs_eager\":%.5f,"
 		       "\"query_prefetch_vs_warm\":%.3f,\"query_prefetch_vs_lazy\":%.3f,"
 		       "\"query_reordered_prefetch_vs_warm\":%.3f,"

@@ -12,5 +12,6 @@ done
 # The recorded working set was found and prefetched.
 echo "$out" | grep '"restore":"lazy_prefetch"' | grep -q '"pages_prefetched":0}' &&
 	{ echo "snapshot-restore: nothing prefetched"; exit 1; }
+echo "$out" | grep -q '"bench":"snapshot_incremental"' || { echo "snapshot-restore: no incremental save"; exit 1; }
 echo "$out" | grep -q '"bench":"snapshot_ratios"' || { echo "snapshot-restore: no ratios"; exit 1; }
 echo "examples: lazy-file, arena and snapshot-restore ran"
