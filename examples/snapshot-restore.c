@@ -100,18 +100,26 @@ static void build(struct slot *t)
 	}
 }
 
-/* Looks key_of(i) up; 0 if the answer is right. */
-static int query(const struct slot *t, uint64_t i)
+/* The slot of key_of(i) (linear probing), or NULL. */
+static struct slot *find_slot(const struct slot *t, uint64_t i)
 {
 	uint64_t k = key_of(i);
 	size_t n = nslots(), s = k % n;
 
 	while (t[s].key && t[s].key != k)
 		s = (s + 1) % n;
-	if (t[s].key != k || t[s].value != i)
+	return t[s].key == k ? (struct slot *)&t[s] : NULL;
+}
+
+/* Looks key_of(i) up; 0 if the answer is right. */
+static int query(const struct slot *t, uint64_t i)
+{
+	const struct slot *sl = find_slot(t, i);
+
+	if (!sl || sl->value != i)
 		return -1;
 	for (int j = 0; j < 6; j++)
-		if (t[s].payload[j] != mix(k + (uint64_t)j))
+		if (sl->payload[j] != mix(sl->key + (uint64_t)j))
 			return -1;
 	return 0;
 }
@@ -177,16 +185,6 @@ struct result {
 
 #define UPDATES 2000 /* keys the "update" restore changes before its incremental save */
 #define UPDATED(v) ((v) + 1000000000000ull)
-
-static struct slot *find_slot(struct slot *t, uint64_t i)
-{
-	uint64_t k = key_of(i);
-	size_t n = nslots(), s = k % n;
-
-	while (t[s].key && t[s].key != k)
-		s = (s + 1) % n;
-	return t[s].key == k ? &t[s] : NULL;
-}
 
 /*
  * After the queries: change UPDATES hot keys' values, save only what changed
