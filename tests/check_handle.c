@@ -40,37 +40,12 @@ static pid_t daemon_pid;
 
 static pid_t start_handler(const char *mem, const char *env)
 {
-	char readyfd[16], ready[256];
-	int pfd[2];
-	ssize_t n = 0;
-	pid_t pid;
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem,
+			       "--read-timeout", "2", "--max-clients", max_clients,
+			       "--log-file", log_path, "--log-level", "info", NULL };
+	char ready[256];
 
-	ck_assert_int_eq(pipe(pfd), 0);
-	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char *argv[] = { "upagerd", "handle", "--socket", sock_path, "--mem-file", (char *)mem,
-				 "--ready-fd", readyfd, "--read-timeout", "2", "--max-clients",
-				 (char *)max_clients,
-				 "--log-file", log_path, "--log-level", "info", NULL };
-
-		close(pfd[0]);
-		if (env)
-			putenv((char *)env);
-		execv("daemon/upagerd", argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	for (int tries = 0; tries < 500 && n <= 0; tries++) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-
-		if (poll(&p, 1, 10) > 0)
-			n = read(pfd[0], ready, sizeof(ready) - 1);
-	}
-	close(pfd[0]);
-	ck_assert_msg(n > 0, "upagerd handle did not become ready");
-	return pid;
+	return upt_upagerd(args, env, ready, sizeof(ready));
 }
 
 /* Not reaped: a later waitpid still sees how it ended. */
@@ -292,6 +267,24 @@ START_TEST(old_page_size_kib_field)
 }
 END_TEST
 
+/* Reads the guest as the snapshot_file test laid it out: zero and absent pages zero. */
+static void client_snapshot(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	for (size_t o = 0; o < g.len; o += UPT_PAGE) {
+		uint64_t f = file_off(o);
+		bool zero = f == R0_OFF + 5 * UPT_PAGE || (f >= 100 * UPT_PAGE && f < 110 * UPT_PAGE);
+
+		if (zero ? upt_check_zero(g.mem + o, UPT_PAGE) >= 0
+			 : upt_check_pattern(g.mem + o, UPT_PAGE, f, SEED) >= 0)
+			_exit(20);
+	}
+	_exit(0);
+}
+
 /* A snapshot as the memory file: stored, zero and absent pages. */
 START_TEST(snapshot_file)
 {
@@ -305,27 +298,7 @@ START_TEST(snapshot_file)
 	ck_assert_int_eq(upager_snapshot_save(img, MEM_SIZE, snap_path), 0);
 	upt_daemon_kill(daemon_pid);
 	daemon_pid = start_handler(snap_path, NULL);
-	{
-		struct guest g;
-		int st;
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			guest_start(&g, false);
-			for (size_t o = 0; o < g.len; o += UPT_PAGE) {
-				uint64_t f = file_off(o);
-				bool zero = f == R0_OFF + 5 * UPT_PAGE ||
-					    (f >= 100 * UPT_PAGE && f < 110 * UPT_PAGE);
-
-				if (zero ? upt_check_zero(g.mem + o, UPT_PAGE) >= 0
-					 : upt_check_pattern(g.mem + o, UPT_PAGE, f, SEED) >= 0)
-					_exit(20);
-			}
-			_exit(0);
-		}
-		waitpid(pid, &st, 0);
-		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
-	}
+	expect_ok(client_snapshot, NULL);
 	ck_assert(log_has("upager snapshot"));
 	munmap(img, MEM_SIZE);
 }

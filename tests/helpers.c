@@ -140,43 +140,67 @@ int upt_child(void (*fn)(void *arg), void *arg, int timeout_s)
 	return status;
 }
 
-pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,
-		       const char *extra2, int *tcp_port)
+pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len)
 {
-	char listen[160], readyfd[16], ready[512], *tcp;
-	int pfd[2];
+	char readyfd[16];
+	const char *argv[32];
+	int pfd[2], a = 0;
 	ssize_t n = 0;
 	pid_t pid;
 
-	snprintf(listen, sizeof(listen), "unix:%s", sock);
 	ck_assert_int_eq(pipe(pfd), 0);
 	snprintf(readyfd, sizeof(readyfd), "%d", pfd[1]);
+	argv[a++] = "upagerd";
+	while (*args && a < 28)
+		argv[a++] = *args++;
+	argv[a++] = "--ready-fd";
+	argv[a++] = readyfd;
+	argv[a] = NULL;
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		char *argv[16] = { "upagerd", "serve", "--root", (char *)root, "--listen", listen,
-				   "--listen", "tcp:127.0.0.1:0", "--ready-fd", readyfd,
-				   "--log-level", "warn" };
-		int a = 12;
-
 		close(pfd[0]);
-		if (extra1)
-			argv[a++] = (char *)extra1;
-		if (extra2)
-			argv[a++] = (char *)extra2;
-		argv[a] = NULL;
-		execv("daemon/upagerd", argv);
+		if (env)
+			putenv((char *)env);
+		execv("daemon/upagerd", (char *const *)argv);
 		_exit(127);
 	}
 	close(pfd[1]);
 	for (int tries = 0; tries < 500 && n <= 0; tries++) { /* 5 s */
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
 		if (poll(&p, 1, 10) > 0)
-			n = read(pfd[0], ready, sizeof(ready) - 1);
+			n = read(pfd[0], ready, len - 1);
 	}
 	close(pfd[0]);
-	ck_assert_msg(n > 0, "upagerd did not become ready");
+	ck_assert_msg(n > 0, "upagerd %s did not become ready", argv[1] ? argv[1] : "");
 	ready[n] = '\0';
+	return pid;
+}
+
+pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,
+		       const char *extra2, int *tcp_port)
+{
+	char listen[160], ready[512], *tcp;
+	const char *args[12];
+	int a = 0;
+	pid_t pid;
+
+	snprintf(listen, sizeof(listen), "unix:%s", sock);
+	args[a++] = "serve";
+	args[a++] = "--root";
+	args[a++] = root;
+	args[a++] = "--listen";
+	args[a++] = listen;
+	args[a++] = "--listen";
+	args[a++] = "tcp:127.0.0.1:0";
+	args[a++] = "--log-level";
+	args[a++] = "warn";
+	if (extra1)
+		args[a++] = extra1;
+	if (extra2)
+		args[a++] = extra2;
+	args[a] = NULL;
+	pid = upt_upagerd(args, NULL, ready, sizeof(ready));
 	tcp = strstr(ready, "tcp:127.0.0.1:");
 	ck_assert_ptr_nonnull(tcp);
 	if (tcp_port)

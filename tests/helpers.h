@@ -48,6 +48,12 @@ long upt_check_zero(const uint8_t *p, size_t len);
 int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);
 
 /*
+ * Runs daemon/upagerd (as built in this tree) with args (a NULL-terminated
+ * list: the command and its flags) and --ready-fd, env (may be NULL) put in
+ * its environment; waits up to 5 s for its ready line, left in ready.
+ */
+pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len);
+/*
  * Starts the daemon built in this tree (daemon/upagerd) serving root on
  * unix:sock and tcp:127.0.0.1:0, plus up to two extra arguments; waits
  * until it is listening. *tcp_port receives the TCP port.
