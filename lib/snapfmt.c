@@ -228,18 +228,18 @@ uint64_t upp_snap_locate(const struct upp_snap *s, uint64_t page, int *fdp)
 
 int upp_snap_read(const struct upp_snap *s, uint64_t page, void *buf)
 {
-	int fd = -1;
-	uint64_t off = upp_snap_locate(s, page, &fd);
+	const struct upp_snap *o;
+	const uint8_t *e = upp_snap_entry(s, page, &o); /* the chain walked once */
 	ssize_t got;
 
-	if (off == UINT64_MAX) {
+	if (!e || e[0] != UPP_SNAP_STORED) {
 		memset(buf, 0, s->ps);
-		return upp_snap_kind(s, page);
+		return e ? e[0] : UPP_SNAP_ABSENT;
 	}
 	do
-		got = pread(fd, buf, s->ps, (off_t)off);
+		got = pread(o->fd, buf, s->ps, (off_t)(o->data_off + get64(e + 8) * o->ps));
 	while (got < 0 && errno == EINTR);
 	if (got != (ssize_t)s->ps)
 		return got < 0 ? -errno : -EIO;
-	return upp_crc32c(0, buf, s->ps) == upp_snap_crc(s, page) ? UPP_SNAP_STORED : -EBADMSG;
+	return upp_crc32c(0, buf, s->ps) == get32(e + 4) ? UPP_SNAP_STORED : -EBADMSG;
 }
