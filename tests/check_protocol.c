@@ -126,7 +126,7 @@ END_TEST
 START_TEST(test_hello_open_close_error)
 {
 	struct upp_hello h = { 1, 3, 0x5 }, h2;
-	struct upp_hello_reply r = { 1, 2, 3, 4, 5, 6 }, r2;
+	struct upp_hello_reply r = { 1, 2, 3, 4, 5, 6, { 0 } }, r2;
 	struct upp_error e;
 	uint8_t b[8192];
 	const char *path;

@@ -184,7 +184,7 @@ START_TEST(test_no_leaks)
 		ck_assert_int_eq(upager_destroy(p), 0);
 	}
 	ck_assert_int_eq(upt_count_fds(), fds);
-	ck_assert_int_eq(upt_count_threads(), threads);
+	ck_assert_int_eq(upt_wait_threads(threads, 2000), threads);
 	close(fd);
 }
 END_TEST

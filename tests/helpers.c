@@ -259,7 +259,7 @@ int upt_count_threads(void)
 	if (!d)
 		return -1;
 	while ((e = readdir(d))) {
-		char path[64], comm[32] = "";
+		char path[300], comm[32] = "";
 		FILE *f;
 
 		if (e->d_name[0] == '.')
@@ -274,5 +274,21 @@ int upt_count_threads(void)
 		n += strncmp(comm, "iou-", 4) != 0;
 	}
 	closedir(d);
+	return n;
+}
+
+/*
+ * pthread_join returns once the kernel clears the thread's tid, which is
+ * before the task leaves /proc/self/task; a joined thread can be listed for a
+ * moment longer. Poll until the count reaches want or the deadline passes.
+ */
+int upt_wait_threads(int want, int timeout_ms)
+{
+	int n = upt_count_threads();
+
+	for (int waited = 0; n != want && waited < timeout_ms; waited++) {
+		usleep(1000);
+		n = upt_count_threads();
+	}
 	return n;
 }

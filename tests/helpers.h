@@ -65,5 +65,6 @@ void upt_daemon_kill(pid_t pid);
 long upt_rss_kib(void);
 int upt_count_fds(void);
 int upt_count_threads(void); /* not counting io_uring's kernel workers */
+int upt_wait_threads(int want, int timeout_ms); /* the count once want or timed out */
 
 #endif
