@@ -41,6 +41,7 @@ typedef struct upager_source upager_source_t; /* where page contents come from *
 #define UPAGER_FEAT_THREAD_ID     (1ull << 6)  /* faulting thread id in messages */
 #define UPAGER_FEAT_WP_ASYNC      (1ull << 7)  /* async write-protect (Linux 6.7) */
 #define UPAGER_FEAT_EVENT_FORK    (1ull << 8)  /* fork events (unused: see upager(7)) */
+#define UPAGER_FEAT_PAGEMAP_SCAN  (1ull << 9)  /* PAGEMAP_SCAN ioctl (Linux 6.7) */
 /* How the userfaultfd was opened (exactly one is set). */
 #define UPAGER_FEAT_OPEN_DEV      (1ull << 32) /* /dev/userfaultfd */
 #define UPAGER_FEAT_OPEN_SYSCALL  (1ull << 33) /* userfaultfd(2) */

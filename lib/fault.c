@@ -220,8 +220,12 @@ static int place_range(upager_t *p, struct upager__fill *f)
 			done = z.zeropage;
 		} else {
 			const char *src = zero ? (const char *)p->zero_buf : (const char *)f->buf;
+			/* Placed write-protected in a tracked region: a later
+			 * write unprotects it (WP_ASYNC), so "still protected"
+			 * means "as the source had it". */
 			struct uffdio_copy c = {
 				.dst = dst, .src = (uintptr_t)src + f->placed, .len = left,
+				.mode = f->region && f->region->wp ? UFFDIO_COPY_MODE_WP : 0,
 			};
 			ret = ioctl(p->uffd, UFFDIO_COPY, &c);
 			done = c.copy;

@@ -289,9 +289,17 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 		ret = -errno;
 		goto fail_unmap;
 	}
-	ret = upager__uffd_register(p->uffd, r->base, len);
+	/* A snapshot's region tracks writes when the kernel can (WP_ASYNC, and
+	 * PAGEMAP_SCAN to read them back): incremental saves then skip clean pages. */
+	r->wp = src->track_writes && (p->features & UPAGER_FEAT_WP_ASYNC) &&
+		(p->features & UPAGER_FEAT_PAGEMAP_SCAN);
+	ret = upager__uffd_register(p->uffd, r->base, len, &r->wp);
 	if (ret < 0)
 		goto fail_unmap;
+	if (r->wp && upager__track_add(r->base, len, src->snap_id) < 0) {
+		ret = -ENOMEM;
+		goto fail_unregister;
+	}
 	if (p->nregions == p->capregions) {
 		size_t cap = p->capregions ? p->capregions * 2 : 8;
 		upager_region_t **n = realloc(p->regions, cap * sizeof(*n));
@@ -320,6 +328,8 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	return 0;
 
 fail_unregister:
+	if (r->wp)
+		upager__track_del(r->base);
 	upager__uffd_unregister(p->uffd, r->base, len);
 fail_unmap:
 	munmap(addr, len);
@@ -424,6 +434,8 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 		}
 	r->dead = true;
 	pthread_rwlock_unlock(&p->lock);
+	if (r->wp) /* before the range can be reused */
+		upager__track_del(r->base);
 
 	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
 	 * instead of reading a fresh zero page. */

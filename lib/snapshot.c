@@ -52,31 +52,6 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 
 /* ---- saving ---- */
 
-/* Which pages of [addr, addr+npages) are populated (present or swapped). */
-static int populated(uintptr_t addr, size_t npages, size_t ps, uint8_t *map)
-{
-	uint64_t buf[512];
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	for (size_t i = 0; i < npages;) {
-		size_t n = npages - i < 512 ? npages - i : 512;
-		ssize_t got = pread(fd, buf, n * 8, (off_t)((addr / ps + i) * 8));
-
-		if (got <= 0 || got % 8) {
-			int err = got < 0 ? -errno : -EIO;
-			close(fd);
-			return err;
-		}
-		for (size_t j = 0; j < (size_t)got / 8; j++)
-			map[(i + j) * ENTRY] = (buf[j] >> 62) & 3 ? K_STORED : K_ABSENT;
-		i += (size_t)got / 8;
-	}
-	close(fd);
-	return 0;
-}
-
 /* The page map after nstored pages of data, then the header (last: a crash
  * before it leaves no valid file), then fsync. */
 static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map,
@@ -116,6 +91,7 @@ struct save_args {
 	bool every_page;
 	const struct upp_snap *parent; /* incremental: pages equal to its are not stored */
 	const char *parent_name;
+	bool tracked; /* a region restored from parent, its writes tracked */
 };
 
 /*
@@ -148,18 +124,27 @@ static int save(int fd, void *arg)
 		free(tmp);
 		return ret;
 	}
-	if (a->every_page) /* a raw image: every page is there to be read */
-		for (size_t i = 0; i < npages; i++)
-			map[i * ENTRY] = K_STORED;
-	else
-		ret = populated((uintptr_t)base, npages, ps, map);
+	if (!a->every_page) /* a raw image: every page is there to be read */
+		ret = upager__pagemap((uintptr_t)base, npages, ps, map, ENTRY, a->tracked);
+	for (size_t i = 0; i < npages && ret == 0; i++) {
+		uint8_t *e = map + i * ENTRY, pm = a->every_page ? UPAGER__PM_POPULATED : e[0];
+
+		/*
+		 * Incremental: never touched since the restore means as in the
+		 * parent, and so does placed from it and not written since
+		 * (write-protected by the fill, and still so).
+		 */
+		if (!(pm & UPAGER__PM_POPULATED))
+			e[0] = a->parent ? UPP_SNAP_PARENT : K_ABSENT;
+		else if (a->parent && (pm & UPAGER__PM_CLEAN))
+			e[0] = UPP_SNAP_PARENT;
+		else
+			e[0] = K_STORED;
+	}
 	for (size_t i = 0; i <= npages && ret == 0; i++) {
 		uint8_t *e = map + i * ENTRY;
 		int same = 0;
 
-		/* Incremental: never touched since the restore means as in the parent. */
-		if (i < npages && a->parent && e[0] == K_ABSENT)
-			e[0] = UPP_SNAP_PARENT;
 		if (i < npages && e[0] == K_STORED) {
 			if (all_zero(base + i * ps, ps)) {
 				e[0] = K_ZERO;
@@ -232,7 +217,8 @@ out:
 
 static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
 {
-	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page, NULL, NULL };
+	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page, NULL, NULL,
+			       false };
 
 	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % a.ps || len % a.ps ||
 	    (uintptr_t)addr > UINTPTR_MAX - len)
@@ -261,7 +247,7 @@ static bool same_dir(const char *a, const char *b)
 UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len,
 						    const char *parent, const char *path)
 {
-	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), false, NULL, NULL };
+	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), false, NULL, NULL, false };
 	struct upp_snap pf;
 	char *pcopy;
 	int fd, ret;
@@ -294,6 +280,7 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 	} else {
 		a.parent = &pf;
 		a.parent_name = basename(pcopy);
+		a.tracked = upager__track_covers((uintptr_t)addr, len, pf.hdr_crc);
 		ret = atomic_file(path, save, &a);
 	}
 	free(pcopy);
@@ -569,6 +556,8 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 		return ret;
 	}
 	upager__source_init(&ss->base, &snap_ops);
+	ss->base.track_writes = true;
+	ss->base.snap_id = ss->f.hdr_crc;
 	if (lenp)
 		*lenp = ss->f.len;
 	*srcp = &ss->base;

@@ -10,6 +10,8 @@ void upager__source_init(upager_source_t *src, const struct upager__source_ops *
 {
 	src->ops = ops;
 	atomic_init(&src->refs, 1);
+	src->track_writes = false;
+	src->snap_id = 0;
 }
 
 void upager__source_ref(upager_source_t *src)

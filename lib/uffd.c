@@ -28,16 +28,18 @@ static const struct {
 	{ "wp_async", UPAGER_FEAT_WP_ASYNC, UFFD_FEATURE_WP_ASYNC },
 	{ "event_fork", UPAGER_FEAT_EVENT_FORK, UFFD_FEATURE_EVENT_FORK },
 	{ "zeropage", UPAGER_FEAT_ZEROPAGE, 0 },
+	{ "pagemap_scan", UPAGER_FEAT_PAGEMAP_SCAN, 0 },
 };
 
 /* Features we ask the kernel for, when it has them; the rest we only report. */
 #define WANTED_KERNEL_FEATURES                                                          \
 	(UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP | \
-	 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE)
+	 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE |                \
+	 UFFD_FEATURE_WP_ASYNC)
 
 #define REQUESTED_FEATS                                                               \
 	(UPAGER_FEAT_EVENT_REMOVE | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP | \
-	 UPAGER_FEAT_THREAD_ID | UPAGER_FEAT_POISON | UPAGER_FEAT_MOVE)
+	 UPAGER_FEAT_THREAD_ID | UPAGER_FEAT_POISON | UPAGER_FEAT_MOVE | UPAGER_FEAT_WP_ASYNC)
 
 /* UPAGER_DISABLE=poison,move,... lets a whole test run take the fallback paths. */
 uint64_t upager__disable_from_env(void)
@@ -157,6 +159,9 @@ static uint64_t to_upager_features(uint64_t kernel, uint64_t disable)
 {
 	uint64_t f = UPAGER_FEAT_ZEROPAGE; /* anonymous memory has it on every kernel */
 
+	if (upager__pagemap_scan_works())
+		f |= UPAGER_FEAT_PAGEMAP_SCAN;
+
 	for (size_t i = 0; i < sizeof(feature_map) / sizeof(feature_map[0]); i++)
 		if (feature_map[i].kernel && (kernel & feature_map[i].kernel))
 			f |= feature_map[i].feat;
@@ -253,15 +258,22 @@ UPAGER__EXPORT int upager_probe(unsigned open_method, uint64_t *features, char *
 	return 0;
 }
 
-int upager__uffd_register(int uffd, uintptr_t start, size_t len)
+int upager__uffd_register(int uffd, uintptr_t start, size_t len, bool *wp)
 {
 	struct uffdio_register reg = {
 		.range = { .start = start, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+		.mode = UFFDIO_REGISTER_MODE_MISSING | (wp && *wp ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
 
-	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
-		return -errno;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+		if (!(reg.mode & UFFDIO_REGISTER_MODE_WP) || errno != EINVAL)
+			return -errno;
+		/* Write tracking is an optimisation: without it, pages are compared. */
+		*wp = false;
+		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+			return -errno;
+	}
 	if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
 		upager__uffd_unregister(uffd, start, len);
 		return -EOPNOTSUPP;

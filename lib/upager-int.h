@@ -67,6 +67,10 @@ struct upager__source_ops {
 struct upager_source {
 	const struct upager__source_ops *ops;
 	atomic_int refs;
+	/* A snapshot's contents (its header CRC is snap_id): regions of it
+	 * track writes where the kernel can, for incremental saves. */
+	bool track_writes;
+	uint32_t snap_id;
 };
 
 void upager__source_init(upager_source_t *src, const struct upager__source_ops *ops);
@@ -103,6 +107,7 @@ struct upager_region {
 	size_t resident_bytes;
 	atomic_int refs; /* the user's handle + one per fill in flight or queued prefetch */
 	atomic_int advice;
+	bool wp; /* registered for async write-protect: fills place pages protected */
 	/* Sequential detection (racy by design: a hint, not state): the page a
 	 * sequential stream would fault on next, and its current window. */
 	atomic_size_t ra_next;
@@ -243,9 +248,22 @@ int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
 		      uint64_t *kfeaturesp, char *why, size_t whylen);
 uint64_t upager__disable_from_env(void);
-int upager__uffd_register(int uffd, uintptr_t start, size_t len);
+/* MISSING mode, and WP too when wp (false in *wp when the kernel refuses it). */
+int upager__uffd_register(int uffd, uintptr_t start, size_t len, bool *wp);
 int upager__uffd_unregister(int uffd, uintptr_t start, size_t len);
 int upager__uffd_wake(int uffd, uintptr_t start, size_t len);
+
+/* pagemap.c: which pages are populated, and (written) which are clean: placed
+ * write-protected by a fill of a tracked region and not written since. */
+#define UPAGER__PM_POPULATED 1
+#define UPAGER__PM_CLEAN 2
+bool upager__pagemap_scan_works(void);
+int upager__pagemap(uintptr_t addr, size_t npages, size_t ps, uint8_t *out, size_t stride,
+		    bool written);
+/* Regions restored from the snapshot whose header CRC is id, writes tracked. */
+int upager__track_add(uintptr_t base, size_t size, uint32_t id);
+void upager__track_del(uintptr_t base);
+bool upager__track_covers(uintptr_t addr, size_t len, uint32_t id);
 
 /* region.c: prefetch of many ranges at once (snapshot working sets) */
 int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -628,6 +629,234 @@ START_TEST(test_incremental)
 }
 END_TEST
 
+/* ---- incremental snapshots with writes tracked (WP_ASYNC + PAGEMAP_SCAN) ---- */
+
+#define TRACK_LAYOUT "ppppppppppppppppppppppppppppppp.zzpppppp" /* 40 pages */
+
+static void *write_page(void *arg)
+{
+	upt_fill(arg, UPT_PAGE, 0, 91);
+	return NULL;
+}
+
+/* Every way a program writes to restored memory, the same in each call. */
+static void mutate(uint8_t *a)
+{
+	const size_t pg = UPT_PAGE;
+	uint8_t buf[64];
+	pthread_t t;
+	int pfd[2], mem;
+
+	(void)*(volatile uint8_t *)(a + 1 * pg); /* read, then write */
+	a[1 * pg + 9] ^= 0x5a;
+	a[2 * pg + 17] = 0xee; /* written first */
+	ck_assert_int_eq(pipe(pfd), 0); /* written by the kernel, touched first or not */
+	memset(buf, 0x3c, sizeof(buf));
+	ck_assert_int_eq(write(pfd[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(read(pfd[0], a + 3 * pg + 100, sizeof(buf)), (ssize_t)sizeof(buf));
+	(void)*(volatile uint8_t *)(a + 4 * pg);
+	ck_assert_int_eq(write(pfd[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(read(pfd[0], a + 4 * pg + 7, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(pfd[0]);
+	close(pfd[1]);
+	a[5 * pg + 3] = *(volatile uint8_t *)(a + 5 * pg + 3); /* written, unchanged */
+	a[6 * pg] ^= 1; /* written, then dropped: it comes back as in the parent */
+	ck_assert_int_eq(madvise(a + 6 * pg, pg, MADV_DONTNEED), 0);
+	(void)*(volatile uint8_t *)(a + 6 * pg);
+	upt_fill(a + 7 * pg, 9 * pg, 0, 92); /* one write over nine pages */
+	memset(a + 16 * pg, 0, pg); /* zeroed */
+	ck_assert_int_eq(pthread_create(&t, NULL, write_page, a + 17 * pg), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	for (size_t i = 20; i <= 30; i++) /* read only */
+		(void)*(volatile uint8_t *)(a + i * pg);
+	a[31 * pg + 1] = 1; /* absent in the parent */
+	(void)*(volatile uint8_t *)(a + 32 * pg); /* zero there, read */
+	a[33 * pg] = 2;                           /* zero there, written */
+	/* Through /proc/self/mem, as a debugger writes (FOLL_FORCE). */
+	(void)*(volatile uint8_t *)(a + 34 * pg);
+	mem = open("/proc/self/mem", O_RDWR);
+	ck_assert_int_ge(mem, 0);
+	ck_assert_int_eq(pwrite(mem, buf, 8, (off_t)(uintptr_t)(a + 34 * pg + 40)), 8);
+	close(mem);
+}
+
+/* Restores path in p, mutates it, saves it against path as child; its bytes in expect. */
+static void restore_mutate_save(upager_t *p, const char *child, uint8_t *expect)
+{
+	size_t len = strlen(TRACK_LAYOUT) * UPT_PAGE;
+	upager_region_t *r;
+
+	ck_assert_int_eq(upager_snapshot_map(p, path, 0, &r), 0);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	mutate(upager_region_addr(r));
+	ck_assert_int_eq(upager_snapshot_save_incremental(upager_region_addr(r), len, path, child),
+			 0);
+	memcpy(expect, upager_region_addr(r), len);
+	upager_release(r);
+}
+
+static uint8_t *slurp(const char *file, size_t *len)
+{
+	struct stat st;
+	uint8_t *b;
+
+	ck_assert_int_eq(stat(file, &st), 0);
+	b = malloc((size_t)st.st_size);
+	get(file, 0, b, (size_t)st.st_size);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+/*
+ * With writes tracked, clean pages are not compared; the file must be the
+ * very one that comparing every page gives, and hold every byte written.
+ */
+START_TEST(test_incremental_tracked)
+{
+	size_t n = strlen(TRACK_LAYOUT), l1, l2;
+	uint8_t *e1 = malloc(n * UPT_PAGE), *e2 = malloc(n * UPT_PAGE), *f1, *f2;
+	upager_t *tracked = upt_pager(1, 0), *compared = upt_pager(1, UPAGER_FEAT_WP_ASYNC);
+	char c1[160], c2[160];
+	struct counts in;
+
+	snprintf(c1, sizeof(c1), "%s/tracked.snap", dir);
+	snprintf(c2, sizeof(c2), "%s/compared.snap", dir);
+	save_layout(TRACK_LAYOUT);
+	restore_mutate_save(tracked, c1, e1);
+	restore_mutate_save(compared, c2, e2);
+	ck_assert_int_eq(memcmp(e1, e2, n * UPT_PAGE), 0);
+	f1 = slurp(c1, &l1);
+	f2 = slurp(c2, &l2);
+	ck_assert_uint_eq(l1, l2);
+	ck_assert_int_eq(memcmp(f1, f2, l1), 0);
+	count_kinds(c1, &in);
+	ck_assert_uint_eq(in.stored, 17); /* 1-4, 7-15, 17, 31, 33, 34 */
+	ck_assert_uint_eq(in.zero, 2);    /* 16, 32 */
+	ck_assert_uint_eq(in.parent, n - 19);
+	check_file_holds(tracked, c1, e1, n);
+	free(f1);
+	free(f2);
+	free(e1);
+	free(e2);
+	upager_destroy(tracked);
+	upager_destroy(compared);
+}
+END_TEST
+
+/*
+ * Proof that tracking is in effect: once the restore has placed a page, the
+ * parent's copy of it is not read again by the save when it was not written.
+ * Damage the parent's stored copy of a read-only page after it is placed:
+ * the tracked save never looks at it; comparing finds the damage.
+ */
+START_TEST(test_incremental_tracked_reads_less)
+{
+	const char *layout = "pppppppppppppppp";
+	size_t n = strlen(layout), len = n * UPT_PAGE;
+	upager_t *tracked = upt_pager(1, 0), *compared = upt_pager(1, UPAGER_FEAT_WP_ASYNC);
+	upager_region_t *rt, *rc;
+	uint8_t *at, *ac, b;
+	uint64_t data_off;
+	char child[160];
+	struct counts in;
+
+	snprintf(child, sizeof(child), "%s/child.snap", dir);
+	save_layout(layout);
+	ck_assert_int_eq(upager_snapshot_map(tracked, path, 0, &rt), 0);
+	ck_assert_int_eq(upager_snapshot_map(compared, path, 0, &rc), 0);
+	at = upager_region_addr(rt);
+	ac = upager_region_addr(rc);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(at[i * UPT_PAGE + 1], ac[i * UPT_PAGE + 1]);
+		(void)*(volatile uint8_t *)(ac + i * UPT_PAGE);
+	}
+	at[0] ^= 1;
+	ac[0] ^= 1;
+	get(path, 40, &data_off, 8);
+	get(path, (off_t)(data_off + 5 * UPT_PAGE + 9), &b, 1);
+	b ^= 0x80;
+	patch(path, (off_t)(data_off + 5 * UPT_PAGE + 9), &b, 1);
+
+	ck_assert_int_eq(upager_snapshot_save_incremental(ac, len, path, child), -EBADMSG);
+	ck_assert_int_eq(upager_snapshot_save_incremental(at, len, path, child), 0);
+	count_kinds(child, &in);
+	ck_assert_uint_eq(in.stored, 1);
+	ck_assert_uint_eq(in.parent, n - 1);
+
+	/* Saved against another snapshot than the one restored from (page 7
+	 * differs there), a clean page is not taken as the parent's. */
+	{
+		uint8_t *m = make_memory(layout), *expect = malloc(len);
+		char other[160];
+
+		snprintf(other, sizeof(other), "%s/other.snap", dir);
+		m[7 * UPT_PAGE + 3] ^= 0x11;
+		ck_assert_int_eq(upager_snapshot_save(m, len, other), 0);
+		munmap(m, len);
+		ck_assert_int_eq(upager_snapshot_save_incremental(at, len, other, child), 0);
+		count_kinds(child, &in);
+		ck_assert_uint_eq(in.stored, 2); /* pages 0 and 7 */
+		memcpy(expect, at, len);
+		check_file_holds(tracked, child, expect, n);
+		free(expect);
+	}
+	upager_release(rt);
+	upager_release(rc);
+	upager_destroy(tracked);
+	upager_destroy(compared);
+}
+END_TEST
+
+/*
+ * Which pages are populated, found by PAGEMAP_SCAN and by reading
+ * /proc/self/pagemap, gives the same file: a checkerboard of 1500 runs (a
+ * scan returns at most 256 at a time), a shared zero page, and a hole in
+ * the range (unmapped: recorded absent, as never touched).
+ */
+START_TEST(test_save_scan_and_pagemap_agree)
+{
+	size_t n = 3001, len = n * UPT_PAGE, l1, l2;
+	uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char other[160];
+	uint8_t *f1, *f2;
+	upager_region_t *r;
+	upager_t *p = upt_pager(1, 0);
+	const char *old = getenv("UPAGER_DISABLE");
+	char *saved = old ? strdup(old) : NULL;
+
+	ck_assert_ptr_ne(a, MAP_FAILED);
+	for (size_t i = 0; i < n; i += 2)
+		upt_fill(a + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, 23);
+	(void)*(volatile uint8_t *)(a + 1001 * UPT_PAGE); /* the shared zero page */
+	ck_assert_int_eq(munmap(a + 2000 * UPT_PAGE, 11 * UPT_PAGE), 0);
+	ck_assert_int_eq(upager_snapshot_save(a, len, path), 0);
+	snprintf(other, sizeof(other), "%s/pagemap.snap", dir);
+	setenv("UPAGER_DISABLE", "pagemap_scan", 1);
+	ck_assert_int_eq(upager_snapshot_save(a, len, other), 0);
+	if (saved)
+		setenv("UPAGER_DISABLE", saved, 1);
+	else
+		unsetenv("UPAGER_DISABLE");
+	free(saved);
+	f1 = slurp(path, &l1);
+	f2 = slurp(other, &l2);
+	ck_assert_uint_eq(l1, l2);
+	ck_assert_int_eq(memcmp(f1, f2, l1), 0);
+	ck_assert_int_eq(upager_snapshot_map(p, path, 0, &r), 0);
+	ck_assert_int_eq(memcmp(upager_region_addr(r), a, 2000 * UPT_PAGE), 0);
+	ck_assert_int_eq(upt_check_zero((uint8_t *)upager_region_addr(r) + 2000 * UPT_PAGE,
+					11 * UPT_PAGE), -1);
+	ck_assert_int_eq(memcmp((uint8_t *)upager_region_addr(r) + 2011 * UPT_PAGE,
+				a + 2011 * UPT_PAGE, (n - 2011) * UPT_PAGE), 0);
+	upager_release(r);
+	munmap(a, 2000 * UPT_PAGE);
+	munmap(a + 2011 * UPT_PAGE, (n - 2011) * UPT_PAGE);
+	free(f1);
+	free(f2);
+	upager_destroy(p);
+}
+END_TEST
+
 /* A full snapshot at path, crafted into one naming name as its parent (checksums resealed). */
 static void craft_parent(const char *name)
 {
@@ -683,6 +912,11 @@ static Suite *make(void)
 	upt_add(tc, test_reorder, 0, "");
 	upt_add(tc, test_incremental, 0, "");
 	upt_add(tc, test_incremental_hostile, 0, "");
+	upt_add(tc, test_save_scan_and_pagemap_agree, 0, "");
+	upt_add(tc, test_incremental_tracked, UPAGER_FEAT_WP_ASYNC | UPAGER_FEAT_PAGEMAP_SCAN,
+		"UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN (Linux 6.7) for write tracking");
+	upt_add(tc, test_incremental_tracked_reads_less, UPAGER_FEAT_WP_ASYNC | UPAGER_FEAT_PAGEMAP_SCAN,
+		"UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN (Linux 6.7) for write tracking");
 	return s;
 }
 
