@@ -11,7 +11,10 @@
  *   reordered the same after upager_snapshot_reorder() laid the working set
  *             out first in the file, so that prefetch reads it in sequence;
  *   update    the same, then changes a few thousand keys and saves only what
- *             changed (upager_snapshot_save_incremental), and checks that.
+ *             changed (upager_snapshot_save_incremental), and checks that;
+ *             once with writes tracked by the kernel (WP_ASYNC and
+ *             PAGEMAP_SCAN, where it has them), once comparing every page
+ *             the queries touched with the parent's copy instead.
  *
  * Every restore runs in a new process (this program, re-executed) with the
  * files dropped from the page cache first, and checks every answer. It
@@ -179,7 +182,8 @@ static int write_all(int fd, const void *buf, size_t len)
 struct result {
 	double first, query, warm;
 	uint64_t faults, kfaults, bytes, prefetched;
-	double inc_save;    /* update: the incremental save's time... */
+	double inc_write;   /* update: the time to change the keys, */
+	double inc_save;    /* the incremental save's time... */
 	uint64_t inc_bytes; /* ...and its file's size */
 };
 
@@ -201,6 +205,7 @@ static int update_and_save(upager_t *pager, struct slot *t, struct result *r)
 
 	path(snap, sizeof(snap), "index.snap");
 	path(v2, sizeof(v2), "index.v2.snap");
+	t0 = now_s();
 	for (uint64_t j = 0; j < UPDATES; j++) {
 		struct slot *sl = find_slot(t, nth_query(j));
 
@@ -209,6 +214,7 @@ static int update_and_save(upager_t *pager, struct slot *t, struct result *r)
 		if (sl->value == nth_query(j))
 			sl->value = UPDATED(sl->value);
 	}
+	r->inc_write = now_s() - t0;
 	t0 = now_s();
 	ret = upager_snapshot_save_incremental(t, opt.mib << 20, snap, v2);
 	r->inc_save = now_s() - t0;
@@ -293,14 +299,17 @@ static int restore(const char *mode)
 		}
 	} else {
 		unsigned flags = !strcmp(mode, "record") ? UPAGER_SNAP_RECORD
-				 : !strcmp(mode, "prefetch") || !strcmp(mode, "update") ? UPAGER_SNAP_PREFETCH
-											  : 0;
+				 : !strcmp(mode, "prefetch") || !strncmp(mode, "update", 6)
+				 ? UPAGER_SNAP_PREFETCH
+				 : 0;
 		upager_options_t o;
 		upager_region_t *region;
 		upager_stats_t st;
 		upager_t *pager;
 
 		upager_options_init(&o);
+		if (!strcmp(mode, "update-compare")) /* no write tracking: pages compared */
+			o.disable_features = UPAGER_FEAT_WP_ASYNC;
 		ret = upager_create(&pager, &o);
 		if (ret == 0)
 			ret = upager_snapshot_map(pager, snap, flags, &region);
@@ -314,7 +323,7 @@ static int restore(const char *mode)
 		upager_region_stats(region, &st);
 		r.faults = st.faults;
 		r.prefetched = st.pages_prefetched;
-		if (ret == 0 && !strcmp(mode, "update"))
+		if (ret == 0 && !strncmp(mode, "update", 6))
 			ret = update_and_save(pager, upager_region_addr(region), &r);
 		upager_release(region); /* writes PATH.ws when recording */
 		upager_destroy(pager);
@@ -322,9 +331,9 @@ static int restore(const char *mode)
 	getrusage(RUSAGE_SELF, &ru1);
 	r.kfaults = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt + ru1.ru_majflt - ru0.ru_majflt);
 	r.bytes = read_bytes() - io0;
-	printf("%.6f %.6f %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.6f %" PRIu64 "\n",
-	       r.first, r.query, r.warm, r.faults, r.kfaults, r.bytes, r.prefetched, r.inc_save,
-	       r.inc_bytes);
+	printf("%.6f %.6f %.6f %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.6f %" PRIu64
+	       " %.6f\n", r.first, r.query, r.warm, r.faults, r.kfaults, r.bytes, r.prefetched,
+	       r.inc_save, r.inc_bytes, r.inc_write);
 	return ret ? 1 : 0;
 }
 
@@ -362,9 +371,10 @@ static int spawn(const char *self, const char *mode, struct result *r)
 	if (n <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
 		return -1;
 	line[n] = '\0';
-	return sscanf(line, "%lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %lf %" SCNu64,
+	return sscanf(line,
+		      "%lf %lf %lf %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %lf %" SCNu64 " %lf",
 		      &r->first, &r->query, &r->warm, &r->faults, &r->kfaults, &r->bytes,
-		      &r->prefetched, &r->inc_save, &r->inc_bytes) == 9
+		      &r->prefetched, &r->inc_save, &r->inc_bytes, &r->inc_write) == 10
 		       ? 0 : -1;
 }
 
@@ -383,8 +393,9 @@ int main(int argc, char **argv)
 {
 	const char *restore_mode = NULL;
 	char snap[256], raw[256], ws[260];
-	struct result eager, lazy, rec, pre, ord, upd;
+	struct result eager, lazy, rec, pre, ord, upd, updc;
 	double t0, t_raw, t_snap, t_reorder;
+	uint64_t feats = 0;
 	struct slot *t;
 	size_t len;
 	int fd;
@@ -486,7 +497,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "snapshot-restore: reorder: %s\n", upager_strerror(fd));
 		return 1;
 	}
-	if (spawn(argv[0], "update", &upd)) {
+	if (spawn(argv[0], "update", &upd) || spawn(argv[0], "update-compare", &updc)) {
 		fprintf(stderr, "snapshot-restore: the update run failed\n");
 		return 1;
 	}
@@ -514,6 +525,14 @@ int main(int argc, char **argv)
 	printf("incremental save after changing %d keys of a restore: %.1f KiB in %.1f ms "
 	       "(the full save: %zu MiB in %.0f ms)\n", UPDATES, upd.inc_bytes / 1024.0,
 	       upd.inc_save * 1e3, opt.mib, t_snap * 1e3);
+	printf("  %s: %.1f ms; comparing touched pages instead: %.1f KiB in %.1f ms "
+	       "(queries %.3f s tracked, %.3f s not; the %d updates %.2f ms, %.2f ms)\n",
+	       (upager_probe(0, &feats, NULL, 0) == 0 && (feats & UPAGER_FEAT_WP_ASYNC) &&
+		(feats & UPAGER_FEAT_PAGEMAP_SCAN))
+		       ? "writes tracked by the kernel"
+		       : "no write tracking on this kernel (both compare)",
+	       upd.inc_save * 1e3, updc.inc_bytes / 1024.0, updc.inc_save * 1e3, upd.query,
+	       updc.query, UPDATES, upd.inc_write * 1e3, updc.inc_write * 1e3);
 	printf("\nratios: first answer lazy/eager %.4fx; queries prefetch/warm %.2fx "
 	       "(ws laid out first: %.2fx); prefetch/lazy %.2fx (%.2fx); save/disk write %.2fx\n",
 	       lazy.first / eager.first, pre.query / eager.warm, ord.query / eager.warm,
@@ -533,8 +552,12 @@ int main(int argc, char **argv)
 		printf("{\"bench\":\"snapshot\",\"restore\":\"warm\",\"mib\":%zu,\"queries\":%" PRIu64
 		       ",\"query_s\":%.6f}\n", opt.mib, opt.queries, eager.warm);
 		printf("{\"bench\":\"snapshot_incremental\",\"keys_changed\":%d,\"save_s\":%.6f,"
-		       "\"file_bytes\":%" PRIu64 ",\"full_save_s\":%.6f,\"full_mib\":%zu}\n", UPDATES,
-		       upd.inc_save, upd.inc_bytes, t_snap, opt.mib);
+		       "\"file_bytes\":%" PRIu64 ",\"full_save_s\":%.6f,\"full_mib\":%zu,"
+		       "\"compare_save_s\":%.6f,\"compare_file_bytes\":%" PRIu64
+		       ",\"query_tracked_s\":%.6f,\"query_untracked_s\":%.6f"
+		       ",\"updates_tracked_s\":%.6f,\"updates_untracked_s\":%.6f}\n", UPDATES,
+		       upd.inc_save, upd.inc_bytes, t_snap, opt.mib, updc.inc_save, updc.inc_bytes,
+		       upd.query, updc.query, upd.inc_write, updc.inc_write);
 		printf("{\"bench\":\"snapshot_ratios\",\"first_answer_lazy_vs_eager\":%.5f,"
 		       "\"query_prefetch_vs_warm\":%.3f,\"query_prefetch_vs_lazy\":%.3f,"
 		       "\"query_reordered_prefetch_vs_warm\":%.3f,"
