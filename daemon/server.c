@@ -62,9 +62,23 @@ struct range_op {
 	uint32_t i;
 } __attribute__((aligned(8)));
 
-/* Page maps of open snapshot images held in memory (16 bytes per page). */
+/*
+ * Page maps of open snapshot images held in memory (16 bytes per page):
+ * one copy per file however many clients and handles open it, charged once
+ * to each client that holds it and once in all.
+ */
 #define SNAP_CLIENT_LIMIT (256u << 20)
 #define SNAP_TOTAL_LIMIT (1024u << 20)
+
+struct shared_snap {
+	struct shared_snap *next;
+	dev_t dev;
+	ino_t ino;
+	int fd; /* our own: the handle that opened it may close first */
+	unsigned refs; /* handles */
+	size_t bytes;  /* its chain's page maps */
+	struct upp_snap sn;
+};
 
 /* A read of a snapshot image: one run of stored pages, consecutive in the file. */
 struct seg {
@@ -108,8 +122,8 @@ struct client {
 	unsigned ops;      /* SQEs in flight that point at us */
 	int handles[UPP_MAX_HANDLES]; /* -1: free */
 	uint64_t sizes[UPP_MAX_HANDLES];
-	struct upp_snap *snaps[UPP_MAX_HANDLES]; /* OPEN_IMAGE of a snapshot; else NULL */
-	size_t snap_bytes; /* their page maps, held in memory */
+	struct shared_snap *snaps[UPP_MAX_HANDLES]; /* OPEN_IMAGE of a snapshot; else NULL */
+	size_t snap_bytes; /* the page maps its handles hold, each counted once */
 	/* CLOSE while READs use a handle: closed when the last one ends. */
 	unsigned busy[UPP_MAX_HANDLES];
 	bool closed[UPP_MAX_HANDLES];
@@ -139,7 +153,8 @@ static struct {
 	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
 	bool have_openat2;
 	size_t page_size;
-	size_t snap_bytes; /* every client's snapshot page maps */
+	size_t snap_bytes; /* every open snapshot's page maps */
+	struct shared_snap *shared;
 	uint8_t secret[4096];
 	size_t secret_len; /* 0: no authentication */
 } S;
@@ -174,16 +189,95 @@ static size_t snap_bytes(const struct upp_snap *sn)
 	return n;
 }
 
+/* How many of c's handles hold ss. */
+static unsigned client_holds(const struct client *c, const struct shared_snap *ss)
+{
+	unsigned n = 0;
+
+	for (int h = 0; h < UPP_MAX_HANDLES; h++)
+		n += c->snaps[h] == ss;
+	return n;
+}
+
+/*
+ * The snapshot open on fd, shared with every handle that has the same file
+ * open: same inode, and a header that still says what it said (a file
+ * rewritten in place is opened afresh; a rename puts a new inode there). A
+ * new one is checked in full and charged to the daemon's limit.
+ */
+static int shared_get(int fd, struct shared_snap **out)
+{
+	struct shared_snap *ss;
+	struct stat st;
+	uint8_t crc[4];
+	int ret;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (pread(fd, crc, 4, 64) != 4)
+		return -EBADMSG;
+	for (ss = S.shared; ss; ss = ss->next)
+		if (ss->dev == st.st_dev && ss->ino == st.st_ino &&
+		    ss->sn.hdr_crc == (uint32_t)(crc[0] | crc[1] << 8 | crc[2] << 16 |
+						 (uint32_t)crc[3] << 24)) {
+			ss->refs++;
+			*out = ss;
+			return 0;
+		}
+	ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return -ENOMEM;
+	ss->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	ret = ss->fd < 0 ? -errno : upp_snap_open(ss->fd, S.page_size, &ss->sn);
+	if (ret == 0) {
+		ss->bytes = snap_bytes(&ss->sn);
+		if (S.snap_bytes + ss->bytes > SNAP_TOTAL_LIMIT) {
+			upp_snap_close(&ss->sn);
+			ret = -ENOMEM;
+		}
+	}
+	if (ret < 0) {
+		if (ss->fd >= 0)
+			close(ss->fd);
+		free(ss);
+		return ret;
+	}
+	ss->dev = st.st_dev;
+	ss->ino = st.st_ino;
+	ss->refs = 1;
+	ss->next = S.shared;
+	S.shared = ss;
+	S.snap_bytes += ss->bytes;
+	*out = ss;
+	return 0;
+}
+
+static void shared_put(struct shared_snap *ss)
+{
+	struct shared_snap **pp;
+
+	if (--ss->refs)
+		return;
+	for (pp = &S.shared; *pp != ss; pp = &(*pp)->next)
+		;
+	*pp = ss->next;
+	S.snap_bytes -= ss->bytes;
+	upp_snap_close(&ss->sn);
+	close(ss->fd);
+	free(ss);
+}
+
 static void handle_close(struct client *c, uint32_t h)
 {
+	struct shared_snap *ss = c->snaps[h];
+
 	close(c->handles[h]);
 	c->handles[h] = -1;
-	if (c->snaps[h]) {
-		c->snap_bytes -= snap_bytes(c->snaps[h]);
-		S.snap_bytes -= snap_bytes(c->snaps[h]);
-		upp_snap_close(c->snaps[h]);
-		free(c->snaps[h]);
+	if (ss) {
 		c->snaps[h] = NULL;
+		if (!client_holds(c, ss))
+			c->snap_bytes -= ss->bytes;
+		shared_put(ss);
 	}
 }
 
@@ -402,25 +496,24 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 	}
 	ret = jail_open(path, plen, &fd, &size);
 	if (ret == 0 && image && upp_snap_is(fd)) {
-		struct upp_snap *sn = malloc(sizeof(*sn));
+		struct shared_snap *ss = NULL;
 
-		ret = sn ? upp_snap_open(fd, S.page_size, sn) : -ENOMEM;
-		/* Each open holds its page maps: bounded per client and in all,
-		 * or one client opening a big snapshot many times could take
-		 * the daemon's memory. */
-		if (ret == 0 && (c->snap_bytes + snap_bytes(sn) > SNAP_CLIENT_LIMIT ||
-				 S.snap_bytes + snap_bytes(sn) > SNAP_TOTAL_LIMIT)) {
-			upp_snap_close(sn);
-			ret = -ENOMEM;
+		/* Page maps are bounded per client and in all, or clients
+		 * opening many big snapshots could take the daemon's memory. */
+		ret = shared_get(fd, &ss);
+		if (ret == 0 && !client_holds(c, ss)) {
+			if (c->snap_bytes + ss->bytes > SNAP_CLIENT_LIMIT) {
+				shared_put(ss);
+				ret = -ENOMEM;
+			} else {
+				c->snap_bytes += ss->bytes;
+			}
 		}
 		if (ret < 0) {
-			free(sn);
 			close(fd);
 		} else {
-			c->snaps[h] = sn;
-			c->snap_bytes += snap_bytes(sn);
-			S.snap_bytes += snap_bytes(sn);
-			size = sn->len;
+			c->snaps[h] = ss;
+			size = ss->sn.len;
 		}
 	}
 	if (ret < 0) {
@@ -625,7 +718,7 @@ static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		return;
 	}
 	rq->reply_size = at;
-	rq->snap = c->snaps[rd.handle];
+	rq->snap = c->snaps[rd.handle] ? &c->snaps[rd.handle]->sn : NULL;
 	if (rq->snap && (ret = image_plan(rq)) != 0) {
 		free(rq->segs);
 		free(rq->segops);

@@ -689,39 +689,120 @@ START_TEST(test_open_image)
 }
 END_TEST
 
-/* Open snapshot page maps are bounded per client: a big one opened again and again. */
+/* OPEN_IMAGE of name on fd: 0 and its handle, or the error's code. */
+static uint32_t open_image(int fd, const char *name, uint32_t *handle)
+{
+	uint8_t p[2 + UPP_MAX_PATH], *buf;
+	struct upp_hdr h;
+	struct upp_error e;
+	uint64_t size;
+	uint32_t code = 0;
+
+	send_frame(fd, UPP_OPEN_IMAGE, 20, p, upp_put_open(p, name, (uint16_t)strlen(name)));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	if (h.type == UPP_ERROR) {
+		ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+		code = e.code;
+	} else {
+		ck_assert_uint_eq(h.type, UPP_OPEN_IMAGE | UPP_REPLY);
+		ck_assert_int_eq(upp_get_opened(buf, h.length, handle, &size), 0);
+	}
+	free(buf);
+	return code;
+}
+
+/* Page 0 of an open image into page. */
+static void read_page0(int fd, uint32_t handle, uint8_t *page)
+{
+	uint8_t q[8 + 16 * UPP_MAX_RANGES], *buf;
+	struct upp_read rd = { .handle = handle, .n = 1 };
+	uint32_t wanted = (uint32_t)UPT_PAGE, got;
+	const uint8_t *data;
+	struct upp_hdr h;
+
+	rd.r[0] = (struct upp_range){ 0, wanted };
+	send_frame(fd, UPP_READ, 21, q, upp_put_read(q, &rd));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+	ck_assert_int_eq(upp_get_data(buf, h.length, 1, &wanted, &got, &data), 0);
+	ck_assert_uint_eq(got, wanted);
+	memcpy(page, data, UPT_PAGE);
+	free(buf);
+}
+
+/*
+ * Open snapshot page maps: one copy per file however often it is opened, by
+ * however many clients; bounded per client (distinct files) and in all.
+ */
 START_TEST(test_open_image_memory_bound)
 {
 	const size_t len = 17ull << 30; /* 4.5 M pages: a 68 MiB page map */
-	char path[256];
-	uint8_t p[2 + UPP_MAX_PATH], *buf;
+	enum { CLIENTS = 20 };
+	char path[256], name[16];
 	uint32_t handle;
-	uint64_t size;
-	struct upp_hdr h;
-	struct upp_error e;
-	int fd = connect_unix(), i;
+	int fd = connect_unix(), many[CLIENTS];
 	void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	ck_assert_ptr_ne(m, MAP_FAILED);
-	snprintf(path, sizeof(path), "%s/root/big.snap", dir);
-	ck_assert_int_eq(upager_snapshot_save(m, len, path), 0); /* all absent: the map only */
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/root/big%d.snap", dir, i);
+		ck_assert_int_eq(upager_snapshot_save(m, len, path), 0); /* absent: the map only */
+	}
 	munmap(m, len);
 	hello(fd);
-	for (i = 0; i < 8; i++) {
-		send_frame(fd, UPP_OPEN_IMAGE, 20 + (uint32_t)i, p, upp_put_open(p, "big.snap", 8));
-		ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
-		if (h.type == UPP_ERROR)
-			break;
-		ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, &size), 0);
-		ck_assert_uint_eq(size, len);
-		free(buf);
+	for (int i = 0; i < 8; i++) /* the same file: held once */
+		ck_assert_uint_eq(open_image(fd, "big0.snap", &handle), 0);
+	ck_assert_uint_eq(open_image(fd, "big1.snap", &handle), 0);
+	ck_assert_uint_eq(open_image(fd, "big2.snap", &handle), 0);
+	/* 3 × 68 MiB fit in a client's 256 MiB, a 4th does not. */
+	ck_assert_uint_eq(open_image(fd, "big3.snap", &handle), ENOMEM);
+	/* 20 more clients on big0: one copy in all (a copy each would pass 1 GiB). */
+	for (int i = 0; i < CLIENTS; i++) {
+		many[i] = connect_unix();
+		hello(many[i]);
+		ck_assert_uint_eq(open_image(many[i], "big0.snap", &handle), 0);
 	}
-	ck_assert_int_eq(i, 3); /* 3 × 68 MiB fit in 256 MiB, a 4th does not */
-	ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
-	ck_assert_uint_eq(e.code, ENOMEM);
-	free(buf);
+	for (int i = 0; i < CLIENTS; i++)
+		close(many[i]);
 	good_client(connect_unix); /* and the daemon serves on */
 	close(fd);
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "big%d.snap", i);
+		snprintf(path, sizeof(path), "%s/root/%s", dir, name);
+		unlink(path);
+	}
+}
+END_TEST
+
+/* A snapshot saved again over its name: new opens get the new one, open handles keep the old. */
+START_TEST(test_open_image_replaced)
+{
+	uint8_t *m = mmap(NULL, UPT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *page = malloc(UPT_PAGE);
+	int a = connect_unix(), b = connect_unix();
+	uint32_t ha, ha2, hb;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/root/vm2.snap", dir);
+	upt_fill(m, UPT_PAGE, 0, 1);
+	ck_assert_int_eq(upager_snapshot_save(m, UPT_PAGE, path), 0);
+	hello(a);
+	hello(b);
+	ck_assert_uint_eq(open_image(a, "vm2.snap", &ha), 0);
+	upt_fill(m, UPT_PAGE, 0, 2);
+	ck_assert_int_eq(upager_snapshot_save(m, UPT_PAGE, path), 0);
+	ck_assert_uint_eq(open_image(b, "vm2.snap", &hb), 0);
+	ck_assert_uint_eq(open_image(a, "vm2.snap", &ha2), 0);
+	read_page0(b, hb, page);
+	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 2), -1);
+	read_page0(a, ha2, page);
+	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 2), -1);
+	read_page0(a, ha, page);
+	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 1), -1);
+	close(a);
+	close(b);
+	free(page);
+	munmap(m, UPT_PAGE);
 	unlink(path);
 }
 END_TEST
@@ -744,6 +825,7 @@ static Suite *make(void)
 	upt_add(tc, test_bad_config, 0, "");
 	upt_add(tc, test_open_image, 0, "");
 	upt_add(tc, test_open_image_memory_bound, 0, "");
+	upt_add(tc, test_open_image_replaced, 0, "");
 	return s;
 }
 
