@@ -188,15 +188,15 @@ static uint32_t hello(int fd)
 	return r.features;
 }
 
-/* OPEN: the handle, or -errno from an ERROR reply. */
-static long open_obj(int fd, const char *path, uint64_t *size)
+/* OPEN or OPEN_IMAGE (type): the handle, or -errno from an ERROR reply. */
+static long open_as(int fd, uint8_t type, const char *path, uint64_t *size)
 {
 	uint8_t p[2 + UPP_MAX_PATH], *buf;
 	struct upp_hdr h;
 	uint32_t handle;
 	long ret;
 
-	send_frame(fd, UPP_OPEN, 5, p, upp_put_open(p, path, (uint16_t)strlen(path)));
+	send_frame(fd, type, 5, p, upp_put_open(p, path, (uint16_t)strlen(path)));
 	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
 	ck_assert_uint_eq(h.id, 5);
 	if (h.type == UPP_ERROR) {
@@ -204,12 +204,36 @@ static long open_obj(int fd, const char *path, uint64_t *size)
 		ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
 		ret = -(long)e.code;
 	} else {
-		ck_assert_uint_eq(h.type, UPP_OPEN | UPP_REPLY);
+		ck_assert_uint_eq(h.type, type | UPP_REPLY);
 		ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, size), 0);
 		ret = handle;
 	}
 	free(buf);
 	return ret;
+}
+
+static long open_obj(int fd, const char *path, uint64_t *size)
+{
+	return open_as(fd, UPP_OPEN, path, size);
+}
+
+/* READ of len bytes at off of an image (all of them there) into out. */
+static void read_image(int fd, uint32_t handle, uint64_t off, uint32_t len, uint8_t *out)
+{
+	uint8_t q[8 + 16 * UPP_MAX_RANGES], *buf;
+	struct upp_read rd = { .handle = handle, .n = 1 };
+	const uint8_t *data;
+	struct upp_hdr h;
+	uint32_t got;
+
+	rd.r[0] = (struct upp_range){ off, len };
+	send_frame(fd, UPP_READ, 21, q, upp_put_read(q, &rd));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+	ck_assert_int_eq(upp_get_data(buf, h.length, 1, &len, &got, &data), 0);
+	ck_assert_uint_eq(got, len);
+	memcpy(out, data, len);
+	free(buf);
 }
 
 /* READs ranges and checks every byte against the file's pattern. */
@@ -631,13 +655,12 @@ END_TEST
 START_TEST(test_open_image)
 {
 	char path[256];
-	uint8_t p[2 + UPP_MAX_PATH], q[8 + 16 * UPP_MAX_RANGES], *buf, *m;
+	uint8_t q[8 + 16 * UPP_MAX_RANGES], *buf, *m, *data = malloc(4 * UPT_PAGE);
 	struct upp_read rd = { .n = 1 };
-	uint32_t handle, wanted = 4 * (uint32_t)UPT_PAGE, got;
-	const uint8_t *data;
 	struct upp_hdr h;
 	struct upp_error e;
 	uint64_t size;
+	long handle;
 	int fd = connect_unix();
 
 	m = mmap(NULL, 4 * UPT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -651,20 +674,13 @@ START_TEST(test_open_image)
 	ck_assert(hello(fd) & UPP_FEAT_IMAGE);
 
 	/* A raw file is its own image. */
-	send_frame(fd, UPP_OPEN_IMAGE, 7, p, upp_put_open(p, "sub/disk.img", 12));
-	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
-	ck_assert_uint_eq(h.type, UPP_OPEN_IMAGE | UPP_REPLY);
-	ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, &size), 0);
+	ck_assert_int_ge(open_as(fd, UPP_OPEN_IMAGE, "sub/disk.img", &size), 0);
 	ck_assert_uint_eq(size, FILE_SIZE + TAIL);
-	free(buf);
 
-	send_frame(fd, UPP_OPEN_IMAGE, 8, p, upp_put_open(p, "vm.snap", 7));
-	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
-	ck_assert_uint_eq(h.type, UPP_OPEN_IMAGE | UPP_REPLY);
-	ck_assert_int_eq(upp_get_opened(buf, h.length, &handle, &size), 0);
+	handle = open_as(fd, UPP_OPEN_IMAGE, "vm.snap", &size);
+	ck_assert_int_ge(handle, 0);
 	ck_assert_uint_eq(size, 4 * UPT_PAGE); /* the memory, not the file */
-	free(buf);
-	rd.handle = handle;
+	rd.handle = (uint32_t)handle;
 
 	/* Part of a page: refused (a page is checked whole), the connection lives on. */
 	rd.r[0] = (struct upp_range){ 1, (uint32_t)UPT_PAGE };
@@ -675,60 +691,14 @@ START_TEST(test_open_image)
 	ck_assert_uint_eq(e.code, EINVAL);
 	free(buf);
 
-	rd.r[0] = (struct upp_range){ 0, wanted };
-	send_frame(fd, UPP_READ, 10, q, upp_put_read(q, &rd));
-	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
-	ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
-	ck_assert_int_eq(upp_get_data(buf, h.length, 1, &wanted, &got, &data), 0);
-	ck_assert_uint_eq(got, wanted);
+	read_image(fd, (uint32_t)handle, 0, 4 * (uint32_t)UPT_PAGE, data);
 	ck_assert_int_eq(upt_check_pattern(data, UPT_PAGE, 0, 77), -1);
 	ck_assert_int_eq(upt_check_zero(data + UPT_PAGE, 2 * UPT_PAGE), -1);
 	ck_assert_int_eq(upt_check_pattern(data + 3 * UPT_PAGE, UPT_PAGE, 3 * UPT_PAGE, 77), -1);
-	free(buf);
+	free(data);
 	close(fd);
 }
 END_TEST
-
-/* OPEN_IMAGE of name on fd: 0 and its handle, or the error's code. */
-static uint32_t open_image(int fd, const char *name, uint32_t *handle)
-{
-	uint8_t p[2 + UPP_MAX_PATH], *buf;
-	struct upp_hdr h;
-	struct upp_error e;
-	uint64_t size;
-	uint32_t code = 0;
-
-	send_frame(fd, UPP_OPEN_IMAGE, 20, p, upp_put_open(p, name, (uint16_t)strlen(name)));
-	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
-	if (h.type == UPP_ERROR) {
-		ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
-		code = e.code;
-	} else {
-		ck_assert_uint_eq(h.type, UPP_OPEN_IMAGE | UPP_REPLY);
-		ck_assert_int_eq(upp_get_opened(buf, h.length, handle, &size), 0);
-	}
-	free(buf);
-	return code;
-}
-
-/* Page 0 of an open image into page. */
-static void read_page0(int fd, uint32_t handle, uint8_t *page)
-{
-	uint8_t q[8 + 16 * UPP_MAX_RANGES], *buf;
-	struct upp_read rd = { .handle = handle, .n = 1 };
-	uint32_t wanted = (uint32_t)UPT_PAGE, got;
-	const uint8_t *data;
-	struct upp_hdr h;
-
-	rd.r[0] = (struct upp_range){ 0, wanted };
-	send_frame(fd, UPP_READ, 21, q, upp_put_read(q, &rd));
-	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
-	ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
-	ck_assert_int_eq(upp_get_data(buf, h.length, 1, &wanted, &got, &data), 0);
-	ck_assert_uint_eq(got, wanted);
-	memcpy(page, data, UPT_PAGE);
-	free(buf);
-}
 
 /*
  * Open snapshot page maps: one copy per file however often it is opened, by
@@ -739,7 +709,7 @@ START_TEST(test_open_image_memory_bound)
 	const size_t len = 17ull << 30; /* 4.5 M pages: a 68 MiB page map */
 	enum { CLIENTS = 20 };
 	char path[256], name[16];
-	uint32_t handle;
+	uint64_t size;
 	int fd = connect_unix(), many[CLIENTS];
 	void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
@@ -750,17 +720,19 @@ START_TEST(test_open_image_memory_bound)
 	}
 	munmap(m, len);
 	hello(fd);
-	for (int i = 0; i < 8; i++) /* the same file: held once */
-		ck_assert_uint_eq(open_image(fd, "big0.snap", &handle), 0);
-	ck_assert_uint_eq(open_image(fd, "big1.snap", &handle), 0);
-	ck_assert_uint_eq(open_image(fd, "big2.snap", &handle), 0);
+	for (int i = 0; i < 8; i++) { /* the same file: held once */
+		ck_assert_int_ge(open_as(fd, UPP_OPEN_IMAGE, "big0.snap", &size), 0);
+		ck_assert_uint_eq(size, len);
+	}
+	ck_assert_int_ge(open_as(fd, UPP_OPEN_IMAGE, "big1.snap", &size), 0);
+	ck_assert_int_ge(open_as(fd, UPP_OPEN_IMAGE, "big2.snap", &size), 0);
 	/* 3 × 68 MiB fit in a client's 256 MiB, a 4th does not. */
-	ck_assert_uint_eq(open_image(fd, "big3.snap", &handle), ENOMEM);
+	ck_assert_int_eq(open_as(fd, UPP_OPEN_IMAGE, "big3.snap", &size), -ENOMEM);
 	/* 20 more clients on big0: one copy in all (a copy each would pass 1 GiB). */
 	for (int i = 0; i < CLIENTS; i++) {
 		many[i] = connect_unix();
 		hello(many[i]);
-		ck_assert_uint_eq(open_image(many[i], "big0.snap", &handle), 0);
+		ck_assert_int_ge(open_as(many[i], UPP_OPEN_IMAGE, "big0.snap", &size), 0);
 	}
 	for (int i = 0; i < CLIENTS; i++)
 		close(many[i]);
@@ -780,7 +752,8 @@ START_TEST(test_open_image_replaced)
 	uint8_t *m = mmap(NULL, UPT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *page = malloc(UPT_PAGE);
 	int a = connect_unix(), b = connect_unix();
-	uint32_t ha, ha2, hb;
+	long ha, ha2, hb;
+	uint64_t size;
 	char path[256];
 
 	snprintf(path, sizeof(path), "%s/root/vm2.snap", dir);
@@ -788,16 +761,19 @@ START_TEST(test_open_image_replaced)
 	ck_assert_int_eq(upager_snapshot_save(m, UPT_PAGE, path), 0);
 	hello(a);
 	hello(b);
-	ck_assert_uint_eq(open_image(a, "vm2.snap", &ha), 0);
+	ha = open_as(a, UPP_OPEN_IMAGE, "vm2.snap", &size);
+	ck_assert_int_ge(ha, 0);
 	upt_fill(m, UPT_PAGE, 0, 2);
 	ck_assert_int_eq(upager_snapshot_save(m, UPT_PAGE, path), 0);
-	ck_assert_uint_eq(open_image(b, "vm2.snap", &hb), 0);
-	ck_assert_uint_eq(open_image(a, "vm2.snap", &ha2), 0);
-	read_page0(b, hb, page);
+	hb = open_as(b, UPP_OPEN_IMAGE, "vm2.snap", &size);
+	ck_assert_int_ge(hb, 0);
+	ha2 = open_as(a, UPP_OPEN_IMAGE, "vm2.snap", &size);
+	ck_assert_int_ge(ha2, 0);
+	read_image(b, (uint32_t)hb, 0, (uint32_t)UPT_PAGE, page);
 	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 2), -1);
-	read_page0(a, ha2, page);
+	read_image(a, (uint32_t)ha2, 0, (uint32_t)UPT_PAGE, page);
 	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 2), -1);
-	read_page0(a, ha, page);
+	read_image(a, (uint32_t)ha, 0, (uint32_t)UPT_PAGE, page);
 	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 1), -1);
 	close(a);
 	close(b);
