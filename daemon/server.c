@@ -209,17 +209,12 @@ static int shared_get(int fd, struct shared_snap **out)
 {
 	struct shared_snap *ss;
 	struct stat st;
-	uint8_t crc[4];
 	int ret;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (pread(fd, crc, 4, 64) != 4)
-		return -EBADMSG;
 	for (ss = S.shared; ss; ss = ss->next)
-		if (ss->dev == st.st_dev && ss->ino == st.st_ino &&
-		    ss->sn.hdr_crc == (uint32_t)(crc[0] | crc[1] << 8 | crc[2] << 16 |
-						 (uint32_t)crc[3] << 24)) {
+		if (ss->dev == st.st_dev && ss->ino == st.st_ino && upp_snap_unchanged(&ss->sn, fd)) {
 			ss->refs++;
 			*out = ss;
 			return 0;

@@ -32,6 +32,13 @@ bool upp_snap_is(int fd)
 	return pread(fd, magic, 8, 0) == 8 && !memcmp(magic, UPP_SNAP_MAGIC, 8);
 }
 
+bool upp_snap_unchanged(const struct upp_snap *s, int fd)
+{
+	uint8_t crc[4];
+
+	return pread(fd, crc, 4, 64) == 4 && get32(crc) == s->hdr_crc;
+}
+
 static bool good_name(const uint8_t *name, size_t len)
 {
 	if (len == 0 || len > UPP_SNAP_MAX_NAME || (len == 1 && name[0] == '.') ||

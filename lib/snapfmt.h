@@ -46,6 +46,9 @@ int upp_snap_open(int fd, size_t ps, struct upp_snap *s);
 void upp_snap_close(struct upp_snap *s);
 /* Whether fd's file starts with the snapshot magic (before any checking). */
 bool upp_snap_is(int fd);
+/* Whether the file on fd has the header s was opened with (its CRC), so that
+ * s's checked page map still describes it. */
+bool upp_snap_unchanged(const struct upp_snap *s, int fd);
 
 /* The kind of page in this file's own map (PARENT included). */
 static inline int upp_snap_own_kind(const struct upp_snap *s, uint64_t page)
