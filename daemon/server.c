@@ -74,10 +74,9 @@ struct shared_snap {
 	struct shared_snap *next;
 	dev_t dev;
 	ino_t ino;
-	int fd; /* our own: the handle that opened it may close first */
 	unsigned refs; /* handles */
 	size_t bytes;  /* its chain's page maps */
-	struct upp_snap sn;
+	struct upp_snap sn; /* on a descriptor of its own: the handle that opened it may close first */
 };
 
 /* A read of a snapshot image: one run of stored pages, consecutive in the file. */
@@ -209,7 +208,7 @@ static int shared_get(int fd, struct shared_snap **out)
 {
 	struct shared_snap *ss;
 	struct stat st;
-	int ret;
+	int own, ret;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
@@ -222,8 +221,8 @@ static int shared_get(int fd, struct shared_snap **out)
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
-	ss->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	ret = ss->fd < 0 ? -errno : upp_snap_open(ss->fd, S.page_size, &ss->sn);
+	own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	ret = own < 0 ? -errno : upp_snap_open(own, S.page_size, &ss->sn);
 	if (ret == 0) {
 		ss->bytes = snap_bytes(&ss->sn);
 		if (S.snap_bytes + ss->bytes > SNAP_TOTAL_LIMIT) {
@@ -232,8 +231,8 @@ static int shared_get(int fd, struct shared_snap **out)
 		}
 	}
 	if (ret < 0) {
-		if (ss->fd >= 0)
-			close(ss->fd);
+		if (own >= 0)
+			close(own);
 		free(ss);
 		return ret;
 	}
@@ -258,7 +257,7 @@ static void shared_put(struct shared_snap *ss)
 	*pp = ss->next;
 	S.snap_bytes -= ss->bytes;
 	upp_snap_close(&ss->sn);
-	close(ss->fd);
+	close(ss->sn.fd);
 	free(ss);
 }
 
