@@ -766,7 +766,9 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 			return;
 		}
 		c->hello = true;
-		c->authed = !(c->tcp && S.secret_len);
+		/* TCP clients must prove the secret; so must any client that asks
+		 * to be challenged (it has the secret and wants our proof). */
+		c->authed = !((c->tcp || (hello.features & UPP_FEAT_AUTH)) && S.secret_len);
 		if (!c->authed) {
 			if (getrandom(c->nonce, UPP_NONCE, 0) != UPP_NONCE) {
 				client_close(c, "no randomness for a challenge");
