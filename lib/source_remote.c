@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,7 +66,27 @@ struct remote_source {
 
 /* ---- connecting ---- */
 
-static int dial(const char *uri, unsigned timeout_ms)
+/*
+ * Milliseconds left until until_ns (rounded up), for poll; -1 once it has
+ * passed. Every wait of a handshake is bounded by one such deadline, so a
+ * server that answers a byte at a time cannot stretch it.
+ */
+static int ms_until(uint64_t until_ns)
+{
+	uint64_t now = upager__now_ns(), ms;
+
+	if (now >= until_ns)
+		return -1;
+	ms = (until_ns - now + 999999) / 1000000;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static uint64_t after_ms(unsigned ms)
+{
+	return upager__now_ns() + (uint64_t)ms * 1000000ull;
+}
+
+static int dial(const char *uri, uint64_t until_ns)
 {
 	struct pollfd p;
 	int fd, ret, err = 0;
@@ -114,7 +135,7 @@ static int dial(const char *uri, unsigned timeout_ms)
 		return -err;
 	}
 	p = (struct pollfd){ .fd = fd, .events = POLLOUT };
-	if (ret < 0 && (poll(&p, 1, (int)timeout_ms) != 1 ||
+	if (ret < 0 && (ms_until(until_ns) < 0 || poll(&p, 1, ms_until(until_ns)) != 1 ||
 			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)) {
 		close(fd);
 		return err ? -err : -ETIMEDOUT;
@@ -122,26 +143,27 @@ static int dial(const char *uri, unsigned timeout_ms)
 	return fd;
 }
 
-/* Blocking helpers for the handshake, bounded by the connect timeout. */
-static int send_all(int fd, const uint8_t *p, size_t len, unsigned timeout_ms)
+/* Blocking helpers for the handshake: all done by until_ns, or -ETIMEDOUT. */
+static int send_all(int fd, const uint8_t *p, size_t len, uint64_t until_ns)
 {
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		int ms;
 
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			return -errno;
-		} else if (poll(&pf, 1, (int)timeout_ms) != 1) {
+		} else if ((ms = ms_until(until_ns)) < 0 || poll(&pf, 1, ms) != 1) {
 			return -ETIMEDOUT;
 		}
 	}
 	return 0;
 }
 
-static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, unsigned timeout_ms)
+static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, uint64_t until_ns)
 {
 	size_t got = 0, want = UPP_HDR_SIZE;
 	uint8_t hb[UPP_HDR_SIZE];
@@ -150,9 +172,10 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		uint8_t *dst = got < UPP_HDR_SIZE ? hb + got : buf + (got - UPP_HDR_SIZE);
 		size_t room = got < UPP_HDR_SIZE ? UPP_HDR_SIZE - got : want - got;
+		int ms = ms_until(until_ns);
 		ssize_t n;
 
-		if (poll(&pf, 1, (int)timeout_ms) != 1)
+		if (ms < 0 || poll(&pf, 1, ms) != 1)
 			return -ETIMEDOUT;
 		n = recv(fd, dst, room, 0);
 		if (n == 0)
@@ -173,23 +196,23 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
 	return 0;
 }
 
-/* Connects, says HELLO and opens the object: the descriptor, or -errno. */
-static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
+/* Connects, says HELLO and opens the object, all by until_ns: the descriptor, or -errno. */
+static int handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *handle, uint64_t *size)
 {
 	uint8_t buf[UPP_HDR_SIZE + 2 + UPP_MAX_PATH];
 	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, 0 };
 	struct upp_hello_reply hr;
 	struct upp_hdr h;
 	size_t n;
-	int fd = dial(rs->uri, rs->connect_timeout_ms), ret;
+	int fd = dial(rs->uri, until_ns), ret;
 
 	if (fd < 0)
 		return fd;
 	n = upp_put_hello(buf + UPP_HDR_SIZE, &hello);
 	upp_put_hdr(buf, UPP_HELLO, 0, (uint32_t)n);
-	ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+	ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
 	if (!ret)
-		ret = recv_frame_sync(fd, &h, buf, sizeof(buf), rs->connect_timeout_ms);
+		ret = recv_frame_sync(fd, &h, buf, sizeof(buf), until_ns);
 	if (!ret && (h.type != (UPP_HELLO | UPP_REPLY) ||
 		     upp_get_hello_reply(buf, h.length, &hr) < 0 || hr.version != UPP_VERSION))
 		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
@@ -205,10 +228,10 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 			upp_auth_mac(rs->secret, rs->secret_len, 0, hr.nonce, cnonce, mac);
 			n = upp_put_auth(buf + UPP_HDR_SIZE, cnonce, mac);
 			upp_put_hdr(buf, UPP_AUTH, 2, (uint32_t)n);
-			ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+			ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
 		}
 		if (!ret)
-			ret = recv_frame_sync(fd, &h, buf, sizeof(buf), rs->connect_timeout_ms);
+			ret = recv_frame_sync(fd, &h, buf, sizeof(buf), until_ns);
 		if (!ret) {
 			upp_auth_mac(rs->secret, rs->secret_len, 1, hr.nonce, cnonce, want);
 			if (h.type != (UPP_AUTH | UPP_REPLY) || upp_get_auth(buf, h.length, NULL, mac) < 0 ||
@@ -219,10 +242,10 @@ static int handshake(struct remote_source *rs, uint32_t *handle, uint64_t *size)
 	if (!ret) {
 		n = upp_put_open(buf + UPP_HDR_SIZE, rs->object, (uint16_t)strlen(rs->object));
 		upp_put_hdr(buf, rs->image ? UPP_OPEN_IMAGE : UPP_OPEN, 1, (uint32_t)n);
-		ret = send_all(fd, buf, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+		ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
 	}
 	if (!ret)
-		ret = recv_frame_sync(fd, &h, buf, sizeof(buf), rs->connect_timeout_ms);
+		ret = recv_frame_sync(fd, &h, buf, sizeof(buf), until_ns);
 	if (!ret) {
 		struct upp_error e;
 
@@ -370,7 +393,7 @@ static int send_batches(struct remote_source *rs)
 		rs->inflight = b;
 		rs->ninflight++;
 		/* Small frames: a blocking send with the socket's buffer is fine. */
-		ret = send_all(rs->fd, frame, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+		ret = send_all(rs->fd, frame, UPP_HDR_SIZE + n, after_ms(rs->connect_timeout_ms));
 		if (ret < 0)
 			return ret;
 	}
@@ -480,6 +503,22 @@ static int receive(struct remote_source *rs)
 	}
 }
 
+/*
+ * When a reconnection must give up: after connect_timeout_ms, or when the
+ * first fill waiting for it passes its deadline, whichever comes first.
+ */
+static uint64_t connect_until(struct remote_source *rs, uint64_t now)
+{
+	uint64_t until = now + (uint64_t)rs->connect_timeout_ms * 1000000ull;
+
+	pthread_mutex_lock(&rs->lock);
+	for (struct upager__fill *f = rs->queue; f; f = f->src_next)
+		if (f->deadline_ns < until)
+			until = f->deadline_ns;
+	pthread_mutex_unlock(&rs->lock);
+	return until;
+}
+
 static void *remote_thread(void *arg)
 {
 	struct remote_source *rs = arg;
@@ -499,7 +538,7 @@ static void *remote_thread(void *arg)
 		expire(rs, now);
 		if (rs->fd < 0 && rs->queue && now >= rs->retry_at_ns) {
 			uint64_t size;
-			int fd = handshake(rs, &rs->handle, &size);
+			int fd = handshake(rs, connect_until(rs, now), &rs->handle, &size);
 
 			if (fd < 0) {
 				rs->backoff_ns = rs->backoff_ns ? rs->backoff_ns * 2 : 10000000ull;
@@ -653,7 +692,7 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 		return ret;
 	}
 	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
-	fd = handshake(rs, &rs->handle, &rs->size);
+	fd = handshake(rs, after_ms(rs->connect_timeout_ms), &rs->handle, &rs->size);
 	if (fd < 0) {
 		close(rs->kick[0]);
 		close(rs->kick[1]);
@@ -696,7 +735,7 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 		rs->secret_len = like->secret_len;
 		rs->connect_timeout_ms = like->connect_timeout_ms;
 		snprintf(rs->object, sizeof(rs->object), "%s", object);
-		fd = handshake(rs, &handle, &size);
+		fd = handshake(rs, after_ms(rs->connect_timeout_ms), &handle, &size);
 		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;
 	}
 	for (uint64_t off = 0; ret == 0 && off < size;) {
@@ -705,14 +744,16 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 		uint32_t want = size - off < UPP_MAX_READ ? (uint32_t)(size - off) : UPP_MAX_READ, got;
 		const uint8_t *data;
 		struct upp_hdr h;
+		uint64_t until;
 		size_t n;
 
 		rd.r[0] = (struct upp_range){ off, want };
 		n = upp_put_read(frame + UPP_HDR_SIZE, &rd);
 		upp_put_hdr(frame, UPP_READ, 1, (uint32_t)n);
-		ret = send_all(fd, frame, UPP_HDR_SIZE + n, rs->connect_timeout_ms);
+		until = after_ms(rs->connect_timeout_ms);
+		ret = send_all(fd, frame, UPP_HDR_SIZE + n, until);
 		if (ret == 0)
-			ret = recv_frame_sync(fd, &h, rbuf, cap, rs->connect_timeout_ms);
+			ret = recv_frame_sync(fd, &h, rbuf, cap, until);
 		if (ret == 0 && (h.type != (UPP_READ | UPP_REPLY) ||
 				 upp_get_data(rbuf, h.length, 1, &want, &got, &data) < 0 || got != want))
 			ret = -EPROTO;

@@ -9,19 +9,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "protocol.h"
 
 #define PAGES 1024
 #define SEED 55
@@ -262,42 +267,55 @@ START_TEST(test_daemon_hung)
 }
 END_TEST
 
+static void write_secret(char *path, size_t len, const char *name, const char *secret)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", secret);
+	fclose(f);
+	chmod(path, 0600);
+}
+
+/* mem.img from uri, with secret_file, byte for byte. */
+static void check_served(const char *uri, const char *secret_file)
+{
+	upager_remote_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p;
+
+	upager_remote_options_init(&o);
+	o.secret_file = secret_file;
+	ck_assert_int_eq(upager_source_remote(uri, "mem.img", &o, &s), 0);
+	p = upt_pager(1, 0);
+	ck_assert_int_eq(upager_map(p, PAGES * UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	check_region_bytes(upager_region_addr(r));
+	upager_destroy(p);
+}
+
 /* A daemon with --secret-file: TCP clients must know the secret. */
 START_TEST(test_authentication)
 {
 	char good[128], bad[128], flag[160], tcp[64];
 	upager_remote_options_t o;
 	upager_source_t *s;
-	upager_region_t *r;
-	upager_t *p;
 	pid_t authd;
-	FILE *f;
 	int port;
 
-	snprintf(good, sizeof(good), "%s/secret", dir);
-	snprintf(bad, sizeof(bad), "%s/wrong", dir);
-	f = fopen(good, "w");
-	fprintf(f, "correct horse battery staple\n");
-	fclose(f);
-	chmod(good, 0600);
-	f = fopen(bad, "w");
-	fprintf(f, "correct horse battery stable\n");
-	fclose(f);
+	write_secret(good, sizeof(good), "secret", "correct horse battery staple");
+	write_secret(bad, sizeof(bad), "wrong", "correct horse battery stable");
 	upt_daemon_kill(daemon_pid); /* its socket path is reused below */
 	daemon_pid = 0;
 	snprintf(flag, sizeof(flag), "--secret-file=%s", good);
 	authd = upt_daemon_start(root, sock, flag, NULL, &port);
 	snprintf(tcp, sizeof(tcp), "tcp:127.0.0.1:%d", port);
 
+	check_served(tcp, good);
 	upager_remote_options_init(&o);
-	o.secret_file = good;
-	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), 0);
-	p = upt_pager(1, 0);
-	ck_assert_int_eq(upager_map(p, PAGES * UPT_PAGE, s, &r), 0);
-	upager_source_release(s);
-	check_region_bytes(upager_region_addr(r));
-	upager_destroy(p);
-
 	o.secret_file = bad;
 	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -EACCES);
 	o.secret_file = NULL;
@@ -305,8 +323,7 @@ START_TEST(test_authentication)
 	o.secret_file = "/nonexistent/secret";
 	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -ENOENT);
 	/* Unix sockets are guarded by their permissions, not the secret. */
-	ck_assert_int_eq(upager_source_remote(unix_uri, "mem.img", NULL, &s), 0);
-	upager_source_release(s);
+	check_served(unix_uri, NULL);
 	daemon_pid = authd; /* teardown stops it */
 }
 END_TEST
@@ -449,6 +466,8 @@ struct racer {
 	size_t page;
 	pthread_barrier_t *go;
 	int result; /* 0 right bytes, 1 wrong bytes, 2 SIGBUS */
+	int (*page_ok)(const uint8_t *a, size_t page);
+	unsigned delay_ms; /* after the barrier, before the access */
 };
 
 static void *race_page(void *arg)
@@ -456,11 +475,13 @@ static void *race_page(void *arg)
 	struct racer *t = arg;
 
 	pthread_barrier_wait(t->go);
+	if (t->delay_ms)
+		usleep(t->delay_ms * 1000);
 	if (sigsetjmp(bus_jmp, 1)) {
 		t->result = 2;
 		return NULL;
 	}
-	t->result = snapshot_page_ok(t->a, t->page) ? 0 : 1;
+	t->result = t->page_ok(t->a, t->page) ? 0 : 1;
 	return NULL;
 }
 
@@ -492,7 +513,7 @@ static void touch_damaged(void *arg)
 	for (int i = 0, pg = 0; i < nt; i++, pg++) {
 		if (!directed && pg == 8)
 			pg++;
-		t[i] = (struct racer){ (const uint8_t *)a, (size_t)pg, &go, -1 };
+		t[i] = (struct racer){ (const uint8_t *)a, (size_t)pg, &go, -1, snapshot_page_ok, 0 };
 		pthread_create(&th[i], NULL, race_page, &t[i]);
 	}
 	for (int i = 0; i < nt; i++) {
@@ -545,12 +566,366 @@ START_TEST(test_snapshot_remote_damaged)
 }
 END_TEST
 
+/* ---- hostile servers: a fake upagerd in a thread, scripted per connection ---- */
+
+enum fake_mode {
+	FAKE_GOOD,         /* speaks the protocol and serves mem.img's bytes */
+	FAKE_DRIP,         /* its HELLO reply one byte every 0.5 s, then as GOOD */
+	FAKE_CLOSE,        /* accepts and closes */
+	FAKE_DIE_HELLO,    /* half a HELLO reply, then closes */
+	FAKE_DIE_DATA,     /* a good handshake, then half of the first DATA reply */
+	FAKE_WINDOW_ERROR, /* a READ of 16 pages or more: ERROR EIO after 0.5 s */
+};
+
+struct fake {
+	char path[96], uri[104];
+	int lfd;
+	/* The mode of each connection: script[i] for the i-th, the last entry
+	 * for all after; the first connection closes after close_after_reads
+	 * READs (0: never), so that the client has to connect again. */
+	enum fake_mode script[8];
+	int nscript;
+	int close_after_reads;
+	/* Non-NULL: challenges the client and proves itself, as upagerd does;
+	 * secret_from: the connection from which it plays an impostor that
+	 * leaves the AUTH bit out (impostor_from: that connection on; 0: never).
+	 * It answers any client proof with its own, as an impostor would. */
+	const char *secret;
+	int impostor_from;
+	atomic_int conns, big_reads;
+	atomic_bool stop;
+	pthread_t thread;
+};
+
+/* One frame into buf (payload at most cap): 0, or -1 on EOF, error or stop. */
+static int fake_recv(struct fake *fk, int fd, struct upp_hdr *h, uint8_t *buf, size_t cap)
+{
+	uint8_t hb[UPP_HDR_SIZE];
+	size_t got = 0, want = UPP_HDR_SIZE;
+
+	while (got < want) {
+		ssize_t n = got < UPP_HDR_SIZE ? recv(fd, hb + got, UPP_HDR_SIZE - got, 0)
+					      : recv(fd, buf + got - UPP_HDR_SIZE, want - got, 0);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return -1;
+		if (atomic_load(&fk->stop))
+			return -1;
+		if (n < 0)
+			continue; /* SO_RCVTIMEO: look at stop again */
+		got += (size_t)n;
+		if (got == UPP_HDR_SIZE) {
+			if (upp_get_hdr(hb, UPP_HDR_SIZE, (uint32_t)cap, h) < 0)
+				return -1;
+			want += h->length;
+		}
+	}
+	return 0;
+}
+
+static int fake_send(int fd, const uint8_t *p, size_t len)
+{
+	return send(fd, p, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* Sleeps ms unless stopped: false if stopped. */
+static bool fake_sleep(struct fake *fk, int ms)
+{
+	for (; ms > 0 && !atomic_load(&fk->stop); ms -= 10)
+		usleep(10 * 1000);
+	return !atomic_load(&fk->stop);
+}
+
+static void fake_conn(struct fake *fk, int fd, int serial)
+{
+	static uint8_t buf[UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ];
+	enum fake_mode mode = fk->script[serial < fk->nscript ? serial : fk->nscript - 1];
+	bool auth = fk->secret && !(fk->impostor_from && serial >= fk->impostor_from);
+	const uint64_t size = PAGES * UPT_PAGE - 100;
+	struct upp_hello_reply hr = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
+				      UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
+	uint8_t out[UPP_HDR_SIZE + 24 + UPP_NONCE + UPP_MAC];
+	struct upp_hdr h;
+	size_t n;
+	int reads = 0;
+
+	if (mode == FAKE_CLOSE || fake_recv(fk, fd, &h, buf, sizeof(buf)) < 0 || h.type != UPP_HELLO)
+		return;
+	if (auth) {
+		hr.features |= UPP_FEAT_AUTH;
+		memset(hr.nonce, 0x42 + serial, UPP_NONCE);
+	}
+	n = upp_put_hello_reply(out + UPP_HDR_SIZE, &hr);
+	upp_put_hdr(out, UPP_HELLO | UPP_REPLY, h.id, (uint32_t)n);
+	n += UPP_HDR_SIZE;
+	if (mode == FAKE_DIE_HELLO) {
+		fake_send(fd, out, n / 2);
+		return;
+	}
+	for (size_t i = 0; mode == FAKE_DRIP && i < n; i++)
+		if (fake_send(fd, out + i, 1) < 0 || !fake_sleep(fk, 500))
+			return;
+	if (mode != FAKE_DRIP && fake_send(fd, out, n) < 0)
+		return;
+	if (auth) {
+		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC];
+
+		if (fake_recv(fk, fd, &h, buf, sizeof(buf)) < 0 || h.type != UPP_AUTH ||
+		    upp_get_auth(buf, h.length, cnonce, mac) < 0)
+			return;
+		upp_auth_mac(fk->secret, strlen(fk->secret), 1, hr.nonce, cnonce, mac);
+		n = upp_put_auth(out + UPP_HDR_SIZE, NULL, mac);
+		upp_put_hdr(out, UPP_AUTH | UPP_REPLY, h.id, (uint32_t)n);
+		if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
+			return;
+	}
+	if (fake_recv(fk, fd, &h, buf, sizeof(buf)) < 0 ||
+	    (h.type != UPP_OPEN && h.type != UPP_OPEN_IMAGE))
+		return;
+	n = upp_put_opened(out + UPP_HDR_SIZE, 1, size);
+	upp_put_hdr(out, h.type | UPP_REPLY, h.id, (uint32_t)n);
+	if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
+		return;
+	while (fake_recv(fk, fd, &h, buf, sizeof(buf)) == 0 && h.type == UPP_READ) {
+		struct upp_read rd;
+		uint32_t got[UPP_MAX_RANGES], crc;
+		uint64_t total = 0;
+		size_t head, len;
+
+		if (upp_get_read(buf, h.length, &rd) < 0)
+			return;
+		for (uint32_t i = 0; i < rd.n; i++)
+			total += rd.r[i].length;
+		if (mode == FAKE_WINDOW_ERROR && total >= 16 * UPT_PAGE) {
+			atomic_fetch_add(&fk->big_reads, 1);
+			if (!fake_sleep(fk, 500))
+				return;
+			n = upp_put_error(out + UPP_HDR_SIZE, EIO, "hostile", 7);
+			upp_put_hdr(out, UPP_ERROR, h.id, (uint32_t)n);
+			if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
+				return;
+			continue;
+		}
+		head = UPP_HDR_SIZE + 8 + 4 * (size_t)rd.n;
+		len = head;
+		for (uint32_t i = 0; i < rd.n; i++) {
+			uint64_t off = rd.r[i].offset;
+
+			got[i] = off >= size ? 0 : (uint32_t)(size - off < rd.r[i].length ? size - off
+											 : rd.r[i].length);
+			upt_fill(buf + len, got[i], off, SEED);
+			len += got[i];
+		}
+		/* The crc covers got[] and the data: write got[] first. */
+		upp_put_data_head(buf + UPP_HDR_SIZE, 0, rd.n, got);
+		crc = upp_crc32c(0, buf + UPP_HDR_SIZE + 8, len - UPP_HDR_SIZE - 8);
+		upp_put_data_head(buf + UPP_HDR_SIZE, crc, rd.n, got);
+		upp_put_hdr(buf, UPP_READ | UPP_REPLY, h.id, (uint32_t)(len - UPP_HDR_SIZE));
+		if (fake_send(fd, buf, mode == FAKE_DIE_DATA ? len / 2 : len) < 0 || mode == FAKE_DIE_DATA)
+			return;
+		if (serial == 0 && ++reads == fk->close_after_reads)
+			return;
+	}
+}
+
+static void *fake_thread(void *arg)
+{
+	struct fake *fk = arg;
+
+	while (!atomic_load(&fk->stop)) {
+		struct pollfd pf = { .fd = fk->lfd, .events = POLLIN };
+		struct timeval tv = { 0, 100 * 1000 };
+		int fd;
+
+		if (poll(&pf, 1, 100) != 1)
+			continue;
+		fd = accept4(fk->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		fake_conn(fk, fd, atomic_fetch_add(&fk->conns, 1));
+		close(fd);
+	}
+	return NULL;
+}
+
+/* Starts fk (its script and secret set) on a Unix socket in the test's directory. */
+static void fake_start(struct fake *fk)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(fk->path, sizeof(fk->path), "%s/fake.sock", dir);
+	snprintf(fk->uri, sizeof(fk->uri), "unix:%s", fk->path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake.sock", dir);
+	fk->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fk->lfd, 0);
+	ck_assert_int_eq(bind(fk->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fk->lfd, 16), 0);
+	ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_thread, fk), 0);
+}
+
+static void fake_stop(struct fake *fk)
+{
+	atomic_store(&fk->stop, true);
+	pthread_join(fk->thread, NULL);
+	close(fk->lfd);
+	unlink(fk->path);
+}
+
+/* A source on fk with deadline_ms (and secret_file, if not NULL) mapped over
+ * mem.img's length, page by page; exits 2 from the child on failure. */
+static upager_region_t *fake_region(upager_t *p, const struct fake *fk, unsigned deadline_ms,
+				    const char *secret_file)
+{
+	upager_remote_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+
+	upager_remote_options_init(&o);
+	o.deadline_ms = deadline_ms;
+	o.secret_file = secret_file;
+	if (upager_source_remote(fk->uri, "mem.img", &o, &s) ||
+	    upager_map(p, PAGES * UPT_PAGE, s, &r))
+		_exit(2);
+	upager_source_release(s);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	return r;
+}
+
+static int mem_page_ok(const uint8_t *a, size_t i)
+{
+	return upt_check_pattern(a + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, SEED) < 0;
+}
+
+struct far_fault {
+	struct fake *fk;
+	unsigned deadline_ms;
+	const char *secret_file, *log_path;
+};
+
+static void log_to_file(void *arg, int level, const char *msg)
+{
+	FILE *f = fopen(arg, "a");
+
+	(void)level;
+	if (f) {
+		fprintf(f, "%s\n", msg);
+		fclose(f);
+	}
+}
+
+/*
+ * Page 0 from the fake's first connection (which then closes), then page
+ * 500, which needs a new one: exit 0 if both hold the right bytes, 3 if
+ * page 500 does not; a fault that fails is a SIGBUS.
+ */
+static void far_fault_child(void *arg)
+{
+	const struct far_fault *ff = arg;
+	upager_options_t po;
+	upager_t *p;
+	upager_region_t *r;
+	const volatile uint8_t *a;
+
+	upager_options_init(&po);
+	if (ff->log_path) {
+		po.log = log_to_file;
+		po.log_arg = (void *)ff->log_path;
+	}
+	if (upager_create(&p, &po))
+		_exit(2);
+	r = fake_region(p, ff->fk, ff->deadline_ms, ff->secret_file);
+	a = upager_region_addr(r);
+	if (!mem_page_ok((const uint8_t *)a, 0))
+		_exit(4);
+	_exit(mem_page_ok((const uint8_t *)a, 500) ? 0 : 3);
+}
+
+/* Runs far_fault_child against ff's fake (started and stopped here): the
+ * child's status and how long it took, in seconds. */
+static double far_fault(const struct far_fault *ff, int *status)
+{
+	struct timespec t0, t1;
+
+	fake_start(ff->fk);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	*status = upt_child(far_fault_child, (void *)ff, 40);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fake_stop(ff->fk);
+	return (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+/* Page 500 must end in SIGBUS at its deadline: well within 4 deadlines. */
+static void expect_sigbus_at_deadline(const struct far_fault *ff, const char *what)
+{
+	int status;
+	double secs = far_fault(ff, &status);
+
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		      "%s: status %#x after %.1f s", what, status, secs);
+	ck_assert_msg(secs < 4.0 * ff->deadline_ms / 1000, "%s: SIGBUS after %.1f s with deadline_ms=%u",
+		      what, secs, ff->deadline_ms);
+}
+
+/* A server that drips its HELLO reply, a byte every 0.5 s, on every
+ * reconnection: the fault still ends at its deadline (1 s), not when the
+ * handshake would end (20 s). */
+START_TEST(test_handshake_drip)
+{
+	struct fake fk = { .script = { FAKE_GOOD, FAKE_DRIP }, .nscript = 2,
+			   .close_after_reads = 1 };
+	struct far_fault ff = { &fk, 1000, NULL, NULL };
+
+	expect_sigbus_at_deadline(&ff, "dripping");
+}
+END_TEST
+
+/* Servers that accept and close, or die in the middle of a HELLO reply or
+ * a DATA reply, over and over: the fault ends in the right bytes once a
+ * good one answers, or in SIGBUS at its deadline if none does. */
+START_TEST(test_dying_servers)
+{
+	struct fake fk = { .script = { FAKE_GOOD, FAKE_CLOSE, FAKE_DIE_HELLO, FAKE_DIE_DATA,
+				       FAKE_CLOSE, FAKE_DIE_HELLO, FAKE_DIE_DATA, FAKE_GOOD },
+			   .nscript = 8, .close_after_reads = 1 };
+	struct far_fault ff = { &fk, 10000, NULL, NULL };
+	double secs;
+	int status;
+
+	secs = far_fault(&ff, &status);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x after %.1f s",
+		      status, secs);
+	ck_assert_int_ge(atomic_load(&fk.conns), 8);
+
+	for (int last = FAKE_CLOSE; last <= FAKE_DIE_DATA; last++) {
+		static const char *const what[] = { [FAKE_CLOSE] = "closing",
+						    [FAKE_DIE_HELLO] = "dying in HELLO",
+						    [FAKE_DIE_DATA] = "dying in DATA" };
+		struct fake dying = { .script = { FAKE_GOOD, (enum fake_mode)last }, .nscript = 2,
+				      .close_after_reads = 1 };
+
+		ff = (struct far_fault){ &dying, 1000, NULL, NULL };
+		expect_sigbus_at_deadline(&ff, what[last]);
+		ck_assert_int_ge(atomic_load(&dying.conns), 2);
+	}
+}
+END_TEST
+
+
+/* A test case whose tests each get a directory and a daemon of their own. */
+static TCase *remote_tcase(Suite *s, const char *name)
+{
+	TCase *tc = upt_tcase(s, name);
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	return tc;
+}
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("remote");
-	TCase *tc = upt_tcase(s, "remote");
+	TCase *tc = remote_tcase(s, "remote");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
 	upt_add(tc, test_every_byte_unix_and_tcp, 0, "");
 	upt_add(tc, test_bad_arguments, 0, "");
 	upt_add(tc, test_eight_threads, 0, "");
@@ -560,6 +935,11 @@ static Suite *make(void)
 	upt_add(tc, test_authentication, 0, "");
 	upt_add(tc, test_snapshot_remote, 0, "");
 	upt_add(tc, test_snapshot_remote_damaged, 0, "");
+
+	/* Fake servers: slow, dying. */
+	tc = remote_tcase(s, "hostile");
+	upt_add(tc, test_handshake_drip, 0, "");
+	upt_add(tc, test_dying_servers, 0, "");
 	return s;
 }
 
