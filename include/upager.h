@@ -159,10 +159,11 @@ int upager_source_callback(upager_fill_fn fill, void *arg, void (*destroy)(void 
  * NULL for the defaults.
  */
 typedef struct upager_remote_options {
-	unsigned connect_timeout_ms; /* per attempt; default 5000 */
+	unsigned connect_timeout_ms; /* per attempt, whole; default 5000 */
 	unsigned deadline_ms;        /* a fault's longest wait; default 30000 */
-	const char *secret_file;     /* the shared secret, for a server started with
-	                                --secret-file (TCP); read once, here; NULL: none */
+	const char *secret_file;     /* the shared secret of a server started with
+	                                --secret-file; read once, here; the server
+	                                must prove it (-EACCES); NULL: none */
 	uint64_t flags;              /* UPAGER_REMOTE_* */
 	uint64_t reserved[4];        /* zero */
 } upager_remote_options_t;

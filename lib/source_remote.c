@@ -62,6 +62,7 @@ struct remote_source {
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 	uint64_t retry_at_ns, backoff_ns;
+	bool said_untrusted; /* logged why the server is not trusted, until it is again */
 };
 
 /* ---- connecting ---- */
@@ -196,16 +197,23 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
 	return 0;
 }
 
-/* Connects, says HELLO and opens the object, all by until_ns: the descriptor, or -errno. */
-static int handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *handle, uint64_t *size)
+/*
+ * Connects, says HELLO and opens the object, all by until_ns: the
+ * descriptor, or -errno. With a secret the server must prove it knows it
+ * (HELLO asks for the challenge, which a server with the secret then sends
+ * over Unix sockets too): one that does not gets -EACCES, and *why says so.
+ */
+static int handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *handle, uint64_t *size,
+		     const char **why)
 {
 	uint8_t buf[UPP_HDR_SIZE + 2 + UPP_MAX_PATH];
-	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, 0 };
+	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, rs->secret_len ? UPP_FEAT_AUTH : 0 };
 	struct upp_hello_reply hr;
 	struct upp_hdr h;
 	size_t n;
 	int fd = dial(rs->uri, until_ns), ret;
 
+	*why = NULL;
 	if (fd < 0)
 		return fd;
 	n = upp_put_hello(buf + UPP_HDR_SIZE, &hello);
@@ -218,6 +226,11 @@ static int handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *hand
 		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
 	if (!ret && rs->image && !(hr.features & UPP_FEAT_IMAGE))
 		ret = -EOPNOTSUPP; /* a server too old to decode snapshots */
+	if (!ret && rs->secret_len && !(hr.features & UPP_FEAT_AUTH)) {
+		/* It never asked: anyone can answer so, it proves nothing. */
+		*why = "the server did not prove it knows the secret (it never asked for it)";
+		ret = -EACCES;
+	}
 	if (!ret && (hr.features & UPP_FEAT_AUTH)) {
 		/* The server's challenge; then our proof, and its proof back. */
 		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
@@ -234,9 +247,14 @@ static int handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *hand
 			ret = recv_frame_sync(fd, &h, buf, sizeof(buf), until_ns);
 		if (!ret) {
 			upp_auth_mac(rs->secret, rs->secret_len, 1, hr.nonce, cnonce, want);
-			if (h.type != (UPP_AUTH | UPP_REPLY) || upp_get_auth(buf, h.length, NULL, mac) < 0 ||
-			    !upp_equal32(mac, want))
-				ret = -EACCES; /* refused, or a server that does not know the secret */
+			if (h.type == UPP_ERROR) {
+				*why = "the server refused our proof of the secret";
+				ret = -EACCES;
+			} else if (h.type != (UPP_AUTH | UPP_REPLY) ||
+				   upp_get_auth(buf, h.length, NULL, mac) < 0 || !upp_equal32(mac, want)) {
+				*why = "the server did not prove it knows the secret (a wrong proof)";
+				ret = -EACCES;
+			}
 		}
 	}
 	if (!ret) {
@@ -519,6 +537,22 @@ static uint64_t connect_until(struct remote_source *rs, uint64_t now)
 	return until;
 }
 
+/* Says through the log of the pager waiting on us (a queued fill's) why a
+ * server is not trusted: its faults then fail at their deadline. */
+static void log_untrusted(struct remote_source *rs, const char *why)
+{
+	const upager_t *p = NULL;
+
+	pthread_mutex_lock(&rs->lock);
+	if (rs->queue)
+		p = rs->queue->region->pager;
+	pthread_mutex_unlock(&rs->lock);
+	if (p)
+		upager__log(p, UPAGER_LOG_ERROR,
+			    "remote %s: %s: not trusted; faults waiting on it fail at their deadline",
+			    rs->uri, why);
+}
+
 static void *remote_thread(void *arg)
 {
 	struct remote_source *rs = arg;
@@ -537,9 +571,13 @@ static void *remote_thread(void *arg)
 		pthread_mutex_unlock(&rs->lock);
 		expire(rs, now);
 		if (rs->fd < 0 && rs->queue && now >= rs->retry_at_ns) {
+			const char *why;
 			uint64_t size;
-			int fd = handshake(rs, connect_until(rs, now), &rs->handle, &size);
+			int fd = handshake(rs, connect_until(rs, now), &rs->handle, &size, &why);
 
+			if (fd < 0 && why && !rs->said_untrusted)
+				log_untrusted(rs, why);
+			rs->said_untrusted = fd < 0 && why;
 			if (fd < 0) {
 				rs->backoff_ns = rs->backoff_ns ? rs->backoff_ns * 2 : 10000000ull;
 				if (rs->backoff_ns > 1000000000ull)
@@ -640,6 +678,7 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 {
 	upager_remote_options_t defaults;
 	struct remote_source *rs;
+	const char *why;
 	int fd, ret;
 
 	if (!opts) {
@@ -692,7 +731,7 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 		return ret;
 	}
 	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
-	fd = handshake(rs, after_ms(rs->connect_timeout_ms), &rs->handle, &rs->size);
+	fd = handshake(rs, after_ms(rs->connect_timeout_ms), &rs->handle, &rs->size, &why);
 	if (fd < 0) {
 		close(rs->kick[0]);
 		close(rs->kick[1]);
@@ -726,6 +765,7 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 	uint8_t *rbuf = malloc(cap), *buf = NULL;
 	uint64_t size = 0;
 	uint32_t handle;
+	const char *why;
 	int fd = -1, ret = rs && rbuf ? 0 : -ENOMEM;
 
 	if (ret == 0) {
@@ -735,7 +775,7 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 		rs->secret_len = like->secret_len;
 		rs->connect_timeout_ms = like->connect_timeout_ms;
 		snprintf(rs->object, sizeof(rs->object), "%s", object);
-		fd = handshake(rs, after_ms(rs->connect_timeout_ms), &handle, &size);
+		fd = handshake(rs, after_ms(rs->connect_timeout_ms), &handle, &size, &why);
 		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;
 	}
 	for (uint64_t off = 0; ret == 0 && off < size;) {

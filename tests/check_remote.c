@@ -297,7 +297,8 @@ static void check_served(const char *uri, const char *secret_file)
 	upager_destroy(p);
 }
 
-/* A daemon with --secret-file: TCP clients must know the secret. */
+/* A daemon with --secret-file: TCP clients must know the secret, and so
+ * must Unix-socket clients that have it (they ask for the challenge). */
 START_TEST(test_authentication)
 {
 	char good[128], bad[128], flag[160], tcp[64];
@@ -322,8 +323,12 @@ START_TEST(test_authentication)
 	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -EACCES);
 	o.secret_file = "/nonexistent/secret";
 	ck_assert_int_eq(upager_source_remote(tcp, "mem.img", &o, &s), -ENOENT);
-	/* Unix sockets are guarded by their permissions, not the secret. */
+	/* Unix sockets are guarded by their permissions, not the secret... */
 	check_served(unix_uri, NULL);
+	/* ...but a client with the secret asks the server to prove it there too. */
+	check_served(unix_uri, good);
+	o.secret_file = bad;
+	ck_assert_int_eq(upager_source_remote(unix_uri, "mem.img", &o, &s), -EACCES);
 	daemon_pid = authd; /* teardown stops it */
 }
 END_TEST
@@ -911,6 +916,69 @@ START_TEST(test_dying_servers)
 }
 END_TEST
 
+/* upager_source_remote's answer from fk (started and stopped here) to a
+ * client that has the secret in secret_file. */
+static int open_fake(struct fake *fk, const char *secret_file)
+{
+	upager_remote_options_t o;
+	upager_source_t *s;
+	int ret;
+
+	upager_remote_options_init(&o);
+	o.secret_file = secret_file;
+	fake_start(fk);
+	ret = upager_source_remote(fk->uri, "mem.img", &o, &s);
+	if (ret == 0)
+		upager_source_release(s);
+	fake_stop(fk);
+	return ret;
+}
+
+/* A client with a secret trusts only a server that proves it knows it:
+ * not one that never asks (leaves the AUTH bit out), nor one whose proof
+ * is wrong. */
+START_TEST(test_auth_impostor)
+{
+	struct fake open_fk = { .script = { FAKE_GOOD }, .nscript = 1 };
+	struct fake wrong_fk = { .script = { FAKE_GOOD }, .nscript = 1,
+				 .secret = "correct horse battery stable" };
+	struct fake right_fk = { .script = { FAKE_GOOD }, .nscript = 1,
+				 .secret = "correct horse battery staple" };
+	char secret[128];
+
+	write_secret(secret, sizeof(secret), "secret", "correct horse battery staple");
+	ck_assert_int_eq(open_fake(&open_fk, secret), -EACCES);
+	ck_assert_int_eq(open_fake(&wrong_fk, secret), -EACCES);
+	ck_assert_int_eq(open_fake(&right_fk, secret), 0); /* the fake itself is right */
+}
+END_TEST
+
+/* The server proves itself on the first connection, and after the
+ * connection breaks an impostor answers without asking: its pages are
+ * never mapped, the fault ends in SIGBUS at the deadline, and the pager's
+ * log callback says why. */
+START_TEST(test_auth_impostor_on_reconnect)
+{
+	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .close_after_reads = 1,
+			   .secret = "correct horse battery staple", .impostor_from = 1 };
+	struct far_fault ff = { &fk, 1000, NULL, NULL };
+	char secret[128], log_path[128], line[512] = "";
+	bool said = false;
+	FILE *f;
+
+	write_secret(secret, sizeof(secret), "secret", "correct horse battery staple");
+	snprintf(log_path, sizeof(log_path), "%s/log", dir);
+	ff.secret_file = secret;
+	ff.log_path = log_path;
+	expect_sigbus_at_deadline(&ff, "impostor");
+	f = fopen(log_path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		said |= strstr(line, "did not prove it knows the secret") != NULL;
+	if (f)
+		fclose(f);
+	ck_assert_msg(said, "no log line about the server's proof (last: %s)", line);
+}
+END_TEST
 
 /* A test case whose tests each get a directory and a daemon of their own. */
 static TCase *remote_tcase(Suite *s, const char *name)
@@ -936,10 +1004,12 @@ static Suite *make(void)
 	upt_add(tc, test_snapshot_remote, 0, "");
 	upt_add(tc, test_snapshot_remote_damaged, 0, "");
 
-	/* Fake servers: slow, dying. */
+	/* Fake servers: slow, dying, impostors. */
 	tc = remote_tcase(s, "hostile");
 	upt_add(tc, test_handshake_drip, 0, "");
 	upt_add(tc, test_dying_servers, 0, "");
+	upt_add(tc, test_auth_impostor, 0, "");
+	upt_add(tc, test_auth_impostor_on_reconnect, 0, "");
 	return s;
 }
 
