@@ -1059,7 +1059,9 @@ static Suite *make(void)
 	/* Needs the fault loop to wake a fault that joined a window whose READ
 	 * failed (lib/fault.c); a case of its own so that it can be run alone. */
 	tc = remote_tcase(s, "hostile_window_error");
-	upt_add(tc, test_hostile_window_error, 0, "");
+	/* Each thread catches its own SIGBUS: the signal must be directed. */
+	upt_add(tc, test_hostile_window_error, UPAGER_FEAT_THREAD_ID,
+		"UFFD_FEATURE_THREAD_ID (a SIGBUS directed at the faulting thread)");
 	return s;
 }
 
