@@ -418,7 +418,7 @@ static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
 	/* No bigger than a working set of every page can be. */
 	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= WS_HDR + npages * 8 &&
 	    (buf = malloc((size_t)st.st_size + 1))) {
-		if (pread(fd, buf, (size_t)st.st_size, 0) == st.st_size)
+		if (upp_pread_full(fd, buf, (size_t)st.st_size, 0) == 0)
 			ws = upager__ws_parse(buf, (size_t)st.st_size, npages, count);
 		free(buf);
 	}

@@ -896,6 +896,46 @@ START_TEST(test_incremental_hostile)
 }
 END_TEST
 
+/*
+ * A page map over 2 GiB (a region of 512 GiB and more) is read whole: one
+ * read(2) stops at 0x7ffff000 bytes. Crafted: the header of a one-page
+ * snapshot made to claim 2^27 + 1 pages, over a sparse map of absent pages
+ * (in the test's directory on disk, removed by the fixture).
+ */
+START_TEST(test_map_over_2gib)
+{
+	const uint64_t npages = (1ull << 27) + 1, map_off = 1 << 20, map_len = npages * 16;
+	const size_t chunk = 1 << 20;
+	uint8_t hdr[4096], *zeros = calloc(1, chunk);
+	upager_source_t *src;
+	uint64_t len = 0, v;
+	uint32_t crc = 0;
+	int fd;
+
+	save_layout(".");
+	for (uint64_t done = 0; done < map_len; done += chunk)
+		crc = upp_crc32c(crc, zeros, map_len - done < chunk ? map_len - done : chunk);
+	free(zeros);
+	get(path, 0, hdr, sizeof(hdr));
+	v = npages * UPT_PAGE;
+	memcpy(hdr + 16, &v, 8);
+	memcpy(hdr + 24, &npages, 8);
+	memcpy(hdr + 48, &map_off, 8);
+	memcpy(hdr + 60, &crc, 4);
+	memset(hdr + 64, 0, 4);
+	crc = upp_crc32c(0, hdr, sizeof(hdr));
+	memcpy(hdr + 64, &crc, 4);
+	patch(path, 0, hdr, sizeof(hdr));
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(map_off + map_len)), 0);
+	close(fd);
+	ck_assert_int_eq(upager_source_snapshot(path, &len, &src), 0);
+	ck_assert_uint_eq(len, npages * UPT_PAGE);
+	upager_source_release(src);
+	unlink(path);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -906,6 +946,7 @@ static Suite *make(void)
 	upt_add(tc, test_save_lazy_region, 0, "");
 	upt_add(tc, test_arguments, 0, "");
 	upt_add(tc, test_hostile_files, 0, "");
+	upt_add(tc, test_map_over_2gib, 0, "");
 	upt_add(tc, test_corrupt_page, 0, "");
 	upt_add(tc, test_crash_during_save, 0, "");
 	upt_add(tc, test_working_set, 0, "");
