@@ -887,14 +887,18 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 /* Consumes the complete frames in the receive buffer, as far as limits allow. */
 static void parse(struct client *c)
 {
+	bool partial = false; /* stopped for bytes still to come, not for our limits */
+
 	while (!c->closing && !c->close_after_send && c->inflight < UPP_MAX_INFLIGHT &&
 	       c->out_bytes + c->pending_bytes < OUT_LIMIT) {
 		struct upp_hdr h;
 		size_t whole;
 		int ret = upp_get_hdr(c->rbuf, c->rlen, UPP_MAX_FRAME, &h);
 
-		if (ret == -EAGAIN)
+		if (ret == -EAGAIN) {
+			partial = c->rlen > 0;
 			break;
+		}
 		if (ret < 0) {
 			protocol_error(c, ret == -EMSGSIZE ? EMSGSIZE : EPROTO,
 				       ret == -EMSGSIZE ? "frame longer than 64 KiB" : "bad frame header");
@@ -902,8 +906,10 @@ static void parse(struct client *c)
 			break;
 		}
 		whole = UPP_HDR_SIZE + h.length;
-		if (c->rlen < whole)
+		if (c->rlen < whole) {
+			partial = true;
 			break;
+		}
 		handle_frame(c, &h, c->rbuf + UPP_HDR_SIZE);
 		if (c->closing || c->close_after_send) {
 			c->rlen = 0; /* nothing more is read from this client */
@@ -912,7 +918,9 @@ static void parse(struct client *c)
 		memmove(c->rbuf, c->rbuf + whole, c->rlen - whole);
 		c->rlen -= whole;
 	}
-	c->frame_since = c->rlen ? (c->frame_since ? c->frame_since : time(NULL)) : 0;
+	/* Frames waiting while we do not read from it (paused at its limits)
+	 * are not late: the read timeout runs only while we wait for bytes. */
+	c->frame_since = partial ? (c->frame_since ? c->frame_since : time(NULL)) : 0;
 }
 
 /* ---- completions ---- */

@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,11 +17,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -1114,6 +1119,79 @@ START_TEST(test_sighup_log_same_fd)
 }
 END_TEST
 
+/*
+ * Under a seccomp profile that answers openat2 with EPERM (as container
+ * runtimes that do not know it do), the daemon takes the jail's fallback
+ * instead of refusing every OPEN. The filter is this test process's (Check
+ * forks one per test), inherited by the daemon it starts.
+ */
+START_TEST(test_jail_openat2_eperm)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat2, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	char path[256];
+	uint64_t size;
+	int fd;
+
+	upt_daemon_kill(daemon_pid);
+	ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+	daemon_pid = start_daemon(NULL, NULL);
+	snprintf(path, sizeof(path), "%s/root/inside", dir);
+	ck_assert_int_eq(symlink("sub/disk.img", path), 0);
+	fd = connect_unix();
+	hello(fd);
+	ck_assert_int_ge(open_obj(fd, "sub/disk.img", &size), 0);
+	ck_assert_int_eq(open_obj(fd, "inside", &size), -EACCES); /* the fallback's rule */
+	ck_assert_int_eq(open_obj(fd, "../secret", &size), -EACCES);
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
+/*
+ * A client that pipelines more than its output limit and reads its replies
+ * slowly, but steadily: its frames wait in the receive buffer while it is
+ * paused, which is the server's doing, not a frame that fails to arrive,
+ * so --read-timeout does not close it.
+ */
+START_TEST(test_slow_reader_kept)
+{
+	enum { READS = 40 };
+	uint8_t p[8 + 16], *buf;
+	uint64_t size;
+	long hd;
+	int fd;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon("--read-timeout=1", NULL);
+	fd = connect_unix();
+	recv_timeout(fd, 5);
+	hello(fd);
+	hd = open_obj(fd, "sub/disk.img", &size);
+	ck_assert_int_ge(hd, 0);
+	for (uint32_t id = 0; id < READS; id++) {
+		struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { 0, 1 << 20 } } };
+		send_frame(fd, UPP_READ, id, p, upp_put_read(p, &rd));
+	}
+	for (int k = 0; k < READS; k++) { /* 4 s in all */
+		struct upp_hdr h;
+
+		usleep(100 * 1000);
+		ck_assert_msg(recv_frame(fd, &h, &buf) == 0, "closed after %d of %d replies", k,
+			      READS);
+		ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+		free(buf);
+	}
+	close(fd);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -1140,6 +1218,8 @@ static Suite *make(void)
 	upt_add(tc, test_open_image_map_budget, 0, "");
 	upt_add(tc, test_jail_fallback, 0, "");
 	upt_add(tc, test_sighup_log_same_fd, 0, "");
+	upt_add(tc, test_jail_openat2_eperm, 0, "");
+	upt_add(tc, test_slow_reader_kept, 0, "");
 	return s;
 }
 
