@@ -821,16 +821,18 @@ START_TEST(test_open_fifo)
 	char path[256];
 	uint64_t size;
 	int fd = connect_unix(), other;
+	bool nodes;
 
 	snprintf(path, sizeof(path), "%s/root/fifo", dir);
 	ck_assert_int_eq(mkfifo(path, 0600), 0);
 	snprintf(path, sizeof(path), "%s/root/null", dir);
-	ck_assert_int_eq(mknod(path, S_IFCHR | 0600, makedev(1, 3)), 0);
+	nodes = mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0; /* as root only */
 	recv_timeout(fd, 5);
 	hello(fd);
 	ck_assert_int_eq(open_obj(fd, "fifo", &size), -EINVAL);
 	ck_assert_int_eq(open_as(fd, UPP_OPEN_IMAGE, "fifo", &size), -EINVAL);
-	ck_assert_int_eq(open_obj(fd, "null", &size), -EINVAL);
+	if (nodes)
+		ck_assert_int_eq(open_obj(fd, "null", &size), -EINVAL);
 	other = connect_unix();
 	recv_timeout(other, 5);
 	hello(other);
