@@ -909,6 +909,25 @@ START_TEST(test_incremental_hostile)
 }
 END_TEST
 
+/* A FIFO where the working set would be: the restore does not wait on it. */
+START_TEST(test_working_set_fifo)
+{
+	char wspath[160];
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+
+	save_layout("pppp");
+	snprintf(wspath, sizeof(wspath), "%s.ws", path);
+	ck_assert_int_eq(mkfifo(wspath, 0600), 0);
+	alarm(10); /* an open that blocks ends the test here */
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_PREFETCH, &r), 0);
+	alarm(0);
+	check_restored(r, "pppp");
+	upager_release(r);
+	upager_destroy(p);
+}
+END_TEST
+
 /*
  * A page map over 2 GiB (a region of 512 GiB and more) is read whole: one
  * read(2) stops at 0x7ffff000 bytes. Crafted: the header of a one-page
@@ -960,6 +979,7 @@ static Suite *make(void)
 	upt_add(tc, test_arguments, 0, "");
 	upt_add(tc, test_hostile_files, 0, "");
 	upt_add(tc, test_map_over_2gib, 0, "");
+	upt_add(tc, test_working_set_fifo, 0, "");
 	upt_add(tc, test_corrupt_page, 0, "");
 	upt_add(tc, test_crash_during_save, 0, "");
 	upt_add(tc, test_working_set, 0, "");
