@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1194,6 +1196,47 @@ START_TEST(test_slow_reader_kept)
 }
 END_TEST
 
+/*
+ * The served root on a mount detached after start (umount -l): the
+ * kernel names the daemon's files "/child.snap" in /proc, so a parent
+ * found by re-walking that name was looked up in the real "/", outside the
+ * root. Parents are opened beside the child through the jail instead. In a
+ * mount namespace of this test process's own (the daemon inherits it).
+ */
+START_TEST(test_open_image_parent_detached_root)
+{
+	char root[128], name[64], base[256], child[256], escaped[128], cmd[1200];
+	uint64_t size;
+	long ret;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		printf("SKIP test_open_image_parent_detached_root: no mount namespace (%s)\n",
+		       strerror(errno));
+		return;
+	}
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(name, sizeof(name), "upager-escape-%d.snap", (int)getpid());
+	snprintf(base, sizeof(base), "%s/%s", dir, name);
+	snprintf(child, sizeof(child), "%s/child.snap", dir);
+	snprintf(escaped, sizeof(escaped), "/%s", name);
+	save_pair(base, child);
+	upt_daemon_kill(daemon_pid);
+	ck_assert_int_eq(mount("tmpfs", root, "tmpfs", 0, "size=1m"), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s/' && cp '%s' '%s'", child, root, base, escaped);
+	ck_assert_int_eq(system(cmd), 0);
+	daemon_pid = start_daemon(NULL, NULL);
+	ck_assert_int_eq(umount2(root, MNT_DETACH), 0);
+	fd = connect_unix();
+	hello(fd);
+	/* The parent is not beside the child in the root; one is in "/". */
+	ret = open_as(fd, UPP_OPEN_IMAGE, "child.snap", &size);
+	unlink(escaped);
+	ck_assert_int_eq(ret, -ENOENT);
+	close(fd);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -1222,6 +1265,7 @@ static Suite *make(void)
 	upt_add(tc, test_sighup_log_same_fd, 0, "");
 	upt_add(tc, test_jail_openat2_eperm, 0, "");
 	upt_add(tc, test_slow_reader_kept, 0, "");
+	upt_add(tc, test_open_image_parent_detached_root, 0, "");
 	return s;
 }
 
