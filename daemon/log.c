@@ -30,9 +30,19 @@ int log_open(const char *path)
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
-	if (log_fd > 2)
-		close(log_fd);
-	log_fd = fd;
+	if (log_fd > 2) {
+		/* Onto the old number in one step: other threads may be writing
+		 * to it, and a number closed first could be reused meanwhile. */
+		if (dup3(fd, log_fd, O_CLOEXEC) < 0) {
+			int err = errno;
+
+			close(fd);
+			return -err;
+		}
+		close(fd);
+	} else {
+		log_fd = fd;
+	}
 	if (path != log_path) /* log_reopen passes our own copy */
 		memmove(log_path, path, strlen(path) + 1);
 	return 0;

@@ -46,6 +46,9 @@ static const struct setting {
 	  "N   clients at once (default 256)" },
 	{ "idle-timeout", S, K_LONG, offsetof(struct options, idle_timeout), 0, 1, 86400, 300,
 	  "S  close a client silent for S seconds (default 300)" },
+	{ "send-timeout", S, K_LONG, offsetof(struct options, send_timeout), 0, 1, 86400, 60,
+	  "S  close a client that takes none of its queued replies for S seconds\n"
+	  "                        (default 60)" },
 	{ "read-timeout", B, K_LONG, offsetof(struct options, read_timeout), 0, 1, 3600, 10,
 	  "S  close a client whose frame (handle: handshake) takes longer than S\n"
 	  "                        seconds (default 10)" },

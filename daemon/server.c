@@ -127,6 +127,7 @@ struct client {
 	unsigned busy[UPP_MAX_HANDLES];
 	bool closed[UPP_MAX_HANDLES];
 	time_t last_request, frame_since;
+	time_t send_progress; /* when it last took reply bytes, or its queue began */
 };
 
 /* Completions carry a pointer with the op's kind in its low 3 bits: every
@@ -202,9 +203,10 @@ static unsigned client_holds(const struct client *c, const struct shared_snap *s
  * The snapshot open on fd, shared with every handle that has the same file
  * open: same inode, and a header that still says what it said (a file
  * rewritten in place is opened afresh; a rename puts a new inode there). A
- * new one is checked in full and charged to the daemon's limit.
+ * new one is checked in full, its parents looked up in dirfd, and refused
+ * (-ENOMEM) if its page maps would pass budget bytes or the daemon's limit.
  */
-static int shared_get(int fd, struct shared_snap **out)
+static int shared_get(int dirfd, int fd, size_t budget, struct shared_snap **out)
 {
 	struct shared_snap *ss;
 	struct stat st;
@@ -221,21 +223,17 @@ static int shared_get(int fd, struct shared_snap **out)
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
+	if (budget > SNAP_TOTAL_LIMIT - S.snap_bytes)
+		budget = SNAP_TOTAL_LIMIT - S.snap_bytes;
 	own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	ret = own < 0 ? -errno : upp_snap_open(own, S.page_size, &ss->sn);
-	if (ret == 0) {
-		ss->bytes = snap_bytes(&ss->sn);
-		if (S.snap_bytes + ss->bytes > SNAP_TOTAL_LIMIT) {
-			upp_snap_close(&ss->sn);
-			ret = -ENOMEM;
-		}
-	}
+	ret = own < 0 ? -errno : upp_snap_open_at(dirfd, own, S.page_size, budget, &ss->sn);
 	if (ret < 0) {
 		if (own >= 0)
 			close(own);
 		free(ss);
 		return ret;
 	}
+	ss->bytes = snap_bytes(&ss->sn);
 	ss->dev = st.st_dev;
 	ss->ino = st.st_ino;
 	ss->refs = 1;
@@ -337,6 +335,8 @@ static void queue_out(struct client *c, struct out_buf *b)
 {
 	b->next = NULL;
 	b->off = 0;
+	if (!c->outq)
+		c->send_progress = time(NULL);
 	if (c->outq_tail)
 		c->outq_tail->next = b;
 	else
@@ -408,58 +408,104 @@ static void post_recv(struct client *c)
 
 /* ---- requests ---- */
 
-/* Opens path below the root, never outside it, and only a regular file. */
+/*
+ * Opens path (NUL-terminated) below the root, never outside it, with flags:
+ * a descriptor or -errno (-EACCES: it tried to leave the root).
+ */
+static int jail_openat(const char *path, int flags)
+{
+	char p[UPP_MAX_PATH + 1], *save = NULL, *comp;
+	int dir;
+
+	if (S.have_openat2) {
+		struct open_how how = {
+			/* (openat2 refuses O_PATH with other flags than these.) */
+			.flags = (uint64_t)(flags | O_CLOEXEC | (flags & O_PATH ? 0 : O_NOCTTY)),
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+		};
+		int fd = (int)syscall(SYS_openat2, S.root, path, &how, sizeof(how));
+
+		if (fd >= 0)
+			return fd;
+		/* ENOSYS: before Linux 5.6; EPERM: what seccomp profiles that
+		 * do not know it answer. */
+		if (errno != ENOSYS && errno != EPERM)
+			return errno == EXDEV ? -EACCES : -errno;
+		LOG(LOG_WARN, "openat2: %s: paths are resolved one name at a time, symlinks refused",
+		    strerror(errno));
+		S.have_openat2 = false;
+	}
+	/* Without openat2: no absolute paths, no "..", no symlinks at all. */
+	if (path[0] == '/')
+		return -EACCES;
+	snprintf(p, sizeof(p), "%s", path);
+	dir = fcntl(S.root, F_DUPFD_CLOEXEC, 0);
+	for (comp = strtok_r(p, "/", &save); comp && dir >= 0; comp = strtok_r(NULL, "/", &save)) {
+		bool last = save == NULL || *save == '\0';
+		int next;
+
+		if (!strcmp(comp, ".."))
+			next = -1, errno = EACCES;
+		else
+			next = openat(dir, comp,
+				      (last ? flags : O_PATH | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC |
+					      O_NOCTTY);
+		close(dir);
+		dir = next;
+	}
+	if (dir < 0)
+		return errno == ELOOP ? -EACCES : -errno;
+	return dir;
+}
+
+static int jail_open_as(void *path, int flags)
+{
+	return jail_openat(path, flags);
+}
+
+/* Opens path (len bytes) below the root for reading: only a regular file. */
 static int jail_open(const char *path, uint16_t len, int *fdp, uint64_t *sizep)
 {
 	char p[UPP_MAX_PATH + 1];
 	struct stat st;
-	int fd = -1;
+	int fd;
 
 	memcpy(p, path, len);
 	p[len] = '\0';
-	if (S.have_openat2) {
-		struct open_how how = {
-			.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
-			.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-		};
-		fd = (int)syscall(SYS_openat2, S.root, p, &how, sizeof(how));
-		if (fd < 0 && errno == ENOSYS)
-			S.have_openat2 = false;
-		else if (fd < 0)
-			return errno == EXDEV ? -EACCES : -errno; /* EXDEV: it tried to escape */
-	}
-	if (!S.have_openat2) {
-		/* Kernels before 5.6: no absolute paths, no "..", no symlinks at all. */
-		char *save = NULL, *comp;
-		int dir = dup(S.root);
-
-		if (p[0] == '/')
-			return -EACCES;
-		for (comp = strtok_r(p, "/", &save); comp && dir >= 0;
-		     comp = strtok_r(NULL, "/", &save)) {
-			int next;
-			bool last = save == NULL || *save == '\0';
-
-			if (!strcmp(comp, ".."))
-				next = -1, errno = EACCES;
-			else
-				next = openat(dir, comp,
-					      (last ? O_RDONLY : O_PATH | O_DIRECTORY) | O_NOFOLLOW |
-						      O_CLOEXEC | O_NOCTTY);
-			close(dir);
-			dir = next;
-		}
-		if (dir < 0)
-			return errno == ELOOP ? -EACCES : -errno;
-		fd = dir;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	fd = upp_open_regular(jail_open_as, p);
+	if (fd < 0)
+		return fd == -ELOOP ? -EACCES : fd; /* a symlink, without openat2 */
+	if (fstat(fd, &st) < 0) {
 		close(fd);
 		return -EINVAL;
 	}
 	*fdp = fd;
 	*sizep = (uint64_t)st.st_size;
 	return 0;
+}
+
+/*
+ * The directory of path below the root (where an incremental snapshot's
+ * parents are), opened the same way: parents are found beneath it, never
+ * by a path walked again outside the jail.
+ */
+static int jail_dir_of(const char *path, uint16_t len)
+{
+	char p[UPP_MAX_PATH + 1];
+	uint16_t n = len;
+
+	while (n && path[n - 1] == '/')
+		n--;
+	while (n && path[n - 1] != '/')
+		n--;
+	if (n == 0) {
+		int fd = fcntl(S.root, F_DUPFD_CLOEXEC, 0);
+
+		return fd < 0 ? -errno : fd;
+	}
+	memcpy(p, path, n);
+	p[n] = '\0';
+	return jail_openat(p, O_PATH | O_DIRECTORY);
 }
 
 /*
@@ -491,10 +537,13 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 	ret = jail_open(path, plen, &fd, &size);
 	if (ret == 0 && image && upp_snap_is(fd)) {
 		struct shared_snap *ss = NULL;
+		int dir = jail_dir_of(path, plen);
 
 		/* Page maps are bounded per client and in all, or clients
 		 * opening many big snapshots could take the daemon's memory. */
-		ret = shared_get(fd, &ss);
+		ret = dir < 0 ? dir : shared_get(dir, fd, SNAP_CLIENT_LIMIT - c->snap_bytes, &ss);
+		if (dir >= 0)
+			close(dir);
 		if (ret == 0 && !client_holds(c, ss)) {
 			if (c->snap_bytes + ss->bytes > SNAP_CLIENT_LIMIT) {
 				shared_put(ss);
@@ -840,14 +889,18 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 /* Consumes the complete frames in the receive buffer, as far as limits allow. */
 static void parse(struct client *c)
 {
+	bool partial = false; /* stopped for bytes still to come, not for our limits */
+
 	while (!c->closing && !c->close_after_send && c->inflight < UPP_MAX_INFLIGHT &&
 	       c->out_bytes + c->pending_bytes < OUT_LIMIT) {
 		struct upp_hdr h;
 		size_t whole;
 		int ret = upp_get_hdr(c->rbuf, c->rlen, UPP_MAX_FRAME, &h);
 
-		if (ret == -EAGAIN)
+		if (ret == -EAGAIN) {
+			partial = c->rlen > 0;
 			break;
+		}
 		if (ret < 0) {
 			protocol_error(c, ret == -EMSGSIZE ? EMSGSIZE : EPROTO,
 				       ret == -EMSGSIZE ? "frame longer than 64 KiB" : "bad frame header");
@@ -855,8 +908,10 @@ static void parse(struct client *c)
 			break;
 		}
 		whole = UPP_HDR_SIZE + h.length;
-		if (c->rlen < whole)
+		if (c->rlen < whole) {
+			partial = true;
 			break;
+		}
 		handle_frame(c, &h, c->rbuf + UPP_HDR_SIZE);
 		if (c->closing || c->close_after_send) {
 			c->rlen = 0; /* nothing more is read from this client */
@@ -865,7 +920,9 @@ static void parse(struct client *c)
 		memmove(c->rbuf, c->rbuf + whole, c->rlen - whole);
 		c->rlen -= whole;
 	}
-	c->frame_since = c->rlen ? (c->frame_since ? c->frame_since : time(NULL)) : 0;
+	/* Frames waiting while we do not read from it (paused at its limits)
+	 * are not late: the read timeout runs only while we wait for bytes. */
+	c->frame_since = partial ? (c->frame_since ? c->frame_since : time(NULL)) : 0;
 }
 
 /* ---- completions ---- */
@@ -966,6 +1023,7 @@ static void on_send(struct client *c, int res)
 		} else if (res > 0) {
 			struct out_buf *b = c->outq;
 
+			c->send_progress = time(NULL);
 			b->off += (size_t)res;
 			if (b->off == b->len) {
 				c->outq = b->next;
@@ -1077,7 +1135,14 @@ static void on_timer(void)
 			continue;
 		if (c->frame_since && now - c->frame_since > S.o->read_timeout)
 			client_close(c, "frame not completed within the read timeout");
-		else if (!c->inflight && !c->outq && now - c->last_request > S.o->idle_timeout)
+		else if (c->outq && now - c->send_progress > S.o->send_timeout) {
+			/* It does not read: its replies would hold memory for ever. */
+			char why[96];
+
+			snprintf(why, sizeof(why), "send timeout: none of %zu queued bytes taken in %ld s",
+				 c->out_bytes, S.o->send_timeout);
+			client_close(c, why);
+		} else if (!c->inflight && !c->outq && now - c->last_request > S.o->idle_timeout)
 			client_close(c, "idle timeout");
 	}
 	if (S.o->stats_interval && now >= S.next_stats) {
@@ -1221,13 +1286,29 @@ static int listen_tcp(const char *spec, struct listener *l)
 	return 0;
 }
 
+/* Whether UPAGER_DISABLE (a list like "poison,move", as the library reads
+ * it) names what: tests take the daemon's fallback paths with it. */
+static bool disabled_by_env(const char *what)
+{
+	const char *env = getenv("UPAGER_DISABLE"), *s = env;
+	size_t n = strlen(what);
+
+	while (s && (s = strstr(s, what)) != NULL) {
+		if ((s == env || s[-1] == ',' || s[-1] == ' ') &&
+		    (s[n] == '\0' || s[n] == ',' || s[n] == ' '))
+			return true;
+		s += n;
+	}
+	return false;
+}
+
 int server_run(const struct options *o)
 {
 	char ready[MAX_LISTEN * 300 + 16] = "ready";
 	int ret;
 
 	S.o = o;
-	S.have_openat2 = true;
+	S.have_openat2 = !disabled_by_env("openat2");
 	S.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	S.tick.tv_sec = 1;
 	if (o->secret_file[0]) {

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,51 @@ static bool all_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
-static int open_depth(int fd, size_t ps, struct upp_snap *s, int depth);
+static int open_depth(int dirfd, int fd, size_t ps, size_t *budget, struct upp_snap *s,
+		      int depth);
+
+int upp_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	/* Linux reads at most 0x7ffff000 bytes at a time: big maps take several. */
+	while (len) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (uint8_t *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int upp_open_regular(int (*open_as)(void *ctx, int flags), void *ctx)
+{
+	struct stat st;
+	int fd = open_as(ctx, O_PATH), ret;
+
+	/* Looked at before it is opened: opening a FIFO blocks until a writer
+	 * comes, opening a device may do anything. */
+	if (fd < 0)
+		return fd;
+	ret = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : S_ISLNK(st.st_mode) ? -ELOOP
+											: -EINVAL;
+	close(fd);
+	if (ret < 0)
+		return ret;
+	/* It may have been replaced since: O_NONBLOCK, so that a FIFO put there
+	 * cannot hold the open, and checked again. */
+	fd = open_as(ctx, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fcntl(fd, F_SETFL, 0) < 0) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
 
 bool upp_snap_is(int fd)
 {
@@ -50,15 +95,27 @@ static bool good_name(const uint8_t *name, size_t len)
 	return true;
 }
 
-/* The parent named in s, beside the file open on fd: opened and checked. */
-static int open_parent(int fd, size_t ps, struct upp_snap *s, uint32_t want_crc, int depth)
+struct at_name {
+	int dirfd;
+	const char *name;
+};
+
+static int open_beside(void *ctx, int flags)
+{
+	const struct at_name *a = ctx;
+	int fd = openat(a->dirfd, a->name, flags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* The directory of the file open on fd, found by its name in /proc (for
+ * callers that did not say where it is). */
+static int dir_of(int fd)
 {
 	char link[64], path[4096], *slash;
 	ssize_t n;
-	int dfd, pfd, ret;
+	int dfd;
 
-	if (depth >= UPP_SNAP_MAX_CHAIN)
-		return -EBADMSG; /* a chain that long is a loop, or a lie */
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	n = readlink(link, path, sizeof(path) - 1);
 	if (n <= 0)
@@ -69,23 +126,37 @@ static int open_parent(int fd, size_t ps, struct upp_snap *s, uint32_t want_crc,
 		return -EBADMSG;
 	*(slash == path ? slash + 1 : slash) = '\0';
 	dfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	pfd = openat(dfd, s->parent_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	ret = pfd < 0 ? (errno == ENOENT ? -ENOENT : -EBADMSG) : 0;
-	close(dfd);
-	if (ret < 0)
-		return ret;
-	s->parent = malloc(sizeof(*s->parent));
-	if (!s->parent) {
-		close(pfd);
-		return -ENOMEM;
+	return dfd < 0 ? -errno : dfd;
+}
+
+/* The parent named in s, in dirfd (the directory of the file open on fd):
+ * opened and checked. Its name has no '/' and is no symlink, so it is
+ * beside its child, never elsewhere. */
+static int open_parent(int dirfd, int fd, size_t ps, size_t *budget, struct upp_snap *s,
+		       uint32_t want_crc, int depth)
+{
+	struct at_name at = { dirfd, s->parent_name };
+	int own_dir = -1, pfd, ret;
+
+	if (depth >= UPP_SNAP_MAX_CHAIN)
+		return -EBADMSG; /* a chain that long is a loop, or a lie */
+	if (dirfd < 0 && (at.dirfd = own_dir = dir_of(fd)) < 0)
+		return own_dir;
+	pfd = upp_open_regular(open_beside, &at);
+	if (pfd < 0) {
+		if (own_dir >= 0)
+			close(own_dir);
+		return pfd == -ENOENT ? -ENOENT : -EBADMSG;
 	}
-	ret = open_depth(pfd, ps, s->parent, depth + 1);
+	s->parent = malloc(sizeof(*s->parent));
+	ret = s->parent ? open_depth(at.dirfd, pfd, ps, budget, s->parent, depth + 1) : -ENOMEM;
+	if (own_dir >= 0)
+		close(own_dir);
 	if (ret == 0 && (s->parent->hdr_crc != want_crc || s->parent->npages != s->npages))
 		ret = -EBADMSG; /* not the file this one was saved against */
 	if (ret < 0) {
-		upp_snap_close(s->parent);
+		if (s->parent)
+			upp_snap_close(s->parent);
 		free(s->parent);
 		s->parent = NULL;
 		close(pfd);
@@ -93,7 +164,8 @@ static int open_parent(int fd, size_t ps, struct upp_snap *s, uint32_t want_crc,
 	return ret;
 }
 
-static int open_depth(int fd, size_t ps, struct upp_snap *s, int depth)
+static int open_depth(int dirfd, int fd, size_t ps, size_t *budget, struct upp_snap *s,
+		      int depth)
 {
 	uint8_t hdr[UPP_SNAP_HDR];
 	uint64_t map_len, data_len, data_end, size;
@@ -151,11 +223,15 @@ static int open_depth(int fd, size_t ps, struct upp_snap *s, int depth)
 	if (data_len > size || data_end > size || get64(hdr + 48) < data_end ||
 	    get64(hdr + 48) > size || map_len > size - get64(hdr + 48))
 		return -EBADMSG;
+	/* Charged by the header's word, before anything is allocated or read. */
+	if (map_len > *budget)
+		return -ENOMEM;
+	*budget -= map_len;
 	s->map = malloc(map_len);
 	if (!s->map)
 		return -ENOMEM;
 	ret = -EBADMSG;
-	if (pread(fd, s->map, map_len, (off_t)get64(hdr + 48)) != (ssize_t)map_len ||
+	if (upp_pread_full(fd, s->map, map_len, get64(hdr + 48)) < 0 ||
 	    upp_crc32c(0, s->map, map_len) != get32(hdr + 60))
 		goto bad;
 	for (uint64_t i = 0; i < s->npages; i++) {
@@ -167,7 +243,8 @@ static int open_depth(int fd, size_t ps, struct upp_snap *s, int depth)
 					     : get32(e + 4) || get64(e + 8)))
 			goto bad;
 	}
-	if ((flags & UPP_SNAP_F_PARENT) && (ret = open_parent(fd, ps, s, parent_crc, depth)) < 0)
+	if ((flags & UPP_SNAP_F_PARENT) &&
+	    (ret = open_parent(dirfd, fd, ps, budget, s, parent_crc, depth)) < 0)
 		goto bad;
 	return 0;
 bad:
@@ -178,7 +255,14 @@ bad:
 
 int upp_snap_open(int fd, size_t ps, struct upp_snap *s)
 {
-	return open_depth(fd, ps, s, 0);
+	size_t unlimited = SIZE_MAX;
+
+	return open_depth(-1, fd, ps, &unlimited, s, 0);
+}
+
+int upp_snap_open_at(int dirfd, int fd, size_t ps, size_t max_maps, struct upp_snap *s)
+{
+	return open_depth(dirfd, fd, ps, &max_maps, s, 0);
 }
 
 void upp_snap_close(struct upp_snap *s)

@@ -43,12 +43,31 @@ struct upp_snap {
  * with another page size; -EISDIR. upp_snap_close() frees what it allocated.
  */
 int upp_snap_open(int fd, size_t ps, struct upp_snap *s);
+/*
+ * The same, for a daemon serving hostile files: parents are looked up in
+ * dirfd (the snapshot's directory, which the caller opened where it may),
+ * and -ENOMEM before anything is allocated or read if the chain's page maps
+ * (16 bytes a page, by the headers' page counts) would pass max_maps bytes.
+ */
+int upp_snap_open_at(int dirfd, int fd, size_t ps, size_t max_maps, struct upp_snap *s);
 void upp_snap_close(struct upp_snap *s);
 /* Whether fd's file starts with the snapshot magic (before any checking). */
 bool upp_snap_is(int fd);
 /* Whether the file on fd has the header s was opened with (its CRC), so that
  * s's checked page map still describes it. */
 bool upp_snap_unchanged(const struct upp_snap *s, int fd);
+
+/* len bytes at off, in as many reads as it takes: 0, -errno, or -EIO at
+ * the end of the file. */
+int upp_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/*
+ * A descriptor open for reading on a regular file, or -errno: -EINVAL for
+ * anything else (a FIFO or a device is never opened for reading, a
+ * directory never served), -ELOOP for a symlink open_as did not follow.
+ * open_as(ctx, flags) opens the file in question with flags (O_PATH, then
+ * O_RDONLY | O_NONBLOCK): fd or -errno.
+ */
+int upp_open_regular(int (*open_as)(void *ctx, int flags), void *ctx);
 
 /* The kind of page in this file's own map (PARENT included). */
 static inline int upp_snap_own_kind(const struct upp_snap *s, uint64_t page)

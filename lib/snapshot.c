@@ -405,20 +405,28 @@ uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint
 	return ws;
 }
 
-/* Reads PATH.ws: its page indices, or NULL if there is none or it is damaged. */
+static int open_path(void *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Reads PATH.ws: its page indices, or NULL if there is none, it is damaged,
+ * or it is no regular file (a FIFO there must not hold the restore). */
 static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
 {
 	uint64_t *ws = NULL;
 	uint8_t *buf;
 	struct stat st;
-	int fd = open(ws_path, O_RDONLY | O_CLOEXEC);
+	int fd = upp_open_regular(open_path, (void *)ws_path);
 
 	if (fd < 0)
 		return NULL;
 	/* No bigger than a working set of every page can be. */
 	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= WS_HDR + npages * 8 &&
 	    (buf = malloc((size_t)st.st_size + 1))) {
-		if (pread(fd, buf, (size_t)st.st_size, 0) == st.st_size)
+		if (upp_pread_full(fd, buf, (size_t)st.st_size, 0) == 0)
 			ws = upager__ws_parse(buf, (size_t)st.st_size, npages, count);
 		free(buf);
 	}

@@ -7,6 +7,9 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,16 +17,24 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "le.h"
 #include "protocol.h"
 
 #define FILE_SIZE (3u << 20) /* + a ragged tail below */
@@ -783,6 +794,449 @@ START_TEST(test_open_image_replaced)
 }
 END_TEST
 
+/* Replies within `seconds` or recv fails: a server stuck in an open never answers. */
+static void recv_timeout(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+}
+
+/* Two pages saved at base, and an incremental snapshot of them at child (parent: base). */
+static void save_pair(const char *base, const char *child)
+{
+	uint8_t *m = mmap(NULL, 2 * UPT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	upt_fill(m, 2 * UPT_PAGE, 0, 5);
+	ck_assert_int_eq(upager_snapshot_save(m, 2 * UPT_PAGE, base), 0);
+	upt_fill(m, UPT_PAGE, 0, 6); /* page 1 stays the parent's */
+	ck_assert_int_eq(upager_snapshot_save_incremental(m, 2 * UPT_PAGE, base, child), 0);
+	munmap(m, 2 * UPT_PAGE);
+}
+
+/* A FIFO or a device node in the root is refused at once: the server never
+ * blocks in its open, and other clients are served. */
+START_TEST(test_open_fifo)
+{
+	char path[256];
+	uint64_t size;
+	int fd = connect_unix(), other;
+	bool nodes;
+
+	snprintf(path, sizeof(path), "%s/root/fifo", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/root/null", dir);
+	nodes = mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0; /* as root only */
+	recv_timeout(fd, 5);
+	hello(fd);
+	ck_assert_int_eq(open_obj(fd, "fifo", &size), -EINVAL);
+	ck_assert_int_eq(open_as(fd, UPP_OPEN_IMAGE, "fifo", &size), -EINVAL);
+	if (nodes)
+		ck_assert_int_eq(open_obj(fd, "null", &size), -EINVAL);
+	other = connect_unix();
+	recv_timeout(other, 5);
+	hello(other);
+	close(other);
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
+/* A snapshot whose parent's name is a FIFO: refused at once, not a hang. */
+START_TEST(test_open_image_parent_fifo)
+{
+	char base[256], child[256];
+	uint64_t size;
+	int fd = connect_unix();
+
+	snprintf(base, sizeof(base), "%s/root/base.snap", dir);
+	snprintf(child, sizeof(child), "%s/root/child.snap", dir);
+	save_pair(base, child);
+	ck_assert_int_eq(unlink(base), 0);
+	ck_assert_int_eq(mkfifo(base, 0600), 0);
+	recv_timeout(fd, 5);
+	hello(fd);
+	ck_assert_int_eq(open_as(fd, UPP_OPEN_IMAGE, "child.snap", &size), -EBADMSG);
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
+/* An incremental snapshot's parent is found beside it, below the root: in
+ * a subdirectory it works; a parent name that is a symlink out of the root
+ * is refused, and nothing outside is read. */
+START_TEST(test_open_image_parent_beneath)
+{
+	char base[256], child[256], link[256];
+	uint8_t *page = malloc(2 * UPT_PAGE);
+	uint64_t size;
+	long h;
+	int fd = connect_unix();
+
+	snprintf(base, sizeof(base), "%s/root/sub/base.snap", dir);
+	snprintf(child, sizeof(child), "%s/root/sub/child.snap", dir);
+	save_pair(base, child);
+	hello(fd);
+	h = open_as(fd, UPP_OPEN_IMAGE, "sub/child.snap", &size);
+	ck_assert_int_ge(h, 0);
+	read_image(fd, (uint32_t)h, 0, 2 * (uint32_t)UPT_PAGE, page);
+	ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 6), -1);
+	ck_assert_int_eq(upt_check_pattern(page + UPT_PAGE, UPT_PAGE, UPT_PAGE, 5), -1);
+
+	/* The pair saved outside the root, the child moved in, its parent's
+	 * name a symlink out. */
+	snprintf(base, sizeof(base), "%s/out.snap", dir);
+	snprintf(child, sizeof(child), "%s/child2.snap", dir);
+	save_pair(base, child);
+	snprintf(link, sizeof(link), "%s/root/child2.snap", dir);
+	ck_assert_int_eq(rename(child, link), 0);
+	ck_assert_int_eq(open_as(fd, UPP_OPEN_IMAGE, "child2.snap", &size), -ENOENT);
+	snprintf(link, sizeof(link), "%s/root/out.snap", dir);
+	ck_assert_int_eq(symlink("../out.snap", link), 0);
+	ck_assert_int_lt(open_as(fd, UPP_OPEN_IMAGE, "child2.snap", &size), 0);
+	close(fd);
+	free(page);
+}
+END_TEST
+
+/* How many clients the daemon has, by STATS on fd (fd itself included). */
+static unsigned daemon_clients(int fd)
+{
+	struct upp_hdr h;
+	unsigned n = 0;
+	uint8_t *buf;
+
+	send_frame(fd, UPP_STATS, 7, NULL, 0);
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	ck_assert_uint_eq(h.type, UPP_STATS | UPP_REPLY);
+	buf[h.length] = '\0';
+	ck_assert_int_eq(sscanf((char *)buf, "clients=%u", &n), 1);
+	free(buf);
+	return n;
+}
+
+/* Clients that ask for a lot and never read are closed once their replies
+ * make no progress for --send-timeout seconds, their memory freed. */
+START_TEST(test_send_timeout)
+{
+	enum { STUCK = 3 };
+	int stuck[STUCK], watch;
+	unsigned n = 0;
+	uint64_t size;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon("--send-timeout=2", "--idle-timeout=2");
+	for (int k = 0; k < STUCK; k++) {
+		uint8_t p[8 + 16];
+		long hd;
+
+		stuck[k] = connect_unix();
+		hello(stuck[k]);
+		hd = open_obj(stuck[k], "sub/disk.img", &size);
+		ck_assert_int_ge(hd, 0);
+		/* 16 MiB: the output limit, so that nothing waits unparsed in
+		 * its receive buffer (the read timeout does not apply). */
+		for (uint32_t id = 0; id < 16; id++) {
+			struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { 0, 1 << 20 } } };
+			send_frame(stuck[k], UPP_READ, id, p, upp_put_read(p, &rd));
+		}
+	}
+	watch = connect_unix();
+	recv_timeout(watch, 5);
+	hello(watch);
+	for (int i = 0; i < 60 && (n = daemon_clients(watch)) > 1; i++)
+		usleep(200 * 1000); /* 12 s; the watcher's own STATS keep it from idling */
+	ck_assert_msg(n == 1, "%u clients still connected 12 s after they stopped reading", n - 1);
+	close(watch);
+	for (int k = 0; k < STUCK; k++)
+		close(stuck[k]);
+	good_client(connect_unix);
+}
+END_TEST
+
+static long daemon_status_kib(const char *field)
+{
+	char path[64], line[256];
+	size_t len = strlen(field);
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)daemon_pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, len) && line[len] == ':')
+			kib = atol(line + len + 1);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/*
+ * A crafted snapshot whose header claims a 1.5 GiB page map (a sparse file
+ * that passes every size check): refused by its header's page count against
+ * the page-map budget, before anything is allocated or read.
+ */
+START_TEST(test_open_image_map_budget)
+{
+	const uint64_t npages = 3ull << 25, map_off = 1 << 20; /* 16 bytes each: 1.5 GiB */
+	uint8_t hdr[4096];
+	char path[256];
+	long before, after, ret;
+	uint64_t size;
+	int fd = connect_unix(), f;
+	void *m = mmap(NULL, UPT_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	snprintf(path, sizeof(path), "%s/root/huge.snap", dir);
+	ck_assert_int_eq(upager_snapshot_save(m, UPT_PAGE, path), 0); /* one absent page */
+	munmap(m, UPT_PAGE);
+	f = open(path, O_RDWR);
+	ck_assert_int_eq(pread(f, hdr, sizeof(hdr), 0), sizeof(hdr));
+	put64(hdr + 16, npages * UPT_PAGE);
+	put64(hdr + 24, npages);
+	put64(hdr + 48, map_off);
+	memset(hdr + 64, 0, 4);
+	put32(hdr + 64, upp_crc32c(0, hdr, sizeof(hdr)));
+	ck_assert_int_eq(pwrite(f, hdr, sizeof(hdr), 0), sizeof(hdr));
+	ck_assert_int_eq(ftruncate(f, (off_t)(map_off + npages * 16)), 0);
+	close(f);
+
+	hello(fd);
+	before = daemon_status_kib("VmHWM");
+	ret = open_as(fd, UPP_OPEN_IMAGE, "huge.snap", &size);
+	after = daemon_status_kib("VmHWM");
+	printf("note: test_open_image_map_budget: daemon VmHWM %ld KiB before, %ld KiB after\n",
+	       before, after);
+	ck_assert_msg(after < before + 64 * 1024, "VmHWM %ld KiB -> %ld KiB", before, after);
+	ck_assert_int_eq(ret, -ENOMEM);
+	close(fd);
+	unlink(path);
+	good_client(connect_unix);
+}
+END_TEST
+
+/* The daemon's open descriptors. */
+static int daemon_fds(void)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)daemon_pid);
+	d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * The jail without openat2 (UPAGER_DISABLE=openat2, as on kernels before
+ * 5.6 or under seccomp profiles that refuse it): the same refusals, no
+ * symlinks at all, and no descriptor left behind by a refused path.
+ */
+START_TEST(test_jail_fallback)
+{
+	char path[256];
+	uint64_t size;
+	int fd, base;
+
+	upt_daemon_kill(daemon_pid);
+	setenv("UPAGER_DISABLE", "openat2", 1);
+	daemon_pid = start_daemon(NULL, NULL);
+	unsetenv("UPAGER_DISABLE");
+	snprintf(path, sizeof(path), "%s/root/inside", dir);
+	ck_assert_int_eq(symlink("sub/disk.img", path), 0);
+	snprintf(path, sizeof(path), "%s/root/fifo", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	base = daemon_fds();
+	fd = connect_unix();
+	recv_timeout(fd, 5);
+	hello(fd);
+	ck_assert_int_eq(open_obj(fd, "inside", &size), -EACCES); /* openat2 would follow it */
+	for (int i = 0; i < 300; i++)
+		ck_assert_int_eq(open_obj(fd, "/etc/passwd", &size), -EACCES);
+	ck_assert_int_eq(open_obj(fd, "../secret", &size), -EACCES);
+	ck_assert_int_eq(open_obj(fd, "sub/../../secret", &size), -EACCES);
+	ck_assert_int_eq(open_obj(fd, "escape", &size), -EACCES);
+	ck_assert_int_eq(open_obj(fd, "nonexistent", &size), -ENOENT);
+	ck_assert_int_eq(open_obj(fd, "sub", &size), -EINVAL);
+	ck_assert_int_eq(open_obj(fd, "fifo", &size), -EINVAL);
+	ck_assert_int_ge(open_obj(fd, "sub/disk.img", &size), 0);
+	close(fd);
+	for (int i = 0; i < 50 && daemon_fds() > base; i++)
+		usleep(100 * 1000);
+	ck_assert_msg(daemon_fds() <= base, "%d descriptors before the client, %d after it left",
+		      base, daemon_fds());
+	good_client(connect_unix);
+}
+END_TEST
+
+/* The daemon's descriptor open on path, or -1. */
+static int daemon_fd_on(const char *path)
+{
+	char dpath[64], fpath[320], target[256];
+	struct dirent *e;
+	int found = -1;
+	DIR *d;
+
+	snprintf(dpath, sizeof(dpath), "/proc/%d/fd", (int)daemon_pid);
+	d = opendir(dpath);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(fpath, sizeof(fpath), "%s/%s", dpath, e->d_name);
+		n = readlink(fpath, target, sizeof(target) - 1);
+		if (n > 0 && (target[n] = '\0', !strcmp(target, path)))
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+/* SIGHUP puts the new log file on the old one's descriptor number in one
+ * step (dup3), so that no other thread's line can reach a descriptor that
+ * was closed and reused in between. */
+START_TEST(test_sighup_log_same_fd)
+{
+	char log[128], moved[128], flag[160];
+	int before;
+
+	snprintf(log, sizeof(log), "%s/upagerd.log", dir);
+	snprintf(moved, sizeof(moved), "%s/upagerd.log.1", dir);
+	snprintf(flag, sizeof(flag), "--log-file=%s", log);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon(flag, "--log-level=info");
+	before = daemon_fd_on(log);
+	ck_assert_int_ge(before, 0);
+	ck_assert_int_eq(rename(log, moved), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 200 && daemon_fd_on(log) < 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(daemon_fd_on(log), before);
+	ck_assert_int_eq(daemon_fd_on(moved), -1); /* the old file is let go */
+	good_client(connect_unix);
+}
+END_TEST
+
+/*
+ * Under a seccomp profile that answers openat2 with EPERM (as container
+ * runtimes that do not know it do), the daemon takes the jail's fallback
+ * instead of refusing every OPEN. The filter is this test process's (Check
+ * forks one per test), inherited by the daemon it starts.
+ */
+START_TEST(test_jail_openat2_eperm)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat2, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	char path[256];
+	uint64_t size;
+	int fd;
+
+	upt_daemon_kill(daemon_pid);
+	ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+	daemon_pid = start_daemon(NULL, NULL);
+	snprintf(path, sizeof(path), "%s/root/inside", dir);
+	ck_assert_int_eq(symlink("sub/disk.img", path), 0);
+	fd = connect_unix();
+	hello(fd);
+	ck_assert_int_ge(open_obj(fd, "sub/disk.img", &size), 0);
+	ck_assert_int_eq(open_obj(fd, "inside", &size), -EACCES); /* the fallback's rule */
+	ck_assert_int_eq(open_obj(fd, "../secret", &size), -EACCES);
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
+/*
+ * A client that pipelines more than its output limit and reads its replies
+ * slowly, but steadily: its frames wait in the receive buffer while it is
+ * paused, which is the server's doing, not a frame that fails to arrive,
+ * so --read-timeout does not close it.
+ */
+START_TEST(test_slow_reader_kept)
+{
+	enum { READS = 40 };
+	uint8_t p[8 + 16], *buf;
+	uint64_t size;
+	long hd;
+	int fd;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon("--read-timeout=1", NULL);
+	fd = connect_unix();
+	recv_timeout(fd, 5);
+	hello(fd);
+	hd = open_obj(fd, "sub/disk.img", &size);
+	ck_assert_int_ge(hd, 0);
+	for (uint32_t id = 0; id < READS; id++) {
+		struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { 0, 1 << 20 } } };
+		send_frame(fd, UPP_READ, id, p, upp_put_read(p, &rd));
+	}
+	for (int k = 0; k < READS; k++) { /* 4 s in all */
+		struct upp_hdr h;
+
+		usleep(100 * 1000);
+		ck_assert_msg(recv_frame(fd, &h, &buf) == 0, "closed after %d of %d replies", k,
+			      READS);
+		ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+		free(buf);
+	}
+	close(fd);
+}
+END_TEST
+
+/*
+ * The served root on a mount detached after start (umount -l): the
+ * kernel names the daemon's files "/child.snap" in /proc, so a parent
+ * found by re-walking that name was looked up in the real "/", outside the
+ * root. Parents are opened beside the child through the jail instead. In a
+ * mount namespace of this test process's own (the daemon inherits it).
+ */
+START_TEST(test_open_image_parent_detached_root)
+{
+	char root[128], name[64], base[256], child[256], escaped[128], cmd[1200];
+	uint64_t size;
+	long ret;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		printf("SKIP test_open_image_parent_detached_root: no mount namespace (%s)\n",
+		       strerror(errno));
+		return;
+	}
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(name, sizeof(name), "upager-escape-%d.snap", (int)getpid());
+	snprintf(base, sizeof(base), "%s/%s", dir, name);
+	snprintf(child, sizeof(child), "%s/child.snap", dir);
+	snprintf(escaped, sizeof(escaped), "/%s", name);
+	save_pair(base, child);
+	upt_daemon_kill(daemon_pid);
+	ck_assert_int_eq(mount("tmpfs", root, "tmpfs", 0, "size=1m"), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s/' && cp '%s' '%s'", child, root, base, escaped);
+	ck_assert_int_eq(system(cmd), 0);
+	daemon_pid = start_daemon(NULL, NULL);
+	ck_assert_int_eq(umount2(root, MNT_DETACH), 0);
+	fd = connect_unix();
+	hello(fd);
+	/* The parent is not beside the child in the root; one is in "/". */
+	ret = open_as(fd, UPP_OPEN_IMAGE, "child.snap", &size);
+	unlink(escaped);
+	ck_assert_int_eq(ret, -ENOENT);
+	close(fd);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -802,6 +1256,16 @@ static Suite *make(void)
 	upt_add(tc, test_open_image, 0, "");
 	upt_add(tc, test_open_image_memory_bound, 0, "");
 	upt_add(tc, test_open_image_replaced, 0, "");
+	upt_add(tc, test_open_fifo, 0, "");
+	upt_add(tc, test_open_image_parent_fifo, 0, "");
+	upt_add(tc, test_open_image_parent_beneath, 0, "");
+	upt_add(tc, test_send_timeout, 0, "");
+	upt_add(tc, test_open_image_map_budget, 0, "");
+	upt_add(tc, test_jail_fallback, 0, "");
+	upt_add(tc, test_sighup_log_same_fd, 0, "");
+	upt_add(tc, test_jail_openat2_eperm, 0, "");
+	upt_add(tc, test_slow_reader_kept, 0, "");
+	upt_add(tc, test_open_image_parent_detached_root, 0, "");
 	return s;
 }
 

@@ -639,8 +639,14 @@ static void *write_page(void *arg)
 	return NULL;
 }
 
-/* Every way a program writes to restored memory, the same in each call. */
-static void mutate(uint8_t *a)
+/*
+ * Every way a program writes to restored memory, the same in each call.
+ * user_only: the pager's userfaultfd handles user-mode faults only
+ * (UFFD_USER_MODE_ONLY, unprivileged), where the kernel's own write into a
+ * page not yet there fails with EFAULT, as upager(7) says; the program then
+ * writes it itself.
+ */
+static void mutate(uint8_t *a, bool user_only)
 {
 	const size_t pg = UPT_PAGE;
 	uint8_t buf[64];
@@ -653,7 +659,14 @@ static void mutate(uint8_t *a)
 	ck_assert_int_eq(pipe(pfd), 0); /* written by the kernel, touched first or not */
 	memset(buf, 0x3c, sizeof(buf));
 	ck_assert_int_eq(write(pfd[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
-	ck_assert_int_eq(read(pfd[0], a + 3 * pg + 100, sizeof(buf)), (ssize_t)sizeof(buf));
+	if (user_only) {
+		ck_assert_int_eq(read(pfd[0], a + 3 * pg + 100, sizeof(buf)), -1);
+		ck_assert_int_eq(errno, EFAULT);
+		ck_assert_int_eq(read(pfd[0], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+		memcpy(a + 3 * pg + 100, buf, sizeof(buf));
+	} else {
+		ck_assert_int_eq(read(pfd[0], a + 3 * pg + 100, sizeof(buf)), (ssize_t)sizeof(buf));
+	}
 	(void)*(volatile uint8_t *)(a + 4 * pg);
 	ck_assert_int_eq(write(pfd[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	ck_assert_int_eq(read(pfd[0], a + 4 * pg + 7, sizeof(buf)), (ssize_t)sizeof(buf));
@@ -688,7 +701,7 @@ static void restore_mutate_save(upager_t *p, const char *child, uint8_t *expect)
 
 	ck_assert_int_eq(upager_snapshot_map(p, path, 0, &r), 0);
 	upager_region_advise(r, UPAGER_ADV_RANDOM);
-	mutate(upager_region_addr(r));
+	mutate(upager_region_addr(r), upager_features(p) & UPAGER_FEAT_USER_ONLY);
 	ck_assert_int_eq(upager_snapshot_save_incremental(upager_region_addr(r), len, path, child),
 			 0);
 	memcpy(expect, upager_region_addr(r), len);
@@ -896,6 +909,65 @@ START_TEST(test_incremental_hostile)
 }
 END_TEST
 
+/* A FIFO where the working set would be: the restore does not wait on it. */
+START_TEST(test_working_set_fifo)
+{
+	char wspath[160];
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+
+	save_layout("pppp");
+	snprintf(wspath, sizeof(wspath), "%s.ws", path);
+	ck_assert_int_eq(mkfifo(wspath, 0600), 0);
+	alarm(10); /* an open that blocks ends the test here */
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_PREFETCH, &r), 0);
+	alarm(0);
+	check_restored(r, "pppp");
+	upager_release(r);
+	upager_destroy(p);
+}
+END_TEST
+
+/*
+ * A page map over 2 GiB (a region of 512 GiB and more) is read whole: one
+ * read(2) stops at 0x7ffff000 bytes. Crafted: the header of a one-page
+ * snapshot made to claim 2^27 + 1 pages, over a sparse map of absent pages
+ * (in the test's directory on disk, removed by the fixture).
+ */
+START_TEST(test_map_over_2gib)
+{
+	const uint64_t npages = (1ull << 27) + 1, map_off = 1 << 20, map_len = npages * 16;
+	const size_t chunk = 1 << 20;
+	uint8_t hdr[4096], *zeros = calloc(1, chunk);
+	upager_source_t *src;
+	uint64_t len = 0, v;
+	uint32_t crc = 0;
+	int fd;
+
+	save_layout(".");
+	for (uint64_t done = 0; done < map_len; done += chunk)
+		crc = upp_crc32c(crc, zeros, map_len - done < chunk ? map_len - done : chunk);
+	free(zeros);
+	get(path, 0, hdr, sizeof(hdr));
+	v = npages * UPT_PAGE;
+	memcpy(hdr + 16, &v, 8);
+	memcpy(hdr + 24, &npages, 8);
+	memcpy(hdr + 48, &map_off, 8);
+	memcpy(hdr + 60, &crc, 4);
+	memset(hdr + 64, 0, 4);
+	crc = upp_crc32c(0, hdr, sizeof(hdr));
+	memcpy(hdr + 64, &crc, 4);
+	patch(path, 0, hdr, sizeof(hdr));
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(map_off + map_len)), 0);
+	close(fd);
+	ck_assert_int_eq(upager_source_snapshot(path, &len, &src), 0);
+	ck_assert_uint_eq(len, npages * UPT_PAGE);
+	upager_source_release(src);
+	unlink(path);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -906,6 +978,8 @@ static Suite *make(void)
 	upt_add(tc, test_save_lazy_region, 0, "");
 	upt_add(tc, test_arguments, 0, "");
 	upt_add(tc, test_hostile_files, 0, "");
+	upt_add(tc, test_map_over_2gib, 0, "");
+	upt_add(tc, test_working_set_fifo, 0, "");
 	upt_add(tc, test_corrupt_page, 0, "");
 	upt_add(tc, test_crash_during_save, 0, "");
 	upt_add(tc, test_working_set, 0, "");
