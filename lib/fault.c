@@ -326,6 +326,30 @@ static void count_after(upager_t *p, struct upager__fill *f, int ret)
 	}
 }
 
+/*
+ * Wakes every thread waiting on a page of the fill's window, except the
+ * faulting page when keep_fault (it is being asked for again). A fault on a
+ * page in flight is coalesced: dropped, left to the fill's UFFDIO_COPY to
+ * wake. A fill that ends without placing its pages must wake them itself,
+ * or its coalesced waiters sleep for ever; woken, they fault again and get
+ * fills of their own. Only on errors and invalidated fills: a spurious wake
+ * costs a fault again, never wrong data.
+ */
+static void wake_window(upager_t *p, const struct upager__fill *f, bool keep_fault)
+{
+	uintptr_t end = f->addr + f->len;
+
+	if (!keep_fault || f->fault_addr < f->addr || f->fault_addr >= end) {
+		upager__uffd_wake(p->uffd, f->addr, f->len);
+		return;
+	}
+	if (f->fault_addr > f->addr)
+		upager__uffd_wake(p->uffd, f->addr, f->fault_addr - f->addr);
+	if (f->fault_addr + p->page_size < end)
+		upager__uffd_wake(p->uffd, f->fault_addr + p->page_size,
+				  end - f->fault_addr - p->page_size);
+}
+
 static void fill_done(struct upager__handler *h, struct upager__fill *f)
 {
 	if (f->region)
@@ -346,9 +370,8 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 	pthread_rwlock_rdlock(&p->lock);
 	if (!still_valid(p, f)) {
 		pthread_rwlock_unlock(&p->lock);
-		/* Let the thread retry: it now finds the memory gone or changed. */
-		if (!f->prefetch)
-			upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
+		/* Let the threads retry: they now find the memory gone or changed. */
+		wake_window(p, f, false);
 		fill_done(h, f);
 		return true;
 	}
@@ -376,8 +399,7 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 		/* ENOENT/EFAULT: the VMA went away under us; ESRCH: the mm is exiting. */
 		upager__log(p, UPAGER_LOG_DEBUG, "placing %#lx failed: %s",
 			    (unsigned long)f->addr, strerror(-ret));
-		if (!f->prefetch)
-			upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
+		wake_window(p, f, false);
 	}
 	fill_done(h, f);
 	return true;
@@ -388,14 +410,21 @@ static void start_fill(struct upager__handler *h, struct upager__fill *f);
 static void fill_finish(struct upager__handler *h, struct upager__fill *f, int result)
 {
 	f->result = result;
-	if (result < 0) {
+	if (result < 0 && f->region && atomic_load(&f->region->dead)) {
+		/* Released (a cancelled read, most likely): ask nothing more of
+		 * the source, whose next read nobody would cancel; placing finds
+		 * the region gone and wakes the window. */
+	} else if (result < 0) {
 		if (f->prefetch) { /* nobody asked: nobody gets a SIGBUS */
+			wake_window(h->pager, f, false);
 			fill_done(h, f);
 			return;
 		}
 		if (f->len > h->pager->page_size) {
 			/* Ask again for the faulting page alone: the error may be
-			 * in a neighbour the window only guessed at. */
+			 * in a neighbour the window only guessed at. Threads
+			 * waiting on the others fault again, each for its own. */
+			wake_window(h->pager, f, true);
 			f->roff += f->fault_addr - f->addr;
 			f->addr = f->fault_addr;
 			f->len = h->pager->page_size;
@@ -425,7 +454,10 @@ static void start_fill(struct upager__handler *h, struct upager__fill *f)
 	 * grew, or one being released. Anonymous memory reads zero there; do
 	 * what the kernel would.
 	 */
-	ret = r ? r->src->ops->fill(r->src, f, &h->ring) : UPAGER__FILL_ZERO;
+	if (r && atomic_load(&r->dead))
+		ret = -ECANCELED; /* released since it was planned: no more reads */
+	else
+		ret = r ? r->src->ops->fill(r->src, f, &h->ring) : UPAGER__FILL_ZERO;
 	if (ret == UPAGER__FILL_PENDING) {
 		f->next = h->inflight;
 		h->inflight = f;
