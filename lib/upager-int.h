@@ -201,6 +201,7 @@ struct upager {
 	atomic_bool stopping;
 	pthread_mutex_t idle_lock; /* release waits here for its fills to end */
 	pthread_cond_t idle_cond;
+	atomic_uint releasing; /* releases waiting: the last fill of a region wakes them */
 	uint64_t features;
 	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
 	size_t page_size;
