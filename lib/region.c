@@ -56,15 +56,16 @@ void upager__region_unref(upager_region_t *r)
 
 /* ---- resident bitmap ---- */
 
-void upager__region_set_resident(upager_region_t *r, size_t off)
+bool upager__region_set_resident(upager_region_t *r, size_t off)
 {
 	size_t page = off / r->pager->page_size;
 	uint64_t bit = 1ull << (page % 64);
 
-	if (!(atomic_fetch_or(&r->resident[page / 64], bit) & bit)) {
-		UPAGER__ADD(&r->st, pages_resident, 1);
-		UPAGER__ADD(&r->pager->st, pages_resident, 1);
-	}
+	if (atomic_fetch_or(&r->resident[page / 64], bit) & bit)
+		return false;
+	UPAGER__ADD(&r->st, pages_resident, 1);
+	UPAGER__ADD(&r->pager->st, pages_resident, 1);
+	return true;
 }
 
 void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
