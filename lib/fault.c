@@ -208,11 +208,12 @@ static bool fill_claimed(const struct upager__fill *f, size_t i)
  * shared zero page (no memory until written); write faults get zeroed
  * copies, which spares each page the second fault that a write to the zero
  * page would take. A page another fill claimed is left to it: that fill
- * places it or, failing, wakes its waiters. The faulting page is copied
- * anyway: its claim may be one a REMOVE event read by another handler has
- * not cleared yet, and nobody else would wake the thread. A page already
- * there (another fill won) is skipped and its waiters woken, because a
- * failed copy does not wake.
+ * places it or, failing, wakes its waiters (a wake per run here too costs
+ * less than the copy that would fail). The faulting page is copied anyway:
+ * its claim may be a bit that a REMOVE read by another handler has not
+ * cleared yet, and nobody else would wake the thread. A page already there
+ * (another fill won) is skipped and its waiters woken, because a failed
+ * copy does not wake.
  */
 static int place_range(upager_t *p, struct upager__fill *f)
 {
@@ -227,7 +228,15 @@ static int place_range(upager_t *p, struct upager__fill *f)
 		int ret;
 
 		if (!mine && (dst != f->fault_addr || f->prefetch)) {
-			f->placed += ps;
+			while (f->placed + run < f->len && !fill_claimed(f, (f->placed + run) / ps) &&
+			       (dst + run != f->fault_addr || f->prefetch))
+				run += ps;
+			/* A claim may also be the bit of a page a REMOVE being
+			 * handled elsewhere has just dropped: a thread coalesced
+			 * onto this fill must not sleep on it. Woken, it faults
+			 * again and is copied as a faulting page. */
+			upager__uffd_wake(p->uffd, dst, run);
+			f->placed += run;
 			continue;
 		}
 		while (mine && f->placed + run < f->len && fill_claimed(f, (f->placed + run) / ps))
