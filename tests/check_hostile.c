@@ -100,9 +100,45 @@ static bool wait_stat(upager_region_t *r, size_t field_off, uint64_t want, int t
 #define WAIT_STAT(r, field, want) \
 	wait_stat(r, offsetof(upager_stats_t, field), want, 3000)
 
-static uint64_t disable_for(bool poison)
+/* A pager with UFFDIO_POISON (*poison) or with the queued-SIGBUS fallback. */
+static upager_t *pager_for(const void *poison)
 {
-	return poison ? 0 : UPAGER_FEAT_POISON;
+	upager_options_t o;
+	upager_t *p;
+
+	upager_options_init(&o);
+	o.disable_features = *(const bool *)poison ? 0 : UPAGER_FEAT_POISON;
+	if (upager_create(&p, &o))
+		_exit(2);
+	return p;
+}
+
+/* A PAGES-page region of s whose faults fill windows of every page after them. */
+static upager_region_t *map_windows(upager_t *p, upager_source_t *s)
+{
+	upager_region_t *r;
+
+	if (upager_map(p, PAGES * UPT_PAGE, s, &r) || upager_region_advise(r, UPAGER_ADV_SEQUENTIAL))
+		_exit(2);
+	return r;
+}
+
+/* Both touchers' results within WAIT_S, or the child exits 10 or 11 (blocked). */
+static void join_both(pthread_t t1, pthread_t t2, long *v1, long *v2)
+{
+	struct timespec by = in_seconds(WAIT_S);
+
+	*v1 = join_by(t1, &by);
+	*v2 = join_by(t2, &by);
+	if (*v1 < 0 || *v2 < 0)
+		_exit(*v1 < 0 ? 10 : 11);
+}
+
+static void tear_down(upager_t *p, upager_source_t *s, upager_region_t *r)
+{
+	upager_release(r);
+	upager_source_release(s);
+	upager_destroy(p);
 }
 
 /* ---- a callback that fails any window of more than one page ---- */
@@ -129,38 +165,28 @@ static int failing_window_fill(void *arg, uint64_t off, void *buf, size_t len)
  */
 static void callback_child(void *arg)
 {
-	upager_t *p;
+	upager_t *p = pager_for(arg);
 	upager_source_t *s;
 	upager_region_t *r;
-	upager_options_t o;
 	pthread_t t1, t2;
-	struct timespec by;
 	long v1, v2;
 
 	catch_sigbus();
-	upager_options_init(&o);
-	o.disable_features = disable_for(*(bool *)arg);
-	if (upager_create(&p, &o) || upager_source_callback(failing_window_fill, NULL, NULL, &s) ||
-	    upager_map(p, PAGES * UPT_PAGE, s, &r) || upager_region_advise(r, UPAGER_ADV_SEQUENTIAL))
+	if (upager_source_callback(failing_window_fill, NULL, NULL, &s))
 		_exit(2);
+	r = map_windows(p, s);
 	if (!touch_async(&t1, r, 0))
 		_exit(3);
 	while (atomic_load(&cb_windows) == 0)
 		usleep(1000);
 	if (!touch_async(&t2, r, 3))
 		_exit(3);
-	by = in_seconds(WAIT_S);
-	v1 = join_by(t1, &by);
-	v2 = join_by(t2, &by);
-	if (v1 < 0 || v2 < 0)
-		_exit(v1 < 0 ? 10 : 11); /* still blocked */
+	join_both(t1, t2, &v1, &v2);
 	if (v1 != 0x77)
 		_exit(12);
 	if (v2 != SIGBUSED)
 		_exit(13);
-	upager_release(r);
-	upager_source_release(s);
-	upager_destroy(p);
+	tear_down(p, s, r);
 	_exit(0);
 }
 
@@ -186,23 +212,18 @@ END_TEST
  */
 static void file_child(void *arg)
 {
-	upager_t *p;
+	upager_t *p = pager_for(arg);
 	upager_source_t *s;
 	upager_region_t *r;
-	upager_options_t o;
 	pthread_t t1, t2;
-	struct timespec by;
 	long v1, v2;
 	int sv[2];
 
 	catch_sigbus();
-	upager_options_init(&o);
-	o.disable_features = disable_for(*(bool *)arg);
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[0], "x", 1) != 1)
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[0], "x", 1) != 1 ||
+	    upager_source_file(sv[0], 0, &s))
 		_exit(2);
-	if (upager_create(&p, &o) || upager_source_file(sv[0], 0, &s) ||
-	    upager_map(p, PAGES * UPT_PAGE, s, &r) || upager_region_advise(r, UPAGER_ADV_SEQUENTIAL))
-		_exit(2);
+	r = map_windows(p, s);
 	close(sv[0]);
 	if (!touch_async(&t1, r, 0) || !WAIT_STAT(r, faults, 1))
 		_exit(3);
@@ -211,16 +232,10 @@ static void file_child(void *arg)
 	if (!WAIT_STAT(r, coalesced, 1))
 		_exit(4); /* the scenario did not happen: page 3 got a fill of its own */
 	close(sv[1]); /* unread data: the pending read fails with ECONNRESET */
-	by = in_seconds(WAIT_S);
-	v1 = join_by(t1, &by);
-	v2 = join_by(t2, &by);
-	if (v1 < 0 || v2 < 0)
-		_exit(v1 < 0 ? 10 : 11);
+	join_both(t1, t2, &v1, &v2);
 	if ((v1 != 0 && v1 != SIGBUSED) || (v2 != 0 && v2 != SIGBUSED))
 		_exit(12);
-	upager_release(r);
-	upager_source_release(s);
-	upager_destroy(p);
+	tear_down(p, s, r);
 	_exit(0);
 }
 
@@ -345,26 +360,22 @@ static void remote_child(void *arg)
 {
 	static struct fake_server fs;
 	upager_remote_options_t ro;
-	upager_options_t o;
-	upager_t *p;
+	upager_t *p = pager_for(arg);
 	upager_source_t *s;
 	upager_region_t *r;
 	char uri[128];
 	pthread_t t1, t2;
-	struct timespec by;
 	long v1, v2;
 
 	catch_sigbus();
 	if (!fake_server_start(&fs, PAGES * UPT_PAGE))
 		_exit(2);
-	upager_options_init(&o);
-	o.disable_features = disable_for(*(bool *)arg);
 	upager_remote_options_init(&ro);
 	ro.deadline_ms = 3000;
 	snprintf(uri, sizeof(uri), "unix:%s", fs.path);
-	if (upager_create(&p, &o) || upager_source_remote(uri, "obj", &ro, &s) ||
-	    upager_map(p, PAGES * UPT_PAGE, s, &r) || upager_region_advise(r, UPAGER_ADV_SEQUENTIAL))
+	if (upager_source_remote(uri, "obj", &ro, &s))
 		_exit(2);
+	r = map_windows(p, s);
 	if (!touch_async(&t1, r, 0))
 		_exit(3);
 	for (int i = 0; i < 3000 && atomic_load(&fs.reads) == 0; i++)
@@ -374,16 +385,10 @@ static void remote_child(void *arg)
 	if (!WAIT_STAT(r, coalesced, 1))
 		_exit(4);
 	atomic_store(&fs.go, true);
-	by = in_seconds(WAIT_S);
-	v1 = join_by(t1, &by);
-	v2 = join_by(t2, &by);
-	if (v1 < 0 || v2 < 0)
-		_exit(v1 < 0 ? 10 : 11);
+	join_both(t1, t2, &v1, &v2);
 	if (v1 != SIGBUSED || v2 != SIGBUSED)
 		_exit(12);
-	upager_release(r);
-	upager_source_release(s);
-	upager_destroy(p);
+	tear_down(p, s, r);
 	fake_server_stop(&fs);
 	_exit(0);
 }
