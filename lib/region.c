@@ -30,13 +30,21 @@ void upager__region_ref(upager_region_t *r)
 
 void upager__region_unref(upager_region_t *r)
 {
+	/* The pager outlives its regions' fills (destroy joins the handlers). */
+	upager_t *p = r->pager;
 	int old = atomic_fetch_sub(&r->refs, 1);
 
-	if (old == 2 && atomic_load(&r->dead)) {
-		/* Only the user's reference is left: upager_release may return. */
-		pthread_mutex_lock(&r->pager->idle_lock);
-		pthread_cond_broadcast(&r->pager->idle_cond);
-		pthread_mutex_unlock(&r->pager->idle_lock);
+	/*
+	 * From the decrement on, r is not ours to read: the moment only the
+	 * user's reference is left, a waiting upager_release may drop it and
+	 * free r. So whether anyone waits is asked of the pager: release
+	 * counts itself in before it looks at refs (both seq_cst), so either
+	 * it sees this decrement or this sees it waiting.
+	 */
+	if (old == 2 && atomic_load(&p->releasing)) {
+		pthread_mutex_lock(&p->idle_lock);
+		pthread_cond_broadcast(&p->idle_cond);
+		pthread_mutex_unlock(&p->idle_lock);
 	}
 	if (old != 1)
 		return;
@@ -48,15 +56,16 @@ void upager__region_unref(upager_region_t *r)
 
 /* ---- resident bitmap ---- */
 
-void upager__region_set_resident(upager_region_t *r, size_t off)
+bool upager__region_set_resident(upager_region_t *r, size_t off)
 {
 	size_t page = off / r->pager->page_size;
 	uint64_t bit = 1ull << (page % 64);
 
-	if (!(atomic_fetch_or(&r->resident[page / 64], bit) & bit)) {
-		UPAGER__ADD(&r->st, pages_resident, 1);
-		UPAGER__ADD(&r->pager->st, pages_resident, 1);
-	}
+	if (atomic_fetch_or(&r->resident[page / 64], bit) & bit)
+		return false;
+	UPAGER__ADD(&r->st, pages_resident, 1);
+	UPAGER__ADD(&r->pager->st, pages_resident, 1);
+	return true;
 }
 
 void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
@@ -450,11 +459,13 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	 * finishes after we return.
 	 */
 	if (!upager__on_handler(p)) {
+		atomic_fetch_add(&p->releasing, 1);
 		upager__kick_handlers(p);
 		pthread_mutex_lock(&p->idle_lock);
 		while (atomic_load(&r->refs) > 1)
 			pthread_cond_wait(&p->idle_cond, &p->idle_lock);
 		pthread_mutex_unlock(&p->idle_lock);
+		atomic_fetch_sub(&p->releasing, 1);
 	}
 	for (size_t i = 0; i < n; i++) {
 		/* Wakes threads whose faults were never read; they fault too. */

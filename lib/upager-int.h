@@ -122,8 +122,9 @@ bool upager__region_committed(const upager_region_t *r, size_t off);
 /* End of the committed extent holding off (which must be committed). */
 size_t upager__region_commit_end(const upager_region_t *r, size_t off);
 bool upager__region_resident(const upager_region_t *r, size_t off);
-/* Marks the page at region offset off resident, counting it once. */
-void upager__region_set_resident(upager_region_t *r, size_t off);
+/* Marks the page at region offset off resident, counting it once: false
+ * if it was already marked. */
+bool upager__region_set_resident(upager_region_t *r, size_t off);
 void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
 
 /*
@@ -158,6 +159,9 @@ struct upager__fill {
 	int result;       /* DATA / ZERO / -errno, once known */
 	uint64_t deadline_ns; /* sources that wait on others: fail by then */
 	size_t skipped;   /* pages another fill had placed first */
+	/* Pages of the window this fill set the resident bit of: it counts
+	 * and places those (and the faulting page), other fills the rest. */
+	uint64_t claim[UPAGER__MAX_WINDOW / 64];
 	uint32_t tid;
 	bool write;
 	bool prefetch;    /* nobody waits for it: no latency, no SIGBUS */
@@ -201,6 +205,7 @@ struct upager {
 	atomic_bool stopping;
 	pthread_mutex_t idle_lock; /* release waits here for its fills to end */
 	pthread_cond_t idle_cond;
+	atomic_uint releasing; /* releases waiting: the last fill of a region wakes them */
 	uint64_t features;
 	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
 	size_t page_size;
