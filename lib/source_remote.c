@@ -563,6 +563,8 @@ static void *remote_thread(void *arg)
 		char drain[64];
 		int ret = 0;
 
+		bool waited_on;
+
 		pthread_mutex_lock(&rs->lock);
 		if (rs->stop) {
 			pthread_mutex_unlock(&rs->lock);
@@ -570,7 +572,11 @@ static void *remote_thread(void *arg)
 		}
 		pthread_mutex_unlock(&rs->lock);
 		expire(rs, now);
-		if (rs->fd < 0 && rs->queue && now >= rs->retry_at_ns) {
+		/* Fills are queued by handler threads under the lock. */
+		pthread_mutex_lock(&rs->lock);
+		waited_on = rs->queue != NULL;
+		pthread_mutex_unlock(&rs->lock);
+		if (rs->fd < 0 && waited_on && now >= rs->retry_at_ns) {
 			const char *why;
 			uint64_t size;
 			int fd = handshake(rs, connect_until(rs, now), &rs->handle, &size, &why);
