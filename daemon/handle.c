@@ -423,6 +423,45 @@ static bool removed(const struct region *r, uint64_t page)
 	return r->removed && (r->removed[k / 8] & (1u << (k % 8)));
 }
 
+/*
+ * The signal that ends the client: SIGBUS, but SIGKILL for the init of a pid
+ * namespace that does not catch SIGBUS (as a VM monitor under a jailer may
+ * be): the kernel drops any other signal to it, and its fault would wait for
+ * ever. The pidfd's fdinfo gives its pid here and in its own namespace.
+ */
+static int fatal_signal(struct client *c)
+{
+	char path[64], line[256];
+	long pid = 0, inner = 0;
+	unsigned long long caught = 0;
+	bool known = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", c->pidfd);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + 6;
+
+		if (!strncmp(line, "Pid:", 4))
+			pid = strtol(line + 4, NULL, 10);
+		else if (!strncmp(line, "NSpid:", 6))
+			while (*p && *p != '\n')
+				inner = strtol(p, &p, 10);
+	}
+	if (f)
+		fclose(f);
+	if (inner != 1)
+		return SIGBUS;
+	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	f = pid > 0 ? fopen(path, "re") : NULL;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigCgt:\t%llx", &caught) == 1)
+			known = true;
+	if (f)
+		fclose(f);
+	return known && (caught & (1ull << (SIGBUS - 1))) ? SIGBUS : SIGKILL;
+}
+
 static void defer(struct client *c, uint64_t addr)
 {
 	if (c->ndeferred == c->capdeferred) {
@@ -474,7 +513,7 @@ static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *
 		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
 	if (c->can_poison)
 		return 1;
-	if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, SIGBUS, NULL, 0) == 0)
+	if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
 		return 1;
 	if (c->pidfd >= 0 && errno == ESRCH)
 		return -1; /* it exited */
@@ -624,7 +663,7 @@ static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 			LOG(LOG_ERR, "%s: out of memory tracking removed pages: sent SIGBUS",
 			    c->name);
 			if (c->pidfd >= 0)
-				syscall(SYS_pidfd_send_signal, c->pidfd, SIGBUS, NULL, 0);
+				syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0);
 			return -1;
 		}
 		for (uint64_t k = (s - r->base) / r->psz; k < (e - r->base + r->psz - 1) / r->psz; k++)

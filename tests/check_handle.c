@@ -1036,6 +1036,69 @@ START_TEST(client_in_other_pidns)
 }
 END_TEST
 
+static void client_outside(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start_with(&g, false, 1);
+	if (check_file(&g, 0, UPT_PAGE))
+		_exit(135);
+	(void)*(volatile uint8_t *)(g.mem + g.len);
+	_exit(136);
+}
+
+/* Waits for pid; 0 if it was killed by sig. */
+static int killed_by(pid_t pid, int sig)
+{
+	int st;
+
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFSIGNALED(st) && WTERMSIG(st) == sig ? 0 : -1;
+}
+
+/*
+ * The client in a pid namespace below upagerd's (as Firecracker's jailer
+ * puts it): arg 0, a process in it; 1, the namespace's init, to which the
+ * kernel drops a SIGBUS it does not catch (upagerd sends SIGKILL instead).
+ */
+static void client_below(void *arg)
+{
+	bool init = arg != NULL;
+	pid_t pid;
+
+	if (unshare(CLONE_NEWPID) < 0)
+		_exit(137);
+	pid = fork();
+	if (pid == 0 && init) {
+		client_outside(NULL);
+	} else if (pid == 0) {
+		pid_t in = fork();
+
+		if (in == 0)
+			client_outside(NULL);
+		_exit(killed_by(in, SIGBUS) ? 138 : 0);
+	}
+	if (init)
+		_exit(killed_by(pid, SIGKILL) ? 139 : 0);
+	_exit(pid > 0 && waitpid(pid, &pid, 0) > 0 && WIFEXITED(pid) ? WEXITSTATUS(pid) : 140);
+}
+
+/* ...while one in a namespace below it is signalled through its pidfd, as any other. */
+START_TEST(client_in_child_pidns_gets_sigbus)
+{
+	int st;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_handler(mem_path, "UPAGER_DISABLE=poison");
+	st = upt_child(client_below, (void *)(uintptr_t)_i, 20);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: status 0x%x", st);
+	ck_assert(alive(daemon_pid));
+	ck_assert(log_has("outside every region"));
+}
+END_TEST
+
 /* A region declaring a page size the kernel has no memory in is refused, at once. */
 struct page_size_case {
 	const char *mem;   /* NULL: the 12 MiB file; else a sparse file of size bytes here */
@@ -1184,10 +1247,13 @@ static Suite *suite(void)
 	tc = upt_tcase(s, "refusals");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	upt_add(tc, unservable_fault_while_removing, UPAGER_FEAT_POISON, "UFFDIO_POISON (Linux 6.6)");
-	if (geteuid() == 0)
+	if (geteuid() == 0) {
 		tcase_add_test(tc, client_in_other_pidns);
-	else
-		printf("SKIP client_in_other_pidns: needs root for a pid namespace\n");
+		tcase_add_loop_test(tc, client_in_child_pidns_gets_sigbus, 0, 2);
+	} else {
+		printf("SKIP client_in_other_pidns, client_in_child_pidns_gets_sigbus: need root for "
+		       "a pid namespace\n");
+	}
 	tcase_add_loop_test(tc, page_size_not_the_kernels, 0, 2);
 	tcase_add_loop_test(tc, doomed_handshake_closed_at_once, 0, 3);
 	tc = upt_tcase(s, "huge");
