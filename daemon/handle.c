@@ -487,9 +487,10 @@ static void defer(struct client *c, uint64_t addr)
 static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *why)
 {
 	struct uffdio_poison p = { .range = { addr & ~(psz - 1), psz } };
+	bool signal = !c->can_poison;
 	uint64_t n;
 
-	if (c->can_poison && ioctl(c->uffd, UFFDIO_POISON, &p) < 0) {
+	if (!signal && ioctl(c->uffd, UFFDIO_POISON, &p) < 0) {
 		switch (errno) {
 		case EAGAIN: /* a remove is pending: retried after the events */
 			BUMP(c, retries);
@@ -502,8 +503,8 @@ static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *
 			return 1;
 		case ESRCH:
 			return -1;
-		default:
-			c->can_poison = false; /* a signal, then */
+		default: /* e.g. a range this mapping cannot take: a signal, then */
+			signal = true;
 			break;
 		}
 	}
@@ -511,7 +512,7 @@ static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *
 	if (n <= LOG_FAILS)
 		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
 		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
-	if (c->can_poison)
+	if (!signal)
 		return 1;
 	if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
 		return 1;
@@ -728,14 +729,16 @@ static int events(struct client *c)
 	}
 }
 
-static void retry_deferred(struct client *c)
+/* 0, or -1: the client's session is over. */
+static int retry_deferred(struct client *c)
 {
 	size_t n = c->ndeferred;
 
 	c->ndeferred = 0;
 	for (size_t i = 0; i < n; i++)
 		if (serve(c, c->deferred[i]) < 0)
-			return;
+			return -1;
+	return 0;
 }
 
 static void client_free(struct client *c)
@@ -800,11 +803,10 @@ static void *client_thread(void *arg)
 				end = "its userfaultfd failed";
 				break;
 			}
-			if (events(c) < 0) {
-				end = "its memory is gone";
+			if (events(c) < 0 || retry_deferred(c) < 0) {
+				end = "its memory is gone, or it cannot be sent SIGBUS";
 				break;
 			}
-			retry_deferred(c);
 		}
 		client_line(c, end);
 	}
