@@ -26,6 +26,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,10 @@
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
 #define MAX_PAGE (1ull << 30)
 #define WINDOW_MAX 256   /* pages filled at once by a sequential fault (1 MiB) */
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77  /* Linux 6.5 */
+#endif
 
 /* The memory file, shared read-only by every client thread. */
 static struct image {
@@ -64,6 +69,8 @@ struct region {
 struct client {
 	struct client *next, **pprev;
 	int sock, uffd;
+	int pidfd;         /* the client process, for SIGBUS; -1: none could be had */
+	bool can_poison;   /* UFFDIO_POISON works: no signal is ever needed */
 	pid_t pid;
 	uid_t uid;
 	char name[64];
@@ -179,6 +186,69 @@ static bool is_uffd(int fd)
 	return !strcmp(target, "anon_inode:[userfaultfd]");
 }
 
+/*
+ * Whether memory in pages of psz bytes can exist: the base page, or a
+ * hugetlb size with a pool or overcommit now. Anything else would only make
+ * each fault read and copy psz bytes (1 GiB) for nothing.
+ */
+static bool kernel_page_size(uint64_t psz)
+{
+	static const char *const counts[] = { "nr_hugepages", "nr_overcommit_hugepages" };
+
+	if (psz == I.ps)
+		return true;
+	if (psz < I.ps || psz > MAX_PAGE || (psz & (psz - 1)))
+		return false;
+	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		char path[128];
+		unsigned long n = 0;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/%s",
+			 (unsigned long long)(psz >> 10), counts[k]);
+		f = fopen(path, "re");
+		if (!f)
+			return false;
+		if (fscanf(f, "%lu", &n) != 1)
+			n = 0;
+		fclose(f);
+		if (n)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A fault that cannot be served ends in SIGBUS: UFFDIO_POISON where the
+ * kernel has it, else a signal to the client (fail_page). A client that
+ * could be sent neither is refused now, before it has a fault to wait on:
+ * signalling anything else (its pid is 0 seen from another pid namespace;
+ * kill(0) would hit upagerd's own group) is not an option. NULL if fine.
+ */
+static const char *check_can_fail(struct client *c, char *why, size_t whylen)
+{
+	int err;
+
+	/* With no argument the ioctl, if the kernel has it, stops at reading
+	 * it (EFAULT), or at a pending remove (EAGAIN): it touches nothing. */
+	c->can_poison = !I.no_poison && ioctl(c->uffd, UFFDIO_POISON, NULL) < 0 &&
+			(errno == EFAULT || errno == EAGAIN);
+	if (c->can_poison)
+		return NULL;
+	if (c->pidfd < 0)
+		err = ESRCH;
+	else if (syscall(SYS_pidfd_send_signal, c->pidfd, 0, NULL, 0) == 0)
+		return NULL;
+	else
+		err = errno;
+	snprintf(why, whylen, "without UFFDIO_POISON a fault that cannot be served ends in a "
+		 "SIGBUS to the client, and it cannot be sent SIGBUS (%s)",
+		 err == ESRCH ? "no pidfd for it: its pid is not visible in upagerd's pid namespace"
+		 : err == EINVAL ? "it is outside upagerd's pid namespace"
+				 : strerror(err));
+	return why;
+}
+
 static int cmp_region(const void *a, const void *b)
 {
 	const struct region *x = a, *y = b;
@@ -192,9 +262,10 @@ static const char *check_regions(struct client *c, char *why, size_t whylen)
 	for (size_t i = 0; i < c->nr; i++) {
 		const struct region *r = &c->r[i];
 
-		if (r->psz < I.ps || r->psz > MAX_PAGE || (r->psz & (r->psz - 1)))
-			snprintf(why, whylen, "region %zu: page size %llu is not a power of two "
-				 "from %zu to 1 GiB", i, (unsigned long long)r->psz, I.ps);
+		if (!kernel_page_size(r->psz))
+			snprintf(why, whylen, "region %zu: page size %llu is not one this kernel has "
+				 "memory in (%zu, or a huge page size with pages in "
+				 "/sys/kernel/mm/hugepages)", i, (unsigned long long)r->psz, I.ps);
 		else if (!r->size || r->base % r->psz || r->size % r->psz || r->offset % I.ps)
 			snprintf(why, whylen, "region %zu: empty or not aligned to its page size", i);
 		else if (r->base + r->size < r->base || r->base + r->size > (1ull << 57))
@@ -225,6 +296,7 @@ static int handshake(struct client *c)
 {
 	char *buf = malloc(HS_MAX), why[160];
 	struct json_region *jr = calloc(JSON_MAX_REGIONS, sizeof(*jr));
+	struct json_reader rd;
 	size_t len = 0;
 	bool extra = false; /* more than one descriptor came */
 	int n = -EAGAIN;
@@ -234,6 +306,7 @@ static int handshake(struct client *c)
 		LOG(LOG_ERR, "%s: out of memory", c->name);
 		goto bad;
 	}
+	json_reader_init(&rd);
 	while (n == -EAGAIN) {
 		union {
 			struct cmsghdr h;
@@ -278,7 +351,7 @@ static int handshake(struct client *c)
 			goto bad;
 		}
 		len += (size_t)got;
-		n = json_regions(buf, len, jr, JSON_MAX_REGIONS, why, sizeof(why));
+		n = json_reader_feed(&rd, buf, len, jr, JSON_MAX_REGIONS, why, sizeof(why));
 		if (n == -EAGAIN && len == HS_MAX) {
 			LOG(LOG_WARN, "%s: handshake longer than %d bytes: closed", c->name, HS_MAX);
 			goto bad;
@@ -308,7 +381,7 @@ static int handshake(struct client *c)
 	for (int i = 0; i < n; i++)
 		c->r[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
 					   NULL };
-	if (check_regions(c, why, sizeof(why))) {
+	if (check_regions(c, why, sizeof(why)) || check_can_fail(c, why, sizeof(why))) {
 		LOG(LOG_WARN, "%s: %s: closed", c->name, why);
 		goto bad;
 	}
@@ -351,25 +424,42 @@ static bool removed(const struct region *r, uint64_t page)
 }
 
 /*
- * A fault that cannot be served right (no region, unreadable file, bad
- * checksum) must not be served wrong: the access gets SIGBUS. UFFDIO_POISON
- * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS.
+ * The signal that ends the client: SIGBUS, but SIGKILL for the init of a pid
+ * namespace that does not catch SIGBUS (as a VM monitor under a jailer may
+ * be): the kernel drops any other signal to it, and its fault would wait for
+ * ever. The pidfd's fdinfo gives its pid here and in its own namespace.
  */
-static void fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *why)
+static int fatal_signal(struct client *c)
 {
-	struct uffdio_poison p = { .range = { addr & ~(psz - 1), psz } };
-	uint64_t n = BUMP(c, failed);
+	char path[64], line[256];
+	long pid = 0, inner = 0;
+	unsigned long long caught = 0;
+	bool known = false;
+	FILE *f;
 
-	if (n <= LOG_FAILS)
-		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
-		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
-	if (!I.no_poison && ioctl(c->uffd, UFFDIO_POISON, &p) == 0)
-		return;
-	if (!I.no_poison && errno == EAGAIN) {
-		/* A remove is pending: the fault is retried after it */
-		return;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", c->pidfd);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + 6;
+
+		if (!strncmp(line, "Pid:", 4))
+			pid = strtol(line + 4, NULL, 10);
+		else if (!strncmp(line, "NSpid:", 6))
+			while (*p && *p != '\n')
+				inner = strtol(p, &p, 10);
 	}
-	kill(c->pid, SIGBUS);
+	if (f)
+		fclose(f);
+	if (inner != 1)
+		return SIGBUS;
+	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	f = pid > 0 ? fopen(path, "re") : NULL;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigCgt:\t%llx", &caught) == 1)
+			known = true;
+	if (f)
+		fclose(f);
+	return known && (caught & (1ull << (SIGBUS - 1))) ? SIGBUS : SIGKILL;
 }
 
 static void defer(struct client *c, uint64_t addr)
@@ -384,6 +474,53 @@ static void defer(struct client *c, uint64_t addr)
 		c->capdeferred = cap;
 	}
 	c->deferred[c->ndeferred++] = addr;
+}
+
+/*
+ * A fault that cannot be served right (no region, unreadable file, bad
+ * checksum) must not be served wrong: the access gets SIGBUS. UFFDIO_POISON
+ * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS,
+ * through the pidfd taken at accept (never a pid: it may be 0 or reused).
+ * 1: done; 0: deferred (a remove is pending); -1: the client is gone, or
+ * cannot be signalled after all (its session ends).
+ */
+static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *why)
+{
+	struct uffdio_poison p = { .range = { addr & ~(psz - 1), psz } };
+	bool signal = !c->can_poison;
+	uint64_t n;
+
+	if (!signal && ioctl(c->uffd, UFFDIO_POISON, &p) < 0) {
+		switch (errno) {
+		case EAGAIN: /* a remove is pending: retried after the events */
+			BUMP(c, retries);
+			defer(c, addr);
+			return 0;
+		case EEXIST: /* filled meanwhile: its waiters are woken */
+			ioctl(c->uffd, UFFDIO_WAKE, &p.range);
+			return 1;
+		case ENOENT: /* the mapping went away: nothing waits */
+			return 1;
+		case ESRCH:
+			return -1;
+		default: /* e.g. a range this mapping cannot take: a signal, then */
+			signal = true;
+			break;
+		}
+	}
+	n = BUMP(c, failed);
+	if (n <= LOG_FAILS)
+		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
+		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
+	if (!signal)
+		return 1;
+	if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
+		return 1;
+	if (c->pidfd >= 0 && errno == ESRCH)
+		return -1; /* it exited */
+	LOG(LOG_ERR, "%s: cannot send it SIGBUS (%s): its session ends", c->name,
+	    c->pidfd < 0 ? "no pidfd" : strerror(errno));
+	return -1;
 }
 
 /* The bytes of [page, page+psz) of region r into a buffer, or NULL (why set). */
@@ -457,16 +594,12 @@ static int serve(struct client *c, uint64_t addr)
 	bool zero;
 	int ret;
 
-	if (!r) {
-		fail_page(c, addr, I.ps, "outside every region it described");
-		return 1;
-	}
+	if (!r)
+		return fail_page(c, addr, I.ps, "outside every region it described");
 	page = addr & ~(r->psz - 1);
 	src = source(c, r, page, &zero, &why);
-	if (!src) {
-		fail_page(c, page, r->psz, why);
-		return 1;
-	}
+	if (!src)
+		return fail_page(c, page, r->psz, why);
 	if (zero && r->psz == I.ps) {
 		struct uffdio_zeropage z = { .range = { page, r->psz } };
 
@@ -507,13 +640,15 @@ static int serve(struct client *c, uint64_t addr)
 	case ESRCH: /* the address space is gone: the client exited */
 		return -1;
 	default:
-		fail_page(c, page, r->psz, strerror(errno));
-		return 1;
+		return fail_page(c, page, r->psz, strerror(errno));
 	}
 }
 
-/* Pages of [start, end) the client discarded (REMOVE) or unmapped read zero from now on. */
-static void mark_removed(struct client *c, uint64_t start, uint64_t end)
+/*
+ * Pages of [start, end) the client discarded (REMOVE) or unmapped read zero
+ * from now on. -1: they cannot be tracked, the client's session ends.
+ */
+static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 {
 	BUMP(c, removes);
 	for (size_t i = 0; i < c->nr; i++) {
@@ -526,13 +661,16 @@ static void mark_removed(struct client *c, uint64_t start, uint64_t end)
 		if (!r->removed && !(r->removed = calloc((r->size / r->psz + 7) / 8, 1))) {
 			/* Without the bitmap a removed page would be served from the file
 			 * again: wrong data. Refuse to serve this client any further. */
-			LOG(LOG_ERR, "%s: out of memory tracking removed pages", c->name);
-			kill(c->pid, SIGBUS);
-			return;
+			LOG(LOG_ERR, "%s: out of memory tracking removed pages: sent SIGBUS",
+			    c->name);
+			if (c->pidfd >= 0)
+				syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0);
+			return -1;
 		}
 		for (uint64_t k = (s - r->base) / r->psz; k < (e - r->base + r->psz - 1) / r->psz; k++)
 			r->removed[k / 8] |= (uint8_t)(1u << (k % 8));
 	}
+	return 0;
 }
 
 static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
@@ -573,7 +711,8 @@ static int events(struct client *c)
 				break;
 			case UFFD_EVENT_REMOVE:
 			case UFFD_EVENT_UNMAP:
-				mark_removed(c, m[i].arg.remove.start, m[i].arg.remove.end);
+				if (mark_removed(c, m[i].arg.remove.start, m[i].arg.remove.end) < 0)
+					return -1;
 				break;
 			case UFFD_EVENT_REMAP:
 				remap(c, m[i].arg.remap.from, m[i].arg.remap.to, m[i].arg.remap.len);
@@ -590,20 +729,24 @@ static int events(struct client *c)
 	}
 }
 
-static void retry_deferred(struct client *c)
+/* 0, or -1: the client's session is over. */
+static int retry_deferred(struct client *c)
 {
 	size_t n = c->ndeferred;
 
 	c->ndeferred = 0;
 	for (size_t i = 0; i < n; i++)
 		if (serve(c, c->deferred[i]) < 0)
-			return;
+			return -1;
+	return 0;
 }
 
 static void client_free(struct client *c)
 {
 	if (c->uffd >= 0)
 		close(c->uffd);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
 	close(c->sock);
 	for (size_t i = 0; i < c->nr; i++)
 		free(c->r[i].removed);
@@ -660,11 +803,10 @@ static void *client_thread(void *arg)
 				end = "its userfaultfd failed";
 				break;
 			}
-			if (events(c) < 0) {
-				end = "its memory is gone";
+			if (events(c) < 0 || retry_deferred(c) < 0) {
+				end = "its memory is gone, or it cannot be sent SIGBUS";
 				break;
 			}
-			retry_deferred(c);
 		}
 		client_line(c, end);
 	}
@@ -679,6 +821,24 @@ static void *client_thread(void *arg)
 }
 
 /* ---- the listener ---- */
+
+/*
+ * The client process as a pidfd, for signals: the socket's own (SO_PEERPIDFD,
+ * Linux 6.5), else one opened on its pid now (racing only with the client
+ * exiting between connect and accept and its pid being reused). A pid of 0
+ * is a client in a pid namespace upagerd cannot see: -1.
+ */
+static int peer_pidfd(int sock, pid_t pid)
+{
+	socklen_t len = sizeof(int);
+	int fd = -1;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) < 0 || fd < 0)
+		fd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	if (fd >= 0)
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
+}
 
 static void on_accept(int lfd)
 {
@@ -708,6 +868,7 @@ static void on_accept(int lfd)
 	}
 	c->sock = fd;
 	c->uffd = -1;
+	c->pidfd = peer_pidfd(fd, cr.pid);
 	c->pid = cr.pid;
 	c->uid = cr.uid;
 	c->since = time(NULL);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A strict recursive-descent JSON reader for the region array (RFC 8259
- * grammar). Running out of input is told apart from bad input so that a
- * document split across reads can be completed, and every nesting level is
- * counted so that "[[[[..." cannot exhaust the stack.
+ * A strict JSON reader for the region array (RFC 8259 grammar), fed the
+ * document as it arrives (json.h: json_reader). Running out of input is
+ * told apart from bad input so that a document split across reads can be
+ * completed, a rule broken (a key twice, a field missing) is an error
+ * wherever the input ends, and every nesting level is counted so that
+ * "[[[[..." cannot exhaust the stack.
  */
 #include "config.h"
 
@@ -242,18 +244,74 @@ static int skip(struct p *p, int depth)
 enum { F_BASE, F_SIZE, F_OFFSET, F_PS, F_PSKIB, NFIELDS };
 static const char *const fields[NFIELDS] = { "base_host_virt_addr", "size", "offset",
 					     "page_size", "page_size_kib" };
+_Static_assert(NFIELDS == JSON_NFIELDS, "json.h sizes the reader's fields");
 
-static int region(struct p *p, struct json_region *r)
+/* Where the parser is: what the next token must be. */
+enum { P_OPEN, P_FIRST, P_REGION, P_MEMBER_FIRST, P_KEY, P_VALUE, P_AFTER_VALUE, P_NEXT, P_DONE };
+
+/* Bad whatever follows (a rule broken, not the grammar cut short). */
+static int invalid(struct p *p, const char *what)
 {
-	uint64_t v[NFIELDS];
-	bool seen[NFIELDS] = { false };
+	if (!p->err[0])
+		snprintf(p->err, p->errlen, "%s at byte %zu", what, p->i);
+	return -1;
+}
 
-	if (expect(p, '{', "expected a region object") < 0)
-		return -1;
-	ws(p);
-	if (p->i < p->len && p->s[p->i] == '}')
-		return fail(p, "empty region object");
-	for (;;) {
+static int finish_region(struct json_reader *r, struct p *p, struct json_region *out)
+{
+	const bool *seen = r->seen;
+
+	if (!seen[F_BASE] || !seen[F_SIZE] || !seen[F_OFFSET] || (!seen[F_PS] && !seen[F_PSKIB]))
+		return invalid(p, "a region lacks base_host_virt_addr, size, offset or page_size");
+	if (seen[F_PS] && seen[F_PSKIB] && r->v[F_PS] != r->v[F_PSKIB])
+		return invalid(p, "page_size and page_size_kib disagree");
+	out->base = r->v[F_BASE];
+	out->size = r->v[F_SIZE];
+	out->offset = r->v[F_OFFSET];
+	out->page_size = seen[F_PS] ? r->v[F_PS] : r->v[F_PSKIB];
+	return 0;
+}
+
+/*
+ * One token (or key and ':') of the grammar from r->parsed. 1: accepted,
+ * the reader moved on; 0: the array is complete; -1: an error (p->err
+ * set), or the input ends inside the token (p->eof): nothing moved.
+ */
+static int step(struct json_reader *r, struct p *p, struct json_region *out, size_t max)
+{
+	p->i = r->parsed;
+	switch (r->phase) {
+	case P_OPEN:
+		if (expect(p, '[', "expected '['") < 0)
+			return -1;
+		r->phase = P_FIRST;
+		break;
+	case P_FIRST:
+		ws(p);
+		if (p->i < p->len && p->s[p->i] == ']') {
+			p->i++;
+			r->phase = P_DONE;
+		} else {
+			r->phase = P_REGION;
+		}
+		break;
+	case P_REGION:
+		if (r->n == max) {
+			snprintf(p->err, p->errlen, "more than %zu regions", max);
+			return -1;
+		}
+		if (expect(p, '{', "expected a region object") < 0)
+			return -1;
+		memset(r->seen, 0, sizeof(r->seen));
+		r->phase = P_MEMBER_FIRST;
+		break;
+	case P_MEMBER_FIRST:
+		ws(p);
+		if (p->i < p->len && p->s[p->i] == '}')
+			return invalid(p, "empty region object");
+		r->phase = P_KEY;
+		break;
+	case P_KEY: {
 		char key[32];
 		int f;
 
@@ -261,82 +319,166 @@ static int region(struct p *p, struct json_region *r)
 			return -1;
 		for (f = 0; f < NFIELDS && strcmp(key, fields[f]); f++)
 			;
-		if (f == NFIELDS) {
+		if (f < NFIELDS && r->seen[f])
+			return invalid(p, "a field given twice");
+		r->field = f;
+		r->phase = P_VALUE;
+		break;
+	}
+	case P_VALUE:
+		if (r->field == NFIELDS) {
 			if (skip(p, 2) < 0)
 				return -1;
 		} else {
+			uint64_t v;
 			bool isu;
 
-			if (seen[f])
-				return fail(p, "a field given twice");
-			ws(p);
-			if (number(p, &v[f], &isu) < 0)
+			if (number(p, &v, &isu) < 0)
 				return -1;
 			if (!isu)
-				return fail(p, "expected a non-negative integer below 2^64");
-			seen[f] = true;
+				return invalid(p, "expected a non-negative integer below 2^64");
+			r->seen[r->field] = true;
+			r->v[r->field] = v;
 		}
+		r->phase = P_AFTER_VALUE;
+		break;
+	case P_AFTER_VALUE:
 		ws(p);
 		if (p->i < p->len && p->s[p->i] == '}') {
 			p->i++;
-			break;
+			if (finish_region(r, p, &out[r->n]) < 0)
+				return -1;
+			r->n++;
+			r->phase = P_NEXT;
+		} else {
+			if (expect(p, ',', "expected ',' or '}'") < 0)
+				return -1;
+			r->phase = P_KEY;
 		}
-		if (expect(p, ',', "expected ',' or '}'") < 0)
-			return -1;
+		break;
+	case P_NEXT:
+		ws(p);
+		if (p->i < p->len && p->s[p->i] == ']') {
+			p->i++;
+			r->phase = P_DONE;
+		} else {
+			if (expect(p, ',', "expected ',' or ']'") < 0)
+				return -1;
+			r->phase = P_REGION;
+		}
+		break;
+	default:
+		return 0;
 	}
-	if (!seen[F_BASE] || !seen[F_SIZE] || !seen[F_OFFSET] || (!seen[F_PS] && !seen[F_PSKIB]))
-		return fail(p, "a region lacks base_host_virt_addr, size, offset or page_size");
-	if (seen[F_PS] && seen[F_PSKIB] && v[F_PS] != v[F_PSKIB])
-		return fail(p, "page_size and page_size_kib disagree");
-	r->base = v[F_BASE];
-	r->size = v[F_SIZE];
-	r->offset = v[F_OFFSET];
-	r->page_size = seen[F_PS] ? v[F_PS] : v[F_PSKIB];
-	return 0;
+	r->parsed = p->i;
+	return 1;
+}
+
+/* Parses what buf[0..end) completes; the array's end is checked against all len bytes. */
+static int run(struct json_reader *r, struct p *p, size_t end, size_t len,
+	       struct json_region *out, size_t max)
+{
+	int ret;
+
+	p->len = end;
+	while ((ret = step(r, p, out, max)) == 1)
+		;
+	if (ret < 0)
+		return p->err[0] ? -EINVAL : -EAGAIN;
+	p->len = len;
+	p->i = r->parsed;
+	ws(p);
+	if (p->i < p->len) {
+		snprintf(p->err, p->errlen, "bytes after the array at byte %zu", p->i);
+		return -EINVAL;
+	}
+	if (r->n == 0) {
+		snprintf(p->err, p->errlen, "no regions");
+		return -EINVAL;
+	}
+	return (int)r->n;
+}
+
+void json_reader_init(struct json_reader *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->phase = P_OPEN;
+}
+
+int json_reader_feed(struct json_reader *r, const char *buf, size_t len, struct json_region *out,
+		     size_t max, char *err, size_t errlen)
+{
+	struct p p = { .s = buf, .err = err, .errlen = errlen };
+
+	err[0] = '\0';
+	/*
+	 * The scanner follows strings and brackets only. It calls the parser
+	 * where a token at the level of the array or of a region's members
+	 * has just ended, so the parser never reads a token twice but for a
+	 * constant number of tries, and never waits long to find an error.
+	 */
+	for (; r->scanned < len; r->scanned++) {
+		char c = buf[r->scanned];
+		bool token_end = false;
+
+		if (r->in_string) {
+			if (r->escaped)
+				r->escaped = false;
+			else if (c == '\\')
+				r->escaped = true;
+			else if (c == '"')
+				r->in_string = false, token_end = r->depth <= 2;
+		} else {
+			switch (c) {
+			case '"':
+				r->in_string = true;
+				token_end = r->depth <= 1; /* no string belongs there */
+				break;
+			case '[':
+			case '{':
+				token_end = r->depth <= 2;
+				if (++r->depth > MAX_DEPTH + 2) {
+					snprintf(err, errlen, "nested too deeply at byte %zu",
+						 r->scanned);
+					return -EINVAL;
+				}
+				break;
+			case ']':
+			case '}':
+				r->depth -= r->depth > 0;
+				token_end = r->depth <= 2;
+				break;
+			case ',':
+			case ':':
+				token_end = r->depth <= 2;
+				break;
+			case ' ':
+			case '\t':
+			case '\r':
+			case '\n':
+				break;
+			default: /* a number or a literal: its end is the next of the above */
+				token_end = r->depth <= 1;
+				break;
+			}
+		}
+		if (token_end) {
+			int ret = run(r, &p, r->scanned + 1, len, out, max);
+
+			if (ret != -EAGAIN) {
+				r->scanned = len;
+				return ret;
+			}
+		}
+	}
+	return -EAGAIN;
 }
 
 int json_regions(const char *buf, size_t len, struct json_region *out, size_t max, char *err,
 		 size_t errlen)
 {
-	struct p p = { .s = buf, .len = len, .err = err, .errlen = errlen };
-	size_t n = 0;
+	struct json_reader r;
 
-	err[0] = '\0';
-	if (expect(&p, '[', "expected '['") < 0)
-		goto out;
-	ws(&p);
-	if (p.i < p.len && p.s[p.i] == ']') {
-		p.i++;
-	} else {
-		for (;;) {
-			if (n == max) {
-				snprintf(err, errlen, "more than %zu regions", max);
-				return -EINVAL;
-			}
-			if (region(&p, &out[n]) < 0)
-				goto out;
-			n++;
-			ws(&p);
-			if (p.i < p.len && p.s[p.i] == ']') {
-				p.i++;
-				break;
-			}
-			if (expect(&p, ',', "expected ',' or ']'") < 0)
-				goto out;
-		}
-	}
-	ws(&p);
-	if (p.i < p.len) {
-		snprintf(err, errlen, "bytes after the array at byte %zu", p.i);
-		return -EINVAL;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no regions");
-		return -EINVAL;
-	}
-	return (int)n;
-out:
-	if (err[0])
-		return -EINVAL;
-	return -EAGAIN;
+	json_reader_init(&r);
+	return json_reader_feed(&r, buf, len, out, max, err, errlen);
 }

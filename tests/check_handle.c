@@ -13,6 +13,9 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@
 static char dir[64], sock_path[128], mem_path[128], snap_path[128], log_path[128];
 static const char *max_clients = "32";
 static pid_t daemon_pid;
+static bool daemon_group; /* daemon_pid leads a process group to kill whole */
 
 /* ---- the daemon ---- */
 
@@ -93,6 +97,9 @@ static void teardown(void)
 {
 	char cmd[128];
 
+	if (daemon_group)
+		kill(-daemon_pid, SIGKILL); /* and with it the pid namespace's init */
+	daemon_group = false;
 	upt_daemon_kill(daemon_pid);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd)) {
@@ -102,6 +109,11 @@ static void teardown(void)
 
 /* ---- a client, as a VM monitor is one ---- */
 
+/*
+ * As upager opens one (README: Unprivileged use), down to a user-mode-only
+ * uffd: the clients here touch their memory from user mode only, which such
+ * a uffd reports (a VM monitor's kernel accesses it would not).
+ */
 static int open_uffd(void)
 {
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -113,6 +125,8 @@ static int open_uffd(void)
 		if (dev >= 0)
 			close(dev);
 	}
+	if (fd < 0)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	return fd;
 }
 
@@ -172,8 +186,11 @@ static ssize_t send_with_fd(int s, const char *json, size_t len, int fd)
 	return sendmsg(s, &mh, MSG_NOSIGNAL);
 }
 
-/* The handshake, exactly as described: mapping, uffd with EVENT_REMOVE, one message. */
-static void guest_start(struct guest *g, bool old_field)
+/*
+ * The handshake, exactly as described: mapping, uffd with EVENT_REMOVE, one
+ * message. extra pages after the regions are registered but not described.
+ */
+static void guest_start_with(struct guest *g, bool old_field, size_t extra)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
 	struct uffdio_register reg;
@@ -181,14 +198,14 @@ static void guest_start(struct guest *g, bool old_field)
 	int n;
 
 	g->len = R0_LEN + R1_LEN;
-	g->mem = mmap(NULL, g->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	g->mem = mmap(NULL, g->len + extra * UPT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		      -1, 0);
 	if (g->mem == MAP_FAILED)
 		_exit(91);
 	g->uffd = open_uffd();
 	if (g->uffd < 0 || ioctl(g->uffd, UFFDIO_API, &api) < 0)
 		_exit(92);
-	reg = (struct uffdio_register){ .range = { (uintptr_t)g->mem, g->len },
+	reg = (struct uffdio_register){ .range = { (uintptr_t)g->mem, g->len + extra * UPT_PAGE },
 					.mode = UFFDIO_REGISTER_MODE_MISSING };
 	if (ioctl(g->uffd, UFFDIO_REGISTER, &reg) < 0)
 		_exit(93);
@@ -204,6 +221,11 @@ static void guest_start(struct guest *g, bool old_field)
 	/* Keep both: the socket is the session; the uffd must outlive it. */
 }
 
+static void guest_start(struct guest *g, bool old_field)
+{
+	guest_start_with(g, old_field, 0);
+}
+
 /* 0 if [off, off+len) of guest memory holds the memory file's bytes. */
 static int check_file(const struct guest *g, size_t off, size_t len)
 {
@@ -212,6 +234,7 @@ static int check_file(const struct guest *g, size_t off, size_t len)
 			return -1;
 	return 0;
 }
+
 
 static void client_full(void *arg)
 {
@@ -806,6 +829,394 @@ START_TEST(huge_pages)
 }
 END_TEST
 
+/*
+ * A fault the kernel takes on the client's behalf (read(2) into untouched
+ * guest memory, as KVM's accesses are): filled from the file first, then
+ * the read lands. Not with a user-mode-only uffd (the only kind an
+ * unprivileged user may have): the kernel does not report those faults,
+ * and the read fails with EFAULT (docs/HANDLE.md: Unprivileged).
+ */
+static void client_kernel_access(void *arg)
+{
+	static const char msg[] = "written by the kernel";
+	uint8_t *at;
+	struct guest g;
+	int p[2];
+
+	(void)arg;
+	guest_start(&g, false);
+	at = g.mem + 5 * UPT_PAGE;
+	if (pipe(p) || write(p[1], msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		_exit(160);
+	if (read(p[0], at + 100, sizeof(msg)) != (ssize_t)sizeof(msg))
+		_exit(161);
+	if (memcmp(at + 100, msg, sizeof(msg)) ||
+	    upt_check_pattern(at, 100, file_off(5 * UPT_PAGE), SEED) >= 0)
+		_exit(162);
+	_exit(0);
+}
+
+START_TEST(kernel_access)
+{
+	expect_ok(client_kernel_access, NULL);
+}
+END_TEST
+
+/* ---- faults that cannot be served ---- */
+
+/* Until the client is closed on (0), or for at most ms (-1). */
+static int wait_closed(int s, int ms)
+{
+	struct pollfd pf = { .fd = s, .events = POLLIN };
+	char junk[16];
+
+	return poll(&pf, 1, ms) == 1 && recv(s, junk, sizeof(junk), MSG_DONTWAIT) == 0 ? 0 : -1;
+}
+
+static volatile int balloon_stop;
+static sigjmp_buf bus_jmp;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Discards pages for a second (or until told to stop), as a balloon inflating. */
+static void *balloon(void *arg)
+{
+	uint8_t *mem = arg;
+	time_t end = time(NULL) + 2;
+
+	while (!balloon_stop && time(NULL) < end)
+		madvise(mem + R0_LEN, 16 * UPT_PAGE, MADV_DONTNEED);
+	return NULL;
+}
+
+/*
+ * A page registered with the uffd but outside every region described, touched
+ * 2000 times while another thread discards pages (a balloon): each touch ends
+ * in SIGBUS, none waits for ever because a remove was pending when upagerd
+ * poisoned it (UFFDIO_POISON refuses with EAGAIN then). While the balloon
+ * never pauses, each try may meet the next remove (the kernel's rule); once
+ * it does, every waiting fault must end.
+ */
+static void client_outside_while_removing(void *arg)
+{
+	struct sigaction sa = { .sa_handler = on_bus, .sa_flags = SA_NODEFER };
+	struct guest g;
+	volatile uint8_t *outside;
+	volatile int bus = 0;
+	pthread_t t;
+
+	(void)arg;
+	guest_start_with(&g, false, 1);
+	outside = g.mem + g.len;
+	if (check_file(&g, 0, 64 * UPT_PAGE))
+		_exit(110);
+	sigaction(SIGBUS, &sa, NULL);
+	if (pthread_create(&t, NULL, balloon, g.mem))
+		_exit(111);
+	while (bus < 2000) {
+		if (sigsetjmp(bus_jmp, 1) == 0)
+			(void)*outside;
+		else
+			bus++;
+		/* A poisoned page stays poisoned until discarded. */
+		madvise((void *)outside, UPT_PAGE, MADV_DONTNEED);
+	}
+	balloon_stop = 1;
+	pthread_join(t, NULL);
+	_exit(0);
+}
+
+START_TEST(unservable_fault_while_removing)
+{
+	int st = upt_child(client_outside_while_removing, NULL, 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: status 0x%x", st);
+	ck_assert(alive(daemon_pid));
+	ck_assert(log_has("outside every region"));
+}
+END_TEST
+
+/*
+ * upagerd in a pid namespace of its own, so that a client outside it has pid
+ * 0 in SO_PEERCRED and cannot be signalled from there. Started as
+ * wrapper (own process group) -> init of the namespace -> upagerd; the
+ * wrapper exits as upagerd did.
+ */
+static pid_t start_handler_in_pidns(const char *env)
+{
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
+			       "--read-timeout", "2", "--log-file", log_path, "--log-level", "info",
+			       NULL };
+	char ready[256];
+	int up[2];
+	pid_t wrapper;
+
+	ck_assert_int_eq(pipe(up), 0);
+	wrapper = fork();
+	ck_assert_int_ge(wrapper, 0);
+	if (wrapper == 0) {
+		pid_t init;
+		int st;
+
+		setpgid(0, 0);
+		if (unshare(CLONE_NEWPID) < 0)
+			_exit(120);
+		init = fork();
+		if (init == 0) {
+			pid_t d = fork();
+
+			if (d == 0) {
+				char line[256];
+				pid_t pid = upt_upagerd(args, env, line, sizeof(line));
+
+				if (write(up[1], line, strlen(line)) < 0 || waitpid(pid, &st, 0) != pid)
+					_exit(121);
+				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			}
+			while (waitpid(d, &st, 0) < 0 && errno == EINTR)
+				;
+			_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		}
+		if (waitpid(init, &st, 0) != init)
+			_exit(122);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	}
+	close(up[1]);
+	{
+		struct pollfd p = { .fd = up[0], .events = POLLIN };
+
+		ck_assert_msg(poll(&p, 1, 5000) == 1 && read(up[0], ready, sizeof(ready)) > 0,
+			      "upagerd in a pid namespace did not become ready");
+	}
+	close(up[0]);
+	return wrapper;
+}
+
+/* Handshake, then a fault outside every region; the daemon must close on us. */
+static void *touch_outside(void *arg)
+{
+	(void)*(volatile uint8_t *)arg;
+	return NULL;
+}
+
+static void client_unsignalable(void *arg)
+{
+	struct guest g;
+	pthread_t t;
+
+	(void)arg;
+	guest_start_with(&g, false, 1);
+	if (pthread_create(&t, NULL, touch_outside, g.mem + g.len))
+		_exit(130);
+	_exit(wait_closed(g.sock, 5000) ? 131 : 0);
+}
+
+/*
+ * Without UFFDIO_POISON a failed fault is a SIGBUS sent to the client. A
+ * client upagerd cannot address (pid 0: another pid namespace) is refused at
+ * the handshake, with the reason logged; nothing else is ever signalled
+ * (kill(0, SIGBUS) would hit upagerd's own process group).
+ */
+START_TEST(client_in_other_pidns)
+{
+	int st;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_handler_in_pidns("UPAGER_DISABLE=poison");
+	daemon_group = true;
+	st = upt_child(client_unsignalable, NULL, 20);
+	ck_assert_msg(alive(daemon_pid), "upagerd's process group was signalled");
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: status 0x%x", st);
+	ck_assert(log_has("client pid 0 "));
+	ck_assert(log_has("cannot be sent SIGBUS"));
+}
+END_TEST
+
+static void client_outside(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start_with(&g, false, 1);
+	if (check_file(&g, 0, UPT_PAGE))
+		_exit(135);
+	(void)*(volatile uint8_t *)(g.mem + g.len);
+	_exit(136);
+}
+
+/* Waits for pid; 0 if it was killed by sig. */
+static int killed_by(pid_t pid, int sig)
+{
+	int st;
+
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFSIGNALED(st) && WTERMSIG(st) == sig ? 0 : -1;
+}
+
+/*
+ * The client in a pid namespace below upagerd's (as Firecracker's jailer
+ * puts it): arg 0, a process in it; 1, the namespace's init, to which the
+ * kernel drops a SIGBUS it does not catch (upagerd sends SIGKILL instead).
+ */
+static void client_below(void *arg)
+{
+	bool init = arg != NULL;
+	pid_t pid;
+
+	if (unshare(CLONE_NEWPID) < 0)
+		_exit(137);
+	pid = fork();
+	if (pid == 0 && init) {
+		client_outside(NULL);
+	} else if (pid == 0) {
+		pid_t in = fork();
+
+		if (in == 0)
+			client_outside(NULL);
+		_exit(killed_by(in, SIGBUS) ? 138 : 0);
+	}
+	if (init)
+		_exit(killed_by(pid, SIGKILL) ? 139 : 0);
+	_exit(pid > 0 && waitpid(pid, &pid, 0) > 0 && WIFEXITED(pid) ? WEXITSTATUS(pid) : 140);
+}
+
+/* ...while one in a namespace below it is signalled through its pidfd, as any other. */
+START_TEST(client_in_child_pidns_gets_sigbus)
+{
+	int st;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_handler(mem_path, "UPAGER_DISABLE=poison");
+	st = upt_child(client_below, (void *)(uintptr_t)_i, 20);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: status 0x%x", st);
+	ck_assert(alive(daemon_pid));
+	ck_assert(log_has("outside every region"));
+}
+END_TEST
+
+/* A region declaring a page size the kernel has no memory in is refused, at once. */
+struct page_size_case {
+	const char *mem;   /* NULL: the 12 MiB file; else a sparse file of size bytes here */
+	uint64_t size, page_size;
+};
+
+static void client_page_size(void *arg)
+{
+	const struct page_size_case *pc = arg;
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	struct uffdio_register reg;
+	size_t len = (size_t)(2 * pc->size);
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uintptr_t base = ((uintptr_t)m + pc->page_size - 1) & ~(uintptr_t)(pc->page_size - 1);
+	char json[256];
+	int uffd, s, n;
+
+	uffd = open_uffd();
+	if (m == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
+		_exit(140);
+	reg = (struct uffdio_register){ .range = { base, pc->size },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		_exit(141);
+	n = snprintf(json, sizeof(json),
+		     "[{\"base_host_virt_addr\":%lu,\"size\":%llu,\"offset\":0,\"page_size\":%llu}]",
+		     (unsigned long)base, (unsigned long long)pc->size,
+		     (unsigned long long)pc->page_size);
+	s = connect_handler();
+	if (send_with_fd(s, json, (size_t)n, uffd) != n)
+		_exit(142);
+	_exit(wait_closed(s, 5000) ? 143 : 0);
+}
+
+static bool hugetlb_pages(uint64_t size)
+{
+	char path[128];
+	long n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages",
+		 (unsigned long long)(size >> 10));
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n > 0;
+}
+
+START_TEST(page_size_not_the_kernels)
+{
+	static const struct page_size_case cases[] = {
+		{ NULL, 64 << 10, 8192 },        /* a power of two, no page size of any kernel */
+		{ "big", 1ull << 30, 1ull << 30 }, /* 1 GiB, with no 1 GiB huge pages */
+	};
+	const struct page_size_case *pc = &cases[_i];
+	char line[128];
+	int st;
+
+	if (pc->mem) {
+		int fd;
+
+		snprintf(mem_path, sizeof(mem_path), "%s/%s", dir, pc->mem);
+		fd = open(mem_path, O_CREAT | O_WRONLY, 0600);
+		ck_assert_int_eq(ftruncate(fd, (off_t)pc->size), 0);
+		close(fd);
+		upt_daemon_kill(daemon_pid);
+		daemon_pid = start_handler(mem_path, NULL);
+	}
+	if (hugetlb_pages(pc->page_size)) {
+		printf("SKIP page_size_not_the_kernels %d: this machine has %llu-byte huge pages\n",
+		       _i, (unsigned long long)pc->page_size);
+		return;
+	}
+	st = upt_child(client_page_size, (void *)pc, 20);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: status 0x%x", st);
+	snprintf(line, sizeof(line), "page size %llu is not", (unsigned long long)pc->page_size);
+	ck_assert_msg(log_has(line), "no log line naming page size %llu",
+		      (unsigned long long)pc->page_size);
+	ck_assert(alive(daemon_pid));
+}
+END_TEST
+
+/* A handshake that can never become valid closes that client at once, saying why. */
+static void client_doomed(void *arg)
+{
+	struct guest g;
+	const char *json = arg;
+	int s;
+
+	guest_start(&g, false);
+	close(g.sock);
+	s = connect_handler();
+	if (send_with_fd(s, json, strlen(json), g.uffd) < 0)
+		_exit(150);
+	/* Closed before the 2 s read timeout. */
+	_exit(wait_closed(s, 1500) ? 151 : 0);
+}
+
+START_TEST(doomed_handshake_closed_at_once)
+{
+	static const char *const docs[] = {
+		"[{\"size\":4096}",
+		"[{\"size\":4096,\"size\":",
+		"[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":0,\"page_size\":4096,"
+		"\"page_size_kib\":8192}",
+	};
+	int st = upt_child(client_doomed, (void *)docs[_i], 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: status 0x%x", _i, st);
+	ck_assert_msg(!log_has("no handshake within"), "closed at the timeout, not at once");
+	ck_assert(log_has(_i == 0 ? "lacks" : _i == 1 ? "twice" : "disagree"));
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("handle");
@@ -827,6 +1238,26 @@ static Suite *suite(void)
 	tcase_add_test(tc, max_clients_wait);
 	upt_add(tc, remap_and_unmap, UPAGER_FEAT_EVENT_REMAP | UPAGER_FEAT_EVENT_UNMAP,
 		"UFFD_FEATURE_EVENT_REMAP/UNMAP");
+	if (upt_features() & UPAGER_FEAT_USER_ONLY)
+		printf("SKIP kernel_access: only a user-mode-only userfaultfd here (no access to "
+		       "/dev/userfaultfd, vm.unprivileged_userfaultfd=0): faults the kernel takes "
+		       "in guest memory (read(2), a VM monitor's KVM) are not reported to upagerd\n");
+	else
+		tcase_add_test(tc, kernel_access);
+	tc = upt_tcase(s, "refusals");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	upt_add(tc, unservable_fault_while_removing, UPAGER_FEAT_POISON, "UFFDIO_POISON (Linux 6.6)");
+	if (geteuid() == 0) {
+		tcase_add_test(tc, client_in_other_pidns);
+		tcase_add_loop_test(tc, client_in_child_pidns_gets_sigbus, 0, 2);
+	} else {
+		printf("SKIP client_in_other_pidns, client_in_child_pidns_gets_sigbus: need root for "
+		       "a pid namespace\n");
+	}
+	tcase_add_loop_test(tc, page_size_not_the_kernels, 0, 2);
+	tcase_add_loop_test(tc, doomed_handshake_closed_at_once, 0, 3);
+	tc = upt_tcase(s, "huge");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	if (free_huge_pages() >= 4)
 		tcase_add_test(tc, huge_pages);
 	else

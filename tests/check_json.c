@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "helpers.h"
 #include "json.h"
@@ -113,6 +114,66 @@ START_TEST(prefixes_ask_for_more)
 }
 END_TEST
 
+/* A document that can never become valid is an error as soon as that is known, also at its end. */
+START_TEST(doomed_prefixes_fail)
+{
+	static const char *const doomed[] = {
+		"[{\"size\":1}",
+		"[{}",
+		"[{\"size\":1,\"size\":",
+		"[{\"base_host_virt_addr\":0,\"size\":1,\"offset\":0,\"page_size\":1,"
+		"\"page_size_kib\":2}",
+		"[{\"base_host_virt_addr\":0,\"size\":1,\"offset\":0,\"page_size\":-1,",
+	};
+
+	for (size_t i = 0; i < sizeof(doomed) / sizeof(doomed[0]); i++) {
+		int n = parse(doomed[i]);
+
+		ck_assert_msg(n == -EINVAL, "case %zu: %d", i, n);
+		ck_assert_msg(err[0], "case %zu: no reason given", i);
+	}
+}
+END_TEST
+
+/*
+ * A 60 KiB handshake arriving a byte at a time is read in time linear in
+ * its length: each read costs the bytes it brought, not the document so far
+ * (re-reading from the start was ~2*10^9 byte steps, seconds).
+ */
+START_TEST(bytewise_is_linear)
+{
+	static struct json_region many[JSON_MAX_REGIONS];
+	const char *one = "{\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":0,\"page_size\":4096,"
+			  "\"x\":[\"padding padding padding\",[1,2,3]]}";
+	size_t cap = 61 << 10, len = 1, k = 0;
+	char *doc = malloc(cap);
+	struct timespec t0, t1;
+	int n = -EAGAIN;
+
+	doc[0] = '[';
+	while (len + strlen(one) + 2 < cap) {
+		if (k++)
+			doc[len++] = ',';
+		memcpy(doc + len, one, strlen(one));
+		len += strlen(one);
+	}
+	doc[len++] = ']';
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	{
+		struct json_reader rd;
+
+		json_reader_init(&rd);
+		for (size_t got = 1; got <= len && n == -EAGAIN; got++)
+			n = json_reader_feed(&rd, doc, got, many, JSON_MAX_REGIONS, err, sizeof(err));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_msg(n == (int)k, "%d regions, not %zu (%s)", n, k, err);
+	ck_assert_msg(t1.tv_sec - t0.tv_sec < 2, "%ld s for %zu bytes", (long)(t1.tv_sec - t0.tv_sec),
+		      len);
+	free(doc);
+}
+END_TEST
+
 START_TEST(mutations)
 {
 	const char *doc = "[{\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":0,\"page_size\":4096},"
@@ -132,6 +193,27 @@ START_TEST(mutations)
 			n = rand_r(&seed) % len;
 		ret = json_regions(m, n, r, 8, err, sizeof(err));
 		ck_assert(ret == -EAGAIN || ret == -EINVAL || (ret >= 1 && ret <= 8));
+		/* Fed in pieces, the same answer (but bytes after the array that
+		 * had not arrived when it ended are not its). */
+		{
+			struct json_region q[8];
+			struct json_reader rd;
+			char qerr[160];
+			size_t got = 0;
+			int qret = -EAGAIN;
+
+			json_reader_init(&rd);
+			while (qret == -EAGAIN && got < n) {
+				got += 1 + rand_r(&seed) % 16;
+				got = got > n ? n : got;
+				qret = json_reader_feed(&rd, m, got, q, 8, qerr, sizeof(qerr));
+			}
+			if (!(ret == -EINVAL && qret > 0 && strstr(err, "bytes after"))) {
+				ck_assert_msg(qret == ret, "in one piece %d (%s), in pieces %d (%s)", ret,
+					      err, qret, qerr);
+				ck_assert(ret < 0 || !memcmp(q, r, (size_t)ret * sizeof(*q)));
+			}
+		}
 	}
 }
 END_TEST
@@ -146,6 +228,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, nesting_is_bounded);
 	tcase_add_test(tc, count_is_bounded);
 	tcase_add_test(tc, prefixes_ask_for_more);
+	tcase_add_test(tc, doomed_prefixes_fail);
+	tcase_add_test(tc, bytewise_is_linear);
 	tcase_add_test(tc, mutations);
 	return s;
 }

@@ -386,6 +386,8 @@ static uint8_t *handed_over(const struct opts *o, size_t len)
 		if (dev >= 0)
 			close(dev);
 	}
+	if (uffd < 0) /* unprivileged: the workload touches the memory from user mode only */
+		uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (a == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0 ||
 	    ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
 		return NULL;
