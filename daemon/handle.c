@@ -468,8 +468,14 @@ static void defer(struct client *c, uint64_t addr)
 		size_t cap = c->capdeferred ? c->capdeferred * 2 : 64;
 		uint64_t *d = realloc(c->deferred, cap * sizeof(*d));
 
-		if (!d)
-			return; /* the thread stays blocked until it faults again */
+		if (!d) {
+			/* Out of memory: wake the thread instead, so that its access
+			 * runs again and faults anew, a message we read later. */
+			struct uffdio_range w = { addr & ~(uint64_t)(I.ps - 1), I.ps };
+
+			ioctl(c->uffd, UFFDIO_WAKE, &w);
+			return;
+		}
 		c->deferred = d;
 		c->capdeferred = cap;
 	}
