@@ -136,6 +136,8 @@ static struct {
 	int file_fd;
 	_Atomic pid_t server_pid;
 	_Atomic bool server_up; /* the first server is ready */
+	const char *_Atomic server_event; /* the restarter's last deed, and when */
+	_Atomic uint64_t server_event_ns;
 	_Atomic bool stop;
 	_Atomic bool failing;
 	_Atomic uint64_t next_id, next_stamp;
@@ -536,11 +538,11 @@ static void *worker(void *arg)
 			}
 			first = c * CHUNK_PAGES, last = first + CHUNK_PAGES;
 		}
-		if (rnd(4) == 0) { /* write one write page (its first word) */
+		if (rnd(4) == 0 && c < NCHUNKS) { /* write one write page (its first word) */
 			size_t page = first + rnd(last - first);
 
 			page = page - page % WRITE_EVERY + 1;
-			touch_page(i, s, page < last ? page : first + 1, want, page < REGION_PAGES);
+			touch_page(i, s, page, want, true);
 		} else { /* a run, forwards: sequential faults grow the fill window */
 			size_t start = first + rnd(last - first);
 
@@ -792,6 +794,12 @@ static void server_start(void)
 		die(EXIT_SETUP, "%s serve did not become ready in 5 s", g.upagerd);
 }
 
+static void server_event(const char *what)
+{
+	atomic_store(&g.server_event, what);
+	atomic_store(&g.server_event_ns, now_ns());
+}
+
 static void server_kill(void)
 {
 	pid_t pid = atomic_exchange(&g.server_pid, 0);
@@ -822,14 +830,18 @@ static void *restarter(void *arg)
 
 			watch_begin("server-stop", -1, 0, 0);
 			kill(pid, SIGSTOP);
+			server_event("stopped (SIGSTOP)");
 			sleep_us(rnd(2000000));
 			kill(pid, SIGCONT);
+			server_event("continued (SIGCONT)");
 			atomic_fetch_add(&g.n.server_stops, 1);
 		} else {
 			watch_begin("server-restart", -1, 0, 0);
 			server_kill();
+			server_event("killed");
 			sleep_us(rnd(500000));
 			server_start();
+			server_event("restarted");
 			atomic_fetch_add(&g.n.server_restarts, 1);
 		}
 		watch_end();
@@ -839,6 +851,19 @@ static void *restarter(void *arg)
 }
 
 /* ---- the watchdog -------------------------------------------------------- */
+
+/* Async-signal-safe, like say(): snprintf of integers and strings does not
+ * allocate in glibc. */
+static void say_server_event(void)
+{
+	const char *ev = atomic_load(&g.server_event);
+	uint64_t at = ev ? atomic_load(&g.server_event_ns) : g.start_ns;
+	char line[128];
+
+	snprintf(line, sizeof(line), "stress: the server was last %s %" PRIu64 " ms ago\n",
+		 ev ? ev : "started", (now_ns() - at) / 1000000);
+	say(line);
+}
 
 static void *watchdog(void *arg)
 {
@@ -867,6 +892,7 @@ static void *watchdog(void *arg)
 			say(line);
 		}
 		if (stuck) {
+			say_server_event();
 			cleanup(true);
 			_exit(EXIT_HANG);
 		}
@@ -910,6 +936,16 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 		 self ? atomic_load(&self->op) : "?", self ? atomic_load(&self->slot) : -1,
 		 self ? atomic_load(&self->id) : 0, self ? atomic_load(&self->off) : 0);
 	say(line);
+	if (self && atomic_load(&self->slot) >= 0) {
+		const struct slot *ws = &g.slots[atomic_load(&self->slot)];
+
+		snprintf(line, sizeof(line),
+			 "stress: that slot: %s at %p, %d pages + %zu grown by mremap%s\n",
+			 kind_name[ws->kind], (void *)atomic_load(&ws->base), REGION_PAGES,
+			 atomic_load(&ws->grown), ws->moved ? " (mremapped)" : "");
+		say(line);
+	}
+	say_server_event();
 	cleanup(true);
 	_exit(EXIT_CRASH);
 }
