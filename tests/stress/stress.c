@@ -24,8 +24,9 @@
  *     checks with the discards of its range.
  *
  * Environment: STRESS_SECONDS (default 60), STRESS_THREADS (64),
- * STRESS_HANDLERS (2), STRESS_SEED (from the clock), STRESS_VERBOSE (1:
- * library warnings too), STRESS_OPS (what may happen to the memory and the
+ * STRESS_HANDLERS (2), STRESS_SEED (from the clock), STRESS_VERBOSE (the
+ * library's log level shown, with times: 0 errors (default), 1 warnings,
+ * 2 info, 3 debug), STRESS_OPS (what may happen to the memory and the
  * server, default all of: dontneed,decommit,prefetch,advise,munmap,mremap,
  * release,restart; "none" or an empty list of known names, e.g. "advise",
  * leaves faults alone). Exits 0 with a summary line; 1 on a wrong byte,
@@ -51,6 +52,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,7 +127,7 @@ static struct {
 	size_t ps;
 	unsigned seconds, nthreads, nhandlers;
 	uint64_t seed, features;
-	bool verbose;
+	int verbose; /* the library's log level to print (UPAGER_LOG_*) */
 	unsigned ops; /* 1 << enum op */
 	const char *upagerd;
 	char dir[256], sock_uri[300];
@@ -139,6 +141,7 @@ static struct {
 	const char *_Atomic server_event; /* the restarter's last deed, and when */
 	_Atomic uint64_t server_event_ns;
 	_Atomic bool stop;
+	_Atomic bool workers_done; /* until then the server must be up */
 	_Atomic bool failing;
 	_Atomic uint64_t next_id, next_stamp;
 	uint64_t start_ns, deadline_ns;
@@ -512,6 +515,7 @@ static void *worker(void *arg)
 	uint8_t *want = malloc(g.ps);
 
 	self = watch_new("worker", me);
+	pthread_setname_np(pthread_self(), self->name);
 	rng = mix(g.seed ^ (uint64_t)me << 32);
 	if (!want)
 		die(EXIT_SETUP, "out of memory");
@@ -705,6 +709,7 @@ static void *mutator(void *arg)
 	int me = (int)(intptr_t)arg;
 
 	self = watch_new("mutator", me);
+	pthread_setname_np(pthread_self(), self->name);
 	rng = mix(g.seed ^ 0xabcdefull ^ (uint64_t)me << 40);
 	while (!atomic_load(&g.stop)) {
 		int i = (int)rnd(NSLOTS);
@@ -796,6 +801,9 @@ static void server_start(void)
 
 static void server_event(const char *what)
 {
+	if (g.verbose >= UPAGER_LOG_INFO)
+		fprintf(stderr, "stress: %.3f s: server %s\n", (double)(now_ns() - g.start_ns) / 1e9,
+			what);
 	atomic_store(&g.server_event, what);
 	atomic_store(&g.server_event_ns, now_ns());
 }
@@ -816,6 +824,7 @@ static void *restarter(void *arg)
 {
 	(void)arg;
 	self = watch_new("restarter", 0);
+	pthread_setname_np(pthread_self(), "restarter");
 	rng = mix(g.seed ^ 0x5e5e5eull);
 	server_start();
 	atomic_store(&g.server_up, true);
@@ -846,11 +855,75 @@ static void *restarter(void *arg)
 		}
 		watch_end();
 	}
+	/* The workers' last faults still need it. */
+	while (!atomic_load(&g.workers_done))
+		sleep_us(10000);
 	server_kill();
 	return NULL;
 }
 
 /* ---- the watchdog -------------------------------------------------------- */
+
+static void read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
+
+	buf[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+}
+
+/* On a hang: every thread's kernel stack but the workers' (those are
+ * summed up by where they wait), which shows whether the handlers still
+ * read the userfaultfd; with STRESS_GDB=1 also every user-space stack. */
+static void dump_threads(void)
+{
+	char path[300], comm[32], stack[2048], top[96];
+	struct { char top[96]; int n; } waits[16];
+	int nwaits = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		read_small(path, comm, sizeof(comm));
+		comm[strcspn(comm, "\n")] = '\0';
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", e->d_name);
+		read_small(path, stack, sizeof(stack));
+		if (strncmp(comm, "worker", 6) == 0) {
+			int w = 0;
+
+			snprintf(top, sizeof(top), "%.*s", (int)strcspn(stack, "\n"), stack);
+			while (w < nwaits && strcmp(waits[w].top, top) != 0)
+				w++;
+			if (w == nwaits && nwaits < 16)
+				snprintf(waits[nwaits++].top, sizeof(top), "%s", top), waits[w].n = 0;
+			if (w < nwaits)
+				waits[w].n++;
+			continue;
+		}
+		fprintf(stderr, "stress: thread %s (%s), kernel stack:\n%s", e->d_name, comm, stack);
+	}
+	if (d)
+		closedir(d);
+	for (int w = 0; w < nwaits; w++)
+		fprintf(stderr, "stress: %d workers in %s\n", waits[w].n, waits[w].top);
+	if (getenv("STRESS_GDB") && atoi(getenv("STRESS_GDB")) > 0) {
+		char cmd[256];
+
+		snprintf(cmd, sizeof(cmd),
+			 "timeout 30 gdb -q -batch -p %d -ex 'thread apply all bt' </dev/null 2>&1 "
+			 "| grep -v '^\\[New LWP'",
+			 (int)getpid());
+		fflush(stderr);
+		if (system(cmd) < 0)
+			fprintf(stderr, "stress: cannot run gdb\n");
+	}
+	fflush(stderr);
+}
 
 /* Async-signal-safe, like say(): snprintf of integers and strings does not
  * allocate in glibc. */
@@ -868,6 +941,7 @@ static void say_server_event(void)
 static void *watchdog(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "watchdog");
 	for (;;) {
 		uint64_t t = now_ns();
 		int stuck = 0, nw = atomic_load(&g.nwatches);
@@ -893,6 +967,7 @@ static void *watchdog(void *arg)
 		}
 		if (stuck) {
 			say_server_event();
+			dump_threads();
 			cleanup(true);
 			_exit(EXIT_HANG);
 		}
@@ -980,14 +1055,14 @@ static void signals(void)
 
 static void log_cb(void *arg, int level, const char *msg)
 {
+	static const char *const level_name[] = { "error", "warning", "info", "debug" };
 	char line[512];
 
 	(void)arg;
-	if (level <= UPAGER_LOG_ERROR || g.verbose) {
-		snprintf(line, sizeof(line), "stress: upager %s: %s\n",
-			 level <= UPAGER_LOG_ERROR ? "error" : "warning", msg);
-		say(line);
-	}
+	snprintf(line, sizeof(line), "stress: %.3f s: upager %s: %s\n",
+		 (double)(now_ns() - g.start_ns) / 1e9,
+		 level_name[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+	say(line);
 }
 
 static const char *dir_path(const char *name)
@@ -1113,7 +1188,7 @@ static void setup(void)
 	upager_options_init(&opts);
 	opts.nthreads = g.nhandlers;
 	opts.log = log_cb;
-	opts.log_level = g.verbose ? UPAGER_LOG_WARN : UPAGER_LOG_ERROR;
+	opts.log_level = g.verbose;
 	ret = upager_create(&g.pager, &opts);
 	if (ret < 0)
 		die(EXIT_SETUP, "upager_create: %s", upager_strerror(ret));
@@ -1149,7 +1224,8 @@ int main(int argc, char **argv)
 	g.nthreads = env_unsigned("STRESS_THREADS", 64, MAX_THREADS);
 	g.nhandlers = env_unsigned("STRESS_HANDLERS", 2, 64);
 	g.ops = parse_ops(getenv("STRESS_OPS"));
-	g.verbose = getenv("STRESS_VERBOSE") && atoi(getenv("STRESS_VERBOSE")) > 0;
+	g.verbose = getenv("STRESS_VERBOSE") ? atoi(getenv("STRESS_VERBOSE")) : 0;
+	g.verbose = g.verbose < 0 ? 0 : g.verbose > 3 ? 3 : g.verbose;
 	g.seed = getenv("STRESS_SEED") ? strtoull(getenv("STRESS_SEED"), NULL, 0) : now_ns();
 	if (argc > 2 || access(g.upagerd, X_OK) < 0) {
 		fprintf(stderr, "usage: %s [PATH-TO-UPAGERD]  (default daemon/upagerd)\n", argv[0]);
@@ -1189,6 +1265,7 @@ int main(int argc, char **argv)
 		pthread_join(workers[i], NULL);
 	for (int i = 0; i < NMUTATORS; i++)
 		pthread_join(mutators[i], NULL);
+	atomic_store(&g.workers_done, true);
 	pthread_join(restart, NULL);
 
 	self = watch_new("main", 0);
