@@ -31,8 +31,10 @@
  * release,restart; "none" or an empty list of known names, e.g. "advise",
  * leaves faults alone). Exits 0 with a summary line; 1 on a wrong byte,
  * 2 on a hang (no progress for HANG_SECONDS) or a run past its time, 3 on
- * a crash (SIGSEGV/SIGBUS), 4 on an API error or setup failure. Every exit
- * kills the upagerd it started and removes its temporary directory.
+ * a crash (SIGSEGV/SIGBUS), 4 on an API error or setup failure, 128 + N on
+ * signal N (SIGINT, SIGTERM, SIGHUP). Every exit kills the upagerd it
+ * started and removes its temporary directory; a SIGKILL leaves the
+ * directory behind, but the server dies with us (PR_SET_PDEATHSIG).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -1033,7 +1035,7 @@ static void on_term(int sig)
 	say(sig == SIGALRM ? "stress: HANG: still running STRESS_SECONDS + 30 s after the start\n"
 			   : "stress: interrupted\n");
 	cleanup(true);
-	_exit(EXIT_HANG);
+	_exit(sig == SIGALRM ? EXIT_HANG : 128 + sig);
 }
 
 static void signals(void)
