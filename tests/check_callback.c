@@ -25,7 +25,7 @@ static int cb_fill(void *arg, uint64_t off, void *buf, size_t len)
 	struct cb_state *st = arg;
 
 	__atomic_add_fetch(&st->calls, 1, __ATOMIC_SEQ_CST);
-	if (off == st->fail_off)
+	if (off == UPT_GET(st->fail_off))
 		return -EIO;
 	upt_fill(buf, len, off, st->seed);
 	return 0;
@@ -49,7 +49,7 @@ START_TEST(test_callback_every_byte)
 	ck_assert_int_eq(upager_map(p, n * ps, s, &r), 0);
 	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0); /* one call per page */
 	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), n * ps, 0, 9), -1);
-	ck_assert_int_eq(cs.calls, (int)n);
+	ck_assert_int_eq(UPT_GET(cs.calls), (int)n);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
 	ck_assert_uint_eq(st.pages_filled, n);
 	ck_assert_uint_eq(st.pages_zero, 0);
@@ -118,7 +118,7 @@ static void fail_child(void *arg)
 	if (upager_region_stats(r, &st) || st.fill_errors < 1)
 		_exit(7);
 	/* Once the source recovers, decommit + commit gives the real data. */
-	cs.fail_off = UINT64_MAX;
+	UPT_SET(cs.fail_off, UINT64_MAX);
 	if (upager_decommit(r, 5 * ps, ps) || upager_commit(r, 5 * ps, ps))
 		_exit(8);
 	if (sigsetjmp(jump, 1) == 0) {
@@ -224,8 +224,8 @@ static int cb_reenter(void *arg, uint64_t off, void *buf, size_t len)
 {
 	struct reentry *re = arg;
 
-	re->decommit_ret = upager_decommit(re->r, 0, UPT_PAGE);
-	re->destroy_ret = upager_destroy(re->p);
+	UPT_SET(re->decommit_ret, upager_decommit(UPT_GET(re->r), 0, UPT_PAGE));
+	UPT_SET(re->destroy_ret, upager_destroy(UPT_GET(re->p)));
 	memset(buf, 1, len);
 	return 0;
 }
@@ -234,13 +234,15 @@ START_TEST(test_callback_reentry_refused)
 {
 	struct reentry re = { 0 };
 	upager_source_t *s;
+	upager_region_t *r;
 
-	re.p = upt_pager(1, 0);
+	UPT_SET(re.p, upt_pager(1, 0));
 	ck_assert_int_eq(upager_source_callback(cb_reenter, &re, NULL, &s), 0);
-	ck_assert_int_eq(upager_map(re.p, UPT_PAGE, s, &re.r), 0);
-	ck_assert_uint_eq(*(volatile uint8_t *)upager_region_addr(re.r), 1);
-	ck_assert_int_eq(re.decommit_ret, -EDEADLK);
-	ck_assert_int_eq(re.destroy_ret, -EDEADLK);
+	ck_assert_int_eq(upager_map(re.p, UPT_PAGE, s, &r), 0);
+	UPT_SET(re.r, r);
+	ck_assert_uint_eq(*(volatile uint8_t *)upager_region_addr(r), 1);
+	ck_assert_int_eq(UPT_GET(re.decommit_ret), -EDEADLK);
+	ck_assert_int_eq(UPT_GET(re.destroy_ret), -EDEADLK);
 	upager_source_release(s);
 	ck_assert_int_eq(upager_destroy(re.p), 0);
 }
@@ -248,15 +250,15 @@ END_TEST
 
 /* When upager_release returns, no fill of the region is running: the
  * caller may free what its callback uses. */
-static volatile int cb_running, cb_finished;
+static int cb_running, cb_finished;
 
 static int slow_tracked_fill(void *arg, uint64_t off, void *buf, size_t len)
 {
-	cb_running = 1;
+	UPT_SET(cb_running, 1);
 	usleep(200 * 1000);
 	memset(buf, 0x3C, len);
-	cb_finished = 1;
-	cb_running = 0;
+	UPT_SET(cb_finished, 1);
+	UPT_SET(cb_running, 0);
 	return 0;
 }
 
@@ -289,11 +291,12 @@ static void release_wait_child(void *arg)
 	signal(SIGSEGV, on_segv);
 	if (pthread_create(&t, NULL, touch_released, upager_region_addr(r)))
 		_exit(3);
-	while (!cb_running)
+	pthread_detach(t); /* not joined: this process _exits */
+	while (!UPT_GET(cb_running))
 		usleep(1000);
 	if (upager_release(r))
 		_exit(4);
-	if (cb_running || !cb_finished)
+	if (UPT_GET(cb_running) || !UPT_GET(cb_finished))
 		_exit(5); /* release returned while the callback ran */
 	_exit(0);
 }

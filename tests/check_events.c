@@ -207,8 +207,12 @@ START_TEST(test_fork)
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
 	status = upt_child(fork_child_touch, &unfilled, 20);
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
-	status = upt_child(fork_child_own_pager, NULL, 20);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	/* ThreadSanitizer cannot follow a child of a threaded process that starts
+	 * threads ("dup thread with used id"): that part is left to other builds. */
+	if (!UPT_TSAN) {
+		status = upt_child(fork_child_own_pager, NULL, 20);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	}
 	/* The parent goes on as before. */
 	ck_assert_uint_eq(fork_addr[0], 0x11);
 	ck_assert_int_eq(upt_check_pattern(fork_addr + ps, 7 * ps, ps, 21), -1);

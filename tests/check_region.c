@@ -54,7 +54,7 @@ START_TEST(test_one_tib)
 	const size_t offs[] = { 0, ps, tib / 2, tib / 3 & ~(ps - 1), tib - ps };
 	for (size_t i = 0; i < 5; i++)
 		ck_assert_int_eq(upt_check_pattern(a + offs[i], ps, offs[i], 2), -1);
-	ck_assert_int_eq(src.calls, 5);
+	ck_assert_int_eq(UPT_GET(src.calls), 5);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
 	ck_assert_uint_eq(st.pages_resident, 5);
 	ck_assert_int_eq(upager_decommit(r, 0, tib), 0);
@@ -98,7 +98,7 @@ START_TEST(test_decommit_recommit)
 	/* Half back: the writes are gone, the source's bytes are there. */
 	ck_assert_int_eq(upager_commit(r, 0, n / 2 * ps), 0);
 	ck_assert_int_eq(upt_check_pattern(a, n / 2 * ps, 0, 6), -1);
-	ck_assert_int_eq(src.calls, (int)(n + n / 2));
+	ck_assert_int_eq(UPT_GET(src.calls), (int)(n + n / 2));
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
 	ck_assert_uint_eq(st.pages_resident, n / 2);
 	ck_assert_uint_eq(st.faults, n + n / 2);
@@ -218,7 +218,10 @@ static Suite *make(void)
 	Suite *s = suite_create("region");
 	TCase *tc = upt_tcase(s, "region");
 
-	upt_add(tc, test_one_tib, 0, "");
+	if (UPT_TSAN)
+		printf("SKIP test_one_tib: under ThreadSanitizer a 1 TiB reservation may find no room (-ENOMEM seen)\n");
+	else
+		upt_add(tc, test_one_tib, 0, "");
 	upt_add(tc, test_decommit_recommit, 0, "");
 	upt_add(tc, test_uncommitted_segv, 0, "");
 	upt_add(tc, test_incremental_commits, 0, "");

@@ -67,4 +67,27 @@ int upt_count_fds(void);
 int upt_count_threads(void); /* not counting io_uring's kernel workers */
 int upt_wait_threads(int want, int timeout_ms); /* the count once want or timed out */
 
+/*
+ * A value a fill callback (run by the pager's handler thread) writes and the
+ * test reads once the fault it served is over, or the test writes before a
+ * fault and the callback reads: the kernel orders the two (the faulting
+ * access waits for the fill to place the page), but ThreadSanitizer cannot
+ * see that, so both sides go through these.
+ */
+#define UPT_GET(x) __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
+#define UPT_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_SEQ_CST)
+
+/* Built with ThreadSanitizer (configure --enable-sanitizers=thread): its
+ * shadow memory grows with every page touched, so RSS is no measure. */
+#if defined(__SANITIZE_THREAD__)
+#define UPT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UPT_TSAN 1
+#endif
+#endif
+#ifndef UPT_TSAN
+#define UPT_TSAN 0
+#endif
+
 #endif

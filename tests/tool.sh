@@ -44,4 +44,33 @@ tools/upager ws info "$t/none.ws" --snapshot "$t/back" 2>/dev/null
 [ $? -eq 1 ] || fail "ws info of a missing file did not exit 1"
 tools/upager snapshot 2>/dev/null
 [ $? -eq 2 ] || fail "usage error did not exit 2"
-echo "tool: convert, info, verify and errors behave"
+# --json is JSON whatever a path holds: every subcommand, success and error,
+# with quotes, a backslash, a tab, a newline and a control byte in its paths;
+# the "file" each names decodes to the path given.
+command -v jq >/dev/null || fail "jq not found (./bootstrap installs it)"
+d="$t/q\"u\\o	t$(printf '\001')e
+d"
+mkdir "$d" || fail "mkdir of an odd name"
+json_ok() { # expected exit status, expected "file", command...
+	want=$1 file=$2
+	shift 2
+	"$@" --json >"$t/json" 2>/dev/null
+	got=$?
+	[ "$got" -eq "$want" ] || fail "$*: exit $got, not $want"
+	jq -e . "$t/json" >/dev/null 2>&1 || fail "$*: not JSON: $(cat "$t/json")"
+	[ "$(jq -j .file "$t/json")" = "$file" ] || fail "$*: \"file\" is not the path"
+}
+cp "$t/raw" "$d/raw"
+json_ok 0 "$d/s.snap" tools/upager snapshot convert --from-raw "$d/raw" "$d/s.snap"
+json_ok 1 "$d/none" tools/upager snapshot convert --from-raw "$d/none" "$d/s2.snap"
+json_ok 0 "$d/s.snap" tools/upager snapshot info "$d/s.snap"
+json_ok 1 "$d/no\"such" tools/upager snapshot info "$d/no\"such"
+json_ok 0 "$d/s.snap" tools/upager snapshot verify "$d/s.snap"
+json_ok 1 "$d/none" tools/upager snapshot verify "$d/none"
+json_ok 0 "$d/s.snap" tools/upager snapshot convert --to-raw "$d/s.snap" "$d/back"
+json_ok 1 "$d/s.snap" tools/upager snapshot reorder "$d/s.snap"
+json_ok 1 "$d/none.ws" tools/upager ws info "$d/none.ws" --snapshot "$d/s.snap"
+json_ok 1 "$d/none" tools/upager ws info "$d/none.ws" --snapshot "$d/none"
+cp "$t/s.snap" "$d/bad.snap" # page 5 damaged above
+json_ok 1 "$d/bad.snap" tools/upager snapshot verify "$d/bad.snap"
+echo "tool: convert, info, verify and errors behave; --json escapes paths"

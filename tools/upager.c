@@ -48,18 +48,6 @@ static void progress(uint64_t done, uint64_t total)
 		fputc('\n', stderr);
 }
 
-static int fail(const char *what, const char *path, int err)
-{
-	if (json)
-		printf("{\"ok\":false,\"file\":\"%s\",\"error\":\"%s\",\"errno\":%d}\n", path,
-		       strerror(-err), -err);
-	else
-		fprintf(stderr, "upager: %s %s: %s\n", what, path,
-			err == -EBADMSG ? "not a valid snapshot (corrupt, truncated or foreign)"
-					: strerror(-err));
-	return 1;
-}
-
 /* s as a JSON string: quotes, backslashes and control bytes escaped. */
 static void json_str(const char *s)
 {
@@ -77,6 +65,28 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+/* The start of every --json answer: whether it worked, and the file it is
+ * about; the caller adds its fields and the closing brace. */
+static void json_begin(bool ok, const char *path)
+{
+	printf("{\"ok\":%s,\"file\":", ok ? "true" : "false");
+	json_str(path);
+}
+
+static int fail(const char *what, const char *path, int err)
+{
+	if (json) {
+		json_begin(false, path);
+		printf(",\"error\":");
+		json_str(strerror(-err));
+		printf(",\"errno\":%d}\n", -err);
+	} else
+		fprintf(stderr, "upager: %s %s: %s\n", what, path,
+			err == -EBADMSG ? "not a valid snapshot (corrupt, truncated or foreign)"
+					: strerror(-err));
+	return 1;
+}
+
 static int snapshot_info(const char *path)
 {
 	struct upager__snap_info in;
@@ -85,8 +95,7 @@ static int snapshot_info(const char *path)
 	if (ret < 0)
 		return fail("info", path, ret);
 	if (json) {
-		printf("{\"ok\":true,\"file\":");
-		json_str(path);
+		json_begin(true, path);
 		printf(",\"version\":1,\"page_size\":%llu,\"length\":%llu,"
 		       "\"pages\":%llu,\"stored\":%llu,\"zero\":%llu,\"absent\":%llu,"
 		       "\"parent_pages\":%llu,\"file_size\":%llu,\"parent\":",
@@ -130,10 +139,10 @@ static int snapshot_verify(const char *path, const char *raw)
 	if (ret == -EBADMSG && bad) {
 		if (raw)
 			unlink(raw);
-		if (json)
-			printf("{\"ok\":false,\"file\":\"%s\",\"bad_page\":%llu}\n", path,
-			       (unsigned long long)bad);
-		else
+		if (json) {
+			json_begin(false, path);
+			printf(",\"bad_page\":%llu}\n", (unsigned long long)bad);
+		} else
 			fprintf(stderr, "upager: %s: page %llu fails its checksum\n", path,
 				(unsigned long long)bad);
 		return 1;
@@ -143,9 +152,10 @@ static int snapshot_verify(const char *path, const char *raw)
 			unlink(raw);
 		return fail(raw ? "convert" : "verify", path, ret);
 	}
-	if (json)
-		printf("{\"ok\":true,\"file\":\"%s\"}\n", path);
-	else if (!raw)
+	if (json) {
+		json_begin(true, path);
+		printf("}\n");
+	} else if (!raw)
 		printf("%s: every stored page matches its checksum\n", path);
 	return 0;
 }
@@ -162,8 +172,8 @@ static int ws_info(const char *ws, const char *snap)
 	if (ret < 0)
 		return fail("ws info", ws, ret);
 	if (json) {
-		printf("{\"ok\":true,\"file\":\"%s\",\"pages\":%llu,\"snapshot_pages\":%llu,\"first\":[",
-		       ws, (unsigned long long)count, (unsigned long long)in.npages);
+		json_begin(true, ws);
+		printf(",\"pages\":%llu,\"snapshot_pages\":%llu,\"first\":[", (unsigned long long)count, (unsigned long long)in.npages);
 		for (uint64_t i = 0; i < count && i < 16; i++)
 			printf("%s%llu", i ? "," : "", (unsigned long long)pages[i]);
 		printf("]}\n");
@@ -214,8 +224,10 @@ int main(int argc, char **argv)
 		int ret = upager__snap_from_raw(from, args[2]);
 		if (ret < 0)
 			return fail("convert", from, ret);
-		if (json)
-			printf("{\"ok\":true,\"file\":\"%s\"}\n", args[2]);
+		if (json) {
+			json_begin(true, args[2]);
+			printf("}\n");
+		}
 		return 0;
 	}
 	if (n == 3 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "reorder")) {
@@ -228,8 +240,10 @@ int main(int argc, char **argv)
 		}
 		if (ret < 0)
 			return fail("reorder", args[2], ret);
-		if (json)
-			printf("{\"ok\":true,\"file\":\"%s\"}\n", args[2]);
+		if (json) {
+			json_begin(true, args[2]);
+			printf("}\n");
+		}
 		return 0;
 	}
 	if (n == 4 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "convert") && to && !from)
