@@ -73,4 +73,11 @@ json_ok 1 "$d/none.ws" tools/upager ws info "$d/none.ws" --snapshot "$d/s.snap"
 json_ok 1 "$d/none" tools/upager ws info "$d/none.ws" --snapshot "$d/none"
 cp "$t/s.snap" "$d/bad.snap" # page 5 damaged above
 json_ok 1 "$d/bad.snap" tools/upager snapshot verify "$d/bad.snap"
+# A name that is not UTF-8 (a byte 0xff, a cut 3-byte sequence) still gives
+# JSON, which is UTF-8: each such byte reads U+FFFD; UTF-8 names pass as they are.
+u="$t/caf$(printf '\303\251')-$(printf '\377')-$(printf '\342\202')"
+tools/upager snapshot info "$u" --json >"$t/json" 2>/dev/null
+iconv -f UTF-8 -t UTF-8 "$t/json" >/dev/null 2>&1 || fail "a non-UTF-8 name: not UTF-8 JSON: $(od -c "$t/json" | head -3)"
+[ "$(jq -j .file "$t/json")" = "$t/caf$(printf '\303\251')-$(printf '\357\277\275')-$(printf '\357\277\275\357\277\275')" ] ||
+	fail "a non-UTF-8 name: \"file\" is $(jq -j .file "$t/json")"
 echo "tool: convert, info, verify and errors behave; --json escapes paths"
