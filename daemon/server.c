@@ -292,13 +292,19 @@ static void shared_trim(size_t need)
 	}
 }
 
-/* A map loaded for the file st describes (sn on a descriptor of its own):
- * shared from now on, with one handle; NULL (its load freed) if another
- * load of the same file came first, or the daemon's limit is passed. */
+/*
+ * A map loaded for the file st describes (l->sn, on l->fd): shared from
+ * now on, with one handle, in *out. If another load of the same file came
+ * first, that one instead; -ENOMEM past the daemon's limit. Either way l's
+ * map and descriptor are taken.
+ */
 static int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **out)
 {
 	struct shared_snap *ss = shared_find(l->fd, st);
 	size_t bytes = snap_bytes(&l->sn);
+
+	if (!ss)
+		shared_trim(bytes);
 
 	if (ss || bytes > SNAP_TOTAL_LIMIT - S.snap_bytes || !(ss = calloc(1, sizeof(*ss)))) {
 		upp_snap_close(&l->sn);
