@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,8 +17,18 @@ int log_level = LOG_INFO;
 static int log_fd = 2;
 static char log_path[4096];
 
+void log_std_fds(void)
+{
+	/* A descriptor 0-2 left closed would be taken by the next open (the
+	 * log, a socket) and written to as stdout or stderr. */
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+			break;
+}
+
 int log_open(const char *path)
 {
+	struct stat st;
 	int fd;
 
 	if (!path) {
@@ -27,9 +38,17 @@ int log_open(const char *path)
 	}
 	if (strlen(path) >= sizeof(log_path))
 		return -ENAMETOOLONG;
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	/* Not through a symlink, and only a regular file: a FIFO put there
+	 * would block the open (O_NONBLOCK), or each line, of a daemon whose
+	 * one thread serves everyone. */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
+		  0640);
 	if (fd < 0)
-		return -errno;
+		return errno == ENXIO ? -EINVAL : -errno; /* ENXIO: a FIFO nobody reads */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fcntl(fd, F_SETFL, O_APPEND) < 0) {
+		close(fd);
+		return -EINVAL;
+	}
 	if (log_fd > 2) {
 		/* Onto the old number in one step: other threads may be writing
 		 * to it, and a number closed first could be reused meanwhile. */

@@ -11,7 +11,11 @@ enum { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 extern int log_level;
 
-int log_open(const char *path); /* NULL: stderr; 0 or -errno */
+/* Opens /dev/null on whichever of descriptors 0-2 are closed: first thing at start. */
+void log_std_fds(void);
+/* NULL: stderr. 0 or -errno: -ELOOP for a symlink, -EINVAL for anything but
+ * a regular file; the log in use stays as it was. */
+int log_open(const char *path);
 int log_reopen(void);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copies at most outlen-1 bytes of in, replacing non-printable bytes by '.'. */

@@ -49,6 +49,10 @@ static const struct setting {
 	{ "send-timeout", S, K_LONG, offsetof(struct options, send_timeout), 0, 1, 86400, 60,
 	  "S  close a client that takes none of its queued replies for S seconds\n"
 	  "                        (default 60)" },
+	{ "queue-limit", S, K_LONG, offsetof(struct options, queue_limit), 0, 1, 65536, 256,
+	  "MIB reply bytes queued for all clients at once: past it, clients that\n"
+	  "                        hold replies send no more READs until they drain\n"
+	  "                        (default 256)" },
 	{ "read-timeout", B, K_LONG, offsetof(struct options, read_timeout), 0, 1, 3600, 10,
 	  "S  close a client whose frame (handle: handshake) takes longer than S\n"
 	  "                        seconds (default 10)" },
@@ -58,8 +62,10 @@ static const struct setting {
 	  "FD      write \"ready\" to FD once listening (for supervisors and tests)" },
 	{ "secret-file", S, K_STR, offsetof(struct options, secret_file),
 	  SZ(secret_file), 0, 0, 0,
-	  "PATH  TCP clients must prove they know the secret in PATH (challenge-\n"
-	  "                        response, HMAC-SHA256); read once at start" },
+	  "PATH  TCP clients, and Unix-socket clients that ask, must prove they\n"
+	  "                        know the secret in PATH (challenge-response,\n"
+	  "                        HMAC-SHA256; the server proves it too); read once\n"
+	  "                        at start" },
 	{ "log-file", B, K_STR, offsetof(struct options, log_file),
 	  SZ(log_file), 0, 0, 0,
 	  "PATH    log here instead of stderr (reopened on SIGHUP)" },

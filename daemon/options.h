@@ -22,6 +22,7 @@ struct options {
 	long idle_timeout;  /* seconds without a request: the client is closed */
 	long read_timeout;  /* seconds a frame may take to arrive whole */
 	long send_timeout;  /* seconds queued replies may wait with none taken */
+	long queue_limit;   /* MiB of replies queued for all clients at once */
 	long stats_interval; /* seconds between stats lines; 0: none */
 	long ready_fd;       /* -1, or a descriptor to write "ready\n" to once listening */
 	char log_file[4096];

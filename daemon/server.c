@@ -41,13 +41,14 @@
 #include "server.h"
 #include "sha256.h"
 #include "snapfmt.h"
+#include "snapload.h"
 
 /* Reply bytes a client may hold, queued or being read into, before it is
  * paused: a client that never reads costs at most this plus one READ. */
 #define OUT_LIMIT (16u << 20)
 #define DRAIN_SECONDS 10
 
-enum { T_ACCEPT = 1, T_RECV, T_SEND, T_READ, T_TIMER, T_SIGNAL };
+enum { T_ACCEPT = 1, T_RECV, T_SEND, T_READ, T_TIMER, T_SIGNAL, T_LOADED };
 
 struct out_buf {
 	struct out_buf *next;
@@ -69,14 +70,32 @@ struct range_op {
  */
 #define SNAP_CLIENT_LIMIT (256u << 20)
 #define SNAP_TOTAL_LIMIT (1024u << 20)
+/* A map no handle holds is kept this long (within the limit above), so
+ * that OPEN_IMAGE and CLOSE in a loop do not load it again each time. */
+#define SNAP_KEEP_SECONDS 10
+/* A snapshot that failed to load, unchanged since (same inode, size,
+ * mtime and ctime), is refused again without loading for this long. */
+#define SNAP_FAILED_SECONDS 2
+#define SNAP_FAILED_SLOTS 16
 
 struct shared_snap {
 	struct shared_snap *next;
 	dev_t dev;
 	ino_t ino;
-	unsigned refs; /* handles */
+	unsigned refs; /* handles; 0: kept a while for the next OPEN_IMAGE */
+	time_t unused_since;
 	size_t bytes;  /* its chain's page maps */
 	struct upp_snap sn; /* on a descriptor of its own: the handle that opened it may close first */
+};
+
+/* An OPEN_IMAGE waiting for its snapshot's map to load (snapload.c). */
+struct map_wait {
+	struct snap_load load;
+	struct client *c;
+	uint32_t id, h;
+	int fd; /* the handle's */
+	struct stat st;
+	char shown[128];
 };
 
 /* A read of a snapshot image: one run of stored pages, consecutive in the file. */
@@ -126,6 +145,7 @@ struct client {
 	/* CLOSE while READs use a handle: closed when the last one ends. */
 	unsigned busy[UPP_MAX_HANDLES];
 	bool closed[UPP_MAX_HANDLES];
+	bool loading; /* an OPEN_IMAGE waits for its map: its next frames wait too */
 	time_t last_request, frame_since;
 	time_t send_progress; /* when it last took reply bytes, or its queue began */
 };
@@ -155,9 +175,33 @@ static struct {
 	size_t page_size;
 	size_t snap_bytes; /* every open snapshot's page maps */
 	struct shared_snap *shared;
+	struct failed_open {
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtim, ctim;
+		time_t at;
+		int err;
+	} failed[SNAP_FAILED_SLOTS];
+	unsigned failed_next;
+	int load_efd;
+	uint64_t load_count;
+	size_t queued, queue_limit; /* reply bytes of all clients (theirs: out_bytes + pending_bytes) */
+	bool read_waits;            /* a READ waits for queued bytes to go */
+	size_t queued_at_wait;
+	time_t last_tick;
 	uint8_t secret[4096];
 	size_t secret_len; /* 0: no authentication */
 } S;
+
+/* Seconds, for timeouts: never set back, unlike the wall clock. */
+static time_t now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
 
 static void *tag(void *p, unsigned t)
 {
@@ -200,56 +244,25 @@ static unsigned client_holds(const struct client *c, const struct shared_snap *s
 }
 
 /*
- * The snapshot open on fd, shared with every handle that has the same file
- * open: same inode, and a header that still says what it said (a file
- * rewritten in place is opened afresh; a rename puts a new inode there). A
- * new one is checked in full, its parents looked up in dirfd, and refused
- * (-ENOMEM) if its page maps would pass budget bytes or the daemon's limit.
+ * The snapshot open on fd (whose stat is st), if a handle has it open or
+ * had it lately: same inode, and a header that still says what it said (a
+ * file rewritten in place is loaded afresh; a rename puts a new inode
+ * there). Taken by one more handle.
  */
-static int shared_get(int dirfd, int fd, size_t budget, struct shared_snap **out)
+static struct shared_snap *shared_find(int fd, const struct stat *st)
 {
-	struct shared_snap *ss;
-	struct stat st;
-	int own, ret;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	for (ss = S.shared; ss; ss = ss->next)
-		if (ss->dev == st.st_dev && ss->ino == st.st_ino && upp_snap_unchanged(&ss->sn, fd)) {
+	for (struct shared_snap *ss = S.shared; ss; ss = ss->next)
+		if (ss->dev == st->st_dev && ss->ino == st->st_ino && upp_snap_unchanged(&ss->sn, fd)) {
 			ss->refs++;
-			*out = ss;
-			return 0;
+			return ss;
 		}
-	ss = calloc(1, sizeof(*ss));
-	if (!ss)
-		return -ENOMEM;
-	if (budget > SNAP_TOTAL_LIMIT - S.snap_bytes)
-		budget = SNAP_TOTAL_LIMIT - S.snap_bytes;
-	own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	ret = own < 0 ? -errno : upp_snap_open_at(dirfd, own, S.page_size, budget, &ss->sn);
-	if (ret < 0) {
-		if (own >= 0)
-			close(own);
-		free(ss);
-		return ret;
-	}
-	ss->bytes = snap_bytes(&ss->sn);
-	ss->dev = st.st_dev;
-	ss->ino = st.st_ino;
-	ss->refs = 1;
-	ss->next = S.shared;
-	S.shared = ss;
-	S.snap_bytes += ss->bytes;
-	*out = ss;
-	return 0;
+	return NULL;
 }
 
-static void shared_put(struct shared_snap *ss)
+static void shared_free(struct shared_snap *ss)
 {
 	struct shared_snap **pp;
 
-	if (--ss->refs)
-		return;
 	for (pp = &S.shared; *pp != ss; pp = &(*pp)->next)
 		;
 	*pp = ss->next;
@@ -257,6 +270,86 @@ static void shared_put(struct shared_snap *ss)
 	upp_snap_close(&ss->sn);
 	close(ss->sn.fd);
 	free(ss);
+}
+
+static void shared_put(struct shared_snap *ss)
+{
+	if (--ss->refs == 0)
+		ss->unused_since = now_s();
+}
+
+/* Lets maps no handle holds go: those kept longer than SNAP_KEEP_SECONDS,
+ * and all of them if room for need bytes of maps is wanted. */
+static void shared_trim(size_t need)
+{
+	time_t now = now_s();
+
+	for (struct shared_snap *ss = S.shared, *next; ss; ss = next) {
+		next = ss->next;
+		if (!ss->refs && (now - ss->unused_since > SNAP_KEEP_SECONDS ||
+				  need > SNAP_TOTAL_LIMIT - S.snap_bytes))
+			shared_free(ss);
+	}
+}
+
+/*
+ * A map loaded for the file st describes (l->sn, on l->fd): shared from
+ * now on, with one handle, in *out. If another load of the same file came
+ * first, that one instead; -ENOMEM past the daemon's limit. Either way l's
+ * map and descriptor are taken.
+ */
+static int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **out)
+{
+	struct shared_snap *ss = shared_find(l->fd, st);
+	size_t bytes = snap_bytes(&l->sn);
+
+	if (!ss)
+		shared_trim(bytes);
+
+	if (ss || bytes > SNAP_TOTAL_LIMIT - S.snap_bytes || !(ss = calloc(1, sizeof(*ss)))) {
+		upp_snap_close(&l->sn);
+		close(l->fd);
+		*out = ss;
+		return ss ? 0 : -ENOMEM;
+	}
+	ss->sn = l->sn;
+	ss->bytes = bytes;
+	ss->dev = st->st_dev;
+	ss->ino = st->st_ino;
+	ss->refs = 1;
+	ss->next = S.shared;
+	S.shared = ss;
+	S.snap_bytes += bytes;
+	*out = ss;
+	return 0;
+}
+
+static bool same_file(const struct failed_open *f, const struct stat *st)
+{
+	return f->dev == st->st_dev && f->ino == st->st_ino && f->size == st->st_size &&
+	       f->mtim.tv_sec == st->st_mtim.tv_sec && f->mtim.tv_nsec == st->st_mtim.tv_nsec &&
+	       f->ctim.tv_sec == st->st_ctim.tv_sec && f->ctim.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* How the load of this file failed, if it did lately and the file is as it
+ * was; else 0. (A parent put in place meanwhile is seen when this expires.) */
+static int failed_lately(const struct stat *st)
+{
+	for (unsigned i = 0; i < SNAP_FAILED_SLOTS; i++) {
+		const struct failed_open *f = &S.failed[i];
+
+		if (f->err && same_file(f, st) && now_s() - f->at <= SNAP_FAILED_SECONDS)
+			return f->err;
+	}
+	return 0;
+}
+
+static void failed_remember(const struct stat *st, int err)
+{
+	struct failed_open *f = &S.failed[S.failed_next++ % SNAP_FAILED_SLOTS];
+
+	*f = (struct failed_open){ st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim,
+				   now_s(), err };
 }
 
 static void handle_close(struct client *c, uint32_t h)
@@ -283,6 +376,7 @@ static void client_free(struct client *c)
 		c->outq = b->next;
 		free(b);
 	}
+	S.queued -= c->out_bytes;
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -336,13 +430,14 @@ static void queue_out(struct client *c, struct out_buf *b)
 	b->next = NULL;
 	b->off = 0;
 	if (!c->outq)
-		c->send_progress = time(NULL);
+		c->send_progress = now_s();
 	if (c->outq_tail)
 		c->outq_tail->next = b;
 	else
 		c->outq = b;
 	c->outq_tail = b;
 	c->out_bytes += b->len;
+	S.queued += b->len;
 	post_send(c);
 }
 
@@ -408,13 +503,45 @@ static void post_recv(struct client *c)
 
 /* ---- requests ---- */
 
+static void parse(struct client *c);
+static void arm_loaded(void);
+
+static bool is_symlink_at(int dir, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+}
+
+/*
+ * Whether openat2 can be used: tried once, at start, on the root itself.
+ * ENOSYS: before Linux 5.6; EPERM: what seccomp profiles that do not know
+ * it answer. A later EPERM is that file's answer (fanotify, FUSE, CIFS).
+ */
+static bool openat2_works(void)
+{
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH };
+	int fd = (int)syscall(SYS_openat2, S.root, ".", &how, sizeof(how));
+
+	if (fd >= 0) {
+		close(fd);
+		return true;
+	}
+	LOG(LOG_WARN, "openat2: %s: paths are resolved one name at a time, symlinks refused",
+	    strerror(errno));
+	return false;
+}
+
 /*
  * Opens path (NUL-terminated) below the root, never outside it, with flags:
- * a descriptor or -errno (-EACCES: it tried to leave the root).
+ * a descriptor or -errno (-EACCES: it tried to leave the root; -ELOOP,
+ * without openat2: a symlink, never followed).
  */
 static int jail_openat(const char *path, int flags)
 {
 	char p[UPP_MAX_PATH + 1], *save = NULL, *comp;
+	size_t len = strlen(path);
 	int dir;
 
 	if (S.have_openat2) {
@@ -423,17 +550,16 @@ static int jail_openat(const char *path, int flags)
 			.flags = (uint64_t)(flags | O_CLOEXEC | (flags & O_PATH ? 0 : O_NOCTTY)),
 			.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 		};
-		int fd = (int)syscall(SYS_openat2, S.root, path, &how, sizeof(how));
+		int fd = -1;
 
+		/* EAGAIN: a rename elsewhere raced the lookup; try again. */
+		for (int tries = 0; tries < 4 && fd < 0; tries++)
+			if ((fd = (int)syscall(SYS_openat2, S.root, path, &how, sizeof(how))) < 0 &&
+			    errno != EAGAIN)
+				break;
 		if (fd >= 0)
 			return fd;
-		/* ENOSYS: before Linux 5.6; EPERM: what seccomp profiles that
-		 * do not know it answer. */
-		if (errno != ENOSYS && errno != EPERM)
-			return errno == EXDEV ? -EACCES : -errno;
-		LOG(LOG_WARN, "openat2: %s: paths are resolved one name at a time, symlinks refused",
-		    strerror(errno));
-		S.have_openat2 = false;
+		return errno == EXDEV ? -EACCES : -errno;
 	}
 	/* Without openat2: no absolute paths, no "..", no symlinks at all. */
 	if (path[0] == '/')
@@ -447,15 +573,18 @@ static int jail_openat(const char *path, int flags)
 		if (!strcmp(comp, ".."))
 			next = -1, errno = EACCES;
 		else
+			/* "name/" is a directory or nothing, as openat2 has it. */
 			next = openat(dir, comp,
-				      (last ? flags : O_PATH | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC |
-					      O_NOCTTY);
+				      (last ? flags | (path[len - 1] == '/' ? O_DIRECTORY : 0)
+					    : O_PATH | O_DIRECTORY) |
+					      O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+		/* O_NOFOLLOW | O_DIRECTORY on a symlink fails with ENOTDIR. */
+		if (next < 0 && errno == ENOTDIR && !last && is_symlink_at(dir, comp))
+			errno = ELOOP;
 		close(dir);
 		dir = next;
 	}
-	if (dir < 0)
-		return errno == ELOOP ? -EACCES : -errno;
-	return dir;
+	return dir < 0 ? -errno : dir;
 }
 
 static int jail_open_as(void *path, int flags)
@@ -474,7 +603,7 @@ static int jail_open(const char *path, uint16_t len, int *fdp, uint64_t *sizep)
 	p[len] = '\0';
 	fd = upp_open_regular(jail_open_as, p);
 	if (fd < 0)
-		return fd == -ELOOP ? -EACCES : fd; /* a symlink, without openat2 */
+		return fd;
 	if (fstat(fd, &st) < 0) {
 		close(fd);
 		return -EINVAL;
@@ -484,28 +613,215 @@ static int jail_open(const char *path, uint16_t len, int *fdp, uint64_t *sizep)
 	return 0;
 }
 
+/* How much of path (len bytes) names its directory: up to its last '/'. */
+static size_t dir_len(const char *path, size_t len)
+{
+	while (len && path[len - 1] == '/')
+		len--;
+	while (len && path[len - 1] != '/')
+		len--;
+	return len;
+}
+
 /*
- * The directory of path below the root (where an incremental snapshot's
- * parents are), opened the same way: parents are found beneath it, never
+ * The directory of the file path names below the root, its final symlinks
+ * followed (where an incremental snapshot's parents are, as the library
+ * finds them), opened the same way: parents are found beneath it, never
  * by a path walked again outside the jail.
  */
 static int jail_dir_of(const char *path, uint16_t len)
 {
-	char p[UPP_MAX_PATH + 1];
-	uint16_t n = len;
+	char p[UPP_MAX_PATH + 1], target[UPP_MAX_PATH + 1];
+	size_t n = len;
 
-	while (n && path[n - 1] == '/')
-		n--;
-	while (n && path[n - 1] != '/')
-		n--;
+	memcpy(p, path, len);
+	p[len] = '\0';
+	/* Without openat2 no symlink was followed: the path is the file's. */
+	for (int hops = 0; S.have_openat2; hops++) {
+		int fd = jail_openat(p, O_PATH | O_NOFOLLOW);
+		ssize_t tlen;
+
+		if (fd < 0)
+			return fd;
+		tlen = readlinkat(fd, "", target, sizeof(target));
+		close(fd);
+		if (tlen < 0 && (errno == ENOENT || errno == EINVAL))
+			break; /* not a symlink */
+		if (tlen < 0)
+			return -errno;
+		if (hops == 40)
+			return -ELOOP;
+		if (target[0] == '/')
+			return -EACCES; /* openat2 followed none: the file was replaced */
+		n = dir_len(p, strlen(p));
+		if (n + (size_t)tlen > UPP_MAX_PATH)
+			return -ENAMETOOLONG;
+		memcpy(p + n, target, (size_t)tlen);
+		p[n + (size_t)tlen] = '\0';
+	}
+	n = dir_len(p, strlen(p));
 	if (n == 0) {
 		int fd = fcntl(S.root, F_DUPFD_CLOEXEC, 0);
 
 		return fd < 0 ? -errno : fd;
 	}
-	memcpy(p, path, n);
 	p[n] = '\0';
 	return jail_openat(p, O_PATH | O_DIRECTORY);
+}
+
+/* What an ERROR reply to an OPEN says: its code and why. */
+static const char *open_refusal(int *err)
+{
+	switch (*err) {
+	case ELOOP:
+		*err = EACCES; /* the jail's refusal, as for "..", whichever the cause */
+		return S.have_openat2 ? "a symlink loop or a magic link"
+				      : "a symlink: followed only where openat2 is available";
+	case EACCES:
+		return "outside the served root";
+	case EBADMSG:
+		return "not a valid upager snapshot";
+	case ENOMEM:
+		return "snapshot page maps over their memory limit";
+	default:
+		return strerror(*err);
+	}
+}
+
+/*
+ * The end of an OPEN: handle h on fd, of size bytes or, for a snapshot
+ * image, ss's (which it holds from now on); or the error ret (fd, if not
+ * -1, closed). Page maps are bounded per client and in all, or clients
+ * opening many big snapshots could take the daemon's memory.
+ */
+static void open_done(struct client *c, uint32_t id, uint32_t h, int fd, uint64_t size,
+		      struct shared_snap *ss, int ret, const char *shown, bool image)
+{
+	uint8_t out[12];
+
+	if (ret == 0 && ss && !client_holds(c, ss)) {
+		if (c->snap_bytes + ss->bytes > SNAP_CLIENT_LIMIT) {
+			shared_put(ss);
+			ret = -ENOMEM;
+		} else {
+			c->snap_bytes += ss->bytes;
+		}
+	}
+	if (ret < 0) {
+		int err = -ret;
+		const char *why = open_refusal(&err);
+
+		if (fd >= 0)
+			close(fd);
+		LOG(LOG_INFO, "client %u (%s): open \"%s\" refused: %s", c->serial, c->peer, shown,
+		    why);
+		reply_error(c, id, err, why);
+		return;
+	}
+	if (ss) {
+		c->snaps[h] = ss;
+		size = ss->sn.len;
+	}
+	c->handles[h] = fd;
+	c->sizes[h] = size;
+	c->closed[h] = false;
+	LOG(LOG_DEBUG, "client %u: open%s \"%s\" -> handle %u, %llu bytes", c->serial,
+	    ss ? " snapshot image" : "", shown, h, (unsigned long long)size);
+	reply_small(c, (image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY, id, out,
+		    upp_put_opened(out, h, size));
+}
+
+/*
+ * OPEN_IMAGE of the snapshot on fd: its map shared if a handle holds it
+ * (or did lately), refused at once if it failed lately, else loaded by the
+ * worker while the loop serves the others. Until then this client's next
+ * frames wait: one load in flight per client.
+ */
+static void open_image(struct client *c, uint32_t id, uint32_t h, int fd, const char *path,
+		       uint16_t plen, const char *shown)
+{
+	struct shared_snap *ss;
+	struct map_wait *w = NULL;
+	size_t budget = SNAP_CLIENT_LIMIT - c->snap_bytes;
+	int ret, dir = -1, own = -1;
+
+	if (!(w = calloc(1, sizeof(*w)))) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	if (fstat(fd, &w->st) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if ((ss = shared_find(fd, &w->st)) != NULL) {
+		free(w);
+		open_done(c, id, h, fd, 0, ss, 0, shown, true);
+		return;
+	}
+	if ((ret = failed_lately(&w->st)) < 0)
+		goto fail;
+	if ((ret = dir = jail_dir_of(path, plen)) < 0)
+		goto fail;
+	/* The shared map keeps a descriptor of its own: this handle may close first. */
+	if ((own = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	shared_trim(budget);
+	if (budget > SNAP_TOTAL_LIMIT - S.snap_bytes)
+		budget = SNAP_TOTAL_LIMIT - S.snap_bytes;
+	w->load = (struct snap_load){ .dirfd = dir, .fd = own, .ps = S.page_size,
+				      .max_maps = budget };
+	w->c = c;
+	w->id = id;
+	w->h = h;
+	w->fd = fd;
+	snprintf(w->shown, sizeof(w->shown), "%s", shown);
+	c->loading = true;
+	c->ops++; /* the client's memory stays until its load is back */
+	snapload_submit(&w->load);
+	return;
+fail:
+	if (dir >= 0)
+		close(dir);
+	free(w);
+	open_done(c, id, h, fd, 0, NULL, ret, shown, true);
+}
+
+/* Loads done by the worker: each OPEN_IMAGE answered, its client's frames parsed on. */
+static void on_loaded(void)
+{
+	struct snap_load *l = snapload_done(), *next;
+
+	for (; l; l = next) {
+		struct map_wait *w = (struct map_wait *)l;
+		struct shared_snap *ss = NULL;
+		struct client *c = w->c;
+		int ret = l->ret;
+
+		next = l->next;
+		close(l->dirfd);
+		if (ret == 0) {
+			ret = shared_add(l, &w->st, &ss);
+		} else {
+			close(l->fd);
+			if (ret != -ENOMEM) /* (that one depends on the budget left) */
+				failed_remember(&w->st, ret);
+		}
+		c->loading = false;
+		if (c->closing) {
+			close(w->fd);
+			if (ss)
+				shared_put(ss);
+		} else {
+			open_done(c, w->id, w->h, w->fd, 0, ss, ret, w->shown, true);
+			parse(c);
+			post_recv(c);
+		}
+		free(w);
+		op_done(c);
+	}
+	arm_loaded();
 }
 
 /*
@@ -518,10 +834,9 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 {
 	const char *path;
 	uint16_t plen;
-	uint64_t size;
-	uint8_t out[12];
+	uint64_t size = 0;
 	char shown[128];
-	int h, fd, ret;
+	int h, fd = -1, ret;
 
 	if (upp_get_open(p, len, &path, &plen) < 0) {
 		protocol_error(c, EPROTO, "malformed OPEN");
@@ -535,46 +850,10 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 		return;
 	}
 	ret = jail_open(path, plen, &fd, &size);
-	if (ret == 0 && image && upp_snap_is(fd)) {
-		struct shared_snap *ss = NULL;
-		int dir = jail_dir_of(path, plen);
-
-		/* Page maps are bounded per client and in all, or clients
-		 * opening many big snapshots could take the daemon's memory. */
-		ret = dir < 0 ? dir : shared_get(dir, fd, SNAP_CLIENT_LIMIT - c->snap_bytes, &ss);
-		if (dir >= 0)
-			close(dir);
-		if (ret == 0 && !client_holds(c, ss)) {
-			if (c->snap_bytes + ss->bytes > SNAP_CLIENT_LIMIT) {
-				shared_put(ss);
-				ret = -ENOMEM;
-			} else {
-				c->snap_bytes += ss->bytes;
-			}
-		}
-		if (ret < 0) {
-			close(fd);
-		} else {
-			c->snaps[h] = ss;
-			size = ss->sn.len;
-		}
-	}
-	if (ret < 0) {
-		LOG(LOG_INFO, "client %u (%s): open \"%s\" refused: %s", c->serial, c->peer, shown,
-		    ret == -EBADMSG ? "not a valid snapshot" : strerror(-ret));
-		reply_error(c, id, -ret, ret == -EACCES    ? "outside the served root"
-					 : ret == -EBADMSG ? "not a valid upager snapshot"
-					 : ret == -ENOMEM  ? "snapshot page maps over their memory limit"
-							   : strerror(-ret));
-		return;
-	}
-	c->handles[h] = fd;
-	c->sizes[h] = size;
-	c->closed[h] = false;
-	LOG(LOG_DEBUG, "client %u: open%s \"%s\" -> handle %d, %llu bytes", c->serial,
-	    c->snaps[h] ? " snapshot image" : "", shown, h, (unsigned long long)size);
-	reply_small(c, (image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY, id, out,
-		    upp_put_opened(out, (uint32_t)h, size));
+	if (ret == 0 && image && upp_snap_is(fd))
+		open_image(c, id, (uint32_t)h, fd, path, plen, shown);
+	else
+		open_done(c, id, (uint32_t)h, ret == 0 ? fd : -1, size, NULL, ret, shown, image);
 }
 
 static void seg_submit(struct request *rq, uint32_t i)
@@ -678,6 +957,7 @@ static void read_finish(struct request *rq)
 
 	c->inflight--;
 	c->pending_bytes -= rq->reply_size;
+	S.queued -= rq->reply_size;
 	if (rq->snap && !rq->err)
 		check_image(rq);
 	if (--c->busy[rq->handle] == 0 && c->closed[rq->handle])
@@ -771,6 +1051,7 @@ static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		return;
 	}
 	c->pending_bytes += at;
+	S.queued += at;
 	c->inflight++;
 	c->busy[rd.handle]++;
 	for (uint32_t i = 0; i < (rq->snap ? rq->nsegs : rd.n); i++)
@@ -798,7 +1079,7 @@ static void do_stats(struct client *c, uint32_t id)
 static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
 {
 	S.requests++;
-	c->last_request = time(NULL);
+	c->last_request = now_s();
 	if (!c->hello) {
 		struct upp_hello hello;
 		struct upp_hello_reply r = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
@@ -886,13 +1167,25 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 	}
 }
 
+/*
+ * Whether a READ from c may go now. Past --queue-limit in all, a client
+ * holding replies waits for them to go; one holding none may go on to a
+ * quarter past it. The daemon's replies take at most 1.25 times the limit
+ * and one READ, however many clients hold them.
+ */
+static bool read_may_go(const struct client *c)
+{
+	return S.queued < S.queue_limit ||
+	       (c->out_bytes + c->pending_bytes == 0 && S.queued < S.queue_limit + S.queue_limit / 4);
+}
+
 /* Consumes the complete frames in the receive buffer, as far as limits allow. */
 static void parse(struct client *c)
 {
 	bool partial = false; /* stopped for bytes still to come, not for our limits */
 
-	while (!c->closing && !c->close_after_send && c->inflight < UPP_MAX_INFLIGHT &&
-	       c->out_bytes + c->pending_bytes < OUT_LIMIT) {
+	while (!c->closing && !c->close_after_send && !c->loading &&
+	       c->inflight < UPP_MAX_INFLIGHT && c->out_bytes + c->pending_bytes < OUT_LIMIT) {
 		struct upp_hdr h;
 		size_t whole;
 		int ret = upp_get_hdr(c->rbuf, c->rlen, UPP_MAX_FRAME, &h);
@@ -912,6 +1205,12 @@ static void parse(struct client *c)
 			partial = true;
 			break;
 		}
+		if (h.type == UPP_READ && c->authed && !read_may_go(c)) {
+			if (!S.read_waits || S.queued < S.queued_at_wait)
+				S.queued_at_wait = S.queued;
+			S.read_waits = true;
+			break;
+		}
 		handle_frame(c, &h, c->rbuf + UPP_HDR_SIZE);
 		if (c->closing || c->close_after_send) {
 			c->rlen = 0; /* nothing more is read from this client */
@@ -922,7 +1221,7 @@ static void parse(struct client *c)
 	}
 	/* Frames waiting while we do not read from it (paused at its limits)
 	 * are not late: the read timeout runs only while we wait for bytes. */
-	c->frame_since = partial ? (c->frame_since ? c->frame_since : time(NULL)) : 0;
+	c->frame_since = partial ? (c->frame_since ? c->frame_since : now_s()) : 0;
 }
 
 /* ---- completions ---- */
@@ -970,7 +1269,7 @@ static void on_accept(struct listener *l, int res)
 				c->tcp = true;
 				setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			}
-			c->last_request = time(NULL);
+			c->last_request = now_s();
 			c->next = S.clients;
 			if (S.clients)
 				S.clients->prev = c;
@@ -1023,13 +1322,14 @@ static void on_send(struct client *c, int res)
 		} else if (res > 0) {
 			struct out_buf *b = c->outq;
 
-			c->send_progress = time(NULL);
+			c->send_progress = now_s();
 			b->off += (size_t)res;
 			if (b->off == b->len) {
 				c->outq = b->next;
 				if (!c->outq)
 					c->outq_tail = NULL;
 				c->out_bytes -= b->len;
+				S.queued -= b->len;
 				free(b);
 			}
 		}
@@ -1102,6 +1402,31 @@ static void arm_timer(void)
 	io_uring_sqe_set_data(sqe, tag(NULL, T_TIMER));
 }
 
+static void arm_loaded(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, S.load_efd, &S.load_count, sizeof(S.load_count), 0);
+	io_uring_sqe_set_data(sqe, tag(NULL, T_LOADED));
+}
+
+/* READs that waited past --queue-limit: tried again once bytes have gone. */
+static void wake_waiting_reads(void)
+{
+	if (!S.read_waits || S.queued >= S.queued_at_wait)
+		return;
+	S.read_waits = false;
+	for (struct client *c = S.clients, *next; c; c = next) {
+		next = c->next;
+		if (!c->closing && c->rlen) {
+			parse(c);
+			post_recv(c);
+		}
+	}
+}
+
 static void arm_signal(void)
 {
 	struct io_uring_sqe *sqe = sqe_get();
@@ -1117,7 +1442,7 @@ static void start_drain(const char *why)
 	if (S.draining)
 		return;
 	S.draining = true;
-	S.drain_deadline = time(NULL) + DRAIN_SECONDS;
+	S.drain_deadline = now_s() + DRAIN_SECONDS;
 	LOG(LOG_INFO, "%s: draining requests in flight, then exiting", why);
 	for (int i = 0; i < S.nls; i++) {
 		close(S.ls[i].fd); /* pending accepts complete with an error */
@@ -1125,14 +1450,27 @@ static void start_drain(const char *why)
 	}
 }
 
+/*
+ * Runs after the other completions of its batch: a client is judged on its
+ * own progress, which those may show. Nor is it blamed for time the loop
+ * itself was held up (a tick late by that much): its clocks move on by it.
+ */
 static void on_timer(void)
 {
-	time_t now = time(NULL);
+	time_t now = now_s(), stall = S.last_tick ? now - S.last_tick - 1 : 0;
 
+	S.last_tick = now;
+	shared_trim(0);
 	for (struct client *c = S.clients, *next; c; c = next) {
 		next = c->next;
 		if (c->closing)
 			continue;
+		if (stall > 0) {
+			c->last_request += stall;
+			c->send_progress += stall;
+			if (c->frame_since)
+				c->frame_since += stall;
+		}
 		if (c->frame_since && now - c->frame_since > S.o->read_timeout)
 			client_close(c, "frame not completed within the read timeout");
 		else if (c->outq && now - c->send_progress > S.o->send_timeout) {
@@ -1142,7 +1480,8 @@ static void on_timer(void)
 			snprintf(why, sizeof(why), "send timeout: none of %zu queued bytes taken in %ld s",
 				 c->out_bytes, S.o->send_timeout);
 			client_close(c, why);
-		} else if (!c->inflight && !c->outq && now - c->last_request > S.o->idle_timeout)
+		} else if (!c->inflight && !c->outq && !c->loading && !c->rlen &&
+			   now - c->last_request > S.o->idle_timeout)
 			client_close(c, "idle timeout");
 	}
 	if (S.o->stats_interval && now >= S.next_stats) {
@@ -1154,14 +1493,19 @@ static void on_timer(void)
 
 static void on_signal(void)
 {
+	int ret;
+
 	switch (S.si.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
 		start_drain(S.si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	case SIGHUP:
-		if (log_reopen() < 0)
-			LOG(LOG_ERR, "SIGHUP: cannot reopen the log");
+		if ((ret = log_reopen()) < 0)
+			LOG(LOG_ERR, "SIGHUP: cannot reopen the log: %s; logging on to the old one",
+			    ret == -ELOOP    ? "it is a symlink"
+			    : ret == -EINVAL ? "not a regular file"
+					     : strerror(-ret));
 		else
 			LOG(LOG_INFO, "SIGHUP: log reopened");
 		break;
@@ -1176,7 +1520,7 @@ static void on_signal(void)
 static bool drained(void)
 {
 	for (struct client *c = S.clients; c; c = c->next)
-		if (!c->closing && (c->inflight || c->outq))
+		if (!c->closing && (c->inflight || c->outq || c->loading))
 			return false;
 	return true;
 }
@@ -1308,7 +1652,7 @@ int server_run(const struct options *o)
 	int ret;
 
 	S.o = o;
-	S.have_openat2 = !disabled_by_env("openat2");
+	S.queue_limit = (size_t)o->queue_limit << 20;
 	S.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	S.tick.tv_sec = 1;
 	if (o->secret_file[0]) {
@@ -1340,6 +1684,7 @@ int server_run(const struct options *o)
 		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(errno));
 		return 1;
 	}
+	S.have_openat2 = !disabled_by_env("openat2") && openat2_works();
 	for (int i = 0; i < o->nlisten; i++) {
 		if (!strncmp(o->listen[i], "unix:", 5)) {
 			ret = listen_unix(o->listen[i] + 5, &S.ls[i].fd);
@@ -1351,11 +1696,17 @@ int server_run(const struct options *o)
 			return 1;
 		S.nls++;
 	}
-	S.sigfd = signal_fd();
+	S.sigfd = signal_fd(); /* before the loader thread: it inherits the mask */
 	ret = io_uring_queue_init(1024, &S.ring, 0);
 	if (S.sigfd < 0 || ret < 0) {
 		fprintf(stderr, "upagerd: cannot set up io_uring: %s\n",
 			strerror(ret < 0 ? -ret : errno));
+		return 1;
+	}
+	S.load_efd = snapload_start();
+	if (S.load_efd < 0) {
+		fprintf(stderr, "upagerd: cannot start the snapshot loader: %s\n",
+			strerror(-S.load_efd));
 		return 1;
 	}
 	for (int i = 0; i < S.nls; i++) {
@@ -1366,7 +1717,8 @@ int server_run(const struct options *o)
 	}
 	arm_timer();
 	arm_signal();
-	S.next_stats = time(NULL) + o->stats_interval;
+	arm_loaded();
+	S.next_stats = now_s() + o->stats_interval;
 	if (o->ready_fd >= 0) {
 		strcat(ready, "\n");
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
@@ -1377,8 +1729,9 @@ int server_run(const struct options *o)
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
+		bool tick = false;
 
-		if (S.draining && (drained() || time(NULL) > S.drain_deadline))
+		if (S.draining && (drained() || now_s() > S.drain_deadline))
 			break;
 		ret = io_uring_submit_and_wait(&S.ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
@@ -1394,12 +1747,16 @@ int server_run(const struct options *o)
 			case T_RECV: on_recv(p, cqe->res); break;
 			case T_SEND: on_send(p, cqe->res); break;
 			case T_READ: on_read(p, cqe->res); break;
-			case T_TIMER: on_timer(); break;
+			case T_TIMER: tick = true; break;
 			case T_SIGNAL: on_signal(); break;
+			case T_LOADED: on_loaded(); break;
 			}
 			seen++;
 		}
 		io_uring_cq_advance(&S.ring, seen);
+		wake_waiting_reads();
+		if (tick)
+			on_timer();
 	}
 	log_stats();
 	LOG(LOG_INFO, "exiting%s", drained() ? "" : " (drain deadline passed)");

@@ -15,6 +15,7 @@ int main(int argc, char **argv)
 	struct options o;
 	int ret;
 
+	log_std_fds();
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		options_usage(stdout);
 		return 0;

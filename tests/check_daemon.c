@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/fanotify.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -1237,6 +1238,471 @@ START_TEST(test_open_image_parent_detached_root)
 }
 END_TEST
 
+
+/*
+ * A valid snapshot of npages absent pages whose map is all there is to it,
+ * sparse on disk (a hole reads as zeros, the map of absent pages): its map
+ * costs the reader npages * 16 bytes read, checksummed and walked. With
+ * parent, an incremental snapshot of a parent by that name that is not
+ * there: the map is read and checked before the parent is looked for.
+ */
+static void craft_map_snap(const char *path, uint64_t npages, const char *parent)
+{
+	static const uint8_t zeros[1 << 16];
+	uint64_t map_len = npages * 16;
+	uint8_t hdr[4096] = { 0 };
+	uint32_t crc = 0;
+	int f;
+
+	for (uint64_t done = 0; done < map_len; done += sizeof(zeros))
+		crc = upp_crc32c(crc, zeros, sizeof(zeros));
+	memcpy(hdr, "UPGSNAP1", 8);
+	put32(hdr + 8, 1);
+	put32(hdr + 12, (uint32_t)UPT_PAGE);
+	put64(hdr + 16, npages * UPT_PAGE);
+	put64(hdr + 24, npages);
+	put64(hdr + 40, 4096); /* data_off; nothing stored */
+	put64(hdr + 48, 4096); /* the map */
+	put32(hdr + 60, crc);
+	if (parent) {
+		put32(hdr + 56, 1);
+		hdr[76] = (uint8_t)strlen(parent);
+		memcpy(hdr + 128, parent, strlen(parent));
+	}
+	put32(hdr + 64, upp_crc32c(0, hdr, sizeof(hdr)));
+	f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(f, 0);
+	ck_assert_int_eq(pwrite(f, hdr, sizeof(hdr), 0), sizeof(hdr));
+	ck_assert_int_eq(ftruncate(f, (off_t)(4096 + map_len)), 0);
+	close(f);
+}
+
+/*
+ * Clients that keep the server loading big page maps (OPEN_IMAGE then
+ * CLOSE of a snapshot with a 240 MiB map, again and again; OPEN_IMAGE of
+ * one whose parent is missing) do not stall anybody else: another client's
+ * HELLO, OPEN and READ are answered within 2 s, and a client reading its
+ * replies as fast as it can is never closed by --send-timeout meanwhile.
+ */
+START_TEST(test_open_image_no_stall)
+{
+	enum { PAIRS = 32, ORPHANS = 64, READS = 24 };
+	const uint64_t npages = 15ull << 20; /* a 240 MiB page map */
+	struct upp_range r[1] = { { 1 << 20, 65536 } };
+	uint8_t q[2 + UPP_MAX_PATH], p[8 + 16], hb[4], *buf;
+	char path[256];
+	int reader, loop, orphan, other;
+	struct upp_hdr h;
+	uint64_t size;
+	struct timeval t0, t1;
+	long hd;
+
+	snprintf(path, sizeof(path), "%s/root/bigmap.snap", dir);
+	craft_map_snap(path, npages, NULL);
+	snprintf(path, sizeof(path), "%s/root/orphan.snap", dir);
+	craft_map_snap(path, npages, "gone.snap");
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon("--send-timeout=3", NULL);
+
+	/* Its replies queued when the others start: 24 MiB, past its 16 MiB limit. */
+	reader = connect_unix();
+	hello(reader);
+	hd = open_obj(reader, "sub/disk.img", &size);
+	ck_assert_int_ge(hd, 0);
+	for (uint32_t id = 0; id < READS; id++) {
+		struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { 0, 1 << 20 } } };
+		send_frame(reader, UPP_READ, id, p, upp_put_read(p, &rd));
+	}
+	loop = connect_unix();
+	hello(loop);
+	put32(hb, 0); /* the handle each OPEN_IMAGE gets: the first free one */
+	for (uint32_t i = 0; i < PAIRS; i++) {
+		send_frame(loop, UPP_OPEN_IMAGE, 100 + i, q, upp_put_open(q, "bigmap.snap", 11));
+		send_frame(loop, UPP_CLOSE, 200 + i, hb, 4);
+	}
+	orphan = connect_unix();
+	hello(orphan);
+	for (uint32_t i = 0; i < ORPHANS; i++)
+		send_frame(orphan, UPP_OPEN_IMAGE, 300 + i, q, upp_put_open(q, "orphan.snap", 11));
+	usleep(200 * 1000);
+
+	gettimeofday(&t0, NULL);
+	other = connect_unix();
+	recv_timeout(other, 2);
+	hello(other);
+	hd = open_obj(other, "sub/disk.img", &size);
+	ck_assert_int_ge(hd, 0);
+	read_check(other, (uint32_t)hd, 9, r, 1);
+	gettimeofday(&t1, NULL);
+	printf("note: test_open_image_no_stall: another client served in %ld ms\n",
+	       (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000));
+	close(other);
+
+	recv_timeout(reader, 20);
+	for (int k = 0; k < READS; k++) {
+		ck_assert_msg(recv_frame(reader, &h, &buf) == 0, "reader closed after %d of %d replies",
+			      k, READS);
+		ck_assert_uint_eq(h.type, UPP_READ | UPP_REPLY);
+		free(buf);
+	}
+	close(reader);
+	recv_timeout(loop, 40);
+	for (int k = 0; k < 2 * PAIRS; k++) {
+		ck_assert_int_eq(recv_frame(loop, &h, &buf), 0);
+		ck_assert_uint_eq(h.type, (k % 2 ? UPP_CLOSE : UPP_OPEN_IMAGE) | UPP_REPLY);
+		free(buf);
+	}
+	close(loop);
+	recv_timeout(orphan, 40);
+	for (int k = 0; k < ORPHANS; k++) {
+		struct upp_error e;
+
+		ck_assert_int_eq(recv_frame(orphan, &h, &buf), 0);
+		ck_assert_uint_eq(h.type, UPP_ERROR);
+		ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+		ck_assert_uint_eq(e.code, ENOENT);
+		free(buf);
+	}
+	close(orphan);
+	snprintf(path, sizeof(path), "%s/root/bigmap.snap", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/root/orphan.snap", dir);
+	unlink(path);
+}
+END_TEST
+
+/* Whether the suite runs with the jail's fallback (make check-fallback):
+ * symlinks are then refused, always. */
+static bool no_openat2(void)
+{
+	const char *e = getenv("UPAGER_DISABLE");
+
+	return e && strstr(e, "openat2");
+}
+
+/*
+ * A file whose open fails with EPERM (an on-access scanner's verdict: here
+ * fanotify FAN_DENY, in a child of this test) is that file's answer: the
+ * daemon keeps openat2, and symlinks within the root still work.
+ */
+START_TEST(test_jail_eperm_one_file)
+{
+	char path[256], link[256];
+	int pfd[2], fd;
+	uint64_t size;
+	pid_t denier;
+	char c;
+
+	snprintf(path, sizeof(path), "%s/root/flagged", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	close(fd);
+	snprintf(link, sizeof(link), "%s/root/inside", dir);
+	ck_assert_int_eq(symlink("sub/disk.img", link), 0);
+	ck_assert_int_eq(pipe(pfd), 0);
+	denier = fork();
+	ck_assert_int_ge(denier, 0);
+	if (denier == 0) {
+		int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY);
+
+		if (fan < 0 || fanotify_mark(fan, FAN_MARK_ADD, FAN_OPEN_PERM, AT_FDCWD, path) < 0)
+			_exit(1);
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(1);
+		for (;;) {
+			char ev[4096];
+			ssize_t n = read(fan, ev, sizeof(ev));
+			struct fanotify_event_metadata *m = (void *)ev;
+
+			for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+				struct fanotify_response resp = { m->fd, FAN_DENY };
+
+				if (write(fan, &resp, sizeof(resp)) < 0)
+					_exit(1);
+				close(m->fd);
+			}
+		}
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &c, 1) != 1) {
+		close(pfd[0]);
+		upt_daemon_kill(denier);
+		printf("SKIP test_jail_eperm_one_file: no fanotify permission events\n");
+		return;
+	}
+	close(pfd[0]);
+	fd = connect_unix();
+	recv_timeout(fd, 5);
+	hello(fd);
+	if (no_openat2())
+		ck_assert_int_eq(open_obj(fd, "inside", &size), -EACCES);
+	else
+		ck_assert_int_ge(open_obj(fd, "inside", &size), 0);
+	ck_assert_int_eq(open_obj(fd, "flagged", &size), -EPERM);
+	upt_daemon_kill(denier);
+	if (no_openat2())
+		ck_assert_int_eq(open_obj(fd, "inside", &size), -EACCES);
+	else
+		ck_assert_int_ge(open_obj(fd, "inside", &size), 0);
+	close(fd);
+	good_client(connect_unix);
+}
+END_TEST
+
+/*
+ * An incremental snapshot opened through a symlink in another directory
+ * (latest.snap -> snaps/day2.snap) finds its parent beside the real file,
+ * as the library does, whether or not anyone has the real file open: on a
+ * cold daemon, and with it opened first by its own name. (Without openat2:
+ * refused in both cases.)
+ */
+START_TEST(test_open_image_through_symlink)
+{
+	char base[256], child[256], link[256];
+	uint8_t *page = malloc(2 * UPT_PAGE);
+	uint64_t size;
+	long h;
+	int fd;
+
+	snprintf(base, sizeof(base), "%s/root/snaps", dir);
+	ck_assert_int_eq(mkdir(base, 0700), 0);
+	snprintf(base, sizeof(base), "%s/root/snaps/base.snap", dir);
+	snprintf(child, sizeof(child), "%s/root/snaps/day2.snap", dir);
+	save_pair(base, child);
+	snprintf(link, sizeof(link), "%s/root/latest.snap", dir);
+	ck_assert_int_eq(symlink("snaps/day2.snap", link), 0);
+	for (int order = 0; order < 2; order++) {
+		upt_daemon_kill(daemon_pid);
+		daemon_pid = start_daemon(NULL, NULL);
+		fd = connect_unix();
+		hello(fd);
+		if (order == 1)
+			ck_assert_int_ge(open_as(fd, UPP_OPEN_IMAGE, "snaps/day2.snap", &size), 0);
+		h = open_as(fd, UPP_OPEN_IMAGE, "latest.snap", &size);
+		if (no_openat2()) { /* refused, whatever is open */
+			ck_assert_int_eq(h, -EACCES);
+			close(fd);
+			continue;
+		}
+		ck_assert_msg(h >= 0, "latest.snap (%s): %s", order ? "real file open" : "cold",
+			      strerror((int)-h));
+		read_image(fd, (uint32_t)h, 0, 2 * (uint32_t)UPT_PAGE, page);
+		ck_assert_int_eq(upt_check_pattern(page, UPT_PAGE, 0, 6), -1);
+		ck_assert_int_eq(upt_check_pattern(page + UPT_PAGE, UPT_PAGE, UPT_PAGE, 5), -1);
+		close(fd);
+	}
+	free(page);
+}
+END_TEST
+
+/*
+ * SIGHUP with a FIFO, then a symlink, where the log file was: neither is
+ * opened (the server does not block in the FIFO's open, nor write where
+ * the symlink points); the old log is kept and says why.
+ */
+START_TEST(test_sighup_log_not_fifo_or_symlink)
+{
+	char log[128], moved[128], target[128], flag[160], text[8192];
+	ssize_t n;
+	int fd, f;
+
+	snprintf(log, sizeof(log), "%s/upagerd.log", dir);
+	snprintf(moved, sizeof(moved), "%s/upagerd.log.1", dir);
+	snprintf(target, sizeof(target), "%s/elsewhere", dir);
+	snprintf(flag, sizeof(flag), "--log-file=%s", log);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon(flag, "--log-level=info");
+	ck_assert_int_eq(rename(log, moved), 0);
+	ck_assert_int_eq(mkfifo(log, 0600), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	usleep(200 * 1000);
+	fd = connect_unix();
+	recv_timeout(fd, 5);
+	hello(fd);
+	close(fd);
+	ck_assert_int_eq(unlink(log), 0);
+	ck_assert_int_eq(symlink(target, log), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	usleep(200 * 1000);
+	good_client(connect_unix);
+	ck_assert_int_eq(access(target, F_OK), -1);
+	ck_assert_int_ge(daemon_fd_on(moved), 0); /* still logging there */
+	f = open(moved, O_RDONLY);
+	n = read(f, text, sizeof(text) - 1);
+	close(f);
+	text[n > 0 ? n : 0] = '\0';
+	ck_assert_msg(strstr(text, "cannot reopen the log"), "log: %s", text);
+}
+END_TEST
+
+/*
+ * Started with descriptors 0-2 closed: the log file does not take one of
+ * them (for stderr), so a SIGHUP lets the rotated file go; 0-2 are
+ * /dev/null.
+ */
+START_TEST(test_log_std_fds_closed)
+{
+	char log[128], moved[128], root[128], listen[160], ready[64], target[64], link[64];
+	int pfd[2];
+	ssize_t n = 0;
+
+	snprintf(log, sizeof(log), "%s/upagerd.log", dir);
+	snprintf(moved, sizeof(moved), "%s/upagerd.log.1", dir);
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(listen, sizeof(listen), "unix:%s", unix_path);
+	upt_daemon_kill(daemon_pid);
+	ck_assert_int_eq(pipe(pfd), 0);
+	daemon_pid = fork();
+	ck_assert_int_ge(daemon_pid, 0);
+	if (daemon_pid == 0) {
+		if (dup2(pfd[1], 9) < 0)
+			_exit(127);
+		close(0);
+		close(1);
+		close(2);
+		execl("daemon/upagerd", "upagerd", "serve", "--root", root, "--listen", listen,
+		      "--log-file", log, "--ready-fd", "9", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (int tries = 0; tries < 500 && n <= 0; tries++) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		if (poll(&p, 1, 10) > 0)
+			n = read(pfd[0], ready, sizeof(ready) - 1);
+	}
+	close(pfd[0]);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(rename(log, moved), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 200 && daemon_fd_on(log) < 0; i++)
+		usleep(10000);
+	ck_assert_int_ge(daemon_fd_on(log), 0);
+	ck_assert_msg(daemon_fd_on(moved) == -1, "the rotated log is still open on fd %d",
+		      daemon_fd_on(moved));
+	for (int i = 0; i < 3; i++) {
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)daemon_pid, i);
+		n = readlink(link, target, sizeof(target) - 1);
+		ck_assert_int_gt(n, 0);
+		target[n] = '\0';
+		ck_assert_str_eq(target, "/dev/null");
+	}
+	good_client(connect_unix);
+}
+END_TEST
+
+/*
+ * Clients that ask for much and read slowly (here: never) cannot take the
+ * daemon's memory together: past --queue-limit, the READs of clients
+ * holding queued replies wait, whatever the number of clients.
+ */
+START_TEST(test_queue_limit)
+{
+	enum { HOLDERS = 8 };
+	int holders[HOLDERS];
+	uint8_t p[8 + 16];
+	uint64_t size;
+	long before, rss;
+
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = start_daemon("--queue-limit=16", NULL);
+	good_client(connect_unix);
+	before = daemon_rss_kib();
+	for (int k = 0; k < HOLDERS; k++) {
+		long hd;
+
+		holders[k] = connect_unix();
+		hello(holders[k]);
+		hd = open_obj(holders[k], "sub/disk.img", &size);
+		ck_assert_int_ge(hd, 0);
+		for (uint32_t id = 0; id < 16; id++) {
+			struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { 0, 1 << 20 } } };
+			send_frame(holders[k], UPP_READ, id, p, upp_put_read(p, &rd));
+		}
+	}
+	usleep(500 * 1000);
+	rss = daemon_rss_kib();
+	printf("note: test_queue_limit: daemon RSS %ld KiB -> %ld KiB with %d clients holding\n",
+	       before, rss, HOLDERS);
+	/* 16 MiB (and a quarter more for clients holding nothing, and one
+	 * READ), not 8 x 16 MiB. */
+	ck_assert_msg(rss - before < 40 * 1024, "daemon RSS %ld KiB -> %ld KiB", before, rss);
+	for (int k = 0; k < HOLDERS; k++)
+		close(holders[k]);
+	good_client(connect_unix);
+}
+END_TEST
+
+/* An OPEN: the ERROR's code (negated) and message, or the handle. */
+static long open_msg(int fd, const char *path, char *msg, size_t msglen)
+{
+	uint8_t p[2 + UPP_MAX_PATH], *buf;
+	struct upp_hdr h;
+	long ret = 0;
+
+	msg[0] = '\0';
+	send_frame(fd, UPP_OPEN, 6, p, upp_put_open(p, path, (uint16_t)strlen(path)));
+	ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+	if (h.type == UPP_ERROR) {
+		struct upp_error e;
+
+		ck_assert_int_eq(upp_get_error(buf, h.length, &e), 0);
+		snprintf(msg, msglen, "%.*s", (int)e.msg_len, e.msg);
+		ret = -(long)e.code;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * The jail with and without openat2 agrees: "file/" is no directory
+ * (ENOTDIR), and a symlink the fallback refuses is said to be one, not to
+ * lead outside the root.
+ */
+START_TEST(test_jail_modes_agree)
+{
+	char path[256], msg[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/root/inside", dir);
+	ck_assert_int_eq(symlink("sub/disk.img", path), 0);
+	for (int mode = 0; mode < 2; mode++) {
+		upt_daemon_kill(daemon_pid);
+		if (mode)
+			setenv("UPAGER_DISABLE", "openat2", 1);
+		daemon_pid = start_daemon(NULL, NULL);
+		unsetenv("UPAGER_DISABLE");
+		fd = connect_unix();
+		hello(fd);
+		ck_assert_msg(open_msg(fd, "sub/disk.img/", msg, sizeof(msg)) == -ENOTDIR,
+			      "%s: \"sub/disk.img/\": %s", mode ? "fallback" : "openat2", msg);
+		ck_assert_int_eq(open_msg(fd, "../secret", msg, sizeof(msg)), -EACCES);
+		ck_assert_str_eq(msg, "outside the served root");
+		if (mode) {
+			ck_assert_int_eq(open_msg(fd, "inside", msg, sizeof(msg)), -EACCES);
+			ck_assert_msg(strstr(msg, "symlink"), "symlink refused: \"%s\"", msg);
+		}
+		close(fd);
+	}
+}
+END_TEST
+
+/* --help says who must prove the secret: TCP clients, and any that ask. */
+START_TEST(test_help_secret)
+{
+	char out[8192], cmd[64];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "daemon/upagerd --help");
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	pclose(f);
+	out[n] = '\0';
+	ck_assert_msg(strstr(out, "Unix-socket clients that ask"), "%s", out);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -1266,6 +1732,14 @@ static Suite *make(void)
 	upt_add(tc, test_jail_openat2_eperm, 0, "");
 	upt_add(tc, test_slow_reader_kept, 0, "");
 	upt_add(tc, test_open_image_parent_detached_root, 0, "");
+	upt_add(tc, test_open_image_no_stall, 0, "");
+	upt_add(tc, test_jail_eperm_one_file, 0, "");
+	upt_add(tc, test_open_image_through_symlink, 0, "");
+	upt_add(tc, test_sighup_log_not_fifo_or_symlink, 0, "");
+	upt_add(tc, test_log_std_fds_closed, 0, "");
+	upt_add(tc, test_queue_limit, 0, "");
+	upt_add(tc, test_jail_modes_agree, 0, "");
+	upt_add(tc, test_help_secret, 0, "");
 	return s;
 }
 
