@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -873,7 +874,7 @@ static int wait_closed(int s, int ms)
 	return poll(&pf, 1, ms) == 1 && recv(s, junk, sizeof(junk), MSG_DONTWAIT) == 0 ? 0 : -1;
 }
 
-static volatile int balloon_stop;
+static atomic_int balloon_stop; /* set by the client thread, read by the balloon */
 static sigjmp_buf bus_jmp;
 
 static void on_bus(int sig)
