@@ -87,9 +87,30 @@ static uint64_t after_ms(unsigned ms)
 	return upager__now_ns() + (uint64_t)ms * 1000000ull;
 }
 
+/*
+ * Waits until fd is ready for events, by until_ns: 0, -ETIMEDOUT, or
+ * -errno. A signal does not end the wait (the caller's SIGALRM or SIGCHLD
+ * is no timeout), nor moves its deadline; the time left is read once per
+ * poll, so a deadline that passes meanwhile is never poll's "for ever".
+ */
+static int wait_fd(int fd, short events, uint64_t until_ns)
+{
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = events };
+		int ms = ms_until(until_ns), n;
+
+		if (ms < 0)
+			return -ETIMEDOUT;
+		n = poll(&pf, 1, ms);
+		if (n == 1)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
 static int dial(const char *uri, uint64_t until_ns)
 {
-	struct pollfd p;
 	int fd, ret, err = 0;
 	socklen_t el = sizeof(err);
 
@@ -130,16 +151,22 @@ static int dial(const char *uri, uint64_t until_ns)
 	} else {
 		return -EINVAL;
 	}
-	if (ret < 0 && errno != EINPROGRESS) {
+	/* Interrupted, a non-blocking connect goes on as if in progress. */
+	if (ret < 0 && errno != EINPROGRESS && errno != EINTR) {
 		err = errno;
 		close(fd);
 		return -err;
 	}
-	p = (struct pollfd){ .fd = fd, .events = POLLOUT };
-	if (ret < 0 && (ms_until(until_ns) < 0 || poll(&p, 1, ms_until(until_ns)) != 1 ||
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)) {
-		close(fd);
-		return err ? -err : -ETIMEDOUT;
+	if (ret < 0) {
+		ret = wait_fd(fd, POLLOUT, until_ns);
+		if (ret == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+			ret = -errno;
+		else if (ret == 0 && err)
+			ret = -err;
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
 	}
 	return fd;
 }
@@ -149,16 +176,15 @@ static int send_all(int fd, const uint8_t *p, size_t len, uint64_t until_ns)
 {
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		struct pollfd pf = { .fd = fd, .events = POLLOUT };
-		int ms;
+		int ret;
 
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			return -errno;
-		} else if ((ms = ms_until(until_ns)) < 0 || poll(&pf, 1, ms) != 1) {
-			return -ETIMEDOUT;
+		} else if ((ret = wait_fd(fd, POLLOUT, until_ns)) < 0) {
+			return ret;
 		}
 	}
 	return 0;
@@ -170,14 +196,13 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
 	uint8_t hb[UPP_HDR_SIZE];
 
 	while (got < want) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		uint8_t *dst = got < UPP_HDR_SIZE ? hb + got : buf + (got - UPP_HDR_SIZE);
 		size_t room = got < UPP_HDR_SIZE ? UPP_HDR_SIZE - got : want - got;
-		int ms = ms_until(until_ns);
+		int ret = wait_fd(fd, POLLIN, until_ns);
 		ssize_t n;
 
-		if (ms < 0 || poll(&pf, 1, ms) != 1)
-			return -ETIMEDOUT;
+		if (ret < 0)
+			return ret;
 		n = recv(fd, dst, room, 0);
 		if (n == 0)
 			return -ECONNRESET;
@@ -188,8 +213,7 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
 		}
 		got += (size_t)n;
 		if (got == UPP_HDR_SIZE) {
-			int ret = upp_get_hdr(hb, UPP_HDR_SIZE, (uint32_t)cap, h);
-			if (ret < 0)
+			if (upp_get_hdr(hb, UPP_HDR_SIZE, (uint32_t)cap, h) < 0)
 				return -EPROTO;
 			want = UPP_HDR_SIZE + h->length;
 		}
@@ -370,8 +394,43 @@ static void expire(struct remote_source *rs, uint64_t now)
 	}
 }
 
+/*
+ * When a reconnection must give up: after connect_timeout_ms, or when the
+ * first fill waiting for it passes its deadline, whichever comes first.
+ */
+static uint64_t connect_until(struct remote_source *rs, uint64_t now)
+{
+	uint64_t until = now + (uint64_t)rs->connect_timeout_ms * 1000000ull;
+
+	pthread_mutex_lock(&rs->lock);
+	for (struct upager__fill *f = rs->queue; f; f = f->src_next)
+		if (f->deadline_ns < until)
+			until = f->deadline_ns;
+	pthread_mutex_unlock(&rs->lock);
+	return until;
+}
+
+/*
+ * When sending requests must give up: as a reconnection does, or when the
+ * first fill already in flight passes its deadline. A server that stops
+ * reading so holds no fault past its deadline.
+ */
+static uint64_t send_until(struct remote_source *rs)
+{
+	uint64_t until = connect_until(rs, upager__now_ns());
+
+	for (struct batch *b = rs->inflight; b; b = b->next)
+		for (uint32_t i = 0; i < b->n; i++)
+			if (b->fill[i]->deadline_ns < until)
+				until = b->fill[i]->deadline_ns;
+	return until;
+}
+
 static int send_batches(struct remote_source *rs)
 {
+	/* This call's fills are queued now: they count. */
+	const uint64_t until = send_until(rs);
+
 	while (rs->ninflight < UPP_MAX_INFLIGHT) {
 		uint8_t frame[UPP_HDR_SIZE + 8 + 16 * UPP_MAX_RANGES];
 		struct upp_read rd = { .handle = rs->handle };
@@ -411,7 +470,7 @@ static int send_batches(struct remote_source *rs)
 		rs->inflight = b;
 		rs->ninflight++;
 		/* Small frames: a blocking send with the socket's buffer is fine. */
-		ret = send_all(rs->fd, frame, UPP_HDR_SIZE + n, after_ms(rs->connect_timeout_ms));
+		ret = send_all(rs->fd, frame, UPP_HDR_SIZE + n, until);
 		if (ret < 0)
 			return ret;
 	}
@@ -519,22 +578,6 @@ static int receive(struct remote_source *rs)
 			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 		rs->rlen += (size_t)n;
 	}
-}
-
-/*
- * When a reconnection must give up: after connect_timeout_ms, or when the
- * first fill waiting for it passes its deadline, whichever comes first.
- */
-static uint64_t connect_until(struct remote_source *rs, uint64_t now)
-{
-	uint64_t until = now + (uint64_t)rs->connect_timeout_ms * 1000000ull;
-
-	pthread_mutex_lock(&rs->lock);
-	for (struct upager__fill *f = rs->queue; f; f = f->src_next)
-		if (f->deadline_ns < until)
-			until = f->deadline_ns;
-	pthread_mutex_unlock(&rs->lock);
-	return until;
 }
 
 /* Says through the log of the pager waiting on us (a queued fill's) why a
@@ -760,8 +803,11 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 }
 
 /*
- * The whole of a small object (at most max bytes), over a connection of its
- * own, with rs's address and credentials: a working set beside a snapshot.
+ * The whole of a small object (at most max bytes, else -EFBIG before any
+ * allocation), over a connection of its own, with rs's address and
+ * credentials: a working set beside a snapshot. All of it, handshake and
+ * every READ, within one connect timeout (else -ETIMEDOUT): a server that
+ * answers each READ just in time cannot hold the caller once per READ.
  */
 static int fetch_small(const struct remote_source *like, const char *object, size_t max,
 		       uint8_t **bufp, size_t *lenp)
@@ -772,6 +818,7 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 	uint64_t size = 0;
 	uint32_t handle;
 	const char *why;
+	uint64_t until = after_ms(like->connect_timeout_ms);
 	int fd = -1, ret = rs && rbuf ? 0 : -ENOMEM;
 
 	if (ret == 0) {
@@ -781,7 +828,7 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 		rs->secret_len = like->secret_len;
 		rs->connect_timeout_ms = like->connect_timeout_ms;
 		snprintf(rs->object, sizeof(rs->object), "%s", object);
-		fd = handshake(rs, after_ms(rs->connect_timeout_ms), &handle, &size, &why);
+		fd = handshake(rs, until, &handle, &size, &why);
 		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;
 	}
 	for (uint64_t off = 0; ret == 0 && off < size;) {
@@ -790,13 +837,11 @@ static int fetch_small(const struct remote_source *like, const char *object, siz
 		uint32_t want = size - off < UPP_MAX_READ ? (uint32_t)(size - off) : UPP_MAX_READ, got;
 		const uint8_t *data;
 		struct upp_hdr h;
-		uint64_t until;
 		size_t n;
 
 		rd.r[0] = (struct upp_range){ off, want };
 		n = upp_put_read(frame + UPP_HDR_SIZE, &rd);
 		upp_put_hdr(frame, UPP_READ, 1, (uint32_t)n);
-		until = after_ms(rs->connect_timeout_ms);
 		ret = send_all(fd, frame, UPP_HDR_SIZE + n, until);
 		if (ret == 0)
 			ret = recv_frame_sync(fd, &h, rbuf, cap, until);
@@ -849,20 +894,34 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 	size = rs->size;
 	ret = size == 0 ? -EBADMSG : size > SIZE_MAX ? -EFBIG : upager_map(pager, (size_t)size, src, regionp);
 	if (ret == 0 && (flags & UPAGER_SNAP_PREFETCH) && strlen(object) + 3 <= UPP_MAX_PATH) {
-		/* OBJECT.ws beside it on the server, if there is one and it is intact. */
+		/*
+		 * OBJECT.ws beside it on the server, if there is one and it is
+		 * intact: 8 bytes a page, for no more pages than the image has
+		 * nor than this machine has memory for (the image's size is the
+		 * server's word; a prefetch beyond memory could not stay).
+		 */
 		size_t ps = (size_t)sysconf(_SC_PAGESIZE), len;
-		uint64_t npages = size / ps, nws, *ws;
+		long phys = sysconf(_SC_PHYS_PAGES);
+		uint64_t npages = size / ps, most = npages, nws, *ws;
 		char wsobj[UPP_MAX_PATH + 1];
 		uint8_t *buf;
 
+		if (phys > 0 && (uint64_t)phys < most)
+			most = (uint64_t)phys;
 		snprintf(wsobj, sizeof(wsobj), "%s.ws", object);
-		if (fetch_small(rs, wsobj, 32 + npages * 8, &buf, &len) == 0) {
+		ret = fetch_small(rs, wsobj, 32 + most * 8, &buf, &len);
+		if (ret == 0) {
 			ws = upager__ws_parse(buf, len, npages, &nws);
 			if (ws)
 				upager__ws_prefetch(*regionp, ws, nws, ps);
 			free(ws);
 			free(buf);
+		} else if (ret != -ENOENT) {
+			upager__log(pager, UPAGER_LOG_WARN, "remote %s: %s: %s: restoring without prefetch",
+				    uri, wsobj, ret == -EFBIG ? "bigger than a working set of "
+					"this image on this machine can be" : strerror(-ret));
 		}
+		ret = 0; /* the restore goes on without prefetch */
 	}
 	upager_source_release(src);
 	return ret;

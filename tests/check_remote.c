@@ -20,7 +20,10 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -360,6 +363,21 @@ static int snapshot_page_ok(const uint8_t *a, size_t i)
 							    SEED) < 0;
 }
 
+/* A restore of the local snapshot at path that records its working set,
+ * touches 50 pages and is released: it writes path.ws. */
+static void record_50_pages(upager_t *p, const char *path)
+{
+	upager_region_t *r;
+	const uint8_t *a;
+
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_RECORD, &r), 0);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	a = upager_region_addr(r);
+	for (size_t i = 0; i < 50; i++)
+		ck_assert(snapshot_page_ok(a, (i * 389) % PAGES));
+	upager_release(r);
+}
+
 START_TEST(test_snapshot_remote)
 {
 	const char *uris[2] = { unix_uri, tcp_uri };
@@ -403,12 +421,7 @@ START_TEST(test_snapshot_remote)
 		ck_assert_int_eq(upager_snapshot_map_remote(p, unix_uri, "vm.snap", NULL,
 							    UPAGER_SNAP_PREFETCH, &r), 0);
 		upager_release(r); /* no PATH.ws yet: a restore without prefetch */
-		ck_assert_int_eq(upager_snapshot_map(p, local, UPAGER_SNAP_RECORD, &r), 0);
-		upager_region_advise(r, UPAGER_ADV_RANDOM);
-		a = upager_region_addr(r);
-		for (size_t i = 0; i < 50; i++)
-			ck_assert(snapshot_page_ok(a, (i * 389) % PAGES));
-		upager_release(r); /* writes vm.snap.ws */
+		record_50_pages(p, local);
 		ck_assert_int_eq(upager_snapshot_map_remote(p, tcp_uri, "vm.snap", NULL,
 							    UPAGER_SNAP_PREFETCH, &r), 0);
 		for (int i = 0; i < 3000; i++) {
@@ -580,6 +593,7 @@ enum fake_mode {
 	FAKE_DIE_HELLO,    /* half a HELLO reply, then closes */
 	FAKE_DIE_DATA,     /* a good handshake, then half of the first DATA reply */
 	FAKE_WINDOW_ERROR, /* a READ of 16 pages or more: ERROR EIO after 0.5 s */
+	FAKE_DEAF,         /* a good handshake, then reads nothing more */
 };
 
 struct fake {
@@ -597,9 +611,19 @@ struct fake {
 	 * It answers any client proof with its own, as an impostor would. */
 	const char *secret;
 	int impostor_from;
-	atomic_int conns, big_reads;
+	/* Waits before each HELLO reply and each READ reply of OBJECT.ws (0: none). */
+	int hello_delay_ms, ws_read_delay_ms;
+	/* The size OPEN and OPEN_IMAGE answer (0: mem.img's); OBJECT.ws: its
+	 * bytes (NULL: zeros) and size, 0 if there is none (ERROR ENOENT). */
+	uint64_t size, ws_size;
+	const uint8_t *ws;
+	atomic_int conns, big_reads, ws_reads;
 	atomic_bool stop;
 	pthread_t thread;
+	/* Connections are served each in a thread of its own, as a source's
+	 * connection stays open while a snapshot's .ws is fetched beside it. */
+	pthread_t conn_thread[16];
+	int nconn_threads;
 };
 
 /* One frame into buf (payload at most cap): 0, or -1 on EOF, error or stop. */
@@ -641,12 +665,12 @@ static bool fake_sleep(struct fake *fk, int ms)
 	return !atomic_load(&fk->stop);
 }
 
-static void fake_conn(struct fake *fk, int fd, int serial)
+static void fake_conn(struct fake *fk, int fd, int serial, uint8_t *buf, size_t cap)
 {
-	static uint8_t buf[UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ];
 	enum fake_mode mode = fk->script[serial < fk->nscript ? serial : fk->nscript - 1];
 	bool auth = fk->secret && !(fk->impostor_from && serial >= fk->impostor_from);
-	const uint64_t size = PAGES * UPT_PAGE - 100;
+	uint64_t size = PAGES * UPT_PAGE - 100;
+	const uint8_t *ws = NULL; /* serving OBJECT.ws */
 	struct upp_hello_reply hr = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
 				      UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
 	uint8_t out[UPP_HDR_SIZE + 24 + UPP_NONCE + UPP_MAC];
@@ -654,7 +678,7 @@ static void fake_conn(struct fake *fk, int fd, int serial)
 	size_t n;
 	int reads = 0;
 
-	if (mode == FAKE_CLOSE || fake_recv(fk, fd, &h, buf, sizeof(buf)) < 0 || h.type != UPP_HELLO)
+	if (mode == FAKE_CLOSE || fake_recv(fk, fd, &h, buf, cap) < 0 || h.type != UPP_HELLO)
 		return;
 	if (auth) {
 		hr.features |= UPP_FEAT_AUTH;
@@ -663,6 +687,8 @@ static void fake_conn(struct fake *fk, int fd, int serial)
 	n = upp_put_hello_reply(out + UPP_HDR_SIZE, &hr);
 	upp_put_hdr(out, UPP_HELLO | UPP_REPLY, h.id, (uint32_t)n);
 	n += UPP_HDR_SIZE;
+	if (!fake_sleep(fk, fk->hello_delay_ms))
+		return;
 	if (mode == FAKE_DIE_HELLO) {
 		fake_send(fd, out, n / 2);
 		return;
@@ -675,7 +701,7 @@ static void fake_conn(struct fake *fk, int fd, int serial)
 	if (auth) {
 		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC];
 
-		if (fake_recv(fk, fd, &h, buf, sizeof(buf)) < 0 || h.type != UPP_AUTH ||
+		if (fake_recv(fk, fd, &h, buf, cap) < 0 || h.type != UPP_AUTH ||
 		    upp_get_auth(buf, h.length, cnonce, mac) < 0)
 			return;
 		upp_auth_mac(fk->secret, strlen(fk->secret), 1, hr.nonce, cnonce, mac);
@@ -684,20 +710,47 @@ static void fake_conn(struct fake *fk, int fd, int serial)
 		if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
 			return;
 	}
-	if (fake_recv(fk, fd, &h, buf, sizeof(buf)) < 0 ||
+	if (fake_recv(fk, fd, &h, buf, cap) < 0 ||
 	    (h.type != UPP_OPEN && h.type != UPP_OPEN_IMAGE))
 		return;
+	{
+		const char *name;
+		uint16_t len;
+
+		if (upp_get_open(buf, h.length, &name, &len) < 0)
+			return;
+		if (len > 3 && !memcmp(name + len - 3, ".ws", 3)) {
+			if (!fk->ws_size) {
+				n = upp_put_error(out + UPP_HDR_SIZE, ENOENT, "no .ws", 6);
+				upp_put_hdr(out, UPP_ERROR, h.id, (uint32_t)n);
+				fake_send(fd, out, UPP_HDR_SIZE + n);
+				return;
+			}
+			size = fk->ws_size;
+			ws = fk->ws ? fk->ws : (const uint8_t *)"";
+		} else if (fk->size) {
+			size = fk->size;
+		}
+	}
 	n = upp_put_opened(out + UPP_HDR_SIZE, 1, size);
 	upp_put_hdr(out, h.type | UPP_REPLY, h.id, (uint32_t)n);
 	if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
 		return;
-	while (fake_recv(fk, fd, &h, buf, sizeof(buf)) == 0 && h.type == UPP_READ) {
+	if (mode == FAKE_DEAF) {
+		fake_sleep(fk, 60 * 1000); /* until stopped */
+		return;
+	}
+	while (fake_recv(fk, fd, &h, buf, cap) == 0 && h.type == UPP_READ) {
 		struct upp_read rd;
 		uint32_t got[UPP_MAX_RANGES], crc;
 		uint64_t total = 0;
 		size_t head, len;
 
 		if (upp_get_read(buf, h.length, &rd) < 0)
+			return;
+		if (ws)
+			atomic_fetch_add(&fk->ws_reads, 1);
+		if (ws && !fake_sleep(fk, fk->ws_read_delay_ms))
 			return;
 		for (uint32_t i = 0; i < rd.n; i++)
 			total += rd.r[i].length;
@@ -718,7 +771,12 @@ static void fake_conn(struct fake *fk, int fd, int serial)
 
 			got[i] = off >= size ? 0 : (uint32_t)(size - off < rd.r[i].length ? size - off
 											 : rd.r[i].length);
-			upt_fill(buf + len, got[i], off, SEED);
+			if (ws && fk->ws)
+				memcpy(buf + len, ws + off, got[i]);
+			else if (ws)
+				memset(buf + len, 0, got[i]);
+			else
+				upt_fill(buf + len, got[i], off, SEED);
 			len += got[i];
 		}
 		/* The crc covers got[] and the data: write got[] first. */
@@ -733,6 +791,25 @@ static void fake_conn(struct fake *fk, int fd, int serial)
 	}
 }
 
+struct fake_conn_arg {
+	struct fake *fk;
+	int fd, serial;
+};
+
+static void *fake_conn_thread(void *arg)
+{
+	struct fake_conn_arg *ca = arg;
+	const size_t cap = 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
+	uint8_t *buf = malloc(UPP_HDR_SIZE + cap);
+
+	if (buf)
+		fake_conn(ca->fk, ca->fd, ca->serial, buf, cap);
+	close(ca->fd);
+	free(buf);
+	free(ca);
+	return NULL;
+}
+
 static void *fake_thread(void *arg)
 {
 	struct fake *fk = arg;
@@ -740,6 +817,7 @@ static void *fake_thread(void *arg)
 	while (!atomic_load(&fk->stop)) {
 		struct pollfd pf = { .fd = fk->lfd, .events = POLLIN };
 		struct timeval tv = { 0, 100 * 1000 };
+		struct fake_conn_arg *ca;
 		int fd;
 
 		if (poll(&pf, 1, 100) != 1)
@@ -748,9 +826,20 @@ static void *fake_thread(void *arg)
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		fake_conn(fk, fd, atomic_fetch_add(&fk->conns, 1));
-		close(fd);
+		ca = malloc(sizeof(*ca));
+		if (!ca) {
+			close(fd);
+			continue;
+		}
+		*ca = (struct fake_conn_arg){ fk, fd, atomic_fetch_add(&fk->conns, 1) };
+		if (fk->nconn_threads == (int)(sizeof(fk->conn_thread) / sizeof(fk->conn_thread[0])) ||
+		    pthread_create(&fk->conn_thread[fk->nconn_threads], NULL, fake_conn_thread, ca))
+			fake_conn_thread(ca); /* serve it here */
+		else
+			fk->nconn_threads++;
 	}
+	for (int i = 0; i < fk->nconn_threads; i++)
+		pthread_join(fk->conn_thread[i], NULL);
 	return NULL;
 }
 
@@ -819,6 +908,36 @@ static void log_to_file(void *arg, int level, const char *msg)
 	}
 }
 
+/* A pager whose log lines go to log_path (NULL: none); exits 2 from the
+ * child on failure. */
+static upager_t *logging_pager(const char *log_path)
+{
+	upager_options_t po;
+	upager_t *p;
+
+	upager_options_init(&po);
+	if (log_path) {
+		po.log = log_to_file;
+		po.log_arg = (void *)log_path;
+	}
+	if (upager_create(&p, &po))
+		_exit(2);
+	return p;
+}
+
+/* Whether a line of the log at log_path holds what; the last line read in last. */
+static bool log_says(const char *log_path, const char *what, char *last, size_t len)
+{
+	FILE *f = fopen(log_path, "r");
+	bool said = false;
+
+	while (f && fgets(last, (int)len, f))
+		said |= strstr(last, what) != NULL;
+	if (f)
+		fclose(f);
+	return said;
+}
+
 /*
  * Page 0 from the fake's first connection (which then closes), then page
  * 500, which needs a new one: exit 0 if both hold the right bytes, 3 if
@@ -827,18 +946,10 @@ static void log_to_file(void *arg, int level, const char *msg)
 static void far_fault_child(void *arg)
 {
 	const struct far_fault *ff = arg;
-	upager_options_t po;
-	upager_t *p;
+	upager_t *p = logging_pager(ff->log_path);
 	upager_region_t *r;
 	const volatile uint8_t *a;
 
-	upager_options_init(&po);
-	if (ff->log_path) {
-		po.log = log_to_file;
-		po.log_arg = (void *)ff->log_path;
-	}
-	if (upager_create(&p, &po))
-		_exit(2);
 	r = fake_region(p, ff->fk, ff->deadline_ms, ff->secret_file);
 	a = upager_region_addr(r);
 	if (!mem_page_ok((const uint8_t *)a, 0))
@@ -963,20 +1074,14 @@ START_TEST(test_auth_impostor_on_reconnect)
 			   .secret = "correct horse battery staple", .impostor_from = 1 };
 	struct far_fault ff = { &fk, 1000, NULL, NULL };
 	char secret[128], log_path[128], line[512] = "";
-	bool said = false;
-	FILE *f;
 
 	write_secret(secret, sizeof(secret), "secret", "correct horse battery staple");
 	snprintf(log_path, sizeof(log_path), "%s/log", dir);
 	ff.secret_file = secret;
 	ff.log_path = log_path;
 	expect_sigbus_at_deadline(&ff, "impostor");
-	f = fopen(log_path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		said |= strstr(line, "did not prove it knows the secret") != NULL;
-	if (f)
-		fclose(f);
-	ck_assert_msg(said, "no log line about the server's proof (last: %s)", line);
+	ck_assert_msg(log_says(log_path, "did not prove it knows the secret", line, sizeof(line)),
+		      "no log line about the server's proof (last: %s)", line);
 }
 END_TEST
 
@@ -1025,6 +1130,391 @@ START_TEST(test_hostile_window_error)
 }
 END_TEST
 
+/* ---- signals, lying sizes and deadlines in the handshake and the .ws fetch ---- */
+
+/* What a child saw, in memory shared with the test. */
+struct seen {
+	int ret;
+	double secs;
+	uint64_t prefetched;
+	int ws_reads;
+};
+
+static struct seen *seen_map(void)
+{
+	struct seen *sn = mmap(NULL, sizeof(*sn), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(sn, MAP_FAILED);
+	memset(sn, 0, sizeof(*sn));
+	sn->ret = 1;
+	return sn;
+}
+
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* SIGALRM at the calling thread every 20 ms, caught by a handler installed
+ * without SA_RESTART (a poll would fail with EINTR under either). */
+static void alarm_this_thread(void)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM };
+	struct itimerspec it = { { 0, 20 * 1000 * 1000 }, { 0, 20 * 1000 * 1000 } };
+	timer_t t;
+
+	ev._sigev_un._tid = gettid(); /* sigev_notify_thread_id */
+	if (sigaction(SIGALRM, &sa, NULL) || timer_create(CLOCK_MONOTONIC, &ev, &t) ||
+	    timer_settime(t, 0, &it, NULL))
+		_exit(2);
+}
+
+struct signal_case {
+	struct fake *fk;
+	struct seen *sn;
+};
+
+static void signal_handshake_child(void *arg)
+{
+	const struct signal_case *sc = arg;
+	upager_source_t *s;
+	struct timespec t0;
+
+	alarm_this_thread();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	sc->sn->ret = upager_source_remote(sc->fk->uri, "mem.img", NULL, &s);
+	sc->sn->secs = secs_since(&t0);
+	if (sc->sn->ret == 0)
+		upager_source_release(s);
+}
+
+/* A server that answers HELLO after 0.3 s, to a caller that gets a signal
+ * every 20 ms: the handshake waits on through them (connect timeout 5 s). */
+START_TEST(test_signal_in_handshake)
+{
+	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .hello_delay_ms = 300 };
+	struct signal_case sc = { &fk, seen_map() };
+	int status;
+
+	fake_start(&fk);
+	status = upt_child(signal_handshake_child, &sc, 20);
+	fake_stop(&fk);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_msg(sc.sn->ret == 0, "upager_source_remote: %d after %.3f s", sc.sn->ret,
+		      sc.sn->secs);
+	munmap(sc.sn, sizeof(*sc.sn));
+}
+END_TEST
+
+/* The bytes of a working set recorded on a local restore of a snapshot of
+ * PAGES pages that touched 50 of them (malloc'ed, *lenp bytes). */
+static uint8_t *record_ws(size_t *lenp)
+{
+	char local[256], ws[300];
+	upager_t *p = upt_pager(1, 0);
+	uint8_t *buf;
+	struct stat sb;
+	int fd;
+
+	save_snapshot("vm.snap");
+	snprintf(local, sizeof(local), "%s/vm.snap", root);
+	snprintf(ws, sizeof(ws), "%s.ws", local);
+	record_50_pages(p, local);
+	upager_destroy(p);
+	fd = open(ws, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	buf = malloc((size_t)sb.st_size);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(read(fd, buf, (size_t)sb.st_size), sb.st_size);
+	close(fd);
+	*lenp = (size_t)sb.st_size;
+	return buf;
+}
+
+static void signal_ws_child(void *arg)
+{
+	const struct signal_case *sc = arg;
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+	upager_stats_t st = { 0 };
+	struct timespec t0;
+
+	alarm_this_thread();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	sc->sn->ret = upager_snapshot_map_remote(p, sc->fk->uri, "vm.snap", NULL,
+						 UPAGER_SNAP_PREFETCH, &r);
+	sc->sn->secs = secs_since(&t0);
+	if (sc->sn->ret)
+		_exit(0);
+	for (clock_gettime(CLOCK_MONOTONIC, &t0); secs_since(&t0) < 5;) {
+		upager_region_stats(r, &st);
+		if (st.pages_prefetched >= 50)
+			break;
+		usleep(10 * 1000);
+	}
+	sc->sn->prefetched = st.pages_prefetched;
+}
+
+/* The same for the working set beside a snapshot, each READ of which the
+ * server answers after 0.3 s: it is fetched through the signals, and prefetched. */
+START_TEST(test_signal_in_ws_fetch)
+{
+	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .ws_read_delay_ms = 300,
+			   .size = PAGES * UPT_PAGE };
+	struct signal_case sc = { &fk, seen_map() };
+	size_t len;
+	uint8_t *ws = record_ws(&len);
+	int status;
+
+	fk.ws = ws;
+	fk.ws_size = len;
+	fake_start(&fk);
+	status = upt_child(signal_ws_child, &sc, 30);
+	fake_stop(&fk);
+	free(ws);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_msg(sc.sn->ret == 0, "upager_snapshot_map_remote: %d after %.3f s", sc.sn->ret,
+		      sc.sn->secs);
+	ck_assert_msg(sc.sn->prefetched == 50, "%llu pages prefetched of the working set's 50",
+		      (unsigned long long)sc.sn->prefetched);
+	munmap(sc.sn, sizeof(*sc.sn));
+}
+END_TEST
+
+struct ws_case {
+	struct fake *fk;
+	struct seen *sn;
+	unsigned connect_timeout_ms;
+	const char *log_path;
+};
+
+static void map_prefetch_child(void *arg)
+{
+	const struct ws_case *wc = arg;
+	upager_t *p = logging_pager(wc->log_path);
+	upager_remote_options_t o;
+	upager_region_t *r;
+	struct timespec t0;
+
+	upager_remote_options_init(&o);
+	o.connect_timeout_ms = wc->connect_timeout_ms;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	wc->sn->ret = upager_snapshot_map_remote(p, wc->fk->uri, "vm.snap", &o, UPAGER_SNAP_PREFETCH,
+						 &r);
+	wc->sn->secs = secs_since(&t0);
+	wc->sn->ws_reads = atomic_load(&wc->fk->ws_reads); /* a copy: not the fake's */
+}
+
+static uint64_t phys_pages(void)
+{
+	long n = sysconf(_SC_PHYS_PAGES);
+
+	ck_assert_int_gt(n, 0);
+	return (uint64_t)n;
+}
+
+/*
+ * A server that claims a 64 GiB image and as big a working set as this
+ * machine could hold, and answers each READ of it (8 MiB) after 0.7 s, each
+ * within the connect timeout (1 s): the map still returns within about one
+ * such timeout (the handshakes are quick), not one per READ.
+ */
+START_TEST(test_ws_fetch_one_deadline)
+{
+	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .ws_read_delay_ms = 700,
+			   .size = 64ull << 30 };
+	struct ws_case wc = { &fk, seen_map(), 1000, NULL };
+	uint64_t npages = fk.size / UPT_PAGE, most = phys_pages();
+	int status;
+
+	fk.ws_size = 32 + 8 * (most < npages ? most : npages);
+	ck_assert_uint_gt(fk.ws_size, 2 * UPP_MAX_READ); /* several READs */
+	fake_start(&fk);
+	status = upt_child(map_prefetch_child, &wc, 40);
+	fake_stop(&fk);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_msg(wc.sn->ret == 0 && wc.sn->secs < 2.5,
+		      "upager_snapshot_map_remote: %d after %.1f s with a 1 s connect timeout "
+		      "(%d READs of the .ws)", wc.sn->ret, wc.sn->secs, atomic_load(&fk.ws_reads));
+	munmap(wc.sn, sizeof(*wc.sn));
+}
+END_TEST
+
+/*
+ * A server that claims an image of 4 times this machine's memory and a
+ * working set of more pages than the machine has: the client neither
+ * allocates for nor asks for that .ws, and the log says why.
+ */
+START_TEST(test_ws_claim_bounded)
+{
+	uint64_t most = phys_pages();
+	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1,
+			   .size = 4 * most * UPT_PAGE, .ws_size = 32 + 8 * (most + 1) };
+	struct ws_case wc = { &fk, seen_map(), 5000, NULL };
+	char log_path[128], line[512] = "";
+	int status;
+
+	snprintf(log_path, sizeof(log_path), "%s/log", dir);
+	wc.log_path = log_path;
+	fake_start(&fk);
+	status = upt_child(map_prefetch_child, &wc, 40);
+	fake_stop(&fk);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_msg(wc.sn->ret == 0, "upager_snapshot_map_remote: %d", wc.sn->ret);
+	ck_assert_msg(atomic_load(&fk.ws_reads) == 0, "%d READs of a %llu-byte .ws",
+		      atomic_load(&fk.ws_reads), (unsigned long long)fk.ws_size);
+	ck_assert_msg(log_says(log_path, "vm.snap.ws", line, sizeof(line)),
+		      "no log line about the .ws (last: %s)", line);
+	munmap(wc.sn, sizeof(*wc.sn));
+}
+END_TEST
+
+/*
+ * A clock that moves 0.6 ms on every reading while fake_clock_step_ns is
+ * set (in a child): deadlines pass between any two readings, the way a
+ * preempted thread sees them.
+ */
+static uint64_t fake_clock_step_ns, fake_clock_ns;
+
+int clock_gettime(clockid_t clk, struct timespec *ts)
+{
+	if (clk != CLOCK_MONOTONIC || !fake_clock_step_ns)
+		return (int)syscall(SYS_clock_gettime, clk, ts);
+	if (!fake_clock_ns) {
+		struct timespec now;
+
+		syscall(SYS_clock_gettime, clk, &now);
+		fake_clock_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	}
+	fake_clock_ns += fake_clock_step_ns;
+	ts->tv_sec = (time_t)(fake_clock_ns / 1000000000ull);
+	ts->tv_nsec = (long)(fake_clock_ns % 1000000000ull);
+	return 0;
+}
+
+static void dial_child(void *arg)
+{
+	const char *uri = arg;
+	upager_remote_options_t o;
+	upager_source_t *s;
+	int ret;
+
+	upager_remote_options_init(&o);
+	o.connect_timeout_ms = 1;
+	fake_clock_step_ns = 600 * 1000;
+	ret = upager_source_remote(uri, "mem.img", &o, &s);
+	_exit(ret == -ETIMEDOUT ? 0 : 3);
+}
+
+/*
+ * A TCP connect that the listener never completes (its accept queue is
+ * full), with a 1 ms connect timeout that passes while dial() looks at
+ * the clock: it ends in ETIMEDOUT at once, not when TCP gives up (2 min).
+ */
+START_TEST(test_dial_deadline_passes)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), filler[4], status;
+	char uri[64];
+
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(l, 0), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &sl), 0);
+	/* Fill the accept queue: the next SYN is dropped, the connect waits. */
+	for (int i = 0; i < 4; i++) {
+		filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		connect(filler[i], (struct sockaddr *)&sa, sizeof(sa));
+	}
+	usleep(200 * 1000);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", ntohs(sa.sin_port));
+	status = upt_child(dial_child, uri, 10);
+	for (int i = 0; i < 4; i++)
+		close(filler[i]);
+	close(l);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
+/* Non-zero: the Unix sockets made in this process get this SO_SNDBUF (the
+ * kernel's least, some 4 KiB), as if wmem_default were that low. */
+static int small_sndbuf;
+
+int socket(int domain, int type, int protocol)
+{
+	int fd = (int)syscall(SYS_socket, domain, type, protocol);
+
+	if (fd >= 0 && domain == AF_UNIX && small_sndbuf)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small_sndbuf, sizeof(small_sndbuf));
+	return fd;
+}
+
+#define DEAF_SIZE (256u << 20)
+
+/* Two handlers prefetch all of a 256 MiB object (more 1 MiB fills than
+ * they have slots for, in READs of at most 8 of them), then a fault on its
+ * last page, against a server that stops reading after the handshake. */
+static void deaf_child(void *arg)
+{
+	const struct fake *fk = arg;
+	upager_remote_options_t o;
+	upager_t *p = upt_pager(2, 0);
+	upager_source_t *s;
+	upager_region_t *r;
+	const volatile uint8_t *a;
+
+	upager_remote_options_init(&o);
+	o.connect_timeout_ms = 20000;
+	o.deadline_ms = 1000;
+	small_sndbuf = 1;
+	if (upager_source_remote(fk->uri, "mem.img", &o, &s) || upager_map(p, DEAF_SIZE, s, &r))
+		_exit(2);
+	upager_source_release(s);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	if (upager_prefetch(r, 0, DEAF_SIZE / 2 - UPT_PAGE) ||
+	    upager_prefetch(r, DEAF_SIZE / 2, DEAF_SIZE / 2 - UPT_PAGE))
+		_exit(3);
+	usleep(200 * 1000); /* the connection thread is blocked sending by now */
+	a = upager_region_addr(r);
+	_exit(a[DEAF_SIZE - UPT_PAGE] == 0x5A ? 4 : 5); /* SIGBUS expected */
+}
+
+/*
+ * A server that stops reading once the handshake is done, to a client
+ * whose socket's send buffer is small: the requests fill it and the
+ * connection thread blocks sending. The fault still ends in SIGBUS at
+ * its deadline (1 s), not at the connect timeout (20 s).
+ */
+START_TEST(test_deaf_server)
+{
+	struct fake fk = { .script = { FAKE_DEAF }, .nscript = 1, .size = DEAF_SIZE };
+	struct timespec t0;
+	double secs;
+	int status;
+
+	fake_start(&fk);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	status = upt_child(deaf_child, &fk, 40);
+	secs = secs_since(&t0);
+	fake_stop(&fk);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x after %.1f s",
+		      status, secs);
+	ck_assert_msg(secs < 4.0, "SIGBUS after %.1f s with deadline_ms=1000", secs);
+}
+END_TEST
+
 /* A test case whose tests each get a directory and a daemon of their own. */
 static TCase *remote_tcase(Suite *s, const char *name)
 {
@@ -1055,6 +1545,12 @@ static Suite *make(void)
 	upt_add(tc, test_dying_servers, 0, "");
 	upt_add(tc, test_auth_impostor, 0, "");
 	upt_add(tc, test_auth_impostor_on_reconnect, 0, "");
+	upt_add(tc, test_signal_in_handshake, 0, "");
+	upt_add(tc, test_signal_in_ws_fetch, 0, "");
+	upt_add(tc, test_ws_fetch_one_deadline, 0, "");
+	upt_add(tc, test_ws_claim_bounded, 0, "");
+	upt_add(tc, test_dial_deadline_passes, 0, "");
+	upt_add(tc, test_deaf_server, 0, "");
 
 	/* Needs the fault loop to wake a fault that joined a window whose READ
 	 * failed (lib/fault.c); a case of its own so that it can be run alone. */
