@@ -11,6 +11,9 @@ fail() { echo "tool.sh: $*"; exit 1; }
 head -c $((8 * ps)) /dev/urandom >"$t/raw"
 head -c $((4 * ps)) /dev/zero >>"$t/raw"
 head -c $((4 * ps)) /dev/urandom >>"$t/raw"
+# The byte damaged below is known, so that the damage always changes it (a
+# random one was 'X' already once in 256 runs).
+printf 'A' | dd of="$t/raw" bs=1 seek=$((5 * ps + 7)) conv=notrunc 2>/dev/null
 
 tools/upager snapshot convert --from-raw "$t/raw" "$t/s.snap" || fail "convert from raw"
 tools/upager snapshot info "$t/s.snap" --json | grep -q '"pages":16,"stored":12,"zero":4,"absent":0' ||
