@@ -12,17 +12,23 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "upager-int.h"
 
 #define MAX_THREADS 64
 
-static __thread const upager_t *current_handler_pager;
+static __thread struct upager__handler *current_handler;
 
 bool upager__on_handler(const upager_t *p)
 {
-	return current_handler_pager == p;
+	return current_handler && current_handler->pager == p;
+}
+
+struct upager__handler *upager__current_handler(const upager_t *p)
+{
+	return upager__on_handler(p) ? current_handler : NULL;
 }
 
 void upager__log(const upager_t *p, int level, const char *fmt, ...)
@@ -209,7 +215,7 @@ static void *handler_thread(void *arg)
 {
 	struct upager__handler *h = arg;
 
-	current_handler_pager = h->pager;
+	current_handler = h;
 	if (h->pager->handler_cpus) {
 		cpu_set_t set;
 
@@ -261,6 +267,17 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 	return 0;
 }
 
+/* For timed waits that a change of the wall clock must not stretch. */
+static void cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts)
 {
 	upager_options_t defaults;
@@ -300,6 +317,8 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	pthread_mutex_init(&p->pf_lock, NULL);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
+	pthread_mutex_init(&p->ev_lock, NULL);
+	cond_init_monotonic(&p->ev_cond);
 	pthread_mutex_init(&p->idle_lock, NULL);
 	pthread_cond_init(&p->idle_cond, NULL);
 
@@ -363,6 +382,8 @@ fail:
 	if (p->uffd >= 0)
 		close(p->uffd);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->ev_lock);
+	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
 	pthread_mutex_destroy(&p->pf_lock);
@@ -396,6 +417,8 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 	free(p->maps);
 	free(p->regions);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->ev_lock);
+	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
 	pthread_mutex_destroy(&p->pf_lock);

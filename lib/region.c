@@ -281,6 +281,13 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	r->src = src;
 
 	/*
+	 * The program's munmap or mremap may have returned with its event read
+	 * but not yet handled: handled after this region is in the registry,
+	 * where the kernel may have put it, it would cut this region's pages
+	 * out, to be zero-filled.
+	 */
+	upager__events_settle(p);
+	/*
 	 * Map and register under the write lock: the fault loop zero-fills
 	 * registered addresses it cannot find, and must not do so to a region
 	 * that is registered but not yet in the registry.
@@ -362,6 +369,7 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 	if (ret < 0)
 		return ret;
 	p = r->pager;
+	upager__events_settle(p); /* the registry as the program's munmap/mremap left it */
 	pthread_rwlock_wrlock(&p->lock);
 	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
@@ -388,6 +396,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 	/* MADV_DONTNEED waits until a handler has read the REMOVE event. */
 	if (upager__on_handler(p))
 		return -EDEADLK;
+	upager__events_settle(p);
 	pthread_rwlock_wrlock(&p->lock);
 	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
@@ -418,6 +427,8 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	if (!r)
 		return -EINVAL;
 	p = r->pager;
+	/* Where the program's mremap moved the region's pages, and what munmap left. */
+	upager__events_settle(p);
 	pthread_rwlock_wrlock(&p->lock);
 	for (size_t i = 0; i < p->nmaps; i++)
 		n += p->maps[i].region == r;
