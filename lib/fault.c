@@ -165,9 +165,18 @@ static void events_wait(upager_t *p, const struct upager__handler *self, uint64_
 			    (unsigned long long)(UPAGER__EV_WAIT_NS / 1000000000ull), strerror(ret));
 }
 
-void upager__events_settle(upager_t *p)
+void upager__events_settle(upager_t *p, bool in_kernel)
 {
-	events_wait(p, upager__current_handler(p), 0, true);
+	struct upager__handler *self = upager__current_handler(p);
+	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
+
+	/* The event's munmap thread is woken once a handler has read it. */
+	while (in_kernel && !self && upager__events_in_kernel(p) && upager__now_ns() < until) {
+		struct timespec nap = { .tv_nsec = 20 * 1000 };
+
+		nanosleep(&nap, NULL);
+	}
+	events_wait(p, self, 0, true);
 }
 
 static void events_handled(struct upager__handler *h)

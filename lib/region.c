@@ -280,25 +280,26 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	upager__source_ref(src);
 	r->src = src;
 
-	/*
-	 * The program's munmap or mremap may have returned with its event read
-	 * but not yet handled: handled after this region is in the registry,
-	 * where the kernel may have put it, it would cut this region's pages
-	 * out, to be zero-filled.
-	 */
-	upager__events_settle(p);
-	/*
-	 * Map and register under the write lock: the fault loop zero-fills
-	 * registered addresses it cannot find, and must not do so to a region
-	 * that is registered but not yet in the registry.
-	 */
-	pthread_rwlock_wrlock(&p->lock);
 	addr = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (addr == MAP_FAILED) {
-		ret = -ENOMEM;
-		goto fail_unlock;
+		upager__region_unref(r);
+		return -ENOMEM;
 	}
 	r->base = (uintptr_t)addr;
+	/*
+	 * The kernel may have freed this range for us a moment ago: by this
+	 * thread's munmap or mremap, whose event a handler has read but maybe
+	 * not handled, or another thread's, whose event may not even be read.
+	 * Handled after this region is in the registry, such an event would
+	 * cut this region's pages out of it, to be zero-filled.
+	 */
+	upager__events_settle(p, true);
+	/*
+	 * Register under the write lock: the fault loop zero-fills registered
+	 * addresses it cannot find, and must not do so to a region that is
+	 * registered but not yet in the registry.
+	 */
+	pthread_rwlock_wrlock(&p->lock);
 	/* A fork()ed child would get our missing pages zero-filled by its kernel
 	 * (its copy of the VMA is not registered): no mapping is better than wrong data. */
 	if (madvise(addr, len, MADV_DONTFORK) < 0) {
@@ -349,7 +350,6 @@ fail_unregister:
 	upager__uffd_unregister(p->uffd, r->base, len);
 fail_unmap:
 	munmap(addr, len);
-fail_unlock:
 	pthread_rwlock_unlock(&p->lock);
 	upager__region_unref(r);
 	return ret;
@@ -369,7 +369,7 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 	if (ret < 0)
 		return ret;
 	p = r->pager;
-	upager__events_settle(p); /* the registry as the program's munmap/mremap left it */
+	upager__events_settle(p, false); /* the registry as the program's munmap/mremap left it */
 	pthread_rwlock_wrlock(&p->lock);
 	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
@@ -396,7 +396,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 	/* MADV_DONTNEED waits until a handler has read the REMOVE event. */
 	if (upager__on_handler(p))
 		return -EDEADLK;
-	upager__events_settle(p);
+	upager__events_settle(p, false);
 	pthread_rwlock_wrlock(&p->lock);
 	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
@@ -428,7 +428,7 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 		return -EINVAL;
 	p = r->pager;
 	/* Where the program's mremap moved the region's pages, and what munmap left. */
-	upager__events_settle(p);
+	upager__events_settle(p, false);
 	pthread_rwlock_wrlock(&p->lock);
 	for (size_t i = 0; i < p->nmaps; i++)
 		n += p->maps[i].region == r;

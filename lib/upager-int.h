@@ -242,6 +242,10 @@ struct upager {
 	pthread_cond_t ev_cond;  /* a batch of events handled (CLOCK_MONOTONIC) */
 	uint64_t ev_reads;       /* batches with events read so far */
 	atomic_uint ev_pending;  /* handlers with a batch of events not yet handled */
+	/* A page of ours, registered and filled: UFFDIO_COPY onto it fails with
+	 * EAGAIN while an event is on its way (the kernel's mmap_changing), with
+	 * EEXIST otherwise, and changes nothing. 0 without events. */
+	uintptr_t ev_probe;
 
 	pthread_rwlock_t lock; /* registry, commit extents, region liveness */
 	struct upager__mapping *maps;
@@ -267,12 +271,16 @@ struct upager__handler *upager__current_handler(const upager_t *p);
 void *upager__handler_main(void *arg);
 /*
  * Waits until every event read before the call has been handled, so that the
- * registry is as the program's munmap/mremap left it. Bounded: it waits at
- * most UPAGER__EV_WAIT_NS (then logs and goes on); never for the calling
- * handler itself, which handles its events before it runs callbacks.
+ * registry is as the program's munmap/mremap left it; with in_kernel, first
+ * until the kernel has no event on its way to us (not on a handler thread:
+ * the caller may be the only one to read it). Bounded: it waits at most
+ * UPAGER__EV_WAIT_NS (then logs and goes on); never for the calling handler
+ * itself, which handles its events before it runs callbacks.
  */
 #define UPAGER__EV_WAIT_NS (2 * 1000000000ull)
-void upager__events_settle(upager_t *p);
+void upager__events_settle(upager_t *p, bool in_kernel);
+/* Is an event on its way (see upager.ev_probe)? */
+bool upager__events_in_kernel(const upager_t *p);
 /* Makes every handler look at p->stopping and at its fills of dead regions. */
 void upager__kick_handlers(upager_t *p);
 /* Wakes one handler, in turn, to look at the prefetch queue. */
