@@ -922,13 +922,13 @@ static void handle_message(struct upager__handler *h, const struct uffd_msg *msg
 		break;
 	case UFFD_EVENT_UNMAP:
 		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_cut(p, msg->arg.remove.start, msg->arg.remove.end, true) < 0)
+		if (upager__map_unmap(p, msg->arg.remove.start, msg->arg.remove.end) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on munmap");
 		pthread_rwlock_unlock(&p->lock);
 		break;
 	case UFFD_EVENT_REMAP:
 		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_move(p, msg->arg.remap.from, msg->arg.remap.to,
+		if (upager__map_remap(p, msg->arg.remap.from, msg->arg.remap.to,
 				     msg->arg.remap.len) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on mremap");
 		pthread_rwlock_unlock(&p->lock);

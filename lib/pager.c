@@ -174,6 +174,44 @@ int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
 	return ret;
 }
 
+/*
+ * mremap sends REMAP and then an UNMAP of the old range, which the REMAP has
+ * emptied already. By the time that UNMAP is read, the program's next mremap
+ * may have moved another region into the old range (same-sized regions fit
+ * exactly); cutting there would take that region out of the registry, to be
+ * zero-filled. So the old range is remembered and its UNMAP ignored.
+ */
+int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
+{
+	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
+
+	p->moved_from[p->nmoved_from++ % n] = (struct upager__ev_range){ from, from + len };
+	return upager__map_move(p, from, to, len);
+}
+
+int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
+
+	for (unsigned i = 0; i < n; i++)
+		if (p->moved_from[i].start == start && p->moved_from[i].end == end) {
+			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
+			return 0;
+		}
+	return upager__map_cut(p, start, end, true);
+}
+
+/* A move whose UNMAP never came (MREMAP_DONTUNMAP) must not make a later
+ * munmap of a region registered there be ignored. */
+void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
+
+	for (unsigned i = 0; i < n; i++)
+		if (p->moved_from[i].start < end && p->moved_from[i].end > start)
+			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 void upager__kick_handlers(upager_t *p)

@@ -331,6 +331,7 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	ret = upager__map_insert(p, &m);
 	if (ret < 0)
 		goto fail_unregister;
+	upager__map_forget_moves(p, m.start, m.end);
 	p->regions[p->nregions++] = r;
 	pthread_rwlock_unlock(&p->lock);
 

@@ -250,6 +250,10 @@ struct upager {
 	pthread_rwlock_t lock; /* registry, commit extents, region liveness */
 	struct upager__mapping *maps;
 	size_t nmaps, capmaps;
+	/* Old ranges of mremap moves handled, whose UNMAP is still to come
+	 * (see upager__map_unmap); a ring, the oldest overwritten. */
+	struct upager__ev_range moved_from[16];
+	unsigned nmoved_from;
 	upager_region_t **regions;
 	size_t nregions, capregions;
 
@@ -292,6 +296,11 @@ int upager__map_insert(upager_t *p, const struct upager__mapping *m);
 /* Removes [start, end) from the registry, trimming and splitting. */
 int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident);
 int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
+/* UFFD_EVENT_REMAP and UFFD_EVENT_UNMAP: see pager.c. */
+int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
+int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end);
+/* A region is registered at [start, end): no UNMAP still to come is about it. */
+void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end);
 
 /* userfaultfd (uffd.c) */
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
