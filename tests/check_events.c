@@ -313,6 +313,96 @@ START_TEST(test_remap_two_handlers)
 END_TEST
 
 /*
+ * Another thread's mremap frees A's old range before its events (REMAP, then
+ * UNMAP of the old range) are even queued; B, mapped by this thread, may land
+ * there. A late UNMAP must not cut B out.
+ */
+static upager_source_t *mover_src;
+static size_t mover_pages; /* regions the mover maps and grows by a page */
+
+static void *race_mover(void *arg)
+{
+	upager_t *p = arg;
+	const size_t len = mover_pages * UPT_PAGE;
+
+	while (!atomic_load_explicit(&race_stop, memory_order_relaxed)) {
+		upager_region_t *a;
+		uint8_t *to;
+
+		if (upager_map(p, len, mover_src, &a) != 0)
+			return (void *)1;
+		to = mremap(upager_region_addr(a), len, len + UPT_PAGE, MREMAP_MAYMOVE);
+		upager_release(a);
+		if (to == MAP_FAILED)
+			return (void *)2;
+		munmap(to + len, UPT_PAGE);
+	}
+	return NULL;
+}
+
+START_TEST(test_unmap_other_thread)
+{
+	upager_t *p = upt_pager(2, 0);
+	struct timespec t0;
+	pthread_t mover;
+	void *mover_ret;
+	int it;
+
+	ck_assert_int_eq(upager_source_callback(pattern_fill, NULL, NULL, &mover_src), 0);
+	mover_pages = RACE_PAGES;
+	race_start();
+	ck_assert_int_eq(pthread_create(&mover, NULL, race_mover, p), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (it = 0; race_go_on(it, &t0); it++) {
+		upager_region_t *b = pattern_region(p, RACE_PAGES);
+
+		race_check(it, upager_region_addr(b), "B");
+		ck_assert_int_eq(upager_decommit(b, 0, RACE_PAGES * UPT_PAGE), 0);
+		ck_assert_int_eq(upager_release(b), 0);
+	}
+	race_end();
+	pthread_join(mover, &mover_ret);
+	ck_assert_ptr_null(mover_ret);
+	upager_source_release(mover_src);
+	upager_destroy(p);
+}
+END_TEST
+
+/* Both threads move regions: this one's grown region (65 pages) may land in
+ * the old range of the other's (65 pages), whose UNMAP, sent after its
+ * REMAP, may come late. */
+START_TEST(test_remap_other_thread)
+{
+	upager_t *p = upt_pager(2, 0);
+	struct timespec t0;
+	pthread_t mover;
+	void *mover_ret;
+	int it;
+
+	ck_assert_int_eq(upager_source_callback(pattern_fill, NULL, NULL, &mover_src), 0);
+	mover_pages = RACE_PAGES + 1;
+	race_start();
+	ck_assert_int_eq(pthread_create(&mover, NULL, race_mover, p), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (it = 0; race_go_on(it, &t0); it++) {
+		upager_region_t *a = pattern_region(p, RACE_PAGES);
+		uint8_t *to = mremap(upager_region_addr(a), RACE_PAGES * UPT_PAGE,
+				     (RACE_PAGES + 1) * UPT_PAGE, MREMAP_MAYMOVE);
+
+		ck_assert_ptr_ne(to, MAP_FAILED);
+		race_check(it, to, "moved A");
+		ck_assert_int_eq(upager_release(a), 0);
+		munmap(to + RACE_PAGES * UPT_PAGE, UPT_PAGE);
+	}
+	race_end();
+	pthread_join(mover, &mover_ret);
+	ck_assert_ptr_null(mover_ret);
+	upager_source_release(mover_src);
+	upager_destroy(p);
+}
+END_TEST
+
+/*
  * Two handlers: one reads the REMOVE of a page, the other its fault right
  * after. The page reads what the source has, and it counts as resident
  * once the REMOVE is handled: a resident bit cleared late under a placed
@@ -412,6 +502,10 @@ static Suite *make(void)
 	upt_add(tc, test_unmap_late, UPAGER_FEAT_EVENT_UNMAP, "UFFD_FEATURE_EVENT_UNMAP");
 	upt_add(tc, test_remap_late, UPAGER_FEAT_EVENT_REMAP, "UFFD_FEATURE_EVENT_REMAP");
 	upt_add(tc, test_remap_two_handlers, UPAGER_FEAT_EVENT_REMAP, "UFFD_FEATURE_EVENT_REMAP");
+	upt_add(tc, test_unmap_other_thread, UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP,
+		"UFFD_FEATURE_EVENT_UNMAP and _REMAP");
+	upt_add(tc, test_remap_other_thread, UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP,
+		"UFFD_FEATURE_EVENT_UNMAP and _REMAP");
 	upt_add(tc, test_dontneed_two_handlers, UPAGER_FEAT_EVENT_REMOVE,
 		"UFFD_FEATURE_EVENT_REMOVE");
 	return s;
