@@ -229,11 +229,14 @@ static void race_check(int it, const uint8_t *a, const char *what)
 	}
 }
 
-/* A late UNMAP of A's pages must not cut B, mapped since where A was. */
-START_TEST(test_unmap_late)
+/*
+ * Maps A, touches it, lets take_away munmap or mremap (part of) it, releases
+ * A and maps B, which the kernel may put where A was: a late event about A's
+ * old range must not cut B out of the registry.
+ */
+static void late_event_race(unsigned handlers, void (*take_away)(uint8_t *a))
 {
-	const size_t ps = UPT_PAGE;
-	upager_t *p = upt_pager(1, 0);
+	upager_t *p = upt_pager(handlers, 0);
 	struct timespec t0;
 	int it;
 
@@ -244,46 +247,35 @@ START_TEST(test_unmap_late)
 		uint8_t *aa = upager_region_addr(a);
 
 		ck_assert_uint_eq(aa[0], upt_byte(0, 21));
-		ck_assert_int_eq(munmap(aa + RACE_PAGES / 2 * ps, RACE_PAGES / 4 * ps), 0);
+		take_away(aa);
 		ck_assert_int_eq(upager_release(a), 0);
 		b = pattern_region(p, RACE_PAGES);
 		race_check(it, upager_region_addr(b), "B");
-		ck_assert_int_eq(upager_decommit(b, 0, RACE_PAGES * ps), 0);
+		ck_assert_int_eq(upager_decommit(b, 0, RACE_PAGES * UPT_PAGE), 0);
 		ck_assert_int_eq(upager_release(b), 0);
 	}
 	race_end();
 	upager_destroy(p);
 }
+
+static void unmap_quarter(uint8_t *a)
+{
+	ck_assert_int_eq(munmap(a + RACE_PAGES / 2 * UPT_PAGE, RACE_PAGES / 4 * UPT_PAGE), 0);
+}
+
+static void move_and_grow(uint8_t *a)
+{
+	uint8_t *to = mremap(a, RACE_PAGES * UPT_PAGE, (RACE_PAGES + 1) * UPT_PAGE, MREMAP_MAYMOVE);
+
+	ck_assert_ptr_ne(to, MAP_FAILED);
+	munmap(to + RACE_PAGES * UPT_PAGE, UPT_PAGE); /* the grown page was never A's */
+}
+
+START_TEST(test_unmap_late) { late_event_race(1, unmap_quarter); }
 END_TEST
 
-/* The same with a late REMAP: A grown by mremap, released, B mapped. Two
- * handlers: with one, this failed in 1 of 5 runs of 20000 iterations. */
-START_TEST(test_remap_late)
-{
-	const size_t ps = UPT_PAGE;
-	upager_t *p = upt_pager(2, 0);
-	struct timespec t0;
-	int it;
-
-	race_start();
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (it = 0; race_go_on(it, &t0); it++) {
-		upager_region_t *a = pattern_region(p, RACE_PAGES), *b;
-		uint8_t *aa = upager_region_addr(a), *to;
-
-		ck_assert_uint_eq(aa[0], upt_byte(0, 21));
-		to = mremap(aa, RACE_PAGES * ps, (RACE_PAGES + 1) * ps, MREMAP_MAYMOVE);
-		ck_assert_ptr_ne(to, MAP_FAILED);
-		ck_assert_int_eq(upager_release(a), 0);
-		munmap(to + RACE_PAGES * ps, ps); /* the grown page was never A's */
-		b = pattern_region(p, RACE_PAGES);
-		race_check(it, upager_region_addr(b), "B");
-		ck_assert_int_eq(upager_decommit(b, 0, RACE_PAGES * ps), 0);
-		ck_assert_int_eq(upager_release(b), 0);
-	}
-	race_end();
-	upager_destroy(p);
-}
+/* Two handlers: with one, this failed in 1 of 5 runs of 20000 iterations. */
+START_TEST(test_remap_late) { late_event_race(2, move_and_grow); }
 END_TEST
 
 /* Two handlers: one reads the REMAP, the other a fault at the new address. */
@@ -340,18 +332,32 @@ static void *race_mover(void *arg)
 	return NULL;
 }
 
+static void mover_start(upager_t *p, size_t pages, pthread_t *mover)
+{
+	ck_assert_int_eq(upager_source_callback(pattern_fill, NULL, NULL, &mover_src), 0);
+	mover_pages = pages;
+	race_start();
+	ck_assert_int_eq(pthread_create(mover, NULL, race_mover, p), 0);
+}
+
+static void mover_end(pthread_t mover)
+{
+	void *ret;
+
+	race_end();
+	pthread_join(mover, &ret);
+	ck_assert_ptr_null(ret);
+	upager_source_release(mover_src);
+}
+
 START_TEST(test_unmap_other_thread)
 {
 	upager_t *p = upt_pager(2, 0);
 	struct timespec t0;
 	pthread_t mover;
-	void *mover_ret;
 	int it;
 
-	ck_assert_int_eq(upager_source_callback(pattern_fill, NULL, NULL, &mover_src), 0);
-	mover_pages = RACE_PAGES;
-	race_start();
-	ck_assert_int_eq(pthread_create(&mover, NULL, race_mover, p), 0);
+	mover_start(p, RACE_PAGES, &mover);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (it = 0; race_go_on(it, &t0); it++) {
 		upager_region_t *b = pattern_region(p, RACE_PAGES);
@@ -360,10 +366,7 @@ START_TEST(test_unmap_other_thread)
 		ck_assert_int_eq(upager_decommit(b, 0, RACE_PAGES * UPT_PAGE), 0);
 		ck_assert_int_eq(upager_release(b), 0);
 	}
-	race_end();
-	pthread_join(mover, &mover_ret);
-	ck_assert_ptr_null(mover_ret);
-	upager_source_release(mover_src);
+	mover_end(mover);
 	upager_destroy(p);
 }
 END_TEST
@@ -376,13 +379,9 @@ START_TEST(test_remap_other_thread)
 	upager_t *p = upt_pager(2, 0);
 	struct timespec t0;
 	pthread_t mover;
-	void *mover_ret;
 	int it;
 
-	ck_assert_int_eq(upager_source_callback(pattern_fill, NULL, NULL, &mover_src), 0);
-	mover_pages = RACE_PAGES + 1;
-	race_start();
-	ck_assert_int_eq(pthread_create(&mover, NULL, race_mover, p), 0);
+	mover_start(p, RACE_PAGES + 1, &mover);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (it = 0; race_go_on(it, &t0); it++) {
 		upager_region_t *a = pattern_region(p, RACE_PAGES);
@@ -394,10 +393,7 @@ START_TEST(test_remap_other_thread)
 		ck_assert_int_eq(upager_release(a), 0);
 		munmap(to + RACE_PAGES * UPT_PAGE, UPT_PAGE);
 	}
-	race_end();
-	pthread_join(mover, &mover_ret);
-	ck_assert_ptr_null(mover_ret);
-	upager_source_release(mover_src);
+	mover_end(mover);
 	upager_destroy(p);
 }
 END_TEST
