@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -90,6 +91,127 @@ static bool in_flight(struct upager__handler *h, uintptr_t addr)
 		if (addr >= f->addr && addr < f->addr + f->len)
 			return true;
 	return false;
+}
+
+/* ---- events read, not yet handled ---- */
+
+/*
+ * Does an event that a handler other than self has read, in a batch numbered
+ * up to bound, and not yet handled concern [start, start + len)? Under
+ * p->ev_lock.
+ */
+static bool events_cover(upager_t *p, const struct upager__handler *self, uintptr_t start,
+			 size_t len, uint64_t bound)
+{
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		const struct upager__handler *o = &p->handlers[i];
+
+		if (o == self || !o->ev_seq || o->ev_seq > bound)
+			continue;
+		for (size_t j = 0; j < o->nev_ranges; j++)
+			if (o->ev_ranges[j].start < start + len && o->ev_ranges[j].end > start)
+				return true;
+	}
+	return false;
+}
+
+/* Under p->ev_lock, with the batch just read: notes its events. */
+static bool note_events(struct upager__handler *h, const struct uffd_msg *msgs, size_t n)
+{
+	struct upager__ev_range *r = h->ev_ranges;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct uffd_msg *m = &msgs[i];
+
+		if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
+			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end };
+		} else if (m->event == UFFD_EVENT_REMAP) {
+			*r++ = (struct upager__ev_range){ m->arg.remap.from,
+							  m->arg.remap.from + m->arg.remap.len };
+			*r++ = (struct upager__ev_range){ m->arg.remap.to,
+							  m->arg.remap.to + m->arg.remap.len };
+		}
+	}
+	h->nev_ranges = (size_t)(r - h->ev_ranges);
+	if (!h->nev_ranges)
+		return false;
+	h->ev_seq = ++h->pager->ev_reads;
+	atomic_fetch_add(&h->pager->ev_pending, 1);
+	return true;
+}
+
+/*
+ * Waits until no handler but self has a batch of events numbered up to
+ * bound (all read so far, if now) not yet handled. Bounded: it waits at most
+ * UPAGER__EV_WAIT_NS, then logs and goes on.
+ */
+static void events_wait(upager_t *p, const struct upager__handler *self, uint64_t bound, bool now)
+{
+	struct timespec until;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->ev_lock);
+	if (now)
+		bound = p->ev_reads;
+	if (events_cover(p, self, 0, UINTPTR_MAX, bound)) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += UPAGER__EV_WAIT_NS / 1000000000ull;
+		while (ret == 0 && events_cover(p, self, 0, UINTPTR_MAX, bound))
+			ret = pthread_cond_timedwait(&p->ev_cond, &p->ev_lock, &until);
+	}
+	pthread_mutex_unlock(&p->ev_lock);
+	if (ret)
+		upager__log(p, UPAGER_LOG_WARN, "events read %llu s ago still not handled: %s",
+			    (unsigned long long)(UPAGER__EV_WAIT_NS / 1000000000ull), strerror(ret));
+}
+
+void upager__events_settle(upager_t *p, bool in_kernel)
+{
+	struct upager__handler *self = upager__current_handler(p);
+	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
+
+	/* The event's munmap thread is woken once a handler has read it. */
+	while (in_kernel && !self && upager__events_in_kernel(p) && upager__now_ns() < until) {
+		struct timespec nap = { .tv_nsec = 20 * 1000 };
+
+		nanosleep(&nap, NULL);
+	}
+	events_wait(p, self, 0, true);
+}
+
+static void events_handled(struct upager__handler *h)
+{
+	upager_t *p = h->pager;
+
+	pthread_mutex_lock(&p->ev_lock);
+	h->ev_seq = 0;
+	h->nev_ranges = 0;
+	atomic_fetch_sub(&p->ev_pending, 1);
+	pthread_cond_broadcast(&p->ev_cond);
+	pthread_mutex_unlock(&p->ev_lock);
+}
+
+/*
+ * Must f wait for events that other handlers have read, and not yet handled,
+ * about its pages? They may be changing the registry under it: a fault at
+ * mremap's new address misses, a page's REMOVE clears its resident bit
+ * after the fill placed it. Only events read by the time f is first looked
+ * at here: later ones cannot keep it waiting for ever.
+ */
+static bool events_hold(struct upager__handler *h, struct upager__fill *f)
+{
+	upager_t *p = h->pager;
+	bool hold;
+
+	/* A fault read after an event was noted sees the count (ev_lock). */
+	if (!atomic_load_explicit(&p->ev_pending, memory_order_relaxed))
+		return false;
+	pthread_mutex_lock(&p->ev_lock);
+	if (!f->ev_bound)
+		f->ev_bound = p->ev_reads;
+	hold = events_cover(p, h, f->addr, f->len, f->ev_bound);
+	pthread_mutex_unlock(&p->ev_lock);
+	return hold;
 }
 
 /* ---- windows ---- */
@@ -421,9 +543,23 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 	upager_t *p = h->pager;
 	int ret;
 
+	if (events_hold(h, f))
+		return false;
+	if (f->ev_deferred) {
+		/* Its events are handled: faulting again, the thread finds the
+		 * registry as the program left it. */
+		upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
+		fill_done(h, f);
+		return true;
+	}
 	pthread_rwlock_rdlock(&p->lock);
 	if (!still_valid(p, f)) {
 		pthread_rwlock_unlock(&p->lock);
+		if (f->result < 0)
+			upager__log(p, UPAGER_LOG_DEBUG,
+				    "fill of region offset %#zx failed (%s), but the range was "
+				    "decommitted, released or moved meanwhile: nothing placed",
+				    f->roff, strerror(-f->result));
 		/* Let the threads retry: they now find the memory gone or changed. */
 		wake_window(p, f, false);
 		fill_done(h, f);
@@ -439,6 +575,10 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 
 	if (ret == -EAGAIN)
 		return false;
+	if (ret == 0 && f->result < 0)
+		upager__log(p, UPAGER_LOG_WARN,
+			    "fill of region offset %#zx failed (%s): access gets SIGBUS", f->roff,
+			    strerror(-f->result));
 	if (ret == 0 && f->readahead && f->region) {
 		upager_region_t *r = f->region;
 
@@ -485,9 +625,6 @@ static void fill_finish(struct upager__handler *h, struct upager__fill *f, int r
 			start_fill(h, f);
 			return;
 		}
-		upager__log(h->pager, UPAGER_LOG_WARN,
-			    "fill of region offset %#zx failed (%s): access gets SIGBUS", f->roff,
-			    strerror(-result));
 	}
 	if (!fill_place(h, f)) {
 		f->next = h->retry;
@@ -534,6 +671,8 @@ static struct upager__fill *new_fill(struct upager__handler *h, upager_region_t 
 	f->sequential = prefetch;
 	f->write = false;
 	f->tid = 0;
+	f->ev_bound = 0;
+	f->ev_deferred = false;
 	f->t0 = upager__now_ns();
 	if (r)
 		upager__region_ref(r);
@@ -602,6 +741,34 @@ static void continue_readahead(struct upager__handler *h, upager_region_t *r)
 
 /* ---- messages ---- */
 
+/*
+ * Another handler has read an event about addr and not handled it yet: the
+ * registry may be about to change there (mremap moved a region to addr).
+ * The fault waits on the retry list; the thread is woken to fault again once
+ * the event is handled. The count alone (ev_pending) says "maybe": this
+ * message was read under ev_lock after any event whose call has returned.
+ */
+static bool defer_fault(struct upager__handler *h, uintptr_t addr)
+{
+	upager_t *p = h->pager;
+	struct upager__fill *f;
+	uint64_t bound;
+	bool cover;
+
+	pthread_mutex_lock(&p->ev_lock);
+	bound = p->ev_reads;
+	cover = events_cover(p, h, addr, p->page_size, bound);
+	pthread_mutex_unlock(&p->ev_lock);
+	if (!cover)
+		return false;
+	f = new_fill(h, NULL, addr, 0, 1, false);
+	f->ev_bound = bound;
+	f->ev_deferred = true;
+	f->next = h->retry;
+	h->retry = f;
+	return true;
+}
+
 static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 {
 	upager_t *p = h->pager;
@@ -614,10 +781,12 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 	uintptr_t start = addr;
 	bool sequential = false;
 
+	h->last_fault_ns = upager__now_ns();
+	if (atomic_load_explicit(&p->ev_pending, memory_order_relaxed) && defer_fault(h, addr))
+		return;
 	UPAGER__ADD(&p->st, faults, 1);
 	UPAGER__ADD(&p->st, read_faults, !write);
 	UPAGER__ADD(&p->st, write_faults, write);
-	h->last_fault_ns = upager__now_ns();
 
 	pthread_rwlock_rdlock(&p->lock);
 	m = upager__lookup(p, addr);
@@ -753,13 +922,13 @@ static void handle_message(struct upager__handler *h, const struct uffd_msg *msg
 		break;
 	case UFFD_EVENT_UNMAP:
 		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_cut(p, msg->arg.remove.start, msg->arg.remove.end, true) < 0)
+		if (upager__map_unmap(p, msg->arg.remove.start, msg->arg.remove.end) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on munmap");
 		pthread_rwlock_unlock(&p->lock);
 		break;
 	case UFFD_EVENT_REMAP:
 		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_move(p, msg->arg.remap.from, msg->arg.remap.to,
+		if (upager__map_remap(p, msg->arg.remap.from, msg->arg.remap.to,
 				     msg->arg.remap.len) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on mremap");
 		pthread_rwlock_unlock(&p->lock);
@@ -774,21 +943,46 @@ static void handle_message(struct upager__handler *h, const struct uffd_msg *msg
 	}
 }
 
-/* Reads what the uffd holds; events are handled now, faults queue for a slot. */
-static void read_messages(struct upager__handler *h)
+/*
+ * Reads what the uffd holds; events are handled now, faults queue for a slot.
+ * The read and the noting of its events are one step under ev_lock (see
+ * struct upager). A spinning handler leaves the read to one holding it.
+ */
+static void read_messages(struct upager__handler *h, bool spinning)
 {
 	upager_t *p = h->pager;
 	struct uffd_msg msgs[UPAGER__MSG_BATCH];
 
 	while (h->uffd_ready) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n;
+		bool events = false;
+		int err;
 
+		if (!spinning)
+			pthread_mutex_lock(&p->ev_lock);
+		else if (pthread_mutex_trylock(&p->ev_lock) != 0)
+			return;
+		n = read(p->uffd, msgs, sizeof(msgs));
+		err = errno;
+		if (n > 0)
+			events = note_events(h, msgs, (size_t)n / sizeof(msgs[0]));
+		pthread_mutex_unlock(&p->ev_lock);
+		/*
+		 * Events apply in the order the kernel gave them: first those
+		 * other handlers read before. mremap sends REMAP and then an
+		 * UNMAP of the old range; applied the other way round, the
+		 * UNMAP cuts the region out of the registry, the REMAP finds
+		 * nothing to move, and the moved pages fill with zeros. Earlier
+		 * batches wait for nothing later: no deadlock.
+		 */
+		if (events && p->nthreads > 1)
+			events_wait(p, h, h->ev_seq - 1, false);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (err == EINTR)
 				continue;
-			if (errno != EAGAIN)
+			if (err != EAGAIN)
 				upager__log(p, UPAGER_LOG_ERROR, "reading userfaultfd: %s",
-					    strerror(errno));
+					    strerror(err));
 			h->uffd_ready = false;
 			break;
 		}
@@ -814,6 +1008,8 @@ static void read_messages(struct upager__handler *h)
 			}
 			h->backlog[h->nbacklog++] = msgs[i];
 		}
+		if (events)
+			events_handled(h);
 		if ((size_t)n < sizeof(msgs))
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}
@@ -969,7 +1165,7 @@ static void spin(struct upager__handler *h)
 		if (io_uring_cq_ready(&h->ring))
 			return;
 		h->uffd_ready = true;
-		read_messages(h);
+		read_messages(h, true);
 		if (h->nbacklog)
 			return;
 		cpu_relax();
@@ -988,7 +1184,7 @@ void *upager__handler_main(void *arg)
 		int ret;
 
 		if (h->uffd_ready && !h->stopping)
-			read_messages(h);
+			read_messages(h, false);
 		run_backlog(h);
 		run_retries(h);
 		if (!h->stopping)

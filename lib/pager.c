@@ -11,18 +11,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "upager-int.h"
 
 #define MAX_THREADS 64
 
-static __thread const upager_t *current_handler_pager;
+static __thread struct upager__handler *current_handler;
 
 bool upager__on_handler(const upager_t *p)
 {
-	return current_handler_pager == p;
+	return current_handler && current_handler->pager == p;
+}
+
+struct upager__handler *upager__current_handler(const upager_t *p)
+{
+	return upager__on_handler(p) ? current_handler : NULL;
 }
 
 void upager__log(const upager_t *p, int level, const char *fmt, ...)
@@ -166,6 +174,44 @@ int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
 	return ret;
 }
 
+/*
+ * mremap sends REMAP and then an UNMAP of the old range, which the REMAP has
+ * emptied already. By the time that UNMAP is read, the program's next mremap
+ * may have moved another region into the old range (same-sized regions fit
+ * exactly); cutting there would take that region out of the registry, to be
+ * zero-filled. So the old range is remembered and its UNMAP ignored.
+ */
+int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
+{
+	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
+
+	p->moved_from[p->nmoved_from++ % n] = (struct upager__ev_range){ from, from + len };
+	return upager__map_move(p, from, to, len);
+}
+
+int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
+
+	for (unsigned i = 0; i < n; i++)
+		if (p->moved_from[i].start == start && p->moved_from[i].end == end) {
+			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
+			return 0;
+		}
+	return upager__map_cut(p, start, end, true);
+}
+
+/* A move whose UNMAP never came (MREMAP_DONTUNMAP) must not make a later
+ * munmap of a region registered there be ignored. */
+void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
+
+	for (unsigned i = 0; i < n; i++)
+		if (p->moved_from[i].start < end && p->moved_from[i].end > start)
+			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 void upager__kick_handlers(upager_t *p)
@@ -209,7 +255,7 @@ static void *handler_thread(void *arg)
 {
 	struct upager__handler *h = arg;
 
-	current_handler_pager = h->pager;
+	current_handler = h;
 	if (h->pager->handler_cpus) {
 		cpu_set_t set;
 
@@ -261,6 +307,61 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
 	return 0;
 }
 
+/* See upager.ev_probe. Without it, reserve cannot see another thread's munmap
+ * whose event is not read yet; nothing else depends on it. */
+static void probe_init(upager_t *p)
+{
+	uint64_t events = UPAGER_FEAT_EVENT_REMOVE | UPAGER_FEAT_EVENT_UNMAP |
+			  UPAGER_FEAT_EVENT_REMAP;
+	struct uffdio_copy c = { .src = (uintptr_t)p->zero_buf, .len = p->page_size };
+	void *a;
+
+	if (!(p->features & events))
+		return;
+	a = mmap(NULL, p->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED)
+		return;
+	c.dst = (uintptr_t)a;
+	if (madvise(a, p->page_size, MADV_DONTFORK) == 0 &&
+	    upager__uffd_register(p->uffd, c.dst, p->page_size, NULL) == 0) {
+		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0) {
+			p->ev_probe = c.dst;
+			return;
+		}
+		upager__uffd_unregister(p->uffd, c.dst, p->page_size);
+	}
+	upager__log(p, UPAGER_LOG_INFO, "no event probe page: %s", strerror(errno));
+	munmap(a, p->page_size);
+}
+
+bool upager__events_in_kernel(const upager_t *p)
+{
+	struct uffdio_copy c = {
+		.dst = p->ev_probe, .src = (uintptr_t)p->zero_buf, .len = p->page_size,
+	};
+
+	return p->ev_probe && ioctl(p->uffd, UFFDIO_COPY, &c) < 0 && errno == EAGAIN;
+}
+
+static void probe_free(upager_t *p)
+{
+	if (!p->ev_probe)
+		return;
+	upager__uffd_unregister(p->uffd, p->ev_probe, p->page_size);
+	munmap((void *)p->ev_probe, p->page_size);
+}
+
+/* For timed waits that a change of the wall clock must not stretch. */
+static void cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts)
 {
 	upager_options_t defaults;
@@ -300,6 +401,8 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	pthread_mutex_init(&p->pf_lock, NULL);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
+	pthread_mutex_init(&p->ev_lock, NULL);
+	cond_init_monotonic(&p->ev_cond);
 	pthread_mutex_init(&p->idle_lock, NULL);
 	pthread_cond_init(&p->idle_cond, NULL);
 
@@ -324,6 +427,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		ret = -errno;
 		goto fail;
 	}
+	probe_init(p);
 	p->handlers = calloc(p->nthreads, sizeof(*p->handlers));
 	if (!p->handlers) {
 		ret = -ENOMEM;
@@ -358,11 +462,14 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 
 fail:
 	free(p->handlers);
+	probe_free(p);
 	if (p->zero_buf)
 		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	if (p->uffd >= 0)
 		close(p->uffd);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->ev_lock);
+	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
 	pthread_mutex_destroy(&p->pf_lock);
@@ -391,11 +498,14 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 	for (unsigned i = 0; i < p->nthreads; i++)
 		handler_free(&p->handlers[i]);
 	free(p->handlers);
+	probe_free(p);
 	close(p->uffd);
 	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	free(p->maps);
 	free(p->regions);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->ev_lock);
+	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
 	pthread_mutex_destroy(&p->pf_lock);

@@ -280,18 +280,26 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	upager__source_ref(src);
 	r->src = src;
 
-	/*
-	 * Map and register under the write lock: the fault loop zero-fills
-	 * registered addresses it cannot find, and must not do so to a region
-	 * that is registered but not yet in the registry.
-	 */
-	pthread_rwlock_wrlock(&p->lock);
 	addr = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (addr == MAP_FAILED) {
-		ret = -ENOMEM;
-		goto fail_unlock;
+		upager__region_unref(r);
+		return -ENOMEM;
 	}
 	r->base = (uintptr_t)addr;
+	/*
+	 * The kernel may have freed this range for us a moment ago: by this
+	 * thread's munmap or mremap, whose event a handler has read but maybe
+	 * not handled, or another thread's, whose event may not even be read.
+	 * Handled after this region is in the registry, such an event would
+	 * cut this region's pages out of it, to be zero-filled.
+	 */
+	upager__events_settle(p, true);
+	/*
+	 * Register under the write lock: the fault loop zero-fills registered
+	 * addresses it cannot find, and must not do so to a region that is
+	 * registered but not yet in the registry.
+	 */
+	pthread_rwlock_wrlock(&p->lock);
 	/* A fork()ed child would get our missing pages zero-filled by its kernel
 	 * (its copy of the VMA is not registered): no mapping is better than wrong data. */
 	if (madvise(addr, len, MADV_DONTFORK) < 0) {
@@ -323,6 +331,7 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	ret = upager__map_insert(p, &m);
 	if (ret < 0)
 		goto fail_unregister;
+	upager__map_forget_moves(p, m.start, m.end);
 	p->regions[p->nregions++] = r;
 	pthread_rwlock_unlock(&p->lock);
 
@@ -342,7 +351,6 @@ fail_unregister:
 	upager__uffd_unregister(p->uffd, r->base, len);
 fail_unmap:
 	munmap(addr, len);
-fail_unlock:
 	pthread_rwlock_unlock(&p->lock);
 	upager__region_unref(r);
 	return ret;
@@ -362,6 +370,7 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 	if (ret < 0)
 		return ret;
 	p = r->pager;
+	upager__events_settle(p, false); /* the registry as the program's munmap/mremap left it */
 	pthread_rwlock_wrlock(&p->lock);
 	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
@@ -388,6 +397,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 	/* MADV_DONTNEED waits until a handler has read the REMOVE event. */
 	if (upager__on_handler(p))
 		return -EDEADLK;
+	upager__events_settle(p, false);
 	pthread_rwlock_wrlock(&p->lock);
 	if (!in_place(p, r, off, len))
 		ret = -EFAULT;
@@ -418,6 +428,8 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	if (!r)
 		return -EINVAL;
 	p = r->pager;
+	/* Where the program's mremap moved the region's pages, and what munmap left. */
+	upager__events_settle(p, false);
 	pthread_rwlock_wrlock(&p->lock);
 	for (size_t i = 0; i < p->nmaps; i++)
 		n += p->maps[i].region == r;

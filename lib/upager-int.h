@@ -158,6 +158,10 @@ struct upager__fill {
 	size_t placed;    /* bytes mapped so far (EAGAIN retries) */
 	int result;       /* DATA / ZERO / -errno, once known */
 	uint64_t deadline_ns; /* sources that wait on others: fail by then */
+	/* Events read up to this number (pager->ev_reads) must be handled
+	 * before the fill places anything (0: not looked at yet). */
+	uint64_t ev_bound;
+	bool ev_deferred; /* a fault put off for events: wake its thread to fault again */
 	size_t skipped;   /* pages another fill had placed first */
 	/* Pages of the window this fill set the resident bit of: it counts
 	 * and places those (and the faulting page), other fills the rest. */
@@ -171,6 +175,11 @@ struct upager__fill {
 	struct upager__fill *next_done; /* the handler's list of fills completed elsewhere */
 	struct upager__fill *src_next;  /* the source's own queue (next is the handler's) */
 	bool src_solo;    /* remote: ask for it alone (a batch it was in failed) */
+};
+
+/* The addresses an event read but not yet handled is about. */
+struct upager__ev_range {
+	uintptr_t start, end;
 };
 
 struct upager__handler {
@@ -190,6 +199,11 @@ struct upager__handler {
 	pthread_mutex_t done_lock;
 	struct upager__fill *done; /* completed by another thread (upager__fill_complete) */
 	bool poll_armed, uffd_ready, stopping;
+	/* Events of the batch this handler has read and not yet handled, under
+	 * pager->ev_lock: its number in pager->ev_reads (0: none) and ranges. */
+	uint64_t ev_seq;
+	struct upager__ev_range ev_ranges[2 * UPAGER__MSG_BATCH];
+	size_t nev_ranges;
 	uint64_t last_fault_ns; /* spinning continues this long after a fault */
 };
 
@@ -217,9 +231,29 @@ struct upager {
 	struct upager__prefetch *pf_head, *pf_tail;
 	atomic_uint pf_next_handler;
 
+	/*
+	 * Events read but not yet handled. The kernel lets munmap, mremap and
+	 * madvise return the moment a handler has read their event, before the
+	 * registry changes; handlers read the uffd under ev_lock and note the
+	 * batch's events before they let go of it, so whoever takes ev_lock
+	 * after such a call returned sees its event, handled or noted.
+	 */
+	pthread_mutex_t ev_lock;
+	pthread_cond_t ev_cond;  /* a batch of events handled (CLOCK_MONOTONIC) */
+	uint64_t ev_reads;       /* batches with events read so far */
+	atomic_uint ev_pending;  /* handlers with a batch of events not yet handled */
+	/* A page of ours, registered and filled: UFFDIO_COPY onto it fails with
+	 * EAGAIN while an event is on its way (the kernel's mmap_changing), with
+	 * EEXIST otherwise, and changes nothing. 0 without events. */
+	uintptr_t ev_probe;
+
 	pthread_rwlock_t lock; /* registry, commit extents, region liveness */
 	struct upager__mapping *maps;
 	size_t nmaps, capmaps;
+	/* Old ranges of mremap moves handled, whose UNMAP is still to come
+	 * (see upager__map_unmap); a ring, the oldest overwritten. */
+	struct upager__ev_range moved_from[16];
+	unsigned nmoved_from;
 	upager_region_t **regions;
 	size_t nregions, capregions;
 
@@ -236,7 +270,21 @@ struct upager {
 void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRINTF(3, 4);
 /* True on one of p's handler threads, where blocking on p deadlocks. */
 bool upager__on_handler(const upager_t *p);
+/* That handler, or NULL. */
+struct upager__handler *upager__current_handler(const upager_t *p);
 void *upager__handler_main(void *arg);
+/*
+ * Waits until every event read before the call has been handled, so that the
+ * registry is as the program's munmap/mremap left it; with in_kernel, first
+ * until the kernel has no event on its way to us (not on a handler thread:
+ * the caller may be the only one to read it). Bounded: it waits at most
+ * UPAGER__EV_WAIT_NS (then logs and goes on); never for the calling handler
+ * itself, which handles its events before it runs callbacks.
+ */
+#define UPAGER__EV_WAIT_NS (2 * 1000000000ull)
+void upager__events_settle(upager_t *p, bool in_kernel);
+/* Is an event on its way (see upager.ev_probe)? */
+bool upager__events_in_kernel(const upager_t *p);
 /* Makes every handler look at p->stopping and at its fills of dead regions. */
 void upager__kick_handlers(upager_t *p);
 /* Wakes one handler, in turn, to look at the prefetch queue. */
@@ -248,6 +296,11 @@ int upager__map_insert(upager_t *p, const struct upager__mapping *m);
 /* Removes [start, end) from the registry, trimming and splitting. */
 int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident);
 int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
+/* UFFD_EVENT_REMAP and UFFD_EVENT_UNMAP: see pager.c. */
+int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
+int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end);
+/* A region is registered at [start, end): no UNMAP still to come is about it. */
+void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end);
 
 /* userfaultfd (uffd.c) */
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,

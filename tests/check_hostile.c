@@ -4,7 +4,9 @@
  * inside them. A fault on a page another fill is already loading is
  * coalesced onto that fill; when the fill fails, every such waiter must end
  * in its data or in SIGBUS, in bounded time, with UFFDIO_POISON and with the
- * queued-SIGBUS fallback. Each scenario runs in a child with a deadline.
+ * queued-SIGBUS fallback. A fill that fails after its page was decommitted
+ * places nothing and says so, without claiming a SIGBUS. Each scenario runs
+ * in a child with a deadline.
  */
 #include "config.h"
 
@@ -416,6 +418,83 @@ END_TEST
 START_TEST(test_remote_window_fails_sigbus) { check_child(remote_child, false); }
 END_TEST
 
+/* ---- a fill that fails after its page was decommitted ---- */
+
+/* 1: the callback is filling; 2: let it fail. */
+static atomic_int gate;
+static atomic_int warned_sigbus, logged_not_placed;
+
+static int gated_failing_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	(void)arg, (void)off, (void)buf, (void)len;
+	atomic_store(&gate, 1);
+	for (int i = 0; i < 50000 && atomic_load(&gate) != 2; i++)
+		usleep(100);
+	return -EIO;
+}
+
+static void catch_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	if (level <= UPAGER_LOG_WARN && strstr(msg, "SIGBUS"))
+		atomic_fetch_add(&warned_sigbus, 1);
+	if (strstr(msg, "nothing placed"))
+		atomic_fetch_add(&logged_not_placed, 1);
+}
+
+/*
+ * The access was decommitted while its fill ran: it ends in SIGSEGV (the
+ * page is PROT_NONE), not SIGBUS, and the log must not say SIGBUS.
+ * Exit 0, or what went wrong.
+ */
+static void decommitted_child(void *arg)
+{
+	struct sigaction sa = { .sa_handler = on_bus };
+	struct timespec deadline;
+	upager_options_t o;
+	upager_source_t *src;
+	upager_region_t *r;
+	upager_t *p;
+	pthread_t t;
+
+	(void)arg;
+	sigaction(SIGSEGV, &sa, NULL); /* the toucher's longjmp serves both */
+	catch_sigbus();
+	upager_options_init(&o);
+	o.nthreads = 2; /* one runs the callback, the other reads decommit's REMOVE */
+	o.log = catch_log;
+	o.log_level = UPAGER_LOG_DEBUG;
+	if (upager_create(&p, &o) || upager_source_callback(gated_failing_fill, NULL, NULL, &src) ||
+	    upager_map(p, UPT_PAGE, src, &r))
+		_exit(10);
+	if (!touch_async(&t, r, 0))
+		_exit(11);
+	for (int i = 0; i < 5000 && atomic_load(&gate) != 1; i++)
+		usleep(1000);
+	if (atomic_load(&gate) != 1)
+		_exit(12);
+	if (upager_decommit(r, 0, UPT_PAGE) != 0)
+		_exit(13);
+	atomic_store(&gate, 2);
+	deadline = in_seconds(WAIT_S);
+	if (join_by(t, &deadline) != SIGBUSED) /* SIGSEGV, through on_bus */
+		_exit(14);
+	if (atomic_load(&warned_sigbus))
+		_exit(15);
+	if (!atomic_load(&logged_not_placed))
+		_exit(16);
+	_exit(0);
+}
+
+START_TEST(test_fill_fails_after_decommit)
+{
+	int status = upt_child(decommitted_child, NULL, 20);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %#x (exit 15: a warning said SIGBUS)", status);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("hostile");
@@ -430,6 +509,8 @@ static Suite *make(void)
 	tc = upt_tcase(s, "remote_window");
 	upt_add(tc, test_remote_window_fails_poison, UPAGER_FEAT_POISON, "UFFDIO_POISON");
 	upt_add(tc, test_remote_window_fails_sigbus, 0, "");
+	tc = upt_tcase(s, "decommitted");
+	upt_add(tc, test_fill_fails_after_decommit, 0, "");
 	return s;
 }
 
