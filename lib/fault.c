@@ -285,6 +285,8 @@ static size_t clip_window(struct upager__handler *h, const struct upager__mappin
  * lets only a process's main thread send a kernel si_code, so it arrives as
  * SI_QUEUE, with the page address in si_addr and in si_value.sival_ptr.
  */
+enum { PLACED_MEANWHILE = 1 }; /* place_error: no signal, the page is another fill's */
+
 static int place_error(upager_t *p, struct upager__fill *f)
 {
 	if (p->features & UPAGER_FEAT_POISON) {
@@ -301,6 +303,15 @@ static int place_error(upager_t *p, struct upager__fill *f)
 		siginfo_t si;
 		long ret;
 
+		/* A signal, unlike a poisoned PTE, reaches the thread wherever
+		 * it is: if another fill claimed the page (placed, or placing
+		 * and then waking), the thread has or will have its data and
+		 * may be running on; failing, that fill wakes it to fault again. */
+		if (f->region &&
+		    upager__region_resident(f->region, f->roff + (f->fault_addr - f->addr))) {
+			upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
+			return PLACED_MEANWHILE;
+		}
 		memset(&si, 0, sizeof(si));
 		si.si_signo = SIGBUS;
 		si.si_code = SI_QUEUE;
@@ -579,6 +590,10 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 		upager__log(p, UPAGER_LOG_WARN,
 			    "fill of region offset %#zx failed (%s): access gets SIGBUS", f->roff,
 			    strerror(-f->result));
+	if (ret == PLACED_MEANWHILE)
+		upager__log(p, UPAGER_LOG_DEBUG,
+			    "fill of region offset %#zx failed (%s), but another fill has its page: "
+			    "no SIGBUS", f->roff, strerror(-f->result));
 	if (ret == 0 && f->readahead && f->region) {
 		upager_region_t *r = f->region;
 

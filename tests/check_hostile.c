@@ -273,6 +273,7 @@ struct fake_server {
 	atomic_bool stop, go; /* go: answer the first READ */
 	atomic_int reads;
 	uint64_t size;
+	bool second_read_data; /* READ 2 gets data (0x5a), later ones ERROR after 100 ms */
 };
 
 static bool io_full(int fd, void *buf, size_t len, bool out)
@@ -293,7 +294,32 @@ static bool reply(int fd, uint8_t type, uint32_t id, uint8_t *frame, size_t payl
 	return io_full(fd, frame, UPP_HDR_SIZE + payload, true);
 }
 
-/* One client at a time until stopped: HELLO, OPEN, then ERROR for every READ. */
+/* READ's ranges answered with pages of 0x5a. */
+static bool reply_data(int fd, uint32_t id, const uint8_t *payload, uint32_t length)
+{
+	static uint8_t frame[UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ];
+	uint32_t got[UPP_MAX_RANGES];
+	struct upp_read rd;
+	size_t len = UPP_HDR_SIZE + 8;
+
+	if (upp_get_read(payload, length, &rd) < 0)
+		return false;
+	len += 4 * (size_t)rd.n;
+	for (uint32_t i = 0; i < rd.n; i++) {
+		got[i] = rd.r[i].length;
+		if (len + got[i] > sizeof(frame))
+			return false;
+		memset(frame + len, 0x5a, got[i]);
+		len += got[i];
+	}
+	upp_put_data_head(frame + UPP_HDR_SIZE, 0, rd.n, got); /* the lengths, then their CRC */
+	upp_put_data_head(frame + UPP_HDR_SIZE,
+			  upp_crc32c(0, frame + UPP_HDR_SIZE + 8, len - UPP_HDR_SIZE - 8), rd.n, got);
+	return reply(fd, UPP_READ | UPP_REPLY, id, frame, len - UPP_HDR_SIZE);
+}
+
+/* One client at a time until stopped: HELLO, OPEN, then ERROR for every READ
+ * (but the second, with second_read_data). */
 static void serve_client(struct fake_server *fs, int c)
 {
 	static uint8_t in[UPP_MAX_FRAME], out[256];
@@ -315,12 +341,21 @@ static void serve_client(struct fake_server *fs, int c)
 		case UPP_OPEN:
 			reply(c, UPP_OPEN | UPP_REPLY, h.id, out, upp_put_opened(pl, 1, fs->size));
 			break;
-		case UPP_READ:
-			if (atomic_fetch_add(&fs->reads, 1) == 0)
+		case UPP_READ: {
+			int k = atomic_fetch_add(&fs->reads, 1);
+
+			if (k == 0)
 				while (!atomic_load(&fs->go) && !atomic_load(&fs->stop))
 					usleep(1000);
+			if (fs->second_read_data && k == 1) {
+				reply_data(c, h.id, in + UPP_HDR_SIZE, h.length);
+				break;
+			}
+			if (fs->second_read_data)
+				usleep(100 * 1000); /* the thread that read its data runs on */
 			reply(c, UPP_ERROR, h.id, out, upp_put_error(pl, EIO, "hostile", 7));
 			break;
+		}
 		default:
 			return;
 		}
@@ -418,6 +453,115 @@ END_TEST
 START_TEST(test_remote_window_fails_sigbus) { check_child(remote_child, false); }
 END_TEST
 
+/*
+ * Without UFFDIO_POISON a failed fill queues SIGBUS to its faulting thread,
+ * which must still be waiting: never to one whose page another fill placed
+ * meanwhile. Thread T faults page 0: a 16-page window (READ 1, held). A
+ * prefetch of page 0 on the other handler gets data (READ 2) and wakes T,
+ * which reads 0x5a and runs on. READ 1 fails; page 0 is asked for alone
+ * (READ 3), which fails too, 100 ms later: page 0 is there, T gets nothing.
+ */
+static atomic_bool data_read, bus_after_data;
+
+static void on_late_bus(int sig)
+{
+	(void)sig;
+	if (atomic_load(&data_read)) {
+		atomic_store(&bus_after_data, true); /* queued, not a fault: return */
+		return;
+	}
+	siglongjmp(bus_jmp, 1);
+}
+
+static void *reader_runs_on(void *arg)
+{
+	volatile uint8_t *a = arg;
+	sigset_t bus;
+	long v;
+
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+	if (sigsetjmp(bus_jmp, 1))
+		return (void *)(uintptr_t)SIGBUSED;
+	v = a[0];
+	atomic_store(&data_read, true);
+	for (int i = 0; i < 100 && !atomic_load(&bus_after_data); i++)
+		usleep(10 * 1000); /* a thread that goes on running */
+	return (void *)(uintptr_t)v;
+}
+
+static void no_late_sigbus_child(void *arg)
+{
+	static struct fake_server fs = { .second_read_data = true };
+	struct sigaction sa = { .sa_handler = on_late_bus };
+	upager_remote_options_t ro;
+	upager_options_t o;
+	upager_t *p;
+	upager_source_t *s;
+	upager_region_t *r;
+	char uri[128];
+	pthread_t t;
+	sigset_t bus;
+	long v;
+
+	(void)arg;
+	signal(SIGPIPE, SIG_IGN); /* the server's late ERROR may meet a closed socket */
+	sigaction(SIGBUS, &sa, NULL);
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &bus, NULL);
+	upager_options_init(&o);
+	o.nthreads = 2;
+	o.disable_features = UPAGER_FEAT_POISON;
+	if (upager_create(&p, &o) || !fake_server_start(&fs, PAGES * UPT_PAGE))
+		_exit(2);
+	upager_remote_options_init(&ro);
+	ro.deadline_ms = 3000;
+	snprintf(uri, sizeof(uri), "unix:%s", fs.path);
+	if (upager_source_remote(uri, "obj", &ro, &s))
+		_exit(2);
+	r = map_windows(p, s);
+	if (pthread_create(&t, NULL, reader_runs_on, upager_region_addr(r)))
+		_exit(3);
+	for (int i = 0; i < 3000 && atomic_load(&fs.reads) == 0; i++)
+		usleep(1000);
+	usleep(20 * 1000);
+	/* Two prefetches: the handlers take requests in turn, so one of them
+	 * lands on the handler that is not holding the failing window. */
+	if (upager_prefetch(r, 0, UPT_PAGE) || upager_prefetch(r, 0, UPT_PAGE))
+		_exit(3);
+	/* One connection, answered in order: the window's ERROR, the
+	 * prefetch's data, then the retry of page 0, 100 ms later. */
+	usleep(50 * 1000); /* the prefetch's READ sent, behind the window's */
+	atomic_store(&fs.go, true);
+	{
+		struct timespec by = in_seconds(WAIT_S);
+
+		v = join_by(t, &by);
+	}
+	if (v < 0)
+		_exit(10);
+	if (v == SIGBUSED)
+		_exit(13); /* the prefetch lost the race: not this scenario */
+	if (atomic_load(&bus_after_data))
+		_exit(14);
+	if (v != 0x5a)
+		_exit(12);
+	tear_down(p, s, r);
+	fake_server_stop(&fs);
+	_exit(0);
+}
+
+START_TEST(test_no_sigbus_after_data)
+{
+	int status = upt_child(no_late_sigbus_child, NULL, 30);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "status %#x (14: SIGBUS queued to a thread that had read its data)", status);
+}
+END_TEST
+
 /* ---- a fill that fails after its page was decommitted ---- */
 
 /* 1: the callback is filling; 2: let it fail. */
@@ -511,6 +655,9 @@ static Suite *make(void)
 	upt_add(tc, test_remote_window_fails_sigbus, 0, "");
 	tc = upt_tcase(s, "decommitted");
 	upt_add(tc, test_fill_fails_after_decommit, 0, "");
+	tc = upt_tcase(s, "late_sigbus");
+	upt_add(tc, test_no_sigbus_after_data, UPAGER_FEAT_THREAD_ID,
+		"UFFD_FEATURE_THREAD_ID (the fallback's SIGBUS directed at one thread)");
 	return s;
 }
 
