@@ -69,7 +69,16 @@ int log_open(const char *path)
 
 int log_reopen(void)
 {
-	return log_path[0] ? log_open(log_path) : 0;
+	int ret = log_path[0] ? log_open(log_path) : 0;
+
+	if (ret < 0)
+		LOG(LOG_ERR, "SIGHUP: cannot reopen the log: %s; logging on to the old one",
+		    ret == -ELOOP    ? "it is a symlink"
+		    : ret == -EINVAL ? "not a regular file"
+				     : strerror(-ret));
+	else
+		LOG(LOG_INFO, "SIGHUP: log reopened");
+	return ret;
 }
 
 void log_msg(int level, const char *fmt, ...)

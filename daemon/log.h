@@ -16,6 +16,7 @@ void log_std_fds(void);
 /* NULL: stderr. 0 or -errno: -ELOOP for a symlink, -EINVAL for anything but
  * a regular file; the log in use stays as it was. */
 int log_open(const char *path);
+/* log_open again on the same path (SIGHUP), saying in the log how it went. */
 int log_reopen(void);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copies at most outlen-1 bytes of in, replacing non-printable bytes by '.'. */

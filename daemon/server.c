@@ -1493,21 +1493,13 @@ static void on_timer(void)
 
 static void on_signal(void)
 {
-	int ret;
-
 	switch (S.si.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
 		start_drain(S.si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	case SIGHUP:
-		if ((ret = log_reopen()) < 0)
-			LOG(LOG_ERR, "SIGHUP: cannot reopen the log: %s; logging on to the old one",
-			    ret == -ELOOP    ? "it is a symlink"
-			    : ret == -EINVAL ? "not a regular file"
-					     : strerror(-ret));
-		else
-			LOG(LOG_INFO, "SIGHUP: log reopened");
+		log_reopen();
 		break;
 	case SIGUSR1:
 		log_stats();

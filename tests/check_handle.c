@@ -1218,6 +1218,42 @@ START_TEST(doomed_handshake_closed_at_once)
 }
 END_TEST
 
+/*
+ * SIGHUP in handle mode reopens the log as serve does, and says how it went
+ * in the log: a FIFO put at the log's path is refused (it would block the
+ * daemon), the old file logs on and says so; a regular file is taken.
+ */
+START_TEST(sighup_reopens_log)
+{
+	char moved[160];
+	bool said = false;
+
+	snprintf(moved, sizeof(moved), "%s.1", log_path);
+	ck_assert_int_eq(rename(log_path, moved), 0);
+	ck_assert_int_eq(mkfifo(log_path, 0600), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 500 && !said; i++) {
+		char text[1 << 14];
+		int fd = open(moved, O_RDONLY);
+		ssize_t n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		text[n > 0 ? n : 0] = '\0';
+		said = strstr(text, "cannot reopen the log: not a regular file") != NULL;
+		if (!said)
+			usleep(10 * 1000);
+	}
+	ck_assert_msg(said, "no line about the refused reopen in the old log within 5 s");
+	ck_assert(alive(daemon_pid));
+	ck_assert_int_eq(unlink(log_path), 0);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 500 && !log_has("SIGHUP: log reopened"); i++)
+		usleep(10 * 1000);
+	ck_assert_msg(log_has("SIGHUP: log reopened"), "the new log does not say it was reopened");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("handle");
@@ -1235,6 +1271,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, fuzzed_handshakes);
 	tcase_add_test(tc, bytes_after_handshake);
 	tcase_add_test(tc, sigterm_drains);
+	tcase_add_test(tc, sighup_reopens_log);
 	tcase_add_test(tc, bad_command_lines);
 	tcase_add_test(tc, max_clients_wait);
 	upt_add(tc, remap_and_unmap, UPAGER_FEAT_EVENT_REMAP | UPAGER_FEAT_EVENT_UNMAP,
