@@ -90,4 +90,16 @@ int upt_wait_threads(int want, int timeout_ms); /* the count once want or timed 
 #define UPT_TSAN 0
 #endif
 
+/* Built with AddressSanitizer (configure --enable-sanitizers). */
+#if defined(__SANITIZE_ADDRESS__)
+#define UPT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UPT_ASAN 1
+#endif
+#endif
+#ifndef UPT_ASAN
+#define UPT_ASAN 0
+#endif
+
 #endif
