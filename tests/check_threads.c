@@ -67,13 +67,18 @@ static void run(upager_source_t *s, unsigned seed, size_t pages, unsigned handle
 		ck_assert_msg(j[i].bad < 0, "thread %u: wrong byte at %ld", i, j[i].bad);
 	}
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
-	/* Each page filled once; extra faults on a page were coalesced or raced. */
+	/* A page a thread has seen is counted, even while handlers still
+	 * work (a fill racing for pages already there counts them until it
+	 * finds them claimed), and each page once, once they are done. */
 	ck_assert_uint_eq(st.pages_resident, pages);
-	ck_assert_uint_eq(st.pages_filled, pages);
+	ck_assert_uint_ge(st.pages_filled, pages);
 	ck_assert_uint_ge(st.faults, 1);
 	ck_assert_uint_eq(st.fill_errors, 0);
 	pthread_barrier_destroy(&go);
-	upager_release(r);
+	ck_assert_int_eq(upager_release(r), 0); /* waits for the region's fills */
+	ck_assert_int_eq(upager_stats(p, &st), 0);
+	ck_assert_uint_eq(st.pages_filled, pages);
+	ck_assert_uint_eq(st.fill_errors, 0);
 	upager_destroy(p);
 }
 
@@ -116,9 +121,11 @@ END_TEST
 /*
  * The same with both CPUs busy, again and again: handlers are preempted
  * between counting a window and placing it, and the statistics, read as
- * soon as the last thread has its page, must already be exact. (Counting
- * every page of a window and taking back those another handler placed
- * first showed up to 256 pages too many for a while: 2304 for 2048.)
+ * soon as the last thread has its page, must already count every page, and
+ * each once when the handlers are done. (Counting every page of a window
+ * and taking back those another handler placed first showed up to 256
+ * pages too many for a while: 2304 for 2048; counting after claiming
+ * showed 2044 for 2048 once in CI's fallback run.)
  */
 static atomic_bool hog_stop;
 
