@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "le.h"
-#include "protocol.h" /* upp_crc32c */
+#include "crc32c.h"
 #include "snapfmt.h"
 
 static bool all_zero(const uint8_t *p, size_t len)

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "le.h"
-#include "protocol.h" /* upp_crc32c */
+#include "crc32c.h"
 #include "snapfmt.h"
 #include "upager-int.h"
 
