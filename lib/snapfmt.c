@@ -14,15 +14,8 @@
 
 #include "le.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "snapfmt.h"
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
-}
 
 static int open_depth(int dirfd, int fd, size_t ps, size_t *budget, struct upp_snap *s,
 		      int depth);
@@ -203,7 +196,7 @@ static int open_depth(int dirfd, int fd, size_t ps, size_t *budget, struct upp_s
 		memset(hdr + 72, 0, 6);
 		memset(hdr + 128, 0, nlen);
 	}
-	if (!all_zero(hdr + 68, UPP_SNAP_HDR - 68))
+	if (!upp_all_zero(hdr + 68, UPP_SNAP_HDR - 68))
 		return -EBADMSG;
 	if (get32(hdr + 12) != ps)
 		return -EINVAL; /* written on a machine with another page size */

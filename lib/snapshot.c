@@ -18,22 +18,13 @@
 
 #include "le.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "snapfmt.h"
 #include "upager-int.h"
 
 #define SNAP_HDR UPP_SNAP_HDR
 #define ENTRY UPP_SNAP_ENTRY
 enum { K_ABSENT = UPP_SNAP_ABSENT, K_ZERO = UPP_SNAP_ZERO, K_STORED = UPP_SNAP_STORED };
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	static const uint8_t z[64];
-
-	for (size_t i = 0; i < len; i += 64)
-		if (memcmp(p + i, z, 64))
-			return false;
-	return true;
-}
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
@@ -146,7 +137,7 @@ static int save(int fd, void *arg)
 		int same = 0;
 
 		if (i < npages && e[0] == K_STORED) {
-			if (all_zero(base + i * ps, ps)) {
+			if (upp_all_zero(base + i * ps, ps)) {
 				e[0] = K_ZERO;
 			} else if (a->parent && (same = same_as_parent(a, i, tmp)) != 0) {
 				if (same < 0)

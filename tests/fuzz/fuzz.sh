@@ -31,7 +31,7 @@ proto="$srcdir/lib/crc32c.c $srcdir/lib/protocol.c $srcdir/lib/sha256.c"
 sources() {
 	case $1 in
 	protocol) echo "$proto" ;;
-	snapshot) echo "$proto $srcdir/lib/snapfmt.c" ;;
+	snapshot) echo "$proto $srcdir/lib/fileio.c $srcdir/lib/snapfmt.c" ;;
 	ws) echo "$srcdir"/lib/*.c ;;
 	json) echo "$srcdir/daemon/json.c" ;;
 	config) echo "$srcdir/daemon/options.c" ;;
