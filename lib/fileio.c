@@ -2,7 +2,13 @@
 /* File helpers that the library and upagerd both need, written once. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fileio.h"
 
@@ -12,4 +18,45 @@ bool upp_all_zero(const void *p, size_t len)
 
 	/* The first byte is zero and every byte equals the next one. */
 	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}
+
+int upp_atomic_replace(const char *path, int (*fill)(int fd, void *arg), void *arg)
+{
+	char *tmp, *dir, *dcopy;
+	int fd, dfd, ret;
+
+	tmp = malloc(strlen(path) + 16);
+	dcopy = strdup(path);
+	if (!tmp || !dcopy) {
+		free(tmp);
+		free(dcopy);
+		return -ENOMEM;
+	}
+	sprintf(tmp, "%s.tmp.XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = fill(fd, arg);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	if (ret == 0 && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		unlink(tmp);
+		goto out;
+	}
+	/* The rename itself must reach the disk. */
+	dir = dirname(dcopy);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+out:
+	free(tmp);
+	free(dcopy);
+	return ret;
 }

@@ -44,7 +44,7 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 /* ---- saving ---- */
 
 /* The page map after nstored pages of data, then the header (last: a crash
- * before it leaves no valid file), then fsync. */
+ * before it leaves no valid file); upp_atomic_replace fsyncs. */
 static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map,
 		      const char *parent_name, uint32_t parent_crc)
 {
@@ -70,10 +70,7 @@ static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, cons
 	}
 	put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
 	put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
-	ret = pwrite_all(fd, hdr, SNAP_HDR, 0);
-	if (ret == 0 && fsync(fd) < 0)
-		ret = -errno;
-	return ret;
+	return pwrite_all(fd, hdr, SNAP_HDR, 0);
 }
 
 struct save_args {
@@ -165,47 +162,6 @@ static int save(int fd, void *arg)
 	return ret;
 }
 
-/* Writes path through fill(fd, arg) on a temporary file renamed over it:
- * a crash leaves the old file or the new one, never a mix. */
-static int atomic_file(const char *path, int (*fill)(int fd, void *arg), void *arg)
-{
-	char *tmp, *dir, *dcopy;
-	int fd, dfd, ret;
-
-	tmp = malloc(strlen(path) + 16);
-	dcopy = strdup(path);
-	if (!tmp || !dcopy) {
-		free(tmp);
-		free(dcopy);
-		return -ENOMEM;
-	}
-	sprintf(tmp, "%s.tmp.XXXXXX", path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		goto out;
-	}
-	ret = fill(fd, arg);
-	close(fd);
-	if (ret == 0 && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret < 0) {
-		unlink(tmp);
-		goto out;
-	}
-	/* The rename itself must reach the disk. */
-	dir = dirname(dcopy);
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-out:
-	free(tmp);
-	free(dcopy);
-	return ret;
-}
-
 static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
 {
 	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page, NULL, NULL,
@@ -214,7 +170,7 @@ static int save_atomic(const void *addr, size_t len, const char *path, bool ever
 	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % a.ps || len % a.ps ||
 	    (uintptr_t)addr > UINTPTR_MAX - len)
 		return -EINVAL;
-	return atomic_file(path, save, &a);
+	return upp_atomic_replace(path, save, &a);
 }
 
 UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
@@ -272,7 +228,7 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 		a.parent = &pf;
 		a.parent_name = basename(pcopy);
 		a.tracked = upager__track_covers((uintptr_t)addr, len, pf.hdr_crc);
-		ret = atomic_file(path, save, &a);
+		ret = upp_atomic_replace(path, save, &a);
 	}
 	free(pcopy);
 	upp_snap_close(&pf);
@@ -338,22 +294,12 @@ static void ws_record(struct snap_source *ss, const struct upager__fill *fill)
 	pthread_mutex_unlock(&ss->ws_lock);
 }
 
-/* Written when the source goes (the region was released), atomically. */
-static void ws_write(struct snap_source *ss)
+static int ws_fill(int fd, void *arg)
 {
-	size_t plen = strlen(ss->ws_path);
-	char *tmp = malloc(plen + 16);
+	struct snap_source *ss = arg;
 	uint8_t hdr[WS_HDR] = { 0 };
-	int fd;
+	int ret;
 
-	if (!tmp)
-		return;
-	sprintf(tmp, "%s.tmp.XXXXXX", ss->ws_path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		free(tmp);
-		return;
-	}
 	memcpy(hdr, WS_MAGIC, 8);
 	put64(hdr + 8, ss->nws);
 	put64(hdr + 16, ss->f.npages);
@@ -361,16 +307,15 @@ static void ws_write(struct snap_source *ss)
 		put64((uint8_t *)&ss->ws[i], ss->ws[i]);
 	put32(hdr + 24, upp_crc32c(0, ss->ws, ss->nws * 8));
 	put32(hdr + 28, upp_crc32c(0, hdr, 28));
-	if (pwrite_all(fd, hdr, WS_HDR, 0) == 0 &&
-	    pwrite_all(fd, ss->ws, ss->nws * 8, WS_HDR) == 0 && fsync(fd) == 0 &&
-	    rename(tmp, ss->ws_path) == 0) {
-		close(fd);
-		free(tmp);
-		return;
-	}
-	close(fd);
-	unlink(tmp);
-	free(tmp);
+	ret = pwrite_all(fd, hdr, WS_HDR, 0);
+	return ret ? ret : pwrite_all(fd, ss->ws, ss->nws * 8, WS_HDR);
+}
+
+/* Written when the source goes (the region was released), atomically; a
+ * working set that cannot be written is only a hint lost. */
+static void ws_write(struct snap_source *ss)
+{
+	(void)upp_atomic_replace(ss->ws_path, ws_fill, ss);
 }
 
 /* A working-set file's bytes: its page indices, or NULL if damaged. */
@@ -723,7 +668,7 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	if (ret == 0) {
 		a.f = &f;
 		a.ws = ws;
-		ret = atomic_file(path, reorder, &a);
+		ret = upp_atomic_replace(path, reorder, &a);
 		free(ws);
 	}
 	upp_snap_close(&f);
