@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "options.h"
 #include "protocol.h"
@@ -1648,26 +1649,21 @@ int server_run(const struct options *o)
 	S.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	S.tick.tv_sec = 1;
 	if (o->secret_file[0]) {
-		struct stat st;
-		ssize_t n;
-		int fd = open(o->secret_file, O_RDONLY | O_CLOEXEC);
+		mode_t mode;
 
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			fprintf(stderr, "upagerd: cannot read secret %s: %s\n", o->secret_file,
-				strerror(errno));
-			return 1;
-		}
-		n = read(fd, S.secret, sizeof(S.secret));
-		close(fd);
-		while (n > 0 && (S.secret[n - 1] == '\n' || S.secret[n - 1] == '\r'))
-			n--;
-		if (n <= 0 || (size_t)n >= sizeof(S.secret)) {
+		ret = upp_read_secret(o->secret_file, S.secret, sizeof(S.secret), &S.secret_len,
+				      &mode);
+		if (ret == -EINVAL) {
 			fprintf(stderr, "upagerd: %s: the secret must be 1 to 4095 bytes\n",
 				o->secret_file);
 			return 1;
 		}
-		S.secret_len = (size_t)n;
-		if (st.st_mode & 077)
+		if (ret < 0) {
+			fprintf(stderr, "upagerd: cannot read secret %s: %s\n", o->secret_file,
+				strerror(-ret));
+			return 1;
+		}
+		if (mode & 077)
 			LOG(LOG_WARN, "secret file %s is readable by others (chmod 600 it)",
 			    o->secret_file);
 	}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -59,4 +60,44 @@ out:
 	free(tmp);
 	free(dcopy);
 	return ret;
+}
+
+int upp_read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, mode_t *mode)
+{
+	struct stat st;
+	size_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (mode && fstat(fd, &st) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	/* One byte more than fits tells a secret that is too long. */
+	while (n < cap) {
+		ssize_t r = read(fd, buf + n, cap - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			ret = -EINVAL;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (ret == 0 && (n == 0 || n >= cap))
+		ret = -EINVAL;
+	if (ret < 0) {
+		explicit_bzero(buf, cap);
+		return ret;
+	}
+	*len = n;
+	if (mode)
+		*mode = st.st_mode;
+	return 0;
 }

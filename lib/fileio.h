@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Whether len bytes at p are all zero (any len, any alignment). */
 bool upp_all_zero(const void *p, size_t len);
@@ -17,5 +18,13 @@ bool upp_all_zero(const void *p, size_t len);
  * error, or -errno; on error path is untouched and the temporary is gone.
  */
 int upp_atomic_replace(const char *path, int (*fill)(int fd, void *arg), void *arg);
+
+/*
+ * Reads a shared secret from path into buf (cap bytes), without its
+ * trailing newlines; *len gets its length and, if mode is not NULL, *mode the
+ * file's mode. Returns 0, -errno if it cannot be opened, or -EINVAL if it
+ * cannot be read or does not hold 1 to cap - 1 bytes.
+ */
+int upp_read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, mode_t *mode);
 
 #endif

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "protocol.h"
 #include "sha256.h"
 #include "upager-int.h"
@@ -752,21 +753,12 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	rs->image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
 	rs->connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts->secret_file) {
-		int sfd = open(opts->secret_file, O_RDONLY | O_CLOEXEC);
-		ssize_t n = sfd >= 0 ? read(sfd, rs->secret, sizeof(rs->secret)) : -1;
-
-		ret = sfd < 0 ? -errno : 0;
-		if (sfd >= 0)
-			close(sfd);
-		while (n > 0 && (rs->secret[n - 1] == '\n' || rs->secret[n - 1] == '\r'))
-			n--;
-		if (!ret && (n <= 0 || (size_t)n >= sizeof(rs->secret)))
-			ret = -EINVAL;
+		ret = upp_read_secret(opts->secret_file, rs->secret, sizeof(rs->secret),
+				      &rs->secret_len, NULL);
 		if (ret) {
 			free(rs);
 			return ret;
 		}
-		rs->secret_len = (size_t)n;
 	}
 	rs->deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
 	rs->rcap = UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
