@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "fileio.h"
 #include "log.h"
 #include "options.h"
@@ -1623,22 +1624,6 @@ static int listen_tcp(const char *spec, struct listener *l)
 	return 0;
 }
 
-/* Whether UPAGER_DISABLE (a list like "poison,move", as the library reads
- * it) names what: tests take the daemon's fallback paths with it. */
-static bool disabled_by_env(const char *what)
-{
-	const char *env = getenv("UPAGER_DISABLE"), *s = env;
-	size_t n = strlen(what);
-
-	while (s && (s = strstr(s, what)) != NULL) {
-		if ((s == env || s[-1] == ',' || s[-1] == ' ') &&
-		    (s[n] == '\0' || s[n] == ',' || s[n] == ' '))
-			return true;
-		s += n;
-	}
-	return false;
-}
-
 int server_run(const struct options *o)
 {
 	char ready[MAX_LISTEN * 300 + 16] = "ready";
@@ -1672,7 +1657,7 @@ int server_run(const struct options *o)
 		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(errno));
 		return 1;
 	}
-	S.have_openat2 = !disabled_by_env("openat2") && openat2_works();
+	S.have_openat2 = !upp_env_disables("openat2") && openat2_works();
 	for (int i = 0; i < o->nlisten; i++) {
 		if (!strncmp(o->listen[i], "unix:", 5)) {
 			ret = listen_unix(o->listen[i] + 5, &S.ls[i].fd);
