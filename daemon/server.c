@@ -38,6 +38,7 @@
 #include "env.h"
 #include "fileio.h"
 #include "log.h"
+#include "net.h"
 #include "options.h"
 #include "protocol.h"
 #include "server.h"
@@ -1577,24 +1578,18 @@ static bool is_loopback(const struct sockaddr *sa)
 
 static int listen_tcp(const char *spec, struct listener *l)
 {
-	char host[256], *colon;
+	char host[256];
+	const char *port;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	int fd, one = 1, ret;
 
-	snprintf(host, sizeof(host), "%s", spec);
-	colon = strrchr(host, ':');
-	if (!colon || colon == host) {
+	if (upp_split_host_port(spec, host, sizeof(host), &port)) {
 		fprintf(stderr, "upagerd: tcp address wants HOST:PORT: %s\n", spec);
 		return -1;
 	}
-	*colon = '\0';
-	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:port */
-		colon[-1] = '\0';
-		memmove(host, host + 1, strlen(host));
-	}
-	ret = getaddrinfo(host, colon + 1, &hints, &ai);
+	ret = getaddrinfo(host, port, &hints, &ai);
 	if (ret) {
 		fprintf(stderr, "upagerd: %s: %s\n", spec, gai_strerror(ret));
 		return -1;

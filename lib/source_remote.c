@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "net.h"
 #include "protocol.h"
 #include "sha256.h"
 #include "upager-int.h"
@@ -126,20 +127,14 @@ static int dial(const char *uri, uint64_t until_ns)
 			return -errno;
 		ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	} else if (!strncmp(uri, "tcp:", 4)) {
-		char host[256], *colon;
+		char host[256];
+		const char *port;
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 		int one = 1;
 
-		snprintf(host, sizeof(host), "%s", uri + 4);
-		colon = strrchr(host, ':');
-		if (!colon || colon == host || !colon[1])
+		if (upp_split_host_port(uri + 4, host, sizeof(host), &port))
 			return -EINVAL;
-		*colon = '\0';
-		if (host[0] == '[' && colon[-1] == ']') {
-			colon[-1] = '\0';
-			memmove(host, host + 1, strlen(host));
-		}
-		if (getaddrinfo(host, colon + 1, &hints, &ai))
+		if (getaddrinfo(host, port, &hints, &ai))
 			return -EHOSTUNREACH;
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0) {
