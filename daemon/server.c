@@ -45,6 +45,7 @@
 #include "sha256.h"
 #include "snapfmt.h"
 #include "snapload.h"
+#include "uring.h"
 
 /* Reply bytes a client may hold, queued or being read into, before it is
  * paused: a client that never reads costs at most this plus one READ. */
@@ -211,17 +212,6 @@ static void *tag(void *p, unsigned t)
 	if ((uintptr_t)p & 7)
 		abort(); /* a misaligned struct: a programming error, caught in tests */
 	return (void *)((uintptr_t)p | t);
-}
-
-static struct io_uring_sqe *sqe_get(void)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&S.ring);
-
-	if (!sqe) {
-		io_uring_submit(&S.ring);
-		sqe = io_uring_get_sqe(&S.ring);
-	}
-	return sqe; /* NULL only if the kernel is out of memory; callers cope */
 }
 
 /* ---- clients ---- */
@@ -418,7 +408,7 @@ static void post_send(struct client *c)
 
 	if (c->send_posted || !c->outq || c->closing)
 		return;
-	sqe = sqe_get();
+	sqe = upp_get_sqe(&S.ring);
 	if (!sqe)
 		return;
 	io_uring_prep_send(sqe, c->fd, c->outq->data + c->outq->off, c->outq->len - c->outq->off,
@@ -495,7 +485,7 @@ static void post_recv(struct client *c)
 
 	if (c->recv_posted || !may_receive(c))
 		return;
-	sqe = sqe_get();
+	sqe = upp_get_sqe(&S.ring);
 	if (!sqe)
 		return;
 	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, UPP_HDR_SIZE + UPP_MAX_FRAME - c->rlen, 0);
@@ -861,7 +851,7 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 
 static void seg_submit(struct request *rq, uint32_t i)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 	struct seg *sg = &rq->segs[i];
 
 	if (!sqe) {
@@ -939,7 +929,7 @@ static int image_plan(struct request *rq)
 
 static void read_submit(struct request *rq, uint32_t i)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe) {
 		rq->err = ENOMEM;
@@ -1289,7 +1279,7 @@ static void on_accept(struct listener *l, int res)
 	}
 	if (S.draining || l->fd < 0)
 		return;
-	sqe = sqe_get();
+	sqe = upp_get_sqe(&S.ring);
 	if (sqe) {
 		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
 		io_uring_sqe_set_data(sqe, tag(l, T_ACCEPT));
@@ -1397,7 +1387,7 @@ static void log_stats(void)
 
 static void arm_timer(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe)
 		return;
@@ -1407,7 +1397,7 @@ static void arm_timer(void)
 
 static void arm_loaded(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe)
 		return;
@@ -1432,7 +1422,7 @@ static void wake_waiting_reads(void)
 
 static void arm_signal(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe)
 		return;
