@@ -1056,15 +1056,21 @@ static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		read_finish(rq);
 }
 
+/* The counters as one line, the same in a STATS reply and in the log. */
+static int stats_line(char *line, size_t cap)
+{
+	return snprintf(line, cap,
+			"clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu "
+			"errors=%llu protocol_errors=%llu",
+			S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
+			(unsigned long long)S.requests, (unsigned long long)S.bytes_out,
+			(unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+}
+
 static void do_stats(struct client *c, uint32_t id)
 {
 	char line[256];
-	int n = snprintf(line, sizeof(line),
-			 "clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu "
-			 "errors=%llu protocol_errors=%llu",
-			 S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
-			 (unsigned long long)S.requests, (unsigned long long)S.bytes_out,
-			 (unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+	int n = stats_line(line, sizeof(line));
 
 	reply_small(c, UPP_STATS | UPP_REPLY, id, (const uint8_t *)line, (size_t)n);
 }
@@ -1377,12 +1383,10 @@ static void on_read(struct range_op *op, int res)
 
 static void log_stats(void)
 {
-	LOG(LOG_INFO,
-	    "stats: clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu errors=%llu "
-	    "protocol_errors=%llu",
-	    S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
-	    (unsigned long long)S.requests, (unsigned long long)S.bytes_out,
-	    (unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+	char line[256];
+
+	stats_line(line, sizeof(line));
+	LOG(LOG_INFO, "stats: %s", line);
 }
 
 static void arm_timer(void)
