@@ -191,13 +191,26 @@ static bool same_dir(const char *a, const char *b)
 	return same;
 }
 
+/* Opens and checks path: 0 with *f filled (close f->fd, upp_snap_close), or -errno. */
+static int snap_open_path(const char *path, struct upp_snap *f)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), f);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
 UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len,
 						    const char *parent, const char *path)
 {
 	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), false, NULL, NULL, false };
 	struct upp_snap pf;
 	char *pcopy;
-	int fd, ret;
+	int ret;
 
 	if (!addr || !parent || !path || !*parent || !*path || len == 0 || (uintptr_t)addr % a.ps ||
 	    len % a.ps || (uintptr_t)addr > UINTPTR_MAX - len)
@@ -209,14 +222,9 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 	if (!strcmp(strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent,
 		    strrchr(path, '/') ? strrchr(path, '/') + 1 : path))
 		return -EINVAL;
-	fd = open(parent, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, a.ps, &pf);
-	if (ret < 0) {
-		close(fd);
+	ret = snap_open_path(parent, &pf);
+	if (ret < 0)
 		return ret;
-	}
 	pcopy = strdup(parent);
 	if (!pcopy) {
 		ret = -ENOMEM;
@@ -232,7 +240,7 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 	}
 	free(pcopy);
 	upp_snap_close(&pf);
-	close(fd);
+	close(pf.fd);
 	return ret;
 }
 
@@ -480,22 +488,15 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 					  upager_source_t **srcp)
 {
 	struct snap_source *ss;
-	int fd, ret;
+	int ret;
 
 	if (!path || !*path || !srcp)
 		return -EINVAL;
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		free(ss);
-		return ret;
-	}
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), &ss->f);
+	ret = snap_open_path(path, &ss->f);
 	if (ret < 0) {
-		close(fd);
 		free(ss);
 		return ret;
 	}
@@ -647,16 +648,15 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	struct upp_snap f;
 	char *ws_path;
 	uint64_t *ws;
-	int fd, ret;
+	int ret;
 
 	if (!path || !*path)
 		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), &f);
-	ws_path = ret == 0 ? malloc(strlen(path) + 4) : NULL;
-	if (ret == 0 && !ws_path)
+	ret = snap_open_path(path, &f);
+	if (ret < 0)
+		return ret;
+	ws_path = malloc(strlen(path) + 4);
+	if (!ws_path)
 		ret = -ENOMEM;
 	if (ret == 0) {
 		sprintf(ws_path, "%s.ws", path);
@@ -672,24 +672,11 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 		free(ws);
 	}
 	upp_snap_close(&f);
-	close(fd);
+	close(f.fd);
 	return ret;
 }
 
 /* ---- for the upager tool (internal; see tools/upager.c) ---- */
-
-/* Opens and checks path: 0 with *f filled (close f->fd, upp_snap_close), or -errno. */
-static int snap_open_path(const char *path, struct upp_snap *f)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), f);
-	if (ret < 0)
-		close(fd);
-	return ret;
-}
 
 int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 {
