@@ -101,3 +101,36 @@ int upp_read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, mod
 		*mode = st.st_mode;
 	return 0;
 }
+
+int upp_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	/* Linux reads at most 0x7ffff000 bytes at a time: big maps take several. */
+	while (len) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (uint8_t *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int upp_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (const uint8_t *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}

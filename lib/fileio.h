@@ -8,6 +8,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* len bytes at off, in as many reads as it takes: 0, -errno, or -EIO at
+ * the end of the file. */
+int upp_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* len bytes at off, in as many writes as it takes: 0 or -errno (-EIO if
+ * nothing could be written). */
+int upp_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* Whether len bytes at p are all zero (any len, any alignment). */
 bool upp_all_zero(const void *p, size_t len);
 

@@ -26,21 +26,6 @@
 #define ENTRY UPP_SNAP_ENTRY
 enum { K_ABSENT = UPP_SNAP_ABSENT, K_ZERO = UPP_SNAP_ZERO, K_STORED = UPP_SNAP_STORED };
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf = (const uint8_t *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* ---- saving ---- */
 
 /* The page map after nstored pages of data, then the header (last: a crash
@@ -50,7 +35,7 @@ static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, cons
 {
 	uint8_t hdr[SNAP_HDR] = { 0 };
 	uint64_t data_off = SNAP_HDR, map_off = data_off + nstored * ps;
-	int ret = pwrite_all(fd, map, npages * ENTRY, map_off);
+	int ret = upp_pwrite_full(fd, map, npages * ENTRY, map_off);
 
 	if (ret < 0)
 		return ret;
@@ -70,7 +55,7 @@ static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, cons
 	}
 	put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
 	put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
-	return pwrite_all(fd, hdr, SNAP_HDR, 0);
+	return upp_pwrite_full(fd, hdr, SNAP_HDR, 0);
 }
 
 struct save_args {
@@ -150,7 +135,7 @@ static int save(int fd, void *arg)
 		}
 		/* End of a run of stored pages (consecutive in memory and file): one write. */
 		if (run && ret == 0)
-			ret = pwrite_all(fd, base + (i - run) * ps, run * ps,
+			ret = upp_pwrite_full(fd, base + (i - run) * ps, run * ps,
 					 SNAP_HDR + (nstored - run) * ps);
 		run = 0;
 	}
@@ -315,8 +300,8 @@ static int ws_fill(int fd, void *arg)
 		put64((uint8_t *)&ss->ws[i], ss->ws[i]);
 	put32(hdr + 24, upp_crc32c(0, ss->ws, ss->nws * 8));
 	put32(hdr + 28, upp_crc32c(0, hdr, 28));
-	ret = pwrite_all(fd, hdr, WS_HDR, 0);
-	return ret ? ret : pwrite_all(fd, ss->ws, ss->nws * 8, WS_HDR);
+	ret = upp_pwrite_full(fd, hdr, WS_HDR, 0);
+	return ret ? ret : upp_pwrite_full(fd, ss->ws, ss->nws * 8, WS_HDR);
 }
 
 /* Written when the source goes (the region was released), atomically; a
@@ -626,13 +611,13 @@ static int reorder(int fd, void *arg)
 		}
 		put64(map + page * ENTRY + 8, next + nbuf);
 		if (++nbuf == REORDER_BUF) {
-			ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+			ret = upp_pwrite_full(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
 			next += nbuf;
 			nbuf = 0;
 		}
 	}
 	if (ret == 0 && nbuf)
-		ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+		ret = upp_pwrite_full(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
 	if (ret == 0)
 		ret = write_tail(fd, f->ps, npages, f->nstored, map,
 				 f->parent ? f->parent_name : NULL, f->parent ? f->parent->hdr_crc : 0);
@@ -730,7 +715,7 @@ int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t,
 		if (kind < 0)
 			ret = kind;
 		else if (raw_fd >= 0)
-			ret = pwrite_all(raw_fd, page, f.ps, i * f.ps);
+			ret = upp_pwrite_full(raw_fd, page, f.ps, i * f.ps);
 	}
 	if (ret == 0 && raw_fd >= 0 && fsync(raw_fd) < 0)
 		ret = -errno;
