@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "env.h"
 #include "handle.h"
 #include "json.h"
 #include "log.h"
@@ -144,7 +145,7 @@ static int image_open(const char *path)
 		fprintf(stderr, "upagerd: cannot map zeros: %s\n", strerror(errno));
 		return -1;
 	}
-	I.no_poison = getenv("UPAGER_DISABLE") && strstr(getenv("UPAGER_DISABLE"), "poison");
+	I.no_poison = upp_env_disables("poison");
 	return 0;
 }
 

@@ -35,13 +35,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
+#include "fileio.h"
 #include "log.h"
+#include "net.h"
 #include "options.h"
 #include "protocol.h"
 #include "server.h"
 #include "sha256.h"
 #include "snapfmt.h"
 #include "snapload.h"
+#include "uring.h"
 
 /* Reply bytes a client may hold, queued or being read into, before it is
  * paused: a client that never reads costs at most this plus one READ. */
@@ -208,17 +212,6 @@ static void *tag(void *p, unsigned t)
 	if ((uintptr_t)p & 7)
 		abort(); /* a misaligned struct: a programming error, caught in tests */
 	return (void *)((uintptr_t)p | t);
-}
-
-static struct io_uring_sqe *sqe_get(void)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&S.ring);
-
-	if (!sqe) {
-		io_uring_submit(&S.ring);
-		sqe = io_uring_get_sqe(&S.ring);
-	}
-	return sqe; /* NULL only if the kernel is out of memory; callers cope */
 }
 
 /* ---- clients ---- */
@@ -415,7 +408,7 @@ static void post_send(struct client *c)
 
 	if (c->send_posted || !c->outq || c->closing)
 		return;
-	sqe = sqe_get();
+	sqe = upp_get_sqe(&S.ring);
 	if (!sqe)
 		return;
 	io_uring_prep_send(sqe, c->fd, c->outq->data + c->outq->off, c->outq->len - c->outq->off,
@@ -492,7 +485,7 @@ static void post_recv(struct client *c)
 
 	if (c->recv_posted || !may_receive(c))
 		return;
-	sqe = sqe_get();
+	sqe = upp_get_sqe(&S.ring);
 	if (!sqe)
 		return;
 	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, UPP_HDR_SIZE + UPP_MAX_FRAME - c->rlen, 0);
@@ -858,7 +851,7 @@ static void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len,
 
 static void seg_submit(struct request *rq, uint32_t i)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 	struct seg *sg = &rq->segs[i];
 
 	if (!sqe) {
@@ -936,7 +929,7 @@ static int image_plan(struct request *rq)
 
 static void read_submit(struct request *rq, uint32_t i)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe) {
 		rq->err = ENOMEM;
@@ -1063,15 +1056,21 @@ static void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		read_finish(rq);
 }
 
+/* The counters as one line, the same in a STATS reply and in the log. */
+static int stats_line(char *line, size_t cap)
+{
+	return snprintf(line, cap,
+			"clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu "
+			"errors=%llu protocol_errors=%llu",
+			S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
+			(unsigned long long)S.requests, (unsigned long long)S.bytes_out,
+			(unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+}
+
 static void do_stats(struct client *c, uint32_t id)
 {
 	char line[256];
-	int n = snprintf(line, sizeof(line),
-			 "clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu "
-			 "errors=%llu protocol_errors=%llu",
-			 S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
-			 (unsigned long long)S.requests, (unsigned long long)S.bytes_out,
-			 (unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+	int n = stats_line(line, sizeof(line));
 
 	reply_small(c, UPP_STATS | UPP_REPLY, id, (const uint8_t *)line, (size_t)n);
 }
@@ -1286,7 +1285,7 @@ static void on_accept(struct listener *l, int res)
 	}
 	if (S.draining || l->fd < 0)
 		return;
-	sqe = sqe_get();
+	sqe = upp_get_sqe(&S.ring);
 	if (sqe) {
 		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
 		io_uring_sqe_set_data(sqe, tag(l, T_ACCEPT));
@@ -1384,17 +1383,15 @@ static void on_read(struct range_op *op, int res)
 
 static void log_stats(void)
 {
-	LOG(LOG_INFO,
-	    "stats: clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu errors=%llu "
-	    "protocol_errors=%llu",
-	    S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
-	    (unsigned long long)S.requests, (unsigned long long)S.bytes_out,
-	    (unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+	char line[256];
+
+	stats_line(line, sizeof(line));
+	LOG(LOG_INFO, "stats: %s", line);
 }
 
 static void arm_timer(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe)
 		return;
@@ -1404,7 +1401,7 @@ static void arm_timer(void)
 
 static void arm_loaded(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe)
 		return;
@@ -1429,7 +1426,7 @@ static void wake_waiting_reads(void)
 
 static void arm_signal(void)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
 
 	if (!sqe)
 		return;
@@ -1575,24 +1572,18 @@ static bool is_loopback(const struct sockaddr *sa)
 
 static int listen_tcp(const char *spec, struct listener *l)
 {
-	char host[256], *colon;
+	char host[256];
+	const char *port;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	int fd, one = 1, ret;
 
-	snprintf(host, sizeof(host), "%s", spec);
-	colon = strrchr(host, ':');
-	if (!colon || colon == host) {
+	if (upp_split_host_port(spec, host, sizeof(host), &port)) {
 		fprintf(stderr, "upagerd: tcp address wants HOST:PORT: %s\n", spec);
 		return -1;
 	}
-	*colon = '\0';
-	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:port */
-		colon[-1] = '\0';
-		memmove(host, host + 1, strlen(host));
-	}
-	ret = getaddrinfo(host, colon + 1, &hints, &ai);
+	ret = getaddrinfo(host, port, &hints, &ai);
 	if (ret) {
 		fprintf(stderr, "upagerd: %s: %s\n", spec, gai_strerror(ret));
 		return -1;
@@ -1622,22 +1613,6 @@ static int listen_tcp(const char *spec, struct listener *l)
 	return 0;
 }
 
-/* Whether UPAGER_DISABLE (a list like "poison,move", as the library reads
- * it) names what: tests take the daemon's fallback paths with it. */
-static bool disabled_by_env(const char *what)
-{
-	const char *env = getenv("UPAGER_DISABLE"), *s = env;
-	size_t n = strlen(what);
-
-	while (s && (s = strstr(s, what)) != NULL) {
-		if ((s == env || s[-1] == ',' || s[-1] == ' ') &&
-		    (s[n] == '\0' || s[n] == ',' || s[n] == ' '))
-			return true;
-		s += n;
-	}
-	return false;
-}
-
 int server_run(const struct options *o)
 {
 	char ready[MAX_LISTEN * 300 + 16] = "ready";
@@ -1648,26 +1623,21 @@ int server_run(const struct options *o)
 	S.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	S.tick.tv_sec = 1;
 	if (o->secret_file[0]) {
-		struct stat st;
-		ssize_t n;
-		int fd = open(o->secret_file, O_RDONLY | O_CLOEXEC);
+		mode_t mode;
 
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			fprintf(stderr, "upagerd: cannot read secret %s: %s\n", o->secret_file,
-				strerror(errno));
-			return 1;
-		}
-		n = read(fd, S.secret, sizeof(S.secret));
-		close(fd);
-		while (n > 0 && (S.secret[n - 1] == '\n' || S.secret[n - 1] == '\r'))
-			n--;
-		if (n <= 0 || (size_t)n >= sizeof(S.secret)) {
+		ret = upp_read_secret(o->secret_file, S.secret, sizeof(S.secret), &S.secret_len,
+				      &mode);
+		if (ret == -EINVAL) {
 			fprintf(stderr, "upagerd: %s: the secret must be 1 to 4095 bytes\n",
 				o->secret_file);
 			return 1;
 		}
-		S.secret_len = (size_t)n;
-		if (st.st_mode & 077)
+		if (ret < 0) {
+			fprintf(stderr, "upagerd: cannot read secret %s: %s\n", o->secret_file,
+				strerror(-ret));
+			return 1;
+		}
+		if (mode & 077)
 			LOG(LOG_WARN, "secret file %s is readable by others (chmod 600 it)",
 			    o->secret_file);
 	}
@@ -1676,7 +1646,7 @@ int server_run(const struct options *o)
 		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(errno));
 		return 1;
 	}
-	S.have_openat2 = !disabled_by_env("openat2") && openat2_works();
+	S.have_openat2 = !upp_env_disables("openat2") && openat2_works();
 	for (int i = 0; i < o->nlisten; i++) {
 		if (!strncmp(o->listen[i], "unix:", 5)) {
 			ret = listen_unix(o->listen[i] + 5, &S.ls[i].fd);

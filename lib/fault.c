@@ -41,7 +41,7 @@ static inline void cpu_relax(void)
 
 static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 {
-	struct io_uring_sqe *sqe = upager__get_sqe(&h->ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(&h->ring);
 
 	/* The ring has room for every slot's I/O twice over; this cannot fail
 	 * unless the kernel is out of memory, and then the next loop retries. */
@@ -1084,7 +1084,7 @@ static void cancel_dead_io(struct upager__handler *h)
 
 		if (!atomic_load(&f->region->dead))
 			continue;
-		sqe = upager__get_sqe(&h->ring);
+		sqe = upp_get_sqe(&h->ring);
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f, 0);
 			io_uring_sqe_set_data64(sqe, TAG_IGNORE);

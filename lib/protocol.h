@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The page protocol (docs/PROTOCOL.md): frames, messages, CRC32C. Shared by
+ * The page protocol (docs/PROTOCOL.md): frames and messages. Shared by
  * upagerd and the remote source; not part of the public API. Every decoder
  * treats its input as hostile: it checks each length against what is there
  * before reading, and a payload must parse to its last byte.
@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "crc32c.h" /* frames carry a CRC32C */
 
 #define UPP_MAGIC 0x31475055u /* "UPG1" little-endian */
 #define UPP_VERSION 1
@@ -72,8 +74,6 @@ struct upp_error {
 	uint16_t msg_len;
 	const char *msg; /* points into the payload; not NUL-terminated */
 };
-
-uint32_t upp_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Writes a header; returns UPP_HDR_SIZE. */
 size_t upp_put_hdr(uint8_t *out, uint8_t type, uint32_t id, uint32_t length);

@@ -13,36 +13,12 @@
 #include <unistd.h>
 
 #include "le.h"
-#include "protocol.h" /* upp_crc32c */
+#include "crc32c.h"
+#include "fileio.h"
 #include "snapfmt.h"
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
-}
 
 static int open_depth(int dirfd, int fd, size_t ps, size_t *budget, struct upp_snap *s,
 		      int depth);
-
-int upp_pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	/* Linux reads at most 0x7ffff000 bytes at a time: big maps take several. */
-	while (len) {
-		ssize_t n = pread(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf = (uint8_t *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
 
 int upp_open_regular(int (*open_as)(void *ctx, int flags), void *ctx)
 {
@@ -203,7 +179,7 @@ static int open_depth(int dirfd, int fd, size_t ps, size_t *budget, struct upp_s
 		memset(hdr + 72, 0, 6);
 		memset(hdr + 128, 0, nlen);
 	}
-	if (!all_zero(hdr + 68, UPP_SNAP_HDR - 68))
+	if (!upp_all_zero(hdr + 68, UPP_SNAP_HDR - 68))
 		return -EBADMSG;
 	if (get32(hdr + 12) != ps)
 		return -EINVAL; /* written on a machine with another page size */
@@ -321,16 +297,14 @@ int upp_snap_read(const struct upp_snap *s, uint64_t page, void *buf)
 {
 	const struct upp_snap *o;
 	const uint8_t *e = upp_snap_entry(s, page, &o); /* the chain walked once */
-	ssize_t got;
+	int ret;
 
 	if (!e || e[0] != UPP_SNAP_STORED) {
 		memset(buf, 0, s->ps);
 		return e ? e[0] : UPP_SNAP_ABSENT;
 	}
-	do
-		got = pread(o->fd, buf, s->ps, (off_t)(o->data_off + get64(e + 8) * o->ps));
-	while (got < 0 && errno == EINTR);
-	if (got != (ssize_t)s->ps)
-		return got < 0 ? -errno : -EIO;
+	ret = upp_pread_full(o->fd, buf, s->ps, o->data_off + get64(e + 8) * o->ps);
+	if (ret < 0)
+		return ret;
 	return upp_crc32c(0, buf, s->ps) == get32(e + 4) ? UPP_SNAP_STORED : -EBADMSG;
 }

@@ -57,9 +57,6 @@ bool upp_snap_is(int fd);
  * s's checked page map still describes it. */
 bool upp_snap_unchanged(const struct upp_snap *s, int fd);
 
-/* len bytes at off, in as many reads as it takes: 0, -errno, or -EIO at
- * the end of the file. */
-int upp_pread_full(int fd, void *buf, size_t len, uint64_t off);
 /*
  * A descriptor open for reading on a regular file, or -errno: -EINVAL for
  * anything else (a FIFO or a device is never opened for reading, a

@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 #include "le.h"
-#include "protocol.h" /* upp_crc32c */
+#include "crc32c.h"
+#include "fileio.h"
 #include "snapfmt.h"
 #include "upager-int.h"
 
@@ -25,41 +26,16 @@
 #define ENTRY UPP_SNAP_ENTRY
 enum { K_ABSENT = UPP_SNAP_ABSENT, K_ZERO = UPP_SNAP_ZERO, K_STORED = UPP_SNAP_STORED };
 
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	static const uint8_t z[64];
-
-	for (size_t i = 0; i < len; i += 64)
-		if (memcmp(p + i, z, 64))
-			return false;
-	return true;
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf = (const uint8_t *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* ---- saving ---- */
 
 /* The page map after nstored pages of data, then the header (last: a crash
- * before it leaves no valid file), then fsync. */
+ * before it leaves no valid file); upp_atomic_replace fsyncs. */
 static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map,
 		      const char *parent_name, uint32_t parent_crc)
 {
 	uint8_t hdr[SNAP_HDR] = { 0 };
 	uint64_t data_off = SNAP_HDR, map_off = data_off + nstored * ps;
-	int ret = pwrite_all(fd, map, npages * ENTRY, map_off);
+	int ret = upp_pwrite_full(fd, map, npages * ENTRY, map_off);
 
 	if (ret < 0)
 		return ret;
@@ -79,10 +55,7 @@ static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, cons
 	}
 	put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
 	put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
-	ret = pwrite_all(fd, hdr, SNAP_HDR, 0);
-	if (ret == 0 && fsync(fd) < 0)
-		ret = -errno;
-	return ret;
+	return upp_pwrite_full(fd, hdr, SNAP_HDR, 0);
 }
 
 struct save_args {
@@ -146,7 +119,7 @@ static int save(int fd, void *arg)
 		int same = 0;
 
 		if (i < npages && e[0] == K_STORED) {
-			if (all_zero(base + i * ps, ps)) {
+			if (upp_all_zero(base + i * ps, ps)) {
 				e[0] = K_ZERO;
 			} else if (a->parent && (same = same_as_parent(a, i, tmp)) != 0) {
 				if (same < 0)
@@ -162,7 +135,7 @@ static int save(int fd, void *arg)
 		}
 		/* End of a run of stored pages (consecutive in memory and file): one write. */
 		if (run && ret == 0)
-			ret = pwrite_all(fd, base + (i - run) * ps, run * ps,
+			ret = upp_pwrite_full(fd, base + (i - run) * ps, run * ps,
 					 SNAP_HDR + (nstored - run) * ps);
 		run = 0;
 	}
@@ -174,47 +147,6 @@ static int save(int fd, void *arg)
 	return ret;
 }
 
-/* Writes path through fill(fd, arg) on a temporary file renamed over it:
- * a crash leaves the old file or the new one, never a mix. */
-static int atomic_file(const char *path, int (*fill)(int fd, void *arg), void *arg)
-{
-	char *tmp, *dir, *dcopy;
-	int fd, dfd, ret;
-
-	tmp = malloc(strlen(path) + 16);
-	dcopy = strdup(path);
-	if (!tmp || !dcopy) {
-		free(tmp);
-		free(dcopy);
-		return -ENOMEM;
-	}
-	sprintf(tmp, "%s.tmp.XXXXXX", path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		goto out;
-	}
-	ret = fill(fd, arg);
-	close(fd);
-	if (ret == 0 && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret < 0) {
-		unlink(tmp);
-		goto out;
-	}
-	/* The rename itself must reach the disk. */
-	dir = dirname(dcopy);
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-out:
-	free(tmp);
-	free(dcopy);
-	return ret;
-}
-
 static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
 {
 	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page, NULL, NULL,
@@ -223,7 +155,7 @@ static int save_atomic(const void *addr, size_t len, const char *path, bool ever
 	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % a.ps || len % a.ps ||
 	    (uintptr_t)addr > UINTPTR_MAX - len)
 		return -EINVAL;
-	return atomic_file(path, save, &a);
+	return upp_atomic_replace(path, save, &a);
 }
 
 UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
@@ -244,13 +176,26 @@ static bool same_dir(const char *a, const char *b)
 	return same;
 }
 
+/* Opens and checks path: 0 with *f filled (close f->fd, upp_snap_close), or -errno. */
+static int snap_open_path(const char *path, struct upp_snap *f)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), f);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
 UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len,
 						    const char *parent, const char *path)
 {
 	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), false, NULL, NULL, false };
 	struct upp_snap pf;
 	char *pcopy;
-	int fd, ret;
+	int ret;
 
 	if (!addr || !parent || !path || !*parent || !*path || len == 0 || (uintptr_t)addr % a.ps ||
 	    len % a.ps || (uintptr_t)addr > UINTPTR_MAX - len)
@@ -262,14 +207,9 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 	if (!strcmp(strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent,
 		    strrchr(path, '/') ? strrchr(path, '/') + 1 : path))
 		return -EINVAL;
-	fd = open(parent, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, a.ps, &pf);
-	if (ret < 0) {
-		close(fd);
+	ret = snap_open_path(parent, &pf);
+	if (ret < 0)
 		return ret;
-	}
 	pcopy = strdup(parent);
 	if (!pcopy) {
 		ret = -ENOMEM;
@@ -281,11 +221,11 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 		a.parent = &pf;
 		a.parent_name = basename(pcopy);
 		a.tracked = upager__track_covers((uintptr_t)addr, len, pf.hdr_crc);
-		ret = atomic_file(path, save, &a);
+		ret = upp_atomic_replace(path, save, &a);
 	}
 	free(pcopy);
 	upp_snap_close(&pf);
-	close(fd);
+	close(pf.fd);
 	return ret;
 }
 
@@ -347,22 +287,12 @@ static void ws_record(struct snap_source *ss, const struct upager__fill *fill)
 	pthread_mutex_unlock(&ss->ws_lock);
 }
 
-/* Written when the source goes (the region was released), atomically. */
-static void ws_write(struct snap_source *ss)
+static int ws_fill(int fd, void *arg)
 {
-	size_t plen = strlen(ss->ws_path);
-	char *tmp = malloc(plen + 16);
+	struct snap_source *ss = arg;
 	uint8_t hdr[WS_HDR] = { 0 };
-	int fd;
+	int ret;
 
-	if (!tmp)
-		return;
-	sprintf(tmp, "%s.tmp.XXXXXX", ss->ws_path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		free(tmp);
-		return;
-	}
 	memcpy(hdr, WS_MAGIC, 8);
 	put64(hdr + 8, ss->nws);
 	put64(hdr + 16, ss->f.npages);
@@ -370,16 +300,15 @@ static void ws_write(struct snap_source *ss)
 		put64((uint8_t *)&ss->ws[i], ss->ws[i]);
 	put32(hdr + 24, upp_crc32c(0, ss->ws, ss->nws * 8));
 	put32(hdr + 28, upp_crc32c(0, hdr, 28));
-	if (pwrite_all(fd, hdr, WS_HDR, 0) == 0 &&
-	    pwrite_all(fd, ss->ws, ss->nws * 8, WS_HDR) == 0 && fsync(fd) == 0 &&
-	    rename(tmp, ss->ws_path) == 0) {
-		close(fd);
-		free(tmp);
-		return;
-	}
-	close(fd);
-	unlink(tmp);
-	free(tmp);
+	ret = upp_pwrite_full(fd, hdr, WS_HDR, 0);
+	return ret ? ret : upp_pwrite_full(fd, ss->ws, ss->nws * 8, WS_HDR);
+}
+
+/* Written when the source goes (the region was released), atomically; a
+ * working set that cannot be written is only a hint lost. */
+static void ws_write(struct snap_source *ss)
+{
+	(void)upp_atomic_replace(ss->ws_path, ws_fill, ss);
 }
 
 /* A working-set file's bytes: its page indices, or NULL if damaged. */
@@ -544,22 +473,15 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 					  upager_source_t **srcp)
 {
 	struct snap_source *ss;
-	int fd, ret;
+	int ret;
 
 	if (!path || !*path || !srcp)
 		return -EINVAL;
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		free(ss);
-		return ret;
-	}
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), &ss->f);
+	ret = snap_open_path(path, &ss->f);
 	if (ret < 0) {
-		close(fd);
 		free(ss);
 		return ret;
 	}
@@ -689,13 +611,13 @@ static int reorder(int fd, void *arg)
 		}
 		put64(map + page * ENTRY + 8, next + nbuf);
 		if (++nbuf == REORDER_BUF) {
-			ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+			ret = upp_pwrite_full(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
 			next += nbuf;
 			nbuf = 0;
 		}
 	}
 	if (ret == 0 && nbuf)
-		ret = pwrite_all(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+		ret = upp_pwrite_full(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
 	if (ret == 0)
 		ret = write_tail(fd, f->ps, npages, f->nstored, map,
 				 f->parent ? f->parent_name : NULL, f->parent ? f->parent->hdr_crc : 0);
@@ -711,16 +633,15 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	struct upp_snap f;
 	char *ws_path;
 	uint64_t *ws;
-	int fd, ret;
+	int ret;
 
 	if (!path || !*path)
 		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), &f);
-	ws_path = ret == 0 ? malloc(strlen(path) + 4) : NULL;
-	if (ret == 0 && !ws_path)
+	ret = snap_open_path(path, &f);
+	if (ret < 0)
+		return ret;
+	ws_path = malloc(strlen(path) + 4);
+	if (!ws_path)
 		ret = -ENOMEM;
 	if (ret == 0) {
 		sprintf(ws_path, "%s.ws", path);
@@ -732,28 +653,15 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	if (ret == 0) {
 		a.f = &f;
 		a.ws = ws;
-		ret = atomic_file(path, reorder, &a);
+		ret = upp_atomic_replace(path, reorder, &a);
 		free(ws);
 	}
 	upp_snap_close(&f);
-	close(fd);
+	close(f.fd);
 	return ret;
 }
 
 /* ---- for the upager tool (internal; see tools/upager.c) ---- */
-
-/* Opens and checks path: 0 with *f filled (close f->fd, upp_snap_close), or -errno. */
-static int snap_open_path(const char *path, struct upp_snap *f)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), f);
-	if (ret < 0)
-		close(fd);
-	return ret;
-}
 
 int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 {
@@ -807,7 +715,7 @@ int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t,
 		if (kind < 0)
 			ret = kind;
 		else if (raw_fd >= 0)
-			ret = pwrite_all(raw_fd, page, f.ps, i * f.ps);
+			ret = upp_pwrite_full(raw_fd, page, f.ps, i * f.ps);
 	}
 	if (ret == 0 && raw_fd >= 0 && fsync(raw_fd) < 0)
 		ret = -errno;

@@ -32,14 +32,3 @@ UPAGER__EXPORT int upager_source_release(upager_source_t *src)
 	upager__source_unref(src);
 	return 0;
 }
-
-struct io_uring_sqe *upager__get_sqe(struct io_uring *ring)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	if (!sqe) {
-		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-	}
-	return sqe;
-}

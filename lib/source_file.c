@@ -39,7 +39,7 @@ static void read_around(struct file_source *fs, uint64_t at, struct io_uring *ri
 	    (atomic_load_explicit(&fs->advised[chunk / 64], memory_order_relaxed) & bit) ||
 	    (atomic_fetch_or(&fs->advised[chunk / 64], bit) & bit))
 		return;
-	sqe = upager__get_sqe(ring);
+	sqe = upp_get_sqe(ring);
 	if (!sqe)
 		return;
 	io_uring_prep_fadvise(sqe, fs->fd, chunk * READ_AROUND_CHUNK, READ_AROUND_CHUNK,
@@ -49,7 +49,7 @@ static void read_around(struct file_source *fs, uint64_t at, struct io_uring *ri
 
 static int file_submit(struct file_source *fs, struct upager__fill *fill, struct io_uring *ring)
 {
-	struct io_uring_sqe *sqe = upager__get_sqe(ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(ring);
 	uint64_t at = fs->offset + fill->roff + fill->done;
 
 	if (at < fs->offset || at > (uint64_t)INT64_MAX)

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
+#include "net.h"
 #include "protocol.h"
 #include "sha256.h"
 #include "upager-int.h"
@@ -125,20 +127,14 @@ static int dial(const char *uri, uint64_t until_ns)
 			return -errno;
 		ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	} else if (!strncmp(uri, "tcp:", 4)) {
-		char host[256], *colon;
+		char host[256];
+		const char *port;
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 		int one = 1;
 
-		snprintf(host, sizeof(host), "%s", uri + 4);
-		colon = strrchr(host, ':');
-		if (!colon || colon == host || !colon[1])
+		if (upp_split_host_port(uri + 4, host, sizeof(host), &port))
 			return -EINVAL;
-		*colon = '\0';
-		if (host[0] == '[' && colon[-1] == ']') {
-			colon[-1] = '\0';
-			memmove(host, host + 1, strlen(host));
-		}
-		if (getaddrinfo(host, colon + 1, &hints, &ai))
+		if (getaddrinfo(host, port, &hints, &ai))
 			return -EHOSTUNREACH;
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0) {
@@ -752,21 +748,12 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	rs->image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
 	rs->connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts->secret_file) {
-		int sfd = open(opts->secret_file, O_RDONLY | O_CLOEXEC);
-		ssize_t n = sfd >= 0 ? read(sfd, rs->secret, sizeof(rs->secret)) : -1;
-
-		ret = sfd < 0 ? -errno : 0;
-		if (sfd >= 0)
-			close(sfd);
-		while (n > 0 && (rs->secret[n - 1] == '\n' || rs->secret[n - 1] == '\r'))
-			n--;
-		if (!ret && (n <= 0 || (size_t)n >= sizeof(rs->secret)))
-			ret = -EINVAL;
+		ret = upp_read_secret(opts->secret_file, rs->secret, sizeof(rs->secret),
+				      &rs->secret_len, NULL);
 		if (ret) {
 			free(rs);
 			return ret;
 		}
-		rs->secret_len = (size_t)n;
 	}
 	rs->deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
 	rs->rcap = UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "env.h"
 #include "upager-int.h"
 
 static const struct {
@@ -44,23 +45,11 @@ static const struct {
 /* UPAGER_DISABLE=poison,move,... lets a whole test run take the fallback paths. */
 uint64_t upager__disable_from_env(void)
 {
-	const char *env = getenv("UPAGER_DISABLE");
 	uint64_t mask = 0;
 
-	if (!env)
-		return 0;
-	for (size_t i = 0; i < sizeof(feature_map) / sizeof(feature_map[0]); i++) {
-		const char *s = env;
-		size_t n = strlen(feature_map[i].name);
-
-		while ((s = strstr(s, feature_map[i].name)) != NULL) {
-			bool starts = s == env || s[-1] == ',' || s[-1] == ' ';
-			bool ends = s[n] == '\0' || s[n] == ',' || s[n] == ' ';
-			if (starts && ends)
-				mask |= feature_map[i].feat;
-			s += n;
-		}
-	}
+	for (size_t i = 0; i < sizeof(feature_map) / sizeof(feature_map[0]); i++)
+		if (upp_env_disables(feature_map[i].name))
+			mask |= feature_map[i].feat;
 	return mask;
 }
 

@@ -10,6 +10,7 @@
 #include <liburing.h>
 
 #include "upager.h"
+#include "uring.h"
 
 #define UPAGER__EXPORT __attribute__((visibility("default")))
 #define UPAGER__PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -82,8 +83,6 @@ void upager__source_unref(upager_source_t *src);
  * result (DATA, ZERO or -errno). Callable from any thread.
  */
 void upager__fill_complete(struct upager__fill *fill, int result);
-/* An SQE, submitting what is queued if the ring is full; NULL if still none. */
-struct io_uring_sqe *upager__get_sqe(struct io_uring *ring);
 
 /* user_data of SQEs whose completions nobody waits for (cancels, advice). */
 #define UPAGER__TAG_IGNORE 3

@@ -16,7 +16,7 @@ mkdir -p "$out"
 
 if [ "${1:-}" = --seeds ]; then
 	$CC -Wall -Wextra $FUZZ_CPPFLAGS -o "$out/mkseeds" "$src/mkseeds.c" \
-		"$srcdir/lib/protocol.c" "$srcdir/lib/sha256.c" && "$out/mkseeds" "$src"
+		"$srcdir/lib/crc32c.c" "$srcdir/lib/protocol.c" "$srcdir/lib/sha256.c" && "$out/mkseeds" "$src"
 	exit
 fi
 if [ -n "${FUZZ_SKIP:-}" ]; then
@@ -25,13 +25,13 @@ if [ -n "${FUZZ_SKIP:-}" ]; then
 fi
 
 flags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-proto="$srcdir/lib/protocol.c $srcdir/lib/sha256.c"
+proto="$srcdir/lib/crc32c.c $srcdir/lib/protocol.c $srcdir/lib/sha256.c"
 # The sources each target is built from (the library's for the .ws parser,
 # which lives among the snapshot source's code).
 sources() {
 	case $1 in
 	protocol) echo "$proto" ;;
-	snapshot) echo "$proto $srcdir/lib/snapfmt.c" ;;
+	snapshot) echo "$proto $srcdir/lib/fileio.c $srcdir/lib/snapfmt.c" ;;
 	ws) echo "$srcdir"/lib/*.c ;;
 	json) echo "$srcdir/daemon/json.c" ;;
 	config) echo "$srcdir/daemon/options.c" ;;
