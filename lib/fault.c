@@ -277,56 +277,64 @@ static size_t clip_window(struct upager__handler *h, const struct upager__mappin
 
 /* ---- placing pages ---- */
 
+/* place_error: no signal, the page is another fill's (upager__place_fail says 1) */
+enum { PLACED_MEANWHILE = 1 };
+
+struct sigbus_target {
+	upager_t *pager;
+	const struct upager__fill *fill;
+};
+
 /*
- * The faulting thread gets SIGBUS. Where the kernel has UFFDIO_POISON the
- * page gets a poisoned PTE: a real fault, si_code BUS_ADRERR and the exact
- * address, and every later access too, until decommit. Otherwise we queue
- * SIGBUS to that thread before waking it to retry its access. The kernel
- * lets only a process's main thread send a kernel si_code, so it arrives as
+ * place_error's fallback where the page cannot be poisoned: SIGBUS queued
+ * to the faulting thread, then woken to retry its access. The kernel lets
+ * only a process's main thread send a kernel si_code, so it arrives as
  * SI_QUEUE, with the page address in si_addr and in si_value.sival_ptr.
  */
-enum { PLACED_MEANWHILE = 1 }; /* place_error: no signal, the page is another fill's */
+static int queue_sigbus(void *arg, uintptr_t page)
+{
+	const struct sigbus_target *t = arg;
+	const struct upager__fill *f = t->fill;
+	upager_t *p = t->pager;
+	siginfo_t si;
+	long ret;
 
+	/* A signal, unlike a poisoned PTE, reaches the thread wherever it is:
+	 * if another fill claimed the page (placed, or placing and then
+	 * waking), the thread has or will have its data and may be running
+	 * on; failing, that fill wakes it to fault again. */
+	if (f->region && upager__region_resident(f->region, f->roff + (page - f->addr))) {
+		upager__place_wake(p->uffd, page, p->page_size);
+		return PLACED_MEANWHILE;
+	}
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGBUS;
+	si.si_code = SI_QUEUE;
+	si.si_addr = (void *)page; /* shares its bytes with si_pid/si_uid */
+	si.si_value.sival_ptr = (void *)page;
+	if (f->tid && (p->features & UPAGER_FEAT_THREAD_ID))
+		ret = syscall(SYS_rt_tgsigqueueinfo, getpid(), f->tid, SIGBUS, &si);
+	else
+		ret = syscall(SYS_rt_sigqueueinfo, getpid(), SIGBUS, &si);
+	if (ret < 0)
+		upager__log(p, UPAGER_LOG_ERROR, "cannot queue SIGBUS to thread %u: %s", f->tid,
+			    strerror(errno));
+	upager__place_wake(p->uffd, page, p->page_size);
+	return 0;
+}
+
+/*
+ * The faulting thread gets SIGBUS: a poisoned PTE where the kernel has
+ * UFFDIO_POISON (a real fault, si_code BUS_ADRERR and the exact address, and
+ * every later access too, until decommit), a queued signal otherwise.
+ * Returns 0, PLACED_MEANWHILE, -EAGAIN (retry after the events) or -errno.
+ */
 static int place_error(upager_t *p, struct upager__fill *f)
 {
-	if (p->features & UPAGER_FEAT_POISON) {
-		struct uffdio_poison pz = {
-			.range = { .start = f->fault_addr, .len = p->page_size },
-		};
-		if (ioctl(p->uffd, UFFDIO_POISON, &pz) == 0)
-			return 0;
-		if (errno == EAGAIN)
-			return -EAGAIN;
-		if (errno != EEXIST) /* EEXIST: a page is there; just wake */
-			return -errno;
-	} else {
-		siginfo_t si;
-		long ret;
+	struct sigbus_target target = { .pager = p, .fill = f };
 
-		/* A signal, unlike a poisoned PTE, reaches the thread wherever
-		 * it is: if another fill claimed the page (placed, or placing
-		 * and then waking), the thread has or will have its data and
-		 * may be running on; failing, that fill wakes it to fault again. */
-		if (f->region &&
-		    upager__region_resident(f->region, f->roff + (f->fault_addr - f->addr))) {
-			upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
-			return PLACED_MEANWHILE;
-		}
-		memset(&si, 0, sizeof(si));
-		si.si_signo = SIGBUS;
-		si.si_code = SI_QUEUE;
-		si.si_addr = (void *)f->fault_addr; /* shares its bytes with si_pid/si_uid */
-		si.si_value.sival_ptr = (void *)f->fault_addr;
-		if (f->tid && (p->features & UPAGER_FEAT_THREAD_ID))
-			ret = syscall(SYS_rt_tgsigqueueinfo, getpid(), f->tid, SIGBUS, &si);
-		else
-			ret = syscall(SYS_rt_sigqueueinfo, getpid(), SIGBUS, &si);
-		if (ret < 0)
-			upager__log(p, UPAGER_LOG_ERROR, "cannot queue SIGBUS to thread %u: %s",
-				    f->tid, strerror(errno));
-	}
-	upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
-	return 0;
+	return upager__place_fail(p->uffd, f->fault_addr, p->page_size,
+				  p->features & UPAGER_FEAT_POISON, queue_sigbus, &target);
 }
 
 /* Did the fill claim page i of its window (see count_before)? */
@@ -357,7 +365,7 @@ static int place_range(upager_t *p, struct upager__fill *f)
 		uintptr_t dst = f->addr + f->placed;
 		bool mine = fill_claimed(f, f->placed / ps);
 		size_t run = ps;
-		int64_t done;
+		struct upager__placement pl;
 		int ret;
 
 		if (!mine && (dst != f->fault_addr || f->prefetch)) {
@@ -368,41 +376,28 @@ static int place_range(upager_t *p, struct upager__fill *f)
 			 * handled elsewhere has just dropped: a thread coalesced
 			 * onto this fill must not sleep on it. Woken, it faults
 			 * again and is copied as a faulting page. */
-			upager__uffd_wake(p->uffd, dst, run);
+			upager__place_wake(p->uffd, dst, run);
 			f->placed += run;
 			continue;
 		}
 		while (mine && f->placed + run < f->len && fill_claimed(f, (f->placed + run) / ps))
 			run += ps;
-		if (zero && !f->write && (p->features & UPAGER_FEAT_ZEROPAGE)) {
-			struct uffdio_zeropage z = { .range = { .start = dst, .len = run } };
-			ret = ioctl(p->uffd, UFFDIO_ZEROPAGE, &z);
-			done = z.zeropage;
-		} else {
-			const char *src = zero ? (const char *)p->zero_buf : (const char *)f->buf;
+		pl = (struct upager__placement){
+			.uffd = p->uffd, .dst = dst, .len = run, .page_size = ps,
 			/* Placed write-protected in a tracked region: a later
 			 * write unprotects it (WP_ASYNC), so "still protected"
 			 * means "as the source had it". */
-			struct uffdio_copy c = {
-				.dst = dst, .src = (uintptr_t)src + f->placed, .len = run,
-				.mode = f->region && f->region->wp ? UFFDIO_COPY_MODE_WP : 0,
-			};
-			ret = ioctl(p->uffd, UFFDIO_COPY, &c);
-			done = c.copy;
-		}
-		if (ret == 0) {
-			f->placed += run;
-			continue;
-		}
-		if (done > 0) { /* partial: the next attempt meets the cause */
-			f->placed += (size_t)done;
-			continue;
-		}
-		if (errno != EEXIST)
-			return -errno;
-		upager__uffd_wake(p->uffd, dst, ps);
-		f->skipped++;
-		f->placed += ps;
+			.flags = f->region && f->region->wp ? UPAGER__PLACE_WP : 0,
+		};
+		if (zero && !f->write && (p->features & UPAGER_FEAT_ZEROPAGE))
+			pl.flags = UPAGER__PLACE_ZEROPAGE;
+		else
+			pl.src = (zero ? (const char *)p->zero_buf : (const char *)f->buf) + f->placed;
+		ret = upager__place_range(&pl);
+		f->placed += pl.done;
+		f->skipped += (unsigned)pl.present;
+		if (ret < 0)
+			return ret;
 	}
 	return 0;
 }
@@ -539,13 +534,13 @@ static void wake_window(upager_t *p, const struct upager__fill *f, bool keep_fau
 	uintptr_t end = f->addr + f->len;
 
 	if (!keep_fault || f->fault_addr < f->addr || f->fault_addr >= end) {
-		upager__uffd_wake(p->uffd, f->addr, f->len);
+		upager__place_wake(p->uffd, f->addr, f->len);
 		return;
 	}
 	if (f->fault_addr > f->addr)
-		upager__uffd_wake(p->uffd, f->addr, f->fault_addr - f->addr);
+		upager__place_wake(p->uffd, f->addr, f->fault_addr - f->addr);
 	if (f->fault_addr + p->page_size < end)
-		upager__uffd_wake(p->uffd, f->fault_addr + p->page_size,
+		upager__place_wake(p->uffd, f->fault_addr + p->page_size,
 				  end - f->fault_addr - p->page_size);
 }
 
@@ -571,7 +566,7 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 	if (f->ev_deferred) {
 		/* Its events are handled: faulting again, the thread finds the
 		 * registry as the program left it. */
-		upager__uffd_wake(p->uffd, f->fault_addr, p->page_size);
+		upager__place_wake(p->uffd, f->fault_addr, p->page_size);
 		fill_done(h, f);
 		return true;
 	}
@@ -826,7 +821,7 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 		if (r->dead || !upager__region_committed(r, roff)) {
 			/* Decommitted after the access: on retry it meets PROT_NONE. */
 			pthread_rwlock_unlock(&p->lock);
-			upager__uffd_wake(p->uffd, addr, p->page_size);
+			upager__place_wake(p->uffd, addr, p->page_size);
 			return;
 		}
 		if (in_flight(h, addr)) {
@@ -981,18 +976,16 @@ static void read_messages(struct upager__handler *h, bool spinning)
 	struct uffd_msg msgs[UPAGER__MSG_BATCH];
 
 	while (h->uffd_ready) {
-		ssize_t n;
+		long n;
 		bool events = false;
-		int err;
 
 		if (!spinning)
 			pthread_mutex_lock(&p->ev_lock);
 		else if (pthread_mutex_trylock(&p->ev_lock) != 0)
 			return;
-		n = read(p->uffd, msgs, sizeof(msgs));
-		err = errno;
+		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
-			events = note_events(h, msgs, (size_t)n / sizeof(msgs[0]));
+			events = note_events(h, msgs, (size_t)n);
 		pthread_mutex_unlock(&p->ev_lock);
 		/*
 		 * Events apply in the order the kernel gave them: first those
@@ -1004,16 +997,9 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		 */
 		if (events && p->nthreads > 1)
 			events_wait(p, h, h->ev_seq - 1, false);
-		if (n < 0) {
-			if (err == EINTR)
-				continue;
-			if (err != EAGAIN)
-				upager__log(p, UPAGER_LOG_ERROR, "reading userfaultfd: %s",
-					    strerror(err));
-			h->uffd_ready = false;
-			break;
-		}
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+		if (n < 0)
+			upager__log(p, UPAGER_LOG_ERROR, "reading userfaultfd: %s", strerror((int)-n));
+		for (long i = 0; i < n; i++) {
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
 				handle_message(h, &msgs[i]);
 				continue;
@@ -1024,7 +1010,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 				if (!b) {
 					/* Unanswered, the thread stays blocked; waking it
 					 * makes it fault again, and us see it again later. */
-					upager__uffd_wake(p->uffd,
+					upager__place_wake(p->uffd,
 							  (uintptr_t)msgs[i].arg.pagefault.address &
 								  ~(uintptr_t)(p->page_size - 1),
 							  p->page_size);
@@ -1037,7 +1023,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		}
 		if (events)
 			events_handled(h);
-		if ((size_t)n < sizeof(msgs))
+		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}
 }

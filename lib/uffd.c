@@ -276,10 +276,3 @@ int upager__uffd_unregister(int uffd, uintptr_t start, size_t len)
 
 	return ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
 }
-
-int upager__uffd_wake(int uffd, uintptr_t start, size_t len)
-{
-	struct uffdio_range r = { .start = start, .len = len };
-
-	return ioctl(uffd, UFFDIO_WAKE, &r) < 0 ? -errno : 0;
-}

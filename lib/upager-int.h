@@ -10,6 +10,7 @@
 #include <liburing.h>
 
 #include "upager.h"
+#include "place.h"
 #include "uring.h"
 
 #define UPAGER__EXPORT __attribute__((visibility("default")))
@@ -139,8 +140,6 @@ struct upager__mapping {
 
 /* ---- the pager (pager.c), fault loop (fault.c) ---- */
 #define UPAGER__SLOTS 64         /* fills in flight per handler */
-#define UPAGER__MSG_BATCH 64     /* uffd messages read at once */
-#define UPAGER__MAX_WINDOW 256   /* pages one fill may cover (1 MiB of 4 KiB pages) */
 #define UPAGER__RA_DEPTH 4       /* windows read ahead at a sequential fault */
 #define UPAGER__RA_AHEAD 16      /* windows readahead keeps going to, past the last fault */
 #define UPAGER__FAULT_RESERVE 8  /* slots prefetching leaves for faults */
@@ -308,7 +307,6 @@ uint64_t upager__disable_from_env(void);
 /* MISSING mode, and WP too when wp (false in *wp when the kernel refuses it). */
 int upager__uffd_register(int uffd, uintptr_t start, size_t len, bool *wp);
 int upager__uffd_unregister(int uffd, uintptr_t start, size_t len);
-int upager__uffd_wake(int uffd, uintptr_t start, size_t len);
 
 /* pagemap.c: which pages are populated, and (written) which are clean: placed
  * write-protected by a fill of a tracked region and not written since. */
