@@ -237,7 +237,7 @@ static size_t window_for(upager_region_t *r, size_t page, size_t *back, bool *se
 	}
 	win = atomic_load_explicit(&r->ra_win, memory_order_relaxed);
 	if (page == atomic_load_explicit(&r->ra_next, memory_order_relaxed) && page != 0) {
-		win = win >= UPAGER__MAX_WINDOW / 2 ? UPAGER__MAX_WINDOW : (win ? win * 2 : 2);
+		win = (unsigned)upager__window_grow(win);
 		*sequential = true;
 	} else {
 		win = around;
