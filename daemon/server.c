@@ -37,6 +37,7 @@
 
 #include "env.h"
 #include "fileio.h"
+#include "listen.h"
 #include "log.h"
 #include "net.h"
 #include "options.h"
@@ -1514,105 +1515,6 @@ static bool drained(void)
 	return true;
 }
 
-/* ---- listening ---- */
-
-int signal_fd(void)
-{
-	sigset_t mask;
-
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGUSR1);
-	/* Blocked before any other thread exists, so that all inherit it. */
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	return signalfd(-1, &mask, SFD_CLOEXEC);
-}
-
-int listen_unix(const char *path, int *fdp)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "upagerd: socket path too long: %s\n", path);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	/* A stale socket from a previous run is replaced; anything else is not ours. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			fprintf(stderr, "upagerd: %s exists and is not a socket\n", path);
-			return -1;
-		}
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-		fprintf(stderr, "upagerd: cannot listen on unix:%s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	*fdp = fd;
-	return 0;
-}
-
-static bool is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-	return false;
-}
-
-static int listen_tcp(const char *spec, struct listener *l)
-{
-	char host[256];
-	const char *port;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int fd, one = 1, ret;
-
-	if (upp_split_host_port(spec, host, sizeof(host), &port)) {
-		fprintf(stderr, "upagerd: tcp address wants HOST:PORT: %s\n", spec);
-		return -1;
-	}
-	ret = getaddrinfo(host, port, &hints, &ai);
-	if (ret) {
-		fprintf(stderr, "upagerd: %s: %s\n", spec, gai_strerror(ret));
-		return -1;
-	}
-	if (!is_loopback(ai->ai_addr) && !S.o->allow_remote) {
-		fprintf(stderr, "upagerd: %s is not a loopback address: pass --allow-remote to "
-				"serve other machines\n", spec);
-		freeaddrinfo(ai);
-		return -1;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
-		fprintf(stderr, "upagerd: cannot listen on tcp:%s: %s\n", spec, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(ai);
-		return -1;
-	}
-	freeaddrinfo(ai);
-	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-	l->fd = fd;
-	snprintf(l->name, sizeof(l->name), ss.ss_family == AF_INET6 ? "tcp:[%s]:%u" : "tcp:%s:%u",
-		 host, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	return 0;
-}
-
 int server_run(const struct options *o)
 {
 	char ready[MAX_LISTEN * 300 + 16] = "ready";
@@ -1652,7 +1554,8 @@ int server_run(const struct options *o)
 			ret = listen_unix(o->listen[i] + 5, &S.ls[i].fd);
 			snprintf(S.ls[i].name, sizeof(S.ls[i].name), "%s", o->listen[i]);
 		} else {
-			ret = listen_tcp(o->listen[i] + 4, &S.ls[i]);
+			ret = listen_tcp(o->listen[i] + 4, o->allow_remote, &S.ls[i].fd, S.ls[i].name,
+					 sizeof(S.ls[i].name));
 		}
 		if (ret < 0)
 			return 1;
