@@ -81,7 +81,8 @@ static int jail_openat(const char *path, int flags)
 
 		/* EAGAIN: a rename elsewhere raced the lookup; try again. */
 		for (int tries = 0; tries < 4 && fd < 0; tries++)
-			if ((fd = (int)syscall(SYS_openat2, jail.root, path, &how, sizeof(how))) < 0 &&
+			if ((fd = (int)syscall(SYS_openat2, jail.root, path, &how,
+					       sizeof(how))) < 0 &&
 			    errno != EAGAIN)
 				break;
 		if (fd >= 0)

@@ -31,7 +31,8 @@
  * paused: a client that never reads costs at most this plus one READ. */
 #define OUT_LIMIT (16u << 20)
 
-enum { T_ACCEPT = 1, T_RECV, T_SEND, T_READ, T_TIMER, T_SIGNAL, T_LOADED };
+/* What a completion is for: the low 3 bits of its user data (op_tag). */
+enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_READ, OP_TIMER, OP_SIGNAL, OP_MAP_LOADED };
 
 struct out_buf {
 	struct out_buf *next;
@@ -42,7 +43,7 @@ struct out_buf {
 struct client;
 
 struct range_op {
-	struct request *req;
+	struct read_request *req;
 	uint32_t i;
 } __attribute__((aligned(8)));
 
@@ -89,7 +90,7 @@ struct seg {
 	int fd;        /* the snapshot's, or a parent's (incremental snapshots) */
 };
 
-struct request { /* a READ in flight */
+struct read_request { /* a READ in flight */
 	struct client *c;
 	uint32_t id, n, pending, handle;
 	int fd;
@@ -143,20 +144,20 @@ struct listener {
 /* The server: one per process. */
 struct server {
 	struct io_uring ring;
-	const struct options *o;
-	struct listener ls[MAX_LISTEN];
-	int nls;
+	const struct options *opts;
+	struct listener listeners[MAX_LISTEN];
+	int nlisteners;
 	struct client *clients;
 	unsigned nclients, serial;
 	int sigfd;
-	struct signalfd_siginfo si;
-	struct __kernel_timespec tick;
+	struct signalfd_siginfo siginfo;
+	struct __kernel_timespec tick_interval;
 	bool draining;
 	time_t drain_deadline, next_stats;
 	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
 	size_t page_size;
 	size_t snap_bytes; /* every open snapshot's page maps */
-	struct shared_snap *shared;
+	struct shared_snap *shared_snaps;
 	struct failed_open {
 		dev_t dev;
 		ino_t ino;
@@ -164,10 +165,10 @@ struct server {
 		struct timespec mtim, ctim;
 		time_t at;
 		int err;
-	} failed[SNAP_FAILED_SLOTS];
-	unsigned failed_next;
-	int load_efd;
-	uint64_t load_count;
+	} failed_loads[SNAP_FAILED_SLOTS];
+	unsigned failed_loads_next;
+	int loaded_efd;     /* the snapshot loader's eventfd */
+	uint64_t loaded_count;
 	size_t queued, queue_limit; /* reply bytes of all clients (theirs: out_bytes + pending_bytes) */
 	bool read_waits;            /* a READ waits for queued bytes to go */
 	size_t queued_at_wait;
@@ -176,7 +177,7 @@ struct server {
 	size_t secret_len; /* 0: no authentication */
 };
 
-extern struct server S;
+extern struct server server;
 
 /* Seconds, for timeouts: never set back, unlike the wall clock. */
 static inline time_t now_s(void)
@@ -187,7 +188,7 @@ static inline time_t now_s(void)
 	return ts.tv_sec;
 }
 
-static inline void *tag(void *p, unsigned t)
+static inline void *op_tag(void *p, enum op_kind t)
 {
 	if ((uintptr_t)p & 7)
 		abort(); /* a misaligned struct: a programming error, caught in tests */
@@ -195,29 +196,29 @@ static inline void *tag(void *p, unsigned t)
 }
 
 /* serve_loop.c */
-int stats_line(char *line, size_t cap);
-void arm_loaded(void);
+int server_stats_line(char *line, size_t cap);
+void arm_map_loaded(void);
 
 /* serve_session.c */
 void client_close(struct client *c, const char *why);
-void op_done(struct client *c);
+void client_op_done(struct client *c);
 void queue_out(struct client *c, struct out_buf *b);
 void reply_small(struct client *c, uint8_t type, uint32_t id, const uint8_t *payload,
 		 size_t len);
 void reply_error(struct client *c, uint32_t id, int err, const char *msg);
 void protocol_error(struct client *c, int err, const char *what);
 void post_recv(struct client *c);
-void parse(struct client *c);
-void on_accept(struct listener *l, int res);
-void on_recv(struct client *c, int res);
-void on_send(struct client *c, int res);
+void parse_frames(struct client *c);
+void on_client_accept(struct listener *l, int res);
+void on_client_recv(struct client *c, int res);
+void on_client_send(struct client *c, int res);
 
 /* serve_files.c */
-void handle_close(struct client *c, uint32_t h);
-void on_loaded(void);
-void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool image);
-void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len);
-void on_read(struct range_op *op, int res);
+void client_close_handle(struct client *c, uint32_t h);
+void on_map_loaded(void);
+void on_open_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool image);
+void on_read_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len);
+void on_file_read(struct range_op *op, int res);
 
 /* serve_image.c */
 unsigned client_holds(const struct client *c, const struct shared_snap *ss);
@@ -225,9 +226,9 @@ struct shared_snap *shared_find(int fd, const struct stat *st);
 void shared_put(struct shared_snap *ss);
 void shared_trim(size_t need);
 int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **out);
-int failed_lately(const struct stat *st);
-void failed_remember(const struct stat *st, int err);
-void check_image(struct request *rq);
-int image_plan(struct request *rq);
+int load_failed_lately(const struct stat *st);
+void load_failed_remember(const struct stat *st, int err);
+void image_check_pages(struct read_request *rq);
+int image_plan_read(struct read_request *rq);
 
 #endif

@@ -25,7 +25,7 @@
 #include "snapload.h"
 #include "uring.h"
 
-void handle_close(struct client *c, uint32_t h)
+void client_close_handle(struct client *c, uint32_t h)
 {
 	struct shared_snap *ss = c->snaps[h];
 
@@ -128,7 +128,7 @@ static void open_image(struct client *c, uint32_t id, uint32_t h, int fd, const 
 		open_done(c, id, h, fd, 0, ss, 0, shown, true);
 		return;
 	}
-	if ((ret = failed_lately(&w->st)) < 0)
+	if ((ret = load_failed_lately(&w->st)) < 0)
 		goto fail;
 	if ((ret = dir = jail_dir_of(path, plen)) < 0)
 		goto fail;
@@ -138,9 +138,9 @@ static void open_image(struct client *c, uint32_t id, uint32_t h, int fd, const 
 		goto fail;
 	}
 	shared_trim(budget);
-	if (budget > SNAP_TOTAL_LIMIT - S.snap_bytes)
-		budget = SNAP_TOTAL_LIMIT - S.snap_bytes;
-	w->load = (struct snap_load){ .dirfd = dir, .fd = own, .ps = S.page_size,
+	if (budget > SNAP_TOTAL_LIMIT - server.snap_bytes)
+		budget = SNAP_TOTAL_LIMIT - server.snap_bytes;
+	w->load = (struct snap_load){ .dirfd = dir, .fd = own, .ps = server.page_size,
 				      .max_maps = budget };
 	w->c = c;
 	w->id = id;
@@ -159,7 +159,7 @@ fail:
 }
 
 /* Loads done by the worker: each OPEN_IMAGE answered, its client's frames parsed on. */
-void on_loaded(void)
+void on_map_loaded(void)
 {
 	struct snap_load *l = snapload_done(), *next;
 
@@ -176,7 +176,7 @@ void on_loaded(void)
 		} else {
 			close(l->fd);
 			if (ret != -ENOMEM) /* (that one depends on the budget left) */
-				failed_remember(&w->st, ret);
+				load_failed_remember(&w->st, ret);
 		}
 		c->loading = false;
 		if (c->closing) {
@@ -185,13 +185,13 @@ void on_loaded(void)
 				shared_put(ss);
 		} else {
 			open_done(c, w->id, w->h, w->fd, 0, ss, ret, w->shown, true);
-			parse(c);
+			parse_frames(c);
 			post_recv(c);
 		}
 		free(w);
-		op_done(c);
+		client_op_done(c);
 	}
-	arm_loaded();
+	arm_map_loaded();
 }
 
 /*
@@ -200,7 +200,7 @@ void on_loaded(void)
  * stored page's CRC32C checked before it is sent, absent and zero pages as
  * zeros. Any other file is its own image.
  */
-void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool image)
+void on_open_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool image)
 {
 	const char *path;
 	uint16_t plen;
@@ -226,9 +226,9 @@ void do_open(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool i
 		open_done(c, id, (uint32_t)h, ret == 0 ? fd : -1, size, NULL, ret, shown, image);
 }
 
-static void seg_submit(struct request *rq, uint32_t i)
+static void seg_submit(struct read_request *rq, uint32_t i)
 {
-	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(&server.ring);
 	struct seg *sg = &rq->segs[i];
 
 	if (!sqe) {
@@ -237,14 +237,14 @@ static void seg_submit(struct request *rq, uint32_t i)
 	}
 	io_uring_prep_read(sqe, sg->fd, rq->reply->data + sg->pos + sg->got, sg->len - sg->got,
 			   sg->off + sg->got);
-	io_uring_sqe_set_data(sqe, tag(&rq->segops[i], T_READ));
+	io_uring_sqe_set_data(sqe, op_tag(&rq->segops[i], OP_READ));
 	rq->pending++;
 	rq->c->ops++;
 }
 
-static void read_submit(struct request *rq, uint32_t i)
+static void read_submit(struct read_request *rq, uint32_t i)
 {
-	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(&server.ring);
 
 	if (!sqe) {
 		rq->err = ENOMEM;
@@ -252,12 +252,12 @@ static void read_submit(struct request *rq, uint32_t i)
 	}
 	io_uring_prep_read(sqe, rq->fd, rq->reply->data + rq->pos[i] + rq->got[i],
 			   rq->wanted[i] - rq->got[i], rq->off[i] + rq->got[i]);
-	io_uring_sqe_set_data(sqe, tag(&rq->ops[i], T_READ));
+	io_uring_sqe_set_data(sqe, op_tag(&rq->ops[i], OP_READ));
 	rq->pending++;
 	rq->c->ops++;
 }
 
-static void read_finish(struct request *rq)
+static void read_finish(struct read_request *rq)
 {
 	struct client *c = rq->c;
 	size_t head = UPP_HDR_SIZE + 8 + 4 * (size_t)rq->n, at = head, total;
@@ -265,11 +265,11 @@ static void read_finish(struct request *rq)
 
 	c->inflight--;
 	c->pending_bytes -= rq->reply_size;
-	S.queued -= rq->reply_size;
+	server.queued -= rq->reply_size;
 	if (rq->snap && !rq->err)
-		check_image(rq);
+		image_check_pages(rq);
 	if (--c->busy[rq->handle] == 0 && c->closed[rq->handle])
-		handle_close(c, rq->handle);
+		client_close_handle(c, rq->handle);
 	free(rq->segs);
 	free(rq->segops);
 	if (rq->err) {
@@ -291,7 +291,7 @@ static void read_finish(struct request *rq)
 	upp_put_data_head(rq->reply->data + UPP_HDR_SIZE, crc, rq->n, rq->got);
 	upp_put_hdr(rq->reply->data, UPP_READ | UPP_REPLY, rq->id, (uint32_t)(total - UPP_HDR_SIZE));
 	rq->reply->len = total;
-	S.bytes_out += total - head;
+	server.bytes_out += total - head;
 	if (c->closing)
 		free(rq->reply);
 	else
@@ -299,10 +299,10 @@ static void read_finish(struct request *rq)
 	free(rq);
 }
 
-void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
+void on_read_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 {
 	struct upp_read rd;
-	struct request *rq;
+	struct read_request *rq;
 	size_t at;
 	int ret = upp_get_read(p, len, &rd);
 
@@ -350,7 +350,7 @@ void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 	}
 	rq->reply_size = at;
 	rq->snap = c->snaps[rd.handle] ? &c->snaps[rd.handle]->sn : NULL;
-	if (rq->snap && (ret = image_plan(rq)) != 0) {
+	if (rq->snap && (ret = image_plan_read(rq)) != 0) {
 		free(rq->segs);
 		free(rq->segops);
 		free(rq->reply);
@@ -359,7 +359,7 @@ void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		return;
 	}
 	c->pending_bytes += at;
-	S.queued += at;
+	server.queued += at;
 	c->inflight++;
 	c->busy[rd.handle]++;
 	for (uint32_t i = 0; i < (rq->snap ? rq->nsegs : rd.n); i++)
@@ -371,9 +371,9 @@ void do_read(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		read_finish(rq);
 }
 
-void on_read(struct range_op *op, int res)
+void on_file_read(struct range_op *op, int res)
 {
-	struct request *rq = op->req;
+	struct read_request *rq = op->req;
 	struct client *c = rq->c;
 
 	rq->pending--;
@@ -400,9 +400,9 @@ void on_read(struct range_op *op, int res)
 	if (rq->pending == 0) {
 		read_finish(rq);
 		if (!c->closing) {
-			parse(c);
+			parse_frames(c);
 			post_recv(c);
 		}
 	}
-	op_done(c);
+	client_op_done(c);
 }

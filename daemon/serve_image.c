@@ -21,7 +21,7 @@
 #include "snapfmt.h"
 
 /* Memory a snapshot's page maps (its chain's) take. */
-static size_t snap_bytes(const struct upp_snap *sn)
+static size_t snap_map_bytes(const struct upp_snap *sn)
 {
 	size_t n = 0;
 
@@ -48,7 +48,7 @@ unsigned client_holds(const struct client *c, const struct shared_snap *ss)
  */
 struct shared_snap *shared_find(int fd, const struct stat *st)
 {
-	for (struct shared_snap *ss = S.shared; ss; ss = ss->next)
+	for (struct shared_snap *ss = server.shared_snaps; ss; ss = ss->next)
 		if (ss->dev == st->st_dev && ss->ino == st->st_ino && upp_snap_unchanged(&ss->sn, fd)) {
 			ss->refs++;
 			return ss;
@@ -60,10 +60,10 @@ static void shared_free(struct shared_snap *ss)
 {
 	struct shared_snap **pp;
 
-	for (pp = &S.shared; *pp != ss; pp = &(*pp)->next)
+	for (pp = &server.shared_snaps; *pp != ss; pp = &(*pp)->next)
 		;
 	*pp = ss->next;
-	S.snap_bytes -= ss->bytes;
+	server.snap_bytes -= ss->bytes;
 	upp_snap_close(&ss->sn);
 	close(ss->sn.fd);
 	free(ss);
@@ -81,10 +81,10 @@ void shared_trim(size_t need)
 {
 	time_t now = now_s();
 
-	for (struct shared_snap *ss = S.shared, *next; ss; ss = next) {
+	for (struct shared_snap *ss = server.shared_snaps, *next; ss; ss = next) {
 		next = ss->next;
 		if (!ss->refs && (now - ss->unused_since > SNAP_KEEP_SECONDS ||
-				  need > SNAP_TOTAL_LIMIT - S.snap_bytes))
+				  need > SNAP_TOTAL_LIMIT - server.snap_bytes))
 			shared_free(ss);
 	}
 }
@@ -98,12 +98,12 @@ void shared_trim(size_t need)
 int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **out)
 {
 	struct shared_snap *ss = shared_find(l->fd, st);
-	size_t bytes = snap_bytes(&l->sn);
+	size_t bytes = snap_map_bytes(&l->sn);
 
 	if (!ss)
 		shared_trim(bytes);
 
-	if (ss || bytes > SNAP_TOTAL_LIMIT - S.snap_bytes || !(ss = calloc(1, sizeof(*ss)))) {
+	if (ss || bytes > SNAP_TOTAL_LIMIT - server.snap_bytes || !(ss = calloc(1, sizeof(*ss)))) {
 		upp_snap_close(&l->sn);
 		close(l->fd);
 		*out = ss;
@@ -114,9 +114,9 @@ int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **
 	ss->dev = st->st_dev;
 	ss->ino = st->st_ino;
 	ss->refs = 1;
-	ss->next = S.shared;
-	S.shared = ss;
-	S.snap_bytes += bytes;
+	ss->next = server.shared_snaps;
+	server.shared_snaps = ss;
+	server.snap_bytes += bytes;
 	*out = ss;
 	return 0;
 }
@@ -130,10 +130,10 @@ static bool same_file(const struct failed_open *f, const struct stat *st)
 
 /* How the load of this file failed, if it did lately and the file is as it
  * was; else 0. (A parent put in place meanwhile is seen when this expires.) */
-int failed_lately(const struct stat *st)
+int load_failed_lately(const struct stat *st)
 {
 	for (unsigned i = 0; i < SNAP_FAILED_SLOTS; i++) {
-		const struct failed_open *f = &S.failed[i];
+		const struct failed_open *f = &server.failed_loads[i];
 
 		if (f->err && same_file(f, st) && now_s() - f->at <= SNAP_FAILED_SECONDS)
 			return f->err;
@@ -141,16 +141,17 @@ int failed_lately(const struct stat *st)
 	return 0;
 }
 
-void failed_remember(const struct stat *st, int err)
+void load_failed_remember(const struct stat *st, int err)
 {
-	struct failed_open *f = &S.failed[S.failed_next++ % SNAP_FAILED_SLOTS];
+	struct failed_open *f =
+		&server.failed_loads[server.failed_loads_next++ % SNAP_FAILED_SLOTS];
 
 	*f = (struct failed_open){ st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim,
 				   now_s(), err };
 }
 
 /* Every stored page of a snapshot image read is checked before it is sent. */
-void check_image(struct request *rq)
+void image_check_pages(struct read_request *rq)
 {
 	const struct upp_snap *sn = rq->snap;
 
@@ -163,7 +164,7 @@ void check_image(struct request *rq)
 				    upp_snap_crc(sn, page)) {
 				LOG(LOG_ERR, "client %u: snapshot page %llu fails its checksum: not sent",
 				    rq->c->serial, (unsigned long long)page);
-				S.errors++;
+				server.errors++;
 				rq->err = EBADMSG;
 				break;
 			}
@@ -175,7 +176,7 @@ void check_image(struct request *rq)
  * runs of stored pages consecutive in the file become one read each.
  * 0, or an errno for the reply.
  */
-int image_plan(struct request *rq)
+int image_plan_read(struct read_request *rq)
 {
 	const struct upp_snap *sn = rq->snap;
 	size_t cap = 0;

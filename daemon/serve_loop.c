@@ -26,57 +26,59 @@
 
 #define DRAIN_SECONDS 10
 
-struct server S;
+struct server server;
 
 /* The counters as one line, the same in a STATS reply and in the log. */
-int stats_line(char *line, size_t cap)
+int server_stats_line(char *line, size_t cap)
 {
 	return snprintf(line, cap,
 			"clients=%u accepted=%llu refused=%llu requests=%llu bytes_out=%llu "
 			"errors=%llu protocol_errors=%llu",
-			S.nclients, (unsigned long long)S.accepted, (unsigned long long)S.refused,
-			(unsigned long long)S.requests, (unsigned long long)S.bytes_out,
-			(unsigned long long)S.errors, (unsigned long long)S.proto_errors);
+			server.nclients, (unsigned long long)server.accepted,
+			(unsigned long long)server.refused, (unsigned long long)server.requests,
+			(unsigned long long)server.bytes_out,
+			(unsigned long long)server.errors, (unsigned long long)server.proto_errors);
 }
 
 static void log_stats(void)
 {
 	char line[256];
 
-	stats_line(line, sizeof(line));
+	server_stats_line(line, sizeof(line));
 	LOG(LOG_INFO, "stats: %s", line);
 }
 
 static void arm_timer(void)
 {
-	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(&server.ring);
 
 	if (!sqe)
 		return;
-	io_uring_prep_timeout(sqe, &S.tick, 0, 0);
-	io_uring_sqe_set_data(sqe, tag(NULL, T_TIMER));
+	io_uring_prep_timeout(sqe, &server.tick_interval, 0, 0);
+	io_uring_sqe_set_data(sqe, op_tag(NULL, OP_TIMER));
 }
 
-void arm_loaded(void)
+void arm_map_loaded(void)
 {
-	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(&server.ring);
 
 	if (!sqe)
 		return;
-	io_uring_prep_read(sqe, S.load_efd, &S.load_count, sizeof(S.load_count), 0);
-	io_uring_sqe_set_data(sqe, tag(NULL, T_LOADED));
+	io_uring_prep_read(sqe, server.loaded_efd, &server.loaded_count,
+			   sizeof(server.loaded_count), 0);
+	io_uring_sqe_set_data(sqe, op_tag(NULL, OP_MAP_LOADED));
 }
 
 /* READs that waited past --queue-limit: tried again once bytes have gone. */
 static void wake_waiting_reads(void)
 {
-	if (!S.read_waits || S.queued >= S.queued_at_wait)
+	if (!server.read_waits || server.queued >= server.queued_at_wait)
 		return;
-	S.read_waits = false;
-	for (struct client *c = S.clients, *next; c; c = next) {
+	server.read_waits = false;
+	for (struct client *c = server.clients, *next; c; c = next) {
 		next = c->next;
 		if (!c->closing && c->rlen) {
-			parse(c);
+			parse_frames(c);
 			post_recv(c);
 		}
 	}
@@ -84,24 +86,24 @@ static void wake_waiting_reads(void)
 
 static void arm_signal(void)
 {
-	struct io_uring_sqe *sqe = upp_get_sqe(&S.ring);
+	struct io_uring_sqe *sqe = upp_get_sqe(&server.ring);
 
 	if (!sqe)
 		return;
-	io_uring_prep_read(sqe, S.sigfd, &S.si, sizeof(S.si), 0);
-	io_uring_sqe_set_data(sqe, tag(NULL, T_SIGNAL));
+	io_uring_prep_read(sqe, server.sigfd, &server.siginfo, sizeof(server.siginfo), 0);
+	io_uring_sqe_set_data(sqe, op_tag(NULL, OP_SIGNAL));
 }
 
 static void start_drain(const char *why)
 {
-	if (S.draining)
+	if (server.draining)
 		return;
-	S.draining = true;
-	S.drain_deadline = now_s() + DRAIN_SECONDS;
+	server.draining = true;
+	server.drain_deadline = now_s() + DRAIN_SECONDS;
 	LOG(LOG_INFO, "%s: draining requests in flight, then exiting", why);
-	for (int i = 0; i < S.nls; i++) {
-		close(S.ls[i].fd); /* pending accepts complete with an error */
-		S.ls[i].fd = -1;
+	for (int i = 0; i < server.nlisteners; i++) {
+		close(server.listeners[i].fd); /* pending accepts complete with an error */
+		server.listeners[i].fd = -1;
 	}
 }
 
@@ -112,11 +114,11 @@ static void start_drain(const char *why)
  */
 static void on_timer(void)
 {
-	time_t now = now_s(), stall = S.last_tick ? now - S.last_tick - 1 : 0;
+	time_t now = now_s(), stall = server.last_tick ? now - server.last_tick - 1 : 0;
 
-	S.last_tick = now;
+	server.last_tick = now;
 	shared_trim(0);
-	for (struct client *c = S.clients, *next; c; c = next) {
+	for (struct client *c = server.clients, *next; c; c = next) {
 		next = c->next;
 		if (c->closing)
 			continue;
@@ -126,32 +128,32 @@ static void on_timer(void)
 			if (c->frame_since)
 				c->frame_since += stall;
 		}
-		if (c->frame_since && now - c->frame_since > S.o->read_timeout)
+		if (c->frame_since && now - c->frame_since > server.opts->read_timeout)
 			client_close(c, "frame not completed within the read timeout");
-		else if (c->outq && now - c->send_progress > S.o->send_timeout) {
+		else if (c->outq && now - c->send_progress > server.opts->send_timeout) {
 			/* It does not read: its replies would hold memory for ever. */
 			char why[96];
 
 			snprintf(why, sizeof(why), "send timeout: none of %zu queued bytes taken in %ld s",
-				 c->out_bytes, S.o->send_timeout);
+				 c->out_bytes, server.opts->send_timeout);
 			client_close(c, why);
 		} else if (!c->inflight && !c->outq && !c->loading && !c->rlen &&
-			   now - c->last_request > S.o->idle_timeout)
+			   now - c->last_request > server.opts->idle_timeout)
 			client_close(c, "idle timeout");
 	}
-	if (S.o->stats_interval && now >= S.next_stats) {
+	if (server.opts->stats_interval && now >= server.next_stats) {
 		log_stats();
-		S.next_stats = now + S.o->stats_interval;
+		server.next_stats = now + server.opts->stats_interval;
 	}
 	arm_timer();
 }
 
 static void on_signal(void)
 {
-	switch (S.si.ssi_signo) {
+	switch (server.siginfo.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
-		start_drain(S.si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		start_drain(server.siginfo.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	case SIGHUP:
 		log_reopen();
@@ -166,7 +168,7 @@ static void on_signal(void)
 /* Nothing left to send or read for anyone? */
 static bool drained(void)
 {
-	for (struct client *c = S.clients; c; c = c->next)
+	for (struct client *c = server.clients; c; c = c->next)
 		if (!c->closing && (c->inflight || c->outq || c->loading))
 			return false;
 	return true;
@@ -177,15 +179,15 @@ int server_run(const struct options *o)
 	char ready[MAX_LISTEN * 300 + 16] = "ready";
 	int ret;
 
-	S.o = o;
-	S.queue_limit = (size_t)o->queue_limit << 20;
-	S.page_size = (size_t)sysconf(_SC_PAGESIZE);
-	S.tick.tv_sec = 1;
+	server.opts = o;
+	server.queue_limit = (size_t)o->queue_limit << 20;
+	server.page_size = (size_t)sysconf(_SC_PAGESIZE);
+	server.tick_interval.tv_sec = 1;
 	if (o->secret_file[0]) {
 		mode_t mode;
 
-		ret = upp_read_secret(o->secret_file, S.secret, sizeof(S.secret), &S.secret_len,
-				      &mode);
+		ret = upp_read_secret(o->secret_file, server.secret, sizeof(server.secret),
+				      &server.secret_len, &mode);
 		if (ret == -EINVAL) {
 			fprintf(stderr, "upagerd: %s: the secret must be 1 to 4095 bytes\n",
 				o->secret_file);
@@ -206,40 +208,42 @@ int server_run(const struct options *o)
 		return 1;
 	}
 	for (int i = 0; i < o->nlisten; i++) {
+		struct listener *l = &server.listeners[i];
+
 		if (!strncmp(o->listen[i], "unix:", 5)) {
-			ret = listen_unix(o->listen[i] + 5, &S.ls[i].fd);
-			snprintf(S.ls[i].name, sizeof(S.ls[i].name), "%s", o->listen[i]);
+			ret = listen_unix(o->listen[i] + 5, &l->fd);
+			snprintf(l->name, sizeof(l->name), "%s", o->listen[i]);
 		} else {
-			ret = listen_tcp(o->listen[i] + 4, o->allow_remote, &S.ls[i].fd, S.ls[i].name,
-					 sizeof(S.ls[i].name));
+			ret = listen_tcp(o->listen[i] + 4, o->allow_remote, &l->fd, l->name,
+					 sizeof(l->name));
 		}
 		if (ret < 0)
 			return 1;
-		S.nls++;
+		server.nlisteners++;
 	}
-	S.sigfd = signal_fd(); /* before the loader thread: it inherits the mask */
-	ret = io_uring_queue_init(1024, &S.ring, 0);
-	if (S.sigfd < 0 || ret < 0) {
+	server.sigfd = signal_fd(); /* before the loader thread: it inherits the mask */
+	ret = io_uring_queue_init(1024, &server.ring, 0);
+	if (server.sigfd < 0 || ret < 0) {
 		fprintf(stderr, "upagerd: cannot set up io_uring: %s\n",
 			strerror(ret < 0 ? -ret : errno));
 		return 1;
 	}
-	S.load_efd = snapload_start();
-	if (S.load_efd < 0) {
+	server.loaded_efd = snapload_start();
+	if (server.loaded_efd < 0) {
 		fprintf(stderr, "upagerd: cannot start the snapshot loader: %s\n",
-			strerror(-S.load_efd));
+			strerror(-server.loaded_efd));
 		return 1;
 	}
-	for (int i = 0; i < S.nls; i++) {
-		on_accept(&S.ls[i], -EAGAIN); /* arms the first accept */
-		LOG(LOG_INFO, "listening on %s, serving %s", S.ls[i].name, o->root);
+	for (int i = 0; i < server.nlisteners; i++) {
+		on_client_accept(&server.listeners[i], -EAGAIN); /* arms the first accept */
+		LOG(LOG_INFO, "listening on %s, serving %s", server.listeners[i].name, o->root);
 		strcat(ready, " ");
-		strcat(ready, S.ls[i].name);
+		strcat(ready, server.listeners[i].name);
 	}
 	arm_timer();
 	arm_signal();
-	arm_loaded();
-	S.next_stats = now_s() + o->stats_interval;
+	arm_map_loaded();
+	server.next_stats = now_s() + o->stats_interval;
 	if (o->ready_fd >= 0) {
 		strcat(ready, "\n");
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
@@ -252,29 +256,29 @@ int server_run(const struct options *o)
 		unsigned head, seen = 0;
 		bool tick = false;
 
-		if (S.draining && (drained() || now_s() > S.drain_deadline))
+		if (server.draining && (drained() || now_s() > server.drain_deadline))
 			break;
-		ret = io_uring_submit_and_wait(&S.ring, 1);
+		ret = io_uring_submit_and_wait(&server.ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
 			LOG(LOG_ERR, "io_uring: %s", strerror(-ret));
 			break;
 		}
-		io_uring_for_each_cqe(&S.ring, head, cqe) {
+		io_uring_for_each_cqe(&server.ring, head, cqe) {
 			uintptr_t d = (uintptr_t)io_uring_cqe_get_data(cqe);
 			void *p = (void *)(d & ~(uintptr_t)7);
 
 			switch (d & 7) {
-			case T_ACCEPT: on_accept(p, cqe->res); break;
-			case T_RECV: on_recv(p, cqe->res); break;
-			case T_SEND: on_send(p, cqe->res); break;
-			case T_READ: on_read(p, cqe->res); break;
-			case T_TIMER: tick = true; break;
-			case T_SIGNAL: on_signal(); break;
-			case T_LOADED: on_loaded(); break;
+			case OP_ACCEPT: on_client_accept(p, cqe->res); break;
+			case OP_RECV: on_client_recv(p, cqe->res); break;
+			case OP_SEND: on_client_send(p, cqe->res); break;
+			case OP_READ: on_file_read(p, cqe->res); break;
+			case OP_TIMER: tick = true; break;
+			case OP_SIGNAL: on_signal(); break;
+			case OP_MAP_LOADED: on_map_loaded(); break;
 			}
 			seen++;
 		}
-		io_uring_cq_advance(&S.ring, seen);
+		io_uring_cq_advance(&server.ring, seen);
 		wake_waiting_reads();
 		if (tick)
 			on_timer();

@@ -34,22 +34,22 @@ static void client_free(struct client *c)
 {
 	for (int i = 0; i < UPP_MAX_HANDLES; i++)
 		if (c->handles[i] >= 0)
-			handle_close(c, (uint32_t)i);
+			client_close_handle(c, (uint32_t)i);
 	while (c->outq) {
 		struct out_buf *b = c->outq;
 		c->outq = b->next;
 		free(b);
 	}
-	S.queued -= c->out_bytes;
+	server.queued -= c->out_bytes;
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		S.clients = c->next;
+		server.clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	S.nclients--;
-	LOG(LOG_INFO, "client %u (%s) gone; %u connected", c->serial, c->peer, S.nclients);
+	server.nclients--;
+	LOG(LOG_INFO, "client %u (%s) gone; %u connected", c->serial, c->peer, server.nclients);
 	free(c->rbuf);
 	free(c);
 }
@@ -67,7 +67,7 @@ void client_close(struct client *c, const char *why)
 		client_free(c);
 }
 
-void op_done(struct client *c)
+void client_op_done(struct client *c)
 {
 	if (--c->ops == 0 && c->closing)
 		client_free(c);
@@ -79,12 +79,12 @@ static void post_send(struct client *c)
 
 	if (c->send_posted || !c->outq || c->closing)
 		return;
-	sqe = upp_get_sqe(&S.ring);
+	sqe = upp_get_sqe(&server.ring);
 	if (!sqe)
 		return;
 	io_uring_prep_send(sqe, c->fd, c->outq->data + c->outq->off, c->outq->len - c->outq->off,
 			   MSG_NOSIGNAL);
-	io_uring_sqe_set_data(sqe, tag(c, T_SEND));
+	io_uring_sqe_set_data(sqe, op_tag(c, OP_SEND));
 	c->send_posted = true;
 	c->ops++;
 }
@@ -101,7 +101,7 @@ void queue_out(struct client *c, struct out_buf *b)
 		c->outq = b;
 	c->outq_tail = b;
 	c->out_bytes += b->len;
-	S.queued += b->len;
+	server.queued += b->len;
 	post_send(c);
 }
 
@@ -126,7 +126,7 @@ void reply_error(struct client *c, uint32_t id, int err, const char *msg)
 	uint8_t p[6 + 256];
 	size_t n = strlen(msg) > 250 ? 250 : strlen(msg);
 
-	S.errors++;
+	server.errors++;
 	reply_small(c, UPP_ERROR, id, p, upp_put_error(p, (uint32_t)err, msg, (uint16_t)n));
 }
 
@@ -135,7 +135,7 @@ void protocol_error(struct client *c, int err, const char *what)
 {
 	char sample[33];
 
-	S.proto_errors++;
+	server.proto_errors++;
 	log_sanitize(sample, sizeof(sample), c->rbuf, c->rlen < 32 ? c->rlen : 32);
 	LOG(LOG_WARN, "client %u (%s): protocol error: %s (first bytes: \"%s\")", c->serial,
 	    c->peer, what, sample);
@@ -145,7 +145,7 @@ void protocol_error(struct client *c, int err, const char *what)
 
 static bool may_receive(const struct client *c)
 {
-	return !c->closing && !c->close_after_send && !S.draining &&
+	return !c->closing && !c->close_after_send && !server.draining &&
 	       c->inflight < UPP_MAX_INFLIGHT && c->out_bytes + c->pending_bytes < OUT_LIMIT &&
 	       c->rlen < UPP_HDR_SIZE + UPP_MAX_FRAME;
 }
@@ -156,26 +156,26 @@ void post_recv(struct client *c)
 
 	if (c->recv_posted || !may_receive(c))
 		return;
-	sqe = upp_get_sqe(&S.ring);
+	sqe = upp_get_sqe(&server.ring);
 	if (!sqe)
 		return;
 	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, UPP_HDR_SIZE + UPP_MAX_FRAME - c->rlen, 0);
-	io_uring_sqe_set_data(sqe, tag(c, T_RECV));
+	io_uring_sqe_set_data(sqe, op_tag(c, OP_RECV));
 	c->recv_posted = true;
 	c->ops++;
 }
 
-static void do_stats(struct client *c, uint32_t id)
+static void on_stats_frame(struct client *c, uint32_t id)
 {
 	char line[256];
-	int n = stats_line(line, sizeof(line));
+	int n = server_stats_line(line, sizeof(line));
 
 	reply_small(c, UPP_STATS | UPP_REPLY, id, (const uint8_t *)line, (size_t)n);
 }
 
-static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
+static void on_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
 {
-	S.requests++;
+	server.requests++;
 	c->last_request = now_s();
 	if (!c->hello) {
 		struct upp_hello hello;
@@ -195,7 +195,7 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 		c->hello = true;
 		/* TCP clients must prove the secret; so must any client that asks
 		 * to be challenged (it has the secret and wants our proof). */
-		c->authed = !((c->tcp || (hello.features & UPP_FEAT_AUTH)) && S.secret_len);
+		c->authed = !((c->tcp || (hello.features & UPP_FEAT_AUTH)) && server.secret_len);
 		if (!c->authed) {
 			if (getrandom(c->nonce, UPP_NONCE, 0) != UPP_NONCE) {
 				client_close(c, "no randomness for a challenge");
@@ -214,16 +214,16 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 			protocol_error(c, EACCES, "expected AUTH");
 			return;
 		}
-		upp_auth_mac(S.secret, S.secret_len, 0, c->nonce, cnonce, want);
+		upp_auth_mac(server.secret, server.secret_len, 0, c->nonce, cnonce, want);
 		if (!upp_equal32(mac, want)) {
-			S.errors++;
+			server.errors++;
 			LOG(LOG_WARN, "client %u (%s): authentication failed", c->serial, c->peer);
 			reply_error(c, h->id, EACCES, "authentication failed");
 			c->close_after_send = true;
 			return;
 		}
 		c->authed = true;
-		upp_auth_mac(S.secret, S.secret_len, 1, c->nonce, cnonce, mac);
+		upp_auth_mac(server.secret, server.secret_len, 1, c->nonce, cnonce, mac);
 		reply_small(c, UPP_AUTH | UPP_REPLY, h->id, mac, upp_put_auth(want, NULL, mac));
 		LOG(LOG_INFO, "client %u (%s): authenticated", c->serial, c->peer);
 		return;
@@ -231,10 +231,10 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 	switch (h->type) {
 	case UPP_OPEN:
 	case UPP_OPEN_IMAGE:
-		do_open(c, h->id, p, h->length, h->type == UPP_OPEN_IMAGE);
+		on_open_frame(c, h->id, p, h->length, h->type == UPP_OPEN_IMAGE);
 		break;
 	case UPP_READ:
-		do_read(c, h->id, p, h->length);
+		on_read_frame(c, h->id, p, h->length);
 		break;
 	case UPP_CLOSE: {
 		uint32_t handle;
@@ -247,7 +247,7 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 			if (c->busy[handle])
 				c->closed[handle] = true; /* the last READ closes it */
 			else
-				handle_close(c, handle);
+				client_close_handle(c, handle);
 			reply_small(c, UPP_CLOSE | UPP_REPLY, h->id, NULL, 0);
 		}
 		break;
@@ -256,7 +256,7 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
 		if (h->length)
 			protocol_error(c, EPROTO, "malformed STATS");
 		else
-			do_stats(c, h->id);
+			on_stats_frame(c, h->id);
 		break;
 	default:
 		protocol_error(c, EPROTO, "unknown frame type");
@@ -272,12 +272,13 @@ static void handle_frame(struct client *c, const struct upp_hdr *h, const uint8_
  */
 static bool read_may_go(const struct client *c)
 {
-	return S.queued < S.queue_limit ||
-	       (c->out_bytes + c->pending_bytes == 0 && S.queued < S.queue_limit + S.queue_limit / 4);
+	return server.queued < server.queue_limit ||
+	       (c->out_bytes + c->pending_bytes == 0 &&
+		server.queued < server.queue_limit + server.queue_limit / 4);
 }
 
 /* Consumes the complete frames in the receive buffer, as far as limits allow. */
-void parse(struct client *c)
+void parse_frames(struct client *c)
 {
 	bool partial = false; /* stopped for bytes still to come, not for our limits */
 
@@ -303,12 +304,12 @@ void parse(struct client *c)
 			break;
 		}
 		if (h.type == UPP_READ && c->authed && !read_may_go(c)) {
-			if (!S.read_waits || S.queued < S.queued_at_wait)
-				S.queued_at_wait = S.queued;
-			S.read_waits = true;
+			if (!server.read_waits || server.queued < server.queued_at_wait)
+				server.queued_at_wait = server.queued;
+			server.read_waits = true;
 			break;
 		}
-		handle_frame(c, &h, c->rbuf + UPP_HDR_SIZE);
+		on_frame(c, &h, c->rbuf + UPP_HDR_SIZE);
 		if (c->closing || c->close_after_send) {
 			c->rlen = 0; /* nothing more is read from this client */
 			break;
@@ -321,7 +322,7 @@ void parse(struct client *c)
 	c->frame_since = partial ? (c->frame_since ? c->frame_since : now_s()) : 0;
 }
 
-void on_accept(struct listener *l, int res)
+void on_client_accept(struct listener *l, int res)
 {
 	struct io_uring_sqe *sqe;
 
@@ -330,10 +331,10 @@ void on_accept(struct listener *l, int res)
 		socklen_t sl = sizeof(ss);
 		struct client *c;
 
-		if (S.nclients >= (unsigned)S.o->max_clients || S.draining) {
-			S.refused++;
+		if (server.nclients >= (unsigned)server.opts->max_clients || server.draining) {
+			server.refused++;
 			LOG(LOG_WARN, "refusing a client on %s: %s", l->name,
-			    S.draining ? "shutting down" : "max-clients reached");
+			    server.draining ? "shutting down" : "max-clients reached");
 			close(res);
 		} else if (!(c = calloc(1, sizeof(*c))) ||
 			   !(c->rbuf = malloc(UPP_HDR_SIZE + UPP_MAX_FRAME))) {
@@ -344,7 +345,7 @@ void on_accept(struct listener *l, int res)
 			int one = 1;
 
 			c->fd = res;
-			c->serial = ++S.serial;
+			c->serial = ++server.serial;
 			for (int i = 0; i < UPP_MAX_HANDLES; i++)
 				c->handles[i] = -1;
 			getpeername(res, (struct sockaddr *)&ss, &sl);
@@ -365,30 +366,30 @@ void on_accept(struct listener *l, int res)
 				setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			}
 			c->last_request = now_s();
-			c->next = S.clients;
-			if (S.clients)
-				S.clients->prev = c;
-			S.clients = c;
-			S.nclients++;
-			S.accepted++;
+			c->next = server.clients;
+			if (server.clients)
+				server.clients->prev = c;
+			server.clients = c;
+			server.nclients++;
+			server.accepted++;
 			LOG(LOG_INFO, "client %u (%s) connected on %s; %u connected", c->serial,
-			    c->peer, l->name, S.nclients);
+			    c->peer, l->name, server.nclients);
 			post_recv(c);
 		}
-	} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN && !S.draining) {
+	} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN && !server.draining) {
 		/* (While draining, the listeners were closed under their accepts.) */
 		LOG(LOG_ERR, "accept on %s: %s", l->name, strerror(-res));
 	}
-	if (S.draining || l->fd < 0)
+	if (server.draining || l->fd < 0)
 		return;
-	sqe = upp_get_sqe(&S.ring);
+	sqe = upp_get_sqe(&server.ring);
 	if (sqe) {
 		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
-		io_uring_sqe_set_data(sqe, tag(l, T_ACCEPT));
+		io_uring_sqe_set_data(sqe, op_tag(l, OP_ACCEPT));
 	}
 }
 
-void on_recv(struct client *c, int res)
+void on_client_recv(struct client *c, int res)
 {
 	c->recv_posted = false;
 	if (!c->closing) {
@@ -400,15 +401,15 @@ void on_recv(struct client *c, int res)
 				client_close(c, strerror(-res));
 		} else {
 			c->rlen += (size_t)res;
-			parse(c);
+			parse_frames(c);
 		}
 	}
 	if (!c->closing)
 		post_recv(c);
-	op_done(c);
+	client_op_done(c);
 }
 
-void on_send(struct client *c, int res)
+void on_client_send(struct client *c, int res)
 {
 	c->send_posted = false;
 	if (!c->closing) {
@@ -424,7 +425,7 @@ void on_send(struct client *c, int res)
 				if (!c->outq)
 					c->outq_tail = NULL;
 				c->out_bytes -= b->len;
-				S.queued -= b->len;
+				server.queued -= b->len;
 				free(b);
 			}
 		}
@@ -434,9 +435,9 @@ void on_send(struct client *c, int res)
 			client_close(c, "after a protocol error");
 		} else {
 			post_send(c);
-			parse(c); /* room again: frames waiting in the buffer may go */
+			parse_frames(c); /* room again: frames waiting in the buffer may go */
 			post_recv(c);
 		}
 	}
-	op_done(c);
+	client_op_done(c);
 }
