@@ -218,6 +218,7 @@ void client_close_handle(struct client *c, uint32_t h);
 void on_map_loaded(void);
 void on_open_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len, bool image);
 void on_read_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len);
+void on_close_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len);
 void on_file_read(struct range_op *op, int res);
 
 /* serve_image.c */

@@ -371,6 +371,24 @@ void on_read_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len)
 		read_finish(rq);
 }
 
+/* CLOSE: a handle with READs in flight is closed by the last of them. */
+void on_close_frame(struct client *c, uint32_t id, const uint8_t *p, size_t len)
+{
+	uint32_t handle;
+
+	if (upp_get_handle(p, len, &handle) < 0) {
+		protocol_error(c, EPROTO, "malformed CLOSE");
+	} else if (handle >= UPP_MAX_HANDLES || c->handles[handle] < 0 || c->closed[handle]) {
+		reply_error(c, id, EBADF, "no such handle");
+	} else {
+		if (c->busy[handle])
+			c->closed[handle] = true; /* the last READ closes it */
+		else
+			client_close_handle(c, handle);
+		reply_small(c, UPP_CLOSE | UPP_REPLY, id, NULL, 0);
+	}
+}
+
 void on_file_read(struct range_op *op, int res)
 {
 	struct read_request *rq = op->req;

@@ -173,59 +173,73 @@ static void on_stats_frame(struct client *c, uint32_t id)
 	reply_small(c, UPP_STATS | UPP_REPLY, id, (const uint8_t *)line, (size_t)n);
 }
 
+/* HELLO, the first frame: a version both speak, and a challenge if the
+ * client must prove it knows the secret. */
+static void on_hello_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
+{
+	struct upp_hello hello;
+	struct upp_hello_reply r = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
+				     UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
+	uint8_t out[24 + UPP_NONCE];
+
+	if (h->type != UPP_HELLO || upp_get_hello(p, h->length, &hello) < 0) {
+		protocol_error(c, EPROTO, "expected HELLO");
+		return;
+	}
+	if (hello.version_min > UPP_VERSION || hello.version_max < UPP_VERSION) {
+		reply_error(c, 0, EPROTONOSUPPORT, "no common protocol version");
+		c->close_after_send = true;
+		return;
+	}
+	c->hello = true;
+	/* TCP clients must prove the secret; so must any client that asks
+	 * to be challenged (it has the secret and wants our proof). */
+	c->authed = !((c->tcp || (hello.features & UPP_FEAT_AUTH)) && server.secret_len);
+	if (!c->authed) {
+		if (getrandom(c->nonce, UPP_NONCE, 0) != UPP_NONCE) {
+			client_close(c, "no randomness for a challenge");
+			return;
+		}
+		r.features |= UPP_FEAT_AUTH;
+		memcpy(r.nonce, c->nonce, UPP_NONCE);
+	}
+	reply_small(c, UPP_HELLO | UPP_REPLY, h->id, out, upp_put_hello_reply(out, &r));
+}
+
+/* AUTH, before anything else when challenged: the client's proof checked,
+ * ours sent back. */
+static void on_auth_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
+{
+	uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
+
+	if (h->type != UPP_AUTH || upp_get_auth(p, h->length, cnonce, mac) < 0) {
+		protocol_error(c, EACCES, "expected AUTH");
+		return;
+	}
+	upp_auth_mac(server.secret, server.secret_len, 0, c->nonce, cnonce, want);
+	if (!upp_equal32(mac, want)) {
+		server.errors++;
+		LOG(LOG_WARN, "client %u (%s): authentication failed", c->serial, c->peer);
+		reply_error(c, h->id, EACCES, "authentication failed");
+		c->close_after_send = true;
+		return;
+	}
+	c->authed = true;
+	upp_auth_mac(server.secret, server.secret_len, 1, c->nonce, cnonce, mac);
+	reply_small(c, UPP_AUTH | UPP_REPLY, h->id, mac, upp_put_auth(want, NULL, mac));
+	LOG(LOG_INFO, "client %u (%s): authenticated", c->serial, c->peer);
+}
+
 static void on_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
 {
 	server.requests++;
 	c->last_request = now_s();
 	if (!c->hello) {
-		struct upp_hello hello;
-		struct upp_hello_reply r = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
-					     UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
-		uint8_t out[24 + UPP_NONCE];
-
-		if (h->type != UPP_HELLO || upp_get_hello(p, h->length, &hello) < 0) {
-			protocol_error(c, EPROTO, "expected HELLO");
-			return;
-		}
-		if (hello.version_min > UPP_VERSION || hello.version_max < UPP_VERSION) {
-			reply_error(c, 0, EPROTONOSUPPORT, "no common protocol version");
-			c->close_after_send = true;
-			return;
-		}
-		c->hello = true;
-		/* TCP clients must prove the secret; so must any client that asks
-		 * to be challenged (it has the secret and wants our proof). */
-		c->authed = !((c->tcp || (hello.features & UPP_FEAT_AUTH)) && server.secret_len);
-		if (!c->authed) {
-			if (getrandom(c->nonce, UPP_NONCE, 0) != UPP_NONCE) {
-				client_close(c, "no randomness for a challenge");
-				return;
-			}
-			r.features |= UPP_FEAT_AUTH;
-			memcpy(r.nonce, c->nonce, UPP_NONCE);
-		}
-		reply_small(c, UPP_HELLO | UPP_REPLY, h->id, out, upp_put_hello_reply(out, &r));
+		on_hello_frame(c, h, p);
 		return;
 	}
 	if (!c->authed) {
-		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
-
-		if (h->type != UPP_AUTH || upp_get_auth(p, h->length, cnonce, mac) < 0) {
-			protocol_error(c, EACCES, "expected AUTH");
-			return;
-		}
-		upp_auth_mac(server.secret, server.secret_len, 0, c->nonce, cnonce, want);
-		if (!upp_equal32(mac, want)) {
-			server.errors++;
-			LOG(LOG_WARN, "client %u (%s): authentication failed", c->serial, c->peer);
-			reply_error(c, h->id, EACCES, "authentication failed");
-			c->close_after_send = true;
-			return;
-		}
-		c->authed = true;
-		upp_auth_mac(server.secret, server.secret_len, 1, c->nonce, cnonce, mac);
-		reply_small(c, UPP_AUTH | UPP_REPLY, h->id, mac, upp_put_auth(want, NULL, mac));
-		LOG(LOG_INFO, "client %u (%s): authenticated", c->serial, c->peer);
+		on_auth_frame(c, h, p);
 		return;
 	}
 	switch (h->type) {
@@ -236,22 +250,9 @@ static void on_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p
 	case UPP_READ:
 		on_read_frame(c, h->id, p, h->length);
 		break;
-	case UPP_CLOSE: {
-		uint32_t handle;
-
-		if (upp_get_handle(p, h->length, &handle) < 0) {
-			protocol_error(c, EPROTO, "malformed CLOSE");
-		} else if (handle >= UPP_MAX_HANDLES || c->handles[handle] < 0 || c->closed[handle]) {
-			reply_error(c, h->id, EBADF, "no such handle");
-		} else {
-			if (c->busy[handle])
-				c->closed[handle] = true; /* the last READ closes it */
-			else
-				client_close_handle(c, handle);
-			reply_small(c, UPP_CLOSE | UPP_REPLY, h->id, NULL, 0);
-		}
+	case UPP_CLOSE:
+		on_close_frame(c, h->id, p, h->length);
 		break;
-	}
 	case UPP_STATS:
 		if (h->length)
 			protocol_error(c, EPROTO, "malformed STATS");
