@@ -50,17 +50,10 @@ struct range_op {
 /*
  * Page maps of open snapshot images held in memory (16 bytes per page):
  * one copy per file however many clients and handles open it, charged once
- * to each client that holds it and once in all.
+ * to each client that holds it (at most this much) and once in all
+ * (serve_image.c).
  */
 #define SNAP_CLIENT_LIMIT (256u << 20)
-#define SNAP_TOTAL_LIMIT (1024u << 20)
-/* A map no handle holds is kept this long (within the limit above), so
- * that OPEN_IMAGE and CLOSE in a loop do not load it again each time. */
-#define SNAP_KEEP_SECONDS 10
-/* A snapshot that failed to load, unchanged since (same inode, size,
- * mtime and ctime), is refused again without loading for this long. */
-#define SNAP_FAILED_SECONDS 2
-#define SNAP_FAILED_SLOTS 16
 
 struct shared_snap {
 	struct shared_snap *next;
@@ -156,17 +149,6 @@ struct server {
 	time_t drain_deadline, next_stats;
 	uint64_t accepted, requests, bytes_out, errors, proto_errors, refused;
 	size_t page_size;
-	size_t snap_bytes; /* every open snapshot's page maps */
-	struct shared_snap *shared_snaps;
-	struct failed_open {
-		dev_t dev;
-		ino_t ino;
-		off_t size;
-		struct timespec mtim, ctim;
-		time_t at;
-		int err;
-	} failed_loads[SNAP_FAILED_SLOTS];
-	unsigned failed_loads_next;
 	int loaded_efd;     /* the snapshot loader's eventfd */
 	uint64_t loaded_count;
 	size_t queued, queue_limit; /* reply bytes of all clients (theirs: out_bytes + pending_bytes) */
@@ -226,6 +208,7 @@ unsigned client_holds(const struct client *c, const struct shared_snap *ss);
 struct shared_snap *shared_find(int fd, const struct stat *st);
 void shared_put(struct shared_snap *ss);
 void shared_trim(size_t need);
+size_t shared_room(size_t want);
 int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **out);
 int load_failed_lately(const struct stat *st);
 void load_failed_remember(const struct stat *st, int err);

@@ -137,9 +137,7 @@ static void open_image(struct client *c, uint32_t id, uint32_t h, int fd, const 
 		ret = -errno;
 		goto fail;
 	}
-	shared_trim(budget);
-	if (budget > SNAP_TOTAL_LIMIT - server.snap_bytes)
-		budget = SNAP_TOTAL_LIMIT - server.snap_bytes;
+	budget = shared_room(budget);
 	w->load = (struct snap_load){ .dirfd = dir, .fd = own, .ps = server.page_size,
 				      .max_maps = budget };
 	w->c = c;

@@ -20,6 +20,30 @@
 #include "serve.h"
 #include "snapfmt.h"
 
+/* The daemon's page maps in all, of every client. */
+#define SNAP_TOTAL_LIMIT (1024u << 20)
+/* A map no handle holds is kept this long (within the limit above), so
+ * that OPEN_IMAGE and CLOSE in a loop do not load it again each time. */
+#define SNAP_KEEP_SECONDS 10
+/* A snapshot that failed to load, unchanged since (same inode, size,
+ * mtime and ctime), is refused again without loading for this long. */
+#define SNAP_FAILED_SECONDS 2
+#define SNAP_FAILED_SLOTS 16
+
+static struct {
+	struct shared_snap *shared_snaps;
+	size_t snap_bytes; /* every open snapshot's page maps */
+	struct failed_open {
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtim, ctim;
+		time_t at;
+		int err;
+	} failed_loads[SNAP_FAILED_SLOTS];
+	unsigned failed_loads_next;
+} images;
+
 /* Memory a snapshot's page maps (its chain's) take. */
 static size_t snap_map_bytes(const struct upp_snap *sn)
 {
@@ -48,7 +72,7 @@ unsigned client_holds(const struct client *c, const struct shared_snap *ss)
  */
 struct shared_snap *shared_find(int fd, const struct stat *st)
 {
-	for (struct shared_snap *ss = server.shared_snaps; ss; ss = ss->next)
+	for (struct shared_snap *ss = images.shared_snaps; ss; ss = ss->next)
 		if (ss->dev == st->st_dev && ss->ino == st->st_ino && upp_snap_unchanged(&ss->sn, fd)) {
 			ss->refs++;
 			return ss;
@@ -60,10 +84,10 @@ static void shared_free(struct shared_snap *ss)
 {
 	struct shared_snap **pp;
 
-	for (pp = &server.shared_snaps; *pp != ss; pp = &(*pp)->next)
+	for (pp = &images.shared_snaps; *pp != ss; pp = &(*pp)->next)
 		;
 	*pp = ss->next;
-	server.snap_bytes -= ss->bytes;
+	images.snap_bytes -= ss->bytes;
 	upp_snap_close(&ss->sn);
 	close(ss->sn.fd);
 	free(ss);
@@ -81,12 +105,22 @@ void shared_trim(size_t need)
 {
 	time_t now = now_s();
 
-	for (struct shared_snap *ss = server.shared_snaps, *next; ss; ss = next) {
+	for (struct shared_snap *ss = images.shared_snaps, *next; ss; ss = next) {
 		next = ss->next;
 		if (!ss->refs && (now - ss->unused_since > SNAP_KEEP_SECONDS ||
-				  need > SNAP_TOTAL_LIMIT - server.snap_bytes))
+				  need > SNAP_TOTAL_LIMIT - images.snap_bytes))
 			shared_free(ss);
 	}
+}
+
+/* Room for up to want bytes of new maps: maps no handle holds let go if
+ * need be, and no more than the daemon's limit leaves. */
+size_t shared_room(size_t want)
+{
+	shared_trim(want);
+	if (want > SNAP_TOTAL_LIMIT - images.snap_bytes)
+		want = SNAP_TOTAL_LIMIT - images.snap_bytes;
+	return want;
 }
 
 /*
@@ -103,7 +137,7 @@ int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **
 	if (!ss)
 		shared_trim(bytes);
 
-	if (ss || bytes > SNAP_TOTAL_LIMIT - server.snap_bytes || !(ss = calloc(1, sizeof(*ss)))) {
+	if (ss || bytes > SNAP_TOTAL_LIMIT - images.snap_bytes || !(ss = calloc(1, sizeof(*ss)))) {
 		upp_snap_close(&l->sn);
 		close(l->fd);
 		*out = ss;
@@ -114,9 +148,9 @@ int shared_add(struct snap_load *l, const struct stat *st, struct shared_snap **
 	ss->dev = st->st_dev;
 	ss->ino = st->st_ino;
 	ss->refs = 1;
-	ss->next = server.shared_snaps;
-	server.shared_snaps = ss;
-	server.snap_bytes += bytes;
+	ss->next = images.shared_snaps;
+	images.shared_snaps = ss;
+	images.snap_bytes += bytes;
 	*out = ss;
 	return 0;
 }
@@ -133,7 +167,7 @@ static bool same_file(const struct failed_open *f, const struct stat *st)
 int load_failed_lately(const struct stat *st)
 {
 	for (unsigned i = 0; i < SNAP_FAILED_SLOTS; i++) {
-		const struct failed_open *f = &server.failed_loads[i];
+		const struct failed_open *f = &images.failed_loads[i];
 
 		if (f->err && same_file(f, st) && now_s() - f->at <= SNAP_FAILED_SECONDS)
 			return f->err;
@@ -144,7 +178,7 @@ int load_failed_lately(const struct stat *st)
 void load_failed_remember(const struct stat *st, int err)
 {
 	struct failed_open *f =
-		&server.failed_loads[server.failed_loads_next++ % SNAP_FAILED_SLOTS];
+		&images.failed_loads[images.failed_loads_next++ % SNAP_FAILED_SLOTS];
 
 	*f = (struct failed_open){ st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim,
 				   now_s(), err };
