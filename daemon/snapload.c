@@ -14,7 +14,8 @@ static struct {
 	pthread_cond_t more;
 	struct snap_load *todo, **todo_tail, *done, **done_tail;
 	int efd;
-} L = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &L.todo, NULL, &L.done, -1 };
+} loader = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	     NULL, &loader.todo, NULL, &loader.done, -1 };
 
 static void *worker(void *arg)
 {
@@ -23,22 +24,22 @@ static void *worker(void *arg)
 		struct snap_load *l;
 		uint64_t one = 1;
 
-		pthread_mutex_lock(&L.lock);
-		while (!L.todo)
-			pthread_cond_wait(&L.more, &L.lock);
-		l = L.todo;
-		if (!(L.todo = l->next))
-			L.todo_tail = &L.todo;
-		pthread_mutex_unlock(&L.lock);
+		pthread_mutex_lock(&loader.lock);
+		while (!loader.todo)
+			pthread_cond_wait(&loader.more, &loader.lock);
+		l = loader.todo;
+		if (!(loader.todo = l->next))
+			loader.todo_tail = &loader.todo;
+		pthread_mutex_unlock(&loader.lock);
 
 		l->ret = upp_snap_open_at(l->dirfd, l->fd, l->ps, l->max_maps, &l->sn);
 
-		pthread_mutex_lock(&L.lock);
+		pthread_mutex_lock(&loader.lock);
 		l->next = NULL;
-		*L.done_tail = l;
-		L.done_tail = &l->next;
-		pthread_mutex_unlock(&L.lock);
-		if (write(L.efd, &one, sizeof(one)) < 0) {
+		*loader.done_tail = l;
+		loader.done_tail = &l->next;
+		pthread_mutex_unlock(&loader.lock);
+		if (write(loader.efd, &one, sizeof(one)) < 0) {
 			/* Only on overflow of the counter, which the loop keeps reading. */
 		}
 	}
@@ -50,36 +51,36 @@ int snapload_start(void)
 	pthread_t t;
 	int ret;
 
-	L.efd = eventfd(0, EFD_CLOEXEC);
-	if (L.efd < 0)
+	loader.efd = eventfd(0, EFD_CLOEXEC);
+	if (loader.efd < 0)
 		return -errno;
 	ret = pthread_create(&t, NULL, worker, NULL);
 	if (ret) {
-		close(L.efd);
+		close(loader.efd);
 		return -ret;
 	}
 	pthread_detach(t);
-	return L.efd;
+	return loader.efd;
 }
 
 void snapload_submit(struct snap_load *l)
 {
-	pthread_mutex_lock(&L.lock);
+	pthread_mutex_lock(&loader.lock);
 	l->next = NULL;
-	*L.todo_tail = l;
-	L.todo_tail = &l->next;
-	pthread_cond_signal(&L.more);
-	pthread_mutex_unlock(&L.lock);
+	*loader.todo_tail = l;
+	loader.todo_tail = &l->next;
+	pthread_cond_signal(&loader.more);
+	pthread_mutex_unlock(&loader.lock);
 }
 
 struct snap_load *snapload_done(void)
 {
 	struct snap_load *l;
 
-	pthread_mutex_lock(&L.lock);
-	l = L.done;
-	L.done = NULL;
-	L.done_tail = &L.done;
-	pthread_mutex_unlock(&L.lock);
+	pthread_mutex_lock(&loader.lock);
+	l = loader.done;
+	loader.done = NULL;
+	loader.done_tail = &loader.done;
+	pthread_mutex_unlock(&loader.lock);
 	return l;
 }

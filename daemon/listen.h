@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* Listening sockets and the signalfd, for upagerd serve and handle alike. */
+#ifndef UPAGERD_LISTEN_H
+#define UPAGERD_LISTEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A listening Unix socket at path (a stale socket there is replaced): 0, or
+ * -1 said on stderr. */
+int listen_unix(const char *path, int *fdp);
+/* A listening TCP socket on spec (HOST:PORT, [v6]:PORT) in *fdp and its
+ * address as "tcp:HOST:PORT" in name: 0, or -1 said on stderr. A non-loopback
+ * address is refused unless allow_remote. */
+int listen_tcp(const char *spec, bool allow_remote, int *fdp, char *name, size_t name_size);
+/* SIGPIPE ignored; SIGTERM, SIGINT, SIGHUP, SIGUSR1 blocked and read from
+ * the returned signalfd (-1: errno). Call before starting threads. */
+int signal_fd(void);
+
+#endif
