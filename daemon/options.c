@@ -78,7 +78,8 @@ void options_usage(FILE *f)
 {
 	fprintf(f, "usage: upagerd serve --root DIR [options]\n"
 		   "       upagerd handle --socket PATH --mem-file PATH [options]\n"
-		   "       upagerd --help | --version\n\n"
+		   "       upagerd [serve | handle] --help\n"
+		   "       upagerd --version\n\n"
 		   "serve: serves read-only page ranges of the files below DIR to upager's\n"
 		   "remote source (protocol: docs/PROTOCOL.md).\n"
 		   "handle: resolves the page faults of processes that hand it their\n"
@@ -220,7 +221,7 @@ static int read_config(struct options *o, const char *path)
 
 int options_parse(struct options *o, int mode, int argc, char **argv)
 {
-	struct option lo[NSETTINGS + 2];
+	struct option lo[NSETTINGS + 3];
 	size_t nlo = 0;
 	int c, idx;
 
@@ -239,6 +240,7 @@ int options_parse(struct options *o, int mode, int argc, char **argv)
 					     NULL, (int)(1000 + i) };
 	}
 	lo[nlo++] = (struct option){ "config", required_argument, NULL, 'c' };
+	lo[nlo++] = (struct option){ "help", no_argument, NULL, 'h' };
 	lo[nlo] = (struct option){ 0, 0, 0, 0 };
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &idx)) != -1) {
@@ -248,6 +250,10 @@ int options_parse(struct options *o, int mode, int argc, char **argv)
 			if (read_config(o, optarg))
 				return 1;
 			continue;
+		}
+		if (c == 'h') {
+			options_usage(stdout);
+			return -1;
 		}
 		if (c < 1000) {
 			options_usage(stderr);

@@ -30,8 +30,9 @@ struct options {
 	int log_level;
 };
 
-/* argv[0] is the command (serve or handle). 0; or prints what is wrong to
- * stderr and returns 2 (usage) or 1. */
+/* argv[0] is the command (serve or handle). 0; -1 after printing the usage
+ * for --help (exit 0); or prints what is wrong to stderr and returns 2
+ * (usage) or 1. */
 int options_parse(struct options *o, int mode, int argc, char **argv);
 void options_usage(FILE *f);
 

@@ -31,7 +31,7 @@ int main(int argc, char **argv)
 	ret = options_parse(&o, strcmp(argv[1], "serve") ? MODE_HANDLE : MODE_SERVE, argc - 1,
 			    argv + 1);
 	if (ret)
-		return ret;
+		return ret < 0 ? 0 : ret;
 	log_level = o.log_level;
 	if (o.log_file[0] && (ret = log_open(o.log_file)) < 0) {
 		fprintf(stderr, "upagerd: cannot open log %s: %s\n", o.log_file, strerror(-ret));

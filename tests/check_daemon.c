@@ -1703,6 +1703,33 @@ START_TEST(test_help_secret)
 }
 END_TEST
 
+/* `upagerd serve --help` and `upagerd handle --help` print the usage and
+ * succeed, as `upagerd --help` does (they said "unrecognized option" and
+ * exited 2). */
+START_TEST(test_help_after_mode)
+{
+	static const char *const modes[] = { "serve", "handle" };
+
+	for (size_t i = 0; i < 2; i++) {
+		char out[8192], cmd[64];
+		FILE *f;
+		size_t n;
+		int status;
+
+		snprintf(cmd, sizeof(cmd), "daemon/upagerd %s --help 2>&1", modes[i]);
+		f = popen(cmd, "r");
+		ck_assert_ptr_nonnull(f);
+		n = fread(out, 1, sizeof(out) - 1, f);
+		status = pclose(f);
+		out[n] = '\0';
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %#x: %s",
+			      modes[i], status, out);
+		ck_assert_msg(strstr(out, "usage: upagerd serve") && !strstr(out, "unrecognized"),
+			      "%s: %s", modes[i], out);
+	}
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -1740,6 +1767,7 @@ static Suite *make(void)
 	upt_add(tc, test_queue_limit, 0, "");
 	upt_add(tc, test_jail_modes_agree, 0, "");
 	upt_add(tc, test_help_secret, 0, "");
+	upt_add(tc, test_help_after_mode, 0, "");
 	return s;
 }
 
