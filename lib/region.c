@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "upager-int.h"
+#include "registry.h"
 
 void upager__region_ref(upager_region_t *r)
 {

@@ -288,18 +288,6 @@ void upager__kick_handlers(upager_t *p);
 /* Wakes one handler, in turn, to look at the prefetch queue. */
 void upager__kick_one(upager_t *p);
 
-/* Registry, under p->lock. */
-struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr);
-int upager__map_insert(upager_t *p, const struct upager__mapping *m);
-/* Removes [start, end) from the registry, trimming and splitting. */
-int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident);
-int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
-/* UFFD_EVENT_REMAP and UFFD_EVENT_UNMAP: see pager.c. */
-int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
-int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end);
-/* A region is registered at [start, end): no UNMAP still to come is about it. */
-void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end);
-
 /* userfaultfd (uffd.c) */
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
 		      uint64_t *kfeaturesp, char *why, size_t whylen);
