@@ -18,6 +18,7 @@
 
 #include "compat.h"
 #include "upager-int.h"
+#include "registry.h"
 
 #define MAX_THREADS 64
 
@@ -346,7 +347,7 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 	probe_free(p);
 	close(p->uffd);
 	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
-	free(p->maps);
+	upager__registry_free(p);
 	free(p->regions);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->ev_lock);

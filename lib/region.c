@@ -423,8 +423,9 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 UPAGER__EXPORT int upager_release(upager_region_t *r)
 {
 	struct upager__mapping *mine;
-	size_t n = 0;
+	size_t n;
 	upager_t *p;
+	int ret;
 
 	if (!r)
 		return -EINVAL;
@@ -432,22 +433,10 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	/* Where the program's mremap moved the region's pages, and what munmap left. */
 	upager__events_settle(p, false);
 	pthread_rwlock_wrlock(&p->lock);
-	for (size_t i = 0; i < p->nmaps; i++)
-		n += p->maps[i].region == r;
-	mine = malloc((n ? n : 1) * sizeof(*mine));
-	if (!mine) {
+	ret = upager__map_remove_region(p, r, &mine, &n);
+	if (ret < 0) {
 		pthread_rwlock_unlock(&p->lock);
-		return -ENOMEM;
-	}
-	n = 0;
-	for (size_t i = 0; i < p->nmaps;) {
-		if (p->maps[i].region == r) {
-			mine[n++] = p->maps[i];
-			memmove(&p->maps[i], &p->maps[i + 1], (p->nmaps - i - 1) * sizeof(*mine));
-			p->nmaps--;
-		} else {
-			i++;
-		}
+		return ret;
 	}
 	for (size_t i = 0; i < p->nregions; i++)
 		if (p->regions[i] == r) {

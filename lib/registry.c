@@ -171,3 +171,43 @@ void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end)
 		if (p->moved_from[i].start < end && p->moved_from[i].end > start)
 			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
 }
+
+/*
+ * Takes every mapping of r out of the registry (upager_release), and hands
+ * them back in *minep (*np of them; the caller frees the array): where the
+ * program's mremap moved the region's pages, and what its munmap left.
+ * -ENOMEM leaves the registry as it was.
+ */
+int upager__map_remove_region(upager_t *p, const upager_region_t *r,
+			      struct upager__mapping **minep, size_t *np)
+{
+	struct upager__mapping *mine;
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->nmaps; i++)
+		n += p->maps[i].region == r;
+	mine = malloc((n ? n : 1) * sizeof(*mine));
+	if (!mine)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < p->nmaps;) {
+		if (p->maps[i].region == r) {
+			mine[n++] = p->maps[i];
+			memmove(&p->maps[i], &p->maps[i + 1], (p->nmaps - i - 1) * sizeof(*mine));
+			p->nmaps--;
+		} else {
+			i++;
+		}
+	}
+	*minep = mine;
+	*np = n;
+	return 0;
+}
+
+/* upager_destroy, once no region is left. */
+void upager__registry_free(upager_t *p)
+{
+	free(p->maps);
+	p->maps = NULL;
+	p->nmaps = p->capmaps = 0;
+}

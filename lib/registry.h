@@ -16,5 +16,9 @@ int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
 int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end);
 /* A region is registered at [start, end): no UNMAP still to come is about it. */
 void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end);
+/* Takes r's mappings out (upager_release); the caller frees *minep. */
+int upager__map_remove_region(upager_t *p, const upager_region_t *r,
+			      struct upager__mapping **minep, size_t *np);
+void upager__registry_free(upager_t *p);
 
 #endif
