@@ -28,6 +28,7 @@
 #include "compat.h"
 #include "upager-int.h"
 #include "registry.h"
+#include "region_state.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
 

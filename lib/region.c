@@ -23,114 +23,9 @@
 
 #include "upager-int.h"
 #include "registry.h"
+#include "region_state.h"
 
-void upager__region_ref(upager_region_t *r)
-{
-	atomic_fetch_add(&r->refs, 1);
-}
-
-void upager__region_unref(upager_region_t *r)
-{
-	/* The pager outlives its regions' fills (destroy joins the handlers). */
-	upager_t *p = r->pager;
-	int old = atomic_fetch_sub(&r->refs, 1);
-
-	/*
-	 * From the decrement on, r is not ours to read: the moment only the
-	 * user's reference is left, a waiting upager_release may drop it and
-	 * free r. So whether anyone waits is asked of the pager: release
-	 * counts itself in before it looks at refs (both seq_cst), so either
-	 * it sees this decrement or this sees it waiting.
-	 */
-	if (old == 2 && atomic_load(&p->releasing)) {
-		pthread_mutex_lock(&p->idle_lock);
-		pthread_cond_broadcast(&p->idle_cond);
-		pthread_mutex_unlock(&p->idle_lock);
-	}
-	if (old != 1)
-		return;
-	munmap(r->resident, r->resident_bytes);
-	upager__source_unref(r->src);
-	free(r->commits);
-	free(r);
-}
-
-/* ---- resident bitmap ---- */
-
-bool upager__region_set_resident(upager_region_t *r, size_t off)
-{
-	size_t page = off / r->pager->page_size;
-	uint64_t bit = 1ull << (page % 64);
-
-	if (atomic_fetch_or(&r->resident[page / 64], bit) & bit)
-		return false;
-	UPAGER__ADD(&r->st, pages_resident, 1);
-	UPAGER__ADD(&r->pager->st, pages_resident, 1);
-	return true;
-}
-
-void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
-{
-	size_t first = off / r->pager->page_size, last = (off + len) / r->pager->page_size;
-	int64_t cleared = 0;
-
-	if (atomic_load(&r->st.pages_resident) <= 0)
-		return; /* the common case for huge, barely used regions */
-	for (size_t page = first; page < last;) {
-		size_t w = page / 64, lo = page % 64;
-		size_t hi = (last - page + lo) >= 64 ? 64 : (last - page + lo);
-		uint64_t mask = (hi == 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
-
-		/* Reading first keeps untouched bitmap pages unallocated. */
-		if (atomic_load_explicit(&r->resident[w], memory_order_relaxed) & mask)
-			cleared += __builtin_popcountll(atomic_fetch_and(&r->resident[w], ~mask) &
-							mask);
-		page += hi - lo;
-	}
-	if (cleared) {
-		UPAGER__ADD(&r->st, pages_resident, -cleared);
-		UPAGER__ADD(&r->pager->st, pages_resident, -cleared);
-	}
-}
-
-/* ---- commit extents (under pager->lock) ---- */
-
-/* Index of the first extent that ends after off. */
-static size_t extent_search(const upager_region_t *r, size_t off)
-{
-	size_t lo = 0, hi = r->ncommits;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (r->commits[mid].end <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-bool upager__region_committed(const upager_region_t *r, size_t off)
-{
-	size_t i = extent_search(r, off);
-
-	return i < r->ncommits && r->commits[i].start <= off;
-}
-
-size_t upager__region_commit_end(const upager_region_t *r, size_t off)
-{
-	size_t i = extent_search(r, off);
-
-	return i < r->ncommits ? r->commits[i].end : off;
-}
-
-bool upager__region_resident(const upager_region_t *r, size_t off)
-{
-	size_t page = off / r->pager->page_size;
-
-	return atomic_load_explicit(&r->resident[page / 64], memory_order_relaxed) &
-	       (1ull << (page % 64));
-}
+/* ---- commit extents: changes (under pager->lock) ---- */
 
 static bool extents_overlap(const upager_region_t *r, size_t start, size_t end)
 {
@@ -216,19 +111,6 @@ static void extents_remove(upager_region_t *r, size_t start, size_t end)
 
 /* ---- argument checks ---- */
 
-static int check_range(const upager_region_t *r, size_t off, size_t len)
-{
-	size_t ps;
-
-	if (!r)
-		return -EINVAL;
-	ps = r->pager->page_size;
-	if (len == 0 || off % ps || len % ps)
-		return -EINVAL;
-	if (off > r->size || len > r->size - off)
-		return -ERANGE;
-	return 0;
-}
 
 /* True if [off, off+len) of r is still mapped where it was reserved. */
 static bool in_place(upager_t *p, const upager_region_t *r, size_t off, size_t len)
@@ -365,7 +247,7 @@ UPAGER__EXPORT int upager_map(upager_t *p, size_t len, upager_source_t *src,
 
 UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 {
-	int ret = check_range(r, off, len);
+	int ret = upager__region_check_range(r, off, len);
 	upager_t *p;
 
 	if (ret < 0)
@@ -389,7 +271,7 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 
 UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 {
-	int ret = check_range(r, off, len);
+	int ret = upager__region_check_range(r, off, len);
 	upager_t *p;
 
 	if (ret < 0)
@@ -500,7 +382,7 @@ int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *
 	int ret = 0;
 
 	for (size_t i = 0; i < n && ret == 0; i++)
-		ret = check_range(r, offs[i], lens[i]);
+		ret = upager__region_check_range(r, offs[i], lens[i]);
 	if (ret < 0 || n == 0)
 		return ret;
 	p = r->pager;

@@ -17,6 +17,7 @@
 
 #include "upager-int.h"
 #include "registry.h"
+#include "region_state.h"
 
 
 /* Index of the first mapping that ends after addr. */

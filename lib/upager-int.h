@@ -116,17 +116,6 @@ struct upager_region {
 	struct upager__counters st;
 };
 
-void upager__region_ref(upager_region_t *r);
-void upager__region_unref(upager_region_t *r);
-bool upager__region_committed(const upager_region_t *r, size_t off);
-/* End of the committed extent holding off (which must be committed). */
-size_t upager__region_commit_end(const upager_region_t *r, size_t off);
-bool upager__region_resident(const upager_region_t *r, size_t off);
-/* Marks the page at region offset off resident, counting it once: false
- * if it was already marked. */
-bool upager__region_set_resident(upager_region_t *r, size_t off);
-void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
-
 /*
  * The registry: which addresses belong to which region at which offset.
  * A region starts as one mapping; munmap and mremap of parts of it by the
