@@ -34,19 +34,6 @@ struct upager__handler *upager__current_handler(const upager_t *p)
 	return upager__on_handler(p) ? current_handler : NULL;
 }
 
-void upager__log(const upager_t *p, int level, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	if (!p->log || level > p->log_level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	p->log(p->log_arg, level, buf);
-}
-
 UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 {
 	if (!opts)
