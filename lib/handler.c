@@ -17,10 +17,13 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -1187,7 +1190,7 @@ static void spin(struct upager__handler *h)
 	}
 }
 
-void *upager__handler_main(void *arg)
+static void *handler_main(void *arg)
 {
 	struct upager__handler *h = arg;
 	upager_t *p = h->pager;
@@ -1231,4 +1234,154 @@ void *upager__handler_main(void *arg)
 		reap(h);
 	}
 	return NULL;
+}
+
+/* ---- the handler threads: start, stop, wake ---- */
+
+static __thread struct upager__handler *current_handler;
+
+bool upager__on_handler(const upager_t *p)
+{
+	return current_handler && current_handler->pager == p;
+}
+
+struct upager__handler *upager__current_handler(const upager_t *p)
+{
+	return upager__on_handler(p) ? current_handler : NULL;
+}
+
+void upager__kick_handlers(upager_t *p)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < p->nthreads; i++)
+		if (p->handlers[i].wake_fd >= 0 &&
+		    write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
+			upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i,
+				    strerror(errno));
+}
+
+static void stop_handlers(upager_t *p, unsigned started)
+{
+	atomic_store(&p->stopping, true);
+	upager__kick_handlers(p);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(p->handlers[i].thread, NULL);
+}
+
+static void handler_free(struct upager__handler *h)
+{
+	io_uring_queue_exit(&h->ring);
+	close(h->wake_fd);
+	h->wake_fd = -1;
+	munmap(h->bufs, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * h->pager->page_size);
+	free(h->backlog);
+}
+
+static void *handler_thread(void *arg)
+{
+	struct upager__handler *h = arg;
+
+	current_handler = h;
+	if (h->pager->handler_cpus) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		for (int c = 0; c < 64; c++)
+			if (h->pager->handler_cpus & (1ull << c))
+				CPU_SET(c, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+			upager__log(h->pager, UPAGER_LOG_WARN,
+				    "handler %u: cannot set CPU affinity", h->idx);
+	}
+	return handler_main(h);
+}
+
+static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
+{
+	int ret;
+
+	h->pager = p;
+	h->idx = idx;
+	pthread_mutex_init(&h->done_lock, NULL);
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->wake_fd < 0)
+		return -errno;
+	ret = io_uring_queue_init(2 * UPAGER__SLOTS, &h->ring, 0);
+	if (ret < 0) {
+		close(h->wake_fd);
+		h->wake_fd = -1;
+		return ret;
+	}
+	/* A window per slot, but memory only where fills have run: random
+	 * faults use a page of each buffer, sequential streams a few buffers. */
+	h->bufs = mmap(NULL, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * p->page_size,
+		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->bufs == MAP_FAILED) {
+		h->bufs = NULL;
+		io_uring_queue_exit(&h->ring);
+		close(h->wake_fd);
+		h->wake_fd = -1;
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < UPAGER__SLOTS; i++) {
+		h->slots[i].h = h;
+		h->slots[i].buf = (char *)h->bufs + (size_t)i * UPAGER__MAX_WINDOW * p->page_size;
+		h->slots[i].next = h->free;
+		h->free = &h->slots[i];
+	}
+	h->nfree = UPAGER__SLOTS;
+	return 0;
+}
+
+/*
+ * Starts p->nthreads handlers (p->handlers). On failure none is left
+ * running and p->handlers is freed.
+ */
+int upager__handlers_start(upager_t *p)
+{
+	sigset_t all, old;
+	unsigned started = 0;
+	int ret = 0;
+
+	p->handlers = calloc(p->nthreads, sizeof(*p->handlers));
+	if (!p->handlers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < p->nthreads; i++)
+		p->handlers[i].wake_fd = -1;
+	/* Handler threads take no asynchronous signals: those are the program's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (; started < p->nthreads; started++) {
+		struct upager__handler *h = &p->handlers[started];
+
+		ret = handler_init(p, h, started);
+		if (ret == 0) {
+			ret = -pthread_create(&h->thread, NULL, handler_thread, h);
+			if (ret < 0)
+				handler_free(h);
+		}
+		if (ret < 0)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret < 0) {
+		stop_handlers(p, started);
+		for (unsigned i = 0; i < started; i++)
+			handler_free(&p->handlers[i]);
+		free(p->handlers);
+		p->handlers = NULL;
+	}
+	return ret;
+}
+
+/* Stops and frees every handler: each cancels what it still has in flight
+ * and exits when its slots are free. */
+void upager__handlers_stop(upager_t *p)
+{
+	stop_handlers(p, p->nthreads);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		handler_free(&p->handlers[i]);
+	free(p->handlers);
+	p->handlers = NULL;
 }

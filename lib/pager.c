@@ -4,13 +4,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -21,18 +16,6 @@
 #include "registry.h"
 
 #define MAX_THREADS 64
-
-static __thread struct upager__handler *current_handler;
-
-bool upager__on_handler(const upager_t *p)
-{
-	return current_handler && current_handler->pager == p;
-}
-
-struct upager__handler *upager__current_handler(const upager_t *p)
-{
-	return upager__on_handler(p) ? current_handler : NULL;
-}
 
 UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 {
@@ -47,17 +30,6 @@ UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-void upager__kick_handlers(upager_t *p)
-{
-	uint64_t one = 1;
-
-	for (unsigned i = 0; i < p->nthreads; i++)
-		if (p->handlers[i].wake_fd >= 0 &&
-		    write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
-			upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i,
-				    strerror(errno));
-}
-
 void upager__kick_one(upager_t *p)
 {
 	unsigned i = atomic_fetch_add(&p->pf_next_handler, 1) % p->nthreads;
@@ -65,79 +37,6 @@ void upager__kick_one(upager_t *p)
 
 	if (write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
 		upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i, strerror(errno));
-}
-
-static void stop_handlers(upager_t *p, unsigned started)
-{
-	atomic_store(&p->stopping, true);
-	upager__kick_handlers(p);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(p->handlers[i].thread, NULL);
-}
-
-static void handler_free(struct upager__handler *h)
-{
-	io_uring_queue_exit(&h->ring);
-	close(h->wake_fd);
-	h->wake_fd = -1;
-	munmap(h->bufs, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * h->pager->page_size);
-	free(h->backlog);
-}
-
-static void *handler_thread(void *arg)
-{
-	struct upager__handler *h = arg;
-
-	current_handler = h;
-	if (h->pager->handler_cpus) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		for (int c = 0; c < 64; c++)
-			if (h->pager->handler_cpus & (1ull << c))
-				CPU_SET(c, &set);
-		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
-			upager__log(h->pager, UPAGER_LOG_WARN,
-				    "handler %u: cannot set CPU affinity", h->idx);
-	}
-	return upager__handler_main(h);
-}
-
-static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
-{
-	int ret;
-
-	h->pager = p;
-	h->idx = idx;
-	pthread_mutex_init(&h->done_lock, NULL);
-	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (h->wake_fd < 0)
-		return -errno;
-	ret = io_uring_queue_init(2 * UPAGER__SLOTS, &h->ring, 0);
-	if (ret < 0) {
-		close(h->wake_fd);
-		h->wake_fd = -1;
-		return ret;
-	}
-	/* A window per slot, but memory only where fills have run: random
-	 * faults use a page of each buffer, sequential streams a few buffers. */
-	h->bufs = mmap(NULL, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * p->page_size,
-		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (h->bufs == MAP_FAILED) {
-		h->bufs = NULL;
-		io_uring_queue_exit(&h->ring);
-		close(h->wake_fd);
-		h->wake_fd = -1;
-		return -ENOMEM;
-	}
-	for (unsigned i = 0; i < UPAGER__SLOTS; i++) {
-		h->slots[i].h = h;
-		h->slots[i].buf = (char *)h->bufs + (size_t)i * UPAGER__MAX_WINDOW * p->page_size;
-		h->slots[i].next = h->free;
-		h->free = &h->slots[i];
-	}
-	h->nfree = UPAGER__SLOTS;
-	return 0;
 }
 
 /* See upager.ev_probe. Without it, reserve cannot see another thread's munmap
@@ -198,8 +97,6 @@ static void cond_init_monotonic(pthread_cond_t *cond)
 UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts)
 {
 	upager_options_t defaults;
-	sigset_t all, old;
-	unsigned started = 0;
 	upager_t *p;
 	char why[512];
 	int ret;
@@ -261,35 +158,9 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		goto fail;
 	}
 	probe_init(p);
-	p->handlers = calloc(p->nthreads, sizeof(*p->handlers));
-	if (!p->handlers) {
-		ret = -ENOMEM;
+	ret = upager__handlers_start(p);
+	if (ret < 0)
 		goto fail;
-	}
-	for (unsigned i = 0; i < p->nthreads; i++)
-		p->handlers[i].wake_fd = -1;
-	/* Handler threads take no asynchronous signals: those are the program's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (; started < p->nthreads; started++) {
-		struct upager__handler *h = &p->handlers[started];
-
-		ret = handler_init(p, h, started);
-		if (ret == 0) {
-			ret = -pthread_create(&h->thread, NULL, handler_thread, h);
-			if (ret < 0)
-				handler_free(h);
-		}
-		if (ret < 0)
-			break;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret < 0) {
-		stop_handlers(p, started);
-		for (unsigned i = 0; i < started; i++)
-			handler_free(&p->handlers[i]);
-		goto fail;
-	}
 	*pagerp = p;
 	return 0;
 
@@ -327,10 +198,7 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 			break;
 		upager_release(r);
 	}
-	stop_handlers(p, p->nthreads);
-	for (unsigned i = 0; i < p->nthreads; i++)
-		handler_free(&p->handlers[i]);
-	free(p->handlers);
+	upager__handlers_stop(p);
 	probe_free(p);
 	close(p->uffd);
 	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);

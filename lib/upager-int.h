@@ -259,7 +259,10 @@ void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRI
 bool upager__on_handler(const upager_t *p);
 /* That handler, or NULL. */
 struct upager__handler *upager__current_handler(const upager_t *p);
-void *upager__handler_main(void *arg);
+/* Starts p->nthreads handler threads (p->handlers), or none: -errno. */
+int upager__handlers_start(upager_t *p);
+/* Stops (see upager.stopping), joins and frees them. */
+void upager__handlers_stop(upager_t *p);
 /*
  * Waits until every event read before the call has been handled, so that the
  * registry is as the program's munmap/mremap left it; with in_kernel, first
