@@ -30,6 +30,7 @@
 
 #include "compat.h"
 #include "upager-int.h"
+#include "events.h"
 #include "registry.h"
 #include "region_state.h"
 
@@ -98,104 +99,6 @@ static bool in_flight(struct upager__handler *h, uintptr_t addr)
 	return false;
 }
 
-/* ---- events read, not yet handled ---- */
-
-/*
- * Does an event that a handler other than self has read, in a batch numbered
- * up to bound, and not yet handled concern [start, start + len)? Under
- * p->ev_lock.
- */
-static bool events_cover(upager_t *p, const struct upager__handler *self, uintptr_t start,
-			 size_t len, uint64_t bound)
-{
-	for (unsigned i = 0; i < p->nthreads; i++) {
-		const struct upager__handler *o = &p->handlers[i];
-
-		if (o == self || !o->ev_seq || o->ev_seq > bound)
-			continue;
-		for (size_t j = 0; j < o->nev_ranges; j++)
-			if (o->ev_ranges[j].start < start + len && o->ev_ranges[j].end > start)
-				return true;
-	}
-	return false;
-}
-
-/* Under p->ev_lock, with the batch just read: notes its events. */
-static bool note_events(struct upager__handler *h, const struct uffd_msg *msgs, size_t n)
-{
-	struct upager__ev_range *r = h->ev_ranges;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct uffd_msg *m = &msgs[i];
-
-		if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
-			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end };
-		} else if (m->event == UFFD_EVENT_REMAP) {
-			*r++ = (struct upager__ev_range){ m->arg.remap.from,
-							  m->arg.remap.from + m->arg.remap.len };
-			*r++ = (struct upager__ev_range){ m->arg.remap.to,
-							  m->arg.remap.to + m->arg.remap.len };
-		}
-	}
-	h->nev_ranges = (size_t)(r - h->ev_ranges);
-	if (!h->nev_ranges)
-		return false;
-	h->ev_seq = ++h->pager->ev_reads;
-	atomic_fetch_add(&h->pager->ev_pending, 1);
-	return true;
-}
-
-/*
- * Waits until no handler but self has a batch of events numbered up to
- * bound (all read so far, if now) not yet handled. Bounded: it waits at most
- * UPAGER__EV_WAIT_NS, then logs and goes on.
- */
-static void events_wait(upager_t *p, const struct upager__handler *self, uint64_t bound, bool now)
-{
-	struct timespec until;
-	int ret = 0;
-
-	pthread_mutex_lock(&p->ev_lock);
-	if (now)
-		bound = p->ev_reads;
-	if (events_cover(p, self, 0, UINTPTR_MAX, bound)) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += UPAGER__EV_WAIT_NS / 1000000000ull;
-		while (ret == 0 && events_cover(p, self, 0, UINTPTR_MAX, bound))
-			ret = pthread_cond_timedwait(&p->ev_cond, &p->ev_lock, &until);
-	}
-	pthread_mutex_unlock(&p->ev_lock);
-	if (ret)
-		upager__log(p, UPAGER_LOG_WARN, "events read %llu s ago still not handled: %s",
-			    (unsigned long long)(UPAGER__EV_WAIT_NS / 1000000000ull), strerror(ret));
-}
-
-void upager__events_settle(upager_t *p, bool in_kernel)
-{
-	struct upager__handler *self = upager__current_handler(p);
-	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
-
-	/* The event's munmap thread is woken once a handler has read it. */
-	while (in_kernel && !self && upager__events_in_kernel(p) && upager__now_ns() < until) {
-		struct timespec nap = { .tv_nsec = 20 * 1000 };
-
-		nanosleep(&nap, NULL);
-	}
-	events_wait(p, self, 0, true);
-}
-
-static void events_handled(struct upager__handler *h)
-{
-	upager_t *p = h->pager;
-
-	pthread_mutex_lock(&p->ev_lock);
-	h->ev_seq = 0;
-	h->nev_ranges = 0;
-	atomic_fetch_sub(&p->ev_pending, 1);
-	pthread_cond_broadcast(&p->ev_cond);
-	pthread_mutex_unlock(&p->ev_lock);
-}
-
 /*
  * Must f wait for events that other handlers have read, and not yet handled,
  * about its pages? They may be changing the registry under it: a fault at
@@ -205,18 +108,10 @@ static void events_handled(struct upager__handler *h)
  */
 static bool events_hold(struct upager__handler *h, struct upager__fill *f)
 {
-	upager_t *p = h->pager;
-	bool hold;
-
 	/* A fault read after an event was noted sees the count (ev_lock). */
-	if (!atomic_load_explicit(&p->ev_pending, memory_order_relaxed))
+	if (!atomic_load_explicit(&h->pager->ev_pending, memory_order_relaxed))
 		return false;
-	pthread_mutex_lock(&p->ev_lock);
-	if (!f->ev_bound)
-		f->ev_bound = p->ev_reads;
-	hold = events_cover(p, h, f->addr, f->len, f->ev_bound);
-	pthread_mutex_unlock(&p->ev_lock);
-	return hold;
+	return upager__events_concern(h, f->addr, f->len, &f->ev_bound);
 }
 
 /* ---- windows ---- */
@@ -779,14 +674,9 @@ static bool defer_fault(struct upager__handler *h, uintptr_t addr)
 {
 	upager_t *p = h->pager;
 	struct upager__fill *f;
-	uint64_t bound;
-	bool cover;
+	uint64_t bound = 0;
 
-	pthread_mutex_lock(&p->ev_lock);
-	bound = p->ev_reads;
-	cover = events_cover(p, h, addr, p->page_size, bound);
-	pthread_mutex_unlock(&p->ev_lock);
-	if (!cover)
+	if (!upager__events_concern(h, addr, p->page_size, &bound))
 		return false;
 	f = new_fill(h, NULL, addr, 0, 1, false);
 	f->ev_bound = bound;
@@ -925,51 +815,6 @@ static void run_prefetch(struct upager__handler *h)
 	}
 }
 
-static void handle_message(struct upager__handler *h, const struct uffd_msg *msg)
-{
-	upager_t *p = h->pager;
-
-	switch (msg->event) {
-	case UFFD_EVENT_REMOVE:
-		/* madvise(DONTNEED/REMOVE): the pages are gone, refills come from the source. */
-		pthread_rwlock_rdlock(&p->lock);
-		for (uintptr_t a = msg->arg.remove.start; a < msg->arg.remove.end;) {
-			struct upager__mapping *m = upager__lookup(p, a);
-			uintptr_t end;
-
-			if (!m) {
-				a += p->page_size;
-				continue;
-			}
-			end = m->end < msg->arg.remove.end ? m->end : msg->arg.remove.end;
-			upager__region_clear_resident(m->region, m->roff + (a - m->start), end - a);
-			a = end;
-		}
-		pthread_rwlock_unlock(&p->lock);
-		break;
-	case UFFD_EVENT_UNMAP:
-		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_unmap(p, msg->arg.remove.start, msg->arg.remove.end) < 0)
-			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on munmap");
-		pthread_rwlock_unlock(&p->lock);
-		break;
-	case UFFD_EVENT_REMAP:
-		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_remap(p, msg->arg.remap.from, msg->arg.remap.to,
-				     msg->arg.remap.len) < 0)
-			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on mremap");
-		pthread_rwlock_unlock(&p->lock);
-		break;
-	case UFFD_EVENT_FORK:
-		/* Not requested; a descriptor sent anyway must not leak. */
-		close((int)msg->arg.fork.ufd);
-		break;
-	default:
-		upager__log(p, UPAGER_LOG_WARN, "unexpected userfaultfd event %#x", msg->event);
-		break;
-	}
-}
-
 /*
  * Reads what the uffd holds; events are handled now, faults queue for a slot.
  * The read and the noting of its events are one step under ev_lock (see
@@ -990,7 +835,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 			return;
 		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
-			events = note_events(h, msgs, (size_t)n);
+			events = upager__events_note(h, msgs, (size_t)n);
 		pthread_mutex_unlock(&p->ev_lock);
 		/*
 		 * Events apply in the order the kernel gave them: first those
@@ -1001,12 +846,12 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		 * batches wait for nothing later: no deadlock.
 		 */
 		if (events && p->nthreads > 1)
-			events_wait(p, h, h->ev_seq - 1, false);
+			upager__events_wait(p, h, h->ev_seq - 1, false);
 		if (n < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "reading userfaultfd: %s", strerror((int)-n));
 		for (long i = 0; i < n; i++) {
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
-				handle_message(h, &msgs[i]);
+				upager__events_apply(h, &msgs[i]);
 				continue;
 			}
 			if (h->nbacklog == h->capbacklog) {
@@ -1027,7 +872,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 			h->backlog[h->nbacklog++] = msgs[i];
 		}
 		if (events)
-			events_handled(h);
+			upager__events_handled(h);
 		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}
@@ -1237,6 +1082,20 @@ static void *handler_main(void *arg)
 }
 
 /* ---- the handler threads: start, stop, wake ---- */
+
+void upager__events_settle(upager_t *p, bool in_kernel)
+{
+	struct upager__handler *self = upager__current_handler(p);
+	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
+
+	/* The event's munmap thread is woken once a handler has read it. */
+	while (in_kernel && !self && upager__events_in_kernel(p) && upager__now_ns() < until) {
+		struct timespec nap = { .tv_nsec = 20 * 1000 };
+
+		nanosleep(&nap, NULL);
+	}
+	upager__events_wait(p, self, 0, true);
+}
 
 static __thread struct upager__handler *current_handler;
 

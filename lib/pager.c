@@ -13,6 +13,7 @@
 
 #include "compat.h"
 #include "upager-int.h"
+#include "events.h"
 #include "registry.h"
 
 #define MAX_THREADS 64
@@ -37,50 +38,6 @@ void upager__kick_one(upager_t *p)
 
 	if (write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
 		upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i, strerror(errno));
-}
-
-/* See upager.ev_probe. Without it, reserve cannot see another thread's munmap
- * whose event is not read yet; nothing else depends on it. */
-static void probe_init(upager_t *p)
-{
-	uint64_t events = UPAGER_FEAT_EVENT_REMOVE | UPAGER_FEAT_EVENT_UNMAP |
-			  UPAGER_FEAT_EVENT_REMAP;
-	struct uffdio_copy c = { .src = (uintptr_t)p->zero_buf, .len = p->page_size };
-	void *a;
-
-	if (!(p->features & events))
-		return;
-	a = mmap(NULL, p->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (a == MAP_FAILED)
-		return;
-	c.dst = (uintptr_t)a;
-	if (madvise(a, p->page_size, MADV_DONTFORK) == 0 &&
-	    upager__uffd_register(p->uffd, c.dst, p->page_size, NULL) == 0) {
-		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0) {
-			p->ev_probe = c.dst;
-			return;
-		}
-		upager__uffd_unregister(p->uffd, c.dst, p->page_size);
-	}
-	upager__log(p, UPAGER_LOG_INFO, "no event probe page: %s", strerror(errno));
-	munmap(a, p->page_size);
-}
-
-bool upager__events_in_kernel(const upager_t *p)
-{
-	struct uffdio_copy c = {
-		.dst = p->ev_probe, .src = (uintptr_t)p->zero_buf, .len = p->page_size,
-	};
-
-	return p->ev_probe && ioctl(p->uffd, UFFDIO_COPY, &c) < 0 && errno == EAGAIN;
-}
-
-static void probe_free(upager_t *p)
-{
-	if (!p->ev_probe)
-		return;
-	upager__uffd_unregister(p->uffd, p->ev_probe, p->page_size);
-	munmap((void *)p->ev_probe, p->page_size);
 }
 
 /* For timed waits that a change of the wall clock must not stretch. */
@@ -157,7 +114,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		ret = -errno;
 		goto fail;
 	}
-	probe_init(p);
+	upager__events_probe_init(p);
 	ret = upager__handlers_start(p);
 	if (ret < 0)
 		goto fail;
@@ -166,7 +123,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 
 fail:
 	free(p->handlers);
-	probe_free(p);
+	upager__events_probe_free(p);
 	if (p->zero_buf)
 		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	if (p->uffd >= 0)
@@ -199,7 +156,7 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 		upager_release(r);
 	}
 	upager__handlers_stop(p);
-	probe_free(p);
+	upager__events_probe_free(p);
 	close(p->uffd);
 	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	upager__registry_free(p);

@@ -273,8 +273,6 @@ void upager__handlers_stop(upager_t *p);
  */
 #define UPAGER__EV_WAIT_NS (2 * 1000000000ull)
 void upager__events_settle(upager_t *p, bool in_kernel);
-/* Is an event on its way (see upager.ev_probe)? */
-bool upager__events_in_kernel(const upager_t *p);
 /* Makes every handler look at p->stopping and at its fills of dead regions. */
 void upager__kick_handlers(upager_t *p);
 /* Wakes one handler, in turn, to look at the prefetch queue. */
