@@ -31,8 +31,7 @@
 #include "upager-int.h"
 #include "events.h"
 #include "fill.h"
-#include "registry.h"
-#include "region_state.h"
+#include "prefetch.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
 
@@ -70,70 +69,6 @@ static void list_remove(struct upager__fill **head, struct upager__fill *f)
 }
 
 /* ---- messages ---- */
-
-/* upager_prefetch() requests: issue windows while slots allow. */
-static void run_prefetch(struct upager__handler *h)
-{
-	upager_t *p = h->pager;
-	struct upager__prefetch *req;
-
-	for (;;) {
-		struct upager__fill *batch[UPAGER__SLOTS];
-		size_t n = 0;
-		bool finished = false;
-
-		pthread_mutex_lock(&p->pf_lock);
-		req = p->pf_head;
-		if (req && (atomic_load(&req->region->dead) || h->nfree > UPAGER__FAULT_RESERVE)) {
-			p->pf_head = req->next;
-			if (!p->pf_head)
-				p->pf_tail = NULL;
-		} else {
-			req = NULL;
-		}
-		pthread_mutex_unlock(&p->pf_lock);
-		if (!req)
-			return;
-
-		pthread_rwlock_rdlock(&p->lock);
-		while (!req->region->dead && req->off < req->end &&
-		       h->nfree > UPAGER__FAULT_RESERVE) {
-			upager_region_t *r = req->region;
-			uintptr_t addr = r->base + req->off;
-			const struct upager__mapping *m = upager__lookup(p, addr);
-			size_t pages;
-
-			if (!m || m->region != r || m->roff + (addr - m->start) != req->off ||
-			    !upager__region_committed(r, req->off) ||
-			    upager__region_resident(r, req->off) || upager__fill_in_flight(h, addr)) {
-				req->off += p->page_size; /* not ours to fill, or done already */
-				continue;
-			}
-			pages = upager__fill_clip_window(h, m, r, addr, req->off, UPAGER__MAX_WINDOW);
-			if (req->off + pages * p->page_size > req->end)
-				pages = (req->end - req->off) / p->page_size;
-			batch[n++] = upager__fill_new(h, r, addr, req->off, pages, true);
-			req->off += pages * p->page_size;
-		}
-		finished = req->region->dead || req->off >= req->end;
-		pthread_rwlock_unlock(&p->lock);
-		upager__fill_start_all(h, batch, n);
-
-		if (finished) {
-			upager__region_unref(req->region);
-			free(req);
-			continue;
-		}
-		/* Out of slots: back to the front of the queue, for later. */
-		pthread_mutex_lock(&p->pf_lock);
-		req->next = p->pf_head;
-		p->pf_head = req;
-		if (!p->pf_tail)
-			p->pf_tail = req;
-		pthread_mutex_unlock(&p->pf_lock);
-		return;
-	}
-}
 
 /*
  * Reads what the uffd holds; events are handled now, faults queue for a slot.
@@ -354,7 +289,7 @@ static void *handler_main(void *arg)
 		run_backlog(h);
 		upager__fill_retry_all(h);
 		if (!h->stopping)
-			run_prefetch(h);
+			upager__prefetch_run(h);
 		if (h->stopping && h->nfree == UPAGER__SLOTS)
 			break;
 		spin(h);

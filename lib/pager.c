@@ -14,6 +14,7 @@
 #include "compat.h"
 #include "upager-int.h"
 #include "events.h"
+#include "prefetch.h"
 #include "registry.h"
 
 #define MAX_THREADS 64
@@ -30,15 +31,6 @@ UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
-
-void upager__kick_one(upager_t *p)
-{
-	unsigned i = atomic_fetch_add(&p->pf_next_handler, 1) % p->nthreads;
-	uint64_t one = 1;
-
-	if (write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
-		upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i, strerror(errno));
-}
 
 /* For timed waits that a change of the wall clock must not stretch. */
 static void cond_init_monotonic(pthread_cond_t *cond)
@@ -85,7 +77,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p->nthreads = opts->nthreads;
 	p->spin_ns = (uint64_t)opts->spin_us * 1000;
 	p->handler_cpus = opts->handler_cpus;
-	pthread_mutex_init(&p->pf_lock, NULL);
+	upager__prefetch_init(p);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
 	pthread_mutex_init(&p->ev_lock, NULL);
@@ -133,7 +125,7 @@ fail:
 	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
-	pthread_mutex_destroy(&p->pf_lock);
+	upager__prefetch_free(p);
 	free(p);
 	return ret;
 }
@@ -166,7 +158,7 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
-	pthread_mutex_destroy(&p->pf_lock);
+	upager__prefetch_free(p);
 	free(p);
 	return 0;
 }

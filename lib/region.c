@@ -24,6 +24,7 @@
 #include "upager-int.h"
 #include "registry.h"
 #include "region_state.h"
+#include "prefetch.h"
 
 /* ---- commit extents: changes (under pager->lock) ---- */
 
@@ -368,61 +369,6 @@ UPAGER__EXPORT int upager_region_advise(upager_region_t *r, int advice)
 		return -EINVAL;
 	atomic_store(&r->advice, advice);
 	return 0;
-}
-
-/*
- * Queues prefetches of the n ranges [offs[i], offs[i] + lens[i]) of r (each
- * checked) behind those already queued, in this order, with one lock and one
- * wakeup: a working set of thousands of runs costs its caller little.
- */
-int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n)
-{
-	struct upager__prefetch *head = NULL, *tail = NULL, *req;
-	upager_t *p;
-	int ret = 0;
-
-	for (size_t i = 0; i < n && ret == 0; i++)
-		ret = upager__region_check_range(r, offs[i], lens[i]);
-	if (ret < 0 || n == 0)
-		return ret;
-	p = r->pager;
-	for (size_t i = 0; i < n; i++) {
-		req = malloc(sizeof(*req));
-		if (!req)
-			break; /* a shorter prefetch */
-		*req = (struct upager__prefetch){ .region = r, .off = offs[i], .end = offs[i] + lens[i] };
-		if (tail)
-			tail->next = req;
-		else
-			head = req;
-		tail = req;
-	}
-	if (!head)
-		return -ENOMEM;
-	pthread_rwlock_rdlock(&p->lock);
-	if (r->dead) {
-		pthread_rwlock_unlock(&p->lock);
-		ret = -EINVAL;
-	} else {
-		for (req = head; req; req = req->next)
-			upager__region_ref(r); /* each dropped by the handler when done or released */
-		pthread_rwlock_unlock(&p->lock);
-		pthread_mutex_lock(&p->pf_lock);
-		if (p->pf_tail)
-			p->pf_tail->next = head;
-		else
-			p->pf_head = head;
-		p->pf_tail = tail;
-		pthread_mutex_unlock(&p->pf_lock);
-		upager__kick_one(p);
-		return 0;
-	}
-	while (head) {
-		req = head->next;
-		free(head);
-		head = req;
-	}
-	return ret;
 }
 
 UPAGER__EXPORT int upager_prefetch(upager_region_t *r, size_t off, size_t len)

@@ -275,8 +275,6 @@ void upager__handlers_stop(upager_t *p);
 void upager__events_settle(upager_t *p, bool in_kernel);
 /* Makes every handler look at p->stopping and at its fills of dead regions. */
 void upager__kick_handlers(upager_t *p);
-/* Wakes one handler, in turn, to look at the prefetch queue. */
-void upager__kick_one(upager_t *p);
 
 /* userfaultfd (uffd.c) */
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
@@ -298,7 +296,7 @@ int upager__track_add(uintptr_t base, size_t size, uint32_t id);
 void upager__track_del(uintptr_t base);
 bool upager__track_covers(uintptr_t addr, size_t len, uint32_t id);
 
-/* region.c: prefetch of many ranges at once (snapshot working sets) */
+/* prefetch.c: prefetch of many ranges at once (snapshot working sets) */
 int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n);
 /* snapshot.c: working sets (PATH.ws) */
 uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count);
