@@ -6,6 +6,9 @@
 
 #include "upager-int.h"
 
+/* The longest a wait for events read but not yet handled lasts. */
+#define UPAGER__EV_WAIT_NS (2 * 1000000000ull)
+
 /* Under p->ev_lock, with the batch h just read: notes its events (false:
  * none in it). */
 bool upager__events_note(struct upager__handler *h, const struct uffd_msg *msgs, size_t n);

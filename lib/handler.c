@@ -31,6 +31,7 @@
 #include "upager-int.h"
 #include "events.h"
 #include "fill.h"
+#include "handler.h"
 #include "prefetch.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
@@ -321,9 +322,22 @@ static void *handler_main(void *arg)
 
 /* ---- the handler threads: start, stop, wake ---- */
 
+static __thread struct upager__handler *current_handler;
+
+bool upager__on_handler(const upager_t *p)
+{
+	return current_handler && current_handler->pager == p;
+}
+
+/* That handler, or NULL. */
+static struct upager__handler *current_of(const upager_t *p)
+{
+	return upager__on_handler(p) ? current_handler : NULL;
+}
+
 void upager__events_settle(upager_t *p, bool in_kernel)
 {
-	struct upager__handler *self = upager__current_handler(p);
+	struct upager__handler *self = current_of(p);
 	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
 
 	/* The event's munmap thread is woken once a handler has read it. */
@@ -333,18 +347,6 @@ void upager__events_settle(upager_t *p, bool in_kernel)
 		nanosleep(&nap, NULL);
 	}
 	upager__events_wait(p, self, 0, true);
-}
-
-static __thread struct upager__handler *current_handler;
-
-bool upager__on_handler(const upager_t *p)
-{
-	return current_handler && current_handler->pager == p;
-}
-
-struct upager__handler *upager__current_handler(const upager_t *p)
-{
-	return upager__on_handler(p) ? current_handler : NULL;
 }
 
 void upager__kick_handlers(upager_t *p)

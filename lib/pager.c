@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* The pager: one userfaultfd, its handler threads, and the registry of
- * which addresses belong to which region. */
+/*
+ * The pager's public calls: options, upager_create (the userfaultfd, the
+ * zero buffer, the event probe, the prefetch queue, the handler threads)
+ * and upager_destroy (every region released, then the same in reverse),
+ * and the pager's features and page size. Layer: the top, with region.c;
+ * it calls the handler threads' start and stop, the events' probe, the
+ * prefetch queue's lifetime, the registry's free and the uffd, and nothing
+ * below calls it.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -13,6 +20,7 @@
 
 #include "compat.h"
 #include "upager-int.h"
+#include "handler.h"
 #include "events.h"
 #include "prefetch.h"
 #include "registry.h"

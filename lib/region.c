@@ -10,8 +10,15 @@
  * release   mprotect(PROT_NONE), UFFDIO_UNREGISTER (wakes blocked faulters,
  *           who then see the memory gone), munmap.
  *
- * Commit state lives here, not in the page tables, so the fault loop can
- * refuse to fill a page a concurrent decommit has just taken away.
+ * Commit state lives in the region (changed here, read by the fills through
+ * region_state.c), not in the page tables, so the fault loop can refuse to
+ * fill a page a concurrent decommit has just taken away.
+ *
+ * Layer: the top, with pager.c: the public region calls. It calls the
+ * handlers (wait for events, wake to cancel), the registry, the region
+ * state, the prefetch queue's producer and the uffd; no file of the core
+ * below calls it (upager_destroy and the snapshot calls use it as a program
+ * would).
  */
 #include "config.h"
 
@@ -22,6 +29,7 @@
 #include <unistd.h>
 
 #include "upager-int.h"
+#include "handler.h"
 #include "registry.h"
 #include "region_state.h"
 #include "prefetch.h"

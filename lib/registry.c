@@ -4,10 +4,12 @@
  * offset. It owns the pager's `maps` (a sorted array of mappings) and the
  * ring of mremap moves whose UNMAP is still to come. A region starts as one
  * mapping; the program's munmap and mremap of parts of it trim, split and
- * move mappings (UFFD_EVENT_UNMAP/REMAP, applied by the fault loop).
- * Everything here runs under the pager's rwlock: shared for lookups,
- * exclusive for changes. Layer: below the public calls and the fault loop;
- * it calls only the region's resident bitmap when a range leaves it.
+ * move mappings (UFFD_EVENT_UNMAP/REMAP, applied by events.c); release
+ * takes a region's mappings out. Everything here runs under the pager's
+ * rwlock: shared for lookups, exclusive for changes. Layer: below the
+ * public calls, the handler, the fills, the prefetch queue and the events;
+ * it calls only the resident bitmap (region_state.c, the layer below) when
+ * a range leaves it.
  */
 #include "config.h"
 

@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Internal interfaces shared by the files of lib/. Nothing here is ABI. */
+/*
+ * Internal interfaces shared by the files of lib/. Nothing here is ABI.
+ * The objects (pager, handler, fill, region, mapping, source) and what the
+ * sources, snapshots and the upager tool use. Each layer of the core
+ * declares its calls in a header of its own, so that a file's includes say
+ * which layers it calls: handler.h (the handler threads, for the public
+ * calls), fill.h, prefetch.h, events.h, registry.h, region_state.h, and
+ * place.h (the placement core, shared with upagerd handle).
+ */
 #ifndef UPAGER_INT_H
 #define UPAGER_INT_H
 
@@ -127,7 +135,7 @@ struct upager__mapping {
 	size_t roff; /* region offset of start */
 };
 
-/* ---- the pager (pager.c), fault loop (fault.c) ---- */
+/* ---- the pager (pager.c), handlers (handler.c), fills (fill.c) ---- */
 #define UPAGER__SLOTS 64         /* fills in flight per handler */
 #define UPAGER__RA_DEPTH 4       /* windows read ahead at a sequential fault */
 #define UPAGER__RA_AHEAD 16      /* windows readahead keeps going to, past the last fault */
@@ -254,27 +262,8 @@ struct upager {
 	struct upager__counters st;
 };
 
+/* log.c: the caller's log callback, above its level. */
 void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRINTF(3, 4);
-/* True on one of p's handler threads, where blocking on p deadlocks. */
-bool upager__on_handler(const upager_t *p);
-/* That handler, or NULL. */
-struct upager__handler *upager__current_handler(const upager_t *p);
-/* Starts p->nthreads handler threads (p->handlers), or none: -errno. */
-int upager__handlers_start(upager_t *p);
-/* Stops (see upager.stopping), joins and frees them. */
-void upager__handlers_stop(upager_t *p);
-/*
- * Waits until every event read before the call has been handled, so that the
- * registry is as the program's munmap/mremap left it; with in_kernel, first
- * until the kernel has no event on its way to us (not on a handler thread:
- * the caller may be the only one to read it). Bounded: it waits at most
- * UPAGER__EV_WAIT_NS (then logs and goes on); never for the calling handler
- * itself, which handles its events before it runs callbacks.
- */
-#define UPAGER__EV_WAIT_NS (2 * 1000000000ull)
-void upager__events_settle(upager_t *p, bool in_kernel);
-/* Makes every handler look at p->stopping and at its fills of dead regions. */
-void upager__kick_handlers(upager_t *p);
 
 /* userfaultfd (uffd.c) */
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
