@@ -34,6 +34,8 @@ static void continue_readahead(struct upager__handler *h, upager_region_t *r);
 
 /* ---- slots ---- */
 
+/* The handler allocates the slots and their buffers (handler.c); a fill
+ * takes one when it is planned and gives it back when it ends. */
 static struct upager__fill *slot_get(struct upager__handler *h)
 {
 	struct upager__fill *f = h->free;

@@ -3,10 +3,10 @@
  * The pager's public calls: options, upager_create (the userfaultfd, the
  * zero buffer, the event probe, the prefetch queue, the handler threads)
  * and upager_destroy (every region released, then the same in reverse),
- * and the pager's features and page size. Layer: the top, with region.c;
- * it calls the handler threads' start and stop, the events' probe, the
- * prefetch queue's lifetime, the registry's free and the uffd, and nothing
- * below calls it.
+ * and the pager's features and page size. Layer: the top, with region.c
+ * (whose upager_release destroy calls for each region left); it calls the
+ * handler threads' start and stop, the events' probe, the prefetch queue's
+ * lifetime, the registry's free and the uffd, and nothing below calls it.
  */
 #include "config.h"
 
