@@ -19,6 +19,7 @@
 
 #include "compat.h"
 #include "upager-int.h"
+#include "env.h"
 
 static int open_pagemap(void)
 {
@@ -119,8 +120,9 @@ int upager__pagemap(uintptr_t addr, size_t npages, size_t ps, uint8_t *out, size
 		    bool written)
 {
 	int fd = open_pagemap(), ret;
-	bool scan = upager__pagemap_scan_works() &&
-		    !(upager__disable_from_env() & UPAGER_FEAT_PAGEMAP_SCAN);
+	/* UPAGER_DISABLE read here, not through uffd.c, which asks us whether
+	 * the scan works: no cycle between the two. */
+	bool scan = upager__pagemap_scan_works() && !upp_env_disables("pagemap_scan");
 
 	if (fd < 0)
 		return fd;

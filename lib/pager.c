@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* The pager: one userfaultfd, its handler threads, and the registry of
- * which addresses belong to which region. */
+/*
+ * The pager's public calls: options, upager_create (the userfaultfd, the
+ * zero buffer, the event probe, the prefetch queue, the handler threads)
+ * and upager_destroy (every region released, then the same in reverse),
+ * and the pager's features and page size. Layer: the top, with region.c
+ * (whose upager_release destroy calls for each region left); it calls the
+ * handler threads' start and stop, the events' probe, the prefetch queue's
+ * lifetime, the registry's free and the uffd, and nothing below calls it.
+ */
 #include "config.h"
 
 #include <errno.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -18,33 +20,12 @@
 
 #include "compat.h"
 #include "upager-int.h"
+#include "handler.h"
+#include "events.h"
+#include "prefetch.h"
+#include "registry.h"
 
 #define MAX_THREADS 64
-
-static __thread struct upager__handler *current_handler;
-
-bool upager__on_handler(const upager_t *p)
-{
-	return current_handler && current_handler->pager == p;
-}
-
-struct upager__handler *upager__current_handler(const upager_t *p)
-{
-	return upager__on_handler(p) ? current_handler : NULL;
-}
-
-void upager__log(const upager_t *p, int level, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	if (!p->log || level > p->log_level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	p->log(p->log_arg, level, buf);
-}
 
 UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 {
@@ -57,299 +38,7 @@ UPAGER__EXPORT void upager_options_init(upager_options_t *opts)
 	opts->spin_us = UPAGER_SPIN_DEFAULT_US;
 }
 
-/* ---- registry ---------------------------------------------------------- */
-
-/* Index of the first mapping that ends after addr. */
-static size_t map_search(const upager_t *p, uintptr_t addr)
-{
-	size_t lo = 0, hi = p->nmaps;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (p->maps[mid].end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr)
-{
-	size_t i = map_search(p, addr);
-
-	if (i < p->nmaps && p->maps[i].start <= addr)
-		return &p->maps[i];
-	return NULL;
-}
-
-int upager__map_insert(upager_t *p, const struct upager__mapping *m)
-{
-	size_t i;
-
-	if (p->nmaps == p->capmaps) {
-		size_t cap = p->capmaps ? p->capmaps * 2 : 16;
-		struct upager__mapping *n = realloc(p->maps, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		p->maps = n;
-		p->capmaps = cap;
-	}
-	i = map_search(p, m->start);
-	memmove(&p->maps[i + 1], &p->maps[i], (p->nmaps - i) * sizeof(*m));
-	p->maps[i] = *m;
-	p->nmaps++;
-	return 0;
-}
-
-int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident)
-{
-	size_t i = map_search(p, start);
-
-	while (i < p->nmaps && p->maps[i].start < end) {
-		struct upager__mapping *m = &p->maps[i];
-		uintptr_t cs = m->start > start ? m->start : start;
-		uintptr_t ce = m->end < end ? m->end : end;
-
-		if (clear_resident)
-			upager__region_clear_resident(m->region, m->roff + (cs - m->start),
-						      ce - cs);
-		if (cs == m->start && ce == m->end) {
-			memmove(m, m + 1, (p->nmaps - i - 1) * sizeof(*m));
-			p->nmaps--;
-		} else if (cs == m->start) {
-			m->roff += ce - m->start;
-			m->start = ce;
-			i++;
-		} else if (ce == m->end) {
-			m->end = cs;
-			i++;
-		} else { /* a hole in the middle: split in two */
-			struct upager__mapping tail = *m;
-			int ret;
-
-			tail.roff += ce - m->start;
-			tail.start = ce;
-			m->end = cs;
-			ret = upager__map_insert(p, &tail);
-			if (ret < 0)
-				return ret;
-			i += 2;
-		}
-	}
-	return 0;
-}
-
-int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
-{
-	size_t first = map_search(p, from), n = 0, i;
-	struct upager__mapping *moved;
-	int ret;
-
-	while (first + n < p->nmaps && p->maps[first + n].start < from + len)
-		n++;
-	if (n == 0)
-		return upager__map_cut(p, to, to + len, true);
-	moved = malloc(n * sizeof(*moved));
-	if (!moved)
-		return -ENOMEM;
-	/* Collect the pieces first: cutting reorders the array. */
-	for (i = 0; i < n; i++) {
-		const struct upager__mapping *m = &p->maps[first + i];
-		uintptr_t cs = m->start > from ? m->start : from;
-		uintptr_t ce = m->end < from + len ? m->end : from + len;
-
-		moved[i].region = m->region;
-		moved[i].roff = m->roff + (cs - m->start);
-		moved[i].start = to + (cs - from);
-		moved[i].end = to + (ce - from);
-	}
-	ret = upager__map_cut(p, from, from + len, false);
-	/* mremap replaced whatever was mapped at the target. */
-	if (ret == 0)
-		ret = upager__map_cut(p, to, to + len, true);
-	for (i = 0; i < n && ret == 0; i++)
-		ret = upager__map_insert(p, &moved[i]);
-	free(moved);
-	return ret;
-}
-
-/*
- * mremap sends REMAP and then an UNMAP of the old range, which the REMAP has
- * emptied already. By the time that UNMAP is read, the program's next mremap
- * may have moved another region into the old range (same-sized regions fit
- * exactly); cutting there would take that region out of the registry, to be
- * zero-filled. So the old range is remembered and its UNMAP ignored.
- */
-int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
-{
-	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
-
-	p->moved_from[p->nmoved_from++ % n] = (struct upager__ev_range){ from, from + len };
-	return upager__map_move(p, from, to, len);
-}
-
-int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end)
-{
-	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
-
-	for (unsigned i = 0; i < n; i++)
-		if (p->moved_from[i].start == start && p->moved_from[i].end == end) {
-			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
-			return 0;
-		}
-	return upager__map_cut(p, start, end, true);
-}
-
-/* A move whose UNMAP never came (MREMAP_DONTUNMAP) must not make a later
- * munmap of a region registered there be ignored. */
-void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end)
-{
-	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
-
-	for (unsigned i = 0; i < n; i++)
-		if (p->moved_from[i].start < end && p->moved_from[i].end > start)
-			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
-}
-
 /* ---- lifecycle --------------------------------------------------------- */
-
-void upager__kick_handlers(upager_t *p)
-{
-	uint64_t one = 1;
-
-	for (unsigned i = 0; i < p->nthreads; i++)
-		if (p->handlers[i].wake_fd >= 0 &&
-		    write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
-			upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i,
-				    strerror(errno));
-}
-
-void upager__kick_one(upager_t *p)
-{
-	unsigned i = atomic_fetch_add(&p->pf_next_handler, 1) % p->nthreads;
-	uint64_t one = 1;
-
-	if (write(p->handlers[i].wake_fd, &one, sizeof(one)) != sizeof(one))
-		upager__log(p, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", i, strerror(errno));
-}
-
-static void stop_handlers(upager_t *p, unsigned started)
-{
-	atomic_store(&p->stopping, true);
-	upager__kick_handlers(p);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(p->handlers[i].thread, NULL);
-}
-
-static void handler_free(struct upager__handler *h)
-{
-	io_uring_queue_exit(&h->ring);
-	close(h->wake_fd);
-	h->wake_fd = -1;
-	munmap(h->bufs, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * h->pager->page_size);
-	free(h->backlog);
-}
-
-static void *handler_thread(void *arg)
-{
-	struct upager__handler *h = arg;
-
-	current_handler = h;
-	if (h->pager->handler_cpus) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		for (int c = 0; c < 64; c++)
-			if (h->pager->handler_cpus & (1ull << c))
-				CPU_SET(c, &set);
-		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
-			upager__log(h->pager, UPAGER_LOG_WARN,
-				    "handler %u: cannot set CPU affinity", h->idx);
-	}
-	return upager__handler_main(h);
-}
-
-static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
-{
-	int ret;
-
-	h->pager = p;
-	h->idx = idx;
-	pthread_mutex_init(&h->done_lock, NULL);
-	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (h->wake_fd < 0)
-		return -errno;
-	ret = io_uring_queue_init(2 * UPAGER__SLOTS, &h->ring, 0);
-	if (ret < 0) {
-		close(h->wake_fd);
-		h->wake_fd = -1;
-		return ret;
-	}
-	/* A window per slot, but memory only where fills have run: random
-	 * faults use a page of each buffer, sequential streams a few buffers. */
-	h->bufs = mmap(NULL, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * p->page_size,
-		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (h->bufs == MAP_FAILED) {
-		h->bufs = NULL;
-		io_uring_queue_exit(&h->ring);
-		close(h->wake_fd);
-		h->wake_fd = -1;
-		return -ENOMEM;
-	}
-	for (unsigned i = 0; i < UPAGER__SLOTS; i++) {
-		h->slots[i].h = h;
-		h->slots[i].buf = (char *)h->bufs + (size_t)i * UPAGER__MAX_WINDOW * p->page_size;
-		h->slots[i].next = h->free;
-		h->free = &h->slots[i];
-	}
-	h->nfree = UPAGER__SLOTS;
-	return 0;
-}
-
-/* See upager.ev_probe. Without it, reserve cannot see another thread's munmap
- * whose event is not read yet; nothing else depends on it. */
-static void probe_init(upager_t *p)
-{
-	uint64_t events = UPAGER_FEAT_EVENT_REMOVE | UPAGER_FEAT_EVENT_UNMAP |
-			  UPAGER_FEAT_EVENT_REMAP;
-	struct uffdio_copy c = { .src = (uintptr_t)p->zero_buf, .len = p->page_size };
-	void *a;
-
-	if (!(p->features & events))
-		return;
-	a = mmap(NULL, p->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (a == MAP_FAILED)
-		return;
-	c.dst = (uintptr_t)a;
-	if (madvise(a, p->page_size, MADV_DONTFORK) == 0 &&
-	    upager__uffd_register(p->uffd, c.dst, p->page_size, NULL) == 0) {
-		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0) {
-			p->ev_probe = c.dst;
-			return;
-		}
-		upager__uffd_unregister(p->uffd, c.dst, p->page_size);
-	}
-	upager__log(p, UPAGER_LOG_INFO, "no event probe page: %s", strerror(errno));
-	munmap(a, p->page_size);
-}
-
-bool upager__events_in_kernel(const upager_t *p)
-{
-	struct uffdio_copy c = {
-		.dst = p->ev_probe, .src = (uintptr_t)p->zero_buf, .len = p->page_size,
-	};
-
-	return p->ev_probe && ioctl(p->uffd, UFFDIO_COPY, &c) < 0 && errno == EAGAIN;
-}
-
-static void probe_free(upager_t *p)
-{
-	if (!p->ev_probe)
-		return;
-	upager__uffd_unregister(p->uffd, p->ev_probe, p->page_size);
-	munmap((void *)p->ev_probe, p->page_size);
-}
 
 /* For timed waits that a change of the wall clock must not stretch. */
 static void cond_init_monotonic(pthread_cond_t *cond)
@@ -365,8 +54,6 @@ static void cond_init_monotonic(pthread_cond_t *cond)
 UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts)
 {
 	upager_options_t defaults;
-	sigset_t all, old;
-	unsigned started = 0;
 	upager_t *p;
 	char why[512];
 	int ret;
@@ -398,7 +85,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p->nthreads = opts->nthreads;
 	p->spin_ns = (uint64_t)opts->spin_us * 1000;
 	p->handler_cpus = opts->handler_cpus;
-	pthread_mutex_init(&p->pf_lock, NULL);
+	upager__prefetch_init(p);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
 	pthread_mutex_init(&p->ev_lock, NULL);
@@ -427,42 +114,16 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		ret = -errno;
 		goto fail;
 	}
-	probe_init(p);
-	p->handlers = calloc(p->nthreads, sizeof(*p->handlers));
-	if (!p->handlers) {
-		ret = -ENOMEM;
+	upager__events_probe_init(p);
+	ret = upager__handlers_start(p);
+	if (ret < 0)
 		goto fail;
-	}
-	for (unsigned i = 0; i < p->nthreads; i++)
-		p->handlers[i].wake_fd = -1;
-	/* Handler threads take no asynchronous signals: those are the program's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (; started < p->nthreads; started++) {
-		struct upager__handler *h = &p->handlers[started];
-
-		ret = handler_init(p, h, started);
-		if (ret == 0) {
-			ret = -pthread_create(&h->thread, NULL, handler_thread, h);
-			if (ret < 0)
-				handler_free(h);
-		}
-		if (ret < 0)
-			break;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret < 0) {
-		stop_handlers(p, started);
-		for (unsigned i = 0; i < started; i++)
-			handler_free(&p->handlers[i]);
-		goto fail;
-	}
 	*pagerp = p;
 	return 0;
 
 fail:
 	free(p->handlers);
-	probe_free(p);
+	upager__events_probe_free(p);
 	if (p->zero_buf)
 		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
 	if (p->uffd >= 0)
@@ -472,7 +133,7 @@ fail:
 	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
-	pthread_mutex_destroy(&p->pf_lock);
+	upager__prefetch_free(p);
 	free(p);
 	return ret;
 }
@@ -494,21 +155,18 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 			break;
 		upager_release(r);
 	}
-	stop_handlers(p, p->nthreads);
-	for (unsigned i = 0; i < p->nthreads; i++)
-		handler_free(&p->handlers[i]);
-	free(p->handlers);
-	probe_free(p);
+	upager__handlers_stop(p);
+	upager__events_probe_free(p);
 	close(p->uffd);
 	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
-	free(p->maps);
+	upager__registry_free(p);
 	free(p->regions);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->ev_lock);
 	pthread_cond_destroy(&p->ev_cond);
 	pthread_mutex_destroy(&p->idle_lock);
 	pthread_cond_destroy(&p->idle_cond);
-	pthread_mutex_destroy(&p->pf_lock);
+	upager__prefetch_free(p);
 	free(p);
 	return 0;
 }

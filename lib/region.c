@@ -10,8 +10,15 @@
  * release   mprotect(PROT_NONE), UFFDIO_UNREGISTER (wakes blocked faulters,
  *           who then see the memory gone), munmap.
  *
- * Commit state lives here, not in the page tables, so the fault loop can
- * refuse to fill a page a concurrent decommit has just taken away.
+ * Commit state lives in the region (changed here, read by the fills through
+ * region_state.c), not in the page tables, so the fault loop can refuse to
+ * fill a page a concurrent decommit has just taken away.
+ *
+ * Layer: the top, with pager.c: the public region calls. It calls the
+ * handlers (wait for events, wake to cancel), the registry, the region
+ * state, the prefetch queue's producer and the uffd; no file of the core
+ * below calls it (upager_destroy and the snapshot calls use it as a program
+ * would).
  */
 #include "config.h"
 
@@ -22,114 +29,12 @@
 #include <unistd.h>
 
 #include "upager-int.h"
+#include "handler.h"
+#include "registry.h"
+#include "region_state.h"
+#include "prefetch.h"
 
-void upager__region_ref(upager_region_t *r)
-{
-	atomic_fetch_add(&r->refs, 1);
-}
-
-void upager__region_unref(upager_region_t *r)
-{
-	/* The pager outlives its regions' fills (destroy joins the handlers). */
-	upager_t *p = r->pager;
-	int old = atomic_fetch_sub(&r->refs, 1);
-
-	/*
-	 * From the decrement on, r is not ours to read: the moment only the
-	 * user's reference is left, a waiting upager_release may drop it and
-	 * free r. So whether anyone waits is asked of the pager: release
-	 * counts itself in before it looks at refs (both seq_cst), so either
-	 * it sees this decrement or this sees it waiting.
-	 */
-	if (old == 2 && atomic_load(&p->releasing)) {
-		pthread_mutex_lock(&p->idle_lock);
-		pthread_cond_broadcast(&p->idle_cond);
-		pthread_mutex_unlock(&p->idle_lock);
-	}
-	if (old != 1)
-		return;
-	munmap(r->resident, r->resident_bytes);
-	upager__source_unref(r->src);
-	free(r->commits);
-	free(r);
-}
-
-/* ---- resident bitmap ---- */
-
-bool upager__region_set_resident(upager_region_t *r, size_t off)
-{
-	size_t page = off / r->pager->page_size;
-	uint64_t bit = 1ull << (page % 64);
-
-	if (atomic_fetch_or(&r->resident[page / 64], bit) & bit)
-		return false;
-	UPAGER__ADD(&r->st, pages_resident, 1);
-	UPAGER__ADD(&r->pager->st, pages_resident, 1);
-	return true;
-}
-
-void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
-{
-	size_t first = off / r->pager->page_size, last = (off + len) / r->pager->page_size;
-	int64_t cleared = 0;
-
-	if (atomic_load(&r->st.pages_resident) <= 0)
-		return; /* the common case for huge, barely used regions */
-	for (size_t page = first; page < last;) {
-		size_t w = page / 64, lo = page % 64;
-		size_t hi = (last - page + lo) >= 64 ? 64 : (last - page + lo);
-		uint64_t mask = (hi == 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
-
-		/* Reading first keeps untouched bitmap pages unallocated. */
-		if (atomic_load_explicit(&r->resident[w], memory_order_relaxed) & mask)
-			cleared += __builtin_popcountll(atomic_fetch_and(&r->resident[w], ~mask) &
-							mask);
-		page += hi - lo;
-	}
-	if (cleared) {
-		UPAGER__ADD(&r->st, pages_resident, -cleared);
-		UPAGER__ADD(&r->pager->st, pages_resident, -cleared);
-	}
-}
-
-/* ---- commit extents (under pager->lock) ---- */
-
-/* Index of the first extent that ends after off. */
-static size_t extent_search(const upager_region_t *r, size_t off)
-{
-	size_t lo = 0, hi = r->ncommits;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (r->commits[mid].end <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-bool upager__region_committed(const upager_region_t *r, size_t off)
-{
-	size_t i = extent_search(r, off);
-
-	return i < r->ncommits && r->commits[i].start <= off;
-}
-
-size_t upager__region_commit_end(const upager_region_t *r, size_t off)
-{
-	size_t i = extent_search(r, off);
-
-	return i < r->ncommits ? r->commits[i].end : off;
-}
-
-bool upager__region_resident(const upager_region_t *r, size_t off)
-{
-	size_t page = off / r->pager->page_size;
-
-	return atomic_load_explicit(&r->resident[page / 64], memory_order_relaxed) &
-	       (1ull << (page % 64));
-}
+/* ---- commit extents: changes (under pager->lock) ---- */
 
 static bool extents_overlap(const upager_region_t *r, size_t start, size_t end)
 {
@@ -215,19 +120,6 @@ static void extents_remove(upager_region_t *r, size_t start, size_t end)
 
 /* ---- argument checks ---- */
 
-static int check_range(const upager_region_t *r, size_t off, size_t len)
-{
-	size_t ps;
-
-	if (!r)
-		return -EINVAL;
-	ps = r->pager->page_size;
-	if (len == 0 || off % ps || len % ps)
-		return -EINVAL;
-	if (off > r->size || len > r->size - off)
-		return -ERANGE;
-	return 0;
-}
 
 /* True if [off, off+len) of r is still mapped where it was reserved. */
 static bool in_place(upager_t *p, const upager_region_t *r, size_t off, size_t len)
@@ -364,7 +256,7 @@ UPAGER__EXPORT int upager_map(upager_t *p, size_t len, upager_source_t *src,
 
 UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 {
-	int ret = check_range(r, off, len);
+	int ret = upager__region_check_range(r, off, len);
 	upager_t *p;
 
 	if (ret < 0)
@@ -388,7 +280,7 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 
 UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 {
-	int ret = check_range(r, off, len);
+	int ret = upager__region_check_range(r, off, len);
 	upager_t *p;
 
 	if (ret < 0)
@@ -422,8 +314,9 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 UPAGER__EXPORT int upager_release(upager_region_t *r)
 {
 	struct upager__mapping *mine;
-	size_t n = 0;
+	size_t n;
 	upager_t *p;
+	int ret;
 
 	if (!r)
 		return -EINVAL;
@@ -431,22 +324,10 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	/* Where the program's mremap moved the region's pages, and what munmap left. */
 	upager__events_settle(p, false);
 	pthread_rwlock_wrlock(&p->lock);
-	for (size_t i = 0; i < p->nmaps; i++)
-		n += p->maps[i].region == r;
-	mine = malloc((n ? n : 1) * sizeof(*mine));
-	if (!mine) {
+	ret = upager__map_remove_region(p, r, &mine, &n);
+	if (ret < 0) {
 		pthread_rwlock_unlock(&p->lock);
-		return -ENOMEM;
-	}
-	n = 0;
-	for (size_t i = 0; i < p->nmaps;) {
-		if (p->maps[i].region == r) {
-			mine[n++] = p->maps[i];
-			memmove(&p->maps[i], &p->maps[i + 1], (p->nmaps - i - 1) * sizeof(*mine));
-			p->nmaps--;
-		} else {
-			i++;
-		}
+		return ret;
 	}
 	for (size_t i = 0; i < p->nregions; i++)
 		if (p->regions[i] == r) {
@@ -496,61 +377,6 @@ UPAGER__EXPORT int upager_region_advise(upager_region_t *r, int advice)
 		return -EINVAL;
 	atomic_store(&r->advice, advice);
 	return 0;
-}
-
-/*
- * Queues prefetches of the n ranges [offs[i], offs[i] + lens[i]) of r (each
- * checked) behind those already queued, in this order, with one lock and one
- * wakeup: a working set of thousands of runs costs its caller little.
- */
-int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n)
-{
-	struct upager__prefetch *head = NULL, *tail = NULL, *req;
-	upager_t *p;
-	int ret = 0;
-
-	for (size_t i = 0; i < n && ret == 0; i++)
-		ret = check_range(r, offs[i], lens[i]);
-	if (ret < 0 || n == 0)
-		return ret;
-	p = r->pager;
-	for (size_t i = 0; i < n; i++) {
-		req = malloc(sizeof(*req));
-		if (!req)
-			break; /* a shorter prefetch */
-		*req = (struct upager__prefetch){ .region = r, .off = offs[i], .end = offs[i] + lens[i] };
-		if (tail)
-			tail->next = req;
-		else
-			head = req;
-		tail = req;
-	}
-	if (!head)
-		return -ENOMEM;
-	pthread_rwlock_rdlock(&p->lock);
-	if (r->dead) {
-		pthread_rwlock_unlock(&p->lock);
-		ret = -EINVAL;
-	} else {
-		for (req = head; req; req = req->next)
-			upager__region_ref(r); /* each dropped by the handler when done or released */
-		pthread_rwlock_unlock(&p->lock);
-		pthread_mutex_lock(&p->pf_lock);
-		if (p->pf_tail)
-			p->pf_tail->next = head;
-		else
-			p->pf_head = head;
-		p->pf_tail = tail;
-		pthread_mutex_unlock(&p->pf_lock);
-		upager__kick_one(p);
-		return 0;
-	}
-	while (head) {
-		req = head->next;
-		free(head);
-		head = req;
-	}
-	return ret;
 }
 
 UPAGER__EXPORT int upager_prefetch(upager_region_t *r, size_t off, size_t len)

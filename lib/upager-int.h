@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Internal interfaces shared by the files of lib/. Nothing here is ABI. */
+/*
+ * Internal interfaces shared by the files of lib/. Nothing here is ABI.
+ * The objects (pager, handler, fill, region, mapping, source) and what the
+ * sources, snapshots and the upager tool use. Each layer of the core
+ * declares its calls in a header of its own, so that a file's includes say
+ * which layers it calls: handler.h (the handler threads, for the public
+ * calls), fill.h, prefetch.h, events.h, registry.h, region_state.h, and
+ * place.h (the placement core, shared with upagerd handle).
+ */
 #ifndef UPAGER_INT_H
 #define UPAGER_INT_H
 
@@ -116,17 +124,6 @@ struct upager_region {
 	struct upager__counters st;
 };
 
-void upager__region_ref(upager_region_t *r);
-void upager__region_unref(upager_region_t *r);
-bool upager__region_committed(const upager_region_t *r, size_t off);
-/* End of the committed extent holding off (which must be committed). */
-size_t upager__region_commit_end(const upager_region_t *r, size_t off);
-bool upager__region_resident(const upager_region_t *r, size_t off);
-/* Marks the page at region offset off resident, counting it once: false
- * if it was already marked. */
-bool upager__region_set_resident(upager_region_t *r, size_t off);
-void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
-
 /*
  * The registry: which addresses belong to which region at which offset.
  * A region starts as one mapping; munmap and mremap of parts of it by the
@@ -138,7 +135,7 @@ struct upager__mapping {
 	size_t roff; /* region offset of start */
 };
 
-/* ---- the pager (pager.c), fault loop (fault.c) ---- */
+/* ---- the pager (pager.c), handlers (handler.c), fills (fill.c) ---- */
 #define UPAGER__SLOTS 64         /* fills in flight per handler */
 #define UPAGER__RA_DEPTH 4       /* windows read ahead at a sequential fault */
 #define UPAGER__RA_AHEAD 16      /* windows readahead keeps going to, past the last fault */
@@ -265,40 +262,8 @@ struct upager {
 	struct upager__counters st;
 };
 
+/* log.c: the caller's log callback, above its level. */
 void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRINTF(3, 4);
-/* True on one of p's handler threads, where blocking on p deadlocks. */
-bool upager__on_handler(const upager_t *p);
-/* That handler, or NULL. */
-struct upager__handler *upager__current_handler(const upager_t *p);
-void *upager__handler_main(void *arg);
-/*
- * Waits until every event read before the call has been handled, so that the
- * registry is as the program's munmap/mremap left it; with in_kernel, first
- * until the kernel has no event on its way to us (not on a handler thread:
- * the caller may be the only one to read it). Bounded: it waits at most
- * UPAGER__EV_WAIT_NS (then logs and goes on); never for the calling handler
- * itself, which handles its events before it runs callbacks.
- */
-#define UPAGER__EV_WAIT_NS (2 * 1000000000ull)
-void upager__events_settle(upager_t *p, bool in_kernel);
-/* Is an event on its way (see upager.ev_probe)? */
-bool upager__events_in_kernel(const upager_t *p);
-/* Makes every handler look at p->stopping and at its fills of dead regions. */
-void upager__kick_handlers(upager_t *p);
-/* Wakes one handler, in turn, to look at the prefetch queue. */
-void upager__kick_one(upager_t *p);
-
-/* Registry, under p->lock. */
-struct upager__mapping *upager__lookup(upager_t *p, uintptr_t addr);
-int upager__map_insert(upager_t *p, const struct upager__mapping *m);
-/* Removes [start, end) from the registry, trimming and splitting. */
-int upager__map_cut(upager_t *p, uintptr_t start, uintptr_t end, bool clear_resident);
-int upager__map_move(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
-/* UFFD_EVENT_REMAP and UFFD_EVENT_UNMAP: see pager.c. */
-int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len);
-int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end);
-/* A region is registered at [start, end): no UNMAP still to come is about it. */
-void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end);
 
 /* userfaultfd (uffd.c) */
 int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
@@ -320,7 +285,7 @@ int upager__track_add(uintptr_t base, size_t size, uint32_t id);
 void upager__track_del(uintptr_t base);
 bool upager__track_covers(uintptr_t addr, size_t len, uint32_t id);
 
-/* region.c: prefetch of many ranges at once (snapshot working sets) */
+/* prefetch.c: prefetch of many ranges at once (snapshot working sets) */
 int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n);
 /* snapshot.c: working sets (PATH.ws) */
 uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count);

@@ -1,62 +1,41 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The fault loop: one per handler thread, on its own io_uring.
- *
- * The ring carries a poll on the userfaultfd, a poll on the handler's wake
- * eventfd, and the sources' I/O. Fault messages are read in batches; each
- * takes a fill slot and a window of pages (the faulting page and, on a
- * sequential stream, the pages after it); its source either answers at once
- * (zero, callback) or submits I/O whose completion comes back on the ring,
- * so a slow read holds one slot and not the thread. Placement
- * (UFFDIO_COPY/ZEROPAGE/POISON) happens under the pager's lock held shared,
- * after checking that the pages still belong to a live, committed region:
- * decommit and release take the lock exclusively, so a fill never lands in
- * memory that was taken away.
+ * Filling: what a fault or a prefetch becomes once read. A fault takes a
+ * slot and a window of pages (the faulting page and, on a sequential
+ * stream, the pages after it; on a random fault the source's fault-around
+ * block), its source either answers at once (zero, callback) or submits
+ * I/O whose completion the handler hands back here, and the result is
+ * placed through the placement core (place.c) under the pager's lock held
+ * shared, after checking that the pages still belong to a live, committed
+ * region: decommit and release take the lock exclusively, so a fill never
+ * lands in memory that was taken away. Here too: readahead, the claims and
+ * statistics of a fill, waking a window that was not placed, and SIGBUS
+ * for a page that cannot be filled. Layer: below the handler thread and
+ * the prefetch queue, which start fills and finish them; it calls the
+ * events bookkeeping, the registry, the region state, the sources (through
+ * their ops) and the placement core, never the handler loop or the pager.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
 #include "upager-int.h"
-
-enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
-static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
-{
-	struct io_uring_sqe *sqe = upp_get_sqe(&h->ring);
-
-	/* The ring has room for every slot's I/O twice over; this cannot fail
-	 * unless the kernel is out of memory, and then the next loop retries. */
-	if (!sqe)
-		return;
-	io_uring_prep_poll_add(sqe, fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, tag);
-	if (tag == TAG_UFFD)
-		h->poll_armed = true;
-}
+#include "events.h"
+#include "fill.h"
+#include "region_state.h"
+#include "registry.h"
 
 static void continue_readahead(struct upager__handler *h, upager_region_t *r);
 
 /* ---- slots ---- */
 
+/* The handler allocates the slots and their buffers (handler.c); a fill
+ * takes one when it is planned and gives it back when it ends. */
 static struct upager__fill *slot_get(struct upager__handler *h)
 {
 	struct upager__fill *f = h->free;
@@ -75,120 +54,12 @@ static void slot_put(struct upager__handler *h, struct upager__fill *f)
 	h->nfree++;
 }
 
-static void list_remove(struct upager__fill **head, struct upager__fill *f)
-{
-	for (; *head; head = &(*head)->next)
-		if (*head == f) {
-			*head = f->next;
-			f->next = NULL;
-			return;
-		}
-}
-
-static bool in_flight(struct upager__handler *h, uintptr_t addr)
+bool upager__fill_in_flight(struct upager__handler *h, uintptr_t addr)
 {
 	for (struct upager__fill *f = h->inflight; f; f = f->next)
 		if (addr >= f->addr && addr < f->addr + f->len)
 			return true;
 	return false;
-}
-
-/* ---- events read, not yet handled ---- */
-
-/*
- * Does an event that a handler other than self has read, in a batch numbered
- * up to bound, and not yet handled concern [start, start + len)? Under
- * p->ev_lock.
- */
-static bool events_cover(upager_t *p, const struct upager__handler *self, uintptr_t start,
-			 size_t len, uint64_t bound)
-{
-	for (unsigned i = 0; i < p->nthreads; i++) {
-		const struct upager__handler *o = &p->handlers[i];
-
-		if (o == self || !o->ev_seq || o->ev_seq > bound)
-			continue;
-		for (size_t j = 0; j < o->nev_ranges; j++)
-			if (o->ev_ranges[j].start < start + len && o->ev_ranges[j].end > start)
-				return true;
-	}
-	return false;
-}
-
-/* Under p->ev_lock, with the batch just read: notes its events. */
-static bool note_events(struct upager__handler *h, const struct uffd_msg *msgs, size_t n)
-{
-	struct upager__ev_range *r = h->ev_ranges;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct uffd_msg *m = &msgs[i];
-
-		if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
-			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end };
-		} else if (m->event == UFFD_EVENT_REMAP) {
-			*r++ = (struct upager__ev_range){ m->arg.remap.from,
-							  m->arg.remap.from + m->arg.remap.len };
-			*r++ = (struct upager__ev_range){ m->arg.remap.to,
-							  m->arg.remap.to + m->arg.remap.len };
-		}
-	}
-	h->nev_ranges = (size_t)(r - h->ev_ranges);
-	if (!h->nev_ranges)
-		return false;
-	h->ev_seq = ++h->pager->ev_reads;
-	atomic_fetch_add(&h->pager->ev_pending, 1);
-	return true;
-}
-
-/*
- * Waits until no handler but self has a batch of events numbered up to
- * bound (all read so far, if now) not yet handled. Bounded: it waits at most
- * UPAGER__EV_WAIT_NS, then logs and goes on.
- */
-static void events_wait(upager_t *p, const struct upager__handler *self, uint64_t bound, bool now)
-{
-	struct timespec until;
-	int ret = 0;
-
-	pthread_mutex_lock(&p->ev_lock);
-	if (now)
-		bound = p->ev_reads;
-	if (events_cover(p, self, 0, UINTPTR_MAX, bound)) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += UPAGER__EV_WAIT_NS / 1000000000ull;
-		while (ret == 0 && events_cover(p, self, 0, UINTPTR_MAX, bound))
-			ret = pthread_cond_timedwait(&p->ev_cond, &p->ev_lock, &until);
-	}
-	pthread_mutex_unlock(&p->ev_lock);
-	if (ret)
-		upager__log(p, UPAGER_LOG_WARN, "events read %llu s ago still not handled: %s",
-			    (unsigned long long)(UPAGER__EV_WAIT_NS / 1000000000ull), strerror(ret));
-}
-
-void upager__events_settle(upager_t *p, bool in_kernel)
-{
-	struct upager__handler *self = upager__current_handler(p);
-	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
-
-	/* The event's munmap thread is woken once a handler has read it. */
-	while (in_kernel && !self && upager__events_in_kernel(p) && upager__now_ns() < until) {
-		struct timespec nap = { .tv_nsec = 20 * 1000 };
-
-		nanosleep(&nap, NULL);
-	}
-	events_wait(p, self, 0, true);
-}
-
-static void events_handled(struct upager__handler *h)
-{
-	upager_t *p = h->pager;
-
-	pthread_mutex_lock(&p->ev_lock);
-	h->ev_seq = 0;
-	h->nev_ranges = 0;
-	atomic_fetch_sub(&p->ev_pending, 1);
-	pthread_cond_broadcast(&p->ev_cond);
-	pthread_mutex_unlock(&p->ev_lock);
 }
 
 /*
@@ -200,18 +71,10 @@ static void events_handled(struct upager__handler *h)
  */
 static bool events_hold(struct upager__handler *h, struct upager__fill *f)
 {
-	upager_t *p = h->pager;
-	bool hold;
-
 	/* A fault read after an event was noted sees the count (ev_lock). */
-	if (!atomic_load_explicit(&p->ev_pending, memory_order_relaxed))
+	if (!atomic_load_explicit(&h->pager->ev_pending, memory_order_relaxed))
 		return false;
-	pthread_mutex_lock(&p->ev_lock);
-	if (!f->ev_bound)
-		f->ev_bound = p->ev_reads;
-	hold = events_cover(p, h, f->addr, f->len, f->ev_bound);
-	pthread_mutex_unlock(&p->ev_lock);
-	return hold;
+	return upager__events_concern(h, f->addr, f->len, &f->ev_bound);
 }
 
 /* ---- windows ---- */
@@ -252,7 +115,7 @@ static bool fillable(struct upager__handler *h, const struct upager__mapping *m,
 		     upager_region_t *r, uintptr_t addr, size_t roff)
 {
 	return addr >= m->start && addr < m->end && upager__region_committed(r, roff) &&
-	       !upager__region_resident(r, roff) && !in_flight(h, addr);
+	       !upager__region_resident(r, roff) && !upager__fill_in_flight(h, addr);
 }
 
 /*
@@ -260,8 +123,8 @@ static bool fillable(struct upager__handler *h, const struct upager__mapping *m,
  * to what may be filled: inside the mapping and the committed extent, and
  * up to the first page already resident or in flight. Under p->lock.
  */
-static size_t clip_window(struct upager__handler *h, const struct upager__mapping *m,
-			  upager_region_t *r, uintptr_t addr, size_t roff, size_t want)
+size_t upager__fill_clip_window(struct upager__handler *h, const struct upager__mapping *m,
+				upager_region_t *r, uintptr_t addr, size_t roff, size_t want)
 {
 	size_t ps = h->pager->page_size;
 	size_t limit = upager__region_commit_end(r, roff) - roff;
@@ -270,7 +133,7 @@ static size_t clip_window(struct upager__handler *h, const struct upager__mappin
 	if (limit > m->end - addr)
 		limit = m->end - addr;
 	while (n < want && n * ps < limit && !upager__region_resident(r, roff + n * ps) &&
-	       !in_flight(h, addr + n * ps))
+	       !upager__fill_in_flight(h, addr + n * ps))
 		n++;
 	return n;
 }
@@ -623,7 +486,7 @@ static bool fill_place(struct upager__handler *h, struct upager__fill *f)
 
 static void start_fill(struct upager__handler *h, struct upager__fill *f);
 
-static void fill_finish(struct upager__handler *h, struct upager__fill *f, int result)
+void upager__fill_finish(struct upager__handler *h, struct upager__fill *f, int result)
 {
 	f->result = result;
 	if (result < 0 && f->region && atomic_load(&f->region->dead)) {
@@ -676,11 +539,11 @@ static void start_fill(struct upager__handler *h, struct upager__fill *f)
 		h->inflight = f;
 		return;
 	}
-	fill_finish(h, f, ret);
+	upager__fill_finish(h, f, ret);
 }
 
-static struct upager__fill *new_fill(struct upager__handler *h, upager_region_t *r,
-				     uintptr_t addr, size_t roff, size_t pages, bool prefetch)
+struct upager__fill *upager__fill_new(struct upager__handler *h, upager_region_t *r,
+				      uintptr_t addr, size_t roff, size_t pages, bool prefetch)
 {
 	struct upager__fill *f = slot_get(h);
 
@@ -716,10 +579,10 @@ static size_t plan_readahead(struct upager__handler *h, const struct upager__map
 		size_t pages;
 
 		if (addr >= m->end || !upager__region_committed(r, roff) ||
-		    upager__region_resident(r, roff) || in_flight(h, addr))
+		    upager__region_resident(r, roff) || upager__fill_in_flight(h, addr))
 			break;
-		pages = clip_window(h, m, r, addr, roff, UPAGER__MAX_WINDOW);
-		out[n] = new_fill(h, r, addr, roff, pages, true);
+		pages = upager__fill_clip_window(h, m, r, addr, roff, UPAGER__MAX_WINDOW);
+		out[n] = upager__fill_new(h, r, addr, roff, pages, true);
 		out[n++]->readahead = true;
 		roff += pages * ps;
 	}
@@ -727,7 +590,7 @@ static size_t plan_readahead(struct upager__handler *h, const struct upager__map
 	return n;
 }
 
-static void start_fills(struct upager__handler *h, struct upager__fill **fills, size_t n)
+void upager__fill_start_all(struct upager__handler *h, struct upager__fill **fills, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		start_fill(h, fills[i]);
@@ -758,10 +621,8 @@ static void continue_readahead(struct upager__handler *h, upager_region_t *r)
 	    m->roff + (r->base + next * p->page_size - m->start) == next * p->page_size)
 		n = plan_readahead(h, m, r, next * p->page_size, 1, ra);
 	pthread_rwlock_unlock(&p->lock);
-	start_fills(h, ra, n);
+	upager__fill_start_all(h, ra, n);
 }
-
-/* ---- messages ---- */
 
 /*
  * Another handler has read an event about addr and not handled it yet: the
@@ -774,16 +635,11 @@ static bool defer_fault(struct upager__handler *h, uintptr_t addr)
 {
 	upager_t *p = h->pager;
 	struct upager__fill *f;
-	uint64_t bound;
-	bool cover;
+	uint64_t bound = 0;
 
-	pthread_mutex_lock(&p->ev_lock);
-	bound = p->ev_reads;
-	cover = events_cover(p, h, addr, p->page_size, bound);
-	pthread_mutex_unlock(&p->ev_lock);
-	if (!cover)
+	if (!upager__events_concern(h, addr, p->page_size, &bound))
 		return false;
-	f = new_fill(h, NULL, addr, 0, 1, false);
+	f = upager__fill_new(h, NULL, addr, 0, 1, false);
 	f->ev_bound = bound;
 	f->ev_deferred = true;
 	f->next = h->retry;
@@ -791,7 +647,7 @@ static bool defer_fault(struct upager__handler *h, uintptr_t addr)
 	return true;
 }
 
-static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
+void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg)
 {
 	upager_t *p = h->pager;
 	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(p->page_size - 1);
@@ -824,7 +680,7 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 			upager__place_wake(p->uffd, addr, p->page_size);
 			return;
 		}
-		if (in_flight(h, addr)) {
+		if (upager__fill_in_flight(h, addr)) {
 			pthread_rwlock_unlock(&p->lock);
 			UPAGER__ADD(&p->st, coalesced, 1);
 			UPAGER__ADD(&r->st, coalesced, 1);
@@ -838,12 +694,12 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 			pages++;
 			back--;
 		}
-		pages = clip_window(h, m, r, start, roff, pages);
+		pages = upager__fill_clip_window(h, m, r, start, roff, pages);
 		atomic_store_explicit(&r->ra_next, roff / p->page_size + pages,
 				      memory_order_relaxed);
 		atomic_store_explicit(&r->ra_fault, roff / p->page_size, memory_order_relaxed);
 	}
-	f = new_fill(h, r, start, roff, pages, false);
+	f = upager__fill_new(h, r, start, roff, pages, false);
 	f->fault_addr = addr;
 	f->sequential = sequential;
 	f->write = write;
@@ -853,195 +709,10 @@ static void handle_fault(struct upager__handler *h, const struct uffd_msg *msg)
 	pthread_rwlock_unlock(&p->lock);
 
 	start_fill(h, f);
-	start_fills(h, ra, nra);
+	upager__fill_start_all(h, ra, nra);
 }
 
-/* upager_prefetch() requests: issue windows while slots allow. */
-static void run_prefetch(struct upager__handler *h)
-{
-	upager_t *p = h->pager;
-	struct upager__prefetch *req;
-
-	for (;;) {
-		struct upager__fill *batch[UPAGER__SLOTS];
-		size_t n = 0;
-		bool finished = false;
-
-		pthread_mutex_lock(&p->pf_lock);
-		req = p->pf_head;
-		if (req && (atomic_load(&req->region->dead) || h->nfree > UPAGER__FAULT_RESERVE)) {
-			p->pf_head = req->next;
-			if (!p->pf_head)
-				p->pf_tail = NULL;
-		} else {
-			req = NULL;
-		}
-		pthread_mutex_unlock(&p->pf_lock);
-		if (!req)
-			return;
-
-		pthread_rwlock_rdlock(&p->lock);
-		while (!req->region->dead && req->off < req->end &&
-		       h->nfree > UPAGER__FAULT_RESERVE) {
-			upager_region_t *r = req->region;
-			uintptr_t addr = r->base + req->off;
-			const struct upager__mapping *m = upager__lookup(p, addr);
-			size_t pages;
-
-			if (!m || m->region != r || m->roff + (addr - m->start) != req->off ||
-			    !upager__region_committed(r, req->off) ||
-			    upager__region_resident(r, req->off) || in_flight(h, addr)) {
-				req->off += p->page_size; /* not ours to fill, or done already */
-				continue;
-			}
-			pages = clip_window(h, m, r, addr, req->off, UPAGER__MAX_WINDOW);
-			if (req->off + pages * p->page_size > req->end)
-				pages = (req->end - req->off) / p->page_size;
-			batch[n++] = new_fill(h, r, addr, req->off, pages, true);
-			req->off += pages * p->page_size;
-		}
-		finished = req->region->dead || req->off >= req->end;
-		pthread_rwlock_unlock(&p->lock);
-		start_fills(h, batch, n);
-
-		if (finished) {
-			upager__region_unref(req->region);
-			free(req);
-			continue;
-		}
-		/* Out of slots: back to the front of the queue, for later. */
-		pthread_mutex_lock(&p->pf_lock);
-		req->next = p->pf_head;
-		p->pf_head = req;
-		if (!p->pf_tail)
-			p->pf_tail = req;
-		pthread_mutex_unlock(&p->pf_lock);
-		return;
-	}
-}
-
-static void handle_message(struct upager__handler *h, const struct uffd_msg *msg)
-{
-	upager_t *p = h->pager;
-
-	switch (msg->event) {
-	case UFFD_EVENT_REMOVE:
-		/* madvise(DONTNEED/REMOVE): the pages are gone, refills come from the source. */
-		pthread_rwlock_rdlock(&p->lock);
-		for (uintptr_t a = msg->arg.remove.start; a < msg->arg.remove.end;) {
-			struct upager__mapping *m = upager__lookup(p, a);
-			uintptr_t end;
-
-			if (!m) {
-				a += p->page_size;
-				continue;
-			}
-			end = m->end < msg->arg.remove.end ? m->end : msg->arg.remove.end;
-			upager__region_clear_resident(m->region, m->roff + (a - m->start), end - a);
-			a = end;
-		}
-		pthread_rwlock_unlock(&p->lock);
-		break;
-	case UFFD_EVENT_UNMAP:
-		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_unmap(p, msg->arg.remove.start, msg->arg.remove.end) < 0)
-			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on munmap");
-		pthread_rwlock_unlock(&p->lock);
-		break;
-	case UFFD_EVENT_REMAP:
-		pthread_rwlock_wrlock(&p->lock);
-		if (upager__map_remap(p, msg->arg.remap.from, msg->arg.remap.to,
-				     msg->arg.remap.len) < 0)
-			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on mremap");
-		pthread_rwlock_unlock(&p->lock);
-		break;
-	case UFFD_EVENT_FORK:
-		/* Not requested; a descriptor sent anyway must not leak. */
-		close((int)msg->arg.fork.ufd);
-		break;
-	default:
-		upager__log(p, UPAGER_LOG_WARN, "unexpected userfaultfd event %#x", msg->event);
-		break;
-	}
-}
-
-/*
- * Reads what the uffd holds; events are handled now, faults queue for a slot.
- * The read and the noting of its events are one step under ev_lock (see
- * struct upager). A spinning handler leaves the read to one holding it.
- */
-static void read_messages(struct upager__handler *h, bool spinning)
-{
-	upager_t *p = h->pager;
-	struct uffd_msg msgs[UPAGER__MSG_BATCH];
-
-	while (h->uffd_ready) {
-		long n;
-		bool events = false;
-
-		if (!spinning)
-			pthread_mutex_lock(&p->ev_lock);
-		else if (pthread_mutex_trylock(&p->ev_lock) != 0)
-			return;
-		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
-		if (n > 0)
-			events = note_events(h, msgs, (size_t)n);
-		pthread_mutex_unlock(&p->ev_lock);
-		/*
-		 * Events apply in the order the kernel gave them: first those
-		 * other handlers read before. mremap sends REMAP and then an
-		 * UNMAP of the old range; applied the other way round, the
-		 * UNMAP cuts the region out of the registry, the REMAP finds
-		 * nothing to move, and the moved pages fill with zeros. Earlier
-		 * batches wait for nothing later: no deadlock.
-		 */
-		if (events && p->nthreads > 1)
-			events_wait(p, h, h->ev_seq - 1, false);
-		if (n < 0)
-			upager__log(p, UPAGER_LOG_ERROR, "reading userfaultfd: %s", strerror((int)-n));
-		for (long i = 0; i < n; i++) {
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
-				handle_message(h, &msgs[i]);
-				continue;
-			}
-			if (h->nbacklog == h->capbacklog) {
-				size_t cap = h->capbacklog ? h->capbacklog * 2 : 64;
-				struct uffd_msg *b = realloc(h->backlog, cap * sizeof(*b));
-				if (!b) {
-					/* Unanswered, the thread stays blocked; waking it
-					 * makes it fault again, and us see it again later. */
-					upager__place_wake(p->uffd,
-							  (uintptr_t)msgs[i].arg.pagefault.address &
-								  ~(uintptr_t)(p->page_size - 1),
-							  p->page_size);
-					continue;
-				}
-				h->backlog = b;
-				h->capbacklog = cap;
-			}
-			h->backlog[h->nbacklog++] = msgs[i];
-		}
-		if (events)
-			events_handled(h);
-		if (n < UPAGER__MSG_BATCH)
-			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
-	}
-}
-
-static void run_backlog(struct upager__handler *h)
-{
-	size_t i = 0;
-
-	if (h->nbacklog == 0)
-		return;
-	/* A fault may start a window and its readahead: 1 + RA_DEPTH slots. */
-	while (i < h->nbacklog && h->nfree > UPAGER__RA_DEPTH)
-		handle_fault(h, &h->backlog[i++]);
-	memmove(h->backlog, h->backlog + i, (h->nbacklog - i) * sizeof(h->backlog[0]));
-	h->nbacklog -= i;
-}
-
-static void run_retries(struct upager__handler *h)
+void upager__fill_retry_all(struct upager__handler *h)
 {
 	struct upager__fill *list = h->retry;
 
@@ -1056,177 +727,4 @@ static void run_retries(struct upager__handler *h)
 			h->retry = f;
 		}
 	}
-}
-
-/*
- * A released region's reads may never end (a FIFO, a hung server): cancel
- * them, so that upager_release and upager_destroy return in bounded time.
- * Their CQEs then finish the fills without placing anything.
- */
-static void cancel_dead_io(struct upager__handler *h)
-{
-	for (struct upager__fill *f = h->inflight; f; f = f->next) {
-		struct io_uring_sqe *sqe;
-
-		if (!atomic_load(&f->region->dead))
-			continue;
-		sqe = upp_get_sqe(&h->ring);
-		if (sqe) {
-			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)f, 0);
-			io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-		}
-	}
-}
-
-void upager__fill_complete(struct upager__fill *f, int result)
-{
-	struct upager__handler *h = f->h;
-	uint64_t one = 1;
-
-	f->result = result;
-	pthread_mutex_lock(&h->done_lock);
-	f->next_done = h->done;
-	h->done = f;
-	pthread_mutex_unlock(&h->done_lock);
-	if (write(h->wake_fd, &one, sizeof(one)) != sizeof(one))
-		upager__log(h->pager, UPAGER_LOG_ERROR, "cannot wake handler %u: %s", h->idx,
-			    strerror(errno));
-}
-
-/* Fills other threads completed: finish them here, where their slots live. */
-static void run_done(struct upager__handler *h)
-{
-	struct upager__fill *list;
-
-	pthread_mutex_lock(&h->done_lock);
-	list = h->done;
-	h->done = NULL;
-	pthread_mutex_unlock(&h->done_lock);
-	while (list) {
-		struct upager__fill *f = list;
-
-		list = f->next_done;
-		list_remove(&h->inflight, f);
-		fill_finish(h, f, f->result);
-	}
-}
-
-static void handle_cqe(struct upager__handler *h, struct io_uring_cqe *cqe)
-{
-	uint64_t tag = io_uring_cqe_get_data64(cqe);
-	struct upager__fill *f;
-	int ret;
-
-	if (tag == TAG_UFFD) {
-		h->poll_armed = false;
-		h->uffd_ready = true;
-		return;
-	}
-	if (tag == TAG_WAKE) {
-		uint64_t v;
-
-		if (read(h->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			upager__log(h->pager, UPAGER_LOG_ERROR, "wake eventfd: %s",
-				    strerror(errno));
-		h->stopping = atomic_load(&h->pager->stopping);
-		run_done(h);
-		cancel_dead_io(h);
-		if (!h->stopping)
-			arm_poll(h, h->wake_fd, TAG_WAKE);
-		return;
-	}
-	if (tag == TAG_IGNORE)
-		return;
-	f = (struct upager__fill *)(uintptr_t)tag;
-	if (atomic_load_explicit(&f->region->dead, memory_order_relaxed))
-		ret = -ECANCELED; /* released: nothing to place, do not read on */
-	else
-		ret = f->region->src->ops->complete(f->region->src, f, cqe->res, &h->ring);
-	if (ret == UPAGER__FILL_PENDING)
-		return;
-	list_remove(&h->inflight, f);
-	fill_finish(h, f, ret);
-}
-
-static unsigned reap(struct upager__handler *h)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
-
-	io_uring_for_each_cqe(&h->ring, head, cqe) {
-		handle_cqe(h, cqe);
-		seen++;
-	}
-	io_uring_cq_advance(&h->ring, seen);
-	return seen;
-}
-
-/*
- * Busy-polls for the next fault for a while after the last one: waking a
- * sleeping thread on another CPU costs far more than the fault itself in a
- * VM. Only right after activity, so an idle pager costs no CPU.
- */
-static void spin(struct upager__handler *h)
-{
-	upager_t *p = h->pager;
-	uint64_t until = h->last_fault_ns + p->spin_ns;
-
-	if (!p->spin_ns || h->retry || h->nbacklog || h->stopping)
-		return;
-	io_uring_submit(&h->ring);
-	while (upager__now_ns() < until) {
-		if (io_uring_cq_ready(&h->ring))
-			return;
-		h->uffd_ready = true;
-		read_messages(h, true);
-		if (h->nbacklog)
-			return;
-		cpu_relax();
-	}
-}
-
-void *upager__handler_main(void *arg)
-{
-	struct upager__handler *h = arg;
-	upager_t *p = h->pager;
-
-	arm_poll(h, h->wake_fd, TAG_WAKE);
-	h->uffd_ready = true; /* faults may have queued before we started */
-
-	for (;;) {
-		int ret;
-
-		if (h->uffd_ready && !h->stopping)
-			read_messages(h, false);
-		run_backlog(h);
-		run_retries(h);
-		if (!h->stopping)
-			run_prefetch(h);
-		if (h->stopping && h->nfree == UPAGER__SLOTS)
-			break;
-		spin(h);
-		/* Go round again only if that can make progress: faults waiting
-		 * for a slot need the completions that the wait below reaps. */
-		if ((h->nbacklog && h->nfree > UPAGER__RA_DEPTH) || (h->uffd_ready && !h->stopping))
-			continue;
-		if (!h->poll_armed && !h->stopping)
-			arm_poll(h, p->uffd, TAG_UFFD);
-
-		if (io_uring_cq_ready(&h->ring)) {
-			io_uring_submit(&h->ring);
-		} else if (h->retry) {
-			/* The madvise/munmap caller must run before EAGAIN clears. */
-			struct __kernel_timespec ts = { .tv_nsec = 50 * 1000 };
-			struct io_uring_cqe *cqe;
-			ret = io_uring_submit_and_wait_timeout(&h->ring, &cqe, 1, &ts, NULL);
-			if (ret < 0 && ret != -ETIME && ret != -EINTR)
-				upager__log(p, UPAGER_LOG_ERROR, "io_uring wait: %s", strerror(-ret));
-		} else {
-			ret = io_uring_submit_and_wait(&h->ring, 1);
-			if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
-				upager__log(p, UPAGER_LOG_ERROR, "io_uring wait: %s", strerror(-ret));
-		}
-		reap(h);
-	}
-	return NULL;
 }

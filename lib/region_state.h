@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/* A region's references, resident bitmap and commit lookups (region_state.c). */
+#ifndef UPAGER_REGION_STATE_H
+#define UPAGER_REGION_STATE_H
+
+#include "upager-int.h"
+
+void upager__region_ref(upager_region_t *r);
+void upager__region_unref(upager_region_t *r);
+bool upager__region_committed(const upager_region_t *r, size_t off);
+/* End of the committed extent holding off (which must be committed). */
+size_t upager__region_commit_end(const upager_region_t *r, size_t off);
+bool upager__region_resident(const upager_region_t *r, size_t off);
+/* Marks the page at region offset off resident, counting it once: false
+ * if it was already marked. */
+bool upager__region_set_resident(upager_region_t *r, size_t off);
+void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
+/* 0, or -EINVAL/-ERANGE for a range of r that public calls refuse. */
+int upager__region_check_range(const upager_region_t *r, size_t off, size_t len);
+
+#endif
