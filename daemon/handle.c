@@ -60,7 +60,7 @@ static struct image {
 	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
 	size_t ps;
 	bool no_poison;    /* UPAGER_DISABLE=poison: test the fallback */
-} I;
+} image;
 
 struct region {
 	uint64_t base, size, offset, psz;
@@ -83,7 +83,7 @@ struct client {
 	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
 	size_t ndeferred, capdeferred;
 	bool garbage_logged;
-	uint64_t next_fault, window; /* sequential detection (window()) */
+	uint64_t next_fault, window; /* sequential detection (fault_window()) */
 	/* Counters (read by the stats line from another thread: atomics). */
 	uint64_t faults, pages, zero_pages, removes, failed, retries;
 };
@@ -93,7 +93,7 @@ static struct {
 	struct client *clients;
 	long nclients;
 	const struct options *o;
-} H = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} handler = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define BUMP(c, field) __atomic_add_fetch(&(c)->field, 1, __ATOMIC_RELAXED)
 #define READ(c, field) __atomic_load_n(&(c)->field, __ATOMIC_RELAXED)
@@ -105,10 +105,10 @@ static int image_open(const char *path)
 	struct stat st;
 	int ret;
 
-	I.path = path;
-	I.ps = (size_t)sysconf(_SC_PAGESIZE);
-	I.fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (I.fd < 0 || fstat(I.fd, &st) < 0) {
+	image.path = path;
+	image.ps = (size_t)sysconf(_SC_PAGESIZE);
+	image.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (image.fd < 0 || fstat(image.fd, &st) < 0) {
 		fprintf(stderr, "upagerd: cannot open memory file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
@@ -116,8 +116,8 @@ static int image_open(const char *path)
 		fprintf(stderr, "upagerd: %s is not a file\n", path);
 		return -1;
 	}
-	if (upp_snap_is(I.fd)) {
-		ret = upp_snap_open(I.fd, I.ps, &I.s);
+	if (upp_snap_is(image.fd)) {
+		ret = upp_snap_open(image.fd, image.ps, &image.s);
 		if (ret < 0) {
 			fprintf(stderr, "upagerd: %s: %s\n", path,
 				ret == -EBADMSG ? "not a valid upager snapshot (damaged or crafted)"
@@ -125,27 +125,27 @@ static int image_open(const char *path)
 						 : strerror(-ret));
 			return -1;
 		}
-		I.snap = true;
-		I.len = I.s.len;
+		image.snap = true;
+		image.len = image.s.len;
 	} else {
-		I.len = S_ISBLK(st.st_mode) ? (uint64_t)lseek(I.fd, 0, SEEK_END) : (uint64_t)st.st_size;
-		if (I.len == 0 || I.len > SIZE_MAX) {
+		image.len = S_ISBLK(st.st_mode) ? (uint64_t)lseek(image.fd, 0, SEEK_END) : (uint64_t)st.st_size;
+		if (image.len == 0 || image.len > SIZE_MAX) {
 			fprintf(stderr, "upagerd: %s is empty\n", path);
 			return -1;
 		}
 		/* Faults copy straight from the page cache through this mapping. */
-		I.map = mmap(NULL, (size_t)I.len, PROT_READ, MAP_SHARED, I.fd, 0);
-		if (I.map == MAP_FAILED) {
+		image.map = mmap(NULL, (size_t)image.len, PROT_READ, MAP_SHARED, image.fd, 0);
+		if (image.map == MAP_FAILED) {
 			fprintf(stderr, "upagerd: cannot map %s: %s\n", path, strerror(errno));
 			return -1;
 		}
 	}
-	I.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (I.zero == MAP_FAILED) {
+	image.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (image.zero == MAP_FAILED) {
 		fprintf(stderr, "upagerd: cannot map zeros: %s\n", strerror(errno));
 		return -1;
 	}
-	I.no_poison = upp_env_disables("poison");
+	image.no_poison = upp_env_disables("poison");
 	return 0;
 }
 
@@ -196,9 +196,9 @@ static bool kernel_page_size(uint64_t psz)
 {
 	static const char *const counts[] = { "nr_hugepages", "nr_overcommit_hugepages" };
 
-	if (psz == I.ps)
+	if (psz == image.ps)
 		return true;
-	if (psz < I.ps || psz > MAX_PAGE || (psz & (psz - 1)))
+	if (psz < image.ps || psz > MAX_PAGE || (psz & (psz - 1)))
 		return false;
 	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
 		char path[128];
@@ -232,7 +232,7 @@ static const char *check_can_fail(struct client *c, char *why, size_t whylen)
 
 	/* With no argument the ioctl, if the kernel has it, stops at reading
 	 * it (EFAULT), or at a pending remove (EAGAIN): it touches nothing. */
-	c->can_poison = !I.no_poison && ioctl(c->uffd, UFFDIO_POISON, NULL) < 0 &&
+	c->can_poison = !image.no_poison && ioctl(c->uffd, UFFDIO_POISON, NULL) < 0 &&
 			(errno == EFAULT || errno == EAGAIN);
 	if (c->can_poison)
 		return NULL;
@@ -266,15 +266,15 @@ static const char *check_regions(struct client *c, char *why, size_t whylen)
 		if (!kernel_page_size(r->psz))
 			snprintf(why, whylen, "region %zu: page size %llu is not one this kernel has "
 				 "memory in (%zu, or a huge page size with pages in "
-				 "/sys/kernel/mm/hugepages)", i, (unsigned long long)r->psz, I.ps);
-		else if (!r->size || r->base % r->psz || r->size % r->psz || r->offset % I.ps)
+				 "/sys/kernel/mm/hugepages)", i, (unsigned long long)r->psz, image.ps);
+		else if (!r->size || r->base % r->psz || r->size % r->psz || r->offset % image.ps)
 			snprintf(why, whylen, "region %zu: empty or not aligned to its page size", i);
 		else if (r->base + r->size < r->base || r->base + r->size > (1ull << 57))
 			snprintf(why, whylen, "region %zu: past the end of the address space", i);
-		else if (r->offset > I.len || r->size > I.len - r->offset)
+		else if (r->offset > image.len || r->size > image.len - r->offset)
 			snprintf(why, whylen, "region %zu: [%llu, +%llu) is past the end of the "
 				 "memory file (%llu bytes)", i, (unsigned long long)r->offset,
-				 (unsigned long long)r->size, (unsigned long long)I.len);
+				 (unsigned long long)r->size, (unsigned long long)image.len);
 		else
 			continue;
 		return why;
@@ -301,7 +301,7 @@ static int handshake(struct client *c)
 	size_t len = 0;
 	bool extra = false; /* more than one descriptor came */
 	int n = -EAGAIN;
-	time_t deadline = time(NULL) + H.o->read_timeout;
+	time_t deadline = time(NULL) + handler.o->read_timeout;
 
 	if (!buf || !jr) {
 		LOG(LOG_ERR, "%s: out of memory", c->name);
@@ -322,7 +322,7 @@ static int handshake(struct client *c)
 
 		if (left <= 0 || poll(&pf, 1, left * 1000) == 0) {
 			LOG(LOG_WARN, "%s: no handshake within %lds: closed", c->name,
-			    H.o->read_timeout);
+			    handler.o->read_timeout);
 			goto bad;
 		}
 		got = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
@@ -400,7 +400,7 @@ bad:
 
 /* ---- serving ---- */
 
-static struct region *find(struct client *c, uint64_t addr)
+static struct region *region_at(struct client *c, uint64_t addr)
 {
 	size_t lo = 0, hi = c->nr;
 
@@ -417,7 +417,7 @@ static struct region *find(struct client *c, uint64_t addr)
 	return NULL;
 }
 
-static bool removed(const struct region *r, uint64_t page)
+static bool page_removed(const struct region *r, uint64_t page)
 {
 	uint64_t k = (page - r->base) / r->psz;
 
@@ -472,7 +472,7 @@ static void defer(struct client *c, uint64_t addr)
 		if (!d) {
 			/* Out of memory: wake the thread instead, so that its access
 			 * runs again and faults anew, a message we read later. */
-			struct uffdio_range w = { addr & ~(uint64_t)(I.ps - 1), I.ps };
+			struct uffdio_range w = { addr & ~(uint64_t)(image.ps - 1), image.ps };
 
 			ioctl(c->uffd, UFFDIO_WAKE, &w);
 			return;
@@ -531,19 +531,19 @@ static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *
 }
 
 /* The bytes of [page, page+psz) of region r into a buffer, or NULL (why set). */
-static const void *source(struct client *c, const struct region *r, uint64_t page,
+static const void *page_bytes(struct client *c, const struct region *r, uint64_t page,
 			  bool *zero, const char **why)
 {
 	uint64_t off = r->offset + (page - r->base);
 	bool any = false;
 
 	*zero = false;
-	if (removed(r, page)) {
+	if (page_removed(r, page)) {
 		*zero = true;
-		return I.zero;
+		return image.zero;
 	}
-	if (!I.snap)
-		return I.map + off;
+	if (!image.snap)
+		return image.map + off;
 	if (!c->buf) { /* as large as the client's largest page */
 		uint64_t max = 0;
 
@@ -555,8 +555,8 @@ static const void *source(struct client *c, const struct region *r, uint64_t pag
 			return NULL;
 		}
 	}
-	for (uint64_t k = 0; k < r->psz / I.ps; k++) {
-		int kind = upp_snap_read(&I.s, off / I.ps + k, c->buf + k * I.ps);
+	for (uint64_t k = 0; k < r->psz / image.ps; k++) {
+		int kind = upp_snap_read(&image.s, off / image.ps + k, c->buf + k * image.ps);
 
 		if (kind < 0) {
 			*why = kind == -EBADMSG ? "snapshot page fails its checksum"
@@ -566,7 +566,7 @@ static const void *source(struct client *c, const struct region *r, uint64_t pag
 		any |= kind == UPP_SNAP_STORED;
 	}
 	*zero = !any;
-	return any ? c->buf : I.zero;
+	return any ? c->buf : image.zero;
 }
 
 /*
@@ -577,24 +577,24 @@ static const void *source(struct client *c, const struct region *r, uint64_t pag
  * (the bytes are contiguous in the mapping), and never across a page the
  * client discarded (that one reads zero).
  */
-static uint64_t window(struct client *c, const struct region *r, uint64_t page, bool zero)
+static uint64_t fault_window(struct client *c, const struct region *r, uint64_t page, bool zero)
 {
 	uint64_t n = 1, max = (r->base + r->size - page) / r->psz;
 
-	if (I.snap || zero || r->psz != I.ps)
+	if (image.snap || zero || r->psz != image.ps)
 		return 1;
 	c->window = page == c->next_fault ? (c->window * 2 > WINDOW_MAX ? WINDOW_MAX : c->window * 2)
 					  : 1;
-	while (n < c->window && n < max && !removed(r, page + n * r->psz))
+	while (n < c->window && n < max && !page_removed(r, page + n * r->psz))
 		n++;
 	c->next_fault = page + n * r->psz;
 	return n;
 }
 
 /* 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone. */
-static int serve(struct client *c, uint64_t addr)
+static int serve_fault(struct client *c, uint64_t addr)
 {
-	struct region *r = find(c, addr);
+	struct region *r = region_at(c, addr);
 	uint64_t page;
 	const char *why = "";
 	const void *src;
@@ -602,17 +602,17 @@ static int serve(struct client *c, uint64_t addr)
 	int ret;
 
 	if (!r)
-		return fail_page(c, addr, I.ps, "outside every region it described");
+		return fail_page(c, addr, image.ps, "outside every region it described");
 	page = addr & ~(r->psz - 1);
-	src = source(c, r, page, &zero, &why);
+	src = page_bytes(c, r, page, &zero, &why);
 	if (!src)
 		return fail_page(c, page, r->psz, why);
-	if (zero && r->psz == I.ps) {
+	if (zero && r->psz == image.ps) {
 		struct uffdio_zeropage z = { .range = { page, r->psz } };
 
 		ret = ioctl(c->uffd, UFFDIO_ZEROPAGE, &z);
 	} else {
-		uint64_t n = window(c, r, page, zero);
+		uint64_t n = fault_window(c, r, page, zero);
 		struct uffdio_copy cp = { .dst = page, .src = (uintptr_t)src, .len = n * r->psz };
 
 		ret = ioctl(c->uffd, UFFDIO_COPY, &cp);
@@ -680,7 +680,7 @@ static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 	return 0;
 }
 
-static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 {
 	for (size_t i = 0; i < c->nr; i++) {
 		struct region *r = &c->r[i];
@@ -698,7 +698,7 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 }
 
 /* Reads what the uffd has. 1: more may come; -1: the client is gone. */
-static int events(struct client *c)
+static int read_uffd(struct client *c)
 {
 	struct uffd_msg m[UFFD_BATCH];
 
@@ -713,7 +713,7 @@ static int events(struct client *c)
 			switch (m[i].event) {
 			case UFFD_EVENT_PAGEFAULT:
 				BUMP(c, faults);
-				if (serve(c, m[i].arg.pagefault.address) < 0)
+				if (serve_fault(c, m[i].arg.pagefault.address) < 0)
 					return -1;
 				break;
 			case UFFD_EVENT_REMOVE:
@@ -722,7 +722,7 @@ static int events(struct client *c)
 					return -1;
 				break;
 			case UFFD_EVENT_REMAP:
-				remap(c, m[i].arg.remap.from, m[i].arg.remap.to, m[i].arg.remap.len);
+				follow_mremap(c, m[i].arg.remap.from, m[i].arg.remap.to, m[i].arg.remap.len);
 				break;
 			case UFFD_EVENT_FORK:
 				/* A child's copy of the memory: not served (docs/HANDLE.md). */
@@ -743,7 +743,7 @@ static int retry_deferred(struct client *c)
 
 	c->ndeferred = 0;
 	for (size_t i = 0; i < n; i++)
-		if (serve(c, c->deferred[i]) < 0)
+		if (serve_fault(c, c->deferred[i]) < 0)
 			return -1;
 	return 0;
 }
@@ -810,19 +810,19 @@ static void *client_thread(void *arg)
 				end = "its userfaultfd failed";
 				break;
 			}
-			if (events(c) < 0 || retry_deferred(c) < 0) {
+			if (read_uffd(c) < 0 || retry_deferred(c) < 0) {
 				end = "its memory is gone, or it cannot be sent SIGBUS";
 				break;
 			}
 		}
 		client_line(c, end);
 	}
-	pthread_mutex_lock(&H.lock);
+	pthread_mutex_lock(&handler.lock);
 	*c->pprev = c->next;
 	if (c->next)
 		c->next->pprev = c->pprev;
-	H.nclients--;
-	pthread_mutex_unlock(&H.lock);
+	handler.nclients--;
+	pthread_mutex_unlock(&handler.lock);
 	client_free(c);
 	return NULL;
 }
@@ -859,17 +859,17 @@ static void on_accept(int lfd)
 	if (fd < 0)
 		return;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
-	pthread_mutex_lock(&H.lock);
-	if (H.nclients >= H.o->max_clients) {
-		pthread_mutex_unlock(&H.lock);
+	pthread_mutex_lock(&handler.lock);
+	if (handler.nclients >= handler.o->max_clients) {
+		pthread_mutex_unlock(&handler.lock);
 		LOG(LOG_WARN, "client pid %d uid %u: refused, %ld clients already", (int)cr.pid,
-		    (unsigned)cr.uid, H.o->max_clients);
+		    (unsigned)cr.uid, handler.o->max_clients);
 		close(fd);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		pthread_mutex_unlock(&H.lock);
+		pthread_mutex_unlock(&handler.lock);
 		close(fd);
 		return;
 	}
@@ -880,38 +880,38 @@ static void on_accept(int lfd)
 	c->uid = cr.uid;
 	c->since = time(NULL);
 	snprintf(c->name, sizeof(c->name), "client pid %d uid %u", (int)cr.pid, (unsigned)cr.uid);
-	c->next = H.clients;
-	c->pprev = &H.clients;
-	if (H.clients)
-		H.clients->pprev = &c->next;
-	H.clients = c;
-	H.nclients++;
+	c->next = handler.clients;
+	c->pprev = &handler.clients;
+	if (handler.clients)
+		handler.clients->pprev = &c->next;
+	handler.clients = c;
+	handler.nclients++;
 	/* Said now: once the thread runs, c is the thread's, and may be gone. */
 	LOG(LOG_INFO, "%s: connected", c->name);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);
 	if (pthread_create(&tid, &attr, client_thread, c)) {
-		H.clients = c->next;
+		handler.clients = c->next;
 		if (c->next)
-			c->next->pprev = &H.clients;
-		H.nclients--;
-		pthread_mutex_unlock(&H.lock);
+			c->next->pprev = &handler.clients;
+		handler.nclients--;
+		pthread_mutex_unlock(&handler.lock);
 		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
 		client_free(c);
 	} else {
-		pthread_mutex_unlock(&H.lock);
+		pthread_mutex_unlock(&handler.lock);
 	}
 	pthread_attr_destroy(&attr);
 }
 
 static void stats_line(void)
 {
-	pthread_mutex_lock(&H.lock);
-	LOG(LOG_INFO, "stats: %ld clients", H.nclients);
-	for (struct client *c = H.clients; c; c = c->next)
+	pthread_mutex_lock(&handler.lock);
+	LOG(LOG_INFO, "stats: %ld clients", handler.nclients);
+	for (struct client *c = handler.clients; c; c = c->next)
 		client_line(c, "serving");
-	pthread_mutex_unlock(&H.lock);
+	pthread_mutex_unlock(&handler.lock);
 }
 
 int handle_run(const struct options *o)
@@ -920,7 +920,7 @@ int handle_run(const struct options *o)
 	int lfd, sfd;
 	bool draining = false, full_logged = false;
 
-	H.o = o;
+	handler.o = o;
 	if (image_open(o->mem_file) < 0)
 		return 1;
 	if (listen_unix(o->socket, &lfd) < 0)
@@ -931,7 +931,7 @@ int handle_run(const struct options *o)
 		return 1;
 	}
 	LOG(LOG_INFO, "handling faults on unix:%s from %s (%s, %llu MiB)", o->socket, o->mem_file,
-	    I.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(I.len >> 20));
+	    image.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(image.len >> 20));
 	if (o->ready_fd >= 0) {
 		snprintf(ready, sizeof(ready), "ready unix:%s\n", o->socket);
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
@@ -943,9 +943,9 @@ int handle_run(const struct options *o)
 		bool listening;
 		long n;
 
-		pthread_mutex_lock(&H.lock);
-		n = H.nclients;
-		pthread_mutex_unlock(&H.lock);
+		pthread_mutex_lock(&handler.lock);
+		n = handler.nclients;
+		pthread_mutex_unlock(&handler.lock);
 		if (draining && n == 0)
 			break;
 		/*
@@ -954,7 +954,7 @@ int handle_run(const struct options *o)
 		 * that has sent its uffd can be told nothing, and would wait on its
 		 * faults for ever instead of until there is room.
 		 */
-		listening = !draining && n < H.o->max_clients;
+		listening = !draining && n < handler.o->max_clients;
 		if (!draining && !listening && !full_logged)
 			LOG(LOG_WARN, "%ld clients, the most allowed (--max-clients): new ones wait",
 			    n);
