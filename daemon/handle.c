@@ -27,66 +27,23 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
 #include "env.h"
 #include "handle.h"
-#include "json.h"
+#include "handle_session.h"
 #include "log.h"
 #include "server.h"
 #include "snapfmt.h"
 
-#define HS_MAX 65536     /* handshake bytes: 4096 regions fit easily */
 #define UFFD_BATCH 64     /* uffd messages per read */
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
-#define MAX_PAGE (1ull << 30)
 #define WINDOW_MAX 256   /* pages filled at once by a sequential fault (1 MiB) */
 
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77  /* Linux 6.5 */
-#endif
-
 /* The memory file, shared read-only by every client thread. */
-static struct image {
-	const char *path;
-	int fd;
-	bool snap;
-	struct upp_snap s; /* snap: the checked page map */
-	const uint8_t *map; /* raw: the file, mapped */
-	uint64_t len;      /* bytes of memory it describes */
-	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
-	size_t ps;
-	bool no_poison;    /* UPAGER_DISABLE=poison: test the fallback */
-} image;
-
-struct region {
-	uint64_t base, size, offset, psz;
-	uint8_t *removed; /* a bit per psz page: discarded by the client, reads zero */
-};
-
-struct client {
-	struct client *next, **pprev;
-	int sock, uffd;
-	int pidfd;         /* the client process, for SIGBUS; -1: none could be had */
-	bool can_poison;   /* UFFDIO_POISON works: no signal is ever needed */
-	pid_t pid;
-	uid_t uid;
-	char name[64];
-	time_t since;
-	struct region *r;
-	size_t nr;
-	uint64_t features;
-	uint8_t *buf; /* a snapshot page being assembled */
-	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
-	size_t ndeferred, capdeferred;
-	bool garbage_logged;
-	uint64_t next_fault, window; /* sequential detection (fault_window()) */
-	/* Counters (read by the stats line from another thread: atomics). */
-	uint64_t faults, pages, zero_pages, removes, failed, retries;
-};
+struct image image;
 
 static struct {
 	pthread_mutex_t lock;
@@ -147,255 +104,6 @@ static int image_open(const char *path)
 	}
 	image.no_poison = upp_env_disables("poison");
 	return 0;
-}
-
-/* ---- the handshake ---- */
-
-/* The features the client's uffd was opened with, from fdinfo ("API:\tapi:features:ioctls"). */
-static int uffd_features(int fd, uint64_t *features)
-{
-	char path[64], line[256];
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (!found && fgets(line, sizeof(line), f)) {
-		unsigned long long api, feat;
-
-		if (sscanf(line, "API:\t%llx:%llx:", &api, &feat) == 2) {
-			*features = feat;
-			found = true;
-		}
-	}
-	fclose(f);
-	return found ? 0 : -EINVAL;
-}
-
-static bool is_uffd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n <= 0)
-		return false;
-	target[n] = '\0';
-	return !strcmp(target, "anon_inode:[userfaultfd]");
-}
-
-/*
- * Whether memory in pages of psz bytes can exist: the base page, or a
- * hugetlb size with a pool or overcommit now. Anything else would only make
- * each fault read and copy psz bytes (1 GiB) for nothing.
- */
-static bool kernel_page_size(uint64_t psz)
-{
-	static const char *const counts[] = { "nr_hugepages", "nr_overcommit_hugepages" };
-
-	if (psz == image.ps)
-		return true;
-	if (psz < image.ps || psz > MAX_PAGE || (psz & (psz - 1)))
-		return false;
-	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
-		char path[128];
-		unsigned long n = 0;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/%s",
-			 (unsigned long long)(psz >> 10), counts[k]);
-		f = fopen(path, "re");
-		if (!f)
-			return false;
-		if (fscanf(f, "%lu", &n) != 1)
-			n = 0;
-		fclose(f);
-		if (n)
-			return true;
-	}
-	return false;
-}
-
-/*
- * A fault that cannot be served ends in SIGBUS: UFFDIO_POISON where the
- * kernel has it, else a signal to the client (fail_page). A client that
- * could be sent neither is refused now, before it has a fault to wait on:
- * signalling anything else (its pid is 0 seen from another pid namespace;
- * kill(0) would hit upagerd's own group) is not an option. NULL if fine.
- */
-static const char *check_can_fail(struct client *c, char *why, size_t whylen)
-{
-	int err;
-
-	/* With no argument the ioctl, if the kernel has it, stops at reading
-	 * it (EFAULT), or at a pending remove (EAGAIN): it touches nothing. */
-	c->can_poison = !image.no_poison && ioctl(c->uffd, UFFDIO_POISON, NULL) < 0 &&
-			(errno == EFAULT || errno == EAGAIN);
-	if (c->can_poison)
-		return NULL;
-	if (c->pidfd < 0)
-		err = ESRCH;
-	else if (syscall(SYS_pidfd_send_signal, c->pidfd, 0, NULL, 0) == 0)
-		return NULL;
-	else
-		err = errno;
-	snprintf(why, whylen, "without UFFDIO_POISON a fault that cannot be served ends in a "
-		 "SIGBUS to the client, and it cannot be sent SIGBUS (%s)",
-		 err == ESRCH ? "no pidfd for it: its pid is not visible in upagerd's pid namespace"
-		 : err == EINVAL ? "it is outside upagerd's pid namespace"
-				 : strerror(err));
-	return why;
-}
-
-static int cmp_region(const void *a, const void *b)
-{
-	const struct region *x = a, *y = b;
-
-	return x->base < y->base ? -1 : x->base > y->base;
-}
-
-/* What is wrong with the regions, or NULL. */
-static const char *check_regions(struct client *c, char *why, size_t whylen)
-{
-	for (size_t i = 0; i < c->nr; i++) {
-		const struct region *r = &c->r[i];
-
-		if (!kernel_page_size(r->psz))
-			snprintf(why, whylen, "region %zu: page size %llu is not one this kernel has "
-				 "memory in (%zu, or a huge page size with pages in "
-				 "/sys/kernel/mm/hugepages)", i, (unsigned long long)r->psz, image.ps);
-		else if (!r->size || r->base % r->psz || r->size % r->psz || r->offset % image.ps)
-			snprintf(why, whylen, "region %zu: empty or not aligned to its page size", i);
-		else if (r->base + r->size < r->base || r->base + r->size > (1ull << 57))
-			snprintf(why, whylen, "region %zu: past the end of the address space", i);
-		else if (r->offset > image.len || r->size > image.len - r->offset)
-			snprintf(why, whylen, "region %zu: [%llu, +%llu) is past the end of the "
-				 "memory file (%llu bytes)", i, (unsigned long long)r->offset,
-				 (unsigned long long)r->size, (unsigned long long)image.len);
-		else
-			continue;
-		return why;
-	}
-	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
-	for (size_t i = 1; i < c->nr; i++)
-		if (c->r[i].base < c->r[i - 1].base + c->r[i - 1].size) {
-			snprintf(why, whylen, "regions overlap");
-			return why;
-		}
-	return NULL;
-}
-
-/*
- * Reads the one message: JSON, with exactly one descriptor, a userfaultfd.
- * A stream socket may deliver it in pieces; the descriptor comes with the
- * first. 0, or -1 with the reason logged.
- */
-static int handshake(struct client *c)
-{
-	char *buf = malloc(HS_MAX), why[160];
-	struct json_region *jr = calloc(JSON_MAX_REGIONS, sizeof(*jr));
-	struct json_reader rd;
-	size_t len = 0;
-	bool extra = false; /* more than one descriptor came */
-	int n = -EAGAIN;
-	time_t deadline = time(NULL) + handler.o->read_timeout;
-
-	if (!buf || !jr) {
-		LOG(LOG_ERR, "%s: out of memory", c->name);
-		goto bad;
-	}
-	json_reader_init(&rd);
-	while (n == -EAGAIN) {
-		union {
-			struct cmsghdr h;
-			char b[CMSG_SPACE(8 * sizeof(int))];
-		} ctl;
-		struct iovec iov = { buf + len, HS_MAX - len };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
-				     .msg_controllen = sizeof(ctl) };
-		struct pollfd pf = { .fd = c->sock, .events = POLLIN };
-		ssize_t got;
-		int left = (int)(deadline - time(NULL));
-
-		if (left <= 0 || poll(&pf, 1, left * 1000) == 0) {
-			LOG(LOG_WARN, "%s: no handshake within %lds: closed", c->name,
-			    handler.o->read_timeout);
-			goto bad;
-		}
-		got = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (got < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		for (struct cmsghdr *cm = got >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm;
-		     cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
-				int fd;
-
-				memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-				if (c->uffd < 0 && !extra)
-					c->uffd = fd;
-				else
-					close(fd), extra = true;
-			}
-		}
-		if (got <= 0) {
-			LOG(LOG_WARN, "%s: %s before the handshake was complete", c->name,
-			    got == 0 ? "closed" : strerror(errno));
-			goto bad;
-		}
-		if (mh.msg_flags & MSG_CTRUNC) {
-			LOG(LOG_WARN, "%s: too many descriptors sent: closed", c->name);
-			goto bad;
-		}
-		len += (size_t)got;
-		n = json_reader_feed(&rd, buf, len, jr, JSON_MAX_REGIONS, why, sizeof(why));
-		if (n == -EAGAIN && len == HS_MAX) {
-			LOG(LOG_WARN, "%s: handshake longer than %d bytes: closed", c->name, HS_MAX);
-			goto bad;
-		}
-	}
-	if (n < 0) {
-		char shown[48];
-
-		log_sanitize(shown, sizeof(shown), buf, len);
-		LOG(LOG_WARN, "%s: bad region list (%s; starts \"%s\"): closed", c->name, why, shown);
-		goto bad;
-	}
-	if (c->uffd < 0 || extra) {
-		LOG(LOG_WARN, "%s: %s: closed", c->name,
-		    extra ? "more than one descriptor came with the regions"
-			  : "no userfaultfd came with the regions");
-		goto bad;
-	}
-	if (!is_uffd(c->uffd) || uffd_features(c->uffd, &c->features) < 0) {
-		LOG(LOG_WARN, "%s: the descriptor sent is not a userfaultfd: closed", c->name);
-		goto bad;
-	}
-	c->r = calloc((size_t)n, sizeof(*c->r));
-	if (!c->r)
-		goto bad;
-	c->nr = (size_t)n;
-	for (int i = 0; i < n; i++)
-		c->r[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
-					   NULL };
-	if (check_regions(c, why, sizeof(why)) || check_can_fail(c, why, sizeof(why))) {
-		LOG(LOG_WARN, "%s: %s: closed", c->name, why);
-		goto bad;
-	}
-	/* The description is shared with the client, which does not read it. */
-	if (fcntl(c->uffd, F_SETFL, fcntl(c->uffd, F_GETFL) | O_NONBLOCK) < 0)
-		goto bad;
-	free(buf);
-	free(jr);
-	return 0;
-bad:
-	free(buf);
-	free(jr);
-	return -1;
 }
 
 /* ---- serving ---- */
@@ -694,7 +402,7 @@ static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t
 				      "pages are not served", c->name, (unsigned long long)r->base);
 		}
 	}
-	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
+	client_sort_regions(c);
 }
 
 /* Reads what the uffd has. 1: more may come; -1: the client is gone. */
@@ -779,7 +487,7 @@ static void *client_thread(void *arg)
 	const char *end = "closed its socket";
 	uint64_t total = 0;
 
-	if (handshake(c) == 0) {
+	if (client_handshake(c, handler.o->read_timeout) == 0) {
 		for (size_t i = 0; i < c->nr; i++)
 			total += c->r[i].size;
 		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nr,
@@ -828,25 +536,6 @@ static void *client_thread(void *arg)
 }
 
 /* ---- the listener ---- */
-
-/*
- * The client process as a pidfd, for signals: the socket's own (SO_PEERPIDFD,
- * Linux 6.5), else one opened on its pid now (racing only with the client
- * exiting between connect and accept and its pid being reused). A pid of 0
- * is a client in a pid namespace upagerd cannot see: -1.
- */
-static int peer_pidfd(int sock, pid_t pid)
-{
-	socklen_t len = sizeof(int);
-	int fd = -1;
-
-	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) < 0 || fd < 0)
-		fd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-	if (fd >= 0)
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-	return fd;
-}
-
 static void on_accept(int lfd)
 {
 	struct ucred cr = { 0 };
@@ -875,7 +564,7 @@ static void on_accept(int lfd)
 	}
 	c->sock = fd;
 	c->uffd = -1;
-	c->pidfd = peer_pidfd(fd, cr.pid);
+	c->pidfd = client_pidfd(fd, cr.pid);
 	c->pid = cr.pid;
 	c->uid = cr.uid;
 	c->since = time(NULL);
