@@ -30,17 +30,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compat.h"
 #include "env.h"
 #include "handle.h"
 #include "handle_session.h"
 #include "log.h"
+#include "place.h"
 #include "server.h"
 #include "snapfmt.h"
 
-#define UFFD_BATCH 64     /* uffd messages per read */
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
-#define WINDOW_MAX 256   /* pages filled at once by a sequential fault (1 MiB) */
 
 /* The memory file, shared read-only by every client thread. */
 struct image image;
@@ -180,9 +178,7 @@ static void defer(struct client *c, uint64_t addr)
 		if (!d) {
 			/* Out of memory: wake the thread instead, so that its access
 			 * runs again and faults anew, a message we read later. */
-			struct uffdio_range w = { addr & ~(uint64_t)(image.ps - 1), image.ps };
-
-			ioctl(c->uffd, UFFDIO_WAKE, &w);
+			upager__place_wake(c->uffd, addr & ~(uint64_t)(image.ps - 1), image.ps);
 			return;
 		}
 		c->deferred = d;
@@ -191,51 +187,79 @@ static void defer(struct client *c, uint64_t addr)
 	c->deferred[c->ndeferred++] = addr;
 }
 
+/* A page whose access fails: counted, and the first LOG_FAILS logged. */
+static void count_failed(struct client *c, uint64_t page, const char *why)
+{
+	uint64_t n = BUMP(c, failed);
+
+	if (n <= LOG_FAILS)
+		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
+		    (unsigned long long)page, why, n == LOG_FAILS ? " (no more of these logged)" : "");
+}
+
+struct failure {
+	struct client *c;
+	const char *why;
+	bool signalled; /* signal_client ran: its answer is the outcome */
+};
+
+/*
+ * upager__place_fail's fallback where the page cannot be poisoned: the whole
+ * client gets SIGBUS, through the pidfd taken at accept (never a pid: it may
+ * be 0 or reused). 0: sent; -ESRCH: it exited; another -errno: it cannot be
+ * sent the signal (logged: its session ends).
+ */
+static int signal_client(void *arg, uintptr_t page)
+{
+	struct failure *f = arg;
+	struct client *c = f->c;
+	int err = EBADF;
+
+	f->signalled = true;
+	count_failed(c, page, f->why);
+	if (c->pidfd >= 0) {
+		if (syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
+			return 0;
+		if (errno == ESRCH)
+			return -ESRCH; /* it exited */
+		err = errno;
+	}
+	LOG(LOG_ERR, "%s: cannot send it SIGBUS (%s): its session ends", c->name,
+	    c->pidfd < 0 ? "no pidfd" : strerror(err));
+	return -err;
+}
+
 /*
  * A fault that cannot be served right (no region, unreadable file, bad
  * checksum) must not be served wrong: the access gets SIGBUS. UFFDIO_POISON
- * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS,
- * through the pidfd taken at accept (never a pid: it may be 0 or reused).
- * 1: done; 0: deferred (a remove is pending); -1: the client is gone, or
- * cannot be signalled after all (its session ends).
+ * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS
+ * (signal_client). 1: done; 0: deferred (a remove is pending); -1: the
+ * client is gone, or cannot be signalled after all (its session ends).
  */
 static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *why)
 {
-	struct uffdio_poison p = { .range = { addr & ~(psz - 1), psz } };
-	bool signal = !c->can_poison;
-	uint64_t n;
+	struct failure f = { .c = c, .why = why };
+	uint64_t page = addr & ~(psz - 1);
+	int ret = upager__place_fail(c->uffd, page, psz, c->can_poison, signal_client, &f);
 
-	if (!signal && ioctl(c->uffd, UFFDIO_POISON, &p) < 0) {
-		switch (errno) {
-		case EAGAIN: /* a remove is pending: retried after the events */
-			BUMP(c, retries);
-			defer(c, addr);
-			return 0;
-		case EEXIST: /* filled meanwhile: its waiters are woken */
-			ioctl(c->uffd, UFFDIO_WAKE, &p.range);
-			return 1;
-		case ENOENT: /* the mapping went away: nothing waits */
-			return 1;
-		case ESRCH:
-			return -1;
-		default: /* e.g. a range this mapping cannot take: a signal, then */
-			signal = true;
-			break;
-		}
+	if (f.signalled)
+		return ret == 0 ? 1 : -1;
+	switch (ret) {
+	case 0: /* poisoned */
+		count_failed(c, page, why);
+		return 1;
+	case 1: /* filled meanwhile: its waiters were woken */
+		return 1;
+	case -EAGAIN: /* a remove is pending: retried after the events */
+		BUMP(c, retries);
+		defer(c, addr);
+		return 0;
+	case -ENOENT: /* the mapping went away: nothing waits */
+	case -EFAULT:
+		return 1;
+	default: /* -ESRCH: the client is exiting */
+		return -1;
 	}
-	n = BUMP(c, failed);
-	if (n <= LOG_FAILS)
-		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
-		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
-	if (!signal)
-		return 1;
-	if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
-		return 1;
-	if (c->pidfd >= 0 && errno == ESRCH)
-		return -1; /* it exited */
-	LOG(LOG_ERR, "%s: cannot send it SIGBUS (%s): its session ends", c->name,
-	    c->pidfd < 0 ? "no pidfd" : strerror(errno));
-	return -1;
 }
 
 /* The bytes of [page, page+psz) of region r into a buffer, or NULL (why set). */
@@ -279,7 +303,7 @@ static const void *page_bytes(struct client *c, const struct region *r, uint64_t
 
 /*
  * How many pages from page on to fill with one copy. A fault right after the
- * last window doubles it (up to WINDOW_MAX), any other fault fills its page
+ * last window doubles it (up to UPAGER__MAX_WINDOW), any other fault fills its page
  * alone: a guest streaming through memory pays one round trip per window,
  * one touching it at random gets nothing it did not ask for. Only raw files
  * (the bytes are contiguous in the mapping), and never across a page the
@@ -291,19 +315,23 @@ static uint64_t fault_window(struct client *c, const struct region *r, uint64_t 
 
 	if (image.snap || zero || r->psz != image.ps)
 		return 1;
-	c->window = page == c->next_fault ? (c->window * 2 > WINDOW_MAX ? WINDOW_MAX : c->window * 2)
-					  : 1;
+	c->window = page == c->next_fault ? upager__window_grow(c->window) : 1;
 	while (n < c->window && n < max && !page_removed(r, page + n * r->psz))
 		n++;
 	c->next_fault = page + n * r->psz;
 	return n;
 }
 
-/* 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone. */
+/*
+ * Places the page of the fault at addr, with its window (upager__place_range:
+ * a page found already there is woken and passed over, the rest placed).
+ * 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone.
+ */
 static int serve_fault(struct client *c, uint64_t addr)
 {
 	struct region *r = region_at(c, addr);
-	uint64_t page;
+	struct upager__placement pl;
+	uint64_t page, placed;
 	const char *why = "";
 	const void *src;
 	bool zero;
@@ -315,47 +343,33 @@ static int serve_fault(struct client *c, uint64_t addr)
 	src = page_bytes(c, r, page, &zero, &why);
 	if (!src)
 		return fail_page(c, page, r->psz, why);
+	pl = (struct upager__placement){ .uffd = c->uffd, .dst = page, .page_size = r->psz,
+					 .len = fault_window(c, r, page, zero) * r->psz,
+					 .src = src };
 	if (zero && r->psz == image.ps) {
-		struct uffdio_zeropage z = { .range = { page, r->psz } };
-
-		ret = ioctl(c->uffd, UFFDIO_ZEROPAGE, &z);
-	} else {
-		uint64_t n = fault_window(c, r, page, zero);
-		struct uffdio_copy cp = { .dst = page, .src = (uintptr_t)src, .len = n * r->psz };
-
-		ret = ioctl(c->uffd, UFFDIO_COPY, &cp);
-		if (ret < 0 && errno == EAGAIN && cp.copy > 0) {
-			/* Part of the window (the faulting page first) went in, and its
-			 * waiters were woken; the rest met pages already there. */
-			__atomic_add_fetch(&c->pages, (uint64_t)cp.copy / r->psz, __ATOMIC_RELAXED);
-			return 1;
-		}
-		if (ret == 0)
-			__atomic_add_fetch(&c->pages, n - 1, __ATOMIC_RELAXED);
+		pl.flags = UPAGER__PLACE_ZEROPAGE;
+		pl.src = NULL;
 	}
-	if (ret == 0) {
-		__atomic_add_fetch(&c->pages, 1, __ATOMIC_RELAXED);
-		if (zero)
-			BUMP(c, zero_pages);
+	ret = upager__place_range(&pl);
+	placed = pl.done / r->psz - pl.present;
+	__atomic_add_fetch(&c->pages, placed, __ATOMIC_RELAXED);
+	if (zero)
+		__atomic_add_fetch(&c->zero_pages, placed, __ATOMIC_RELAXED);
+	/* The faulting page (the window's first) is there and woken: the rest
+	 * is read-ahead, and a thread waiting there has its own fault to come. */
+	if (ret == 0 || (ret == -EAGAIN && pl.done > 0))
 		return 1;
-	}
-	switch (errno) {
-	case EEXIST: { /* there already (another thread's fault, or a partial copy) */
-		struct uffdio_range w = { page, r->psz };
-
-		ioctl(c->uffd, UFFDIO_WAKE, &w);
-		return 1;
-	}
-	case EAGAIN: /* the client's layout is changing (a remove): events first */
+	switch (ret) {
+	case -EAGAIN: /* the client's layout is changing (a remove): events first */
 		BUMP(c, retries);
 		defer(c, addr);
 		return 0;
-	case ENOENT: /* the mapping went away under the fault: nothing waits */
+	case -ENOENT: /* the mapping went away under the fault: nothing waits */
 		return 1;
-	case ESRCH: /* the address space is gone: the client exited */
+	case -ESRCH: /* the address space is gone: the client exited */
 		return -1;
-	default:
-		return fail_page(c, page, r->psz, strerror(errno));
+	default: /* -EFAULT from a copy: the memory file could not be read */
+		return fail_page(c, page, r->psz, strerror(-ret));
 	}
 }
 
@@ -408,16 +422,11 @@ static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t
 /* Reads what the uffd has. 1: more may come; -1: the client is gone. */
 static int read_uffd(struct client *c)
 {
-	struct uffd_msg m[UFFD_BATCH];
+	struct uffd_msg m[UPAGER__MSG_BATCH];
+	long n;
 
-	for (;;) {
-		ssize_t n = read(c->uffd, m, sizeof(m));
-
-		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 1 : -1;
-		if (n == 0 || n % sizeof(m[0]))
-			return -1;
-		for (size_t i = 0; i < (size_t)n / sizeof(m[0]); i++) {
+	while ((n = upager__uffd_read(c->uffd, m, UPAGER__MSG_BATCH)) > 0) {
+		for (long i = 0; i < n; i++) {
 			switch (m[i].event) {
 			case UFFD_EVENT_PAGEFAULT:
 				BUMP(c, faults);
@@ -430,7 +439,8 @@ static int read_uffd(struct client *c)
 					return -1;
 				break;
 			case UFFD_EVENT_REMAP:
-				follow_mremap(c, m[i].arg.remap.from, m[i].arg.remap.to, m[i].arg.remap.len);
+				follow_mremap(c, m[i].arg.remap.from, m[i].arg.remap.to,
+					      m[i].arg.remap.len);
 				break;
 			case UFFD_EVENT_FORK:
 				/* A child's copy of the memory: not served (docs/HANDLE.md). */
@@ -442,6 +452,7 @@ static int read_uffd(struct client *c)
 			}
 		}
 	}
+	return n < 0 ? -1 : 1;
 }
 
 /* 0, or -1: the client's session is over. */
