@@ -1312,6 +1312,33 @@ START_TEST(window_past_page_already_there)
 }
 END_TEST
 
+static void client_touch_first(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	(void)*(volatile uint8_t *)g.mem;
+	_exit(130);
+}
+
+/*
+ * The memory file cut short under upagerd: the copy from its mapping fails
+ * (EFAULT, the source unreadable), and the access gets SIGBUS rather than
+ * waiting for ever.
+ */
+START_TEST(memory_file_truncated)
+{
+	int st;
+
+	ck_assert_int_eq(truncate(mem_path, 0), 0);
+	st = upt_child(client_touch_first, NULL, 30);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status 0x%x", st);
+	ck_assert(log_has("Bad address: the access gets SIGBUS"));
+	ck_assert(alive(daemon_pid));
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("handle");
@@ -1329,6 +1356,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, fuzzed_handshakes);
 	tcase_add_test(tc, bytes_after_handshake);
 	tcase_add_test(tc, window_past_page_already_there);
+	tcase_add_test(tc, memory_file_truncated);
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, sighup_reopens_log);
 	tcase_add_test(tc, bad_command_lines);
