@@ -47,7 +47,7 @@ static struct {
 	pthread_mutex_t lock;
 	struct client *clients;
 	long nclients;
-	const struct options *o;
+	const struct options *options;
 } handler = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define BUMP(c, field) __atomic_add_fetch(&(c)->field, 1, __ATOMIC_RELAXED)
@@ -72,7 +72,7 @@ static int image_open(const char *path)
 		return -1;
 	}
 	if (upp_snap_is(image.fd)) {
-		ret = upp_snap_open(image.fd, image.ps, &image.s);
+		ret = upp_snap_open(image.fd, image.ps, &image.snapshot);
 		if (ret < 0) {
 			fprintf(stderr, "upagerd: %s: %s\n", path,
 				ret == -EBADMSG ? "not a valid upager snapshot (damaged or crafted)"
@@ -81,7 +81,7 @@ static int image_open(const char *path)
 			return -1;
 		}
 		image.snap = true;
-		image.len = image.s.len;
+		image.len = image.snapshot.len;
 	} else {
 		image.len = S_ISBLK(st.st_mode) ? (uint64_t)lseek(image.fd, 0, SEEK_END) : (uint64_t)st.st_size;
 		if (image.len == 0 || image.len > SIZE_MAX) {
@@ -108,17 +108,17 @@ static int image_open(const char *path)
 
 static struct region *region_at(struct client *c, uint64_t addr)
 {
-	size_t lo = 0, hi = c->nr;
+	size_t lo = 0, hi = c->nregions;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (addr < c->r[mid].base)
+		if (addr < c->regions[mid].base)
 			hi = mid;
-		else if (addr >= c->r[mid].base + c->r[mid].size)
+		else if (addr >= c->regions[mid].base + c->regions[mid].size)
 			lo = mid + 1;
 		else
-			return &c->r[mid];
+			return &c->regions[mid];
 	}
 	return NULL;
 }
@@ -279,8 +279,8 @@ static const void *page_bytes(struct client *c, const struct region *r, uint64_t
 	if (!c->buf) { /* as large as the client's largest page */
 		uint64_t max = 0;
 
-		for (size_t i = 0; i < c->nr; i++)
-			max = c->r[i].psz > max ? c->r[i].psz : max;
+		for (size_t i = 0; i < c->nregions; i++)
+			max = c->regions[i].psz > max ? c->regions[i].psz : max;
 		c->buf = malloc(max);
 		if (!c->buf) {
 			*why = "out of memory";
@@ -288,7 +288,7 @@ static const void *page_bytes(struct client *c, const struct region *r, uint64_t
 		}
 	}
 	for (uint64_t k = 0; k < r->psz / image.ps; k++) {
-		int kind = upp_snap_read(&image.s, off / image.ps + k, c->buf + k * image.ps);
+		int kind = upp_snap_read(&image.snapshot, off / image.ps + k, c->buf + k * image.ps);
 
 		if (kind < 0) {
 			*why = kind == -EBADMSG ? "snapshot page fails its checksum"
@@ -380,8 +380,8 @@ static int serve_fault(struct client *c, uint64_t addr)
 static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 {
 	BUMP(c, removes);
-	for (size_t i = 0; i < c->nr; i++) {
-		struct region *r = &c->r[i];
+	for (size_t i = 0; i < c->nregions; i++) {
+		struct region *r = &c->regions[i];
 		uint64_t s = start > r->base ? start : r->base;
 		uint64_t e = end < r->base + r->size ? end : r->base + r->size;
 
@@ -404,8 +404,8 @@ static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 
 static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 {
-	for (size_t i = 0; i < c->nr; i++) {
-		struct region *r = &c->r[i];
+	for (size_t i = 0; i < c->nregions; i++) {
+		struct region *r = &c->regions[i];
 
 		if (r->base >= from && r->base + r->size <= from + len) {
 			r->base = r->base - from + to;
@@ -474,9 +474,9 @@ static void client_free(struct client *c)
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	close(c->sock);
-	for (size_t i = 0; i < c->nr; i++)
-		free(c->r[i].removed);
-	free(c->r);
+	for (size_t i = 0; i < c->nregions; i++)
+		free(c->regions[i].removed);
+	free(c->regions);
 	free(c->buf);
 	free(c->deferred);
 	free(c);
@@ -498,10 +498,10 @@ static void *client_thread(void *arg)
 	const char *end = "closed its socket";
 	uint64_t total = 0;
 
-	if (client_handshake(c, handler.o->read_timeout) == 0) {
-		for (size_t i = 0; i < c->nr; i++)
-			total += c->r[i].size;
-		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nr,
+	if (client_handshake(c, handler.options->read_timeout) == 0) {
+		for (size_t i = 0; i < c->nregions; i++)
+			total += c->regions[i].size;
+		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nregions,
 		    (unsigned long long)(total >> 20), (unsigned long long)c->features,
 		    c->features & UFFD_FEATURE_EVENT_REMOVE ? "" : " (no EVENT_REMOVE: "
 		    "discarded pages would be served from the file again)");
@@ -560,10 +560,10 @@ static void on_accept(int lfd)
 		return;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
 	pthread_mutex_lock(&handler.lock);
-	if (handler.nclients >= handler.o->max_clients) {
+	if (handler.nclients >= handler.options->max_clients) {
 		pthread_mutex_unlock(&handler.lock);
 		LOG(LOG_WARN, "client pid %d uid %u: refused, %ld clients already", (int)cr.pid,
-		    (unsigned)cr.uid, handler.o->max_clients);
+		    (unsigned)cr.uid, handler.options->max_clients);
 		close(fd);
 		return;
 	}
@@ -620,7 +620,7 @@ int handle_run(const struct options *o)
 	int lfd, sfd;
 	bool draining = false, full_logged = false;
 
-	handler.o = o;
+	handler.options = o;
 	if (image_open(o->mem_file) < 0)
 		return 1;
 	if (listen_unix(o->socket, &lfd) < 0)
@@ -654,7 +654,7 @@ int handle_run(const struct options *o)
 		 * that has sent its uffd can be told nothing, and would wait on its
 		 * faults for ever instead of until there is room.
 		 */
-		listening = !draining && n < handler.o->max_clients;
+		listening = !draining && n < handler.options->max_clients;
 		if (!draining && !listening && !full_logged)
 			LOG(LOG_WARN, "%ld clients, the most allowed (--max-clients): new ones wait",
 			    n);

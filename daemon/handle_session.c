@@ -139,14 +139,14 @@ static int cmp_region(const void *a, const void *b)
 
 void client_sort_regions(struct client *c)
 {
-	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
+	qsort(c->regions, c->nregions, sizeof(*c->regions), cmp_region);
 }
 
 /* What is wrong with the regions, or NULL. */
 static const char *check_regions(struct client *c, char *why, size_t whylen)
 {
-	for (size_t i = 0; i < c->nr; i++) {
-		const struct region *r = &c->r[i];
+	for (size_t i = 0; i < c->nregions; i++) {
+		const struct region *r = &c->regions[i];
 
 		if (!kernel_page_size(r->psz))
 			snprintf(why, whylen, "region %zu: page size %llu is not one this kernel has "
@@ -165,8 +165,8 @@ static const char *check_regions(struct client *c, char *why, size_t whylen)
 		return why;
 	}
 	client_sort_regions(c);
-	for (size_t i = 1; i < c->nr; i++)
-		if (c->r[i].base < c->r[i - 1].base + c->r[i - 1].size) {
+	for (size_t i = 1; i < c->nregions; i++)
+		if (c->regions[i].base < c->regions[i - 1].base + c->regions[i - 1].size) {
 			snprintf(why, whylen, "regions overlap");
 			return why;
 		}
@@ -260,12 +260,12 @@ int client_handshake(struct client *c, long read_timeout)
 		LOG(LOG_WARN, "%s: the descriptor sent is not a userfaultfd: closed", c->name);
 		goto bad;
 	}
-	c->r = calloc((size_t)n, sizeof(*c->r));
-	if (!c->r)
+	c->regions = calloc((size_t)n, sizeof(*c->regions));
+	if (!c->regions)
 		goto bad;
-	c->nr = (size_t)n;
+	c->nregions = (size_t)n;
 	for (int i = 0; i < n; i++)
-		c->r[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
+		c->regions[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
 					   NULL };
 	if (check_regions(c, why, sizeof(why)) || check_can_fail(c, why, sizeof(why))) {
 		LOG(LOG_WARN, "%s: %s: closed", c->name, why);

@@ -21,7 +21,7 @@ struct image {
 	const char *path;
 	int fd;
 	bool snap;
-	struct upp_snap s; /* snap: the checked page map */
+	struct upp_snap snapshot; /* snap: the checked page map */
 	const uint8_t *map; /* raw: the file, mapped */
 	uint64_t len;      /* bytes of memory it describes */
 	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
@@ -43,8 +43,8 @@ struct client {
 	uid_t uid;
 	char name[64];
 	time_t since;
-	struct region *r;
-	size_t nr;
+	struct region *regions; /* sorted by base */
+	size_t nregions;
 	uint64_t features;
 	uint8_t *buf; /* a snapshot page being assembled */
 	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
