@@ -11,6 +11,11 @@
  * whose address space is being torn down, holds up nobody else; and a
  * client's state is the thread's, so a client that dies takes nothing but
  * its own thread with it.
+ *
+ * Here: the memory file, the fault loop and the listener. The handshake and
+ * what is checked before serving are handle_session.c's; every page is
+ * placed (copied, zeroed, poisoned, woken) by lib/place.c, under the rules
+ * the library's own fault loop follows.
  */
 #include "config.h"
 
