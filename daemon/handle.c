@@ -11,6 +11,11 @@
  * whose address space is being torn down, holds up nobody else; and a
  * client's state is the thread's, so a client that dies takes nothing but
  * its own thread with it.
+ *
+ * Here: the memory file, the fault loop and the listener. The handshake and
+ * what is checked before serving are handle_session.c's; every page is
+ * placed (copied, zeroed, poisoned, woken) by lib/place.c, under the rules
+ * the library's own fault loop follows.
  */
 #include "config.h"
 
@@ -27,73 +32,28 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "compat.h"
 #include "env.h"
 #include "handle.h"
-#include "json.h"
+#include "handle_session.h"
 #include "log.h"
+#include "place.h"
 #include "server.h"
 #include "snapfmt.h"
 
-#define HS_MAX 65536     /* handshake bytes: 4096 regions fit easily */
-#define UFFD_BATCH 64     /* uffd messages per read */
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
-#define MAX_PAGE (1ull << 30)
-#define WINDOW_MAX 256   /* pages filled at once by a sequential fault (1 MiB) */
-
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77  /* Linux 6.5 */
-#endif
 
 /* The memory file, shared read-only by every client thread. */
-static struct image {
-	const char *path;
-	int fd;
-	bool snap;
-	struct upp_snap s; /* snap: the checked page map */
-	const uint8_t *map; /* raw: the file, mapped */
-	uint64_t len;      /* bytes of memory it describes */
-	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
-	size_t ps;
-	bool no_poison;    /* UPAGER_DISABLE=poison: test the fallback */
-} I;
-
-struct region {
-	uint64_t base, size, offset, psz;
-	uint8_t *removed; /* a bit per psz page: discarded by the client, reads zero */
-};
-
-struct client {
-	struct client *next, **pprev;
-	int sock, uffd;
-	int pidfd;         /* the client process, for SIGBUS; -1: none could be had */
-	bool can_poison;   /* UFFDIO_POISON works: no signal is ever needed */
-	pid_t pid;
-	uid_t uid;
-	char name[64];
-	time_t since;
-	struct region *r;
-	size_t nr;
-	uint64_t features;
-	uint8_t *buf; /* a snapshot page being assembled */
-	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
-	size_t ndeferred, capdeferred;
-	bool garbage_logged;
-	uint64_t next_fault, window; /* sequential detection (window()) */
-	/* Counters (read by the stats line from another thread: atomics). */
-	uint64_t faults, pages, zero_pages, removes, failed, retries;
-};
+struct image image;
 
 static struct {
 	pthread_mutex_t lock;
 	struct client *clients;
 	long nclients;
-	const struct options *o;
-} H = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	const struct options *options;
+} handler = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define BUMP(c, field) __atomic_add_fetch(&(c)->field, 1, __ATOMIC_RELAXED)
 #define READ(c, field) __atomic_load_n(&(c)->field, __ATOMIC_RELAXED)
@@ -105,10 +65,10 @@ static int image_open(const char *path)
 	struct stat st;
 	int ret;
 
-	I.path = path;
-	I.ps = (size_t)sysconf(_SC_PAGESIZE);
-	I.fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (I.fd < 0 || fstat(I.fd, &st) < 0) {
+	image.path = path;
+	image.ps = (size_t)sysconf(_SC_PAGESIZE);
+	image.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (image.fd < 0 || fstat(image.fd, &st) < 0) {
 		fprintf(stderr, "upagerd: cannot open memory file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
@@ -116,8 +76,8 @@ static int image_open(const char *path)
 		fprintf(stderr, "upagerd: %s is not a file\n", path);
 		return -1;
 	}
-	if (upp_snap_is(I.fd)) {
-		ret = upp_snap_open(I.fd, I.ps, &I.s);
+	if (upp_snap_is(image.fd)) {
+		ret = upp_snap_open(image.fd, image.ps, &image.snapshot);
 		if (ret < 0) {
 			fprintf(stderr, "upagerd: %s: %s\n", path,
 				ret == -EBADMSG ? "not a valid upager snapshot (damaged or crafted)"
@@ -125,299 +85,50 @@ static int image_open(const char *path)
 						 : strerror(-ret));
 			return -1;
 		}
-		I.snap = true;
-		I.len = I.s.len;
+		image.snap = true;
+		image.len = image.snapshot.len;
 	} else {
-		I.len = S_ISBLK(st.st_mode) ? (uint64_t)lseek(I.fd, 0, SEEK_END) : (uint64_t)st.st_size;
-		if (I.len == 0 || I.len > SIZE_MAX) {
+		image.len = S_ISBLK(st.st_mode) ? (uint64_t)lseek(image.fd, 0, SEEK_END) : (uint64_t)st.st_size;
+		if (image.len == 0 || image.len > SIZE_MAX) {
 			fprintf(stderr, "upagerd: %s is empty\n", path);
 			return -1;
 		}
 		/* Faults copy straight from the page cache through this mapping. */
-		I.map = mmap(NULL, (size_t)I.len, PROT_READ, MAP_SHARED, I.fd, 0);
-		if (I.map == MAP_FAILED) {
+		image.map = mmap(NULL, (size_t)image.len, PROT_READ, MAP_SHARED, image.fd, 0);
+		if (image.map == MAP_FAILED) {
 			fprintf(stderr, "upagerd: cannot map %s: %s\n", path, strerror(errno));
 			return -1;
 		}
 	}
-	I.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (I.zero == MAP_FAILED) {
+	image.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (image.zero == MAP_FAILED) {
 		fprintf(stderr, "upagerd: cannot map zeros: %s\n", strerror(errno));
 		return -1;
 	}
-	I.no_poison = upp_env_disables("poison");
+	image.no_poison = upp_env_disables("poison");
 	return 0;
-}
-
-/* ---- the handshake ---- */
-
-/* The features the client's uffd was opened with, from fdinfo ("API:\tapi:features:ioctls"). */
-static int uffd_features(int fd, uint64_t *features)
-{
-	char path[64], line[256];
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (!found && fgets(line, sizeof(line), f)) {
-		unsigned long long api, feat;
-
-		if (sscanf(line, "API:\t%llx:%llx:", &api, &feat) == 2) {
-			*features = feat;
-			found = true;
-		}
-	}
-	fclose(f);
-	return found ? 0 : -EINVAL;
-}
-
-static bool is_uffd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n <= 0)
-		return false;
-	target[n] = '\0';
-	return !strcmp(target, "anon_inode:[userfaultfd]");
-}
-
-/*
- * Whether memory in pages of psz bytes can exist: the base page, or a
- * hugetlb size with a pool or overcommit now. Anything else would only make
- * each fault read and copy psz bytes (1 GiB) for nothing.
- */
-static bool kernel_page_size(uint64_t psz)
-{
-	static const char *const counts[] = { "nr_hugepages", "nr_overcommit_hugepages" };
-
-	if (psz == I.ps)
-		return true;
-	if (psz < I.ps || psz > MAX_PAGE || (psz & (psz - 1)))
-		return false;
-	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
-		char path[128];
-		unsigned long n = 0;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/%s",
-			 (unsigned long long)(psz >> 10), counts[k]);
-		f = fopen(path, "re");
-		if (!f)
-			return false;
-		if (fscanf(f, "%lu", &n) != 1)
-			n = 0;
-		fclose(f);
-		if (n)
-			return true;
-	}
-	return false;
-}
-
-/*
- * A fault that cannot be served ends in SIGBUS: UFFDIO_POISON where the
- * kernel has it, else a signal to the client (fail_page). A client that
- * could be sent neither is refused now, before it has a fault to wait on:
- * signalling anything else (its pid is 0 seen from another pid namespace;
- * kill(0) would hit upagerd's own group) is not an option. NULL if fine.
- */
-static const char *check_can_fail(struct client *c, char *why, size_t whylen)
-{
-	int err;
-
-	/* With no argument the ioctl, if the kernel has it, stops at reading
-	 * it (EFAULT), or at a pending remove (EAGAIN): it touches nothing. */
-	c->can_poison = !I.no_poison && ioctl(c->uffd, UFFDIO_POISON, NULL) < 0 &&
-			(errno == EFAULT || errno == EAGAIN);
-	if (c->can_poison)
-		return NULL;
-	if (c->pidfd < 0)
-		err = ESRCH;
-	else if (syscall(SYS_pidfd_send_signal, c->pidfd, 0, NULL, 0) == 0)
-		return NULL;
-	else
-		err = errno;
-	snprintf(why, whylen, "without UFFDIO_POISON a fault that cannot be served ends in a "
-		 "SIGBUS to the client, and it cannot be sent SIGBUS (%s)",
-		 err == ESRCH ? "no pidfd for it: its pid is not visible in upagerd's pid namespace"
-		 : err == EINVAL ? "it is outside upagerd's pid namespace"
-				 : strerror(err));
-	return why;
-}
-
-static int cmp_region(const void *a, const void *b)
-{
-	const struct region *x = a, *y = b;
-
-	return x->base < y->base ? -1 : x->base > y->base;
-}
-
-/* What is wrong with the regions, or NULL. */
-static const char *check_regions(struct client *c, char *why, size_t whylen)
-{
-	for (size_t i = 0; i < c->nr; i++) {
-		const struct region *r = &c->r[i];
-
-		if (!kernel_page_size(r->psz))
-			snprintf(why, whylen, "region %zu: page size %llu is not one this kernel has "
-				 "memory in (%zu, or a huge page size with pages in "
-				 "/sys/kernel/mm/hugepages)", i, (unsigned long long)r->psz, I.ps);
-		else if (!r->size || r->base % r->psz || r->size % r->psz || r->offset % I.ps)
-			snprintf(why, whylen, "region %zu: empty or not aligned to its page size", i);
-		else if (r->base + r->size < r->base || r->base + r->size > (1ull << 57))
-			snprintf(why, whylen, "region %zu: past the end of the address space", i);
-		else if (r->offset > I.len || r->size > I.len - r->offset)
-			snprintf(why, whylen, "region %zu: [%llu, +%llu) is past the end of the "
-				 "memory file (%llu bytes)", i, (unsigned long long)r->offset,
-				 (unsigned long long)r->size, (unsigned long long)I.len);
-		else
-			continue;
-		return why;
-	}
-	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
-	for (size_t i = 1; i < c->nr; i++)
-		if (c->r[i].base < c->r[i - 1].base + c->r[i - 1].size) {
-			snprintf(why, whylen, "regions overlap");
-			return why;
-		}
-	return NULL;
-}
-
-/*
- * Reads the one message: JSON, with exactly one descriptor, a userfaultfd.
- * A stream socket may deliver it in pieces; the descriptor comes with the
- * first. 0, or -1 with the reason logged.
- */
-static int handshake(struct client *c)
-{
-	char *buf = malloc(HS_MAX), why[160];
-	struct json_region *jr = calloc(JSON_MAX_REGIONS, sizeof(*jr));
-	struct json_reader rd;
-	size_t len = 0;
-	bool extra = false; /* more than one descriptor came */
-	int n = -EAGAIN;
-	time_t deadline = time(NULL) + H.o->read_timeout;
-
-	if (!buf || !jr) {
-		LOG(LOG_ERR, "%s: out of memory", c->name);
-		goto bad;
-	}
-	json_reader_init(&rd);
-	while (n == -EAGAIN) {
-		union {
-			struct cmsghdr h;
-			char b[CMSG_SPACE(8 * sizeof(int))];
-		} ctl;
-		struct iovec iov = { buf + len, HS_MAX - len };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
-				     .msg_controllen = sizeof(ctl) };
-		struct pollfd pf = { .fd = c->sock, .events = POLLIN };
-		ssize_t got;
-		int left = (int)(deadline - time(NULL));
-
-		if (left <= 0 || poll(&pf, 1, left * 1000) == 0) {
-			LOG(LOG_WARN, "%s: no handshake within %lds: closed", c->name,
-			    H.o->read_timeout);
-			goto bad;
-		}
-		got = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (got < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		for (struct cmsghdr *cm = got >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm;
-		     cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
-				int fd;
-
-				memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-				if (c->uffd < 0 && !extra)
-					c->uffd = fd;
-				else
-					close(fd), extra = true;
-			}
-		}
-		if (got <= 0) {
-			LOG(LOG_WARN, "%s: %s before the handshake was complete", c->name,
-			    got == 0 ? "closed" : strerror(errno));
-			goto bad;
-		}
-		if (mh.msg_flags & MSG_CTRUNC) {
-			LOG(LOG_WARN, "%s: too many descriptors sent: closed", c->name);
-			goto bad;
-		}
-		len += (size_t)got;
-		n = json_reader_feed(&rd, buf, len, jr, JSON_MAX_REGIONS, why, sizeof(why));
-		if (n == -EAGAIN && len == HS_MAX) {
-			LOG(LOG_WARN, "%s: handshake longer than %d bytes: closed", c->name, HS_MAX);
-			goto bad;
-		}
-	}
-	if (n < 0) {
-		char shown[48];
-
-		log_sanitize(shown, sizeof(shown), buf, len);
-		LOG(LOG_WARN, "%s: bad region list (%s; starts \"%s\"): closed", c->name, why, shown);
-		goto bad;
-	}
-	if (c->uffd < 0 || extra) {
-		LOG(LOG_WARN, "%s: %s: closed", c->name,
-		    extra ? "more than one descriptor came with the regions"
-			  : "no userfaultfd came with the regions");
-		goto bad;
-	}
-	if (!is_uffd(c->uffd) || uffd_features(c->uffd, &c->features) < 0) {
-		LOG(LOG_WARN, "%s: the descriptor sent is not a userfaultfd: closed", c->name);
-		goto bad;
-	}
-	c->r = calloc((size_t)n, sizeof(*c->r));
-	if (!c->r)
-		goto bad;
-	c->nr = (size_t)n;
-	for (int i = 0; i < n; i++)
-		c->r[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
-					   NULL };
-	if (check_regions(c, why, sizeof(why)) || check_can_fail(c, why, sizeof(why))) {
-		LOG(LOG_WARN, "%s: %s: closed", c->name, why);
-		goto bad;
-	}
-	/* The description is shared with the client, which does not read it. */
-	if (fcntl(c->uffd, F_SETFL, fcntl(c->uffd, F_GETFL) | O_NONBLOCK) < 0)
-		goto bad;
-	free(buf);
-	free(jr);
-	return 0;
-bad:
-	free(buf);
-	free(jr);
-	return -1;
 }
 
 /* ---- serving ---- */
 
-static struct region *find(struct client *c, uint64_t addr)
+static struct region *region_at(struct client *c, uint64_t addr)
 {
-	size_t lo = 0, hi = c->nr;
+	size_t lo = 0, hi = c->nregions;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (addr < c->r[mid].base)
+		if (addr < c->regions[mid].base)
 			hi = mid;
-		else if (addr >= c->r[mid].base + c->r[mid].size)
+		else if (addr >= c->regions[mid].base + c->regions[mid].size)
 			lo = mid + 1;
 		else
-			return &c->r[mid];
+			return &c->regions[mid];
 	}
 	return NULL;
 }
 
-static bool removed(const struct region *r, uint64_t page)
+static bool page_removed(const struct region *r, uint64_t page)
 {
 	uint64_t k = (page - r->base) / r->psz;
 
@@ -472,9 +183,7 @@ static void defer(struct client *c, uint64_t addr)
 		if (!d) {
 			/* Out of memory: wake the thread instead, so that its access
 			 * runs again and faults anew, a message we read later. */
-			struct uffdio_range w = { addr & ~(uint64_t)(I.ps - 1), I.ps };
-
-			ioctl(c->uffd, UFFDIO_WAKE, &w);
+			upager__place_wake(c->uffd, addr & ~(uint64_t)(image.ps - 1), image.ps);
 			return;
 		}
 		c->deferred = d;
@@ -483,80 +192,108 @@ static void defer(struct client *c, uint64_t addr)
 	c->deferred[c->ndeferred++] = addr;
 }
 
+/* A page whose access fails: counted, and the first LOG_FAILS logged. */
+static void count_failed(struct client *c, uint64_t page, const char *why)
+{
+	uint64_t n = BUMP(c, failed);
+
+	if (n <= LOG_FAILS)
+		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
+		    (unsigned long long)page, why, n == LOG_FAILS ? " (no more of these logged)" : "");
+}
+
+struct failure {
+	struct client *c;
+	const char *why;
+	bool signalled; /* signal_client ran: its answer is the outcome */
+};
+
+/*
+ * upager__place_fail's fallback where the page cannot be poisoned: the whole
+ * client gets SIGBUS, through the pidfd taken at accept (never a pid: it may
+ * be 0 or reused). 0: sent; -ESRCH: it exited; another -errno: it cannot be
+ * sent the signal (logged: its session ends).
+ */
+static int signal_client(void *arg, uintptr_t page)
+{
+	struct failure *f = arg;
+	struct client *c = f->c;
+	int err = EBADF;
+
+	f->signalled = true;
+	count_failed(c, page, f->why);
+	if (c->pidfd >= 0) {
+		if (syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
+			return 0;
+		if (errno == ESRCH)
+			return -ESRCH; /* it exited */
+		err = errno;
+	}
+	LOG(LOG_ERR, "%s: cannot send it SIGBUS (%s): its session ends", c->name,
+	    c->pidfd < 0 ? "no pidfd" : strerror(err));
+	return -err;
+}
+
 /*
  * A fault that cannot be served right (no region, unreadable file, bad
  * checksum) must not be served wrong: the access gets SIGBUS. UFFDIO_POISON
- * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS,
- * through the pidfd taken at accept (never a pid: it may be 0 or reused).
- * 1: done; 0: deferred (a remove is pending); -1: the client is gone, or
- * cannot be signalled after all (its session ends).
+ * (Linux 6.6) makes it exact; before it, the whole client gets SIGBUS
+ * (signal_client). 1: done; 0: deferred (a remove is pending); -1: the
+ * client is gone, or cannot be signalled after all (its session ends).
  */
 static int fail_page(struct client *c, uint64_t addr, uint64_t psz, const char *why)
 {
-	struct uffdio_poison p = { .range = { addr & ~(psz - 1), psz } };
-	bool signal = !c->can_poison;
-	uint64_t n;
+	struct failure f = { .c = c, .why = why };
+	uint64_t page = addr & ~(psz - 1);
+	int ret = upager__place_fail(c->uffd, page, psz, c->can_poison, signal_client, &f);
 
-	if (!signal && ioctl(c->uffd, UFFDIO_POISON, &p) < 0) {
-		switch (errno) {
-		case EAGAIN: /* a remove is pending: retried after the events */
-			BUMP(c, retries);
-			defer(c, addr);
-			return 0;
-		case EEXIST: /* filled meanwhile: its waiters are woken */
-			ioctl(c->uffd, UFFDIO_WAKE, &p.range);
-			return 1;
-		case ENOENT: /* the mapping went away: nothing waits */
-			return 1;
-		case ESRCH:
-			return -1;
-		default: /* e.g. a range this mapping cannot take: a signal, then */
-			signal = true;
-			break;
-		}
+	if (f.signalled)
+		return ret == 0 ? 1 : -1;
+	switch (ret) {
+	case 0: /* poisoned */
+		count_failed(c, page, why);
+		return 1;
+	case 1: /* filled meanwhile: its waiters were woken */
+		return 1;
+	case -EAGAIN: /* a remove is pending: retried after the events */
+		BUMP(c, retries);
+		defer(c, addr);
+		return 0;
+	case -ENOENT: /* the mapping went away: nothing waits */
+	case -EFAULT:
+		return 1;
+	default: /* -ESRCH: the client is exiting */
+		return -1;
 	}
-	n = BUMP(c, failed);
-	if (n <= LOG_FAILS)
-		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
-		    (unsigned long long)p.range.start, why, n == LOG_FAILS ? " (no more of these logged)" : "");
-	if (!signal)
-		return 1;
-	if (c->pidfd >= 0 && syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0) == 0)
-		return 1;
-	if (c->pidfd >= 0 && errno == ESRCH)
-		return -1; /* it exited */
-	LOG(LOG_ERR, "%s: cannot send it SIGBUS (%s): its session ends", c->name,
-	    c->pidfd < 0 ? "no pidfd" : strerror(errno));
-	return -1;
 }
 
 /* The bytes of [page, page+psz) of region r into a buffer, or NULL (why set). */
-static const void *source(struct client *c, const struct region *r, uint64_t page,
+static const void *page_bytes(struct client *c, const struct region *r, uint64_t page,
 			  bool *zero, const char **why)
 {
 	uint64_t off = r->offset + (page - r->base);
 	bool any = false;
 
 	*zero = false;
-	if (removed(r, page)) {
+	if (page_removed(r, page)) {
 		*zero = true;
-		return I.zero;
+		return image.zero;
 	}
-	if (!I.snap)
-		return I.map + off;
+	if (!image.snap)
+		return image.map + off;
 	if (!c->buf) { /* as large as the client's largest page */
 		uint64_t max = 0;
 
-		for (size_t i = 0; i < c->nr; i++)
-			max = c->r[i].psz > max ? c->r[i].psz : max;
+		for (size_t i = 0; i < c->nregions; i++)
+			max = c->regions[i].psz > max ? c->regions[i].psz : max;
 		c->buf = malloc(max);
 		if (!c->buf) {
 			*why = "out of memory";
 			return NULL;
 		}
 	}
-	for (uint64_t k = 0; k < r->psz / I.ps; k++) {
-		int kind = upp_snap_read(&I.s, off / I.ps + k, c->buf + k * I.ps);
+	for (uint64_t k = 0; k < r->psz / image.ps; k++) {
+		int kind = upp_snap_read(&image.snapshot, off / image.ps + k, c->buf + k * image.ps);
 
 		if (kind < 0) {
 			*why = kind == -EBADMSG ? "snapshot page fails its checksum"
@@ -566,88 +303,78 @@ static const void *source(struct client *c, const struct region *r, uint64_t pag
 		any |= kind == UPP_SNAP_STORED;
 	}
 	*zero = !any;
-	return any ? c->buf : I.zero;
+	return any ? c->buf : image.zero;
 }
 
 /*
  * How many pages from page on to fill with one copy. A fault right after the
- * last window doubles it (up to WINDOW_MAX), any other fault fills its page
+ * last window doubles it (up to UPAGER__MAX_WINDOW), any other fault fills its page
  * alone: a guest streaming through memory pays one round trip per window,
  * one touching it at random gets nothing it did not ask for. Only raw files
  * (the bytes are contiguous in the mapping), and never across a page the
  * client discarded (that one reads zero).
  */
-static uint64_t window(struct client *c, const struct region *r, uint64_t page, bool zero)
+static uint64_t fault_window(struct client *c, const struct region *r, uint64_t page, bool zero)
 {
 	uint64_t n = 1, max = (r->base + r->size - page) / r->psz;
 
-	if (I.snap || zero || r->psz != I.ps)
+	if (image.snap || zero || r->psz != image.ps)
 		return 1;
-	c->window = page == c->next_fault ? (c->window * 2 > WINDOW_MAX ? WINDOW_MAX : c->window * 2)
-					  : 1;
-	while (n < c->window && n < max && !removed(r, page + n * r->psz))
+	c->window = page == c->next_fault ? upager__window_grow(c->window) : 1;
+	while (n < c->window && n < max && !page_removed(r, page + n * r->psz))
 		n++;
 	c->next_fault = page + n * r->psz;
 	return n;
 }
 
-/* 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone. */
-static int serve(struct client *c, uint64_t addr)
+/*
+ * Places the page of the fault at addr, with its window (upager__place_range:
+ * a page found already there is woken and passed over, the rest placed).
+ * 1: served (or nothing to do); 0: deferred; -1: the client's memory is gone.
+ */
+static int serve_fault(struct client *c, uint64_t addr)
 {
-	struct region *r = find(c, addr);
-	uint64_t page;
+	struct region *r = region_at(c, addr);
+	struct upager__placement pl;
+	uint64_t page, placed;
 	const char *why = "";
 	const void *src;
 	bool zero;
 	int ret;
 
 	if (!r)
-		return fail_page(c, addr, I.ps, "outside every region it described");
+		return fail_page(c, addr, image.ps, "outside every region it described");
 	page = addr & ~(r->psz - 1);
-	src = source(c, r, page, &zero, &why);
+	src = page_bytes(c, r, page, &zero, &why);
 	if (!src)
 		return fail_page(c, page, r->psz, why);
-	if (zero && r->psz == I.ps) {
-		struct uffdio_zeropage z = { .range = { page, r->psz } };
-
-		ret = ioctl(c->uffd, UFFDIO_ZEROPAGE, &z);
-	} else {
-		uint64_t n = window(c, r, page, zero);
-		struct uffdio_copy cp = { .dst = page, .src = (uintptr_t)src, .len = n * r->psz };
-
-		ret = ioctl(c->uffd, UFFDIO_COPY, &cp);
-		if (ret < 0 && errno == EAGAIN && cp.copy > 0) {
-			/* Part of the window (the faulting page first) went in, and its
-			 * waiters were woken; the rest met pages already there. */
-			__atomic_add_fetch(&c->pages, (uint64_t)cp.copy / r->psz, __ATOMIC_RELAXED);
-			return 1;
-		}
-		if (ret == 0)
-			__atomic_add_fetch(&c->pages, n - 1, __ATOMIC_RELAXED);
+	pl = (struct upager__placement){ .uffd = c->uffd, .dst = page, .page_size = r->psz,
+					 .len = fault_window(c, r, page, zero) * r->psz,
+					 .src = src };
+	if (zero && r->psz == image.ps) {
+		pl.flags = UPAGER__PLACE_ZEROPAGE;
+		pl.src = NULL;
 	}
-	if (ret == 0) {
-		__atomic_add_fetch(&c->pages, 1, __ATOMIC_RELAXED);
-		if (zero)
-			BUMP(c, zero_pages);
+	ret = upager__place_range(&pl);
+	placed = pl.done / r->psz - pl.present;
+	__atomic_add_fetch(&c->pages, placed, __ATOMIC_RELAXED);
+	if (zero)
+		__atomic_add_fetch(&c->zero_pages, placed, __ATOMIC_RELAXED);
+	/* The faulting page (the window's first) is there and woken: the rest
+	 * is read-ahead, and a thread waiting there has its own fault to come. */
+	if (ret == 0 || (ret == -EAGAIN && pl.done > 0))
 		return 1;
-	}
-	switch (errno) {
-	case EEXIST: { /* there already (another thread's fault, or a partial copy) */
-		struct uffdio_range w = { page, r->psz };
-
-		ioctl(c->uffd, UFFDIO_WAKE, &w);
-		return 1;
-	}
-	case EAGAIN: /* the client's layout is changing (a remove): events first */
+	switch (ret) {
+	case -EAGAIN: /* the client's layout is changing (a remove): events first */
 		BUMP(c, retries);
 		defer(c, addr);
 		return 0;
-	case ENOENT: /* the mapping went away under the fault: nothing waits */
+	case -ENOENT: /* the mapping went away under the fault: nothing waits */
 		return 1;
-	case ESRCH: /* the address space is gone: the client exited */
+	case -ESRCH: /* the address space is gone: the client exited */
 		return -1;
-	default:
-		return fail_page(c, page, r->psz, strerror(errno));
+	default: /* -EFAULT from a copy: the memory file could not be read */
+		return fail_page(c, page, r->psz, strerror(-ret));
 	}
 }
 
@@ -658,8 +385,8 @@ static int serve(struct client *c, uint64_t addr)
 static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 {
 	BUMP(c, removes);
-	for (size_t i = 0; i < c->nr; i++) {
-		struct region *r = &c->r[i];
+	for (size_t i = 0; i < c->nregions; i++) {
+		struct region *r = &c->regions[i];
 		uint64_t s = start > r->base ? start : r->base;
 		uint64_t e = end < r->base + r->size ? end : r->base + r->size;
 
@@ -680,10 +407,10 @@ static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 	return 0;
 }
 
-static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 {
-	for (size_t i = 0; i < c->nr; i++) {
-		struct region *r = &c->r[i];
+	for (size_t i = 0; i < c->nregions; i++) {
+		struct region *r = &c->regions[i];
 
 		if (r->base >= from && r->base + r->size <= from + len) {
 			r->base = r->base - from + to;
@@ -694,26 +421,21 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 				      "pages are not served", c->name, (unsigned long long)r->base);
 		}
 	}
-	qsort(c->r, c->nr, sizeof(*c->r), cmp_region);
+	client_sort_regions(c);
 }
 
 /* Reads what the uffd has. 1: more may come; -1: the client is gone. */
-static int events(struct client *c)
+static int read_uffd(struct client *c)
 {
-	struct uffd_msg m[UFFD_BATCH];
+	struct uffd_msg m[UPAGER__MSG_BATCH];
+	long n;
 
-	for (;;) {
-		ssize_t n = read(c->uffd, m, sizeof(m));
-
-		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 1 : -1;
-		if (n == 0 || n % sizeof(m[0]))
-			return -1;
-		for (size_t i = 0; i < (size_t)n / sizeof(m[0]); i++) {
+	while ((n = upager__uffd_read(c->uffd, m, UPAGER__MSG_BATCH)) > 0) {
+		for (long i = 0; i < n; i++) {
 			switch (m[i].event) {
 			case UFFD_EVENT_PAGEFAULT:
 				BUMP(c, faults);
-				if (serve(c, m[i].arg.pagefault.address) < 0)
+				if (serve_fault(c, m[i].arg.pagefault.address) < 0)
 					return -1;
 				break;
 			case UFFD_EVENT_REMOVE:
@@ -722,7 +444,8 @@ static int events(struct client *c)
 					return -1;
 				break;
 			case UFFD_EVENT_REMAP:
-				remap(c, m[i].arg.remap.from, m[i].arg.remap.to, m[i].arg.remap.len);
+				follow_mremap(c, m[i].arg.remap.from, m[i].arg.remap.to,
+					      m[i].arg.remap.len);
 				break;
 			case UFFD_EVENT_FORK:
 				/* A child's copy of the memory: not served (docs/HANDLE.md). */
@@ -734,6 +457,7 @@ static int events(struct client *c)
 			}
 		}
 	}
+	return n < 0 ? -1 : 1;
 }
 
 /* 0, or -1: the client's session is over. */
@@ -743,7 +467,7 @@ static int retry_deferred(struct client *c)
 
 	c->ndeferred = 0;
 	for (size_t i = 0; i < n; i++)
-		if (serve(c, c->deferred[i]) < 0)
+		if (serve_fault(c, c->deferred[i]) < 0)
 			return -1;
 	return 0;
 }
@@ -755,9 +479,9 @@ static void client_free(struct client *c)
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	close(c->sock);
-	for (size_t i = 0; i < c->nr; i++)
-		free(c->r[i].removed);
-	free(c->r);
+	for (size_t i = 0; i < c->nregions; i++)
+		free(c->regions[i].removed);
+	free(c->regions);
 	free(c->buf);
 	free(c->deferred);
 	free(c);
@@ -779,10 +503,10 @@ static void *client_thread(void *arg)
 	const char *end = "closed its socket";
 	uint64_t total = 0;
 
-	if (handshake(c) == 0) {
-		for (size_t i = 0; i < c->nr; i++)
-			total += c->r[i].size;
-		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nr,
+	if (client_handshake(c, handler.options->read_timeout) == 0) {
+		for (size_t i = 0; i < c->nregions; i++)
+			total += c->regions[i].size;
+		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nregions,
 		    (unsigned long long)(total >> 20), (unsigned long long)c->features,
 		    c->features & UFFD_FEATURE_EVENT_REMOVE ? "" : " (no EVENT_REMOVE: "
 		    "discarded pages would be served from the file again)");
@@ -810,43 +534,24 @@ static void *client_thread(void *arg)
 				end = "its userfaultfd failed";
 				break;
 			}
-			if (events(c) < 0 || retry_deferred(c) < 0) {
+			if (read_uffd(c) < 0 || retry_deferred(c) < 0) {
 				end = "its memory is gone, or it cannot be sent SIGBUS";
 				break;
 			}
 		}
 		client_line(c, end);
 	}
-	pthread_mutex_lock(&H.lock);
+	pthread_mutex_lock(&handler.lock);
 	*c->pprev = c->next;
 	if (c->next)
 		c->next->pprev = c->pprev;
-	H.nclients--;
-	pthread_mutex_unlock(&H.lock);
+	handler.nclients--;
+	pthread_mutex_unlock(&handler.lock);
 	client_free(c);
 	return NULL;
 }
 
 /* ---- the listener ---- */
-
-/*
- * The client process as a pidfd, for signals: the socket's own (SO_PEERPIDFD,
- * Linux 6.5), else one opened on its pid now (racing only with the client
- * exiting between connect and accept and its pid being reused). A pid of 0
- * is a client in a pid namespace upagerd cannot see: -1.
- */
-static int peer_pidfd(int sock, pid_t pid)
-{
-	socklen_t len = sizeof(int);
-	int fd = -1;
-
-	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) < 0 || fd < 0)
-		fd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-	if (fd >= 0)
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-	return fd;
-}
-
 static void on_accept(int lfd)
 {
 	struct ucred cr = { 0 };
@@ -859,59 +564,59 @@ static void on_accept(int lfd)
 	if (fd < 0)
 		return;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
-	pthread_mutex_lock(&H.lock);
-	if (H.nclients >= H.o->max_clients) {
-		pthread_mutex_unlock(&H.lock);
+	pthread_mutex_lock(&handler.lock);
+	if (handler.nclients >= handler.options->max_clients) {
+		pthread_mutex_unlock(&handler.lock);
 		LOG(LOG_WARN, "client pid %d uid %u: refused, %ld clients already", (int)cr.pid,
-		    (unsigned)cr.uid, H.o->max_clients);
+		    (unsigned)cr.uid, handler.options->max_clients);
 		close(fd);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		pthread_mutex_unlock(&H.lock);
+		pthread_mutex_unlock(&handler.lock);
 		close(fd);
 		return;
 	}
 	c->sock = fd;
 	c->uffd = -1;
-	c->pidfd = peer_pidfd(fd, cr.pid);
+	c->pidfd = client_pidfd(fd, cr.pid);
 	c->pid = cr.pid;
 	c->uid = cr.uid;
 	c->since = time(NULL);
 	snprintf(c->name, sizeof(c->name), "client pid %d uid %u", (int)cr.pid, (unsigned)cr.uid);
-	c->next = H.clients;
-	c->pprev = &H.clients;
-	if (H.clients)
-		H.clients->pprev = &c->next;
-	H.clients = c;
-	H.nclients++;
+	c->next = handler.clients;
+	c->pprev = &handler.clients;
+	if (handler.clients)
+		handler.clients->pprev = &c->next;
+	handler.clients = c;
+	handler.nclients++;
 	/* Said now: once the thread runs, c is the thread's, and may be gone. */
 	LOG(LOG_INFO, "%s: connected", c->name);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);
 	if (pthread_create(&tid, &attr, client_thread, c)) {
-		H.clients = c->next;
+		handler.clients = c->next;
 		if (c->next)
-			c->next->pprev = &H.clients;
-		H.nclients--;
-		pthread_mutex_unlock(&H.lock);
+			c->next->pprev = &handler.clients;
+		handler.nclients--;
+		pthread_mutex_unlock(&handler.lock);
 		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
 		client_free(c);
 	} else {
-		pthread_mutex_unlock(&H.lock);
+		pthread_mutex_unlock(&handler.lock);
 	}
 	pthread_attr_destroy(&attr);
 }
 
 static void stats_line(void)
 {
-	pthread_mutex_lock(&H.lock);
-	LOG(LOG_INFO, "stats: %ld clients", H.nclients);
-	for (struct client *c = H.clients; c; c = c->next)
+	pthread_mutex_lock(&handler.lock);
+	LOG(LOG_INFO, "stats: %ld clients", handler.nclients);
+	for (struct client *c = handler.clients; c; c = c->next)
 		client_line(c, "serving");
-	pthread_mutex_unlock(&H.lock);
+	pthread_mutex_unlock(&handler.lock);
 }
 
 int handle_run(const struct options *o)
@@ -920,7 +625,7 @@ int handle_run(const struct options *o)
 	int lfd, sfd;
 	bool draining = false, full_logged = false;
 
-	H.o = o;
+	handler.options = o;
 	if (image_open(o->mem_file) < 0)
 		return 1;
 	if (listen_unix(o->socket, &lfd) < 0)
@@ -931,7 +636,7 @@ int handle_run(const struct options *o)
 		return 1;
 	}
 	LOG(LOG_INFO, "handling faults on unix:%s from %s (%s, %llu MiB)", o->socket, o->mem_file,
-	    I.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(I.len >> 20));
+	    image.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(image.len >> 20));
 	if (o->ready_fd >= 0) {
 		snprintf(ready, sizeof(ready), "ready unix:%s\n", o->socket);
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
@@ -943,9 +648,9 @@ int handle_run(const struct options *o)
 		bool listening;
 		long n;
 
-		pthread_mutex_lock(&H.lock);
-		n = H.nclients;
-		pthread_mutex_unlock(&H.lock);
+		pthread_mutex_lock(&handler.lock);
+		n = handler.nclients;
+		pthread_mutex_unlock(&handler.lock);
 		if (draining && n == 0)
 			break;
 		/*
@@ -954,7 +659,7 @@ int handle_run(const struct options *o)
 		 * that has sent its uffd can be told nothing, and would wait on its
 		 * faults for ever instead of until there is room.
 		 */
-		listening = !draining && n < H.o->max_clients;
+		listening = !draining && n < handler.options->max_clients;
 		if (!draining && !listening && !full_logged)
 			LOG(LOG_WARN, "%ld clients, the most allowed (--max-clients): new ones wait",
 			    n);

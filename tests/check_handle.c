@@ -1254,6 +1254,91 @@ START_TEST(sighup_reopens_log)
 }
 END_TEST
 
+/*
+ * A sequential window that meets a page already there (here one the client
+ * placed itself, as another fill may have) wakes its waiters and goes on
+ * past it, and the client's counters say what was placed: every page
+ * served once, the discarded one as a zero page, the one outside every
+ * region as failed. Pages 0, 1, 3, 100, 200 (discarded) and the outside one
+ * fault; 1 fills 1-2, 3 fills 3-6 but 5.
+ */
+static void client_window_past_present(void *arg)
+{
+	struct sigaction sa = { .sa_handler = on_bus, .sa_flags = SA_NODEFER };
+	struct guest g;
+	uint8_t *mine = malloc(UPT_PAGE);
+	struct uffdio_copy cp;
+	unsigned char in_core = 0;
+
+	(void)arg;
+	guest_start_with(&g, false, 1);
+	if (check_file(&g, 0, UPT_PAGE))
+		_exit(120);
+	memset(mine, 0xEE, UPT_PAGE);
+	cp = (struct uffdio_copy){ .dst = (uintptr_t)(g.mem + 5 * UPT_PAGE),
+				   .src = (uintptr_t)mine, .len = UPT_PAGE };
+	if (ioctl(g.uffd, UFFDIO_COPY, &cp) < 0)
+		_exit(121);
+	if (check_file(&g, UPT_PAGE, UPT_PAGE) || check_file(&g, 3 * UPT_PAGE, UPT_PAGE))
+		_exit(122);
+	/* Woken once pages 3-4 are in, it waits for the rest of that fill
+	 * here: upagerd serves this fault only after it. */
+	if (check_file(&g, 100 * UPT_PAGE, UPT_PAGE))
+		_exit(123);
+	if (mincore(g.mem + 6 * UPT_PAGE, UPT_PAGE, &in_core) || !(in_core & 1))
+		_exit(124); /* the fill stopped at page 5 */
+	if (madvise(g.mem + 200 * UPT_PAGE, UPT_PAGE, MADV_DONTNEED) ||
+	    upt_check_zero(g.mem + 200 * UPT_PAGE, UPT_PAGE) >= 0)
+		_exit(125);
+	if (check_file(&g, 2 * UPT_PAGE, 2 * UPT_PAGE) || check_file(&g, 6 * UPT_PAGE, UPT_PAGE) ||
+	    memcmp(g.mem + 5 * UPT_PAGE, mine, UPT_PAGE))
+		_exit(126);
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(bus_jmp, 1) == 0) {
+		(void)*(volatile uint8_t *)(g.mem + g.len);
+		_exit(127);
+	}
+	_exit(0);
+}
+
+START_TEST(window_past_page_already_there)
+{
+	const char *line = "6 faults, 8 pages (1 zero), 1 removes, 0 retried, 1 failed";
+
+	expect_ok(client_window_past_present, NULL);
+	for (int i = 0; i < 500 && !log_has("closed its socket"); i++)
+		usleep(10 * 1000);
+	ck_assert_msg(log_has(line), "the client's counters are not \"%s\"", line);
+}
+END_TEST
+
+static void client_touch_first(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	(void)*(volatile uint8_t *)g.mem;
+	_exit(130);
+}
+
+/*
+ * The memory file cut short under upagerd: the copy from its mapping fails
+ * (EFAULT, the source unreadable), and the access gets SIGBUS rather than
+ * waiting for ever.
+ */
+START_TEST(memory_file_truncated)
+{
+	int st;
+
+	ck_assert_int_eq(truncate(mem_path, 0), 0);
+	st = upt_child(client_touch_first, NULL, 30);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status 0x%x", st);
+	ck_assert(log_has("Bad address: the access gets SIGBUS"));
+	ck_assert(alive(daemon_pid));
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("handle");
@@ -1270,6 +1355,8 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, hostile_clients, 0, (int)(sizeof(bads) / sizeof(bads[0])));
 	tcase_add_test(tc, fuzzed_handshakes);
 	tcase_add_test(tc, bytes_after_handshake);
+	tcase_add_test(tc, window_past_page_already_there);
+	tcase_add_test(tc, memory_file_truncated);
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, sighup_reopens_log);
 	tcase_add_test(tc, bad_command_lines);

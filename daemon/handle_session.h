@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upagerd handle's private header: the memory file, and a client as the
+ * handshake (handle_session.c) sets it up for the fault loop (handle.c).
+ */
+#ifndef UPAGERD_HANDLE_SESSION_H
+#define UPAGERD_HANDLE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "snapfmt.h"
+
+#define MAX_PAGE (1ull << 30)
+
+/* The memory file, shared read-only by every client thread. */
+struct image {
+	const char *path;
+	int fd;
+	bool snap;
+	struct upp_snap snapshot; /* snap: the checked page map */
+	const uint8_t *map; /* raw: the file, mapped */
+	uint64_t len;      /* bytes of memory it describes */
+	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
+	size_t ps;
+	bool no_poison;    /* UPAGER_DISABLE=poison: test the fallback */
+};
+
+struct region {
+	uint64_t base, size, offset, psz;
+	uint8_t *removed; /* a bit per psz page: discarded by the client, reads zero */
+};
+
+struct client {
+	struct client *next, **pprev;
+	int sock, uffd;
+	int pidfd;         /* the client process, for SIGBUS; -1: none could be had */
+	bool can_poison;   /* UFFDIO_POISON works: no signal is ever needed */
+	pid_t pid;
+	uid_t uid;
+	char name[64];
+	time_t since;
+	struct region *regions; /* sorted by base */
+	size_t nregions;
+	uint64_t features;
+	uint8_t *buf; /* a snapshot page being assembled */
+	uint64_t *deferred; /* faults to retry: a remove was pending (EAGAIN) */
+	size_t ndeferred, capdeferred;
+	bool garbage_logged;
+	uint64_t next_fault, window; /* sequential detection (fault_window()) */
+	/* Counters (read by the stats line from another thread: atomics). */
+	uint64_t faults, pages, zero_pages, removes, failed, retries;
+};
+
+
+extern struct image image;
+
+/*
+ * Reads the client's one message (its regions and its userfaultfd) within
+ * read_timeout seconds, checks the regions against the memory file and that
+ * a fault that cannot be served can end in SIGBUS, and sorts the regions.
+ * 0, or -1 with the reason logged.
+ */
+int client_handshake(struct client *c, long read_timeout);
+
+/* Sorts c's regions by address (after an mremap moved some). */
+void client_sort_regions(struct client *c);
+
+/* The peer of a just-accepted socket as a pidfd, for signals; -1: none. */
+int client_pidfd(int sock, pid_t pid);
+
+#endif
