@@ -76,6 +76,7 @@ struct upt_fake *upt_fake_start(const struct upt_fake_script *script)
 	int memfd = -1, lfd, pfd[2];
 	struct upt_fake *fk = shared_block(script, &memfd);
 	char failed;
+	pid_t pid;
 
 	if (!fk)
 		return NULL;
@@ -92,8 +93,8 @@ struct upt_fake *upt_fake_start(const struct upt_fake_script *script)
 	snprintf(map_arg, sizeof(map_arg), "%d", memfd);
 	snprintf(parent_arg, sizeof(parent_arg), "%d", (int)getpid());
 	fflush(NULL);
-	fk->pid = fork();
-	if (fk->pid == 0) {
+	pid = fork(); /* fk is shared with the server: the child must not write to it */
+	if (pid == 0) {
 		/* Only async-signal-safe calls between fork and exec. */
 		fcntl(lfd, F_SETFD, 0);
 		fcntl(memfd, F_SETFD, 0);
@@ -107,16 +108,17 @@ struct upt_fake *upt_fake_start(const struct upt_fake_script *script)
 	close(pfd[1]);
 	close(lfd); /* the server has it */
 	close(memfd);
-	if (fk->pid < 0 || read(pfd[0], &failed, 1) != 0) {
+	if (pid < 0 || read(pfd[0], &failed, 1) != 0) {
 		close(pfd[0]);
-		if (fk->pid > 0)
-			waitpid(fk->pid, NULL, 0);
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
 		unlink(fk->path);
 		rmdir(fk->dir);
 		munmap(fk, fk->map_len);
 		return NULL;
 	}
 	close(pfd[0]);
+	fk->pid = pid;
 	return fk;
 fail:
 	close(memfd);
@@ -133,8 +135,10 @@ void upt_fake_stop(struct upt_fake *fk)
 {
 	if (!fk)
 		return;
-	kill(fk->pid, SIGKILL);
-	waitpid(fk->pid, NULL, 0);
+	if (fk->pid > 0) { /* never kill(0): the whole process group */
+		kill(fk->pid, SIGKILL);
+		waitpid(fk->pid, NULL, 0);
+	}
 	unlink(fk->path);
 	rmdir(fk->dir);
 	munmap(fk, fk->map_len);
