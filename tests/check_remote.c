@@ -1279,39 +1279,25 @@ static Suite *make(void)
 	upt_add(tc, test_snapshot_remote, 0, "");
 	upt_add(tc, test_snapshot_remote_damaged, 0, "");
 
-	/* Fake servers: slow, dying, impostors. They run as threads of this
-	 * process, and each test's child starts a pager's threads after the
-	 * fork. Under the sanitizers that child may inherit a lock a server
-	 * thread held: ThreadSanitizer takes a thread on a reclaimed stack for
-	 * a live one ("dup thread with used id", seen in
-	 * test_signal_in_handshake), and GCC 12's AddressSanitizer does not
-	 * hold its allocator's lock across fork, so the child's first malloc
-	 * may wait for ever (seen: every thread of the child in
-	 * SizeClassAllocator64::GetFromAllocator). check_hostile's fake server
-	 * runs inside its child and covers the failing window there too. */
-	if (UPT_TSAN || UPT_ASAN) {
-		printf("SKIP hostile, hostile_window_error: under a sanitizer a child forked beside "
-		       "the threaded fake server can inherit a runtime lock held (deadlock, or TSan's "
-		       "dup thread with used id)\n");
-	} else {
-		tc = remote_tcase(s, "hostile");
-		upt_add(tc, test_handshake_drip, 0, "");
-		upt_add(tc, test_dying_servers, 0, "");
-		upt_add(tc, test_auth_impostor, 0, "");
-		upt_add(tc, test_auth_impostor_on_reconnect, 0, "");
-		upt_add(tc, test_signal_in_handshake, 0, "");
-		upt_add(tc, test_signal_in_ws_fetch, 0, "");
-		upt_add(tc, test_ws_fetch_one_deadline, 0, "");
-		upt_add(tc, test_ws_claim_bounded, 0, "");
-		upt_add(tc, test_dial_deadline_passes, 0, "");
-		upt_add(tc, test_deaf_server, 0, "");
-		/* Needs the fault loop to wake a fault that joined a window whose
-		 * READ failed (lib/fault.c); a case of its own, to run alone. */
-		tc = remote_tcase(s, "hostile_window_error");
-		/* Each thread catches its own SIGBUS: the signal must be directed. */
-		upt_add(tc, test_hostile_window_error, UPAGER_FEAT_THREAD_ID,
-			"UFFD_FEATURE_THREAD_ID (a SIGBUS directed at the faulting thread)");
-	}
+	/* Fake servers: slow, dying, impostors (tests/fake_server, a process
+	 * of its own: nothing here forks beside its threads). */
+	tc = remote_tcase(s, "hostile");
+	upt_add(tc, test_handshake_drip, 0, "");
+	upt_add(tc, test_dying_servers, 0, "");
+	upt_add(tc, test_auth_impostor, 0, "");
+	upt_add(tc, test_auth_impostor_on_reconnect, 0, "");
+	upt_add(tc, test_signal_in_handshake, 0, "");
+	upt_add(tc, test_signal_in_ws_fetch, 0, "");
+	upt_add(tc, test_ws_fetch_one_deadline, 0, "");
+	upt_add(tc, test_ws_claim_bounded, 0, "");
+	upt_add(tc, test_dial_deadline_passes, 0, "");
+	upt_add(tc, test_deaf_server, 0, "");
+	/* Needs the fault loop to wake a fault that joined a window whose
+	 * READ failed (lib/fault.c); a case of its own, to run alone. */
+	tc = remote_tcase(s, "hostile_window_error");
+	/* Each thread catches its own SIGBUS: the signal must be directed. */
+	upt_add(tc, test_hostile_window_error, UPAGER_FEAT_THREAD_ID,
+		"UFFD_FEATURE_THREAD_ID (a SIGBUS directed at the faulting thread)");
 	return s;
 }
 
