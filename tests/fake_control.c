@@ -22,8 +22,12 @@ static struct upt_fake *shared_block(const struct upt_fake_script *script, int *
 	size_t ws_len = script->ws ? (size_t)script->ws_size : 0;
 	size_t len = sizeof(struct upt_fake) + ws_len;
 	struct upt_fake *fk;
-	int fd = memfd_create("upager-fake", MFD_CLOEXEC);
+	int fd;
 
+	if (script->nconn < 0 || script->nconn > UPT_FAKE_STEPS || script->nread < 0 ||
+	    script->nread > UPT_FAKE_STEPS)
+		return NULL;
+	fd = memfd_create("upager-fake", MFD_CLOEXEC);
 	if (fd < 0)
 		return NULL;
 	if (ftruncate(fd, (off_t)len) < 0 ||

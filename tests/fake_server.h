@@ -90,7 +90,8 @@ struct upt_fake {
  * Starts tests/fake_server (as built in this tree: run from the build
  * directory) on a Unix socket in a temporary directory of its own, with a
  * copy of script. Call it from the thread that will stop it: the server
- * dies with that thread. NULL if it could not start.
+ * dies with that thread. NULL if it could not start (or the script has
+ * more than UPT_FAKE_STEPS steps).
  */
 struct upt_fake *upt_fake_start(const struct upt_fake_script *script);
 /* Lets the READs that hold go on. */
