@@ -11,7 +11,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -21,13 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fake_server.h"
 #include "helpers.h"
-#include "protocol.h"
 
 #define PAGES 16
 #define SIGBUSED 256 /* a toucher's result when its access got SIGBUS */
@@ -266,144 +264,25 @@ END_TEST
 
 /* ---- a page server that answers every READ with ERROR ---- */
 
-struct fake_server {
-	char dir[64], path[96];
-	int lfd;
-	pthread_t thread;
-	atomic_bool stop, go; /* go: answer the first READ */
-	atomic_int reads;
-	uint64_t size;
-	bool second_read_data; /* READ 2 gets data (0x5a), later ones ERROR after 100 ms */
-};
+#define FAKE_SEED 0x5a
 
-static bool io_full(int fd, void *buf, size_t len, bool out)
+/* The fake server (its own process, started before this child's pager
+ * threads) with the object of PAGES pages and the READ answers in script. */
+static struct upt_fake *fake_start(struct upt_fake_script *script, upager_source_t **s)
 {
-	for (size_t done = 0; done < len;) {
-		ssize_t n = out ? write(fd, (char *)buf + done, len - done)
-				: read(fd, (char *)buf + done, len - done);
-		if (n <= 0)
-			return false;
-		done += (size_t)n;
-	}
-	return true;
-}
+	upager_remote_options_t ro;
+	struct upt_fake *fk;
 
-static bool reply(int fd, uint8_t type, uint32_t id, uint8_t *frame, size_t payload)
-{
-	upp_put_hdr(frame, type, id, (uint32_t)payload);
-	return io_full(fd, frame, UPP_HDR_SIZE + payload, true);
-}
-
-/* READ's ranges answered with pages of 0x5a. */
-static bool reply_data(int fd, uint32_t id, const uint8_t *payload, uint32_t length)
-{
-	static uint8_t frame[UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ];
-	uint32_t got[UPP_MAX_RANGES];
-	struct upp_read rd;
-	size_t len = UPP_HDR_SIZE + 8;
-
-	if (upp_get_read(payload, length, &rd) < 0)
-		return false;
-	len += 4 * (size_t)rd.n;
-	for (uint32_t i = 0; i < rd.n; i++) {
-		got[i] = rd.r[i].length;
-		if (len + got[i] > sizeof(frame))
-			return false;
-		memset(frame + len, 0x5a, got[i]);
-		len += got[i];
-	}
-	upp_put_data_head(frame + UPP_HDR_SIZE, 0, rd.n, got); /* the lengths, then their CRC */
-	upp_put_data_head(frame + UPP_HDR_SIZE,
-			  upp_crc32c(0, frame + UPP_HDR_SIZE + 8, len - UPP_HDR_SIZE - 8), rd.n, got);
-	return reply(fd, UPP_READ | UPP_REPLY, id, frame, len - UPP_HDR_SIZE);
-}
-
-/* One client at a time until stopped: HELLO, OPEN, then ERROR for every READ
- * (but the second, with second_read_data). */
-static void serve_client(struct fake_server *fs, int c)
-{
-	static uint8_t in[UPP_MAX_FRAME], out[256];
-	struct upp_hdr h;
-
-	for (;;) {
-		struct upp_hello_reply hr = { UPP_VERSION, 0, UPP_MAX_FRAME, UPP_MAX_READ,
-					      UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
-		uint8_t *pl = out + UPP_HDR_SIZE;
-
-		if (!io_full(c, in, UPP_HDR_SIZE, false) ||
-		    upp_get_hdr(in, UPP_HDR_SIZE, UPP_MAX_FRAME, &h) < 0 ||
-		    !io_full(c, in + UPP_HDR_SIZE, h.length, false))
-			return;
-		switch (h.type) {
-		case UPP_HELLO:
-			reply(c, UPP_HELLO | UPP_REPLY, h.id, out, upp_put_hello_reply(pl, &hr));
-			break;
-		case UPP_OPEN:
-			reply(c, UPP_OPEN | UPP_REPLY, h.id, out, upp_put_opened(pl, 1, fs->size));
-			break;
-		case UPP_READ: {
-			int k = atomic_fetch_add(&fs->reads, 1);
-
-			if (k == 0)
-				while (!atomic_load(&fs->go) && !atomic_load(&fs->stop))
-					usleep(1000);
-			if (fs->second_read_data && k == 1) {
-				reply_data(c, h.id, in + UPP_HDR_SIZE, h.length);
-				break;
-			}
-			if (fs->second_read_data)
-				usleep(100 * 1000); /* the thread that read its data runs on */
-			reply(c, UPP_ERROR, h.id, out, upp_put_error(pl, EIO, "hostile", 7));
-			break;
-		}
-		default:
-			return;
-		}
-	}
-}
-
-static void *fake_server_main(void *arg)
-{
-	struct fake_server *fs = arg;
-
-	while (!atomic_load(&fs->stop)) {
-		struct pollfd pf = { .fd = fs->lfd, .events = POLLIN };
-		int c;
-
-		if (poll(&pf, 1, 20) != 1)
-			continue;
-		c = accept(fs->lfd, NULL, NULL);
-		if (c < 0)
-			continue;
-		serve_client(fs, c);
-		close(c);
-	}
-	return NULL;
-}
-
-static bool fake_server_start(struct fake_server *fs, uint64_t size)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	strcpy(fs->dir, "/tmp/upager-hostile-XXXXXX");
-	if (!mkdtemp(fs->dir))
-		return false;
-	snprintf(fs->path, sizeof(fs->path), "%s/s", fs->dir);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fs->path);
-	fs->size = size;
-	fs->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	return fs->lfd >= 0 && bind(fs->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	       listen(fs->lfd, 4) == 0 &&
-	       pthread_create(&fs->thread, NULL, fake_server_main, fs) == 0;
-}
-
-static void fake_server_stop(struct fake_server *fs)
-{
-	atomic_store(&fs->stop, true);
-	pthread_join(fs->thread, NULL);
-	close(fs->lfd);
-	unlink(fs->path);
-	rmdir(fs->dir);
+	script->size = PAGES * UPT_PAGE;
+	script->seed = FAKE_SEED;
+	fk = upt_fake_start(script);
+	if (!fk)
+		_exit(2);
+	upager_remote_options_init(&ro);
+	ro.deadline_ms = 3000;
+	if (upager_source_remote(fk->uri, "obj", &ro, s))
+		_exit(2);
+	return fk;
 }
 
 /*
@@ -413,38 +292,33 @@ static void fake_server_stop(struct fake_server *fs)
  */
 static void remote_child(void *arg)
 {
-	static struct fake_server fs;
-	upager_remote_options_t ro;
-	upager_t *p = pager_for(arg);
+	/* The first READ waits until page 3's fault joined it. */
+	struct upt_fake_script script = { .read = { { .hold = true, .error = true },
+						    { .error = true } },
+					  .nread = 2 };
 	upager_source_t *s;
+	struct upt_fake *fk = fake_start(&script, &s);
+	upager_t *p = pager_for(arg);
 	upager_region_t *r;
-	char uri[128];
 	pthread_t t1, t2;
 	long v1, v2;
 
 	catch_sigbus();
-	if (!fake_server_start(&fs, PAGES * UPT_PAGE))
-		_exit(2);
-	upager_remote_options_init(&ro);
-	ro.deadline_ms = 3000;
-	snprintf(uri, sizeof(uri), "unix:%s", fs.path);
-	if (upager_source_remote(uri, "obj", &ro, &s))
-		_exit(2);
 	r = map_windows(p, s);
 	if (!touch_async(&t1, r, 0))
 		_exit(3);
-	for (int i = 0; i < 3000 && atomic_load(&fs.reads) == 0; i++)
+	for (int i = 0; i < 3000 && atomic_load(&fk->reads) == 0; i++)
 		usleep(1000);
-	if (atomic_load(&fs.reads) == 0 || !touch_async(&t2, r, 3))
+	if (atomic_load(&fk->reads) == 0 || !touch_async(&t2, r, 3))
 		_exit(3);
 	if (!WAIT_STAT(r, coalesced, 1))
 		_exit(4);
-	atomic_store(&fs.go, true);
+	upt_fake_release(fk);
 	join_both(t1, t2, &v1, &v2);
 	if (v1 != SIGBUSED || v2 != SIGBUSED)
 		_exit(12);
 	tear_down(p, s, r);
-	fake_server_stop(&fs);
+	upt_fake_stop(fk);
 	_exit(0);
 }
 
@@ -458,7 +332,7 @@ END_TEST
  * which must still be waiting: never to one whose page another fill placed
  * meanwhile. Thread T faults page 0: a 16-page window (READ 1, held). A
  * prefetch of page 0 on the other handler gets data (READ 2) and wakes T,
- * which reads 0x5a and runs on. READ 1 fails; page 0 is asked for alone
+ * which reads it and runs on. READ 1 fails; page 0 is asked for alone
  * (READ 3), which fails too, 100 ms later: page 0 is there, T gets nothing.
  */
 static atomic_bool data_read, bus_after_data;
@@ -493,20 +367,23 @@ static void *reader_runs_on(void *arg)
 
 static void no_late_sigbus_child(void *arg)
 {
-	static struct fake_server fs = { .second_read_data = true };
+	/* READ 1 waits for the prefetches, then fails; READ 2 gets its data;
+	 * later ones fail after 100 ms (the thread that read its data runs on). */
+	struct upt_fake_script script = { .read = { { .hold = true, .error = true, .delay_ms = 100 },
+						    { .error = false },
+						    { .error = true, .delay_ms = 100 } },
+					  .nread = 3 };
 	struct sigaction sa = { .sa_handler = on_late_bus };
-	upager_remote_options_t ro;
+	upager_source_t *s;
+	struct upt_fake *fk = fake_start(&script, &s);
 	upager_options_t o;
 	upager_t *p;
-	upager_source_t *s;
 	upager_region_t *r;
-	char uri[128];
 	pthread_t t;
 	sigset_t bus;
 	long v;
 
 	(void)arg;
-	signal(SIGPIPE, SIG_IGN); /* the server's late ERROR may meet a closed socket */
 	sigaction(SIGBUS, &sa, NULL);
 	sigemptyset(&bus);
 	sigaddset(&bus, SIGBUS);
@@ -514,17 +391,12 @@ static void no_late_sigbus_child(void *arg)
 	upager_options_init(&o);
 	o.nthreads = 2;
 	o.disable_features = UPAGER_FEAT_POISON;
-	if (upager_create(&p, &o) || !fake_server_start(&fs, PAGES * UPT_PAGE))
-		_exit(2);
-	upager_remote_options_init(&ro);
-	ro.deadline_ms = 3000;
-	snprintf(uri, sizeof(uri), "unix:%s", fs.path);
-	if (upager_source_remote(uri, "obj", &ro, &s))
+	if (upager_create(&p, &o))
 		_exit(2);
 	r = map_windows(p, s);
 	if (pthread_create(&t, NULL, reader_runs_on, upager_region_addr(r)))
 		_exit(3);
-	for (int i = 0; i < 3000 && atomic_load(&fs.reads) == 0; i++)
+	for (int i = 0; i < 3000 && atomic_load(&fk->reads) == 0; i++)
 		usleep(1000);
 	usleep(20 * 1000);
 	/* Two prefetches: the handlers take requests in turn, so one of them
@@ -534,7 +406,7 @@ static void no_late_sigbus_child(void *arg)
 	/* One connection, answered in order: the window's ERROR, the
 	 * prefetch's data, then the retry of page 0, 100 ms later. */
 	usleep(50 * 1000); /* the prefetch's READ sent, behind the window's */
-	atomic_store(&fs.go, true);
+	upt_fake_release(fk);
 	{
 		struct timespec by = in_seconds(WAIT_S);
 
@@ -546,10 +418,10 @@ static void no_late_sigbus_child(void *arg)
 		_exit(13); /* the prefetch lost the race: not this scenario */
 	if (atomic_load(&bus_after_data))
 		_exit(14);
-	if (v != 0x5a)
+	if (v != upt_byte(0, FAKE_SEED))
 		_exit(12);
 	tear_down(p, s, r);
-	fake_server_stop(&fs);
+	upt_fake_stop(fk);
 	_exit(0);
 }
 

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -21,13 +20,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fake_server.h"
 #include "helpers.h"
 #include "protocol.h"
 
@@ -584,291 +583,25 @@ START_TEST(test_snapshot_remote_damaged)
 }
 END_TEST
 
-/* ---- hostile servers: a fake upagerd in a thread, scripted per connection ---- */
+/* ---- hostile servers: a fake upagerd (tests/fake_server.h), scripted per connection ---- */
 
-enum fake_mode {
-	FAKE_GOOD,         /* speaks the protocol and serves mem.img's bytes */
-	FAKE_DRIP,         /* its HELLO reply one byte every 0.5 s, then as GOOD */
-	FAKE_CLOSE,        /* accepts and closes */
-	FAKE_DIE_HELLO,    /* half a HELLO reply, then closes */
-	FAKE_DIE_DATA,     /* a good handshake, then half of the first DATA reply */
-	FAKE_WINDOW_ERROR, /* a READ of 16 pages or more: ERROR EIO after 0.5 s */
-	FAKE_DEAF,         /* a good handshake, then reads nothing more */
-};
-
-struct fake {
-	char path[96], uri[104];
-	int lfd;
-	/* The mode of each connection: script[i] for the i-th, the last entry
-	 * for all after; the first connection closes after close_after_reads
-	 * READs (0: never), so that the client has to connect again. */
-	enum fake_mode script[8];
-	int nscript;
-	int close_after_reads;
-	/* Non-NULL: challenges the client and proves itself, as upagerd does;
-	 * secret_from: the connection from which it plays an impostor that
-	 * leaves the AUTH bit out (impostor_from: that connection on; 0: never).
-	 * It answers any client proof with its own, as an impostor would. */
-	const char *secret;
-	int impostor_from;
-	/* Waits before each HELLO reply and each READ reply of OBJECT.ws (0: none). */
-	int hello_delay_ms, ws_read_delay_ms;
-	/* The size OPEN and OPEN_IMAGE answer (0: mem.img's); OBJECT.ws: its
-	 * bytes (NULL: zeros) and size, 0 if there is none (ERROR ENOENT). */
-	uint64_t size, ws_size;
-	const uint8_t *ws;
-	atomic_int conns, big_reads, ws_reads;
-	atomic_bool stop;
-	pthread_t thread;
-	/* Connections are served each in a thread of its own, as a source's
-	 * connection stays open while a snapshot's .ws is fetched beside it. */
-	pthread_t conn_thread[16];
-	int nconn_threads;
-};
-
-/* One frame into buf (payload at most cap): 0, or -1 on EOF, error or stop. */
-static int fake_recv(struct fake *fk, int fd, struct upp_hdr *h, uint8_t *buf, size_t cap)
+/* Starts the fake server with script, serving mem.img's bytes (and size,
+ * unless the script says another). */
+static struct upt_fake *fake_start(struct upt_fake_script *script)
 {
-	uint8_t hb[UPP_HDR_SIZE];
-	size_t got = 0, want = UPP_HDR_SIZE;
+	struct upt_fake *fk;
 
-	while (got < want) {
-		ssize_t n = got < UPP_HDR_SIZE ? recv(fd, hb + got, UPP_HDR_SIZE - got, 0)
-					      : recv(fd, buf + got - UPP_HDR_SIZE, want - got, 0);
-
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return -1;
-		if (atomic_load(&fk->stop))
-			return -1;
-		if (n < 0)
-			continue; /* SO_RCVTIMEO: look at stop again */
-		got += (size_t)n;
-		if (got == UPP_HDR_SIZE) {
-			if (upp_get_hdr(hb, UPP_HDR_SIZE, (uint32_t)cap, h) < 0)
-				return -1;
-			want += h->length;
-		}
-	}
-	return 0;
-}
-
-static int fake_send(int fd, const uint8_t *p, size_t len)
-{
-	return send(fd, p, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
-}
-
-/* Sleeps ms unless stopped: false if stopped. */
-static bool fake_sleep(struct fake *fk, int ms)
-{
-	for (; ms > 0 && !atomic_load(&fk->stop); ms -= 10)
-		usleep(10 * 1000);
-	return !atomic_load(&fk->stop);
-}
-
-static void fake_conn(struct fake *fk, int fd, int serial, uint8_t *buf, size_t cap)
-{
-	enum fake_mode mode = fk->script[serial < fk->nscript ? serial : fk->nscript - 1];
-	bool auth = fk->secret && !(fk->impostor_from && serial >= fk->impostor_from);
-	uint64_t size = PAGES * UPT_PAGE - 100;
-	const uint8_t *ws = NULL; /* serving OBJECT.ws */
-	struct upp_hello_reply hr = { UPP_VERSION, UPP_FEAT_IMAGE, UPP_MAX_FRAME, UPP_MAX_READ,
-				      UPP_MAX_INFLIGHT, UPP_MAX_HANDLES, { 0 } };
-	uint8_t out[UPP_HDR_SIZE + 24 + UPP_NONCE + UPP_MAC];
-	struct upp_hdr h;
-	size_t n;
-	int reads = 0;
-
-	if (mode == FAKE_CLOSE || fake_recv(fk, fd, &h, buf, cap) < 0 || h.type != UPP_HELLO)
-		return;
-	if (auth) {
-		hr.features |= UPP_FEAT_AUTH;
-		memset(hr.nonce, 0x42 + serial, UPP_NONCE);
-	}
-	n = upp_put_hello_reply(out + UPP_HDR_SIZE, &hr);
-	upp_put_hdr(out, UPP_HELLO | UPP_REPLY, h.id, (uint32_t)n);
-	n += UPP_HDR_SIZE;
-	if (!fake_sleep(fk, fk->hello_delay_ms))
-		return;
-	if (mode == FAKE_DIE_HELLO) {
-		fake_send(fd, out, n / 2);
-		return;
-	}
-	for (size_t i = 0; mode == FAKE_DRIP && i < n; i++)
-		if (fake_send(fd, out + i, 1) < 0 || !fake_sleep(fk, 500))
-			return;
-	if (mode != FAKE_DRIP && fake_send(fd, out, n) < 0)
-		return;
-	if (auth) {
-		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC];
-
-		if (fake_recv(fk, fd, &h, buf, cap) < 0 || h.type != UPP_AUTH ||
-		    upp_get_auth(buf, h.length, cnonce, mac) < 0)
-			return;
-		upp_auth_mac(fk->secret, strlen(fk->secret), 1, hr.nonce, cnonce, mac);
-		n = upp_put_auth(out + UPP_HDR_SIZE, NULL, mac);
-		upp_put_hdr(out, UPP_AUTH | UPP_REPLY, h.id, (uint32_t)n);
-		if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
-			return;
-	}
-	if (fake_recv(fk, fd, &h, buf, cap) < 0 ||
-	    (h.type != UPP_OPEN && h.type != UPP_OPEN_IMAGE))
-		return;
-	{
-		const char *name;
-		uint16_t len;
-
-		if (upp_get_open(buf, h.length, &name, &len) < 0)
-			return;
-		if (len > 3 && !memcmp(name + len - 3, ".ws", 3)) {
-			if (!fk->ws_size) {
-				n = upp_put_error(out + UPP_HDR_SIZE, ENOENT, "no .ws", 6);
-				upp_put_hdr(out, UPP_ERROR, h.id, (uint32_t)n);
-				fake_send(fd, out, UPP_HDR_SIZE + n);
-				return;
-			}
-			size = fk->ws_size;
-			ws = fk->ws ? fk->ws : (const uint8_t *)"";
-		} else if (fk->size) {
-			size = fk->size;
-		}
-	}
-	n = upp_put_opened(out + UPP_HDR_SIZE, 1, size);
-	upp_put_hdr(out, h.type | UPP_REPLY, h.id, (uint32_t)n);
-	if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
-		return;
-	if (mode == FAKE_DEAF) {
-		fake_sleep(fk, 60 * 1000); /* until stopped */
-		return;
-	}
-	while (fake_recv(fk, fd, &h, buf, cap) == 0 && h.type == UPP_READ) {
-		struct upp_read rd;
-		uint32_t got[UPP_MAX_RANGES], crc;
-		uint64_t total = 0;
-		size_t head, len;
-
-		if (upp_get_read(buf, h.length, &rd) < 0)
-			return;
-		if (ws)
-			atomic_fetch_add(&fk->ws_reads, 1);
-		if (ws && !fake_sleep(fk, fk->ws_read_delay_ms))
-			return;
-		for (uint32_t i = 0; i < rd.n; i++)
-			total += rd.r[i].length;
-		if (mode == FAKE_WINDOW_ERROR && total >= 16 * UPT_PAGE) {
-			atomic_fetch_add(&fk->big_reads, 1);
-			if (!fake_sleep(fk, 500))
-				return;
-			n = upp_put_error(out + UPP_HDR_SIZE, EIO, "hostile", 7);
-			upp_put_hdr(out, UPP_ERROR, h.id, (uint32_t)n);
-			if (fake_send(fd, out, UPP_HDR_SIZE + n) < 0)
-				return;
-			continue;
-		}
-		head = UPP_HDR_SIZE + 8 + 4 * (size_t)rd.n;
-		len = head;
-		for (uint32_t i = 0; i < rd.n; i++) {
-			uint64_t off = rd.r[i].offset;
-
-			got[i] = off >= size ? 0 : (uint32_t)(size - off < rd.r[i].length ? size - off
-											 : rd.r[i].length);
-			if (ws && fk->ws)
-				memcpy(buf + len, ws + off, got[i]);
-			else if (ws)
-				memset(buf + len, 0, got[i]);
-			else
-				upt_fill(buf + len, got[i], off, SEED);
-			len += got[i];
-		}
-		/* The crc covers got[] and the data: write got[] first. */
-		upp_put_data_head(buf + UPP_HDR_SIZE, 0, rd.n, got);
-		crc = upp_crc32c(0, buf + UPP_HDR_SIZE + 8, len - UPP_HDR_SIZE - 8);
-		upp_put_data_head(buf + UPP_HDR_SIZE, crc, rd.n, got);
-		upp_put_hdr(buf, UPP_READ | UPP_REPLY, h.id, (uint32_t)(len - UPP_HDR_SIZE));
-		if (fake_send(fd, buf, mode == FAKE_DIE_DATA ? len / 2 : len) < 0 || mode == FAKE_DIE_DATA)
-			return;
-		if (serial == 0 && ++reads == fk->close_after_reads)
-			return;
-	}
-}
-
-struct fake_conn_arg {
-	struct fake *fk;
-	int fd, serial;
-};
-
-static void *fake_conn_thread(void *arg)
-{
-	struct fake_conn_arg *ca = arg;
-	const size_t cap = 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
-	uint8_t *buf = malloc(UPP_HDR_SIZE + cap);
-
-	if (buf)
-		fake_conn(ca->fk, ca->fd, ca->serial, buf, cap);
-	close(ca->fd);
-	free(buf);
-	free(ca);
-	return NULL;
-}
-
-static void *fake_thread(void *arg)
-{
-	struct fake *fk = arg;
-
-	while (!atomic_load(&fk->stop)) {
-		struct pollfd pf = { .fd = fk->lfd, .events = POLLIN };
-		struct timeval tv = { 0, 100 * 1000 };
-		struct fake_conn_arg *ca;
-		int fd;
-
-		if (poll(&pf, 1, 100) != 1)
-			continue;
-		fd = accept4(fk->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		ca = malloc(sizeof(*ca));
-		if (!ca) {
-			close(fd);
-			continue;
-		}
-		*ca = (struct fake_conn_arg){ fk, fd, atomic_fetch_add(&fk->conns, 1) };
-		if (fk->nconn_threads == (int)(sizeof(fk->conn_thread) / sizeof(fk->conn_thread[0])) ||
-		    pthread_create(&fk->conn_thread[fk->nconn_threads], NULL, fake_conn_thread, ca))
-			fake_conn_thread(ca); /* serve it here */
-		else
-			fk->nconn_threads++;
-	}
-	for (int i = 0; i < fk->nconn_threads; i++)
-		pthread_join(fk->conn_thread[i], NULL);
-	return NULL;
-}
-
-/* Starts fk (its script and secret set) on a Unix socket in the test's directory. */
-static void fake_start(struct fake *fk)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	snprintf(fk->path, sizeof(fk->path), "%s/fake.sock", dir);
-	snprintf(fk->uri, sizeof(fk->uri), "unix:%s", fk->path);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake.sock", dir);
-	fk->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fk->lfd, 0);
-	ck_assert_int_eq(bind(fk->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fk->lfd, 16), 0);
-	ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_thread, fk), 0);
-}
-
-static void fake_stop(struct fake *fk)
-{
-	atomic_store(&fk->stop, true);
-	pthread_join(fk->thread, NULL);
-	close(fk->lfd);
-	unlink(fk->path);
+	if (!script->size)
+		script->size = PAGES * UPT_PAGE - 100;
+	script->seed = SEED;
+	fk = upt_fake_start(script);
+	ck_assert_msg(fk != NULL, "the fake server (tests/fake_server) did not start");
+	return fk;
 }
 
 /* A source on fk with deadline_ms (and secret_file, if not NULL) mapped over
  * mem.img's length, page by page; exits 2 from the child on failure. */
-static upager_region_t *fake_region(upager_t *p, const struct fake *fk, unsigned deadline_ms,
+static upager_region_t *fake_region(upager_t *p, const struct upt_fake *fk, unsigned deadline_ms,
 				    const char *secret_file)
 {
 	upager_remote_options_t o;
@@ -892,9 +625,11 @@ static int mem_page_ok(const uint8_t *a, size_t i)
 }
 
 struct far_fault {
-	struct fake *fk;
+	struct upt_fake_script *script;
 	unsigned deadline_ms;
 	const char *secret_file, *log_path;
+	struct upt_fake *fk; /* while it runs */
+	int conns;           /* the connections it accepted */
 };
 
 static void log_to_file(void *arg, int level, const char *msg)
@@ -959,20 +694,22 @@ static void far_fault_child(void *arg)
 
 /* Runs far_fault_child against ff's fake (started and stopped here): the
  * child's status and how long it took, in seconds. */
-static double far_fault(const struct far_fault *ff, int *status)
+static double far_fault(struct far_fault *ff, int *status)
 {
 	struct timespec t0, t1;
 
-	fake_start(ff->fk);
+	ff->fk = fake_start(ff->script);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	*status = upt_child(far_fault_child, (void *)ff, 40);
+	*status = upt_child(far_fault_child, ff, 40);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	fake_stop(ff->fk);
+	ff->conns = atomic_load(&ff->fk->conns);
+	upt_fake_stop(ff->fk);
+	ff->fk = NULL;
 	return (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 }
 
 /* Page 500 must end in SIGBUS at its deadline: well within 4 deadlines. */
-static void expect_sigbus_at_deadline(const struct far_fault *ff, const char *what)
+static void expect_sigbus_at_deadline(struct far_fault *ff, const char *what)
 {
 	int status;
 	double secs = far_fault(ff, &status);
@@ -988,9 +725,9 @@ static void expect_sigbus_at_deadline(const struct far_fault *ff, const char *wh
  * handshake would end (20 s). */
 START_TEST(test_handshake_drip)
 {
-	struct fake fk = { .script = { FAKE_GOOD, FAKE_DRIP }, .nscript = 2,
-			   .close_after_reads = 1 };
-	struct far_fault ff = { &fk, 1000, NULL, NULL };
+	struct upt_fake_script fk = { .conn = { UPT_FAKE_GOOD, UPT_FAKE_DRIP }, .nconn = 2,
+				      .close_after_reads = 1 };
+	struct far_fault ff = { .script = &fk, .deadline_ms = 1000 };
 
 	expect_sigbus_at_deadline(&ff, "dripping");
 }
@@ -1001,47 +738,49 @@ END_TEST
  * good one answers, or in SIGBUS at its deadline if none does. */
 START_TEST(test_dying_servers)
 {
-	struct fake fk = { .script = { FAKE_GOOD, FAKE_CLOSE, FAKE_DIE_HELLO, FAKE_DIE_DATA,
-				       FAKE_CLOSE, FAKE_DIE_HELLO, FAKE_DIE_DATA, FAKE_GOOD },
-			   .nscript = 8, .close_after_reads = 1 };
-	struct far_fault ff = { &fk, 10000, NULL, NULL };
+	struct upt_fake_script fk = { .conn = { UPT_FAKE_GOOD, UPT_FAKE_CLOSE, UPT_FAKE_DIE_HELLO,
+						UPT_FAKE_DIE_DATA, UPT_FAKE_CLOSE, UPT_FAKE_DIE_HELLO,
+						UPT_FAKE_DIE_DATA, UPT_FAKE_GOOD },
+				      .nconn = 8, .close_after_reads = 1 };
+	struct far_fault ff = { .script = &fk, .deadline_ms = 10000 };
 	double secs;
 	int status;
 
 	secs = far_fault(&ff, &status);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x after %.1f s",
 		      status, secs);
-	ck_assert_int_ge(atomic_load(&fk.conns), 8);
+	ck_assert_int_ge(ff.conns, 8);
 
-	for (int last = FAKE_CLOSE; last <= FAKE_DIE_DATA; last++) {
-		static const char *const what[] = { [FAKE_CLOSE] = "closing",
-						    [FAKE_DIE_HELLO] = "dying in HELLO",
-						    [FAKE_DIE_DATA] = "dying in DATA" };
-		struct fake dying = { .script = { FAKE_GOOD, (enum fake_mode)last }, .nscript = 2,
-				      .close_after_reads = 1 };
+	for (int last = UPT_FAKE_CLOSE; last <= UPT_FAKE_DIE_DATA; last++) {
+		static const char *const what[] = { [UPT_FAKE_CLOSE] = "closing",
+						    [UPT_FAKE_DIE_HELLO] = "dying in HELLO",
+						    [UPT_FAKE_DIE_DATA] = "dying in DATA" };
+		struct upt_fake_script dying = { .conn = { UPT_FAKE_GOOD, (enum upt_fake_mode)last },
+						 .nconn = 2, .close_after_reads = 1 };
 
-		ff = (struct far_fault){ &dying, 1000, NULL, NULL };
+		ff = (struct far_fault){ .script = &dying, .deadline_ms = 1000 };
 		expect_sigbus_at_deadline(&ff, what[last]);
-		ck_assert_int_ge(atomic_load(&dying.conns), 2);
+		ck_assert_int_ge(ff.conns, 2);
 	}
 }
 END_TEST
 
-/* upager_source_remote's answer from fk (started and stopped here) to a
- * client that has the secret in secret_file. */
-static int open_fake(struct fake *fk, const char *secret_file)
+/* upager_source_remote's answer from a fake with script (started and
+ * stopped here) to a client that has the secret in secret_file. */
+static int open_fake(struct upt_fake_script *script, const char *secret_file)
 {
 	upager_remote_options_t o;
 	upager_source_t *s;
+	struct upt_fake *fk;
 	int ret;
 
 	upager_remote_options_init(&o);
 	o.secret_file = secret_file;
-	fake_start(fk);
+	fk = fake_start(script);
 	ret = upager_source_remote(fk->uri, "mem.img", &o, &s);
 	if (ret == 0)
 		upager_source_release(s);
-	fake_stop(fk);
+	upt_fake_stop(fk);
 	return ret;
 }
 
@@ -1050,11 +789,9 @@ static int open_fake(struct fake *fk, const char *secret_file)
  * is wrong. */
 START_TEST(test_auth_impostor)
 {
-	struct fake open_fk = { .script = { FAKE_GOOD }, .nscript = 1 };
-	struct fake wrong_fk = { .script = { FAKE_GOOD }, .nscript = 1,
-				 .secret = "correct horse battery stable" };
-	struct fake right_fk = { .script = { FAKE_GOOD }, .nscript = 1,
-				 .secret = "correct horse battery staple" };
+	struct upt_fake_script open_fk = { 0 };
+	struct upt_fake_script wrong_fk = { .secret = "correct horse battery stable" };
+	struct upt_fake_script right_fk = { .secret = "correct horse battery staple" };
 	char secret[128];
 
 	write_secret(secret, sizeof(secret), "secret", "correct horse battery staple");
@@ -1070,9 +807,9 @@ END_TEST
  * log callback says why. */
 START_TEST(test_auth_impostor_on_reconnect)
 {
-	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .close_after_reads = 1,
-			   .secret = "correct horse battery staple", .impostor_from = 1 };
-	struct far_fault ff = { &fk, 1000, NULL, NULL };
+	struct upt_fake_script fk = { .close_after_reads = 1,
+				      .secret = "correct horse battery staple", .impostor_from = 1 };
+	struct far_fault ff = { .script = &fk, .deadline_ms = 1000 };
 	char secret[128], log_path[128], line[512] = "";
 
 	write_secret(secret, sizeof(secret), "secret", "correct horse battery staple");
@@ -1094,7 +831,7 @@ END_TEST
 static void window_error_child(void *arg)
 {
 	struct sigaction sa = { .sa_handler = on_bus };
-	const struct fake *fk = arg;
+	const struct upt_fake *fk = arg;
 	upager_t *p = upt_pager(1, 0);
 	upager_region_t *r = fake_region(p, fk, 3000, NULL);
 	pthread_barrier_t go;
@@ -1118,15 +855,20 @@ static void window_error_child(void *arg)
 
 START_TEST(test_hostile_window_error)
 {
-	struct fake fk = { .script = { FAKE_WINDOW_ERROR }, .nscript = 1 };
-	int status;
+	/* A READ of 16 pages or more: ERROR EIO after 0.5 s. */
+	struct upt_fake_script script = {
+		.read = { { .error = true, .error_from = 16 * UPT_PAGE, .delay_ms = 500 } },
+		.nread = 1
+	};
+	struct upt_fake *fk = fake_start(&script);
+	int status, big_reads;
 
-	fake_start(&fk);
-	status = upt_child(window_error_child, &fk, 20);
-	fake_stop(&fk);
+	status = upt_child(window_error_child, fk, 20);
+	big_reads = atomic_load(&fk->errors);
+	upt_fake_stop(fk);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x (exit %d)", status,
 		      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-	ck_assert_int_ge(atomic_load(&fk.big_reads), 1);
+	ck_assert_int_ge(big_reads, 1);
 }
 END_TEST
 
@@ -1180,7 +922,7 @@ static void alarm_this_thread(void)
 }
 
 struct signal_case {
-	struct fake *fk;
+	struct upt_fake *fk;
 	struct seen *sn;
 };
 
@@ -1202,13 +944,12 @@ static void signal_handshake_child(void *arg)
  * every 20 ms: the handshake waits on through them (connect timeout 5 s). */
 START_TEST(test_signal_in_handshake)
 {
-	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .hello_delay_ms = 300 };
-	struct signal_case sc = { &fk, seen_map() };
+	struct upt_fake_script script = { .hello_delay_ms = 300 };
+	struct signal_case sc = { fake_start(&script), seen_map() };
 	int status;
 
-	fake_start(&fk);
 	status = upt_child(signal_handshake_child, &sc, 20);
-	fake_stop(&fk);
+	upt_fake_stop(sc.fk);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	ck_assert_msg(sc.sn->ret == 0, "upager_source_remote: %d after %.3f s", sc.sn->ret,
 		      sc.sn->secs);
@@ -1270,18 +1011,17 @@ static void signal_ws_child(void *arg)
  * server answers after 0.3 s: it is fetched through the signals, and prefetched. */
 START_TEST(test_signal_in_ws_fetch)
 {
-	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .ws_read_delay_ms = 300,
-			   .size = PAGES * UPT_PAGE };
-	struct signal_case sc = { &fk, seen_map() };
+	struct upt_fake_script script = { .ws_read_delay_ms = 300, .size = PAGES * UPT_PAGE };
+	struct signal_case sc = { NULL, seen_map() };
 	size_t len;
 	uint8_t *ws = record_ws(&len);
 	int status;
 
-	fk.ws = ws;
-	fk.ws_size = len;
-	fake_start(&fk);
+	script.ws = ws;
+	script.ws_size = len;
+	sc.fk = fake_start(&script);
 	status = upt_child(signal_ws_child, &sc, 30);
-	fake_stop(&fk);
+	upt_fake_stop(sc.fk);
 	free(ws);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	ck_assert_msg(sc.sn->ret == 0, "upager_snapshot_map_remote: %d after %.3f s", sc.sn->ret,
@@ -1293,7 +1033,7 @@ START_TEST(test_signal_in_ws_fetch)
 END_TEST
 
 struct ws_case {
-	struct fake *fk;
+	struct upt_fake *fk;
 	struct seen *sn;
 	unsigned connect_timeout_ms;
 	const char *log_path;
@@ -1313,7 +1053,7 @@ static void map_prefetch_child(void *arg)
 	wc->sn->ret = upager_snapshot_map_remote(p, wc->fk->uri, "vm.snap", &o, UPAGER_SNAP_PREFETCH,
 						 &r);
 	wc->sn->secs = secs_since(&t0);
-	wc->sn->ws_reads = atomic_load(&wc->fk->ws_reads); /* a copy: not the fake's */
+	wc->sn->ws_reads = atomic_load(&wc->fk->ws_reads);
 }
 
 static uint64_t phys_pages(void)
@@ -1332,21 +1072,20 @@ static uint64_t phys_pages(void)
  */
 START_TEST(test_ws_fetch_one_deadline)
 {
-	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1, .ws_read_delay_ms = 700,
-			   .size = 64ull << 30 };
-	struct ws_case wc = { &fk, seen_map(), 1000, NULL };
-	uint64_t npages = fk.size / UPT_PAGE, most = phys_pages();
+	struct upt_fake_script script = { .ws_read_delay_ms = 700, .size = 64ull << 30 };
+	struct ws_case wc = { NULL, seen_map(), 1000, NULL };
+	uint64_t npages = script.size / UPT_PAGE, most = phys_pages();
 	int status;
 
-	fk.ws_size = 32 + 8 * (most < npages ? most : npages);
-	ck_assert_uint_gt(fk.ws_size, 2 * UPP_MAX_READ); /* several READs */
-	fake_start(&fk);
+	script.ws_size = 32 + 8 * (most < npages ? most : npages);
+	ck_assert_uint_gt(script.ws_size, 2 * UPP_MAX_READ); /* several READs */
+	wc.fk = fake_start(&script);
 	status = upt_child(map_prefetch_child, &wc, 40);
-	fake_stop(&fk);
+	upt_fake_stop(wc.fk);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	ck_assert_msg(wc.sn->ret == 0 && wc.sn->secs < 2.5,
 		      "upager_snapshot_map_remote: %d after %.1f s with a 1 s connect timeout "
-		      "(%d READs of the .ws)", wc.sn->ret, wc.sn->secs, atomic_load(&fk.ws_reads));
+		      "(%d READs of the .ws)", wc.sn->ret, wc.sn->secs, wc.sn->ws_reads);
 	munmap(wc.sn, sizeof(*wc.sn));
 }
 END_TEST
@@ -1359,21 +1098,22 @@ END_TEST
 START_TEST(test_ws_claim_bounded)
 {
 	uint64_t most = phys_pages();
-	struct fake fk = { .script = { FAKE_GOOD }, .nscript = 1,
-			   .size = 4 * most * UPT_PAGE, .ws_size = 32 + 8 * (most + 1) };
-	struct ws_case wc = { &fk, seen_map(), 5000, NULL };
+	struct upt_fake_script script = { .size = 4 * most * UPT_PAGE,
+					  .ws_size = 32 + 8 * (most + 1) };
+	struct ws_case wc = { NULL, seen_map(), 5000, NULL };
 	char log_path[128], line[512] = "";
-	int status;
+	int status, ws_reads;
 
 	snprintf(log_path, sizeof(log_path), "%s/log", dir);
 	wc.log_path = log_path;
-	fake_start(&fk);
+	wc.fk = fake_start(&script);
 	status = upt_child(map_prefetch_child, &wc, 40);
-	fake_stop(&fk);
+	ws_reads = atomic_load(&wc.fk->ws_reads);
+	upt_fake_stop(wc.fk);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 	ck_assert_msg(wc.sn->ret == 0, "upager_snapshot_map_remote: %d", wc.sn->ret);
-	ck_assert_msg(atomic_load(&fk.ws_reads) == 0, "%d READs of a %llu-byte .ws",
-		      atomic_load(&fk.ws_reads), (unsigned long long)fk.ws_size);
+	ck_assert_msg(ws_reads == 0, "%d READs of a %llu-byte .ws", ws_reads,
+		      (unsigned long long)script.ws_size);
 	ck_assert_msg(log_says(log_path, "vm.snap.ws", line, sizeof(line)),
 		      "no log line about the .ws (last: %s)", line);
 	munmap(wc.sn, sizeof(*wc.sn));
@@ -1468,7 +1208,7 @@ int socket(int domain, int type, int protocol)
  * last page, against a server that stops reading after the handshake. */
 static void deaf_child(void *arg)
 {
-	const struct fake *fk = arg;
+	const struct upt_fake *fk = arg;
 	upager_remote_options_t o;
 	upager_t *p = upt_pager(2, 0);
 	upager_source_t *s;
@@ -1499,16 +1239,16 @@ static void deaf_child(void *arg)
  */
 START_TEST(test_deaf_server)
 {
-	struct fake fk = { .script = { FAKE_DEAF }, .nscript = 1, .size = DEAF_SIZE };
+	struct upt_fake_script script = { .conn = { UPT_FAKE_DEAF }, .nconn = 1, .size = DEAF_SIZE };
+	struct upt_fake *fk = fake_start(&script);
 	struct timespec t0;
 	double secs;
 	int status;
 
-	fake_start(&fk);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	status = upt_child(deaf_child, &fk, 40);
+	status = upt_child(deaf_child, fk, 40);
 	secs = secs_since(&t0);
-	fake_stop(&fk);
+	upt_fake_stop(fk);
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x after %.1f s",
 		      status, secs);
 	ck_assert_msg(secs < 4.0, "SIGBUS after %.1f s with deadline_ms=1000", secs);
@@ -1539,39 +1279,25 @@ static Suite *make(void)
 	upt_add(tc, test_snapshot_remote, 0, "");
 	upt_add(tc, test_snapshot_remote_damaged, 0, "");
 
-	/* Fake servers: slow, dying, impostors. They run as threads of this
-	 * process, and each test's child starts a pager's threads after the
-	 * fork. Under the sanitizers that child may inherit a lock a server
-	 * thread held: ThreadSanitizer takes a thread on a reclaimed stack for
-	 * a live one ("dup thread with used id", seen in
-	 * test_signal_in_handshake), and GCC 12's AddressSanitizer does not
-	 * hold its allocator's lock across fork, so the child's first malloc
-	 * may wait for ever (seen: every thread of the child in
-	 * SizeClassAllocator64::GetFromAllocator). check_hostile's fake server
-	 * runs inside its child and covers the failing window there too. */
-	if (UPT_TSAN || UPT_ASAN) {
-		printf("SKIP hostile, hostile_window_error: under a sanitizer a child forked beside "
-		       "the threaded fake server can inherit a runtime lock held (deadlock, or TSan's "
-		       "dup thread with used id)\n");
-	} else {
-		tc = remote_tcase(s, "hostile");
-		upt_add(tc, test_handshake_drip, 0, "");
-		upt_add(tc, test_dying_servers, 0, "");
-		upt_add(tc, test_auth_impostor, 0, "");
-		upt_add(tc, test_auth_impostor_on_reconnect, 0, "");
-		upt_add(tc, test_signal_in_handshake, 0, "");
-		upt_add(tc, test_signal_in_ws_fetch, 0, "");
-		upt_add(tc, test_ws_fetch_one_deadline, 0, "");
-		upt_add(tc, test_ws_claim_bounded, 0, "");
-		upt_add(tc, test_dial_deadline_passes, 0, "");
-		upt_add(tc, test_deaf_server, 0, "");
-		/* Needs the fault loop to wake a fault that joined a window whose
-		 * READ failed (lib/fault.c); a case of its own, to run alone. */
-		tc = remote_tcase(s, "hostile_window_error");
-		/* Each thread catches its own SIGBUS: the signal must be directed. */
-		upt_add(tc, test_hostile_window_error, UPAGER_FEAT_THREAD_ID,
-			"UFFD_FEATURE_THREAD_ID (a SIGBUS directed at the faulting thread)");
-	}
+	/* Fake servers: slow, dying, impostors (tests/fake_server, a process
+	 * of its own: nothing here forks beside its threads). */
+	tc = remote_tcase(s, "hostile");
+	upt_add(tc, test_handshake_drip, 0, "");
+	upt_add(tc, test_dying_servers, 0, "");
+	upt_add(tc, test_auth_impostor, 0, "");
+	upt_add(tc, test_auth_impostor_on_reconnect, 0, "");
+	upt_add(tc, test_signal_in_handshake, 0, "");
+	upt_add(tc, test_signal_in_ws_fetch, 0, "");
+	upt_add(tc, test_ws_fetch_one_deadline, 0, "");
+	upt_add(tc, test_ws_claim_bounded, 0, "");
+	upt_add(tc, test_dial_deadline_passes, 0, "");
+	upt_add(tc, test_deaf_server, 0, "");
+	/* Needs the fault loop to wake a fault that joined a window whose
+	 * READ failed (lib/fault.c); a case of its own, to run alone. */
+	tc = remote_tcase(s, "hostile_window_error");
+	/* Each thread catches its own SIGBUS: the signal must be directed. */
+	upt_add(tc, test_hostile_window_error, UPAGER_FEAT_THREAD_ID,
+		"UFFD_FEATURE_THREAD_ID (a SIGBUS directed at the faulting thread)");
 	return s;
 }
 
