@@ -40,7 +40,7 @@
 #include "handle_session.h"
 #include "log.h"
 #include "place.h"
-#include "server.h"
+#include "listen.h"
 #include "snapfmt.h"
 
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -24,6 +23,7 @@
 #include "handle_session.h"
 #include "json.h"
 #include "log.h"
+#include "place.h"
 
 #define HS_MAX 65536     /* handshake bytes: 4096 regions fit easily */
 
@@ -110,10 +110,7 @@ static const char *check_can_fail(struct client *c, char *why, size_t whylen)
 {
 	int err;
 
-	/* With no argument the ioctl, if the kernel has it, stops at reading
-	 * it (EFAULT), or at a pending remove (EAGAIN): it touches nothing. */
-	c->can_poison = !image.no_poison && ioctl(c->uffd, UFFDIO_POISON, NULL) < 0 &&
-			(errno == EFAULT || errno == EAGAIN);
+	c->can_poison = !image.no_poison && upager__place_can_poison(c->uffd);
 	if (c->can_poison)
 		return NULL;
 	if (c->pidfd < 0)

@@ -3,8 +3,6 @@
 #define UPAGERD_SERVER_H
 
 #include "options.h"
-/* For upagerd handle, until it includes listen.h itself. */
-#include "listen.h"
 
 /* Serves until SIGTERM/SIGINT; the exit status. */
 int server_run(const struct options *o);

@@ -74,6 +74,13 @@ int upager__place_range(struct upager__placement *pl)
 	return 0;
 }
 
+bool upager__place_can_poison(int uffd)
+{
+	/* With no argument the ioctl, if the kernel has it, stops at reading
+	 * it (EFAULT), or at a pending remove (EAGAIN): it touches nothing. */
+	return ioctl(uffd, UFFDIO_POISON, NULL) < 0 && (errno == EFAULT || errno == EAGAIN);
+}
+
 int upager__place_fail(int uffd, uintptr_t page, size_t page_size, bool poison,
 		       int (*fail)(void *arg, uintptr_t page), void *arg)
 {

@@ -55,7 +55,10 @@ struct upager__placement {
  * there, or:
  *   -EAGAIN  the address space is changing (a REMOVE, UNMAP or REMAP event
  *            is pending): read the events, then call again (done says where);
- *   -ENOENT, -EFAULT  no mapping there any more: nobody waits;
+ *   -ENOENT  no mapping there any more: nobody waits;
+ *   -EFAULT  no mapping there any more, or the source bytes cannot be read
+ *            (a memory file cut short under its mapping): the caller, who
+ *            knows its source, says which;
  *   -ESRCH   the process is exiting;
  *   another -errno: the range cannot take the pages.
  */
@@ -76,6 +79,10 @@ int upager__place_range(struct upager__placement *pl);
  */
 int upager__place_fail(int uffd, uintptr_t page, size_t page_size, bool poison,
 		       int (*fail)(void *arg, uintptr_t page), void *arg);
+
+/* Does this uffd take UFFDIO_POISON? (Linux 6.6; asks without touching
+ * anything.) */
+bool upager__place_can_poison(int uffd);
 
 /* Wakes the threads waiting on faults in [start, start + len). */
 int upager__place_wake(int uffd, uintptr_t start, size_t len);
