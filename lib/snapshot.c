@@ -176,19 +176,6 @@ static bool same_dir(const char *a, const char *b)
 	return same;
 }
 
-/* Opens and checks path: 0 with *f filled (close f->fd, upp_snap_close), or -errno. */
-static int snap_open_path(const char *path, struct upp_snap *f)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = upp_snap_open(fd, (size_t)sysconf(_SC_PAGESIZE), f);
-	if (ret < 0)
-		close(fd);
-	return ret;
-}
-
 UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len,
 						    const char *parent, const char *path)
 {
@@ -207,7 +194,7 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 	if (!strcmp(strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent,
 		    strrchr(path, '/') ? strrchr(path, '/') + 1 : path))
 		return -EINVAL;
-	ret = snap_open_path(parent, &pf);
+	ret = upp_snap_open_path(parent, (size_t)sysconf(_SC_PAGESIZE), &pf);
 	if (ret < 0)
 		return ret;
 	pcopy = strdup(parent);
@@ -480,7 +467,7 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 	ss = calloc(1, sizeof(*ss));
 	if (!ss)
 		return -ENOMEM;
-	ret = snap_open_path(path, &ss->f);
+	ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &ss->f);
 	if (ret < 0) {
 		free(ss);
 		return ret;
@@ -637,7 +624,7 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 
 	if (!path || !*path)
 		return -EINVAL;
-	ret = snap_open_path(path, &f);
+	ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
 	if (ret < 0)
 		return ret;
 	ws_path = malloc(strlen(path) + 4);
@@ -666,7 +653,7 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 {
 	struct upp_snap f;
-	int ret = snap_open_path(path, &f);
+	int ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
 
 	memset(info, 0, sizeof(*info));
 	if (ret < 0)
@@ -693,7 +680,7 @@ int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t,
 {
 	struct upp_snap f;
 	uint8_t *page;
-	int ret = snap_open_path(path, &f);
+	int ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
 
 	if (ret < 0)
 		return ret;
