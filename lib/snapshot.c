@@ -21,6 +21,7 @@
 #include "fileio.h"
 #include "snapfmt.h"
 #include "upager-int.h"
+#include "workset.h"
 
 #define SNAP_HDR UPP_SNAP_HDR
 #define ENTRY UPP_SNAP_ENTRY
@@ -218,14 +219,6 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 
 /* ---- reading ---- */
 
-/*
- * The working set (PATH.ws): a 32-byte header ("UPGWS001", u64 count,
- * u64 npages of the snapshot, u32 CRC32C of the entries, u32 CRC32C of the
- * header's first 28 bytes) and count u64 page indices in first-touch order.
- */
-#define WS_MAGIC "UPGWS001"
-#define WS_HDR 32
-
 struct snap_source {
 	upager_source_t base;
 	struct upp_snap f;
@@ -296,58 +289,6 @@ static int ws_fill(int fd, void *arg)
 static void ws_write(struct snap_source *ss)
 {
 	(void)upp_atomic_replace(ss->ws_path, ws_fill, ss);
-}
-
-/* A working-set file's bytes: its page indices, or NULL if damaged. */
-uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count)
-{
-	uint64_t *ws, n;
-
-	if (len < WS_HDR || memcmp(buf, WS_MAGIC, 8) || upp_crc32c(0, buf, 28) != get32(buf + 28) ||
-	    get64(buf + 16) != npages || (n = get64(buf + 8)) > npages || len != WS_HDR + n * 8 ||
-	    upp_crc32c(0, buf + WS_HDR, n * 8) != get32(buf + 24))
-		return NULL;
-	ws = malloc(n ? n * 8 : 1);
-	if (!ws)
-		return NULL;
-	for (uint64_t i = 0; i < n; i++) {
-		ws[i] = get64(buf + WS_HDR + i * 8);
-		if (ws[i] >= npages) {
-			free(ws);
-			return NULL;
-		}
-	}
-	*count = n;
-	return ws;
-}
-
-static int open_path(void *path, int flags)
-{
-	int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-
-	return fd < 0 ? -errno : fd;
-}
-
-/* Reads PATH.ws: its page indices, or NULL if there is none, it is damaged,
- * or it is no regular file (a FIFO there must not hold the restore). */
-static uint64_t *ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
-{
-	uint64_t *ws = NULL;
-	uint8_t *buf;
-	struct stat st;
-	int fd = upp_open_regular(open_path, (void *)ws_path);
-
-	if (fd < 0)
-		return NULL;
-	/* No bigger than a working set of every page can be. */
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= WS_HDR + npages * 8 &&
-	    (buf = malloc((size_t)st.st_size + 1))) {
-		if (upp_pread_full(fd, buf, (size_t)st.st_size, 0) == 0)
-			ws = upager__ws_parse(buf, (size_t)st.st_size, npages, count);
-		free(buf);
-	}
-	close(fd);
-	return ws;
 }
 
 static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
@@ -481,30 +422,6 @@ UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,
 	return 0;
 }
 
-/*
- * Queues the working set's pages as prefetches in recorded order, runs of
- * consecutive pages as one request: the handlers take requests in order,
- * and faults before any of them. Best effort (out of memory: no prefetch).
- */
-void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, size_t ps)
-{
-	size_t *offs = malloc(nws * sizeof(*offs)), *lens = malloc(nws * sizeof(*lens)), n = 0;
-
-	for (uint64_t i = 0; offs && lens && i < nws;) {
-		uint64_t j = i + 1;
-
-		while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
-			j++;
-		offs[n] = ws[i] * ps;
-		lens[n++] = (j - i) * ps;
-		i = j;
-	}
-	if (offs && lens)
-		upager__prefetch_list(r, offs, lens, n);
-	free(offs);
-	free(lens);
-}
-
 UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
 				       upager_region_t **regionp)
 {
@@ -531,7 +448,7 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 		goto out;
 	}
 	if (flags & UPAGER_SNAP_PREFETCH)
-		ws = ws_read(ws_path, ss->f.npages, &nws);
+		ws = upager__ws_read(ws_path, ss->f.npages, &nws);
 	if (flags & UPAGER_SNAP_RECORD) {
 		ss->seen = calloc((ss->f.npages + 7) / 8, 1);
 		if (!ss->seen) {
@@ -632,7 +549,7 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 		ret = -ENOMEM;
 	if (ret == 0) {
 		sprintf(ws_path, "%s.ws", path);
-		ws = ws_read(ws_path, f.npages, &a.nws);
+		ws = upager__ws_read(ws_path, f.npages, &a.nws);
 		if (!ws)
 			ret = access(ws_path, F_OK) == 0 ? -EBADMSG : -ENOENT;
 		free(ws_path);
@@ -738,6 +655,6 @@ int upager__snap_from_raw(const char *raw, const char *path)
 
 int upager__ws_inspect(const char *ws_path, uint64_t npages, uint64_t *count, uint64_t **pages)
 {
-	*pages = ws_read(ws_path, npages, count);
+	*pages = upager__ws_read(ws_path, npages, count);
 	return *pages ? 0 : -EBADMSG;
 }

@@ -33,6 +33,7 @@
 #include "protocol.h"
 #include "sha256.h"
 #include "upager-int.h"
+#include "workset.h"
 
 struct batch { /* one READ frame in flight */
 	struct batch *next;

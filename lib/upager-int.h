@@ -324,9 +324,6 @@ bool upager__track_covers(uintptr_t addr, size_t len, uint32_t id);
 
 /* region.c: prefetch of many ranges at once (snapshot working sets) */
 int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n);
-/* snapshot.c: working sets (PATH.ws) */
-uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count);
-void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, size_t ps);
 
 /* ---- for the upager tool (snapshot.c) ---- */
 struct upager__snap_info {

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Working sets (PATH.ws, docs/SNAPSHOT.md): reading and checking the file,
+ * and turning it into prefetches. Apart from the snapshot source because
+ * more than it use them: the local restore (upager_snapshot_map), the
+ * remote one (upager_snapshot_map_remote fetches OBJECT.ws from the server
+ * and parses the bytes here), the reorder and the upager tool. The file is
+ * a hint and hostile: a damaged one is no working set, never a wrong page.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "le.h"
+#include "crc32c.h"
+#include "fileio.h"
+#include "snapfmt.h"
+#include "upager-int.h"
+#include "workset.h"
+
+/* A working-set file's bytes: its page indices, or NULL if damaged. */
+uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count)
+{
+	uint64_t *ws, n;
+
+	if (len < WS_HDR || memcmp(buf, WS_MAGIC, 8) || upp_crc32c(0, buf, 28) != get32(buf + 28) ||
+	    get64(buf + 16) != npages || (n = get64(buf + 8)) > npages || len != WS_HDR + n * 8 ||
+	    upp_crc32c(0, buf + WS_HDR, n * 8) != get32(buf + 24))
+		return NULL;
+	ws = malloc(n ? n * 8 : 1);
+	if (!ws)
+		return NULL;
+	for (uint64_t i = 0; i < n; i++) {
+		ws[i] = get64(buf + WS_HDR + i * 8);
+		if (ws[i] >= npages) {
+			free(ws);
+			return NULL;
+		}
+	}
+	*count = n;
+	return ws;
+}
+
+static int open_path(void *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Reads PATH.ws: its page indices, or NULL if there is none, it is damaged,
+ * or it is no regular file (a FIFO there must not hold the restore). */
+uint64_t *upager__ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
+{
+	uint64_t *ws = NULL;
+	uint8_t *buf;
+	struct stat st;
+	int fd = upp_open_regular(open_path, (void *)ws_path);
+
+	if (fd < 0)
+		return NULL;
+	/* No bigger than a working set of every page can be. */
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= WS_HDR + npages * 8 &&
+	    (buf = malloc((size_t)st.st_size + 1))) {
+		if (upp_pread_full(fd, buf, (size_t)st.st_size, 0) == 0)
+			ws = upager__ws_parse(buf, (size_t)st.st_size, npages, count);
+		free(buf);
+	}
+	close(fd);
+	return ws;
+}
+
+/*
+ * Queues the working set's pages as prefetches in recorded order, runs of
+ * consecutive pages as one request: the handlers take requests in order,
+ * and faults before any of them. Best effort (out of memory: no prefetch).
+ */
+void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, size_t ps)
+{
+	size_t *offs = malloc(nws * sizeof(*offs)), *lens = malloc(nws * sizeof(*lens)), n = 0;
+
+	for (uint64_t i = 0; offs && lens && i < nws;) {
+		uint64_t j = i + 1;
+
+		while (j < nws && ws[j] == ws[j - 1] + 1 && j - i < UPAGER__MAX_WINDOW)
+			j++;
+		offs[n] = ws[i] * ps;
+		lens[n++] = (j - i) * ps;
+		i = j;
+	}
+	if (offs && lens)
+		upager__prefetch_list(r, offs, lens, n);
+	free(offs);
+	free(lens);
+}
+
