@@ -222,74 +222,12 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 struct snap_source {
 	upager_source_t base;
 	struct upp_snap f;
-	/* Recording (UPAGER_SNAP_RECORD): */
-	char *ws_path;
-	pthread_mutex_t ws_lock;
-	uint64_t *ws, nws, capws;
-	uint8_t *seen; /* a bit per page */
+	struct upager__ws_recorder rec; /* UPAGER_SNAP_RECORD */
 	/* Prefetching (UPAGER_SNAP_PREFETCH): the storage readahead thread. */
 	pthread_t ra;
 	bool ra_running, ra_stop;
 	uint64_t *ra_pages, ra_n;
 };
-
-static void ws_add(struct snap_source *ss, uint64_t page)
-{
-	if (page >= ss->f.npages || (ss->seen[page / 8] & (1u << (page % 8))))
-		return;
-	if (ss->nws == ss->capws) {
-		uint64_t cap = ss->capws ? ss->capws * 2 : 1024;
-		uint64_t *n = realloc(ss->ws, cap * sizeof(*n));
-		if (!n)
-			return; /* a shorter working set: only prefetch suffers */
-		ss->ws = n;
-		ss->capws = cap;
-	}
-	ss->seen[page / 8] |= (uint8_t)(1u << (page % 8));
-	ss->ws[ss->nws++] = page;
-}
-
-/*
- * What a fault made resident, the faulting page first, then the rest of
- * its window: what the recorded run had when it needed it. Prefetches are
- * not recorded (they are guesses). Several handlers may call.
- */
-static void ws_record(struct snap_source *ss, const struct upager__fill *fill)
-{
-	uint64_t first = fill->roff / ss->f.ps, n = fill->len / ss->f.ps;
-
-	if (!ss->ws_path || fill->prefetch)
-		return;
-	pthread_mutex_lock(&ss->ws_lock);
-	ws_add(ss, first + (fill->fault_addr - fill->addr) / ss->f.ps);
-	for (uint64_t k = 0; k < n; k++)
-		ws_add(ss, first + k);
-	pthread_mutex_unlock(&ss->ws_lock);
-}
-
-static int ws_fill(int fd, void *arg)
-{
-	struct snap_source *ss = arg;
-	uint8_t hdr[WS_HDR] = { 0 };
-	int ret;
-
-	memcpy(hdr, WS_MAGIC, 8);
-	put64(hdr + 8, ss->nws);
-	put64(hdr + 16, ss->f.npages);
-	for (uint64_t i = 0; i < ss->nws; i++) /* little-endian on disk */
-		put64((uint8_t *)&ss->ws[i], ss->ws[i]);
-	put32(hdr + 24, upp_crc32c(0, ss->ws, ss->nws * 8));
-	put32(hdr + 28, upp_crc32c(0, hdr, 28));
-	ret = upp_pwrite_full(fd, hdr, WS_HDR, 0);
-	return ret ? ret : upp_pwrite_full(fd, ss->ws, ss->nws * 8, WS_HDR);
-}
-
-/* Written when the source goes (the region was released), atomically; a
- * working set that cannot be written is only a hint lost. */
-static void ws_write(struct snap_source *ss)
-{
-	(void)upp_atomic_replace(ss->ws_path, ws_fill, ss);
-}
 
 static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
 {
@@ -297,7 +235,7 @@ static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 	size_t ps = ss->f.ps, first = fill->roff / ps, n = fill->len / ps;
 	bool any = false;
 
-	ws_record(ss, fill);
+	upager__ws_record_fill(&ss->rec, fill);
 	for (size_t k = 0; k < n; k++) {
 		int kind = upp_snap_read(&ss->f, first + k, (uint8_t *)fill->buf + k * ps);
 
@@ -378,13 +316,7 @@ static void snap_destroy(upager_source_t *src)
 	}
 	free(ss->ra_pages);
 
-	if (ss->ws_path) {
-		ws_write(ss);
-		free(ss->ws_path);
-		free(ss->ws);
-		free(ss->seen);
-		pthread_mutex_destroy(&ss->ws_lock);
-	}
+	upager__ws_record_end(&ss->rec);
 	close(ss->f.fd);
 	upp_snap_close(&ss->f);
 	free(ss);
@@ -450,13 +382,10 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 	if (flags & UPAGER_SNAP_PREFETCH)
 		ws = upager__ws_read(ws_path, ss->f.npages, &nws);
 	if (flags & UPAGER_SNAP_RECORD) {
-		ss->seen = calloc((ss->f.npages + 7) / 8, 1);
-		if (!ss->seen) {
-			ret = -ENOMEM;
+		/* Written when the region (and so the source) goes. */
+		ret = upager__ws_record_start(&ss->rec, ws_path, ss->f.npages, ss->f.ps);
+		if (ret < 0)
 			goto out;
-		}
-		pthread_mutex_init(&ss->ws_lock, NULL);
-		ss->ws_path = ws_path; /* written when the region (and so the source) goes */
 		ws_path = NULL;
 	}
 	ret = upager_map(pager, (size_t)len, src, regionp);

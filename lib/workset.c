@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Working sets (PATH.ws, docs/SNAPSHOT.md): reading and checking the file,
- * and turning it into prefetches. Apart from the snapshot source because
- * more than it use them: the local restore (upager_snapshot_map), the
- * remote one (upager_snapshot_map_remote fetches OBJECT.ws from the server
- * and parses the bytes here), the reorder and the upager tool. The file is
- * a hint and hostile: a damaged one is no working set, never a wrong page.
+ * Working sets (PATH.ws, docs/SNAPSHOT.md): recording one, the file's
+ * format (writing, reading, checking) and turning one into prefetches.
+ * Apart from the snapshot source because more than it use them: the local
+ * restore (upager_snapshot_map), the remote one (upager_snapshot_map_remote
+ * fetches OBJECT.ws from the server and parses the bytes here), the
+ * reorder and the upager tool. The file is a hint and hostile: a damaged
+ * one is no working set, never a wrong page.
  */
 #include "config.h"
 
@@ -22,6 +23,97 @@
 #include "snapfmt.h"
 #include "upager-int.h"
 #include "workset.h"
+
+/*
+ * The working set (PATH.ws): a 32-byte header ("UPGWS001", u64 count,
+ * u64 npages of the snapshot, u32 CRC32C of the entries, u32 CRC32C of the
+ * header's first 28 bytes) and count u64 page indices in first-touch order.
+ */
+#define WS_MAGIC "UPGWS001"
+#define WS_HDR 32
+
+/* ---- recording ---- */
+
+int upager__ws_record_start(struct upager__ws_recorder *rec, char *path, uint64_t npages,
+			    size_t ps)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->seen = calloc((npages + 7) / 8, 1);
+	if (!rec->seen)
+		return -ENOMEM;
+	pthread_mutex_init(&rec->lock, NULL);
+	rec->npages = npages;
+	rec->ps = ps;
+	rec->path = path;
+	return 0;
+}
+
+static void ws_add(struct upager__ws_recorder *rec, uint64_t page)
+{
+	if (page >= rec->npages || (rec->seen[page / 8] & (1u << (page % 8))))
+		return;
+	if (rec->n == rec->cap) {
+		uint64_t cap = rec->cap ? rec->cap * 2 : 1024;
+		uint64_t *n = realloc(rec->pages, cap * sizeof(*n));
+		if (!n)
+			return; /* a shorter working set: only prefetch suffers */
+		rec->pages = n;
+		rec->cap = cap;
+	}
+	rec->seen[page / 8] |= (uint8_t)(1u << (page % 8));
+	rec->pages[rec->n++] = page;
+}
+
+/*
+ * What a fault made resident, the faulting page first, then the rest of
+ * its window: what the recorded run had when it needed it. Prefetches are
+ * not recorded (they are guesses). Several handlers may call.
+ */
+void upager__ws_record_fill(struct upager__ws_recorder *rec, const struct upager__fill *fill)
+{
+	uint64_t first = fill->roff / rec->ps, n = fill->len / rec->ps;
+
+	if (!rec->path || fill->prefetch)
+		return;
+	pthread_mutex_lock(&rec->lock);
+	ws_add(rec, first + (fill->fault_addr - fill->addr) / rec->ps);
+	for (uint64_t k = 0; k < n; k++)
+		ws_add(rec, first + k);
+	pthread_mutex_unlock(&rec->lock);
+}
+
+static int write_ws_file(int fd, void *arg)
+{
+	struct upager__ws_recorder *rec = arg;
+	uint8_t hdr[WS_HDR] = { 0 };
+	int ret;
+
+	memcpy(hdr, WS_MAGIC, 8);
+	put64(hdr + 8, rec->n);
+	put64(hdr + 16, rec->npages);
+	for (uint64_t i = 0; i < rec->n; i++) /* little-endian on disk */
+		put64((uint8_t *)&rec->pages[i], rec->pages[i]);
+	put32(hdr + 24, upp_crc32c(0, rec->pages, rec->n * 8));
+	put32(hdr + 28, upp_crc32c(0, hdr, 28));
+	ret = upp_pwrite_full(fd, hdr, WS_HDR, 0);
+	return ret ? ret : upp_pwrite_full(fd, rec->pages, rec->n * 8, WS_HDR);
+}
+
+/* Written when the source goes (the region was released), atomically; a
+ * working set that cannot be written is only a hint lost. */
+void upager__ws_record_end(struct upager__ws_recorder *rec)
+{
+	if (!rec->path)
+		return;
+	(void)upp_atomic_replace(rec->path, write_ws_file, rec);
+	free(rec->path);
+	free(rec->pages);
+	free(rec->seen);
+	pthread_mutex_destroy(&rec->lock);
+	rec->path = NULL;
+}
+
+/* ---- reading ---- */
 
 /* A working-set file's bytes: its page indices, or NULL if damaged. */
 uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count)

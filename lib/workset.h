@@ -7,18 +7,33 @@
 #ifndef UPAGER_WORKSET_H
 #define UPAGER_WORKSET_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "upager.h"
 
-/*
- * The working set (PATH.ws): a 32-byte header ("UPGWS001", u64 count,
- * u64 npages of the snapshot, u32 CRC32C of the entries, u32 CRC32C of the
- * header's first 28 bytes) and count u64 page indices in first-touch order.
- */
-#define WS_MAGIC "UPGWS001"
-#define WS_HDR 32
+struct upager__fill;
+
+/* Recording a working set (UPAGER_SNAP_RECORD). */
+struct upager__ws_recorder {
+	char *path; /* where it is written; NULL: not recording */
+	uint64_t npages;
+	size_t ps;
+	pthread_mutex_t lock; /* several handlers record */
+	uint64_t *pages, n, cap;
+	uint8_t *seen; /* a bit per page */
+};
+
+/* Starts recording the working set of a snapshot of npages pages of ps
+ * bytes, to be written to path: 0 (path is rec's now), or -ENOMEM. */
+int upager__ws_record_start(struct upager__ws_recorder *rec, char *path, uint64_t npages,
+			    size_t ps);
+/* Records what fill made resident; nothing unless recording. */
+void upager__ws_record_fill(struct upager__ws_recorder *rec, const struct upager__fill *fill);
+/* Writes the working set (best effort: it is a hint) and frees what rec
+ * holds; nothing unless recording. */
+void upager__ws_record_end(struct upager__ws_recorder *rec);
 
 /* A working-set file's bytes: its page indices, or NULL if damaged. */
 uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count);
