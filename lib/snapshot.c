@@ -23,10 +23,6 @@
 #include "upager-int.h"
 #include "workset.h"
 
-#define SNAP_HDR UPP_SNAP_HDR
-#define ENTRY UPP_SNAP_ENTRY
-enum { K_ABSENT = UPP_SNAP_ABSENT, K_ZERO = UPP_SNAP_ZERO, K_STORED = UPP_SNAP_STORED };
-
 /* ---- saving ---- */
 
 /* The page map after nstored pages of data, then the header (last: a crash
@@ -34,9 +30,9 @@ enum { K_ABSENT = UPP_SNAP_ABSENT, K_ZERO = UPP_SNAP_ZERO, K_STORED = UPP_SNAP_S
 static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map,
 		      const char *parent_name, uint32_t parent_crc)
 {
-	uint8_t hdr[SNAP_HDR] = { 0 };
-	uint64_t data_off = SNAP_HDR, map_off = data_off + nstored * ps;
-	int ret = upp_pwrite_full(fd, map, npages * ENTRY, map_off);
+	uint8_t hdr[UPP_SNAP_HDR] = { 0 };
+	uint64_t data_off = UPP_SNAP_HDR, map_off = data_off + nstored * ps;
+	int ret = upp_pwrite_full(fd, map, npages * UPP_SNAP_ENTRY, map_off);
 
 	if (ret < 0)
 		return ret;
@@ -54,9 +50,9 @@ static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, cons
 		put16(hdr + 76, (uint16_t)strlen(parent_name));
 		memcpy(hdr + 128, parent_name, strlen(parent_name));
 	}
-	put32(hdr + 60, upp_crc32c(0, map, npages * ENTRY));
-	put32(hdr + 64, upp_crc32c(0, hdr, SNAP_HDR));
-	return upp_pwrite_full(fd, hdr, SNAP_HDR, 0);
+	put32(hdr + 60, upp_crc32c(0, map, npages * UPP_SNAP_ENTRY));
+	put32(hdr + 64, upp_crc32c(0, hdr, UPP_SNAP_HDR));
+	return upp_pwrite_full(fd, hdr, UPP_SNAP_HDR, 0);
 }
 
 struct save_args {
@@ -77,7 +73,7 @@ static int same_as_parent(const struct save_args *a, size_t i, uint8_t *tmp)
 {
 	int kind;
 
-	if (upp_snap_kind(a->parent, i) != K_STORED)
+	if (upp_snap_kind(a->parent, i) != UPP_SNAP_STORED)
 		return 0; /* zero or absent there, not zero here */
 	kind = upp_snap_read(a->parent, i, tmp);
 	if (kind < 0)
@@ -90,7 +86,7 @@ static int save(int fd, void *arg)
 	const struct save_args *a = arg;
 	const uint8_t *base = a->base;
 	size_t ps = a->ps, npages = a->len / ps, nstored = 0, run = 0;
-	uint8_t *map = calloc(npages, ENTRY), *tmp = a->parent ? malloc(ps) : NULL;
+	uint8_t *map = calloc(npages, UPP_SNAP_ENTRY), *tmp = a->parent ? malloc(ps) : NULL;
 	int ret = map && (tmp || !a->parent) ? 0 : -ENOMEM;
 
 	if (ret < 0) {
@@ -99,9 +95,11 @@ static int save(int fd, void *arg)
 		return ret;
 	}
 	if (!a->every_page) /* a raw image: every page is there to be read */
-		ret = upager__pagemap((uintptr_t)base, npages, ps, map, ENTRY, a->tracked);
+		ret = upager__pagemap((uintptr_t)base, npages, ps, map, UPP_SNAP_ENTRY,
+				      a->tracked);
 	for (size_t i = 0; i < npages && ret == 0; i++) {
-		uint8_t *e = map + i * ENTRY, pm = a->every_page ? UPAGER__PM_POPULATED : e[0];
+		uint8_t *e = map + i * UPP_SNAP_ENTRY;
+		uint8_t pm = a->every_page ? UPAGER__PM_POPULATED : e[0];
 
 		/*
 		 * Incremental: never touched since the restore means as in the
@@ -109,19 +107,19 @@ static int save(int fd, void *arg)
 		 * (write-protected by the fill, and still so).
 		 */
 		if (!(pm & UPAGER__PM_POPULATED))
-			e[0] = a->parent ? UPP_SNAP_PARENT : K_ABSENT;
+			e[0] = a->parent ? UPP_SNAP_PARENT : UPP_SNAP_ABSENT;
 		else if (a->parent && (pm & UPAGER__PM_CLEAN))
 			e[0] = UPP_SNAP_PARENT;
 		else
-			e[0] = K_STORED;
+			e[0] = UPP_SNAP_STORED;
 	}
 	for (size_t i = 0; i <= npages && ret == 0; i++) {
-		uint8_t *e = map + i * ENTRY;
+		uint8_t *e = map + i * UPP_SNAP_ENTRY;
 		int same = 0;
 
-		if (i < npages && e[0] == K_STORED) {
+		if (i < npages && e[0] == UPP_SNAP_STORED) {
 			if (upp_all_zero(base + i * ps, ps)) {
-				e[0] = K_ZERO;
+				e[0] = UPP_SNAP_ZERO;
 			} else if (a->parent && (same = same_as_parent(a, i, tmp)) != 0) {
 				if (same < 0)
 					ret = same;
@@ -137,7 +135,7 @@ static int save(int fd, void *arg)
 		/* End of a run of stored pages (consecutive in memory and file): one write. */
 		if (run && ret == 0)
 			ret = upp_pwrite_full(fd, base + (i - run) * ps, run * ps,
-					 SNAP_HDR + (nstored - run) * ps);
+					 UPP_SNAP_HDR + (nstored - run) * ps);
 		run = 0;
 	}
 	if (ret == 0)
@@ -244,7 +242,7 @@ static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 				    "snapshot: page %zu fails its checksum: not mapped", first + k);
 		if (kind < 0)
 			return kind;
-		any |= kind == K_STORED;
+		any |= kind == UPP_SNAP_STORED;
 	}
 	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
 }
@@ -424,17 +422,18 @@ static int reorder(int fd, void *arg)
 	const struct reorder_args *a = arg;
 	const struct upp_snap *f = a->f;
 	uint64_t npages = f->npages, next = 0, nbuf = 0;
-	uint8_t *map = malloc(npages * ENTRY), *placed = calloc((npages + 7) / 8, 1);
+	uint8_t *map = malloc(npages * UPP_SNAP_ENTRY), *placed = calloc((npages + 7) / 8, 1);
 	uint8_t *buf = malloc(REORDER_BUF * f->ps);
 	int ret = map && placed && buf ? 0 : -ENOMEM;
 
 	if (ret == 0)
-		memcpy(map, f->map, npages * ENTRY);
+		memcpy(map, f->map, npages * UPP_SNAP_ENTRY);
 	for (uint64_t k = 0; ret == 0 && k < a->nws + npages; k++) {
 		uint64_t page = k < a->nws ? a->ws[k] : k - a->nws;
 		int kind;
 
-		if (upp_snap_own_kind(f, page) != K_STORED || (placed[page / 8] & (1u << (page % 8))))
+		if (upp_snap_own_kind(f, page) != UPP_SNAP_STORED ||
+		    (placed[page / 8] & (1u << (page % 8))))
 			continue;
 		placed[page / 8] |= (uint8_t)(1u << (page % 8));
 		kind = upp_snap_read(f, page, buf + nbuf * f->ps); /* checked: never copy damage */
@@ -442,15 +441,15 @@ static int reorder(int fd, void *arg)
 			ret = kind;
 			break;
 		}
-		put64(map + page * ENTRY + 8, next + nbuf);
+		put64(map + page * UPP_SNAP_ENTRY + 8, next + nbuf);
 		if (++nbuf == REORDER_BUF) {
-			ret = upp_pwrite_full(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+			ret = upp_pwrite_full(fd, buf, nbuf * f->ps, UPP_SNAP_HDR + next * f->ps);
 			next += nbuf;
 			nbuf = 0;
 		}
 	}
 	if (ret == 0 && nbuf)
-		ret = upp_pwrite_full(fd, buf, nbuf * f->ps, SNAP_HDR + next * f->ps);
+		ret = upp_pwrite_full(fd, buf, nbuf * f->ps, UPP_SNAP_HDR + next * f->ps);
 	if (ret == 0)
 		ret = write_tail(fd, f->ps, npages, f->nstored, map,
 				 f->parent ? f->parent_name : NULL, f->parent ? f->parent->hdr_crc : 0);
@@ -510,7 +509,7 @@ int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 	info->nstored = f.nstored;
 	info->file_size = f.file_size;
 	for (uint64_t i = 0; i < f.npages; i++) {
-		info->nzero += upp_snap_own_kind(&f, i) == K_ZERO;
+		info->nzero += upp_snap_own_kind(&f, i) == UPP_SNAP_ZERO;
 		info->nparent += upp_snap_own_kind(&f, i) == UPP_SNAP_PARENT;
 	}
 	info->nabsent = f.npages - f.nstored - info->nzero - info->nparent;
@@ -540,7 +539,7 @@ int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t,
 
 		if (progress && (i % 4096 == 0 || i + 1 == f.npages))
 			progress(i + 1, f.npages);
-		if (upp_snap_kind(&f, i) != K_STORED)
+		if (upp_snap_kind(&f, i) != UPP_SNAP_STORED)
 			continue; /* a hole in the raw image reads zero */
 		kind = upp_snap_read(&f, i, page);
 		if (kind == -EBADMSG)
