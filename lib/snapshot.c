@@ -20,6 +20,7 @@
 #include "crc32c.h"
 #include "fileio.h"
 #include "snapfmt.h"
+#include "snapshot_save.h"
 #include "upager-int.h"
 #include "workset.h"
 
@@ -27,8 +28,8 @@
 
 /* The page map after nstored pages of data, then the header (last: a crash
  * before it leaves no valid file); upp_atomic_replace fsyncs. */
-static int write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored, const uint8_t *map,
-		      const char *parent_name, uint32_t parent_crc)
+int upager__snap_write_tail(int fd, size_t ps, uint64_t npages, uint64_t nstored,
+			    const uint8_t *map, const char *parent_name, uint32_t parent_crc)
 {
 	uint8_t hdr[UPP_SNAP_HDR] = { 0 };
 	uint64_t data_off = UPP_SNAP_HDR, map_off = data_off + nstored * ps;
@@ -139,14 +140,14 @@ static int save(int fd, void *arg)
 		run = 0;
 	}
 	if (ret == 0)
-		ret = write_tail(fd, ps, npages, nstored, map, a->parent_name,
+		ret = upager__snap_write_tail(fd, ps, npages, nstored, map, a->parent_name,
 				 a->parent ? a->parent->hdr_crc : 0);
 	free(map);
 	free(tmp);
 	return ret;
 }
 
-static int save_atomic(const void *addr, size_t len, const char *path, bool every_page)
+int upager__snap_save_atomic(const void *addr, size_t len, const char *path, bool every_page)
 {
 	struct save_args a = { addr, len, (size_t)sysconf(_SC_PAGESIZE), every_page, NULL, NULL,
 			       false };
@@ -159,7 +160,7 @@ static int save_atomic(const void *addr, size_t len, const char *path, bool ever
 
 UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
 {
-	return save_atomic(addr, len, path, false);
+	return upager__snap_save_atomic(addr, len, path, false);
 }
 
 /* Whether the directories of a and b are the same one. */
@@ -451,7 +452,7 @@ static int reorder(int fd, void *arg)
 	if (ret == 0 && nbuf)
 		ret = upp_pwrite_full(fd, buf, nbuf * f->ps, UPP_SNAP_HDR + next * f->ps);
 	if (ret == 0)
-		ret = write_tail(fd, f->ps, npages, f->nstored, map,
+		ret = upager__snap_write_tail(fd, f->ps, npages, f->nstored, map,
 				 f->parent ? f->parent_name : NULL, f->parent ? f->parent->hdr_crc : 0);
 	free(map);
 	free(placed);
@@ -491,98 +492,4 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	upp_snap_close(&f);
 	close(f.fd);
 	return ret;
-}
-
-/* ---- for the upager tool (internal; see tools/upager.c) ---- */
-
-int upager__snap_inspect(const char *path, struct upager__snap_info *info)
-{
-	struct upp_snap f;
-	int ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
-
-	memset(info, 0, sizeof(*info));
-	if (ret < 0)
-		return ret;
-	info->page_size = f.ps;
-	info->length = f.len;
-	info->npages = f.npages;
-	info->nstored = f.nstored;
-	info->file_size = f.file_size;
-	for (uint64_t i = 0; i < f.npages; i++) {
-		info->nzero += upp_snap_own_kind(&f, i) == UPP_SNAP_ZERO;
-		info->nparent += upp_snap_own_kind(&f, i) == UPP_SNAP_PARENT;
-	}
-	info->nabsent = f.npages - f.nstored - info->nzero - info->nparent;
-	snprintf(info->parent, sizeof(info->parent), "%s", f.parent ? f.parent_name : "");
-	close(f.fd);
-	upp_snap_close(&f);
-	return 0;
-}
-
-/* Reads and checks every stored page; with raw_fd >= 0 also writes it there. */
-int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t, uint64_t),
-			uint64_t *bad_page)
-{
-	struct upp_snap f;
-	uint8_t *page;
-	int ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
-
-	if (ret < 0)
-		return ret;
-	page = malloc(f.ps);
-	if (!page)
-		ret = -ENOMEM;
-	if (ret == 0 && raw_fd >= 0 && ftruncate(raw_fd, (off_t)f.len) < 0)
-		ret = -errno;
-	for (uint64_t i = 0; ret == 0 && i < f.npages; i++) {
-		int kind;
-
-		if (progress && (i % 4096 == 0 || i + 1 == f.npages))
-			progress(i + 1, f.npages);
-		if (upp_snap_kind(&f, i) != UPP_SNAP_STORED)
-			continue; /* a hole in the raw image reads zero */
-		kind = upp_snap_read(&f, i, page);
-		if (kind == -EBADMSG)
-			*bad_page = i;
-		if (kind < 0)
-			ret = kind;
-		else if (raw_fd >= 0)
-			ret = upp_pwrite_full(raw_fd, page, f.ps, i * f.ps);
-	}
-	if (ret == 0 && raw_fd >= 0 && fsync(raw_fd) < 0)
-		ret = -errno;
-	free(page);
-	close(f.fd);
-	upp_snap_close(&f);
-	return ret;
-}
-
-/* A raw memory image (a flat file, as VM monitors write) to a snapshot. */
-int upager__snap_from_raw(const char *raw, const char *path)
-{
-	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	struct stat st;
-	void *m;
-	int fd = open(raw, O_RDONLY | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
-	    (uint64_t)st.st_size % ps) {
-		close(fd);
-		return -EINVAL; /* a raw image is a whole number of pages */
-	}
-	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
-		return -errno;
-	ret = save_atomic(m, (size_t)st.st_size, path, true);
-	munmap(m, (size_t)st.st_size);
-	return ret;
-}
-
-int upager__ws_inspect(const char *ws_path, uint64_t npages, uint64_t *count, uint64_t **pages)
-{
-	*pages = upager__ws_read(ws_path, npages, count);
-	return *pages ? 0 : -EBADMSG;
 }
