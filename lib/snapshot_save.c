@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Snapshots (docs/SNAPSHOT.md): saving an address range to a file, and a
- * source that serves such a file, checking each page's CRC32C before it is
- * mapped. The file is hostile until every field has been checked.
+ * The snapshot writer (upager_snapshot_save, upager_snapshot_save_incremental;
+ * docs/SNAPSHOT.md): memory to a file, its stored pages first, then the page
+ * map, then the header, the file replaced atomically; an incremental save
+ * stores only the pages that differ from its parent's. The one place that
+ * writes the format: the reorder and the tool's conversion of raw images
+ * reuse its tail and its atomic save (snapshot_save.h). Apart from the
+ * source because a save and a restore share nothing but the format.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,9 +23,6 @@
 #include "snapfmt.h"
 #include "snapshot_save.h"
 #include "upager-int.h"
-#include "workset.h"
-
-/* ---- saving ---- */
 
 /* The page map after nstored pages of data, then the header (last: a crash
  * before it leaves no valid file); upp_atomic_replace fsyncs. */
