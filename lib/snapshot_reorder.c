@@ -10,7 +10,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,7 +30,7 @@ struct reorder_args {
 #define REORDER_BUF 256 /* pages written at once */
 
 /* Stored pages in a new order: the working set's, as recorded, then the rest. */
-static int reorder(int fd, void *arg)
+static int write_reordered(int fd, void *arg)
 {
 	const struct reorder_args *a = arg;
 	const struct upp_snap *f = a->f;
@@ -87,11 +86,10 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
 	if (ret < 0)
 		return ret;
-	ws_path = malloc(strlen(path) + 4);
+	ws_path = upager__ws_path(path);
 	if (!ws_path)
 		ret = -ENOMEM;
 	if (ret == 0) {
-		sprintf(ws_path, "%s.ws", path);
 		ws = upager__ws_read(ws_path, f.npages, &a.nws);
 		if (!ws)
 			ret = access(ws_path, F_OK) == 0 ? -EBADMSG : -ENOENT;
@@ -100,7 +98,7 @@ UPAGER__EXPORT int upager_snapshot_reorder(const char *path)
 	if (ret == 0) {
 		a.f = &f;
 		a.ws = ws;
-		ret = upp_atomic_replace(path, reorder, &a);
+		ret = upp_atomic_replace(path, write_reordered, &a);
 		free(ws);
 	}
 	upp_snap_close(&f);

@@ -80,7 +80,7 @@ static int same_as_parent(const struct save_args *a, size_t i, uint8_t *tmp)
 	return memcmp(tmp, a->base + i * a->ps, a->ps) == 0;
 }
 
-static int save(int fd, void *arg)
+static int write_snapshot(int fd, void *arg)
 {
 	const struct save_args *a = arg;
 	const uint8_t *base = a->base;
@@ -153,7 +153,7 @@ int upager__snap_save_atomic(const void *addr, size_t len, const char *path, boo
 	if (!addr || !path || !*path || len == 0 || (uintptr_t)addr % a.ps || len % a.ps ||
 	    (uintptr_t)addr > UINTPTR_MAX - len)
 		return -EINVAL;
-	return upp_atomic_replace(path, save, &a);
+	return upp_atomic_replace(path, write_snapshot, &a);
 }
 
 UPAGER__EXPORT int upager_snapshot_save(const void *addr, size_t len, const char *path)
@@ -206,7 +206,7 @@ UPAGER__EXPORT int upager_snapshot_save_incremental(const void *addr, size_t len
 		a.parent = &pf;
 		a.parent_name = basename(pcopy);
 		a.tracked = upager__track_covers((uintptr_t)addr, len, pf.hdr_crc);
-		ret = upp_atomic_replace(path, save, &a);
+		ret = upp_atomic_replace(path, write_snapshot, &a);
 	}
 	free(pcopy);
 	upp_snap_close(&pf);

@@ -12,9 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "snapfmt.h"
@@ -58,7 +56,7 @@ struct ra_range {
 	int fd; /* an incremental snapshot's pages may be in its parents */
 };
 
-static int cmp_ra(const void *a, const void *b)
+static int cmp_ra_range(const void *a, const void *b)
 {
 	const struct ra_range *x = a, *y = b;
 
@@ -76,7 +74,7 @@ static int cmp_ra(const void *a, const void *b)
  * (POSIX_FADV_WILLNEED: asynchronous, many requests in flight). The handler
  * then finds its pages in the page cache, or waits on reads already queued.
  */
-static void *ws_readahead(void *arg)
+static void *readahead_thread(void *arg)
 {
 	struct snap_source *ss = arg;
 	struct ra_range *rr = malloc(RA_BATCH * sizeof(*rr));
@@ -94,7 +92,7 @@ static void *ws_readahead(void *arg)
 			if (off != UINT64_MAX)
 				rr[n++] = (struct ra_range){ off, fd };
 		}
-		qsort(rr, n, sizeof(*rr), cmp_ra);
+		qsort(rr, n, sizeof(*rr), cmp_ra_range);
 		for (size_t j = 0; j < n;) {
 			uint64_t start = rr[j].off, end = start + ps;
 			int fd = rr[j].fd;
@@ -167,10 +165,9 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 
 	if (!pager || !regionp || !path || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
 		return -EINVAL;
-	ws_path = malloc(strlen(path) + 4);
+	ws_path = upager__ws_path(path);
 	if (!ws_path)
 		return -ENOMEM;
-	sprintf(ws_path, "%s.ws", path);
 	ret = upager_source_snapshot(path, &len, &src);
 	if (ret < 0) {
 		free(ws_path);
@@ -196,7 +193,7 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 		 * without it the handlers still read each page themselves). */
 		ss->ra_pages = ws;
 		ss->ra_n = nws;
-		ss->ra_running = pthread_create(&ss->ra, NULL, ws_readahead, ss) == 0;
+		ss->ra_running = pthread_create(&ss->ra, NULL, readahead_thread, ss) == 0;
 	}
 	if (ret == 0 && nws)
 		upager__ws_prefetch(*regionp, ws, nws, ss->f.ps);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +32,15 @@
  */
 #define WS_MAGIC "UPGWS001"
 #define WS_HDR 32
+
+char *upager__ws_path(const char *snap_path)
+{
+	char *ws_path = malloc(strlen(snap_path) + 4);
+
+	if (ws_path)
+		sprintf(ws_path, "%s.ws", snap_path);
+	return ws_path;
+}
 
 /* ---- recording ---- */
 
@@ -138,7 +148,7 @@ uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint
 	return ws;
 }
 
-static int open_path(void *path, int flags)
+static int open_cloexec(void *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
 
@@ -152,7 +162,7 @@ uint64_t *upager__ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
 	uint64_t *ws = NULL;
 	uint8_t *buf;
 	struct stat st;
-	int fd = upp_open_regular(open_path, (void *)ws_path);
+	int fd = upp_open_regular(open_cloexec, (void *)ws_path);
 
 	if (fd < 0)
 		return NULL;

@@ -15,6 +15,10 @@
 
 struct upager__fill;
 
+/* The working set's path beside the snapshot at snap_path (PATH.ws),
+ * malloc'd; NULL: out of memory. */
+char *upager__ws_path(const char *snap_path);
+
 /* Recording a working set (UPAGER_SNAP_RECORD). */
 struct upager__ws_recorder {
 	char *path; /* where it is written; NULL: not recording */
