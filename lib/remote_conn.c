@@ -26,18 +26,16 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "fileio.h"
 #include "net.h"
 #include "protocol.h"
 #include "sha256.h"
 #include "remote_conn.h"
 #include "upager-int.h"
 
-struct batch { /* one READ frame in flight */
-	struct batch *next;
+struct upager__remote_batch { /* one READ frame in flight */
+	struct upager__remote_batch *next;
 	uint32_t id, n;
 	struct upager__fill *fill[UPP_MAX_RANGES];
 };
@@ -59,7 +57,7 @@ static int ms_until(uint64_t until_ns)
 	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-uint64_t upager__remote_after_ms(unsigned ms)
+static uint64_t after_ms(unsigned ms)
 {
 	return upager__now_ns() + (uint64_t)ms * 1000000ull;
 }
@@ -198,15 +196,15 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
  * (HELLO asks for the challenge, which a server with the secret then sends
  * over Unix sockets too): one that does not gets -EACCES, and *why says so.
  */
-int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *handle,
-			     uint64_t *size, const char **why)
+static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32_t *handle,
+		     uint64_t *size, const char **why)
 {
 	uint8_t buf[UPP_HDR_SIZE + 2 + UPP_MAX_PATH];
-	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, rs->secret_len ? UPP_FEAT_AUTH : 0 };
+	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, conn->secret_len ? UPP_FEAT_AUTH : 0 };
 	struct upp_hello_reply hr;
 	struct upp_hdr h;
 	size_t n;
-	int fd = dial(rs->uri, until_ns), ret;
+	int fd = dial(conn->uri, until_ns), ret;
 
 	*why = NULL;
 	if (fd < 0)
@@ -219,9 +217,9 @@ int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32
 	if (!ret && (h.type != (UPP_HELLO | UPP_REPLY) ||
 		     upp_get_hello_reply(buf, h.length, &hr) < 0 || hr.version != UPP_VERSION))
 		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
-	if (!ret && rs->image && !(hr.features & UPP_FEAT_IMAGE))
+	if (!ret && conn->image && !(hr.features & UPP_FEAT_IMAGE))
 		ret = -EOPNOTSUPP; /* a server too old to decode snapshots */
-	if (!ret && rs->secret_len && !(hr.features & UPP_FEAT_AUTH)) {
+	if (!ret && conn->secret_len && !(hr.features & UPP_FEAT_AUTH)) {
 		/* It never asked: anyone can answer so, it proves nothing. */
 		*why = "the server did not prove it knows the secret (it never asked for it)";
 		ret = -EACCES;
@@ -230,10 +228,10 @@ int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32
 		/* The server's challenge; then our proof, and its proof back. */
 		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
 
-		if (!rs->secret_len || getrandom(cnonce, UPP_NONCE, 0) != UPP_NONCE) {
+		if (!conn->secret_len || getrandom(cnonce, UPP_NONCE, 0) != UPP_NONCE) {
 			ret = -EACCES;
 		} else {
-			upp_auth_mac(rs->secret, rs->secret_len, 0, hr.nonce, cnonce, mac);
+			upp_auth_mac(conn->secret, conn->secret_len, 0, hr.nonce, cnonce, mac);
 			n = upp_put_auth(buf + UPP_HDR_SIZE, cnonce, mac);
 			upp_put_hdr(buf, UPP_AUTH, 2, (uint32_t)n);
 			ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
@@ -241,7 +239,7 @@ int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32
 		if (!ret)
 			ret = recv_frame_sync(fd, &h, buf, sizeof(buf), until_ns);
 		if (!ret) {
-			upp_auth_mac(rs->secret, rs->secret_len, 1, hr.nonce, cnonce, want);
+			upp_auth_mac(conn->secret, conn->secret_len, 1, hr.nonce, cnonce, want);
 			if (h.type == UPP_ERROR) {
 				*why = "the server refused our proof of the secret";
 				ret = -EACCES;
@@ -253,8 +251,8 @@ int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32
 		}
 	}
 	if (!ret) {
-		n = upp_put_open(buf + UPP_HDR_SIZE, rs->object, (uint16_t)strlen(rs->object));
-		upp_put_hdr(buf, rs->image ? UPP_OPEN_IMAGE : UPP_OPEN, 1, (uint32_t)n);
+		n = upp_put_open(buf + UPP_HDR_SIZE, conn->object, (uint16_t)strlen(conn->object));
+		upp_put_hdr(buf, conn->image ? UPP_OPEN_IMAGE : UPP_OPEN, 1, (uint32_t)n);
 		ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
 	}
 	if (!ret)
@@ -264,7 +262,7 @@ int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32
 
 		if (h.type == UPP_ERROR && upp_get_error(buf, h.length, &e) == 0)
 			ret = e.code > 0 && e.code < 4096 ? -(int)e.code : -EPROTO;
-		else if (h.type != ((rs->image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY) ||
+		else if (h.type != ((conn->image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY) ||
 			 upp_get_opened(buf, h.length, handle, size) < 0)
 			ret = -EPROTO;
 	}
@@ -277,19 +275,19 @@ int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32
 
 /* ---- the connection thread ---- */
 
-static void disconnect(struct remote_source *rs)
+static void disconnect(struct upager__remote_conn *conn)
 {
 	struct upager__fill *requeue = NULL, *tail = NULL;
 
-	if (rs->fd >= 0)
-		close(rs->fd);
-	rs->fd = -1;
-	rs->rlen = 0;
+	if (conn->fd >= 0)
+		close(conn->fd);
+	conn->fd = -1;
+	conn->rlen = 0;
 	/* What was sent and not answered goes out again on the next connection. */
-	while (rs->inflight) {
-		struct batch *b = rs->inflight;
+	while (conn->inflight) {
+		struct upager__remote_batch *b = conn->inflight;
 
-		rs->inflight = b->next;
+		conn->inflight = b->next;
 		for (uint32_t i = 0; i < b->n; i++) {
 			b->fill[i]->src_next = NULL;
 			if (tail)
@@ -300,27 +298,27 @@ static void disconnect(struct remote_source *rs)
 		}
 		free(b);
 	}
-	rs->ninflight = 0;
+	conn->ninflight = 0;
 	if (requeue) {
-		pthread_mutex_lock(&rs->lock);
-		tail->src_next = rs->queue;
-		rs->queue = requeue;
-		if (!rs->queue_tail)
-			rs->queue_tail = tail;
-		pthread_mutex_unlock(&rs->lock);
+		pthread_mutex_lock(&conn->lock);
+		tail->src_next = conn->queue;
+		conn->queue = requeue;
+		if (!conn->queue_tail)
+			conn->queue_tail = tail;
+		pthread_mutex_unlock(&conn->lock);
 	}
 }
 
-static void requeue_front(struct remote_source *rs, struct batch *b)
+static void requeue_front(struct upager__remote_conn *conn, struct upager__remote_batch *b)
 {
-	pthread_mutex_lock(&rs->lock);
+	pthread_mutex_lock(&conn->lock);
 	for (uint32_t i = b->n; i-- > 0;) {
-		b->fill[i]->src_next = rs->queue;
-		rs->queue = b->fill[i];
-		if (!rs->queue_tail)
-			rs->queue_tail = b->fill[i];
+		b->fill[i]->src_next = conn->queue;
+		conn->queue = b->fill[i];
+		if (!conn->queue_tail)
+			conn->queue_tail = b->fill[i];
 	}
-	pthread_mutex_unlock(&rs->lock);
+	pthread_mutex_unlock(&conn->lock);
 }
 
 /*
@@ -330,34 +328,34 @@ static void requeue_front(struct remote_source *rs, struct batch *b)
  * queue is sorted out here. A server that hangs without closing therefore
  * costs a fault its deadline, not forever.
  */
-static void expire(struct remote_source *rs, uint64_t now)
+static void expire_fills(struct upager__remote_conn *conn, uint64_t now)
 {
 	struct upager__fill **pp, *f, *dead = NULL;
 
-	for (struct batch *b = rs->inflight; b; b = b->next) {
+	for (struct upager__remote_batch *b = conn->inflight; b; b = b->next) {
 		bool stale = false;
 
 		for (uint32_t i = 0; i < b->n && !stale; i++)
 			stale = atomic_load(&b->fill[i]->region->dead) ||
 				now >= b->fill[i]->deadline_ns;
 		if (stale) {
-			disconnect(rs); /* a request outlived its deadline or its region */
+			disconnect(conn); /* a request outlived its deadline or its region */
 			break;
 		}
 	}
-	pthread_mutex_lock(&rs->lock);
-	rs->queue_tail = NULL;
-	for (pp = &rs->queue; (f = *pp);) {
+	pthread_mutex_lock(&conn->lock);
+	conn->queue_tail = NULL;
+	for (pp = &conn->queue; (f = *pp);) {
 		if (atomic_load(&f->region->dead) || now >= f->deadline_ns) {
 			*pp = f->src_next;
 			f->src_next = dead;
 			dead = f;
 		} else {
-			rs->queue_tail = f;
+			conn->queue_tail = f;
 			pp = &f->src_next;
 		}
 	}
-	pthread_mutex_unlock(&rs->lock);
+	pthread_mutex_unlock(&conn->lock);
 	while (dead) {
 		f = dead;
 		dead = f->src_next;
@@ -369,15 +367,15 @@ static void expire(struct remote_source *rs, uint64_t now)
  * When a reconnection must give up: after connect_timeout_ms, or when the
  * first fill waiting for it passes its deadline, whichever comes first.
  */
-static uint64_t connect_until(struct remote_source *rs, uint64_t now)
+static uint64_t connect_until(struct upager__remote_conn *conn, uint64_t now)
 {
-	uint64_t until = now + (uint64_t)rs->connect_timeout_ms * 1000000ull;
+	uint64_t until = now + (uint64_t)conn->connect_timeout_ms * 1000000ull;
 
-	pthread_mutex_lock(&rs->lock);
-	for (struct upager__fill *f = rs->queue; f; f = f->src_next)
+	pthread_mutex_lock(&conn->lock);
+	for (struct upager__fill *f = conn->queue; f; f = f->src_next)
 		if (f->deadline_ns < until)
 			until = f->deadline_ns;
-	pthread_mutex_unlock(&rs->lock);
+	pthread_mutex_unlock(&conn->lock);
 	return until;
 }
 
@@ -386,85 +384,85 @@ static uint64_t connect_until(struct remote_source *rs, uint64_t now)
  * first fill already in flight passes its deadline. A server that stops
  * reading so holds no fault past its deadline.
  */
-static uint64_t send_until(struct remote_source *rs)
+static uint64_t send_until(struct upager__remote_conn *conn)
 {
-	uint64_t until = connect_until(rs, upager__now_ns());
+	uint64_t until = connect_until(conn, upager__now_ns());
 
-	for (struct batch *b = rs->inflight; b; b = b->next)
+	for (struct upager__remote_batch *b = conn->inflight; b; b = b->next)
 		for (uint32_t i = 0; i < b->n; i++)
 			if (b->fill[i]->deadline_ns < until)
 				until = b->fill[i]->deadline_ns;
 	return until;
 }
 
-static int send_batches(struct remote_source *rs)
+static int send_batches(struct upager__remote_conn *conn)
 {
 	/* This call's fills are queued now: they count. */
-	const uint64_t until = send_until(rs);
+	const uint64_t until = send_until(conn);
 
-	while (rs->ninflight < UPP_MAX_INFLIGHT) {
+	while (conn->ninflight < UPP_MAX_INFLIGHT) {
 		uint8_t frame[UPP_HDR_SIZE + 8 + 16 * UPP_MAX_RANGES];
-		struct upp_read rd = { .handle = rs->handle };
-		struct batch *b;
+		struct upp_read rd = { .handle = conn->handle };
+		struct upager__remote_batch *b;
 		uint64_t bytes = 0;
 		size_t n;
 		int ret;
 
-		pthread_mutex_lock(&rs->lock);
-		if (!rs->queue) {
-			pthread_mutex_unlock(&rs->lock);
+		pthread_mutex_lock(&conn->lock);
+		if (!conn->queue) {
+			pthread_mutex_unlock(&conn->lock);
 			return 0;
 		}
 		b = calloc(1, sizeof(*b));
 		if (!b) {
-			pthread_mutex_unlock(&rs->lock);
+			pthread_mutex_unlock(&conn->lock);
 			return -ENOMEM;
 		}
-		while (rs->queue && b->n < UPP_MAX_RANGES && bytes + rs->queue->len <= UPP_MAX_READ &&
-		       !(b->n && (rs->queue->src_solo || b->fill[0]->src_solo))) {
-			struct upager__fill *f = rs->queue;
+		while (conn->queue && b->n < UPP_MAX_RANGES && bytes + conn->queue->len <= UPP_MAX_READ &&
+		       !(b->n && (conn->queue->src_solo || b->fill[0]->src_solo))) {
+			struct upager__fill *f = conn->queue;
 
-			rs->queue = f->src_next;
+			conn->queue = f->src_next;
 			f->src_next = NULL;
 			rd.r[b->n] = (struct upp_range){ f->roff, (uint32_t)f->len };
 			b->fill[b->n++] = f;
 			bytes += f->len;
 		}
-		if (!rs->queue)
-			rs->queue_tail = NULL;
-		pthread_mutex_unlock(&rs->lock);
+		if (!conn->queue)
+			conn->queue_tail = NULL;
+		pthread_mutex_unlock(&conn->lock);
 		rd.n = b->n;
-		b->id = ++rs->next_id;
+		b->id = ++conn->next_id;
 		n = upp_put_read(frame + UPP_HDR_SIZE, &rd);
 		upp_put_hdr(frame, UPP_READ, b->id, (uint32_t)n);
-		b->next = rs->inflight;
-		rs->inflight = b;
-		rs->ninflight++;
+		b->next = conn->inflight;
+		conn->inflight = b;
+		conn->ninflight++;
 		/* Small frames: a blocking send with the socket's buffer is fine. */
-		ret = send_all(rs->fd, frame, UPP_HDR_SIZE + n, until);
+		ret = send_all(conn->fd, frame, UPP_HDR_SIZE + n, until);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
 }
 
-static struct batch *take_batch(struct remote_source *rs, uint32_t id)
+static struct upager__remote_batch *take_batch(struct upager__remote_conn *conn, uint32_t id)
 {
-	for (struct batch **pp = &rs->inflight; *pp; pp = &(*pp)->next)
+	for (struct upager__remote_batch **pp = &conn->inflight; *pp; pp = &(*pp)->next)
 		if ((*pp)->id == id) {
-			struct batch *b = *pp;
+			struct upager__remote_batch *b = *pp;
 			*pp = b->next;
-			rs->ninflight--;
+			conn->ninflight--;
 			return b;
 		}
 	return NULL;
 }
 
 /* One whole frame from the server: complete its fills. -errno: reconnect. */
-static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uint8_t *p)
+static int on_frame(struct upager__remote_conn *conn, const struct upp_hdr *h, const uint8_t *p)
 {
 	uint32_t wanted[UPP_MAX_RANGES], got[UPP_MAX_RANGES];
-	struct batch *b = take_batch(rs, h->id);
+	struct upager__remote_batch *b = take_batch(conn, h->id);
 	const uint8_t *data;
 	int ret;
 
@@ -480,7 +478,7 @@ static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uin
 			 * so that only the fill holding it fails. */
 			for (uint32_t i = 0; i < b->n; i++)
 				b->fill[i]->src_solo = true;
-			requeue_front(rs, b);
+			requeue_front(conn, b);
 			free(b);
 			return 0;
 		}
@@ -496,14 +494,14 @@ static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uin
 	if (ret == -EBADMSG) {
 		/* Damaged on the way (the frame itself was whole): never map it, ask
 		 * again. The fills' deadline bounds how often. */
-		requeue_front(rs, b);
+		requeue_front(conn, b);
 		free(b);
 		return 0;
 	}
 	if (ret < 0) {
-		b->next = rs->inflight;
-		rs->inflight = b;
-		rs->ninflight++;
+		b->next = conn->inflight;
+		conn->inflight = b;
+		conn->ninflight++;
 		return ret;
 	}
 	for (uint32_t i = 0; i < b->n; i++) {
@@ -520,141 +518,213 @@ static int on_frame(struct remote_source *rs, const struct upp_hdr *h, const uin
 	return 0;
 }
 
-static int receive(struct remote_source *rs)
+static int receive_replies(struct upager__remote_conn *conn)
 {
 	for (;;) {
 		struct upp_hdr h;
 		ssize_t n;
 		int ret;
 
-		if (rs->rlen >= UPP_HDR_SIZE) {
-			ret = upp_get_hdr(rs->rbuf, rs->rlen, rs->rcap - UPP_HDR_SIZE, &h);
+		if (conn->rlen >= UPP_HDR_SIZE) {
+			ret = upp_get_hdr(conn->rbuf, conn->rlen, conn->rcap - UPP_HDR_SIZE, &h);
 			if (ret < 0 && ret != -EAGAIN)
 				return -EPROTO;
-			if (ret == 0 && rs->rlen >= UPP_HDR_SIZE + h.length) {
+			if (ret == 0 && conn->rlen >= UPP_HDR_SIZE + h.length) {
 				size_t whole = UPP_HDR_SIZE + h.length;
 
-				ret = on_frame(rs, &h, rs->rbuf + UPP_HDR_SIZE);
-				memmove(rs->rbuf, rs->rbuf + whole, rs->rlen - whole);
-				rs->rlen -= whole;
+				ret = on_frame(conn, &h, conn->rbuf + UPP_HDR_SIZE);
+				memmove(conn->rbuf, conn->rbuf + whole, conn->rlen - whole);
+				conn->rlen -= whole;
 				if (ret < 0)
 					return ret;
 				continue;
 			}
 		}
-		n = recv(rs->fd, rs->rbuf + rs->rlen, rs->rcap - rs->rlen, 0);
+		n = recv(conn->fd, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, 0);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-		rs->rlen += (size_t)n;
+		conn->rlen += (size_t)n;
 	}
 }
 
 /* Says through the log of the pager waiting on us (a queued fill's) why a
  * server is not trusted: its faults then fail at their deadline. */
-static void log_untrusted(struct remote_source *rs, const char *why)
+static void log_untrusted(struct upager__remote_conn *conn, const char *why)
 {
 	const upager_t *p = NULL;
 
-	pthread_mutex_lock(&rs->lock);
-	if (rs->queue)
-		p = rs->queue->region->pager;
-	pthread_mutex_unlock(&rs->lock);
+	pthread_mutex_lock(&conn->lock);
+	if (conn->queue)
+		p = conn->queue->region->pager;
+	pthread_mutex_unlock(&conn->lock);
 	if (p)
 		upager__log(p, UPAGER_LOG_ERROR,
 			    "remote %s: %s: not trusted; faults waiting on it fail at their deadline",
-			    rs->uri, why);
+			    conn->uri, why);
 }
 
-void *upager__remote_thread(void *arg)
+static void *conn_thread(void *arg)
 {
-	struct remote_source *rs = arg;
+	struct upager__remote_conn *conn = arg;
 
 	for (;;) {
-		struct pollfd pf[2] = { { .fd = rs->kick[0], .events = POLLIN } };
+		struct pollfd pf[2] = { { .fd = conn->kick[0], .events = POLLIN } };
 		uint64_t now = upager__now_ns();
 		char drain[64];
 		int ret = 0;
 
 		bool waited_on;
 
-		pthread_mutex_lock(&rs->lock);
-		if (rs->stop) {
-			pthread_mutex_unlock(&rs->lock);
+		pthread_mutex_lock(&conn->lock);
+		if (conn->stop) {
+			pthread_mutex_unlock(&conn->lock);
 			break;
 		}
-		pthread_mutex_unlock(&rs->lock);
-		expire(rs, now);
+		pthread_mutex_unlock(&conn->lock);
+		expire_fills(conn, now);
 		/* Fills are queued by handler threads under the lock. */
-		pthread_mutex_lock(&rs->lock);
-		waited_on = rs->queue != NULL;
-		pthread_mutex_unlock(&rs->lock);
-		if (rs->fd < 0 && waited_on && now >= rs->retry_at_ns) {
+		pthread_mutex_lock(&conn->lock);
+		waited_on = conn->queue != NULL;
+		pthread_mutex_unlock(&conn->lock);
+		if (conn->fd < 0 && waited_on && now >= conn->retry_at_ns) {
 			const char *why;
 			uint64_t size;
-			int fd = upager__remote_handshake(rs, connect_until(rs, now), &rs->handle, &size, &why);
+			int fd = handshake(conn, connect_until(conn, now), &conn->handle, &size, &why);
 
-			if (fd < 0 && why && !rs->said_untrusted)
-				log_untrusted(rs, why);
-			rs->said_untrusted = fd < 0 && why;
+			if (fd < 0 && why && !conn->said_untrusted)
+				log_untrusted(conn, why);
+			conn->said_untrusted = fd < 0 && why;
 			if (fd < 0) {
-				rs->backoff_ns = rs->backoff_ns ? rs->backoff_ns * 2 : 10000000ull;
-				if (rs->backoff_ns > 1000000000ull)
-					rs->backoff_ns = 1000000000ull;
-				rs->retry_at_ns = now + rs->backoff_ns;
+				conn->backoff_ns = conn->backoff_ns ? conn->backoff_ns * 2 : 10000000ull;
+				if (conn->backoff_ns > 1000000000ull)
+					conn->backoff_ns = 1000000000ull;
+				conn->retry_at_ns = now + conn->backoff_ns;
 			} else {
-				rs->fd = fd;
-				rs->backoff_ns = 0;
+				conn->fd = fd;
+				conn->backoff_ns = 0;
 			}
 		}
-		if (rs->fd >= 0)
-			ret = send_batches(rs);
-		pf[1] = (struct pollfd){ .fd = rs->fd, .events = POLLIN };
+		if (conn->fd >= 0)
+			ret = send_batches(conn);
+		pf[1] = (struct pollfd){ .fd = conn->fd, .events = POLLIN };
 		/* 100 ms at most: deadlines and released regions are checked each time. */
-		if (poll(pf, rs->fd >= 0 ? 2 : 1, 100) > 0) {
+		if (poll(pf, conn->fd >= 0 ? 2 : 1, 100) > 0) {
 			if (pf[0].revents & POLLIN)
-				while (read(rs->kick[0], drain, sizeof(drain)) > 0)
+				while (read(conn->kick[0], drain, sizeof(drain)) > 0)
 					;
-			if (rs->fd >= 0 && ret == 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
-				ret = receive(rs);
+			if (conn->fd >= 0 && ret == 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+				ret = receive_replies(conn);
 		}
 		if (ret < 0)
-			disconnect(rs); /* broken, or a reply we cannot trust: start afresh */
+			disconnect(conn); /* broken, or a reply we cannot trust: start afresh */
 	}
 	/* Stopping: nothing waits any more (every region using us is gone). */
-	disconnect(rs); /* the source is being released */
-	expire(rs, UINT64_MAX);
+	disconnect(conn); /* the source is being released */
+	expire_fills(conn, UINT64_MAX);
 	return NULL;
+}
+
+/* ---- what the source calls ---- */
+
+int upager__remote_conn_start(struct upager__remote_conn *conn)
+{
+	const char *why;
+	int fd, ret;
+
+	conn->rcap = UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
+	conn->rbuf = malloc(conn->rcap);
+	conn->fd = -1;
+	pthread_mutex_init(&conn->lock, NULL);
+	if (!conn->rbuf || pipe2(conn->kick, O_CLOEXEC | O_NONBLOCK) < 0) {
+		ret = conn->rbuf ? -errno : -ENOMEM;
+		free(conn->rbuf);
+		return ret;
+	}
+	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
+	fd = handshake(conn, after_ms(conn->connect_timeout_ms), &conn->handle, &conn->size, &why);
+	if (fd < 0) {
+		close(conn->kick[0]);
+		close(conn->kick[1]);
+		free(conn->rbuf);
+		return fd;
+	}
+	conn->fd = fd;
+	ret = -pthread_create(&conn->thread, NULL, conn_thread, conn);
+	if (ret < 0) {
+		close(fd);
+		close(conn->kick[0]);
+		close(conn->kick[1]);
+		free(conn->rbuf);
+		return ret;
+	}
+	return 0;
+}
+
+void upager__remote_conn_send(struct upager__remote_conn *conn, struct upager__fill *fill)
+{
+	char one = 1;
+
+	fill->src_next = NULL;
+	fill->src_solo = false;
+	pthread_mutex_lock(&conn->lock);
+	if (conn->queue_tail)
+		conn->queue_tail->src_next = fill;
+	else
+		conn->queue = fill;
+	conn->queue_tail = fill;
+	pthread_mutex_unlock(&conn->lock);
+	if (write(conn->kick[1], &one, 1) < 0) {
+		/* The pipe is full: the thread is awake anyway. */
+	}
+}
+
+void upager__remote_conn_stop(struct upager__remote_conn *conn)
+{
+	char one = 1;
+
+	pthread_mutex_lock(&conn->lock);
+	conn->stop = true;
+	pthread_mutex_unlock(&conn->lock);
+	if (write(conn->kick[1], &one, 1) < 0) {
+		/* awake anyway */
+	}
+	pthread_join(conn->thread, NULL);
+	close(conn->kick[0]);
+	close(conn->kick[1]);
+	free(conn->rbuf);
+	pthread_mutex_destroy(&conn->lock);
+	explicit_bzero(conn->secret, sizeof(conn->secret));
 }
 
 /*
  * The whole of a small object (at most max bytes, else -EFBIG before any
- * allocation), over a connection of its own, with rs's address and
+ * allocation), over a connection of its own, with like's address and
  * credentials: a working set beside a snapshot. All of it, handshake and
  * every READ, within one connect timeout (else -ETIMEDOUT): a server that
  * answers each READ just in time cannot hold the caller once per READ.
  */
-int upager__remote_fetch_small(const struct remote_source *like, const char *object, size_t max,
-		       uint8_t **bufp, size_t *lenp)
+int upager__remote_fetch_small(const struct upager__remote_conn *like, const char *object,
+			       size_t max, uint8_t **bufp, size_t *lenp)
 {
 	size_t cap = 12 + UPP_MAX_READ;
-	struct remote_source *rs = calloc(1, sizeof(*rs));
+	struct upager__remote_conn *conn = calloc(1, sizeof(*conn));
 	uint8_t *rbuf = malloc(cap), *buf = NULL;
 	uint64_t size = 0;
 	uint32_t handle;
 	const char *why;
-	uint64_t until = upager__remote_after_ms(like->connect_timeout_ms);
-	int fd = -1, ret = rs && rbuf ? 0 : -ENOMEM;
+	uint64_t until = after_ms(like->connect_timeout_ms);
+	int fd = -1, ret = conn && rbuf ? 0 : -ENOMEM;
 
 	if (ret == 0) {
 		/* Only what never changes once the source exists: its thread runs. */
-		memcpy(rs->uri, like->uri, sizeof(rs->uri));
-		memcpy(rs->secret, like->secret, sizeof(rs->secret));
-		rs->secret_len = like->secret_len;
-		rs->connect_timeout_ms = like->connect_timeout_ms;
-		snprintf(rs->object, sizeof(rs->object), "%s", object);
-		fd = upager__remote_handshake(rs, until, &handle, &size, &why);
+		memcpy(conn->uri, like->uri, sizeof(conn->uri));
+		memcpy(conn->secret, like->secret, sizeof(conn->secret));
+		conn->secret_len = like->secret_len;
+		conn->connect_timeout_ms = like->connect_timeout_ms;
+		snprintf(conn->object, sizeof(conn->object), "%s", object);
+		fd = handshake(conn, until, &handle, &size, &why);
 		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;
 	}
 	for (uint64_t off = 0; ret == 0 && off < size;) {
@@ -681,9 +751,9 @@ int upager__remote_fetch_small(const struct remote_source *like, const char *obj
 	}
 	if (fd >= 0)
 		close(fd);
-	if (rs)
-		explicit_bzero(rs->secret, sizeof(rs->secret));
-	free(rs);
+	if (conn)
+		explicit_bzero(conn->secret, sizeof(conn->secret));
+	free(conn);
 	free(rbuf);
 	if (ret < 0) {
 		free(buf);

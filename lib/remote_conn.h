@@ -1,26 +1,30 @@
 /* SPDX-License-Identifier: MIT */
-/* The remote source's connection to upagerd (lib/remote_conn.c). Internal. */
+/*
+ * The remote source's connection to upagerd (lib/remote_conn.c): fills go
+ * in, a thread sends them, and each comes back through
+ * upager__fill_complete. Internal.
+ */
 #ifndef UPAGER_REMOTE_CONN_H
 #define UPAGER_REMOTE_CONN_H
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "protocol.h"
-#include "upager-int.h"
 
-struct batch;
+struct upager__fill;
+struct upager__remote_batch;
 
-struct remote_source {
-	upager_source_t base;
+struct upager__remote_conn {
+	/* Set before upager__remote_conn_start, never changed after: */
 	char uri[512], object[UPP_MAX_PATH + 1];
 	bool image; /* UPAGER_REMOTE_SNAPSHOT: OPEN_IMAGE, the memory a snapshot describes */
-	uint64_t size;
 	uint8_t secret[4096];
 	size_t secret_len;
 	unsigned connect_timeout_ms;
-	uint64_t deadline_ns;
+	uint64_t size; /* the object's, as the first handshake found it */
 
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -31,7 +35,7 @@ struct remote_source {
 	/* The connection thread's own: */
 	int fd;
 	uint32_t handle, next_id;
-	struct batch *inflight;
+	struct upager__remote_batch *inflight;
 	unsigned ninflight;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
@@ -39,11 +43,25 @@ struct remote_source {
 	bool said_untrusted; /* logged why the server is not trusted, until it is again */
 };
 
-uint64_t upager__remote_after_ms(unsigned ms);
-int upager__remote_handshake(struct remote_source *rs, uint64_t until_ns, uint32_t *handle,
-			     uint64_t *size, const char **why);
-void *upager__remote_thread(void *arg);
-int upager__remote_fetch_small(const struct remote_source *like, const char *object, size_t max,
-			       uint8_t **bufp, size_t *lenp);
+/*
+ * Connects, says HELLO (proving the secret, if any) and opens the object,
+ * within connect_timeout_ms, then starts the connection thread: 0, or
+ * -errno with nothing left to undo (a wrong address or object is an error
+ * here, not a SIGBUS later).
+ */
+int upager__remote_conn_start(struct upager__remote_conn *conn);
+/* Queues fill (its deadline_ns set) for the thread, which hands it back
+ * with upager__fill_complete: DATA, ZERO or -errno. */
+void upager__remote_conn_send(struct upager__remote_conn *conn, struct upager__fill *fill);
+/* Stops the thread (fills still queued fail), closes the connection and
+ * forgets the secret. */
+void upager__remote_conn_stop(struct upager__remote_conn *conn);
+/*
+ * The whole of a small object (at most max bytes, else -EFBIG), over a
+ * connection of its own with like's address and credentials, all within
+ * one connect timeout (else -ETIMEDOUT): *bufp (malloc'd) and *lenp.
+ */
+int upager__remote_fetch_small(const struct upager__remote_conn *like, const char *object,
+			       size_t max, uint8_t **bufp, size_t *lenp);
 
 #endif

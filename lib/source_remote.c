@@ -10,7 +10,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,48 +21,30 @@
 #include "upager-int.h"
 #include "workset.h"
 
+struct remote_source {
+	upager_source_t base;
+	uint64_t deadline_ns; /* each fill's, from when it is queued */
+	struct upager__remote_conn conn;
+};
+
 static int remote_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
 {
 	struct remote_source *rs = (struct remote_source *)src;
-	char one = 1;
 
-	if (fill->roff >= rs->size)
+	if (fill->roff >= rs->conn.size)
 		return UPAGER__FILL_ZERO; /* past the end, as the object was when opened */
 	if (fill->len > UPP_MAX_READ)
 		fill->len = UPP_MAX_READ;
 	fill->deadline_ns = upager__now_ns() + rs->deadline_ns;
-	fill->src_next = NULL;
-	fill->src_solo = false;
-	pthread_mutex_lock(&rs->lock);
-	if (rs->queue_tail)
-		rs->queue_tail->src_next = fill;
-	else
-		rs->queue = fill;
-	rs->queue_tail = fill;
-	pthread_mutex_unlock(&rs->lock);
-	if (write(rs->kick[1], &one, 1) < 0) {
-		/* The pipe is full: the thread is awake anyway. */
-	}
+	upager__remote_conn_send(&rs->conn, fill);
 	return UPAGER__FILL_PENDING;
 }
 
 static void remote_destroy(upager_source_t *src)
 {
 	struct remote_source *rs = (struct remote_source *)src;
-	char one = 1;
 
-	pthread_mutex_lock(&rs->lock);
-	rs->stop = true;
-	pthread_mutex_unlock(&rs->lock);
-	if (write(rs->kick[1], &one, 1) < 0) {
-		/* awake anyway */
-	}
-	pthread_join(rs->thread, NULL);
-	close(rs->kick[0]);
-	close(rs->kick[1]);
-	free(rs->rbuf);
-	pthread_mutex_destroy(&rs->lock);
-	explicit_bzero(rs->secret, sizeof(rs->secret));
+	upager__remote_conn_stop(&rs->conn);
 	free(rs);
 }
 
@@ -90,15 +71,14 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 {
 	upager_remote_options_t defaults;
 	struct remote_source *rs;
-	const char *why;
-	int fd, ret;
+	int ret;
 
 	if (!opts) {
 		upager_remote_options_init(&defaults);
 		opts = &defaults;
 	}
 	if (!uri || !object || !srcp || !*object || strlen(object) > UPP_MAX_PATH ||
-	    strlen(uri) >= sizeof(rs->uri) || opts->connect_timeout_ms == 0 ||
+	    strlen(uri) >= sizeof(rs->conn.uri) || opts->connect_timeout_ms == 0 ||
 	    opts->deadline_ms == 0 || (strncmp(uri, "unix:", 5) && strncmp(uri, "tcp:", 4)))
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
@@ -110,45 +90,21 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	if (!rs)
 		return -ENOMEM;
 	upager__source_init(&rs->base, &remote_ops);
-	strcpy(rs->uri, uri);
-	strcpy(rs->object, object);
-	rs->image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
-	rs->connect_timeout_ms = opts->connect_timeout_ms;
+	strcpy(rs->conn.uri, uri);
+	strcpy(rs->conn.object, object);
+	rs->conn.image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
+	rs->conn.connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts->secret_file) {
-		ret = upp_read_secret(opts->secret_file, rs->secret, sizeof(rs->secret),
-				      &rs->secret_len, NULL);
+		ret = upp_read_secret(opts->secret_file, rs->conn.secret, sizeof(rs->conn.secret),
+				      &rs->conn.secret_len, NULL);
 		if (ret) {
 			free(rs);
 			return ret;
 		}
 	}
 	rs->deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
-	rs->rcap = UPP_HDR_SIZE + 8 + 4 * UPP_MAX_RANGES + UPP_MAX_READ;
-	rs->rbuf = malloc(rs->rcap);
-	rs->fd = -1;
-	pthread_mutex_init(&rs->lock, NULL);
-	if (!rs->rbuf || pipe2(rs->kick, O_CLOEXEC | O_NONBLOCK) < 0) {
-		ret = rs->rbuf ? -errno : -ENOMEM;
-		free(rs->rbuf);
-		free(rs);
-		return ret;
-	}
-	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
-	fd = upager__remote_handshake(rs, upager__remote_after_ms(rs->connect_timeout_ms), &rs->handle, &rs->size, &why);
-	if (fd < 0) {
-		close(rs->kick[0]);
-		close(rs->kick[1]);
-		free(rs->rbuf);
-		free(rs);
-		return fd;
-	}
-	rs->fd = fd;
-	ret = -pthread_create(&rs->thread, NULL, upager__remote_thread, rs);
+	ret = upager__remote_conn_start(&rs->conn);
 	if (ret < 0) {
-		close(fd);
-		close(rs->kick[0]);
-		close(rs->kick[1]);
-		free(rs->rbuf);
 		free(rs);
 		return ret;
 	}
@@ -179,7 +135,7 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 	if (ret < 0)
 		return ret;
 	rs = (struct remote_source *)src;
-	size = rs->size;
+	size = rs->conn.size;
 	ret = size == 0 ? -EBADMSG : size > SIZE_MAX ? -EFBIG : upager_map(pager, (size_t)size, src, regionp);
 	if (ret == 0 && (flags & UPAGER_SNAP_PREFETCH) && strlen(object) + 3 <= UPP_MAX_PATH) {
 		/*
@@ -197,7 +153,7 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 		if (phys > 0 && (uint64_t)phys < most)
 			most = (uint64_t)phys;
 		snprintf(wsobj, sizeof(wsobj), "%s.ws", object);
-		ret = upager__remote_fetch_small(rs, wsobj, 32 + most * 8, &buf, &len);
+		ret = upager__remote_fetch_small(&rs->conn, wsobj, 32 + most * 8, &buf, &len);
 		if (ret == 0) {
 			ws = upager__ws_parse(buf, len, npages, &nws);
 			if (ws)
