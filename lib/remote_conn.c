@@ -196,15 +196,16 @@ static int recv_frame_sync(int fd, struct upp_hdr *h, uint8_t *buf, size_t cap, 
  * (HELLO asks for the challenge, which a server with the secret then sends
  * over Unix sockets too): one that does not gets -EACCES, and *why says so.
  */
-static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32_t *handle,
-		     uint64_t *size, const char **why)
+static int handshake(const struct upager__remote_peer *peer, uint64_t until_ns,
+		     uint32_t *handle, uint64_t *size, const char **why)
 {
 	uint8_t buf[UPP_HDR_SIZE + 2 + UPP_MAX_PATH];
-	struct upp_hello hello = { UPP_VERSION, UPP_VERSION, conn->secret_len ? UPP_FEAT_AUTH : 0 };
+	struct upp_hello hello = { UPP_VERSION, UPP_VERSION,
+				   peer->secret_len ? UPP_FEAT_AUTH : 0 };
 	struct upp_hello_reply hr;
 	struct upp_hdr h;
 	size_t n;
-	int fd = dial(conn->uri, until_ns), ret;
+	int fd = dial(peer->uri, until_ns), ret;
 
 	*why = NULL;
 	if (fd < 0)
@@ -217,9 +218,9 @@ static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32
 	if (!ret && (h.type != (UPP_HELLO | UPP_REPLY) ||
 		     upp_get_hello_reply(buf, h.length, &hr) < 0 || hr.version != UPP_VERSION))
 		ret = h.type == UPP_ERROR ? -EPROTONOSUPPORT : -EPROTO;
-	if (!ret && conn->image && !(hr.features & UPP_FEAT_IMAGE))
+	if (!ret && peer->image && !(hr.features & UPP_FEAT_IMAGE))
 		ret = -EOPNOTSUPP; /* a server too old to decode snapshots */
-	if (!ret && conn->secret_len && !(hr.features & UPP_FEAT_AUTH)) {
+	if (!ret && peer->secret_len && !(hr.features & UPP_FEAT_AUTH)) {
 		/* It never asked: anyone can answer so, it proves nothing. */
 		*why = "the server did not prove it knows the secret (it never asked for it)";
 		ret = -EACCES;
@@ -228,10 +229,10 @@ static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32
 		/* The server's challenge; then our proof, and its proof back. */
 		uint8_t cnonce[UPP_NONCE], mac[UPP_MAC], want[UPP_MAC];
 
-		if (!conn->secret_len || getrandom(cnonce, UPP_NONCE, 0) != UPP_NONCE) {
+		if (!peer->secret_len || getrandom(cnonce, UPP_NONCE, 0) != UPP_NONCE) {
 			ret = -EACCES;
 		} else {
-			upp_auth_mac(conn->secret, conn->secret_len, 0, hr.nonce, cnonce, mac);
+			upp_auth_mac(peer->secret, peer->secret_len, 0, hr.nonce, cnonce, mac);
 			n = upp_put_auth(buf + UPP_HDR_SIZE, cnonce, mac);
 			upp_put_hdr(buf, UPP_AUTH, 2, (uint32_t)n);
 			ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
@@ -239,7 +240,7 @@ static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32
 		if (!ret)
 			ret = recv_frame_sync(fd, &h, buf, sizeof(buf), until_ns);
 		if (!ret) {
-			upp_auth_mac(conn->secret, conn->secret_len, 1, hr.nonce, cnonce, want);
+			upp_auth_mac(peer->secret, peer->secret_len, 1, hr.nonce, cnonce, want);
 			if (h.type == UPP_ERROR) {
 				*why = "the server refused our proof of the secret";
 				ret = -EACCES;
@@ -251,8 +252,8 @@ static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32
 		}
 	}
 	if (!ret) {
-		n = upp_put_open(buf + UPP_HDR_SIZE, conn->object, (uint16_t)strlen(conn->object));
-		upp_put_hdr(buf, conn->image ? UPP_OPEN_IMAGE : UPP_OPEN, 1, (uint32_t)n);
+		n = upp_put_open(buf + UPP_HDR_SIZE, peer->object, (uint16_t)strlen(peer->object));
+		upp_put_hdr(buf, peer->image ? UPP_OPEN_IMAGE : UPP_OPEN, 1, (uint32_t)n);
 		ret = send_all(fd, buf, UPP_HDR_SIZE + n, until_ns);
 	}
 	if (!ret)
@@ -262,7 +263,7 @@ static int handshake(struct upager__remote_conn *conn, uint64_t until_ns, uint32
 
 		if (h.type == UPP_ERROR && upp_get_error(buf, h.length, &e) == 0)
 			ret = e.code > 0 && e.code < 4096 ? -(int)e.code : -EPROTO;
-		else if (h.type != ((conn->image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY) ||
+		else if (h.type != ((peer->image ? UPP_OPEN_IMAGE : UPP_OPEN) | UPP_REPLY) ||
 			 upp_get_opened(buf, h.length, handle, size) < 0)
 			ret = -EPROTO;
 	}
@@ -369,7 +370,7 @@ static void expire_fills(struct upager__remote_conn *conn, uint64_t now)
  */
 static uint64_t connect_until(struct upager__remote_conn *conn, uint64_t now)
 {
-	uint64_t until = now + (uint64_t)conn->connect_timeout_ms * 1000000ull;
+	uint64_t until = now + (uint64_t)conn->peer.connect_timeout_ms * 1000000ull;
 
 	pthread_mutex_lock(&conn->lock);
 	for (struct upager__fill *f = conn->queue; f; f = f->src_next)
@@ -562,7 +563,7 @@ static void log_untrusted(struct upager__remote_conn *conn, const char *why)
 	if (p)
 		upager__log(p, UPAGER_LOG_ERROR,
 			    "remote %s: %s: not trusted; faults waiting on it fail at their deadline",
-			    conn->uri, why);
+			    conn->peer.uri, why);
 }
 
 static void *conn_thread(void *arg)
@@ -591,7 +592,8 @@ static void *conn_thread(void *arg)
 		if (conn->fd < 0 && waited_on && now >= conn->retry_at_ns) {
 			const char *why;
 			uint64_t size;
-			int fd = handshake(conn, connect_until(conn, now), &conn->handle, &size, &why);
+			int fd = handshake(&conn->peer, connect_until(conn, now), &conn->handle,
+				   &size, &why);
 
 			if (fd < 0 && why && !conn->said_untrusted)
 				log_untrusted(conn, why);
@@ -643,7 +645,8 @@ int upager__remote_conn_start(struct upager__remote_conn *conn)
 		return ret;
 	}
 	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
-	fd = handshake(conn, after_ms(conn->connect_timeout_ms), &conn->handle, &conn->size, &why);
+	fd = handshake(&conn->peer, after_ms(conn->peer.connect_timeout_ms), &conn->handle,
+		       &conn->size, &why);
 	if (fd < 0) {
 		close(conn->kick[0]);
 		close(conn->kick[1]);
@@ -695,7 +698,7 @@ void upager__remote_conn_stop(struct upager__remote_conn *conn)
 	close(conn->kick[1]);
 	free(conn->rbuf);
 	pthread_mutex_destroy(&conn->lock);
-	explicit_bzero(conn->secret, sizeof(conn->secret));
+	explicit_bzero(conn->peer.secret, sizeof(conn->peer.secret));
 }
 
 /*
@@ -705,26 +708,23 @@ void upager__remote_conn_stop(struct upager__remote_conn *conn)
  * every READ, within one connect timeout (else -ETIMEDOUT): a server that
  * answers each READ just in time cannot hold the caller once per READ.
  */
-int upager__remote_fetch_small(const struct upager__remote_conn *like, const char *object,
+int upager__remote_fetch_small(const struct upager__remote_peer *like, const char *object,
 			       size_t max, uint8_t **bufp, size_t *lenp)
 {
 	size_t cap = 12 + UPP_MAX_READ;
-	struct upager__remote_conn *conn = calloc(1, sizeof(*conn));
+	struct upager__remote_peer *peer = malloc(sizeof(*peer));
 	uint8_t *rbuf = malloc(cap), *buf = NULL;
 	uint64_t size = 0;
 	uint32_t handle;
 	const char *why;
 	uint64_t until = after_ms(like->connect_timeout_ms);
-	int fd = -1, ret = conn && rbuf ? 0 : -ENOMEM;
+	int fd = -1, ret = peer && rbuf ? 0 : -ENOMEM;
 
 	if (ret == 0) {
-		/* Only what never changes once the source exists: its thread runs. */
-		memcpy(conn->uri, like->uri, sizeof(conn->uri));
-		memcpy(conn->secret, like->secret, sizeof(conn->secret));
-		conn->secret_len = like->secret_len;
-		conn->connect_timeout_ms = like->connect_timeout_ms;
-		snprintf(conn->object, sizeof(conn->object), "%s", object);
-		fd = handshake(conn, until, &handle, &size, &why);
+		*peer = *like; /* never changed once the source exists: its thread runs */
+		peer->image = false;
+		snprintf(peer->object, sizeof(peer->object), "%s", object);
+		fd = handshake(peer, until, &handle, &size, &why);
 		ret = fd < 0 ? fd : size > max ? -EFBIG : (buf = malloc(size + 1)) ? 0 : -ENOMEM;
 	}
 	for (uint64_t off = 0; ret == 0 && off < size;) {
@@ -751,9 +751,9 @@ int upager__remote_fetch_small(const struct upager__remote_conn *like, const cha
 	}
 	if (fd >= 0)
 		close(fd);
-	if (conn)
-		explicit_bzero(conn->secret, sizeof(conn->secret));
-	free(conn);
+	if (peer)
+		explicit_bzero(peer->secret, sizeof(peer->secret));
+	free(peer);
 	free(rbuf);
 	if (ret < 0) {
 		free(buf);

@@ -17,13 +17,17 @@
 struct upager__fill;
 struct upager__remote_batch;
 
-struct upager__remote_conn {
-	/* Set before upager__remote_conn_start, never changed after: */
+/* Whom to connect to, for what, and how we prove who we are. */
+struct upager__remote_peer {
 	char uri[512], object[UPP_MAX_PATH + 1];
 	bool image; /* UPAGER_REMOTE_SNAPSHOT: OPEN_IMAGE, the memory a snapshot describes */
 	uint8_t secret[4096];
 	size_t secret_len;
 	unsigned connect_timeout_ms;
+};
+
+struct upager__remote_conn {
+	struct upager__remote_peer peer; /* set before start, never changed after */
 	uint64_t size; /* the object's, as the first handshake found it */
 
 	pthread_t thread;
@@ -61,7 +65,7 @@ void upager__remote_conn_stop(struct upager__remote_conn *conn);
  * connection of its own with like's address and credentials, all within
  * one connect timeout (else -ETIMEDOUT): *bufp (malloc'd) and *lenp.
  */
-int upager__remote_fetch_small(const struct upager__remote_conn *like, const char *object,
+int upager__remote_fetch_small(const struct upager__remote_peer *like, const char *object,
 			       size_t max, uint8_t **bufp, size_t *lenp);
 
 #endif

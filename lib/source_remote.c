@@ -70,6 +70,7 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 					upager_source_t **srcp)
 {
 	upager_remote_options_t defaults;
+	struct upager__remote_peer *peer;
 	struct remote_source *rs;
 	int ret;
 
@@ -78,7 +79,7 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 		opts = &defaults;
 	}
 	if (!uri || !object || !srcp || !*object || strlen(object) > UPP_MAX_PATH ||
-	    strlen(uri) >= sizeof(rs->conn.uri) || opts->connect_timeout_ms == 0 ||
+	    strlen(uri) >= sizeof(peer->uri) || opts->connect_timeout_ms == 0 ||
 	    opts->deadline_ms == 0 || (strncmp(uri, "unix:", 5) && strncmp(uri, "tcp:", 4)))
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
@@ -90,13 +91,14 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	if (!rs)
 		return -ENOMEM;
 	upager__source_init(&rs->base, &remote_ops);
-	strcpy(rs->conn.uri, uri);
-	strcpy(rs->conn.object, object);
-	rs->conn.image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
-	rs->conn.connect_timeout_ms = opts->connect_timeout_ms;
+	peer = &rs->conn.peer;
+	strcpy(peer->uri, uri);
+	strcpy(peer->object, object);
+	peer->image = opts->flags & UPAGER_REMOTE_SNAPSHOT;
+	peer->connect_timeout_ms = opts->connect_timeout_ms;
 	if (opts->secret_file) {
-		ret = upp_read_secret(opts->secret_file, rs->conn.secret, sizeof(rs->conn.secret),
-				      &rs->conn.secret_len, NULL);
+		ret = upp_read_secret(opts->secret_file, peer->secret, sizeof(peer->secret),
+				      &peer->secret_len, NULL);
 		if (ret) {
 			free(rs);
 			return ret;
@@ -153,7 +155,7 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 		if (phys > 0 && (uint64_t)phys < most)
 			most = (uint64_t)phys;
 		snprintf(wsobj, sizeof(wsobj), "%s.ws", object);
-		ret = upager__remote_fetch_small(&rs->conn, wsobj, 32 + most * 8, &buf, &len);
+		ret = upager__remote_fetch_small(&rs->conn.peer, wsobj, 32 + most * 8, &buf, &len);
 		if (ret == 0) {
 			ws = upager__ws_parse(buf, len, npages, &nws);
 			if (ws)
