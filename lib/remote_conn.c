@@ -644,8 +644,9 @@ int upager__remote_conn_start(struct upager__remote_conn *conn)
 		free(conn->rbuf);
 		return ret;
 	}
-	/* Connect now: a wrong address or object is an error here, not a SIGBUS later. */
-	fd = handshake(&conn->peer, after_ms(conn->peer.connect_timeout_ms), &conn->handle,
+	/* Connect now: a wrong address or object is an error here, not a SIGBUS
+	 * later. No fill is queued yet: connect_until is the connect timeout. */
+	fd = handshake(&conn->peer, connect_until(conn, upager__now_ns()), &conn->handle,
 		       &conn->size, &why);
 	if (fd < 0) {
 		close(conn->kick[0]);
