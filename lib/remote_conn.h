@@ -12,19 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "protocol.h"
+#include "remote_handshake.h"
 
 struct upager__fill;
 struct upager__remote_batch;
-
-/* Whom to connect to, for what, and how we prove who we are. */
-struct upager__remote_peer {
-	char uri[512], object[UPP_MAX_PATH + 1];
-	bool image; /* UPAGER_REMOTE_SNAPSHOT: OPEN_IMAGE, the memory a snapshot describes */
-	uint8_t secret[4096];
-	size_t secret_len;
-	unsigned connect_timeout_ms;
-};
 
 struct upager__remote_conn {
 	struct upager__remote_peer peer; /* set before start, never changed after */
@@ -60,12 +51,5 @@ void upager__remote_conn_send(struct upager__remote_conn *conn, struct upager__f
 /* Stops the thread (fills still queued fail), closes the connection and
  * forgets the secret. */
 void upager__remote_conn_stop(struct upager__remote_conn *conn);
-/*
- * The whole of a small object (at most max bytes, else -EFBIG), over a
- * connection of its own with like's address and credentials, all within
- * one connect timeout (else -ETIMEDOUT): *bufp (malloc'd) and *lenp.
- */
-int upager__remote_fetch_small(const struct upager__remote_peer *like, const char *object,
-			       size_t max, uint8_t **bufp, size_t *lenp);
 
 #endif

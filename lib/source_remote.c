@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "protocol.h"
 #include "remote_conn.h"
+#include "remote_handshake.h"
 #include "upager-int.h"
 #include "workset.h"
 
