@@ -143,7 +143,7 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 	if (ret == 0 && (flags & UPAGER_SNAP_PREFETCH) && strlen(object) + 3 <= UPP_MAX_PATH) {
 		/*
 		 * OBJECT.ws beside it on the server, if there is one and it is
-		 * intact: 8 bytes a page, for no more pages than the image has
+		 * intact: a working set of no more pages than the image has
 		 * nor than this machine has memory for (the image's size is the
 		 * server's word; a prefetch beyond memory could not stay).
 		 */
@@ -156,7 +156,8 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 		if (phys > 0 && (uint64_t)phys < most)
 			most = (uint64_t)phys;
 		snprintf(wsobj, sizeof(wsobj), "%s.ws", object);
-		ret = upager__remote_fetch_small(&rs->conn.peer, wsobj, 32 + most * 8, &buf, &len);
+		ret = upager__remote_fetch_small(&rs->conn.peer, wsobj, upager__ws_max_size(most),
+						 &buf, &len);
 		if (ret == 0) {
 			ws = upager__ws_parse(buf, len, npages, &nws);
 			if (ws)

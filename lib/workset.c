@@ -125,6 +125,11 @@ void upager__ws_record_end(struct upager__ws_recorder *rec)
 
 /* ---- reading ---- */
 
+uint64_t upager__ws_max_size(uint64_t npages)
+{
+	return WS_HDR + npages * 8;
+}
+
 /* A working-set file's bytes: its page indices, or NULL if damaged. */
 uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count)
 {
@@ -167,7 +172,7 @@ uint64_t *upager__ws_read(const char *ws_path, uint64_t npages, uint64_t *count)
 	if (fd < 0)
 		return NULL;
 	/* No bigger than a working set of every page can be. */
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= WS_HDR + npages * 8 &&
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= upager__ws_max_size(npages) &&
 	    (buf = malloc((size_t)st.st_size + 1))) {
 		if (upp_pread_full(fd, buf, (size_t)st.st_size, 0) == 0)
 			ws = upager__ws_parse(buf, (size_t)st.st_size, npages, count);

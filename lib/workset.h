@@ -39,6 +39,9 @@ void upager__ws_record_fill(struct upager__ws_recorder *rec, const struct upager
  * holds; nothing unless recording. */
 void upager__ws_record_end(struct upager__ws_recorder *rec);
 
+/* The size of the largest working-set file of a snapshot of npages pages
+ * (every page in it once): bigger ones are refused unread. */
+uint64_t upager__ws_max_size(uint64_t npages);
 /* A working-set file's bytes: its page indices, or NULL if damaged. */
 uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count);
 /* Reads PATH.ws: its page indices, or NULL if there is none, it is damaged,
