@@ -241,6 +241,18 @@ int upp_snap_open_at(int dirfd, int fd, size_t ps, size_t max_maps, struct upp_s
 	return open_depth(dirfd, fd, ps, &max_maps, s, 0);
 }
 
+int upp_snap_open_path(const char *path, size_t ps, struct upp_snap *s)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = upp_snap_open(fd, ps, s);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
 void upp_snap_close(struct upp_snap *s)
 {
 	if (s->parent) {

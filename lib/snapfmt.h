@@ -50,6 +50,9 @@ int upp_snap_open(int fd, size_t ps, struct upp_snap *s);
  * (16 bytes a page, by the headers' page counts) would pass max_maps bytes.
  */
 int upp_snap_open_at(int dirfd, int fd, size_t ps, size_t max_maps, struct upp_snap *s);
+/* upp_snap_open of the file at path, opened here: 0 with *s filled (the
+ * caller closes s->fd after upp_snap_close), or -errno. */
+int upp_snap_open_path(const char *path, size_t ps, struct upp_snap *s);
 void upp_snap_close(struct upp_snap *s);
 /* Whether fd's file starts with the snapshot magic (before any checking). */
 bool upp_snap_is(int fd);

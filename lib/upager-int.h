@@ -287,20 +287,5 @@ bool upager__track_covers(uintptr_t addr, size_t len, uint32_t id);
 
 /* prefetch.c: prefetch of many ranges at once (snapshot working sets) */
 int upager__prefetch_list(upager_region_t *r, const size_t *offs, const size_t *lens, size_t n);
-/* snapshot.c: working sets (PATH.ws) */
-uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint64_t *count);
-void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, size_t ps);
-
-/* ---- for the upager tool (snapshot.c) ---- */
-struct upager__snap_info {
-	uint64_t page_size, length, npages, nstored, nzero, nabsent, file_size;
-	uint64_t nparent; /* pages as in the parent (incremental snapshots) */
-	char parent[256]; /* its file name, beside this one; "" if none */
-};
-int upager__snap_inspect(const char *path, struct upager__snap_info *info);
-int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t, uint64_t),
-			uint64_t *bad_page);
-int upager__snap_from_raw(const char *raw, const char *path);
-int upager__ws_inspect(const char *ws_path, uint64_t npages, uint64_t *count, uint64_t **pages);
 
 #endif

@@ -21,7 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "upager-int.h"
+#include "snapshot_tool.h"
+#include "upager.h"
 
 static bool json;
 

@@ -26,8 +26,8 @@ fi
 
 flags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 proto="$srcdir/lib/crc32c.c $srcdir/lib/protocol.c $srcdir/lib/sha256.c"
-# The sources each target is built from (the library's for the .ws parser,
-# which lives among the snapshot source's code).
+# The sources each target is built from (the whole library's for the .ws
+# parser: lib/workset.c also queues prefetches on regions).
 sources() {
 	case $1 in
 	protocol) echo "$proto" ;;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target: the working-set (.ws) file parser (lib/snapshot.c,
+ * libFuzzer target: the working-set (.ws) file parser (lib/workset.c,
  * upager__ws_parse). Input: a flags byte (bit 0: recompute both CRCs
  * first, so that mutations get past them), the snapshot's page count (u64
  * LE; bounded to 2^40, more than a 47-bit address space holds in 4 KiB
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "snapfix.h"
-#include "upager-int.h"
+#include "workset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -64,7 +64,7 @@ static inline uint32_t fuzz_snap_fix(uint8_t *buf, size_t size, size_t ps, uint3
 	return crc;
 }
 
-#define FUZZ_WS_HDR 32 /* lib/snapshot.c: magic, count, npages, crc of the indices, crc of 0..27 */
+#define FUZZ_WS_HDR 32 /* lib/workset.c: magic, count, npages, crc of the indices, crc of 0..27 */
 
 /* Fixes both CRCs of the working-set file in buf. */
 static inline void fuzz_ws_fix(uint8_t *buf, size_t size)
