@@ -1293,7 +1293,7 @@ static Suite *make(void)
 	upt_add(tc, test_dial_deadline_passes, 0, "");
 	upt_add(tc, test_deaf_server, 0, "");
 	/* Needs the fault loop to wake a fault that joined a window whose
-	 * READ failed (lib/fault.c); a case of its own, to run alone. */
+	 * READ failed (lib/fill.c); a case of its own, to run alone. */
 	tc = remote_tcase(s, "hostile_window_error");
 	/* Each thread catches its own SIGBUS: the signal must be directed. */
 	upt_add(tc, test_hostile_window_error, UPAGER_FEAT_THREAD_ID,
