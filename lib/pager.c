@@ -51,6 +51,26 @@ static void cond_init_monotonic(pthread_cond_t *cond)
 	pthread_condattr_destroy(&ca);
 }
 
+/* What upager_create set up, whether it got all the way or not; the
+ * handler threads are stopped first. */
+static void pager_free(upager_t *p)
+{
+	upager__events_probe_free(p);
+	if (p->zero_buf)
+		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
+	if (p->uffd >= 0)
+		close(p->uffd);
+	upager__registry_free(p);
+	free(p->regions);
+	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->ev_lock);
+	pthread_cond_destroy(&p->ev_cond);
+	pthread_mutex_destroy(&p->idle_lock);
+	pthread_cond_destroy(&p->idle_cond);
+	upager__prefetch_free(p);
+	free(p);
+}
+
 UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts)
 {
 	upager_options_t defaults;
@@ -122,19 +142,8 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	return 0;
 
 fail:
-	free(p->handlers);
-	upager__events_probe_free(p);
-	if (p->zero_buf)
-		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
-	if (p->uffd >= 0)
-		close(p->uffd);
-	pthread_rwlock_destroy(&p->lock);
-	pthread_mutex_destroy(&p->ev_lock);
-	pthread_cond_destroy(&p->ev_cond);
-	pthread_mutex_destroy(&p->idle_lock);
-	pthread_cond_destroy(&p->idle_cond);
-	upager__prefetch_free(p);
-	free(p);
+	free(p->handlers); /* upager__handlers_start stopped what it started */
+	pager_free(p);
 	return ret;
 }
 
@@ -156,18 +165,7 @@ UPAGER__EXPORT int upager_destroy(upager_t *p)
 		upager_release(r);
 	}
 	upager__handlers_stop(p);
-	upager__events_probe_free(p);
-	close(p->uffd);
-	munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
-	upager__registry_free(p);
-	free(p->regions);
-	pthread_rwlock_destroy(&p->lock);
-	pthread_mutex_destroy(&p->ev_lock);
-	pthread_cond_destroy(&p->ev_cond);
-	pthread_mutex_destroy(&p->idle_lock);
-	pthread_cond_destroy(&p->idle_cond);
-	upager__prefetch_free(p);
-	free(p);
+	pager_free(p);
 	return 0;
 }
 
