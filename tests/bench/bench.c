@@ -806,6 +806,9 @@ static void stop_upagerd(void)
 		kill(handle_pid, SIGKILL); /* its clients are gone: nothing to drain */
 		waitpid(handle_pid, NULL, 0);
 		handle_pid = 0;
+		/* Killed, it leaves its socket: the directory would stay behind. */
+		snprintf(path, sizeof(path), "%s/uffd.sock", serve_dir);
+		unlink(path);
 	}
 	if (upagerd_pid <= 0)
 		return;
