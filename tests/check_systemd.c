@@ -131,16 +131,6 @@ static bool notified(const char *want, int timeout_ms, char *seen, size_t seen_l
 			      "no %s within %d ms; received: %s", want, ms, seen_); \
 	} while (0)
 
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	strcpy(sa.sun_path, path);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
-}
-
 /* Waits up to timeout_s for pid to exit: its status, or -1 (it was killed). */
 static int wait_exit(pid_t pid, int timeout_s)
 {
@@ -190,6 +180,61 @@ static int remote_read(const char *uri, const char *secret_file)
 	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), PAGES * UPT_PAGE, 0, SEED), -1);
 	upager_destroy(p);
 	return 0;
+}
+
+/*
+ * upagerd with a socket of the given type at descriptor 3 and LISTEN_FDS=1,
+ * as systemd passes it (LISTEN_PID its own pid); stderr into err. Started,
+ * not waited for.
+ */
+static pid_t start_with_socket(const char *const *args, int type, bool listening,
+			       const char *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *argv[16] = { "upagerd" };
+	int a = 1, fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	pid_t pid;
+
+	while (*args && a < 15)
+		argv[a++] = *args++;
+	argv[a] = NULL;
+	/* Bound before the child runs: a client may connect at once. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (listening)
+		ck_assert_int_eq(listen(fd, 16), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char n[32];
+		int efd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		if (efd < 0 || dup2(efd, 2) != 2)
+			_exit(126);
+		/* At 3 and inherited (dup2 clears FD_CLOEXEC; 3 itself needs fcntl). */
+		if (fd == 3 ? fcntl(fd, F_SETFD, 0) < 0 : dup2(fd, 3) != 3)
+			_exit(126);
+		snprintf(n, sizeof(n), "%d", (int)getpid());
+		setenv("LISTEN_PID", n, 1);
+		setenv("LISTEN_FDS", "1", 1);
+		setenv("LISTEN_FDNAMES", "test.socket", 1);
+		execv("daemon/upagerd", (char *const *)argv);
+		_exit(127);
+	}
+	close(fd);
+	return pid;
+}
+
+#ifdef HAVE_LIBSYSTEMD
+static int connect_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
 }
 
 /* ---- Type=notify ---- */
@@ -257,50 +302,6 @@ START_TEST(test_watchdog)
 END_TEST
 
 /* ---- socket activation ---- */
-
-/*
- * upagerd with a socket of the given type at descriptor 3 and LISTEN_FDS=1,
- * as systemd passes it (LISTEN_PID its own pid); stderr into err. Started,
- * not waited for.
- */
-static pid_t start_with_socket(const char *const *args, int type, bool listening,
-			       const char *err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *argv[16] = { "upagerd" };
-	int a = 1, fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-	pid_t pid;
-
-	while (*args && a < 15)
-		argv[a++] = *args++;
-	argv[a] = NULL;
-	/* Bound before the child runs: a client may connect at once. */
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	if (listening)
-		ck_assert_int_eq(listen(fd, 16), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		char n[32];
-		int efd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		if (efd < 0 || dup2(efd, 2) != 2)
-			_exit(126);
-		/* At 3 and inherited (dup2 clears FD_CLOEXEC; 3 itself needs fcntl). */
-		if (fd == 3 ? fcntl(fd, F_SETFD, 0) < 0 : dup2(fd, 3) != 3)
-			_exit(126);
-		snprintf(n, sizeof(n), "%d", (int)getpid());
-		setenv("LISTEN_PID", n, 1);
-		setenv("LISTEN_FDS", "1", 1);
-		setenv("LISTEN_FDNAMES", "test.socket", 1);
-		execv("daemon/upagerd", (char *const *)argv);
-		_exit(127);
-	}
-	close(fd);
-	return pid;
-}
 
 /* A passed socket that is not a listening stream socket is refused at
  * start: exit 1, saying so, in both modes (not ignored for --listen). */
@@ -425,6 +426,39 @@ START_TEST(test_socket_activate_handle)
 	close(c);
 }
 END_TEST
+
+#else
+/* Built without libsystemd: NOTIFY_SOCKET gets nothing and the log says
+ * so; a socket passed in LISTEN_FDS is refused, not ignored. */
+START_TEST(test_without_libsystemd)
+{
+	char env[200], listen[160], ready[512], err[160];
+	const char *envs[] = { env, NULL };
+	const char *serve[] = { "serve", "--root", root, "--listen", listen, NULL };
+	int efd, status;
+	pid_t pid;
+
+	snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", notify_path);
+	snprintf(listen, sizeof(listen), "unix:%s", sock);
+	snprintf(err, sizeof(err), "%s/err", dir);
+	efd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(efd, 0);
+	daemon_pid = upt_upagerd_env(serve, envs, efd, ready, sizeof(ready));
+	close(efd);
+	ck_assert_msg(!notified("READY=1", 1000, NULL, 0), "notified without libsystemd?");
+	ck_assert_msg(file_has(err, "without libsystemd"), "NOTIFY_SOCKET ignored silently");
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = 0;
+	unlink(sock);
+	snprintf(listen, sizeof(listen), "unix:%s/other.sock", dir);
+	pid = start_with_socket(serve, SOCK_STREAM, true, err);
+	status = wait_exit(pid, 5);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1,
+		      "a passed socket: status %d, not exit 1 (-1: still running after 5 s)", status);
+	ck_assert_msg(file_has(err, "without libsystemd"), "no reason given");
+}
+END_TEST
+#endif
 
 /* ---- sockets upagerd creates: the mode asked for, not the umask's ---- */
 
@@ -568,7 +602,6 @@ static Suite *make(void)
 {
 	Suite *s = suite_create("systemd");
 	TCase *tc = upt_tcase(s, "systemd");
-	bool activate = have_socket_activate();
 
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -577,7 +610,7 @@ static Suite *make(void)
 	upt_add(tc, test_watchdog, 0, "");
 	upt_add(tc, test_passed_socket_wrong_kind, 0, "");
 	upt_add(tc, test_passed_socket_served, 0, "");
-	if (activate) {
+	if (have_socket_activate()) {
 		upt_add(tc, test_socket_activate_serve, 0, "");
 		upt_add(tc, test_socket_activate_handle, 0, "");
 	} else {
@@ -585,8 +618,9 @@ static Suite *make(void)
 		       "apt-get install systemd)\n");
 	}
 #else
-	(void)activate;
-	printf("SKIP notify, watchdog and socket activation tests: built without libsystemd\n");
+	printf("SKIP notify, watchdog and socket activation tests: built without libsystemd "
+	       "(test_without_libsystemd instead)\n");
+	upt_add(tc, test_without_libsystemd, 0, "");
 #endif
 	upt_add(tc, test_socket_mode, 0, "");
 	upt_add(tc, test_secret_credential, 0, "");
