@@ -187,7 +187,8 @@ static int read_secret(const struct options *o)
 	int ret;
 
 	if (o->secret_credential[0]) {
-		if (strchr(o->secret_credential, '/') || !strcmp(o->secret_credential, "..")) {
+		if (strchr(o->secret_credential, '/') || !strcmp(o->secret_credential, ".") ||
+		    !strcmp(o->secret_credential, "..")) {
 			fprintf(stderr, "upagerd: --secret-credential %s: a credential's name, not a "
 					"path\n", o->secret_credential);
 			return 1;
