@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -161,6 +162,15 @@ static bool file_has(const char *path, const char *what)
 	return strstr(buf, what) != NULL;
 }
 
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
 /* mem.img through uri, every byte, with secret_file (or none). */
 static int remote_read(const char *uri, const char *secret_file)
 {
@@ -185,15 +195,17 @@ static int remote_read(const char *uri, const char *secret_file)
 
 /*
  * upagerd with a socket of the given type at descriptor 3 and LISTEN_FDS=1,
- * as systemd passes it (LISTEN_PID its own pid); stderr into err. Started,
+ * as systemd passes it (LISTEN_PID its own pid); stderr into err. The
+ * socket: Unix at sock, or with tcp, IPv4 on that address, any port. Started,
  * not waited for.
  */
-static pid_t start_with_socket(const char *const *args, int type, bool listening,
+static pid_t start_with_socket(const char *const *args, int type, bool listening, const char *tcp,
 			       const char *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
 	const char *argv[16] = { "upagerd" };
-	int a = 1, fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	int a = 1, fd = socket(tcp ? AF_INET : AF_UNIX, type | SOCK_CLOEXEC, 0);
 	pid_t pid;
 
 	while (*args && a < 15)
@@ -202,7 +214,12 @@ static pid_t start_with_socket(const char *const *args, int type, bool listening
 	/* Bound before the child runs: a client may connect at once. */
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (tcp) {
+		ck_assert_int_eq(inet_pton(AF_INET, tcp, &sin.sin_addr), 1);
+		ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	} else {
+		ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	}
 	if (listening)
 		ck_assert_int_eq(listen(fd, 16), 0);
 	pid = fork();
@@ -325,7 +342,8 @@ START_TEST(test_passed_socket_wrong_kind)
 	snprintf(err, sizeof(err), "%s/err", dir);
 	snprintf(listen, sizeof(listen), "unix:%s/other.sock", dir);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		pid_t pid = start_with_socket(cases[i].args, cases[i].type, cases[i].listening, err);
+		pid_t pid = start_with_socket(cases[i].args, cases[i].type, cases[i].listening,
+					      NULL, err);
 		int status = wait_exit(pid, 5);
 
 		unlink(sock);
@@ -348,13 +366,56 @@ START_TEST(test_passed_socket_served)
 	snprintf(err, sizeof(err), "%s/err", dir);
 	snprintf(listen, sizeof(listen), "unix:%s/other.sock", dir);
 	snprintf(uri, sizeof(uri), "unix:%s", sock);
-	daemon_pid = start_with_socket(serve, SOCK_STREAM, true, err);
+	daemon_pid = start_with_socket(serve, SOCK_STREAM, true, NULL, err);
 	ck_assert_int_eq(remote_read(uri, NULL), 0);
 	kill(daemon_pid, SIGTERM);
 	ck_assert_int_eq(wait_exit(daemon_pid, 15), 0);
 	daemon_pid = 0;
 	ck_assert_msg(stat(sock, &st) == 0, "the passed socket's path was removed");
 	ck_assert_msg(stat(listen + 5, &st) < 0, "--listen was listened on too");
+}
+END_TEST
+
+/* A passed TCP socket: one on loopback is served (TCP clients must
+ * authenticate, as on --listen tcp:); one on a wildcard address is refused
+ * without --allow-remote, as --listen refuses it. */
+START_TEST(test_passed_socket_tcp)
+{
+	char err[160], secret[160], flag[200], uri[64], line[256] = "", listen[160];
+	const char *serve[] = { "serve", "--root", root, flag, "--listen", listen, NULL };
+	FILE *f;
+	int status, port = 0;
+	pid_t pid;
+
+	snprintf(err, sizeof(err), "%s/err", dir);
+	snprintf(secret, sizeof(secret), "%s/secret", dir);
+	write_file(secret, "s3cret", 0600);
+	snprintf(flag, sizeof(flag), "--secret-file=%s", secret);
+	snprintf(listen, sizeof(listen), "unix:%s/other.sock", dir);
+	daemon_pid = start_with_socket(serve, SOCK_STREAM, true, "127.0.0.1", err);
+	/* Its port, from the line saying where it listens. */
+	for (int i = 0; i < 500 && !port; i++) { /* 5 s */
+		usleep(10000);
+		f = fopen(err, "re");
+		while (f && fgets(line, sizeof(line), f))
+			if (strstr(line, "listening on tcp:127.0.0.1:"))
+				port = atoi(strstr(line, "tcp:127.0.0.1:") + 14);
+		if (f)
+			fclose(f);
+	}
+	ck_assert_msg(port > 0, "it did not say it listens on the passed TCP socket");
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
+	ck_assert_int_eq(remote_read(uri, NULL), -EACCES);
+	ck_assert_int_eq(remote_read(uri, secret), 0);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = 0;
+
+	pid = start_with_socket(serve, SOCK_STREAM, true, "0.0.0.0", err);
+	status = wait_exit(pid, 5);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1,
+		      "a wildcard TCP socket: status %d, not exit 1 (-1: still running after 5 s)",
+		      status);
+	ck_assert_msg(file_has(err, "not a loopback address"), "no reason given");
 }
 END_TEST
 
@@ -476,7 +537,7 @@ START_TEST(test_without_libsystemd)
 	daemon_pid = 0;
 	unlink(sock);
 	snprintf(listen, sizeof(listen), "unix:%s/other.sock", dir);
-	pid = start_with_socket(serve, SOCK_STREAM, true, err);
+	pid = start_with_socket(serve, SOCK_STREAM, true, NULL, err);
 	status = wait_exit(pid, 5);
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1,
 		      "a passed socket: status %d, not exit 1 (-1: still running after 5 s)", status);
@@ -519,15 +580,6 @@ START_TEST(test_socket_mode)
 END_TEST
 
 /* ---- the secret from systemd's credentials ---- */
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-}
 
 START_TEST(test_secret_credential)
 {
@@ -635,6 +687,7 @@ static Suite *make(void)
 	upt_add(tc, test_watchdog, 0, "");
 	upt_add(tc, test_passed_socket_wrong_kind, 0, "");
 	upt_add(tc, test_passed_socket_served, 0, "");
+	upt_add(tc, test_passed_socket_tcp, 0, "");
 	if (have_socket_activate()) {
 		upt_add(tc, test_socket_activate_serve, 0, "");
 		upt_add(tc, test_socket_activate_handle, 0, "");
