@@ -35,6 +35,7 @@ static struct {
 	uint64_t next_ping;   /* CLOCK_MONOTONIC, ms */
 	uint64_t status_at;   /* when STATUS= was last sent */
 	unsigned long clients; /* as last sent */
+	char listening[256];   /* said again with each count */
 } svc;
 
 static uint64_t now_ms(void)
@@ -88,6 +89,7 @@ void service_ready(const char *listening, unsigned long clients)
 
 	if (!svc.notify)
 		return;
+	snprintf(svc.listening, sizeof(svc.listening), "%s", listening);
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=listening on %s; %lu clients", listening,
 		 clients);
 	notify(msg);
@@ -119,9 +121,10 @@ int service_tick(unsigned long clients)
 	}
 	if (clients != svc.clients) {
 		if (now >= svc.status_at + STATUS_EVERY_MS) {
-			char msg[64];
+			char msg[320];
 
-			snprintf(msg, sizeof(msg), "STATUS=%lu clients", clients);
+			snprintf(msg, sizeof(msg), "STATUS=%lu clients; listening on %s", clients,
+				 svc.listening);
 			notify(msg);
 			svc.clients = clients;
 			svc.status_at = now;
