@@ -390,22 +390,29 @@ START_TEST(corrupt_page_sigbus_fallback)
 }
 END_TEST
 
-/* Many at once. */
-START_TEST(many_clients)
+/* n clients at once, each checking every byte (client_full). */
+static void run_clients(int n)
 {
 	pid_t pids[8];
 
-	for (int i = 0; i < 8; i++) {
+	ck_assert_int_le(n, 8);
+	for (int i = 0; i < n; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0)
 			client_full(NULL);
 	}
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < n; i++) {
 		int st;
 
 		waitpid(pids[i], &st, 0);
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: 0x%x", i, st);
 	}
+}
+
+/* Many at once. */
+START_TEST(many_clients)
+{
+	run_clients(8);
 }
 END_TEST
 
@@ -416,25 +423,13 @@ END_TEST
  */
 START_TEST(spinning_clients)
 {
-	pid_t pids[4];
-
 	upt_daemon_kill(daemon_pid);
 	unlink(sock_path);
 	spin_us = "2000";
 	daemon_pid = start_handler(mem_path, NULL);
 	spin_us = "0";
 	ck_assert_int_gt(daemon_pid, 0);
-	for (int i = 0; i < 4; i++) {
-		pids[i] = fork();
-		if (pids[i] == 0)
-			client_full(NULL);
-	}
-	for (int i = 0; i < 4; i++) {
-		int st;
-
-		waitpid(pids[i], &st, 0);
-		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: 0x%x", i, st);
-	}
+	run_clients(4);
 	ck_assert(alive(daemon_pid));
 }
 END_TEST
