@@ -42,6 +42,7 @@ typedef struct upager_source upager_source_t; /* where page contents come from *
 #define UPAGER_FEAT_WP_ASYNC      (1ull << 7)  /* async write-protect (Linux 6.7) */
 #define UPAGER_FEAT_EVENT_FORK    (1ull << 8)  /* fork events (unused: see upager(7)) */
 #define UPAGER_FEAT_PAGEMAP_SCAN  (1ull << 9)  /* PAGEMAP_SCAN ioctl (Linux 6.7) */
+#define UPAGER_FEAT_SIGBUS        (1ull << 10) /* UFFD_FEATURE_SIGBUS: inline faults */
 /* How the userfaultfd was opened (exactly one is set). */
 #define UPAGER_FEAT_OPEN_DEV      (1ull << 32) /* /dev/userfaultfd */
 #define UPAGER_FEAT_OPEN_SYSCALL  (1ull << 33) /* userfaultfd(2) */
@@ -80,11 +81,28 @@ typedef struct upager_options {
 	unsigned spin_us;          /* after handling a fault, a handler polls this
 	                              long for the next before it sleeps; default
 	                              UPAGER_SPIN_DEFAULT_US, 0 never spins */
-	unsigned reserved32;       /* zero */
+	unsigned fault_mode;       /* UPAGER_FAULT_*; default UPAGER_FAULT_THREADS */
 	uint64_t reserved[6];      /* zero */
 } upager_options_t;
 
 #define UPAGER_SPIN_DEFAULT_US 50
+
+/*
+ * upager_options.fault_mode: who resolves a fault.
+ * THREADS: the faulting thread sleeps in the kernel while a handler thread
+ *   fills and places the page (every source; kernel-mode accesses such as
+ *   read(2) into an untouched page are served too).
+ * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
+ *   upager installs once per process (UFFD_FEATURE_SIGBUS; -ENOTSUP from
+ *   upager_create without it). Zero and file sources only (upager_reserve
+ *   of another source: -ENOTSUP); one page per fault. Limits: a system
+ *   call that touches an untouched page fails with EFAULT (call
+ *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
+ *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
+ *   errors, go to the handler the program had installed (see upager(7)).
+ */
+#define UPAGER_FAULT_THREADS 0u
+#define UPAGER_FAULT_INLINE  1u
 
 /* ---- errors ------------------------------------------------------------- */
 const char *upager_strerror(int err);

@@ -24,6 +24,7 @@
 #include "events.h"
 #include "region_state.h"
 #include "registry.h"
+#include "inline_table.h"
 
 /*
  * Does an event that a handler other than self has read, in a batch numbered
@@ -128,6 +129,14 @@ bool upager__events_concern(struct upager__handler *h, uintptr_t start, size_t l
 	return cover;
 }
 
+/* The registry changed: so does what inline faults find (under the lock). */
+static void inline_sync(upager_t *p)
+{
+	if (p->inline_faults && upager__inline_sync(p) < 0)
+		upager__log(p, UPAGER_LOG_ERROR,
+			    "inline table full: faults of a moved mapping will be SIGBUS");
+}
+
 void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg)
 {
 	upager_t *p = h->pager;
@@ -154,6 +163,7 @@ void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg)
 		pthread_rwlock_wrlock(&p->lock);
 		if (upager__map_unmap(p, msg->arg.remove.start, msg->arg.remove.end) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on munmap");
+		inline_sync(p);
 		pthread_rwlock_unlock(&p->lock);
 		break;
 	case UFFD_EVENT_REMAP:
@@ -161,6 +171,7 @@ void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg)
 		if (upager__map_remap(p, msg->arg.remap.from, msg->arg.remap.to,
 				     msg->arg.remap.len) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on mremap");
+		inline_sync(p);
 		pthread_rwlock_unlock(&p->lock);
 		break;
 	case UFFD_EVENT_FORK:

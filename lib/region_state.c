@@ -42,6 +42,8 @@ void upager__region_unref(upager_region_t *r)
 	if (old != 1)
 		return;
 	munmap(r->resident, r->resident_bytes);
+	if (r->committed)
+		munmap(r->committed, r->resident_bytes);
 	upager__source_unref(r->src);
 	free(r->commits);
 	free(r);
@@ -83,6 +85,46 @@ void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
 		UPAGER__ADD(&r->st, pages_resident, -cleared);
 		UPAGER__ADD(&r->pager->st, pages_resident, -cleared);
 	}
+}
+
+/* ---- committed bitmap (inline pagers) ---- */
+
+int upager__region_commit_bits_init(upager_region_t *r)
+{
+	/* Sized like the resident bitmap, and like it paid for as used. */
+	void *bits = mmap(NULL, r->resident_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (bits == MAP_FAILED)
+		return -ENOMEM;
+	r->committed = bits;
+	return 0;
+}
+
+void upager__region_mark_committed(upager_region_t *r, size_t off, size_t len, bool on)
+{
+	size_t first = off / r->pager->page_size, last = (off + len) / r->pager->page_size;
+
+	if (!r->committed)
+		return;
+	for (size_t page = first; page < last;) {
+		size_t w = page / 64, lo = page % 64;
+		size_t hi = (last - page + lo) >= 64 ? 64 : (last - page + lo);
+		uint64_t mask = (hi == 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
+
+		if (on)
+			atomic_fetch_or(&r->committed[w], mask);
+		else if (atomic_load_explicit(&r->committed[w], memory_order_relaxed) & mask)
+			atomic_fetch_and(&r->committed[w], ~mask);
+		page += hi - lo;
+	}
+}
+
+bool upager__region_committed_bit(const upager_region_t *r, size_t off)
+{
+	size_t page = off / r->pager->page_size;
+
+	return atomic_load(&r->committed[page / 64]) & (1ull << (page % 64));
 }
 
 bool upager__region_resident(const upager_region_t *r, size_t off)

@@ -15,6 +15,12 @@ bool upager__region_resident(const upager_region_t *r, size_t off);
  * if it was already marked. */
 bool upager__region_set_resident(upager_region_t *r, size_t off);
 void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len);
+/* Inline pagers: a bit per committed page, set and cleared by commit and
+ * decommit under the lock, read by fills in SIGBUS handlers without it
+ * (seq_cst, against the region's inline_busy). */
+int upager__region_commit_bits_init(upager_region_t *r);
+void upager__region_mark_committed(upager_region_t *r, size_t off, size_t len, bool on);
+bool upager__region_committed_bit(const upager_region_t *r, size_t off);
 /* 0, or -EINVAL/-ERANGE for a range of r that public calls refuse. */
 int upager__region_check_range(const upager_region_t *r, size_t off, size_t len);
 

@@ -72,6 +72,14 @@ struct upager__source_ops {
 	/* Pages around a random fault worth filling with it (1: just the page).
 	 * A file's neighbours cost little once read; zeros would cost memory. */
 	unsigned fault_around;
+	/*
+	 * Inline pagers: fill len bytes of region offset roff into buf from the
+	 * faulting thread's SIGBUS handler. Async-signal-safe: no allocation,
+	 * no locks. DATA, ZERO or -errno. NULL: the source cannot serve inline
+	 * pagers (upager_reserve: -ENOTSUP). inline_reads: it needs buf.
+	 */
+	int (*fill_inline)(upager_source_t *src, size_t roff, void *buf, size_t len);
+	bool inline_reads;
 };
 
 struct upager_source {
@@ -121,6 +129,11 @@ struct upager_region {
 	atomic_size_t ra_next;
 	atomic_uint ra_win;
 	atomic_size_t ra_fault; /* page of the stream's last fault: readahead runs ahead of it */
+	/* Inline pagers only (inline.c): a bit per committed page, which fills
+	 * in faulting threads read without the lock, and how many such fills
+	 * are between that check and their placement (decommit waits for 0). */
+	atomic_uint_fast64_t *committed;
+	atomic_uint inline_busy;
 	struct upager__counters st;
 };
 
@@ -221,6 +234,7 @@ struct upager {
 	void *zero_buf; /* UPAGER__MAX_WINDOW pages of zeros (the zero page, read-only) */
 	uint64_t spin_ns;
 	uint64_t handler_cpus;
+	bool inline_faults; /* UPAGER_FAULT_INLINE: faults come as SIGBUS (inline.c) */
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;
@@ -266,8 +280,10 @@ struct upager {
 void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRINTF(3, 4);
 
 /* userfaultfd (uffd.c) */
-int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
-		      uint64_t *kfeaturesp, char *why, size_t whylen);
+/* also: UFFD_FEATURE_* asked for besides the usual ones, where the kernel has them
+ * (UFFD_FEATURE_SIGBUS for an inline pager: it changes how faults arrive). */
+int upager__uffd_open(unsigned methods, uint64_t disable, uint64_t also, int *fdp,
+		      uint64_t *featuresp, uint64_t *kfeaturesp, char *why, size_t whylen);
 uint64_t upager__disable_from_env(void);
 /* MISSING mode, and WP too when wp (false in *wp when the kernel refuses it). */
 int upager__uffd_register(int uffd, uintptr_t start, size_t len, bool *wp);

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inline faults: a pager opened with UFFD_FEATURE_SIGBUS gets no fault
+ * messages; the kernel raises SIGBUS in the faulting thread instead, and
+ * this handler fills and places the page from that thread, then returns so
+ * that the access is retried: no handler thread, no wake-up. What it may do
+ * is what a signal handler may do: no malloc, no locks (the interrupted
+ * thread may hold them), no stdio, no TLS. So the region comes from the
+ * lock-free inline table (inline_table.c), commit state from the region's
+ * committed bitmap, buffers from a fixed pool claimed with atomics, and
+ * pages go through the placement core (place.c) as in the threaded mode.
+ *
+ * Every SIGBUS that is not a upager fault of an inline region, and every
+ * fill that fails, goes to the handler the program had installed before
+ * the first inline pager (SA_SIGINFO or not; SIG_DFL and SIG_IGN: the
+ * default action, by restoring it and letting the access fault again).
+ *
+ * Layer: below pager.c (which installs it) and region.c; above the inline
+ * table, the region state, the placement core and the counters.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "inline.h"
+#include "inline_table.h"
+#include "region_state.h"
+
+/* Page buffers for sources that read (files): one per fill in progress; past
+ * that many concurrent fills a fault waits for a buffer. */
+#define NBUFS 64
+
+static struct sigaction prev; /* the program's SIGBUS handler before ours */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool installed;
+static char *bufs;           /* NBUFS pages */
+static size_t buf_size;
+static atomic_uint_fast64_t bufs_free = ~0ull; /* bit n: buffer n is free */
+
+static void *buf_get(unsigned *idx)
+{
+	for (;;) {
+		uint_fast64_t f = atomic_load(&bufs_free);
+
+		while (f) {
+			unsigned i = (unsigned)__builtin_ctzll(f);
+
+			if (atomic_compare_exchange_weak(&bufs_free, &f, f & ~(1ull << i))) {
+				*idx = i;
+				return bufs + (size_t)i * buf_size;
+			}
+		}
+		sched_yield();
+	}
+}
+
+static void buf_put(unsigned idx)
+{
+	atomic_fetch_or(&bufs_free, 1ull << idx);
+}
+
+/* The program's handler, as if upager's were not there. */
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+	sigset_t old;
+
+	if (!(prev.sa_flags & SA_SIGINFO) &&
+	    (prev.sa_handler == SIG_DFL || prev.sa_handler == SIG_IGN)) {
+		/* The kernel does not let a fault's SIGBUS be ignored either.
+		 * The default action: restored, it takes the access's fault again
+		 * (a fault) or the signal raised again (a signal sent). */
+		struct sigaction dfl;
+
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		sigaction(SIGBUS, &dfl, NULL);
+		if (si->si_code <= 0)
+			syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGBUS);
+		return;
+	}
+	pthread_sigmask(SIG_BLOCK, &prev.sa_mask, &old);
+	if (prev.sa_flags & SA_SIGINFO)
+		prev.sa_sigaction(sig, si, uc);
+	else
+		prev.sa_handler(sig);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static bool write_fault(void *uc)
+{
+#if defined(__x86_64__)
+	/* The page fault error code: bit 1 is a write. */
+	return ((ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2;
+#else
+	(void)uc;
+	return false; /* the zero page, then the kernel's COW fault on a write */
+#endif
+}
+
+static void count(upager_t *p, upager_region_t *r, bool zero, int64_t n)
+{
+	uint64_t pages = (uint64_t)n, bytes = (uint64_t)(n * (int64_t)p->page_size);
+
+	UPAGER__ADD(&p->st, pages_filled, pages);
+	UPAGER__ADD(&p->st, bytes_filled, bytes);
+	UPAGER__ADD(&p->st, pages_zero, zero ? pages : 0);
+	UPAGER__ADD(&r->st, pages_filled, pages);
+	UPAGER__ADD(&r->st, bytes_filled, bytes);
+	UPAGER__ADD(&r->st, pages_zero, zero ? pages : 0);
+}
+
+/* A fill that place_fail could not poison: the program gets the fault. */
+static int fail_to_program(void *arg, uintptr_t page)
+{
+	(void)page;
+	*(bool *)arg = true;
+	return 0;
+}
+
+enum { RETRY, CHAIN };
+
+/*
+ * The fault at addr of the region held in hit: fills and places its page.
+ * RETRY: return, and the access runs again (placed, or faults again: a
+ * decommit or release moved the page to PROT_NONE, an event is pending);
+ * CHAIN: the program's handler gets the fault.
+ */
+static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool write)
+{
+	upager_region_t *r = hit->region;
+	upager_t *p = r->pager;
+	size_t ps = p->page_size;
+	uintptr_t page = addr & ~(uintptr_t)(ps - 1);
+	size_t roff = hit->roff + (page - hit->start);
+	uint64_t t0 = upager__now_ns();
+	struct upager__placement pl = { .uffd = p->uffd, .dst = page, .len = ps, .page_size = ps };
+	unsigned bi = NBUFS;
+	bool claimed = false, failed = false;
+	int res, ret = RETRY;
+
+	UPAGER__ADD(&p->st, faults, 1);
+	UPAGER__ADD(&p->st, read_faults, !write);
+	UPAGER__ADD(&p->st, write_faults, write);
+	UPAGER__ADD(&r->st, faults, 1);
+	UPAGER__ADD(&r->st, read_faults, !write);
+	UPAGER__ADD(&r->st, write_faults, write);
+
+	/* Decommit clears the bit, then waits for inline_busy to drain before
+	 * it discards: counted in first, then the bit read (both seq_cst). */
+	atomic_fetch_add(&r->inline_busy, 1);
+	if (atomic_load(&r->dead) || !upager__region_committed_bit(r, roff)) {
+		atomic_fetch_sub(&r->inline_busy, 1);
+		sched_yield(); /* the range is going PROT_NONE: the retry meets it */
+		return RETRY;
+	}
+	if (r->src->ops->fill_inline == NULL) { /* reserve refuses these */
+		res = -ENOTSUP;
+	} else {
+		void *buf = r->src->ops->inline_reads ? buf_get(&bi) : NULL;
+
+		res = r->src->ops->fill_inline(r->src, roff, buf, ps);
+		pl.src = buf;
+	}
+	if (res == UPAGER__FILL_ZERO) {
+		if (write)
+			pl.src = p->zero_buf; /* a zero page written at once COW-faults again */
+		else
+			pl.flags = UPAGER__PLACE_ZEROPAGE;
+	}
+	if (res >= 0) {
+		int err;
+
+		if (!upager__region_resident(r, roff)) {
+			count(p, r, res == UPAGER__FILL_ZERO, 1);
+			claimed = upager__region_set_resident(r, roff);
+			if (!claimed)
+				count(p, r, res == UPAGER__FILL_ZERO, -1);
+		}
+		if (r->wp)
+			pl.flags |= UPAGER__PLACE_WP;
+		err = upager__place_range(&pl);
+		if (err < 0 && claimed) {
+			upager__region_clear_resident(r, roff, ps);
+			count(p, r, res == UPAGER__FILL_ZERO, -1);
+		}
+		if (err < 0 && err != -EAGAIN)
+			ret = CHAIN; /* the range cannot take pages: as if not ours */
+	} else {
+		UPAGER__ADD(&p->st, fill_errors, 1);
+		UPAGER__ADD(&r->st, fill_errors, 1);
+		/*
+		 * No poison: a poisoned page faults as BUS_ADRERR where the kernel
+		 * lacks CONFIG_MEMORY_FAILURE (this VM's), like a missing page, and
+		 * a fill over it meets EEXIST and retries for ever. The program
+		 * gets this fault, and every later access asks the source again.
+		 */
+		res = upager__place_fail(p->uffd, page, ps, false, fail_to_program, &failed);
+		if (failed || res != -EAGAIN)
+			ret = CHAIN;
+	}
+	atomic_fetch_sub(&r->inline_busy, 1);
+	if (bi != NBUFS)
+		buf_put(bi);
+	if (ret == RETRY) {
+		uint64_t ns = upager__now_ns() - t0;
+
+		upager__lat_record(&p->st, ns);
+		upager__lat_record(&r->st, ns);
+	}
+	return ret;
+}
+
+/*
+ * The address of this thread's last fault found in no inline mapping. The
+ * fault may be older than the table: a release makes the range PROT_NONE,
+ * then takes it out of the table, and a SIGBUS raised before the mprotect
+ * may be handled after both. So a miss first retries the access, once: a
+ * fault that is still real (not upager's) comes back to the same address
+ * and goes to the program; one of a released range is now a SIGSEGV.
+ * initial-exec: a TLS access that never allocates, safe in a handler.
+ */
+static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	struct upager__inline_hit hit;
+	uintptr_t addr = (uintptr_t)si->si_addr;
+	int saved = errno, ret = CHAIN;
+
+	/* A userfaultfd SIGBUS is the kernel's BUS_ADRERR; a sent signal and
+	 * the rest are the program's. */
+	if (si->si_code == BUS_ADRERR) {
+		if (upager__inline_enter(addr, &hit)) {
+			last_miss = 0;
+			ret = fill_page(&hit, addr, write_fault(uc));
+			upager__inline_leave(&hit);
+		} else if (last_miss != addr) {
+			last_miss = addr;
+			ret = RETRY;
+		} else {
+			last_miss = 0;
+		}
+	}
+	if (ret == CHAIN)
+		chain(sig, si, uc);
+	errno = saved;
+}
+
+int upager__inline_install(void)
+{
+	struct sigaction sa;
+	int ret = 0;
+
+	pthread_mutex_lock(&install_lock);
+	if (installed)
+		goto out;
+	buf_size = (size_t)sysconf(_SC_PAGESIZE);
+	bufs = mmap(NULL, NBUFS * buf_size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (bufs == MAP_FAILED) {
+		bufs = NULL;
+		ret = -ENOMEM;
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	/* ONSTACK: where the program keeps an alternate stack, we use it too.
+	 * NODEFER: a program handler we chain to may touch an inline region. */
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &prev) < 0) {
+		ret = -errno;
+		munmap(bufs, NBUFS * buf_size);
+		bufs = NULL;
+		goto out;
+	}
+	installed = true;
+out:
+	pthread_mutex_unlock(&install_lock);
+	return ret;
+}

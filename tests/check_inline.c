@@ -1,0 +1,647 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inline faults (UPAGER_FAULT_INLINE): faults resolved in the faulting
+ * thread's SIGBUS handler. Every byte for the zero and file sources from 1,
+ * 8 and 64 threads; the program's own SIGBUS handler and default action
+ * still see their faults and upager's fill errors; a thread blocking SIGBUS;
+ * read(2) into an untouched page (EFAULT); decommit and release racing
+ * faults; fork; the fallback without UFFD_FEATURE_SIGBUS.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define NEED UPAGER_FEAT_SIGBUS
+#define WHY "UFFD_FEATURE_SIGBUS (or UPAGER_DISABLE=sigbus)"
+
+static upager_t *inline_pager(void)
+{
+	upager_options_t o;
+	upager_t *p = NULL;
+
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	ck_assert_int_eq(upager_create(&p, &o), 0);
+	return p;
+}
+
+/* ---- every byte, from many threads ---- */
+
+struct toucher {
+	uint8_t *base;
+	size_t npages, first, step;
+	unsigned seed; /* 0: zeros expected */
+	bool write;
+	long bad; /* first wrong byte's offset, or -1 */
+};
+
+static void *touch_pages(void *arg)
+{
+	struct toucher *t = arg;
+	const size_t ps = UPT_PAGE;
+
+	t->bad = -1;
+	/* A stride through the region: neighbours belong to other threads. */
+	for (size_t i = t->first; i < t->npages && t->bad < 0; i += t->step) {
+		uint8_t *pg = t->base + i * ps;
+		long at;
+
+		if (t->write && !t->seed) {
+			pg[ps / 2] = 0x5a;
+			pg[ps / 2] = 0;
+		}
+		at = t->seed ? upt_check_pattern(pg, ps, i * ps, t->seed) : upt_check_zero(pg, ps);
+		if (at >= 0)
+			t->bad = (long)(i * ps) + at;
+	}
+	return NULL;
+}
+
+static void run_threads(upager_source_t *src, unsigned seed, unsigned nthreads)
+{
+	const size_t ps = UPT_PAGE, npages = 2048;
+	upager_t *p = inline_pager();
+	struct toucher t[64];
+	pthread_t th[64];
+	upager_region_t *r;
+	upager_stats_t st;
+
+	ck_assert_int_eq(upager_map(p, npages * ps, src, &r), 0);
+	for (unsigned i = 0; i < nthreads; i++) {
+		t[i] = (struct toucher){ .base = upager_region_addr(r), .npages = npages,
+					 .first = i, .step = nthreads, .seed = seed,
+					 .write = i % 2 };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at offset %ld", i, t[i].bad);
+	}
+	/* Again, now that every page is there: no fault, same bytes. */
+	t[0] = (struct toucher){ .base = upager_region_addr(r), .npages = npages, .first = 0,
+				 .step = 1, .seed = seed };
+	touch_pages(&t[0]);
+	ck_assert_int_eq(t[0].bad, -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_resident, npages);
+	ck_assert_uint_eq(st.pages_filled, npages);
+	ck_assert_uint_ge(st.faults, npages);
+	ck_assert_uint_ge(st.lat_samples, npages);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_int_eq(upager_release(r), 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+
+static void run_zero(unsigned nthreads)
+{
+	upager_source_t *z;
+
+	ck_assert_int_eq(upager_source_zero(&z), 0);
+	run_threads(z, 0, nthreads);
+	upager_source_release(z);
+}
+
+static void run_file(unsigned nthreads)
+{
+	char path[256];
+	upager_source_t *f;
+	int fd = upt_tmpfile(2048 * UPT_PAGE, 7, path, sizeof(path));
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
+	close(fd);
+	run_threads(f, 7, nthreads);
+	upager_source_release(f);
+}
+
+START_TEST(test_zero_1) { run_zero(1); }
+END_TEST
+START_TEST(test_zero_8) { run_zero(8); }
+END_TEST
+START_TEST(test_zero_64) { run_zero(64); }
+END_TEST
+START_TEST(test_file_1) { run_file(1); }
+END_TEST
+START_TEST(test_file_8) { run_file(8); }
+END_TEST
+START_TEST(test_file_64) { run_file(64); }
+END_TEST
+
+/* A file shorter than the region: the rest reads as zero, as in threads mode. */
+START_TEST(test_file_past_eof)
+{
+	const size_t ps = UPT_PAGE;
+	char path[256];
+	upager_source_t *f;
+	upager_region_t *r;
+	upager_t *p = inline_pager();
+	int fd = upt_tmpfile(ps + ps / 2, 3, path, sizeof(path));
+	uint8_t *a;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
+	close(fd);
+	ck_assert_int_eq(upager_map(p, 4 * ps, f, &r), 0);
+	a = upager_region_addr(r);
+	ck_assert_int_eq(upt_check_pattern(a, ps + ps / 2, 0, 3), -1);
+	ck_assert_int_eq(upt_check_zero(a + ps + ps / 2, 3 * ps - ps / 2), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	upager_source_release(f);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* ---- what inline mode refuses ---- */
+
+static int cb_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	memset(buf, 1, len);
+	return 0;
+}
+
+START_TEST(test_callback_refused)
+{
+	upager_t *p = inline_pager();
+	upager_source_t *cb;
+	upager_region_t *r;
+
+	ck_assert_int_eq(upager_source_callback(cb_fill, NULL, NULL, &cb), 0);
+	ck_assert_int_eq(upager_map(p, UPT_PAGE, cb, &r), -ENOTSUP);
+	upager_source_release(cb);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* Without UFFD_FEATURE_SIGBUS (UPAGER_DISABLE=sigbus stands for an old kernel). */
+START_TEST(test_no_sigbus_feature)
+{
+	const char *old = getenv("UPAGER_DISABLE");
+	char *saved = old ? strdup(old) : NULL;
+	upager_options_t o;
+	upager_t *p = NULL;
+
+	setenv("UPAGER_DISABLE", "sigbus", 1);
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	ck_assert_int_eq(upager_create(&p, &o), -ENOTSUP);
+	o.fault_mode = UPAGER_FAULT_THREADS;
+	ck_assert_int_eq(upager_create(&p, &o), 0);
+	ck_assert_uint_eq(upager_features(p) & UPAGER_FEAT_SIGBUS, 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
+	if (saved)
+		setenv("UPAGER_DISABLE", saved, 1);
+	else
+		unsetenv("UPAGER_DISABLE");
+	free(saved);
+}
+END_TEST
+
+/* ---- the program's SIGBUS (children: these may kill the process) ---- */
+
+static sigjmp_buf jb;
+static void *volatile got_addr;
+static volatile int got_code, got_calls;
+
+static void prog_handler(int sig, siginfo_t *si, void *uc)
+{
+	got_addr = si->si_addr;
+	got_code = si->si_code;
+	got_calls++;
+	siglongjmp(jb, 1);
+}
+
+static void install_prog_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = prog_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* A file mapping cut short: SIGBUS of the program's own, under upager's handler. */
+static void child_own_sigbus(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	char path[] = "/tmp/upager-inline-XXXXXX";
+	int fd = mkstemp(path);
+	upager_source_t *z;
+	upager_region_t *r;
+	upager_t *p;
+	upager_options_t o;
+	volatile uint8_t *m, *a;
+
+	install_prog_handler();
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	if (fd < 0 || upager_create(&p, &o) < 0 || upager_source_zero(&z) < 0 ||
+	    upager_map(p, 4 * ps, z, &r) < 0)
+		_exit(10);
+	unlink(path);
+	if (ftruncate(fd, ps) < 0)
+		_exit(11);
+	m = mmap(NULL, ps, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || ftruncate(fd, 0) < 0)
+		_exit(12);
+	a = upager_region_addr(r);
+	if (a[5] != 0) /* upager's own fault, inline: no call of the program's */
+		_exit(13);
+	if (sigsetjmp(jb, 1) == 0) {
+		(void)m[100];
+		_exit(14); /* no signal at all */
+	}
+	if (got_calls != 1 || got_addr != (void *)(m + 100) || got_code != BUS_ADRERR)
+		_exit(15);
+	/* Upager goes on after the program's handler ran. */
+	if (a[ps + 1] != 0)
+		_exit(16);
+	_exit(0);
+}
+
+START_TEST(test_program_handler_own_fault)
+{
+	ck_assert_int_eq(upt_child(child_own_sigbus, NULL, 20), 0);
+}
+END_TEST
+
+/* A file source that cannot be read (a FIFO: pread fails with ESPIPE). */
+static upager_source_t *fifo_source(void)
+{
+	char path[] = "/tmp/upager-inline-fifo-XXXXXX";
+	upager_source_t *s;
+	int fd;
+
+	if (!mkdtemp(path))
+		_exit(20);
+	strcat(path, "/f");
+	if (mkfifo(path, 0600) < 0)
+		_exit(21);
+	fd = open(path, O_RDWR | O_NONBLOCK);
+	unlink(path);
+	*strrchr(path, '/') = '\0';
+	rmdir(path);
+	if (fd < 0 || upager_source_file(fd, 0, &s) < 0)
+		_exit(22);
+	close(fd);
+	return s;
+}
+
+static void child_fill_error(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	upager_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p;
+	volatile uint8_t *a;
+
+	install_prog_handler();
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	if (upager_create(&p, &o) < 0)
+		_exit(10);
+	s = fifo_source();
+	if (upager_map(p, 4 * ps, s, &r) < 0)
+		_exit(11);
+	a = upager_region_addr(r);
+	if (sigsetjmp(jb, 1) == 0) {
+		uint8_t v = a[2 * ps + 7];
+		_exit(v == 0 ? 12 : 13); /* data where there is none */
+	}
+	/* Poisoned: BUS_MCEERR_AR at the page; or the fault itself: BUS_ADRERR. */
+	if (got_calls != 1 || ((uintptr_t)got_addr & ~(uintptr_t)(ps - 1)) != (uintptr_t)(a + 2 * ps))
+		_exit(14);
+	if (got_code != BUS_MCEERR_AR && got_code != BUS_ADRERR)
+		_exit(15);
+	if (upager_region_stats(r, &st) < 0 || st.fill_errors != 1 || st.pages_resident != 0)
+		_exit(16);
+	_exit(0);
+}
+
+START_TEST(test_program_handler_fill_error)
+{
+	ck_assert_int_eq(upt_child(child_fill_error, NULL, 20), 0);
+}
+END_TEST
+
+/* No handler of the program's: the default action, as without upager. */
+static void child_fill_error_default(void *arg)
+{
+	upager_options_t o;
+	upager_region_t *r;
+	upager_t *p;
+
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	if (upager_create(&p, &o) < 0 || upager_map(p, UPT_PAGE, fifo_source(), &r) < 0)
+		_exit(10);
+	(void)*(volatile uint8_t *)upager_region_addr(r);
+	_exit(11);
+}
+
+START_TEST(test_default_action)
+{
+	int st = upt_child(child_fill_error_default, NULL, 20);
+
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status %#x", st);
+}
+END_TEST
+
+/* A thread that blocks SIGBUS: the kernel kills the process on its fault. */
+static void *blocked_toucher(void *arg)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	return (void *)(uintptr_t)*(volatile uint8_t *)arg;
+}
+
+static void child_blocked(void *arg)
+{
+	upager_source_t *z;
+	upager_region_t *r;
+	upager_t *p = NULL;
+	upager_options_t o;
+	pthread_t th;
+
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	if (upager_create(&p, &o) < 0 || upager_source_zero(&z) < 0 ||
+	    upager_map(p, UPT_PAGE, z, &r) < 0)
+		_exit(10);
+	pthread_create(&th, NULL, blocked_toucher, upager_region_addr(r));
+	pthread_join(th, NULL);
+	_exit(11);
+}
+
+START_TEST(test_blocked_sigbus_killed)
+{
+	int st = upt_child(child_blocked, NULL, 20);
+
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status %#x", st);
+}
+END_TEST
+
+/* ---- kernel-mode access ---- */
+
+START_TEST(test_read_syscall_efault)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = inline_pager();
+	upager_source_t *z;
+	upager_region_t *r;
+	upager_stats_t st;
+	int pfd[2];
+	uint8_t *a;
+
+	ck_assert_int_eq(upager_source_zero(&z), 0);
+	ck_assert_int_eq(upager_map(p, 2 * ps, z, &r), 0);
+	a = upager_region_addr(r);
+	ck_assert_int_eq(pipe(pfd), 0);
+	ck_assert_int_eq(write(pfd[1], "hello", 5), 5);
+	/* The kernel's copy to an untouched inline page cannot be served. */
+	errno = 0;
+	ck_assert_int_eq(read(pfd[0], a, 5), -1);
+	ck_assert_int_eq(errno, EFAULT);
+	/* Prefetched first (the handler threads place it), the read works. */
+	ck_assert_int_eq(upager_prefetch(r, 0, ps), 0);
+	for (int i = 0; i < 5000; i++) {
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		if (st.pages_resident == 1)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.pages_resident, 1);
+	ck_assert_int_eq(read(pfd[0], a, 5), 5);
+	ck_assert_int_eq(memcmp(a, "hello", 5), 0);
+	close(pfd[0]);
+	close(pfd[1]);
+	ck_assert_int_eq(upager_release(r), 0);
+	upager_source_release(z);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* ---- races ---- */
+
+static __thread sigjmp_buf segv_jb;
+static atomic_bool racing;
+
+static void on_segv(int sig)
+{
+	siglongjmp(segv_jb, 1);
+}
+
+struct racer {
+	_Atomic(uint8_t *) base;
+	size_t npages;
+	unsigned seed, seed2;
+	atomic_long bad, reads;
+};
+
+/* Reads random pages while the range is decommitted or released under it:
+ * a SIGSEGV (PROT_NONE) is expected, a wrong byte is not. */
+static void *race_reader(void *arg)
+{
+	struct racer *rc = arg;
+	unsigned x = (unsigned)(uintptr_t)&x;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGSEGV);
+	while (atomic_load(&racing)) {
+		size_t i = (x = x * 1103515245u + 12345u) % rc->npages, off = i * UPT_PAGE + 17;
+		uint8_t *b = atomic_load(&rc->base);
+
+		if (sigsetjmp(segv_jb, 1)) {
+			pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+			continue;
+		}
+		if (!b)
+			continue;
+		uint8_t v = ((volatile uint8_t *)b)[off];
+		if (v != upt_byte(off, rc->seed) && (!rc->seed2 || v != upt_byte(off, rc->seed2)))
+			atomic_store(&rc->bad, (long)off);
+		atomic_fetch_add(&rc->reads, 1);
+	}
+	return NULL;
+}
+
+static void start_racers(struct racer *rc, pthread_t *th, int n)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_segv;
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	atomic_store(&racing, true);
+	atomic_store(&rc->bad, -1);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, race_reader, rc), 0);
+}
+
+static void stop_racers(pthread_t *th, int n)
+{
+	atomic_store(&racing, false);
+	for (int i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	signal(SIGSEGV, SIG_DFL);
+}
+
+START_TEST(test_decommit_race)
+{
+	const size_t ps = UPT_PAGE, npages = 256;
+	char path[256];
+	int fd = upt_tmpfile(npages * ps, 11, path, sizeof(path));
+	upager_t *p = inline_pager();
+	struct racer rc = { .npages = npages, .seed = 11 };
+	upager_source_t *f;
+	upager_region_t *r;
+	upager_stats_t st;
+	unsigned char vec[256];
+	pthread_t th[4];
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
+	close(fd);
+	ck_assert_int_eq(upager_map(p, npages * ps, f, &r), 0);
+	atomic_store(&rc.base, upager_region_addr(r));
+	start_racers(&rc, th, 4);
+	for (int round = 0; round < 300; round++) {
+		usleep(round % 7 * 100);
+		ck_assert_int_eq(upager_decommit(r, 0, npages * ps), 0);
+		/* Decommitted: no fill may land after decommit returned. */
+		ck_assert_int_eq(mincore(upager_region_addr(r), npages * ps, vec), 0);
+		for (size_t i = 0; i < npages; i++)
+			ck_assert_msg(!(vec[i] & 1), "round %d: page %zu resident after decommit",
+				      round, i);
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		ck_assert_uint_eq(st.pages_resident, 0);
+		ck_assert_int_eq(upager_commit(r, 0, npages * ps), 0);
+	}
+	stop_racers(th, 4);
+	ck_assert_msg(atomic_load(&rc.bad) < 0, "wrong byte at %ld", atomic_load(&rc.bad));
+	ck_assert_int_gt(atomic_load(&rc.reads), 0);
+	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), npages * ps, 0, 11), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	upager_source_release(f);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* Regions of two files released and reserved again (often at the same
+ * address) under readers: a byte is one of theirs, never a stale or zero one. */
+START_TEST(test_release_race)
+{
+	const size_t ps = UPT_PAGE, npages = 64;
+	char path[256];
+	int fd1 = upt_tmpfile(npages * ps, 21, path, sizeof(path));
+	int fd2 = upt_tmpfile(npages * ps, 22, path, sizeof(path));
+	upager_t *p = inline_pager();
+	struct racer rc = { .npages = npages, .seed = 21, .seed2 = 22 };
+	upager_source_t *f[2];
+	pthread_t th[4];
+
+	ck_assert_int_eq(upager_source_file(fd1, 0, &f[0]), 0);
+	ck_assert_int_eq(upager_source_file(fd2, 0, &f[1]), 0);
+	close(fd1);
+	close(fd2);
+	start_racers(&rc, th, 4);
+	for (int round = 0; round < 300; round++) {
+		upager_region_t *r;
+
+		ck_assert_int_eq(upager_map(p, npages * ps, f[round % 2], &r), 0);
+		atomic_store(&rc.base, upager_region_addr(r));
+		usleep(round % 5 * 100);
+		ck_assert_int_eq(upager_release(r), 0);
+	}
+	stop_racers(th, 4);
+	ck_assert_msg(atomic_load(&rc.bad) < 0, "wrong byte at %ld", atomic_load(&rc.bad));
+	upager_source_release(f[0]);
+	upager_source_release(f[1]);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* ---- fork ---- */
+
+START_TEST(test_fork_child_no_mapping)
+{
+	upager_t *p = inline_pager();
+	upager_source_t *z;
+	upager_region_t *r;
+	volatile uint8_t *a;
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(upager_source_zero(&z), 0);
+	ck_assert_int_eq(upager_map(p, 2 * UPT_PAGE, z, &r), 0);
+	a = upager_region_addr(r);
+	ck_assert_uint_eq(a[0], 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		alarm(10);
+		(void)a[UPT_PAGE]; /* MADV_DONTFORK: nothing mapped here */
+		_exit(1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+	ck_assert_uint_eq(a[UPT_PAGE], 0); /* the parent goes on */
+	ck_assert_int_eq(upager_release(r), 0);
+	upager_source_release(z);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+static Suite *make(void)
+{
+	Suite *s = suite_create("inline");
+	TCase *tc = upt_tcase(s, "bytes");
+
+	upt_add(tc, test_zero_1, NEED, WHY);
+	upt_add(tc, test_zero_8, NEED, WHY);
+	upt_add(tc, test_zero_64, NEED, WHY);
+	upt_add(tc, test_file_1, NEED, WHY);
+	upt_add(tc, test_file_8, NEED, WHY);
+	upt_add(tc, test_file_64, NEED, WHY);
+	upt_add(tc, test_file_past_eof, NEED, WHY);
+	tc = upt_tcase(s, "limits");
+	upt_add(tc, test_callback_refused, NEED, WHY);
+	tcase_add_test(tc, test_no_sigbus_feature);
+	upt_add(tc, test_read_syscall_efault, NEED, WHY);
+	upt_add(tc, test_fork_child_no_mapping, NEED, WHY);
+	tc = upt_tcase(s, "signals");
+	upt_add(tc, test_program_handler_own_fault, NEED, WHY);
+	upt_add(tc, test_program_handler_fill_error, NEED, WHY);
+	upt_add(tc, test_default_action, NEED, WHY);
+	upt_add(tc, test_blocked_sigbus_killed, NEED, WHY);
+	tc = upt_tcase(s, "races");
+	upt_add(tc, test_decommit_race, NEED, WHY);
+	upt_add(tc, test_release_race, NEED, WHY);
+	return s;
+}
+
+int main(void)
+{
+	return upt_main(make);
+}
