@@ -128,6 +128,7 @@ bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
 		hit->slot = i;
 		hit->region = atomic_load_explicit(&s->region, memory_order_relaxed);
 		hit->start = start;
+		hit->end = end;
 		hit->roff = atomic_load_explicit(&s->roff, memory_order_relaxed);
 		atomic_fetch_add(&s->busy, 1);
 		if (atomic_load(&s->gen) == gen)

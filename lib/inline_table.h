@@ -15,7 +15,7 @@
 struct upager__inline_hit {
 	unsigned slot;
 	upager_region_t *region;
-	uintptr_t start; /* the mapping's first address */
+	uintptr_t start, end; /* the mapping's addresses */
 	size_t roff;     /* its region offset */
 };
 
