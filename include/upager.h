@@ -95,11 +95,12 @@ typedef struct upager_options {
  * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
  *   upager installs once per process (UFFD_FEATURE_SIGBUS; -ENOTSUP from
  *   upager_create without it). Zero and file sources only (upager_reserve
- *   of another source: -ENOTSUP); one page per fault. Limits: a system
+ *   of another source: -ENOTSUP); a random fault fills its page alone,
+ *   sequential faults a growing window (no readahead). Limits: a system
  *   call that touches an untouched page fails with EFAULT (call
  *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
  *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
- *   errors, go to the handler the program had installed (see upager(7)).
+ *   errors, go to the handler the program had installed (upager_create(3)).
  */
 #define UPAGER_FAULT_THREADS 0u
 #define UPAGER_FAULT_INLINE  1u
