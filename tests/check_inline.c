@@ -286,7 +286,7 @@ END_TEST
 /* A file source that cannot be read (a FIFO: pread fails with ESPIPE). */
 static upager_source_t *fifo_source(void)
 {
-	char path[] = "/tmp/upager-inline-fifo-XXXXXX";
+	char path[64] = "/tmp/upager-inline-fifo-XXXXXX";
 	upager_source_t *s;
 	int fd;
 
@@ -457,7 +457,8 @@ static void on_segv(int sig)
 struct racer {
 	_Atomic(uint8_t *) base;
 	size_t npages;
-	unsigned seed, seed2;
+	unsigned seed, seed2; /* round gen / 2 - 1 even: seed; odd: seed2 */
+	atomic_uint gen; /* odd while the region changes (release, map again) */
 	atomic_long bad, reads;
 };
 
@@ -473,16 +474,21 @@ static void *race_reader(void *arg)
 	sigaddset(&set, SIGSEGV);
 	while (atomic_load(&racing)) {
 		size_t i = (x = x * 1103515245u + 12345u) % rc->npages, off = i * UPT_PAGE + 17;
+		unsigned gen = atomic_load(&rc->gen);
 		uint8_t *b = atomic_load(&rc->base);
 
 		if (sigsetjmp(segv_jb, 1)) {
 			pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 			continue;
 		}
-		if (!b)
+		if (!b || (gen & 1))
 			continue;
 		uint8_t v = ((volatile uint8_t *)b)[off];
-		if (v != upt_byte(off, rc->seed) && (!rc->seed2 || v != upt_byte(off, rc->seed2)))
+		/* Only a read the region lived through says something: otherwise
+		 * anything may have been mapped at that address meanwhile. */
+		if (atomic_load(&rc->gen) != gen)
+			continue;
+		if (v != upt_byte(off, (gen / 2 - 1) % 2 ? rc->seed2 : rc->seed))
 			atomic_store(&rc->bad, (long)off);
 		atomic_fetch_add(&rc->reads, 1);
 	}
@@ -517,7 +523,7 @@ START_TEST(test_decommit_race)
 	char path[256];
 	int fd = upt_tmpfile(npages * ps, 11, path, sizeof(path));
 	upager_t *p = inline_pager();
-	struct racer rc = { .npages = npages, .seed = 11 };
+	struct racer rc = { .npages = npages, .seed = 11, .seed2 = 11 };
 	upager_source_t *f;
 	upager_region_t *r;
 	upager_stats_t st;
@@ -561,7 +567,7 @@ START_TEST(test_release_race)
 	int fd1 = upt_tmpfile(npages * ps, 21, path, sizeof(path));
 	int fd2 = upt_tmpfile(npages * ps, 22, path, sizeof(path));
 	upager_t *p = inline_pager();
-	struct racer rc = { .npages = npages, .seed = 21, .seed2 = 22 };
+	struct racer rc = { .npages = npages, .seed = 21, .seed2 = 22, .gen = 1 };
 	upager_source_t *f[2];
 	pthread_t th[4];
 
@@ -573,9 +579,12 @@ START_TEST(test_release_race)
 	for (int round = 0; round < 300; round++) {
 		upager_region_t *r;
 
+		/* gen: 2 * round + 2 while region `round` is there, odd between */
 		ck_assert_int_eq(upager_map(p, npages * ps, f[round % 2], &r), 0);
 		atomic_store(&rc.base, upager_region_addr(r));
+		atomic_fetch_add(&rc.gen, 1);
 		usleep(round % 5 * 100);
+		atomic_fetch_add(&rc.gen, 1);
 		ck_assert_int_eq(upager_release(r), 0);
 	}
 	stop_racers(th, 4);
