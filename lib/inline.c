@@ -300,6 +300,15 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	errno = saved;
 }
 
+/* The child of a fork: no parent's mapping in the table, no buffer held by
+ * a parent thread's fill (that thread is not in the child). */
+static void forget_in_child(void)
+{
+	upager__inline_forget();
+	atomic_store(&bufs_free, ~0ull);
+	pthread_mutex_init(&install_lock, NULL);
+}
+
 int upager__inline_install(void)
 {
 	struct sigaction sa;
@@ -324,6 +333,12 @@ int upager__inline_install(void)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGBUS, &sa, &prev) < 0) {
 		ret = -errno;
+		munmap(bufs, NBUFS * buf_size);
+		bufs = NULL;
+		goto out;
+	}
+	if ((ret = -pthread_atfork(NULL, NULL, forget_in_child)) < 0) {
+		sigaction(SIGBUS, &prev, NULL);
 		munmap(bufs, NBUFS * buf_size);
 		bufs = NULL;
 		goto out;

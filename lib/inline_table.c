@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <string.h>
 
 #include "inline_table.h"
 
@@ -137,6 +138,17 @@ bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
 		i--; /* changed under us: read it again */
 	}
 	return false;
+}
+
+void upager__inline_forget(void)
+{
+	/* The child's copies of the parent's regions are not mapped in it
+	 * (MADV_DONTFORK) and their uffds are the parent's: a slot found here
+	 * would copy into the parent's memory. A parent thread may have been
+	 * inside the writer lock or a fill at the fork: nothing of that goes on. */
+	memset(slots, 0, sizeof(slots));
+	atomic_store(&used, 0);
+	pthread_mutex_init(&writer_lock, NULL);
 }
 
 void upager__inline_leave(const struct upager__inline_hit *hit)

@@ -31,4 +31,8 @@ int upager__inline_sync(upager_t *p);
 bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit);
 void upager__inline_leave(const struct upager__inline_hit *hit);
 
+/* In a fork's child (pthread_atfork): empties the table, which held the
+ * parent's mappings (not mapped in the child, placed through its uffds). */
+void upager__inline_forget(void);
+
 #endif
