@@ -32,6 +32,7 @@
 #include "events.h"
 #include "fill.h"
 #include "handler.h"
+#include "inline_table.h"
 #include "prefetch.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
@@ -89,10 +90,16 @@ static void read_messages(struct upager__handler *h, bool spinning)
 			pthread_mutex_lock(&p->ev_lock);
 		else if (pthread_mutex_trylock(&p->ev_lock) != 0)
 			return;
+		/* Open before the read: from the moment the kernel lets the
+		 * munmap go on, a region registered elsewhere waits for us. */
+		if (p->inline_faults)
+			upager__inline_events_begin();
 		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
 			events = upager__events_note(h, msgs, (size_t)n);
 		pthread_mutex_unlock(&p->ev_lock);
+		if (p->inline_faults && !events)
+			upager__inline_events_end();
 		/*
 		 * Events apply in the order the kernel gave them: first those
 		 * other handlers read before. mremap sends REMAP and then an
@@ -129,6 +136,8 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		}
 		if (events)
 			upager__events_handled(h);
+		if (p->inline_faults && events)
+			upager__inline_events_end();
 		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}
@@ -347,6 +356,19 @@ void upager__events_settle(upager_t *p, bool in_kernel)
 		nanosleep(&nap, NULL);
 	}
 	upager__events_wait(p, self, 0, true);
+}
+
+void upager__events_settle_inline(void)
+{
+	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
+	struct timespec nap = { .tv_nsec = 20 * 1000 };
+
+	/* In the kernel first, then open: an event read between the two
+	 * checks was counted open before its read. */
+	while (upager__inline_pagers_any(upager__events_in_kernel) && upager__now_ns() < until)
+		nanosleep(&nap, NULL);
+	while (upager__inline_events_open() && upager__now_ns() < until)
+		nanosleep(&nap, NULL);
 }
 
 void upager__kick_handlers(upager_t *p)

@@ -237,8 +237,11 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 					count(p, r, zero, -1);
 				}
 		}
-		if (err < 0 && err != -EAGAIN)
-			ret = CHAIN; /* the range cannot take pages: as if not ours */
+		/* EAGAIN: an event is on its way; ENOENT, EFAULT: the range is
+		 * no longer registered (munmap, mremap): the access, retried,
+		 * finds what is there now. Anything else is our failure. */
+		if (err < 0 && err != -EAGAIN && err != -ENOENT && err != -EFAULT)
+			ret = CHAIN;
 	} else {
 		UPAGER__ADD(&p->st, fill_errors, 1);
 		UPAGER__ADD(&r->st, fill_errors, 1);

@@ -39,6 +39,9 @@ struct slot {
 };
 
 static struct slot slots[UPAGER__INLINE_SLOTS];
+/* Batches of inline pagers' uffd messages being read or read and not yet
+ * applied (see upager__inline_events_open). */
+static atomic_uint events_open;
 static atomic_uint used; /* slots [0, used) have been written at least once */
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -48,6 +51,14 @@ static bool slot_is(struct slot *s, const struct upager__mapping *m)
 	       atomic_load_explicit(&s->end, memory_order_relaxed) == m->end &&
 	       atomic_load_explicit(&s->region, memory_order_relaxed) == m->region &&
 	       atomic_load_explicit(&s->roff, memory_order_relaxed) == m->roff;
+}
+
+static bool slot_of_pager_before(unsigned i, const upager_t *p)
+{
+	while (i--)
+		if (slots[i].pager == p)
+			return true;
+	return false;
 }
 
 /* Writes m into s (NULL: empties it) once no fill holds it. */
@@ -140,6 +151,38 @@ bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
 	return false;
 }
 
+void upager__inline_events_begin(void)
+{
+	atomic_fetch_add(&events_open, 1);
+}
+
+void upager__inline_events_end(void)
+{
+	atomic_fetch_sub(&events_open, 1);
+}
+
+bool upager__inline_events_open(void)
+{
+	return atomic_load(&events_open) != 0;
+}
+
+bool upager__inline_pagers_any(bool (*pred)(const upager_t *p))
+{
+	bool any = false;
+	unsigned n;
+
+	if (!atomic_load(&used))
+		return false;
+	/* Under the lock: a pager with a slot is alive (destroy empties them). */
+	pthread_mutex_lock(&writer_lock);
+	n = atomic_load(&used);
+	for (unsigned i = 0; i < n && !any; i++)
+		if (slots[i].pager && (i == 0 || !slot_of_pager_before(i, slots[i].pager)))
+			any = pred(slots[i].pager);
+	pthread_mutex_unlock(&writer_lock);
+	return any;
+}
+
 void upager__inline_forget(void)
 {
 	/* The child's copies of the parent's regions are not mapped in it
@@ -148,6 +191,7 @@ void upager__inline_forget(void)
 	 * inside the writer lock or a fill at the fork: nothing of that goes on. */
 	memset(slots, 0, sizeof(slots));
 	atomic_store(&used, 0);
+	atomic_store(&events_open, 0);
 	pthread_mutex_init(&writer_lock, NULL);
 }
 

@@ -31,6 +31,22 @@ int upager__inline_sync(upager_t *p);
 bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit);
 void upager__inline_leave(const struct upager__inline_hit *hit);
 
+/*
+ * A fill of pager A that found its mapping before the program's munmap or
+ * mremap may place its page after the kernel has freed the range, until
+ * A's handler applies the event (which waits for the fill): UFFDIO_COPY on
+ * A's uffd takes any registered range, so a region another pager
+ * registered there meanwhile would get A's page. Inline pagers' handlers
+ * count a batch open from before its read() to after its events are
+ * applied; whoever registers a range first waits for the count to be zero
+ * (upager__events_settle_inline).
+ */
+void upager__inline_events_begin(void);
+void upager__inline_events_end(void);
+bool upager__inline_events_open(void);
+/* pred(p) for each pager with a mapping in the table, until one is true. */
+bool upager__inline_pagers_any(bool (*pred)(const upager_t *p));
+
 /* In a fork's child (pthread_atfork): empties the table, which held the
  * parent's mappings (not mapped in the child, placed through its uffds). */
 void upager__inline_forget(void);

@@ -193,9 +193,12 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	 * thread's munmap or mremap, whose event a handler has read but maybe
 	 * not handled, or another thread's, whose event may not even be read.
 	 * Handled after this region is in the registry, such an event would
-	 * cut this region's pages out of it, to be zero-filled.
+	 * cut this region's pages out of it, to be zero-filled. And an inline
+	 * fill of any pager's mapping that was here would land in this region
+	 * once it is registered (see inline_table.h).
 	 */
 	upager__events_settle(p, true);
+	upager__events_settle_inline();
 	/*
 	 * Register under the write lock: the fault loop zero-fills registered
 	 * addresses it cannot find, and must not do so to a region that is

@@ -12,15 +12,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -595,6 +598,123 @@ START_TEST(test_release_race)
 }
 END_TEST
 
+/*
+ * A fill of pager A still reading when the program munmaps its range, and
+ * pager B reserves a region at the same address: A's copy (UFFDIO_COPY
+ * takes any registered range) must not land in B. The fill reads 256 pages
+ * with O_DIRECT (SEQUENTIAL advice), so it is still reading when munmap and
+ * reserve return; B's region must have no page and read as zeros.
+ */
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static _Atomic(uint8_t *) stale_addr;
+static atomic_int stale_round, stale_done;
+
+static void *stale_toucher(void *arg)
+{
+	sigset_t set;
+	int seen = 0;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGSEGV);
+	for (;;) {
+		int round = atomic_load(&stale_round);
+		uint8_t *b;
+
+		if (round == seen) {
+			sched_yield();
+			continue;
+		}
+		seen = round;
+		if (!(b = atomic_load(&stale_addr)))
+			return NULL;
+		if (sigsetjmp(segv_jb, 1) == 0)
+			(void)*(volatile uint8_t *)b; /* SIGSEGV once unmapped */
+		else
+			pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		atomic_store(&stale_done, round);
+	}
+}
+
+static void child_stale_fill(void *arg)
+{
+	const size_t ps = UPT_PAGE, npages = 256, len = npages * ps;
+	char path[256];
+	int tfd = upt_tmpfile(len, 41, path, sizeof(path)), fd, hits = 0;
+	upager_t *pa = inline_pager(), *pb = inline_pager();
+	unsigned char vec[256];
+	upager_source_t *f, *z;
+	struct sigaction sa;
+	pthread_t th;
+
+	(void)arg;
+	fd = tfd; /* unlinked: O_DIRECT through fcntl */
+	if (tfd < 0 || fsync(fd) < 0 || fcntl(fd, F_SETFL, O_DIRECT) < 0 || upager_source_file(fd, 0, &f) < 0 || upager_source_zero(&z) < 0)
+		_exit(10);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_segv;
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	if (pthread_create(&th, NULL, stale_toucher, NULL) != 0)
+		_exit(11);
+	for (int round = 1; round <= 40; round++) {
+		upager_region_t *ra, *rb;
+		upager_stats_t st = { 0 };
+		uint8_t *a, *b;
+		uint64_t until = now_ns() + 5000000000ull;
+
+		if (upager_map(pa, len, f, &ra) < 0 || upager_region_advise(ra, UPAGER_ADV_SEQUENTIAL) < 0)
+			_exit(12);
+		a = upager_region_addr(ra);
+		atomic_store(&stale_addr, a);
+		atomic_store(&stale_round, round);
+		while (st.faults == 0 && now_ns() < until)
+			upager_region_stats(ra, &st); /* the fill has begun */
+		munmap(a, len);
+		if (upager_reserve(pb, len, z, 0, &rb) < 0)
+			_exit(13);
+		b = upager_region_addr(rb);
+		while (atomic_load(&stale_done) != round && now_ns() < until)
+			sched_yield();
+		if (atomic_load(&stale_done) != round)
+			_exit(14); /* the fill never ended */
+		if (b == a) {
+			hits++;
+			if (mincore(b, len, vec) < 0)
+				_exit(15);
+			for (size_t i = 0; i < npages; i++)
+				if (vec[i] & 1) {
+					fprintf(stderr, "round %d: page %zu of B filled by A\n", round, i);
+					_exit(16);
+				}
+			if (upager_commit(rb, 0, len) < 0 || upt_check_zero(b, len) >= 0)
+				_exit(17);
+		}
+		if (upager_release(rb) < 0 || upager_release(ra) < 0)
+			_exit(18);
+	}
+	atomic_store(&stale_addr, NULL);
+	atomic_store(&stale_round, 41);
+	pthread_join(th, NULL);
+	close(fd);
+	_exit(hits ? 0 : 19); /* 19: B never landed on A's address, nothing tested */
+}
+
+START_TEST(test_stale_fill_other_pager)
+{
+	int st = upt_child(child_stale_fill, NULL, 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 /* ---- fork ---- */
 
 START_TEST(test_fork_child_no_mapping)
@@ -718,6 +838,7 @@ static Suite *make(void)
 	upt_add(tc, test_blocked_sigbus_killed, NEED, WHY);
 	tc = upt_tcase(s, "races");
 	upt_add(tc, test_decommit_race, NEED, WHY);
+	upt_add(tc, test_stale_fill_other_pager, NEED, WHY);
 	/* Its readers read, by design, addresses another region may be mapped
 	 * at meanwhile: ThreadSanitizer counts that region's mmap as a write. */
 	if (UPT_TSAN)
