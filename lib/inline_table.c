@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "inline_table.h"
 
@@ -42,6 +43,9 @@ static struct slot slots[UPAGER__INLINE_SLOTS];
 /* Batches of inline pagers' uffd messages being read or read and not yet
  * applied (see upager__inline_events_open). */
 static atomic_uint events_open;
+/* Odd while upager__inline_sync rewrites slots: a mapping split or moved
+ * is out of the table for a moment before it is back (see enter). */
+static atomic_uint_fast64_t table_seq;
 static atomic_uint used; /* slots [0, used) have been written at least once */
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -81,6 +85,7 @@ int upager__inline_sync(upager_t *p)
 	int ret = 0;
 
 	pthread_mutex_lock(&writer_lock);
+	atomic_fetch_add(&table_seq, 1);
 	n = atomic_load(&used);
 	/* Out first: a mapping trimmed by munmap must not outlive its pages. */
 	for (unsigned i = 0; i < n; i++) {
@@ -115,11 +120,12 @@ int upager__inline_sync(upager_t *p)
 		slot_write(&slots[free_slot], p, &p->maps[j]);
 		atomic_store_explicit(&used, n, memory_order_release);
 	}
+	atomic_fetch_add(&table_seq, 1);
 	pthread_mutex_unlock(&writer_lock);
 	return ret;
 }
 
-bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
+static bool scan(uintptr_t addr, struct upager__inline_hit *hit)
 {
 	unsigned n = atomic_load_explicit(&used, memory_order_acquire);
 
@@ -149,6 +155,41 @@ bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
 		i--; /* changed under us: read it again */
 	}
 	return false;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t); /* async-signal-safe */
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A miss is final only once the table has stood still through a whole scan
+ * and no inline pager has events read and not applied: mremap returns once
+ * its REMAP is read, and the program may touch the moved pages before the
+ * handler has put them in the table; a munmap that splits a mapping takes
+ * it out and puts its parts back. Bounded (a thread that faults while
+ * holding the pager's lock would wait for ever): then it is a miss.
+ */
+bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
+{
+	uint64_t until = 0;
+
+	for (;;) {
+		uint_fast64_t seq = atomic_load(&table_seq);
+
+		if (scan(addr, hit))
+			return true;
+		if (!(seq & 1) && atomic_load(&table_seq) == seq && !atomic_load(&events_open))
+			return false;
+		if (!until)
+			until = now_ns() + UPAGER__INLINE_MISS_WAIT_NS;
+		else if (now_ns() > until)
+			return false;
+		sched_yield();
+	}
 }
 
 void upager__inline_events_begin(void)

@@ -27,7 +27,11 @@ struct upager__inline_hit {
  */
 int upager__inline_sync(upager_t *p);
 
-/* Async-signal-safe. Finds the mapping of addr and holds it; false: none. */
+/* The longest a miss waits for the table to settle (see enter). */
+#define UPAGER__INLINE_MISS_WAIT_NS (2 * 1000000000ull)
+
+/* Async-signal-safe. Finds the mapping of addr and holds it; false: none,
+ * once no sync runs and no inline event is read and not applied. */
 bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit);
 void upager__inline_leave(const struct upager__inline_hit *hit);
 

@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -715,6 +717,142 @@ START_TEST(test_stale_fill_other_pager)
 }
 END_TEST
 
+/*
+ * The program moves a region (mremap) and reads the moved pages at once:
+ * the kernel lets mremap return once the REMAP is read, before it is
+ * applied to the table. The reads must see the file's bytes, not die of
+ * SIGBUS (the table missed twice and gave the fault to the program). To
+ * make the window wide, the process runs on one CPU and the pager's handler
+ * threads are SCHED_IDLE: they apply the event only when we block.
+ */
+static void handlers_idle(pid_t below)
+{
+	struct sched_param sp = { 0 };
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	if (!d)
+		_exit(9);
+	while ((e = readdir(d)))
+		if (atoi(e->d_name) > below)
+			sched_setscheduler(atoi(e->d_name), SCHED_IDLE, &sp);
+	closedir(d);
+}
+
+static void child_mremap_touch(void *arg)
+{
+	const size_t ps = UPT_PAGE, npages = 16, len = npages * ps;
+	char path[256];
+	int fd = upt_tmpfile(len, 51, path, sizeof(path));
+	pid_t self = (pid_t)syscall(SYS_gettid);
+	upager_source_t *f;
+	cpu_set_t one;
+	upager_t *p;
+
+	(void)arg;
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	p = inline_pager();
+	handlers_idle(self);
+	if (fd < 0 || upager_source_file(fd, 0, &f) < 0)
+		_exit(10);
+	for (int round = 0; round < 100; round++) {
+		upager_region_t *r;
+		uint8_t *dst;
+
+		if (upager_map(p, len, f, &r) < 0)
+			_exit(11);
+		dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (dst == MAP_FAILED ||
+		    mremap(upager_region_addr(r), len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) !=
+			    (void *)dst)
+			_exit(12);
+		if (upt_check_pattern(dst, len, 0, 51) >= 0)
+			_exit(13);
+		if (upager_release(r) < 0)
+			_exit(14);
+	}
+	_exit(0);
+}
+
+START_TEST(test_mremap_touch)
+{
+	int st = upt_child(child_mremap_touch, NULL, 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
+/*
+ * Readers read a region while the program munmaps it page by page from the
+ * middle out (each munmap splits a mapping: the table's slot rewritten as
+ * two), or MADV_DONTNEEDs it: a read of a page still mapped gets the file's
+ * bytes, never SIGBUS; an unmapped page is SIGSEGV.
+ */
+static void child_unmap_race(void *arg)
+{
+	const bool dontneed = arg != NULL;
+	const size_t ps = UPT_PAGE, npages = 64, len = npages * ps;
+	char path[256];
+	int fd = upt_tmpfile(len, 61, path, sizeof(path));
+	upager_t *p = inline_pager();
+	struct racer rc = { .npages = npages, .seed = 61, .seed2 = 61, .gen = 2 };
+	upager_source_t *f;
+	pthread_t th[4];
+
+	if (fd < 0 || upager_source_file(fd, 0, &f) < 0)
+		_exit(10);
+	start_racers(&rc, th, 4);
+	for (int round = 0; round < 60; round++) {
+		upager_region_t *r;
+		uint8_t *a;
+
+		if (upager_map(p, len, f, &r) < 0)
+			_exit(11);
+		a = upager_region_addr(r);
+		atomic_store(&rc.base, a);
+		for (size_t i = 0; i < npages / 2; i++) {
+			usleep(50);
+			if (dontneed) {
+				if (madvise(a + (npages / 2 - i - 1) * ps, 2 * (i + 1) * ps,
+					    MADV_DONTNEED) < 0)
+					_exit(12);
+			} else if (munmap(a + (npages / 2 - i - 1) * ps, ps) < 0 ||
+				   munmap(a + (npages / 2 + i) * ps, ps) < 0) {
+				_exit(12);
+			}
+		}
+		atomic_fetch_add(&rc.gen, 1);
+		atomic_store(&rc.base, NULL);
+		atomic_fetch_add(&rc.gen, 1);
+		if (upager_release(r) < 0)
+			_exit(14);
+	}
+	stop_racers(th, 4);
+	if (atomic_load(&rc.bad) >= 0) {
+		fprintf(stderr, "wrong byte at %ld\n", atomic_load(&rc.bad));
+		_exit(15);
+	}
+	_exit(atomic_load(&rc.reads) > 0 ? 0 : 16);
+}
+
+START_TEST(test_munmap_race)
+{
+	int st = upt_child(child_unmap_race, NULL, 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
+START_TEST(test_dontneed_race)
+{
+	int st = upt_child(child_unmap_race, "dontneed", 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 /* ---- fork ---- */
 
 START_TEST(test_fork_child_no_mapping)
@@ -839,6 +977,9 @@ static Suite *make(void)
 	tc = upt_tcase(s, "races");
 	upt_add(tc, test_decommit_race, NEED, WHY);
 	upt_add(tc, test_stale_fill_other_pager, NEED, WHY);
+	upt_add(tc, test_mremap_touch, NEED, WHY);
+	upt_add(tc, test_munmap_race, NEED, WHY);
+	upt_add(tc, test_dontneed_race, NEED, WHY);
 	/* Its readers read, by design, addresses another region may be mapped
 	 * at meanwhile: ThreadSanitizer counts that region's mmap as a write. */
 	if (UPT_TSAN)
