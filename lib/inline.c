@@ -12,8 +12,11 @@
  *
  * Every SIGBUS that is not a upager fault of an inline region, and every
  * fill that fails, goes to the handler the program had installed before
- * the first inline pager (SA_SIGINFO or not; SIG_DFL and SIG_IGN: the
- * default action, by restoring it and letting the access fault again).
+ * the first inline pager, run as the kernel would (its mask, SA_NODEFER,
+ * SA_RESETHAND); SIG_DFL, and SIG_IGN for a fault: the default action, the
+ * signal sent again with SIG_DFL installed; SIG_IGN for a sent SIGBUS:
+ * nothing. A place error that means the range is gone (ENOENT, EFAULT) or
+ * changing (EAGAIN) retries the access.
  *
  * Layer: below pager.c (which installs it) and region.c; above the inline
  * table, the region state, the placement core and the counters.
@@ -68,30 +71,55 @@ static void buf_put(unsigned idx)
 	atomic_fetch_or(&bufs_free, 1ull << idx);
 }
 
-/* The program's handler, as if upager's were not there. */
+/* The default action of a SIGBUS: death. The signal goes again, with its
+ * siginfo, to this thread with the default action installed and SIGBUS
+ * unblocked; nothing returns to run with SIG_DFL in place. */
+static void die(siginfo_t *si)
+{
+	struct sigaction dfl;
+	sigset_t bus;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGBUS, &dfl, NULL);
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	if (syscall(SYS_rt_tgsigqueueinfo, getpid(), syscall(SYS_gettid), SIGBUS, si) < 0)
+		syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+	for (;;)
+		pause(); /* not reached: the pending SIGBUS ends the process */
+}
+
+/*
+ * The program's handler, as the kernel would have run it: with the mask
+ * the thread had (uc_sigmask), the handler's sa_mask and SIGBUS itself
+ * unless SA_NODEFER; SA_RESETHAND makes the default action the next one.
+ */
 static void chain(int sig, siginfo_t *si, void *uc)
 {
-	sigset_t old;
+	struct sigaction h = prev;
+	sigset_t mask, old;
 
-	if (!(prev.sa_flags & SA_SIGINFO) &&
-	    (prev.sa_handler == SIG_DFL || prev.sa_handler == SIG_IGN)) {
-		/* The kernel does not let a fault's SIGBUS be ignored either.
-		 * The default action: restored, it takes the access's fault again
-		 * (a fault) or the signal raised again (a signal sent). */
-		struct sigaction dfl;
-
-		memset(&dfl, 0, sizeof(dfl));
-		dfl.sa_handler = SIG_DFL;
-		sigaction(SIGBUS, &dfl, NULL);
-		if (si->si_code <= 0)
-			syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGBUS);
-		return;
+	if (!(h.sa_flags & SA_SIGINFO) && h.sa_handler == SIG_IGN && si->si_code <= 0)
+		return; /* sent, and ignored, as without upager */
+	if (!(h.sa_flags & SA_SIGINFO) && (h.sa_handler == SIG_DFL || h.sa_handler == SIG_IGN))
+		die(si); /* the kernel does not let a fault's SIGBUS be ignored either */
+	if (h.sa_flags & SA_RESETHAND) {
+		memset(&prev, 0, sizeof(prev));
+		prev.sa_handler = SIG_DFL;
 	}
-	pthread_sigmask(SIG_BLOCK, &prev.sa_mask, &old);
-	if (prev.sa_flags & SA_SIGINFO)
-		prev.sa_sigaction(sig, si, uc);
+	mask = ((ucontext_t *)uc)->uc_sigmask;
+	for (int s = 1; s < NSIG; s++)
+		if (sigismember(&h.sa_mask, s) == 1)
+			sigaddset(&mask, s);
+	if (!(h.sa_flags & SA_NODEFER))
+		sigaddset(&mask, SIGBUS);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
+	if (h.sa_flags & SA_SIGINFO)
+		h.sa_sigaction(sig, si, uc);
 	else
-		prev.sa_handler(sig);
+		h.sa_handler(sig);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -330,10 +358,29 @@ int upager__inline_install(void)
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigbus;
-	/* ONSTACK: where the program keeps an alternate stack, we use it too.
-	 * NODEFER: a program handler we chain to may touch an inline region. */
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
-	sigemptyset(&sa.sa_mask);
+	/*
+	 * NODEFER: a program handler we chain to may touch an inline region.
+	 * The program's other signals wait until the fill is done: one that
+	 * siglongjmps out of it would leave its slot and region busy (release
+	 * and decommit would wait for ever), and one whose handler faults on
+	 * the page being filled would wait for itself. Synchronous signals
+	 * stay open (blocked, the kernel kills). SA_ONSTACK only where the
+	 * program's handler asked for it.
+	 */
+	sigfillset(&sa.sa_mask);
+	sigdelset(&sa.sa_mask, SIGBUS);
+	sigdelset(&sa.sa_mask, SIGSEGV);
+	sigdelset(&sa.sa_mask, SIGILL);
+	sigdelset(&sa.sa_mask, SIGFPE);
+	sigdelset(&sa.sa_mask, SIGTRAP);
+	sigdelset(&sa.sa_mask, SIGSYS);
+	if (sigaction(SIGBUS, NULL, &prev) < 0) {
+		ret = -errno;
+		munmap(bufs, NBUFS * buf_size);
+		bufs = NULL;
+		goto out;
+	}
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART | (prev.sa_flags & SA_ONSTACK);
 	if (sigaction(SIGBUS, &sa, &prev) < 0) {
 		ret = -errno;
 		munmap(bufs, NBUFS * buf_size);

@@ -288,6 +288,110 @@ START_TEST(test_program_handler_own_fault)
 }
 END_TEST
 
+/* SIG_IGN: a sent SIGBUS is ignored, as without upager; upager's handler
+ * stays installed and inline faults go on. */
+static void child_ignored_sent(void *arg)
+{
+	struct sigaction cur;
+	upager_source_t *z;
+	upager_region_t *r;
+	upager_t *p;
+	volatile uint8_t *a;
+
+	(void)arg;
+	signal(SIGBUS, SIG_IGN);
+	p = inline_pager();
+	if (upager_source_zero(&z) < 0 || upager_map(p, 4 * UPT_PAGE, z, &r) < 0)
+		_exit(10);
+	a = upager_region_addr(r);
+	if (a[0] != 0)
+		_exit(11);
+	raise(SIGBUS);
+	if (sigaction(SIGBUS, NULL, &cur) < 0 || !(cur.sa_flags & SA_SIGINFO))
+		_exit(12); /* SIG_DFL left installed */
+	if (a[UPT_PAGE] != 0 || a[3 * UPT_PAGE] != 0)
+		_exit(13);
+	_exit(0);
+}
+
+START_TEST(test_ignored_sent_sigbus)
+{
+	int st = upt_child(child_ignored_sent, NULL, 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
+/*
+ * The program's handler runs as the kernel would run it: with its sa_mask
+ * and SIGBUS (no SA_NODEFER) blocked on top of the thread's mask, and once
+ * only with SA_RESETHAND (the second fault: the default action).
+ */
+static sigset_t seen_mask;
+
+static void masked_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	pthread_sigmask(SIG_SETMASK, NULL, &seen_mask);
+	got_calls++;
+	siglongjmp(jb, 1);
+}
+
+static void child_handler_mask(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	char path[] = "/tmp/upager-inline-XXXXXX";
+	int fd = mkstemp(path);
+	struct sigaction sa;
+	sigset_t thread_mask;
+	volatile uint8_t *m;
+	upager_t *p;
+
+	(void)arg;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = masked_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGUSR1);
+	sigaction(SIGBUS, &sa, NULL);
+	sigemptyset(&thread_mask);
+	sigaddset(&thread_mask, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &thread_mask, NULL);
+	p = inline_pager();
+	(void)p;
+	unlink(path);
+	if (fd < 0 || ftruncate(fd, ps) < 0)
+		_exit(10);
+	m = mmap(NULL, ps, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || ftruncate(fd, 0) < 0)
+		_exit(11);
+	if (sigsetjmp(jb, 1) == 0) {
+		(void)m[100];
+		_exit(12);
+	}
+	if (got_calls != 1)
+		_exit(13);
+	if (!sigismember(&seen_mask, SIGBUS))
+		_exit(14);
+	if (!sigismember(&seen_mask, SIGUSR1))
+		_exit(15);
+	if (!sigismember(&seen_mask, SIGUSR2))
+		_exit(16);
+	if (sigsetjmp(jb, 1) == 0)
+		(void)m[200]; /* SA_RESETHAND: the default action now */
+	_exit(17);
+}
+
+START_TEST(test_program_handler_mask)
+{
+	int st = upt_child(child_handler_mask, NULL, 20);
+
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "child status %#x", st);
+}
+END_TEST
+
 /* A file source that cannot be read (a FIFO: pread fails with ESPIPE). */
 static upager_source_t *fifo_source(void)
 {
@@ -853,6 +957,68 @@ START_TEST(test_dontneed_race)
 }
 END_TEST
 
+/*
+ * A signal whose handler siglongjmps, sent to a thread in the middle of an
+ * inline fill (256 pages, O_DIRECT): the fill must finish first, or its
+ * slot and region stay busy and release waits for ever.
+ */
+static __thread sigjmp_buf usr1_jb;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	siglongjmp(usr1_jb, 1);
+}
+
+static void *jumping_toucher(void *arg)
+{
+	if (sigsetjmp(usr1_jb, 1) == 0)
+		for (;;)
+			(void)*(volatile uint8_t *)arg; /* wait here for SIGUSR1 */
+	return NULL;
+}
+
+static void child_longjmp_out(void *arg)
+{
+	const size_t ps = UPT_PAGE, npages = 256, len = npages * ps;
+	char path[256];
+	int fd = upt_tmpfile(len, 71, path, sizeof(path));
+	upager_t *p = inline_pager();
+	upager_stats_t st = { 0 };
+	upager_source_t *f;
+	upager_region_t *r;
+	struct sigaction sa;
+	uint64_t until;
+	pthread_t th;
+
+	(void)arg;
+	if (fd < 0 || fsync(fd) < 0 || fcntl(fd, F_SETFL, O_DIRECT) < 0 ||
+	    upager_source_file(fd, 0, &f) < 0 || upager_map(p, len, f, &r) < 0 ||
+	    upager_region_advise(r, UPAGER_ADV_SEQUENTIAL) < 0)
+		_exit(10);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
+	if (pthread_create(&th, NULL, jumping_toucher, upager_region_addr(r)) != 0)
+		_exit(11);
+	until = now_ns() + 5000000000ull;
+	while (st.faults == 0 && now_ns() < until)
+		upager_region_stats(r, &st); /* in the fill */
+	pthread_kill(th, SIGUSR1);
+	pthread_join(th, NULL);
+	if (upager_decommit(r, 0, len) < 0 || upager_release(r) < 0)
+		_exit(12);
+	_exit(0);
+}
+
+START_TEST(test_signal_longjmp_out_of_fill)
+{
+	int st = upt_child(child_longjmp_out, NULL, 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 /* ---- fork ---- */
 
 START_TEST(test_fork_child_no_mapping)
@@ -974,10 +1140,13 @@ static Suite *make(void)
 	upt_add(tc, test_program_handler_fill_error, NEED, WHY);
 	upt_add(tc, test_default_action, NEED, WHY);
 	upt_add(tc, test_blocked_sigbus_killed, NEED, WHY);
+	upt_add(tc, test_ignored_sent_sigbus, NEED, WHY);
+	upt_add(tc, test_program_handler_mask, NEED, WHY);
 	tc = upt_tcase(s, "races");
 	upt_add(tc, test_decommit_race, NEED, WHY);
 	upt_add(tc, test_stale_fill_other_pager, NEED, WHY);
 	upt_add(tc, test_mremap_touch, NEED, WHY);
+	upt_add(tc, test_signal_longjmp_out_of_fill, NEED, WHY);
 	upt_add(tc, test_munmap_race, NEED, WHY);
 	upt_add(tc, test_dontneed_race, NEED, WHY);
 	/* Its readers read, by design, addresses another region may be mapped
