@@ -209,6 +209,7 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	uint64_t claim[UPAGER__MAX_WINDOW / 64] = { 0 }; /* pages whose bit this fill set */
 	bool failed = false, zero;
 	int res, ret = RETRY;
+	unsigned epoch;
 
 	UPAGER__ADD(&p->st, faults, 1);
 	UPAGER__ADD(&p->st, read_faults, !write);
@@ -217,11 +218,11 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	UPAGER__ADD(&r->st, read_faults, !write);
 	UPAGER__ADD(&r->st, write_faults, write);
 
-	/* Decommit clears the bits, then waits for inline_busy to drain before
-	 * it discards: counted in first, then the bits read (both seq_cst). */
-	atomic_fetch_add(&r->inline_busy, 1);
+	/* Decommit clears the bits, then drains the fills that began before
+	 * it: counted in first, then the bits read (both seq_cst). */
+	epoch = upager__region_inline_enter(r);
 	if (atomic_load(&r->dead) || !upager__region_committed_bit(r, roff)) {
-		atomic_fetch_sub(&r->inline_busy, 1);
+		upager__region_inline_leave(r, epoch);
 		sched_yield(); /* the range is going PROT_NONE: the retry meets it */
 		return RETRY;
 	}
@@ -283,7 +284,7 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		if (failed || res != -EAGAIN)
 			ret = CHAIN;
 	}
-	atomic_fetch_sub(&r->inline_busy, 1);
+	upager__region_inline_leave(r, epoch);
 	if (bi != NBUFS)
 		buf_put(bi);
 	if (ret == RETRY) {

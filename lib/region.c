@@ -331,8 +331,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 		/* Inline fills that read the page committed before the bit was
 		 * cleared may still place it: discard after them, and take back
 		 * the resident bits they set. */
-		while (atomic_load(&r->inline_busy))
-			sched_yield();
+		upager__region_inline_drain(r);
 		upager__region_clear_resident(r, off, len);
 	}
 	if (ret == 0 && madvise((void *)(r->base + off), len, MADV_DONTNEED) < 0)

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -125,6 +126,39 @@ bool upager__region_committed_bit(const upager_region_t *r, size_t off)
 	size_t page = off / r->pager->page_size;
 
 	return atomic_load(&r->committed[page / 64]) & (1ull << (page % 64));
+}
+
+/* Drains one at a time: two at once would flip the epoch back under each other. */
+static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+
+unsigned upager__region_inline_enter(upager_region_t *r)
+{
+	for (;;) {
+		unsigned e = atomic_load(&r->inline_epoch);
+
+		atomic_fetch_add(&r->inline_busy[e & 1], 1);
+		/* Counted under the epoch still current: a drain that flips it
+		 * after this sees the count. Otherwise count again. */
+		if (atomic_load(&r->inline_epoch) == e)
+			return e & 1;
+		atomic_fetch_sub(&r->inline_busy[e & 1], 1);
+	}
+}
+
+void upager__region_inline_leave(upager_region_t *r, unsigned epoch)
+{
+	atomic_fetch_sub(&r->inline_busy[epoch], 1);
+}
+
+void upager__region_inline_drain(upager_region_t *r)
+{
+	unsigned old;
+
+	pthread_mutex_lock(&drain_lock);
+	old = atomic_fetch_add(&r->inline_epoch, 1) & 1;
+	while (atomic_load(&r->inline_busy[old]))
+		sched_yield(); /* a fill: a pread and an ioctl */
+	pthread_mutex_unlock(&drain_lock);
 }
 
 bool upager__region_resident(const upager_region_t *r, size_t off)

@@ -131,9 +131,12 @@ struct upager_region {
 	atomic_size_t ra_fault; /* page of the stream's last fault: readahead runs ahead of it */
 	/* Inline pagers only (inline.c): a bit per committed page, which fills
 	 * in faulting threads read without the lock, and how many such fills
-	 * are between that check and their placement (decommit waits for 0). */
+	 * are between that check and their placement, counted by the parity of
+	 * the drain epoch they began in (decommit waits for the old one only:
+	 * region_state.c). */
 	atomic_uint_fast64_t *committed;
-	atomic_uint inline_busy;
+	atomic_uint inline_epoch;
+	atomic_uint inline_busy[2];
 	struct upager__counters st;
 };
 

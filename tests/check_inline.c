@@ -1019,6 +1019,70 @@ START_TEST(test_signal_longjmp_out_of_fill)
 }
 END_TEST
 
+/*
+ * Decommit of a few pages while 4 threads fault without a pause on the
+ * rest of the region (O_DIRECT reads, one page a fault): decommit waits for
+ * the fills that began before it, not for a count of the whole region's
+ * fills that never reaches zero.
+ */
+struct streamer {
+	uint8_t *base;
+	size_t first, n;
+};
+
+static atomic_bool streaming;
+
+static void *stream_pages(void *arg)
+{
+	struct streamer *sm = arg;
+
+	for (size_t i = 0; atomic_load(&streaming); i = (i + 1) % sm->n)
+		(void)*(volatile uint8_t *)(sm->base + (sm->first + i) * UPT_PAGE);
+	return NULL;
+}
+
+static void child_decommit_starve(void *arg)
+{
+	const size_t ps = UPT_PAGE, npages = 4096, len = npages * ps;
+	char path[256];
+	int fd = upt_tmpfile(len, 81, path, sizeof(path));
+	upager_t *p = inline_pager();
+	struct streamer sm[4];
+	upager_source_t *f;
+	upager_region_t *r;
+	pthread_t th[4];
+
+	(void)arg;
+	if (fd < 0 || fsync(fd) < 0 || fcntl(fd, F_SETFL, O_DIRECT) < 0 ||
+	    upager_source_file(fd, 0, &f) < 0 || upager_map(p, len, f, &r) < 0 ||
+	    upager_region_advise(r, UPAGER_ADV_RANDOM) < 0)
+		_exit(10);
+	atomic_store(&streaming, true);
+	for (int i = 0; i < 4; i++) {
+		sm[i] = (struct streamer){ upager_region_addr(r), 16 + (size_t)i * 1000, 1000 };
+		if (pthread_create(&th[i], NULL, stream_pages, &sm[i]) != 0)
+			_exit(11);
+	}
+	usleep(20000);
+	for (int round = 0; round < 50; round++) {
+		/* Pages no stream touches, of the region they fault in. */
+		if (upager_decommit(r, 0, 16 * ps) < 0 || upager_commit(r, 0, 16 * ps) < 0)
+			_exit(12);
+	}
+	atomic_store(&streaming, false);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	_exit(0);
+}
+
+START_TEST(test_decommit_not_starved)
+{
+	int st = upt_child(child_decommit_starve, NULL, 30);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 /* ---- fork ---- */
 
 START_TEST(test_fork_child_no_mapping)
@@ -1146,6 +1210,7 @@ static Suite *make(void)
 	upt_add(tc, test_decommit_race, NEED, WHY);
 	upt_add(tc, test_stale_fill_other_pager, NEED, WHY);
 	upt_add(tc, test_mremap_touch, NEED, WHY);
+	upt_add(tc, test_decommit_not_starved, NEED, WHY);
 	upt_add(tc, test_signal_longjmp_out_of_fill, NEED, WHY);
 	upt_add(tc, test_munmap_race, NEED, WHY);
 	upt_add(tc, test_dontneed_race, NEED, WHY);
