@@ -118,13 +118,15 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	ret = upager__uffd_open(opts->open_method,
 				opts->disable_features | upager__disable_from_env(),
 				p->inline_faults ? UFFD_FEATURE_SIGBUS : 0, &p->uffd, &p->features,
-				&p->kernel_features, why, sizeof(why));
+				&p->enabled_kernel_features, why, sizeof(why));
 	if (ret < 0) {
 		upager__log(p, UPAGER_LOG_ERROR, "userfaultfd unavailable: %s", why);
 		goto fail;
 	}
 	if (p->inline_faults) {
-		if (!(p->features & UPAGER_FEAT_SIGBUS)) {
+		/* Enabled on this uffd, not only known to the kernel: without
+		 * it faults would queue for handler threads that never fill them. */
+		if (!(p->enabled_kernel_features & UFFD_FEATURE_SIGBUS)) {
 			upager__log(p, UPAGER_LOG_ERROR,
 				    "inline faults need UFFD_FEATURE_SIGBUS (Linux 4.14)");
 			ret = -ENOTSUP;

@@ -216,10 +216,16 @@ int upager__uffd_open(unsigned methods, uint64_t disable, uint64_t also, int *fd
 			break;
 		}
 		*fdp = fd;
-		/* Report what the kernel has, but of what we ask for, what it granted. */
+		/*
+		 * UFFDIO_API answers with every feature the kernel has (6.18:
+		 * all of them), not what it enabled: a handshake that succeeds
+		 * enabled exactly what was asked. Report what the kernel has,
+		 * but of what we ask for, what we asked.
+		 */
+		(void)granted;
 		*featuresp = (to_upager_features(supported, disable) & ~REQUESTED_FEATS) |
-			     (to_upager_features(granted, disable) & REQUESTED_FEATS) | how[i];
-		*kfeaturesp = granted;
+			     (to_upager_features(wanted, disable) & REQUESTED_FEATS) | how[i];
+		*kfeaturesp = wanted;
 		return 0;
 	}
 	if (why && used < whylen)

@@ -232,7 +232,7 @@ struct upager {
 	pthread_cond_t idle_cond;
 	atomic_uint releasing; /* releases waiting: the last fill of a region wakes them */
 	uint64_t features;
-	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
+	uint64_t enabled_kernel_features; /* UFFD_FEATURE_* asked of UFFDIO_API (so enabled) */
 	size_t page_size;
 	void *zero_buf; /* UPAGER__MAX_WINDOW pages of zeros (the zero page, read-only) */
 	uint64_t spin_ns;
@@ -284,7 +284,9 @@ void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRI
 
 /* userfaultfd (uffd.c) */
 /* also: UFFD_FEATURE_* asked for besides the usual ones, where the kernel has them
- * (UFFD_FEATURE_SIGBUS for an inline pager: it changes how faults arrive). */
+ * (UFFD_FEATURE_SIGBUS for an inline pager: it changes how faults arrive).
+ * *kfeaturesp: the UFFD_FEATURE_* asked for, which a handshake that
+ * succeeds has enabled (UFFDIO_API itself answers with all it knows). */
 int upager__uffd_open(unsigned methods, uint64_t disable, uint64_t also, int *fdp,
 		      uint64_t *featuresp, uint64_t *kfeaturesp, char *why, size_t whylen);
 uint64_t upager__disable_from_env(void);
