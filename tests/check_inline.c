@@ -1134,16 +1134,21 @@ static void child_own_pager(void *arg)
 	if (upager_source_zero(&z) < 0)
 		_exit(10);
 	p = inline_pager();
-	/* Regions a quarter its size, kept, until one is inside the hole. */
-	for (int i = 0; i < 32; i++) {
-		if (upager_map(p, fa->len / 4, z, &r) < 0)
+	/* Plain mappings a quarter its size fill the gaps the kernel would
+	 * choose first, until one is inside the hole; that one makes room. */
+	for (int i = 0; i < 100000 && !a; i++) {
+		uint8_t *m = mmap(NULL, fa->len / 4, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED)
 			_exit(11);
-		a = upager_region_addr(r);
-		if (a >= fa->parent_addr && a < fa->parent_addr + fa->len)
-			break;
-		a = NULL;
+		if (m >= fa->parent_addr && m < fa->parent_addr + fa->len) {
+			munmap(m, fa->len / 4);
+			if (upager_map(p, fa->len / 4, z, &r) < 0)
+				_exit(11);
+			a = upager_region_addr(r);
+		}
 	}
-	if (!a)
+	if (!a || a < fa->parent_addr || a >= fa->parent_addr + fa->len)
 		_exit(13);
 	for (size_t i = 0; i < fa->len / 4; i += UPT_PAGE)
 		if (a[i] != 0)
