@@ -101,6 +101,8 @@ typedef struct upager_options {
  *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
  *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
  *   errors, go to the handler the program had installed (upager_create(3)).
+ *   At most 1000 inline mappings in the process (upager_reserve: -ENOSPC),
+ *   of a table of 1024 that keeps room for munmap's splits and mremap.
  */
 #define UPAGER_FAULT_THREADS 0u
 #define UPAGER_FAULT_INLINE  1u

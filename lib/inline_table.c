@@ -192,6 +192,18 @@ bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
 	}
 }
 
+bool upager__inline_has_room(void)
+{
+	unsigned n, inuse = 0;
+
+	pthread_mutex_lock(&writer_lock);
+	n = atomic_load(&used);
+	for (unsigned i = 0; i < n; i++)
+		inuse += slots[i].pager != NULL;
+	pthread_mutex_unlock(&writer_lock);
+	return inuse < UPAGER__INLINE_RESERVE_MAX;
+}
+
 void upager__inline_events_begin(void)
 {
 	atomic_fetch_add(&events_open, 1);

@@ -10,6 +10,10 @@
 
 /* Mappings of every inline pager in the process, together. */
 #define UPAGER__INLINE_SLOTS 1024
+/* upager_reserve stops here: the rest is for the mappings a munmap splits
+ * a region into and for mremap's moves, which must always find a slot
+ * (without one their faults would be the program's SIGBUS). */
+#define UPAGER__INLINE_RESERVE_MAX 1000
 
 /* What a lookup found; held (the slot cannot change) until leave. */
 struct upager__inline_hit {
@@ -29,6 +33,10 @@ int upager__inline_sync(upager_t *p);
 
 /* The longest a miss waits for the table to settle (see enter). */
 #define UPAGER__INLINE_MISS_WAIT_NS (2 * 1000000000ull)
+
+/* May one more region be reserved (fewer than UPAGER__INLINE_RESERVE_MAX
+ * slots in use)? */
+bool upager__inline_has_room(void);
 
 /* Async-signal-safe. Finds the mapping of addr and holds it; false: none,
  * once no sync runs and no inline event is read and not applied. */

@@ -232,6 +232,10 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 		p->regions = n;
 		p->capregions = cap;
 	}
+	if (p->inline_faults && !upager__inline_has_room()) {
+		ret = -ENOSPC;
+		goto fail_unregister;
+	}
 	m = (struct upager__mapping){ .start = r->base, .end = r->base + len, .region = r };
 	ret = upager__map_insert(p, &m);
 	if (ret < 0)

@@ -1083,6 +1083,51 @@ START_TEST(test_decommit_not_starved)
 }
 END_TEST
 
+/*
+ * A full table: reserve stops at 1000 inline mappings, so that munmap's
+ * splits (a region cut in two needs a second slot) still find room: the
+ * parts' pages fill, not SIGBUS.
+ */
+static void child_table_full(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = inline_pager();
+	static upager_region_t *r[1100];
+	upager_source_t *z;
+	int n = 0, ret = 0;
+
+	(void)arg;
+	if (upager_source_zero(&z) < 0)
+		_exit(10);
+	while (n < 1100 && (ret = upager_map(p, 3 * ps, z, &r[n])) == 0)
+		n++;
+	if (ret != -ENOSPC) {
+		fprintf(stderr, "upager_map: %d after %d regions\n", ret, n);
+		_exit(11);
+	}
+	if (n != 1000) {
+		fprintf(stderr, "%d regions reserved\n", n);
+		_exit(12);
+	}
+	for (int i = 0; i < 24; i++) {
+		volatile uint8_t *a = upager_region_addr(r[i]);
+
+		if (munmap((void *)(a + ps), ps) < 0)
+			_exit(13);
+		if (a[0] != 0 || a[2 * ps + 9] != 0)
+			_exit(14);
+	}
+	_exit(0);
+}
+
+START_TEST(test_table_full)
+{
+	int st = upt_child(child_table_full, NULL, 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 /* ---- fork ---- */
 
 START_TEST(test_fork_child_no_mapping)
@@ -1204,6 +1249,7 @@ static Suite *make(void)
 	upt_add(tc, test_read_syscall_efault, NEED, WHY);
 	upt_add(tc, test_fork_child_no_mapping, NEED, WHY);
 	upt_add(tc, test_fork_child_own_pager, NEED, WHY);
+	upt_add(tc, test_table_full, NEED, WHY);
 	tc = upt_tcase(s, "signals");
 	upt_add(tc, test_program_handler_own_fault, NEED, WHY);
 	upt_add(tc, test_program_handler_fill_error, NEED, WHY);
