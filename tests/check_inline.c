@@ -65,9 +65,11 @@ static void *touch_pages(void *arg)
 		uint8_t *pg = t->base + i * ps;
 		long at;
 
-		if (t->write && !t->seed) {
+		if (t->write) { /* a write fault first: the same byte back */
+			uint8_t v = t->seed ? upt_byte(i * ps + ps / 2, t->seed) : 0;
+
 			pg[ps / 2] = 0x5a;
-			pg[ps / 2] = 0;
+			pg[ps / 2] = v;
 		}
 		at = t->seed ? upt_check_pattern(pg, ps, i * ps, t->seed) : upt_check_zero(pg, ps);
 		if (at >= 0)
@@ -84,6 +86,7 @@ static void run_threads(upager_source_t *src, unsigned seed, unsigned nthreads)
 	pthread_t th[64];
 	upager_region_t *r;
 	upager_stats_t st;
+	uint64_t faults;
 
 	ck_assert_int_eq(upager_map(p, npages * ps, src, &r), 0);
 	for (unsigned i = 0; i < nthreads; i++) {
@@ -97,11 +100,14 @@ static void run_threads(upager_source_t *src, unsigned seed, unsigned nthreads)
 		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at offset %ld", i, t[i].bad);
 	}
 	/* Again, now that every page is there: no fault, same bytes. */
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	faults = st.faults;
 	t[0] = (struct toucher){ .base = upager_region_addr(r), .npages = npages, .first = 0,
 				 .step = 1, .seed = seed };
 	touch_pages(&t[0]);
 	ck_assert_int_eq(t[0].bad, -1);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, faults);
 	ck_assert_uint_eq(st.pages_resident, npages);
 	ck_assert_uint_eq(st.pages_filled, npages);
 	ck_assert_uint_ge(st.faults, 1);
@@ -632,35 +638,52 @@ START_TEST(test_decommit_race)
 	char path[256];
 	int fd = upt_tmpfile(npages * ps, 11, path, sizeof(path));
 	upager_t *p = inline_pager();
-	struct racer rc = { .npages = npages, .seed = 11, .seed2 = 11 };
+	struct racer rc = { .npages = npages, .seed = 11, .seed2 = 12, .gen = 2 };
 	upager_source_t *f;
 	upager_region_t *r;
 	upager_stats_t st;
 	unsigned char vec[256];
 	pthread_t th[4];
+	int wfd;
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
-	close(fd);
+	wfd = fd; /* the source keeps its own descriptor */
 	ck_assert_int_eq(upager_map(p, npages * ps, f, &r), 0);
 	atomic_store(&rc.base, upager_region_addr(r));
 	start_racers(&rc, th, 4);
 	for (int round = 0; round < 300; round++) {
+		/* Round k's file holds seed (k even) or seed2: a fill that
+		 * began before the decommit would bring back the old bytes. */
+		unsigned next = round % 2 ? rc.seed : rc.seed2;
+
 		usleep(round % 7 * 100);
+		atomic_fetch_add(&rc.gen, 1);
 		ck_assert_int_eq(upager_decommit(r, 0, npages * ps), 0);
-		/* Decommitted: no fill may land after decommit returned. */
+		/* Decommitted: no fill may land after decommit returned, even
+		 * a while later. */
+		usleep(round % 3 * 200);
 		ck_assert_int_eq(mincore(upager_region_addr(r), npages * ps, vec), 0);
 		for (size_t i = 0; i < npages; i++)
 			ck_assert_msg(!(vec[i] & 1), "round %d: page %zu resident after decommit",
 				      round, i);
 		ck_assert_int_eq(upager_region_stats(r, &st), 0);
 		ck_assert_uint_eq(st.pages_resident, 0);
+		for (size_t off = 0; off < npages * ps; off += ps) {
+			uint8_t pg[UPT_PAGE];
+
+			upt_fill(pg, ps, off, next);
+			ck_assert_int_eq(pwrite(wfd, pg, ps, (off_t)off), (ssize_t)ps);
+		}
 		ck_assert_int_eq(upager_commit(r, 0, npages * ps), 0);
+		atomic_fetch_add(&rc.gen, 1);
 	}
 	stop_racers(th, 4);
 	ck_assert_msg(atomic_load(&rc.bad) < 0, "wrong byte at %ld", atomic_load(&rc.bad));
 	ck_assert_int_gt(atomic_load(&rc.reads), 0);
+	/* 300 rounds: the last one wrote seed (11) */
 	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), npages * ps, 0, 11), -1);
+	close(wfd);
 	ck_assert_int_eq(upager_release(r), 0);
 	upager_source_release(f);
 	ck_assert_int_eq(upager_destroy(p), 0);
