@@ -32,6 +32,12 @@
 
 #define NEED UPAGER_FEAT_SIGBUS
 #define WHY "UFFD_FEATURE_SIGBUS (or UPAGER_DISABLE=sigbus)"
+/* Tests of the program's munmap/mremap/MADV_DONTNEED: without the events
+ * upager cannot know of them, in either mode. */
+#define NEED_UNMAP (NEED | UPAGER_FEAT_EVENT_UNMAP)
+#define NEED_REMAP (NEED | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)
+#define NEED_REMOVE (NEED | UPAGER_FEAT_EVENT_REMOVE)
+#define WHY_EVENTS "UFFD_FEATURE_SIGBUS and the UNMAP/REMAP/REMOVE events"
 
 static upager_t *inline_pager(void)
 {
@@ -1197,28 +1203,45 @@ static void child_own_pager(void *arg)
 	upager_source_t *z;
 	upager_region_t *r;
 	upager_t *p;
-	uint8_t *a = NULL;
+	uint8_t *a = NULL, *claim;
 
-	if (upager_source_zero(&z) < 0)
+	/* The hole is claimed while the pager is created, whose buffers
+	 * would take it otherwise. */
+	claim = mmap(fa->parent_addr, fa->len, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (upager_source_zero(&z) < 0 || claim != fa->parent_addr)
 		_exit(10);
 	p = inline_pager();
-	/* Plain mappings a quarter its size fill the gaps the kernel would
-	 * choose first, until one is inside the hole; that one makes room. */
-	for (int i = 0; i < 100000 && !a; i++) {
-		uint8_t *m = mmap(NULL, fa->len / 4, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(claim, fa->len);
+	/*
+	 * Plain mappings of the region's size fill every gap the kernel would
+	 * choose before the hole, until two land in it; freed, they leave
+	 * the highest gap that fits the region with room for reserve's
+	 * one-page bitmaps, which the kernel places first.
+	 */
+	for (int i = 0; i < 200000 && !a; i++) {
+		uint8_t *m = mmap(NULL, fa->len / 8, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint8_t *m2;
 
 		if (m == MAP_FAILED)
 			_exit(11);
-		if (m >= fa->parent_addr && m < fa->parent_addr + fa->len) {
-			munmap(m, fa->len / 4);
-			if (upager_map(p, fa->len / 4, z, &r) < 0)
-				_exit(11);
-			a = upager_region_addr(r);
-		}
+		if (m < fa->parent_addr || m >= fa->parent_addr + fa->len)
+			continue;
+		m2 = mmap(NULL, fa->len / 8, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m2 == MAP_FAILED)
+			_exit(11);
+		munmap(m, fa->len / 8);
+		munmap(m2, fa->len / 8);
+		if (upager_map(p, fa->len / 8, z, &r) < 0)
+			_exit(11);
+		a = upager_region_addr(r);
 	}
-	if (!a || a < fa->parent_addr || a >= fa->parent_addr + fa->len)
+	if (!a || a < fa->parent_addr || a >= fa->parent_addr + fa->len) {
+		fprintf(stderr, "hole %p+%zx, region at %p\n", (void *)fa->parent_addr, fa->len,
+			(void *)a);
 		_exit(13);
-	for (size_t i = 0; i < fa->len / 4; i += UPT_PAGE)
+	}
+	for (size_t i = 0; i < fa->len / 8; i += UPT_PAGE)
 		if (a[i] != 0)
 			_exit(12);
 	_exit(0);
@@ -1272,7 +1295,7 @@ static Suite *make(void)
 	upt_add(tc, test_read_syscall_efault, NEED, WHY);
 	upt_add(tc, test_fork_child_no_mapping, NEED, WHY);
 	upt_add(tc, test_fork_child_own_pager, NEED, WHY);
-	upt_add(tc, test_table_full, NEED, WHY);
+	upt_add(tc, test_table_full, NEED_UNMAP, WHY_EVENTS);
 	tc = upt_tcase(s, "signals");
 	upt_add(tc, test_program_handler_own_fault, NEED, WHY);
 	upt_add(tc, test_program_handler_fill_error, NEED, WHY);
@@ -1282,12 +1305,12 @@ static Suite *make(void)
 	upt_add(tc, test_program_handler_mask, NEED, WHY);
 	tc = upt_tcase(s, "races");
 	upt_add(tc, test_decommit_race, NEED, WHY);
-	upt_add(tc, test_stale_fill_other_pager, NEED, WHY);
-	upt_add(tc, test_mremap_touch, NEED, WHY);
+	upt_add(tc, test_stale_fill_other_pager, NEED_UNMAP, WHY_EVENTS);
+	upt_add(tc, test_mremap_touch, NEED_REMAP, WHY_EVENTS);
 	upt_add(tc, test_decommit_not_starved, NEED, WHY);
 	upt_add(tc, test_signal_longjmp_out_of_fill, NEED, WHY);
-	upt_add(tc, test_munmap_race, NEED, WHY);
-	upt_add(tc, test_dontneed_race, NEED, WHY);
+	upt_add(tc, test_munmap_race, NEED_UNMAP, WHY_EVENTS);
+	upt_add(tc, test_dontneed_race, NEED_REMOVE, WHY_EVENTS);
 	/* Its readers read, by design, addresses another region may be mapped
 	 * at meanwhile: ThreadSanitizer counts that region's mmap as a write. */
 	if (UPT_TSAN)
