@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,34 +189,38 @@ void upager__events_probe_init(upager_t *p)
 {
 	uint64_t events = UPAGER_FEAT_EVENT_REMOVE | UPAGER_FEAT_EVENT_UNMAP |
 			  UPAGER_FEAT_EVENT_REMAP;
-	struct uffdio_copy c = { .src = (uintptr_t)p->zero_buf, .len = p->page_size };
+	struct upager__placement pl = {
+		.uffd = p->uffd, .len = p->page_size, .page_size = p->page_size,
+		.src = p->zero_buf,
+	};
 	void *a;
+	int ret = 0;
 
 	if (!(p->features & events))
 		return;
 	a = mmap(NULL, p->page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (a == MAP_FAILED)
 		return;
-	c.dst = (uintptr_t)a;
-	if (madvise(a, p->page_size, MADV_DONTFORK) == 0 &&
-	    upager__uffd_register(p->uffd, c.dst, p->page_size, NULL) == 0) {
-		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0) {
-			p->ev_probe = c.dst;
+	pl.dst = (uintptr_t)a;
+	if (madvise(a, p->page_size, MADV_DONTFORK) < 0)
+		ret = -errno;
+	else if ((ret = upager__uffd_register(p->uffd, pl.dst, p->page_size, NULL)) == 0) {
+		ret = upager__place_range(&pl);
+		if (ret == 0 && pl.present == 0) {
+			p->ev_probe = pl.dst;
 			return;
 		}
-		upager__uffd_unregister(p->uffd, c.dst, p->page_size);
+		upager__uffd_unregister(p->uffd, pl.dst, p->page_size);
 	}
-	upager__log(p, UPAGER_LOG_INFO, "no event probe page: %s", strerror(errno));
+	upager__log(p, UPAGER_LOG_INFO, "no event probe page: %s",
+		    ret ? strerror(-ret) : "it was there already");
 	munmap(a, p->page_size);
 }
 
 bool upager__events_in_kernel(const upager_t *p)
 {
-	struct uffdio_copy c = {
-		.dst = p->ev_probe, .src = (uintptr_t)p->zero_buf, .len = p->page_size,
-	};
-
-	return p->ev_probe && ioctl(p->uffd, UFFDIO_COPY, &c) < 0 && errno == EAGAIN;
+	return p->ev_probe &&
+	       upager__place_changing(p->uffd, p->ev_probe, p->zero_buf, p->page_size);
 }
 
 void upager__events_probe_free(upager_t *p)

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thread.h"
 #include "compat.h"
 #include "upager-int.h"
 #include "events.h"
@@ -461,7 +462,6 @@ static int handler_init(upager_t *p, struct upager__handler *h, unsigned idx)
  */
 int upager__handlers_start(upager_t *p)
 {
-	sigset_t all, old;
 	unsigned started = 0;
 	int ret = 0;
 
@@ -470,22 +470,19 @@ int upager__handlers_start(upager_t *p)
 		return -ENOMEM;
 	for (unsigned i = 0; i < p->nthreads; i++)
 		p->handlers[i].wake_fd = -1;
-	/* Handler threads take no asynchronous signals: those are the program's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* Handler threads take no signals: those are the program's (thread.c). */
 	for (; started < p->nthreads; started++) {
 		struct upager__handler *h = &p->handlers[started];
 
 		ret = handler_init(p, h, started);
 		if (ret == 0) {
-			ret = -pthread_create(&h->thread, NULL, handler_thread, h);
+			ret = upager__thread_start(&h->thread, handler_thread, h);
 			if (ret < 0)
 				handler_free(h);
 		}
 		if (ret < 0)
 			break;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret < 0) {
 		stop_handlers(p, started);
 		for (unsigned i = 0; i < started; i++)

@@ -74,6 +74,13 @@ int upager__place_range(struct upager__placement *pl)
 	return 0;
 }
 
+bool upager__place_changing(int uffd, uintptr_t probe, const void *src, size_t page_size)
+{
+	struct uffdio_copy cp = { .dst = probe, .src = (uintptr_t)src, .len = page_size };
+
+	return ioctl(uffd, UFFDIO_COPY, &cp) < 0 && errno == EAGAIN;
+}
+
 bool upager__place_can_poison(int uffd)
 {
 	/* With no argument the ioctl, if the kernel has it, stops at reading

@@ -84,6 +84,14 @@ int upager__place_fail(int uffd, uintptr_t page, size_t page_size, bool poison,
  * anything.) */
 bool upager__place_can_poison(int uffd);
 
+/*
+ * Is the address space of this uffd changing (a REMOVE, UNMAP or REMAP event
+ * pending in the kernel)? Asked with a copy onto `probe`, a registered page
+ * already placed: it answers EEXIST, or EAGAIN while an event is pending.
+ * src is a page of anything (never copied).
+ */
+bool upager__place_changing(int uffd, uintptr_t probe, const void *src, size_t page_size);
+
 /* Wakes the threads waiting on faults in [start, start + len). */
 int upager__place_wake(int uffd, uintptr_t start, size_t len);
 

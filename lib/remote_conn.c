@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "thread.h"
 #include "protocol.h"
 #include "remote_conn.h"
 #include "remote_handshake.h"
@@ -413,7 +414,7 @@ int upager__remote_conn_start(struct upager__remote_conn *conn)
 		return fd;
 	}
 	conn->fd = fd;
-	ret = -pthread_create(&conn->thread, NULL, conn_thread, conn);
+	ret = upager__thread_start(&conn->thread, conn_thread, conn);
 	if (ret < 0) {
 		close(fd);
 		close(conn->kick[0]);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "thread.h"
 #include "snapfmt.h"
 #include "upager-int.h"
 #include "workset.h"
@@ -193,7 +194,7 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 		 * without it the handlers still read each page themselves). */
 		ss->ra_pages = ws;
 		ss->ra_n = nws;
-		ss->ra_running = pthread_create(&ss->ra, NULL, readahead_thread, ss) == 0;
+		ss->ra_running = upager__thread_start(&ss->ra, readahead_thread, ss) == 0;
 	}
 	if (ret == 0 && nws)
 		upager__ws_prefetch(*regionp, ws, nws, ss->f.ps);

@@ -81,10 +81,12 @@ static void ws_add(struct upager__ws_recorder *rec, uint64_t page)
  */
 void upager__ws_record_fill(struct upager__ws_recorder *rec, const struct upager__fill *fill)
 {
-	uint64_t first = fill->roff / rec->ps, n = fill->len / rec->ps;
+	uint64_t first, n;
 
 	if (!rec->path || fill->prefetch)
-		return;
+		return; /* not recording: rec->ps is 0 */
+	first = fill->roff / rec->ps;
+	n = fill->len / rec->ps;
 	pthread_mutex_lock(&rec->lock);
 	ws_add(rec, first + (fill->fault_addr - fill->addr) / rec->ps);
 	for (uint64_t k = 0; k < n; k++)

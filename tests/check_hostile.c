@@ -47,12 +47,21 @@ static void *toucher(void *arg)
 	volatile uint8_t *a = arg;
 	sigset_t bus;
 
+	uint8_t v;
+
 	sigemptyset(&bus);
 	sigaddset(&bus, SIGBUS);
 	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
-	if (sigsetjmp(bus_jmp, 1))
+	/* Blocked again before returning: a SIGBUS queued to the process (no
+	 * UFFD_FEATURE_THREAD_ID) must not reach a toucher whose jump buffer
+	 * is gone. */
+	if (sigsetjmp(bus_jmp, 1)) {
+		pthread_sigmask(SIG_BLOCK, &bus, NULL);
 		return (void *)(uintptr_t)SIGBUSED;
-	return (void *)(uintptr_t)a[0];
+	}
+	v = a[0];
+	pthread_sigmask(SIG_BLOCK, &bus, NULL);
+	return (void *)(uintptr_t)v;
 }
 
 /*
@@ -511,6 +520,62 @@ START_TEST(test_fill_fails_after_decommit)
 }
 END_TEST
 
+/* ---- a signal for the process is never taken by upager's own threads ---- */
+
+static atomic_int usr_taken_by;
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	atomic_store(&usr_taken_by, (int)gettid());
+}
+
+/*
+ * The pager and a remote source (its connection thread) are made while
+ * SIGUSR2 is unblocked here, then this thread blocks it and the process is
+ * sent one: a thread of the program must take it (here, this one, once it
+ * unblocks), never one of upager's, or a program handler that longjmps runs
+ * on a stack it does not own (without UFFD_FEATURE_THREAD_ID the fallback's
+ * SIGBUS goes to the process: taken by the remote source's connection
+ * thread, it ended remote_child in SIGSEGV in CI). Exit 0: this thread took it.
+ */
+static void signal_child(void *arg)
+{
+	struct upt_fake_script script = { 0 };
+	struct sigaction sa = { .sa_handler = on_usr2 };
+	sigset_t usr2;
+	upager_source_t *s;
+	struct upt_fake *fk;
+	upager_region_t *r;
+	upager_options_t o;
+	upager_t *p;
+
+	(void)arg;
+	sigaction(SIGUSR2, &sa, NULL);
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+	fk = fake_start(&script, &s);
+	upager_options_init(&o);
+	o.nthreads = 4;
+	if (upager_create(&p, &o) || upager_map(p, PAGES * UPT_PAGE, s, &r))
+		_exit(2);
+	if (((volatile uint8_t *)upager_region_addr(r))[0] != upt_byte(0, FAKE_SEED))
+		_exit(3); /* the connection is up */
+	pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+	kill(getpid(), SIGUSR2);
+	usleep(200 * 1000); /* time for another thread to take it, if one may */
+	pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+	if (atomic_load(&usr_taken_by) != (int)gettid())
+		_exit(atomic_load(&usr_taken_by) ? 20 : 21); /* 20: another thread took it */
+	tear_down(p, s, r);
+	upt_fake_stop(fk);
+	_exit(0);
+}
+
+START_TEST(test_process_signal_not_taken_by_handlers) { check_child(signal_child, false); }
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("hostile");
@@ -530,6 +595,8 @@ static Suite *make(void)
 	tc = upt_tcase(s, "late_sigbus");
 	upt_add(tc, test_no_sigbus_after_data, UPAGER_FEAT_THREAD_ID,
 		"UFFD_FEATURE_THREAD_ID (the fallback's SIGBUS directed at one thread)");
+	tc = upt_tcase(s, "signals");
+	upt_add(tc, test_process_signal_not_taken_by_handlers, 0, "");
 	return s;
 }
 
