@@ -94,9 +94,13 @@ typedef struct upager_options {
  *   read(2) into an untouched page are served too).
  * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
  *   upager installs once per process (UFFD_FEATURE_SIGBUS; -ENOTSUP from
- *   upager_create without it). Zero and file sources only (upager_reserve
- *   of another source: -ENOTSUP); a random fault fills its page alone,
- *   sequential faults a growing window (no readahead). Limits: a system
+ *   upager_create without it). Zero and file sources fill in the handler
+ *   (a random fault fills its page alone, sequential faults a growing
+ *   window, no readahead); the others (callback, remote, snapshot) hand the
+ *   fault to the pager's handler threads, which fill it as in THREADS mode
+ *   (windows, readahead, the remote deadline), while the thread waits in
+ *   the handler (a source callback that touches an inline region: the
+ *   process dies of SIGBUS, handler threads block it). Limits: a system
  *   call that touches an untouched page fails with EFAULT (call
  *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
  *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill

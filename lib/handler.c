@@ -33,6 +33,7 @@
 #include "events.h"
 #include "fill.h"
 #include "handler.h"
+#include "inline_queue.h"
 #include "inline_table.h"
 #include "prefetch.h"
 
@@ -157,6 +158,17 @@ static void run_backlog(struct upager__handler *h)
 	h->nbacklog -= i;
 }
 
+/* Inline faults posted by their threads (inline_queue.c), while a slot is
+ * free for them as for the backlog's; the rest wait for the next round. */
+static void run_inline(struct upager__handler *h)
+{
+	struct upager__inline_req *q;
+
+	while (h->nfree > UPAGER__RA_DEPTH && !h->stopping &&
+	       (q = upager__inline_req_take(h->pager)))
+		upager__fill_fault_inline(h, q);
+}
+
 /*
  * A released region's reads may never end (a FIFO, a hung server): cancel
  * them, so that upager_release and upager_destroy return in bounded time.
@@ -278,7 +290,7 @@ static void spin(struct upager__handler *h)
 			return;
 		h->uffd_ready = true;
 		read_messages(h, true);
-		if (h->nbacklog)
+		if (h->nbacklog || atomic_load(&p->inline_posted))
 			return;
 		cpu_relax();
 	}
@@ -298,6 +310,7 @@ static void *handler_main(void *arg)
 		if (h->uffd_ready && !h->stopping)
 			read_messages(h, false);
 		run_backlog(h);
+		run_inline(h);
 		upager__fill_retry_all(h);
 		if (!h->stopping)
 			upager__prefetch_run(h);
@@ -332,7 +345,9 @@ static void *handler_main(void *arg)
 
 /* ---- the handler threads: start, stop, wake ---- */
 
-static __thread struct upager__handler *current_handler;
+/* initial-exec: read by inline faults' SIGBUS handler (inline.c), where a
+ * first access must not allocate. */
+static __thread struct upager__handler *current_handler __attribute__((tls_model("initial-exec")));
 
 bool upager__on_handler(const upager_t *p)
 {
@@ -498,6 +513,9 @@ int upager__handlers_start(upager_t *p)
 void upager__handlers_stop(upager_t *p)
 {
 	stop_handlers(p, p->nthreads);
+	/* Inline faults no handler took: their threads retry, and find their
+	 * regions gone (upager_destroy released them first). */
+	upager__inline_req_cancel(p);
 	for (unsigned i = 0; i < p->nthreads; i++)
 		handler_free(&p->handlers[i]);
 	free(p->handlers);

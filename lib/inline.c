@@ -10,6 +10,13 @@
  * committed bitmap, buffers from a fixed pool claimed with atomics, and
  * pages go through the placement core (place.c) as in the threaded mode.
  *
+ * Sources that cannot fill here (a callback runs the program's code, the
+ * remote and snapshot sources wait on other threads) have no fill_inline:
+ * their faults are posted to the pager's handler threads (inline_queue.c),
+ * filled as fault messages are (fill.c: windows, coalescing, readahead,
+ * the remote deadline, statistics), and the thread waits on a futex for
+ * the answer: retry the access, or the program's SIGBUS.
+ *
  * Every SIGBUS that is not a upager fault of an inline region, and every
  * fill that fails, goes to the handler the program had installed before
  * the first inline pager, run as the kernel would (its mask, SA_NODEFER,
@@ -32,7 +39,9 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "handler.h"
 #include "inline.h"
+#include "inline_queue.h"
 #include "inline_table.h"
 #include "region_state.h"
 
@@ -188,7 +197,7 @@ static int fail_to_program(void *arg, uintptr_t page)
 	return 0;
 }
 
-enum { RETRY, CHAIN };
+enum { RETRY, CHAIN, WAIT, FULL };
 
 /*
  * The fault at addr of the region held in hit: fills and places its page.
@@ -230,7 +239,6 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	if (r->src->ops->inline_reads)
 		pl.src = buf_get(&bi);
 	for (;;) {
-		/* reserve refuses sources without fill_inline */
 		res = r->src->ops->fill_inline(r->src, roff, (void *)pl.src, n * ps);
 		if (res >= 0 || n == 1)
 			break;
@@ -297,6 +305,43 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 }
 
 /*
+ * The fault at addr of the region held in hit, for a source without
+ * fill_inline: posted to the pager's handlers (*qp), while the table slot
+ * keeps the pager alive. WAIT: the caller lets go of the slot and waits
+ * for the answer; FULL: every request is taken, nap and retry; RETRY as
+ * fill_page's. A handler thread of the same pager (a callback touching a
+ * region of its own pager) would wait for itself: CHAIN, the program's
+ * SIGBUS, where the threaded mode would hang.
+ */
+static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool is_write,
+		      struct upager__inline_req **qp)
+{
+	upager_region_t *r = hit->region;
+	upager_t *p = r->pager;
+	size_t roff = hit->roff + (addr - hit->start);
+	uint64_t one = 1;
+	int saved;
+
+	if (upager__on_handler(p))
+		return CHAIN;
+	if (atomic_load(&r->dead) || !upager__region_committed_bit(r, roff)) {
+		sched_yield(); /* the range is going PROT_NONE: the retry meets it */
+		return RETRY;
+	}
+	*qp = upager__inline_req_claim();
+	if (!*qp)
+		return FULL;
+	upager__inline_req_post(*qp, p, addr, is_write);
+	/* Any handler of p may take it; this one is told. A full counter
+	 * (EAGAIN) has a wake-up pending anyway. */
+	saved = errno;
+	if (write(p->handlers[(uintptr_t)*qp / sizeof(**qp) % p->nthreads].wake_fd, &one,
+		  sizeof(one)) < 0)
+		errno = saved;
+	return WAIT;
+}
+
+/*
  * The address of this thread's last fault found in no inline mapping. The
  * fault may be older than the table: a release makes the range PROT_NONE,
  * then takes it out of the table, and a SIGBUS raised before the mprotect
@@ -317,9 +362,24 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	 * the rest are the program's. */
 	if (si->si_code == BUS_ADRERR) {
 		if (upager__inline_enter(addr, &hit)) {
+			struct upager__inline_req *q = NULL;
+
 			last_miss = 0;
-			ret = fill_page(&hit, addr, write_fault(uc));
+			if (hit.region->src->ops->fill_inline)
+				ret = fill_page(&hit, addr, write_fault(uc));
+			else
+				ret = post_fault(&hit, addr, write_fault(uc), &q);
 			upager__inline_leave(&hit);
+			/* Not holding the slot: a release or destroy meanwhile
+			 * does not wait for this thread, whose request is
+			 * answered all the same (inline_queue.c). */
+			if (ret == WAIT)
+				ret = upager__inline_req_wait(q) == UPAGER__INLINE_FAIL ? CHAIN
+										: RETRY;
+			else if (ret == FULL) {
+				upager__inline_req_nap();
+				ret = RETRY;
+			}
 		} else if (last_miss != addr) {
 			last_miss = addr;
 			ret = RETRY;
@@ -337,6 +397,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 static void forget_in_child(void)
 {
 	upager__inline_forget();
+	upager__inline_req_forget();
 	atomic_store(&bufs_free, ~0ull);
 	pthread_mutex_init(&install_lock, NULL);
 }

@@ -150,10 +150,6 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 
 	if (!p || !src || !regionp || len == 0 || (flags & ~UPAGER_RESERVE_COMMIT))
 		return -EINVAL;
-	/* Sources that wait on others (remote, snapshot) or run the program's
-	 * code (callback) cannot fill from a signal handler (yet). */
-	if (p->inline_faults && !src->ops->fill_inline)
-		return -ENOTSUP;
 	ps = p->page_size;
 	if (len > SIZE_MAX - ps)
 		return -ENOMEM;

@@ -46,6 +46,7 @@ uint64_t upager__now_ns(void);
 
 /* ---- sources (source.c and source_*.c) ---- */
 struct upager__fill;
+struct upager__inline_req;
 
 /* What a source's fill/complete returns, besides a negative errno. */
 enum {
@@ -186,6 +187,11 @@ struct upager__fill {
 	struct upager__fill *next_done; /* the handler's list of fills completed elsewhere */
 	struct upager__fill *src_next;  /* the source's own queue (next is the handler's) */
 	bool src_solo;    /* remote: ask for it alone (a batch it was in failed) */
+	/* Inline pagers: the faulting threads waiting for this fill to end
+	 * (inline_queue.c), and whether the faulting page's failed, which its
+	 * waiters take to the program's SIGBUS handler. */
+	struct upager__inline_req *waiters;
+	bool inline_failed;
 };
 
 /* The addresses an event read but not yet handled is about. */
@@ -238,6 +244,8 @@ struct upager {
 	uint64_t spin_ns;
 	uint64_t handler_cpus;
 	bool inline_faults; /* UPAGER_FAULT_INLINE: faults come as SIGBUS (inline.c) */
+	/* Inline faults posted for the handlers and not yet taken (inline_queue.c). */
+	atomic_uint inline_posted;
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;
