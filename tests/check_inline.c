@@ -5,7 +5,8 @@
  * 8 and 64 threads; the program's own SIGBUS handler and default action
  * still see their faults and upager's fill errors; a thread blocking SIGBUS;
  * read(2) into an untouched page (EFAULT); decommit, release, munmap,
- * mremap and MADV_DONTNEED racing faults; a stale fill against another
+ * mremap and MADV_DONTNEED racing faults (decommit and release also for a
+ * callback source, whose faults go to the handler threads); a stale fill against another
  * pager's region at the same address; a signal that siglongjmps out of a
  * fill; the program's handler run as the kernel would run it; a full
  * table; fork (and a child's own inline pager); the fallback without
@@ -646,13 +647,25 @@ static void stop_racers(pthread_t *th, int n)
 	signal(SIGSEGV, SIG_DFL);
 }
 
-START_TEST(test_decommit_race)
+/* A callback source's bytes: upt_byte(off, *(atomic_uint *)arg), whose
+ * seed the races change between rounds as they rewrite a file. Its faults
+ * go to the handler threads (no fill_inline). */
+static int seeded_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	upt_fill(buf, len, off, atomic_load((atomic_uint *)arg));
+	return 0;
+}
+
+/* Decommit and commit again under 4 readers, 300 rounds, the source's
+ * bytes changed while decommitted (a file's, or a callback's seed). */
+static void run_decommit_race(bool callback)
 {
 	const size_t ps = UPT_PAGE, npages = 256;
 	char path[256];
 	int fd = upt_tmpfile(npages * ps, 11, path, sizeof(path));
 	upager_t *p = inline_pager();
 	struct racer rc = { .npages = npages, .seed = 11, .seed2 = 12, .gen = 2 };
+	atomic_uint cb_seed = 11;
 	upager_source_t *f;
 	upager_region_t *r;
 	upager_stats_t st;
@@ -661,7 +674,10 @@ START_TEST(test_decommit_race)
 	int wfd;
 
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
+	if (callback)
+		ck_assert_int_eq(upager_source_callback(seeded_fill, &cb_seed, NULL, &f), 0);
+	else
+		ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
 	wfd = fd; /* the source keeps its own descriptor */
 	ck_assert_int_eq(upager_map(p, npages * ps, f, &r), 0);
 	atomic_store(&rc.base, upager_region_addr(r));
@@ -683,7 +699,8 @@ START_TEST(test_decommit_race)
 				      round, i);
 		ck_assert_int_eq(upager_region_stats(r, &st), 0);
 		ck_assert_uint_eq(st.pages_resident, 0);
-		for (size_t off = 0; off < npages * ps; off += ps) {
+		atomic_store(&cb_seed, next);
+		for (size_t off = 0; off < npages * ps && !callback; off += ps) {
 			uint8_t pg[UPT_PAGE];
 
 			upt_fill(pg, ps, off, next);
@@ -702,11 +719,23 @@ START_TEST(test_decommit_race)
 	upager_source_release(f);
 	ck_assert_int_eq(upager_destroy(p), 0);
 }
+
+START_TEST(test_decommit_race)
+{
+	run_decommit_race(false);
+}
 END_TEST
 
-/* Regions of two files released and reserved again (often at the same
- * address) under readers: a byte is one of theirs, never a stale or zero one. */
-START_TEST(test_release_race)
+START_TEST(test_decommit_race_callback)
+{
+	run_decommit_race(true);
+}
+END_TEST
+
+/* Regions of two sources (files, or callbacks) released and reserved again
+ * (often at the same address) under readers: a byte is one of theirs,
+ * never a stale or zero one. */
+static void run_release_race(bool callback)
 {
 	const size_t ps = UPT_PAGE, npages = 64;
 	char path[256];
@@ -714,11 +743,14 @@ START_TEST(test_release_race)
 	int fd2 = upt_tmpfile(npages * ps, 22, path, sizeof(path));
 	upager_t *p = inline_pager();
 	struct racer rc = { .npages = npages, .seed = 21, .seed2 = 22, .gen = 1 };
+	atomic_uint seeds[2] = { 21, 22 };
 	upager_source_t *f[2];
 	pthread_t th[4];
 
-	ck_assert_int_eq(upager_source_file(fd1, 0, &f[0]), 0);
-	ck_assert_int_eq(upager_source_file(fd2, 0, &f[1]), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(callback ? upager_source_callback(seeded_fill, &seeds[i], NULL, &f[i])
+					  : upager_source_file(i ? fd2 : fd1, 0, &f[i]),
+				 0);
 	close(fd1);
 	close(fd2);
 	start_racers(&rc, th, 4);
@@ -738,6 +770,17 @@ START_TEST(test_release_race)
 	upager_source_release(f[0]);
 	upager_source_release(f[1]);
 	ck_assert_int_eq(upager_destroy(p), 0);
+}
+
+START_TEST(test_release_race)
+{
+	run_release_race(false);
+}
+END_TEST
+
+START_TEST(test_release_race_callback)
+{
+	run_release_race(true);
 }
 END_TEST
 
@@ -1313,6 +1356,7 @@ static Suite *make(void)
 	upt_add(tc, test_program_handler_mask, NEED, WHY);
 	tc = upt_tcase(s, "races");
 	upt_add(tc, test_decommit_race, NEED, WHY);
+	upt_add(tc, test_decommit_race_callback, NEED, WHY);
 	/* Their readers read, by design, addresses unmapped or remapped under
 	 * them (as test_release_race below). */
 	if (UPT_TSAN) {
@@ -1329,9 +1373,12 @@ static Suite *make(void)
 	/* Its readers read, by design, addresses another region may be mapped
 	 * at meanwhile: ThreadSanitizer counts that region's mmap as a write. */
 	if (UPT_TSAN)
-		printf("SKIP test_release_race: reads memory remapped under it (ThreadSanitizer)\n");
-	else
+		printf("SKIP test_release_race, test_release_race_callback: reads memory remapped "
+		       "under it (ThreadSanitizer)\n");
+	else {
 		upt_add(tc, test_release_race, NEED, WHY);
+		upt_add(tc, test_release_race_callback, NEED, WHY);
+	}
 	return s;
 }
 
