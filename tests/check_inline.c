@@ -974,18 +974,23 @@ END_TEST
  * two), or MADV_DONTNEEDs it: a read of a page still mapped gets the file's
  * bytes, never SIGBUS; an unmapped page is SIGSEGV.
  */
+enum { RACE_DONTNEED = 1, RACE_CALLBACK = 2 }; /* child_unmap_race's arg */
+
 static void child_unmap_race(void *arg)
 {
-	const bool dontneed = arg != NULL;
+	const bool dontneed = (uintptr_t)arg & RACE_DONTNEED;
 	const size_t ps = UPT_PAGE, npages = 64, len = npages * ps;
 	char path[256];
 	int fd = upt_tmpfile(len, 61, path, sizeof(path));
 	upager_t *p = inline_pager();
 	struct racer rc = { .npages = npages, .seed = 61, .seed2 = 61, .gen = 2 };
+	atomic_uint seed = 61;
 	upager_source_t *f;
 	pthread_t th[4];
 
-	if (fd < 0 || upager_source_file(fd, 0, &f) < 0)
+	if (fd < 0 || ((uintptr_t)arg & RACE_CALLBACK
+			       ? upager_source_callback(seeded_fill, &seed, NULL, &f)
+			       : upager_source_file(fd, 0, &f)) < 0)
 		_exit(10);
 	start_racers(&rc, th, 4);
 	for (int round = 0; round < 60; round++) {
@@ -1021,19 +1026,34 @@ static void child_unmap_race(void *arg)
 	_exit(atomic_load(&rc.reads) > 0 ? 0 : 16);
 }
 
-START_TEST(test_munmap_race)
+static void check_unmap_race(uintptr_t how)
 {
-	int st = upt_child(child_unmap_race, NULL, 60);
+	int st = upt_child(child_unmap_race, (void *)how, 60);
 
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+
+START_TEST(test_munmap_race)
+{
+	check_unmap_race(0);
 }
 END_TEST
 
 START_TEST(test_dontneed_race)
 {
-	int st = upt_child(child_unmap_race, "dontneed", 60);
+	check_unmap_race(RACE_DONTNEED);
+}
+END_TEST
 
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+START_TEST(test_munmap_race_callback)
+{
+	check_unmap_race(RACE_CALLBACK);
+}
+END_TEST
+
+START_TEST(test_dontneed_race_callback)
+{
+	check_unmap_race(RACE_CALLBACK | RACE_DONTNEED);
 }
 END_TEST
 
@@ -1360,12 +1380,15 @@ static Suite *make(void)
 	/* Their readers read, by design, addresses unmapped or remapped under
 	 * them (as test_release_race below). */
 	if (UPT_TSAN) {
-		printf("SKIP test_stale_fill_other_pager, test_munmap_race, test_dontneed_race: "
+		printf("SKIP test_stale_fill_other_pager, test_munmap_race(_callback), "
+		       "test_dontneed_race(_callback): "
 		       "read memory remapped under them (ThreadSanitizer)\n");
 	} else {
 		upt_add(tc, test_stale_fill_other_pager, NEED_UNMAP, WHY_EVENTS);
 		upt_add(tc, test_munmap_race, NEED_UNMAP, WHY_EVENTS);
 		upt_add(tc, test_dontneed_race, NEED_REMOVE, WHY_EVENTS);
+		upt_add(tc, test_munmap_race_callback, NEED_UNMAP, WHY_EVENTS);
+		upt_add(tc, test_dontneed_race_callback, NEED_REMOVE, WHY_EVENTS);
 	}
 	upt_add(tc, test_mremap_touch, NEED_REMAP, WHY_EVENTS);
 	upt_add(tc, test_decommit_not_starved, NEED, WHY);
