@@ -929,17 +929,18 @@ static void child_mremap_touch(void *arg)
 	char path[256];
 	int fd = upt_tmpfile(len, 51, path, sizeof(path));
 	pid_t self = (pid_t)syscall(SYS_gettid);
+	atomic_uint seed = 51;
 	upager_source_t *f;
 	cpu_set_t one;
 	upager_t *p;
 
-	(void)arg;
 	CPU_ZERO(&one);
 	CPU_SET(0, &one);
 	sched_setaffinity(0, sizeof(one), &one);
 	p = inline_pager();
 	handlers_idle(self);
-	if (fd < 0 || upager_source_file(fd, 0, &f) < 0)
+	if (fd < 0 || (arg ? upager_source_callback(seeded_fill, &seed, NULL, &f)
+			   : upager_source_file(fd, 0, &f)) < 0)
 		_exit(10);
 	for (int round = 0; round < 100; round++) {
 		upager_region_t *r;
@@ -963,6 +964,15 @@ static void child_mremap_touch(void *arg)
 START_TEST(test_mremap_touch)
 {
 	int st = upt_child(child_mremap_touch, NULL, 60);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
+/* The same with a callback source: its faults wait for the handler threads. */
+START_TEST(test_mremap_touch_callback)
+{
+	int st = upt_child(child_mremap_touch, "callback", 60);
 
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 }
@@ -1391,6 +1401,7 @@ static Suite *make(void)
 		upt_add(tc, test_dontneed_race_callback, NEED_REMOVE, WHY_EVENTS);
 	}
 	upt_add(tc, test_mremap_touch, NEED_REMAP, WHY_EVENTS);
+	upt_add(tc, test_mremap_touch_callback, NEED_REMAP, WHY_EVENTS);
 	upt_add(tc, test_decommit_not_starved, NEED, WHY);
 	upt_add(tc, test_signal_longjmp_out_of_fill, NEED, WHY);
 	/* Its readers read, by design, addresses another region may be mapped
