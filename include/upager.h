@@ -94,10 +94,11 @@ typedef struct upager_options {
  *   read(2) into an untouched page are served too).
  * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
  *   upager installs once per process (UFFD_FEATURE_SIGBUS; -ENOTSUP from
- *   upager_create without it). Zero and file sources fill in the handler
- *   (a random fault fills its page alone, sequential faults a growing
- *   window, no readahead); the others (callback, remote, snapshot) hand the
- *   fault to the pager's handler threads, which fill it as in THREADS mode
+ *   upager_create without it). Zero, file and snapshot sources fill in the
+ *   handler (a random fault fills its page alone, sequential faults a
+ *   growing window, no readahead); callback and remote sources, and a
+ *   snapshot recording its working set or a page failing its checksum, hand
+ *   the fault to the pager's handler threads, which fill it as in THREADS mode
  *   (windows, readahead, the remote deadline), while the thread waits in
  *   the handler (a source callback that touches an inline region: the
  *   process dies of SIGBUS, handler threads block it). Limits: a system

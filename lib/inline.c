@@ -11,8 +11,9 @@
  * pages go through the placement core (place.c) as in the threaded mode.
  *
  * Sources that cannot fill here (a callback runs the program's code, the
- * remote and snapshot sources wait on other threads) have no fill_inline:
- * their faults are posted to the pager's handler threads (inline_queue.c),
+ * remote source waits on a connection thread) have no fill_inline, and a
+ * snapshot's says when it cannot (recording its working set, a page that
+ * fails): their faults are posted to the pager's handler threads (inline_queue.c),
  * filled as fault messages are (fill.c: windows, coalescing, readahead,
  * the remote deadline, statistics), and the thread waits on a futex for
  * the answer: retry the access, or the program's SIGBUS.
@@ -197,13 +198,24 @@ static int fail_to_program(void *arg, uintptr_t page)
 	return 0;
 }
 
-enum { RETRY, CHAIN, WAIT, FULL };
+enum { RETRY, CHAIN, WAIT, FULL, POST };
+
+static void count_fault(upager_t *p, upager_region_t *r, bool write)
+{
+	UPAGER__ADD(&p->st, faults, 1);
+	UPAGER__ADD(&p->st, read_faults, !write);
+	UPAGER__ADD(&p->st, write_faults, write);
+	UPAGER__ADD(&r->st, faults, 1);
+	UPAGER__ADD(&r->st, read_faults, !write);
+	UPAGER__ADD(&r->st, write_faults, write);
+}
 
 /*
  * The fault at addr of the region held in hit: fills and places its page.
  * RETRY: return, and the access runs again (placed, or faults again: a
  * decommit or release moved the page to PROT_NONE, an event is pending);
- * CHAIN: the program's handler gets the fault.
+ * CHAIN: the program's handler gets the fault; POST: the source cannot
+ * fill it here (fill_inline said PENDING), post_fault hands it on.
  */
 static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool write)
 {
@@ -218,20 +230,15 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	uint64_t claim[UPAGER__MAX_WINDOW / 64] = { 0 }; /* pages whose bit this fill set */
 	bool failed = false, zero;
 	int res, ret = RETRY;
-	unsigned epoch;
-
-	UPAGER__ADD(&p->st, faults, 1);
-	UPAGER__ADD(&p->st, read_faults, !write);
-	UPAGER__ADD(&p->st, write_faults, write);
-	UPAGER__ADD(&r->st, faults, 1);
-	UPAGER__ADD(&r->st, read_faults, !write);
-	UPAGER__ADD(&r->st, write_faults, write);
+	unsigned epoch, ra_win = atomic_load_explicit(&r->ra_win, memory_order_relaxed);
+	size_t ra_next = atomic_load_explicit(&r->ra_next, memory_order_relaxed);
 
 	/* Decommit clears the bits, then drains the fills that began before
 	 * it: counted in first, then the bits read (both seq_cst). */
 	epoch = upager__region_inline_enter(r);
 	if (atomic_load(&r->dead) || !upager__region_committed_bit(r, roff)) {
 		upager__region_inline_leave(r, epoch);
+		count_fault(p, r, write);
 		sched_yield(); /* the range is going PROT_NONE: the retry meets it */
 		return RETRY;
 	}
@@ -244,6 +251,16 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 			break;
 		n = 1; /* only the faulting page's failure is the program's */
 	}
+	if (res == UPAGER__FILL_PENDING) {
+		/* The handler threads plan its window (and count it) afresh. */
+		atomic_store_explicit(&r->ra_win, ra_win, memory_order_relaxed);
+		atomic_store_explicit(&r->ra_next, ra_next, memory_order_relaxed);
+		upager__region_inline_leave(r, epoch);
+		if (bi != NBUFS)
+			buf_put(bi);
+		return POST;
+	}
+	count_fault(p, r, write);
 	pl.len = n * ps;
 	zero = res == UPAGER__FILL_ZERO;
 	if (zero) {
@@ -365,9 +382,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			struct upager__inline_req *q = NULL;
 
 			last_miss = 0;
+			ret = POST;
 			if (hit.region->src->ops->fill_inline)
 				ret = fill_page(&hit, addr, write_fault(uc));
-			else
+			if (ret == POST)
 				ret = post_fault(&hit, addr, write_fault(uc), &q);
 			upager__inline_leave(&hit);
 			/* Not holding the slot: a release or destroy meanwhile

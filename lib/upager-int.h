@@ -76,8 +76,10 @@ struct upager__source_ops {
 	/*
 	 * Inline pagers: fill len bytes of region offset roff into buf from the
 	 * faulting thread's SIGBUS handler. Async-signal-safe: no allocation,
-	 * no locks. DATA, ZERO or -errno. NULL: the source cannot serve inline
-	 * pagers (upager_reserve: -ENOTSUP). inline_reads: it needs buf.
+	 * no locks. DATA, ZERO or -errno; PENDING: not from here, this time
+	 * (the fault goes to the handler threads, as with NULL). NULL: the
+	 * handler threads fill every fault (inline_queue.c). inline_reads: it
+	 * needs buf.
 	 */
 	int (*fill_inline)(upager_source_t *src, size_t roff, void *buf, size_t len);
 	bool inline_reads;

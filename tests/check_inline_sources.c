@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Inline faults (UPAGER_FAULT_INLINE) for sources that cannot fill from a
- * signal handler: callback, remote (a fake upagerd, tests/fake_server.h)
- * and snapshot. Their faults go from the SIGBUS handler to the pager's
- * handler threads and back. Every byte from 1, 8 and 64 threads; a
+ * signal handler: callback and remote (a fake upagerd, tests/fake_server.h),
+ * whose faults go from the SIGBUS handler to the pager's handler threads
+ * and back; and snapshot, filled in the handler (raw pages), except while
+ * recording its working set and for a page failing its checksum. Every byte from 1, 8 and 64 threads; a
  * callback's error is the program's SIGBUS at the address, or the default
  * action; a killed server is SIGBUS within the deadline; release and
  * destroy while threads wait for their fills; a callback that touches a
@@ -12,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -189,6 +192,32 @@ END_TEST
 START_TEST(test_remote_64) { run_remote(64); }
 END_TEST
 
+/* ---- the program's SIGBUS handler (children) ---- */
+
+static sigjmp_buf jb;
+static void *volatile got_addr;
+static volatile int got_code, got_calls;
+
+static void prog_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	got_addr = si->si_addr;
+	got_code = si->si_code;
+	got_calls++;
+	siglongjmp(jb, 1);
+}
+
+static void install_prog_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = prog_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, NULL);
+}
+
 /* ---- snapshot ---- */
 
 static void run_snapshot(unsigned nthreads)
@@ -214,6 +243,123 @@ static void run_snapshot(unsigned nthreads)
 	upager_source_release(s);
 }
 
+/* A small snapshot of the pattern at path (pages of it); 0 or -errno. */
+static int save_snapshot(char *path, size_t pages)
+{
+	const size_t len = pages * UPT_PAGE;
+	uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = mkstemp(path), ret;
+
+	if (fd < 0 || a == MAP_FAILED)
+		return -EIO;
+	close(fd);
+	upt_fill(a, len, 0, SEED);
+	ret = upager_snapshot_save(a, len, path);
+	munmap(a, len);
+	return ret;
+}
+
+/* Stored pages are filled in the faulting thread (raw: a pread and a CRC),
+ * with inline mode's window: a fault at random fills its page alone, where
+ * the handler threads would fill the 16-page fault-around block. */
+START_TEST(test_snapshot_filled_inline)
+{
+	char path[] = "/tmp/upager-inline-snap-XXXXXX";
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p = inline_pager(1);
+	const uint8_t *a;
+
+	ck_assert_int_eq(save_snapshot(path, 64), 0);
+	ck_assert_int_eq(upager_snapshot_map(p, path, 0, &r), 0);
+	unlink(path);
+	a = upager_region_addr(r);
+	ck_assert_int_eq(upt_check_pattern(a + 37 * UPT_PAGE, UPT_PAGE, 37 * UPT_PAGE, SEED), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, 1);
+	ck_assert_uint_eq(st.pages_resident, 1);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* Recording the working set takes a lock: those faults go to the handler
+ * threads, which record them (PATH.ws, written at release). */
+START_TEST(test_snapshot_record_queued)
+{
+	char path[] = "/tmp/upager-inline-snap-XXXXXX", ws[64];
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p = inline_pager(1);
+	struct stat sb;
+	const uint8_t *a;
+
+	ck_assert_int_eq(save_snapshot(path, 64), 0);
+	snprintf(ws, sizeof(ws), "%s.ws", path);
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_RECORD, &r), 0);
+	a = upager_region_addr(r);
+	ck_assert_int_eq(upt_check_pattern(a + 37 * UPT_PAGE, UPT_PAGE, 37 * UPT_PAGE, SEED), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, 1);
+	ck_assert_uint_eq(st.pages_resident, 16); /* the handlers' fault-around block */
+	ck_assert_int_eq(upt_check_pattern(a, 64 * UPT_PAGE, 0, SEED), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	ck_assert_int_eq(stat(ws, &sb), 0);
+	ck_assert_int_gt(sb.st_size, 0);
+	unlink(ws);
+	unlink(path);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
+/* A stored page that fails its CRC: the program's SIGBUS at the address
+ * (the handler threads read it again and log it); the others read right. */
+static void child_snapshot_corrupt(void *arg)
+{
+	const char *path = arg;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p;
+	const volatile uint8_t *a;
+
+	install_prog_handler();
+	if (!(p = inline_pager(1)) || upager_snapshot_map(p, path, 0, &r) < 0)
+		_exit(10);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	a = upager_region_addr(r);
+	for (int i = 0; i < 8; i++)
+		if (i != 3 && a[i * UPT_PAGE + 100] != upt_byte(i * UPT_PAGE + 100, SEED))
+			_exit(11);
+	if (sigsetjmp(jb, 1) == 0) {
+		(void)a[3 * UPT_PAGE + 100];
+		_exit(12); /* wrong data */
+	}
+	if (got_calls != 1 || got_addr != (void *)(a + 3 * UPT_PAGE + 100) || got_code != BUS_ADRERR)
+		_exit(13);
+	if (upager_region_stats(r, &st) < 0 || st.fill_errors != 1 || st.pages_resident != 7)
+		_exit(14);
+	_exit(0);
+}
+
+START_TEST(test_snapshot_corrupt_page)
+{
+	char path[] = "/tmp/upager-inline-snap-XXXXXX";
+	uint8_t b;
+	int fd, st;
+
+	ck_assert_int_eq(save_snapshot(path, 8), 0);
+	/* Header and map in the first 4 KiB, then the pages (check_snapshot). */
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &b, 1, 4096 + 3 * UPT_PAGE + 100), 1);
+	b ^= 0x80;
+	ck_assert_int_eq(pwrite(fd, &b, 1, 4096 + 3 * UPT_PAGE + 100), 1);
+	close(fd);
+	st = upt_child(child_snapshot_corrupt, path, 20);
+	unlink(path);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+}
+END_TEST
+
 START_TEST(test_snapshot_1) { run_snapshot(1); }
 END_TEST
 START_TEST(test_snapshot_8) { run_snapshot(8); }
@@ -222,30 +368,6 @@ START_TEST(test_snapshot_64) { run_snapshot(64); }
 END_TEST
 
 /* ---- fill errors: the program's SIGBUS (children) ---- */
-
-static sigjmp_buf jb;
-static void *volatile got_addr;
-static volatile int got_code, got_calls;
-
-static void prog_handler(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)uc;
-	got_addr = si->si_addr;
-	got_code = si->si_code;
-	got_calls++;
-	siglongjmp(jb, 1);
-}
-
-static void install_prog_handler(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = prog_handler;
-	sa.sa_flags = SA_SIGINFO;
-	sigaction(SIGBUS, &sa, NULL);
-}
 
 /* Page 2 cannot be filled; the others are the pattern. */
 static int failing_fill(void *arg, uint64_t off, void *buf, size_t len)
@@ -538,6 +660,9 @@ static Suite *make(void)
 	upt_add(tc, test_snapshot_1, NEED, WHY);
 	upt_add(tc, test_snapshot_8, NEED, WHY);
 	upt_add(tc, test_snapshot_64, NEED, WHY);
+	upt_add(tc, test_snapshot_filled_inline, NEED, WHY);
+	upt_add(tc, test_snapshot_record_queued, NEED, WHY);
+	upt_add(tc, test_snapshot_corrupt_page, NEED, WHY);
 	tc = upt_tcase(s, "errors");
 	upt_add(tc, test_callback_error_program_handler, NEED, WHY);
 	upt_add(tc, test_callback_error_default_action, NEED, WHY);
