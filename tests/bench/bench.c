@@ -44,7 +44,7 @@ enum sys { SYS_KERNEL, SYS_UPAGER };
  * (the Firecracker handshake) against the kernel mapping the same file. */
 enum kind { K_ZERO, K_FILE, K_LATENCY, K_REMOTE, K_HANDLE };
 /* Who resolves upager's faults (upager_options_t.fault_mode): handler threads,
- * or the faulting thread itself (zero, file and latency rows only). */
+ * or the faulting thread itself (every kind but K_HANDLE). */
 enum mode { MODE_THREADS, MODE_INLINE };
 static const char *const mode_names[] = { "threads", "inline" };
 
@@ -675,8 +675,9 @@ static void table(const struct opts *o)
 	       "faults k/u: the kernel's page faults (getrusage) / upager's userfaultfd faults.\n"
 	       "thr: faulting threads; hdl: upager handler threads.\n"
 	       "mode: threads (handler threads resolve faults) or inline (the faulting thread, in\n"
-	       "its SIGBUS handler; latency rows then measure no handler at all); inline rows\n"
-	       "exist for the zero, file and latency workloads.\n"
+	       "its SIGBUS handler; latency rows then measure no handler at all; remote rows\n"
+	       "hand each fault to the handler threads and wait); inline rows exist for every\n"
+	       "workload but handle_* (the faulting thread is another process's).\n"
 	       "handle_* rows: a client process's faults served by `upagerd handle` (one thread per\n"
 	       "client), against the kernel mapping the same warm file; both fault columns are\n"
 	       "the client's getrusage counts, and the handler's latency is not measured.\n",
@@ -852,7 +853,7 @@ static void usage(FILE *f)
 		"  --upagerd PATH    the daemon the remote_* and handle_* workloads start (default\n"
 		"                    daemon/upagerd, as in the build tree)\n"
 		"  --mode M          threads, inline or both (default both): who resolves\n"
-		"                    upager's faults (inline: zero, file and latency rows)\n"
+		"                    upager's faults (inline: every row but handle_*)\n"
 		"  --no-table        JSON lines only\n");
 }
 
@@ -983,8 +984,7 @@ int main(int argc, char **argv)
 			int threads = w->random && w->kind != K_LATENCY ? o.threads[t] : 1;
 
 			for (int m = MODE_THREADS; m <= MODE_INLINE; m++) {
-				bool can = m == MODE_THREADS || w->kind == K_ZERO || w->kind == K_FILE ||
-					   w->kind == K_LATENCY;
+				bool can = m == MODE_THREADS || w->kind != K_HANDLE;
 
 				if (!o.modes[m] || !can)
 					continue;
