@@ -326,9 +326,10 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
  * fill_inline: posted to the pager's handlers (*qp), while the table slot
  * keeps the pager alive. WAIT: the caller lets go of the slot and waits
  * for the answer; FULL: every request is taken, nap and retry; RETRY as
- * fill_page's. A handler thread of the same pager (a callback touching a
- * region of its own pager) would wait for itself: CHAIN, the program's
- * SIGBUS, where the threaded mode would hang.
+ * fill_page's. A handler thread of the same pager would wait for itself:
+ * CHAIN, the program's SIGBUS. (Handler threads block SIGBUS, thread.c, so
+ * the kernel kills the process at such a fault first, unless a callback
+ * unblocked it.)
  */
 static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool is_write,
 		      struct upager__inline_req **qp)

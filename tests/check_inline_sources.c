@@ -7,7 +7,8 @@
  * recording its working set and for a page failing its checksum. Every byte from 1, 8 and 64 threads; a
  * callback's error is the program's SIGBUS at the address, or the default
  * action; a killed server is SIGBUS within the deadline; release and
- * destroy while threads wait for their fills; a callback that touches a
+ * destroy while threads wait for their fills; more waiters than request
+ * slots; a callback that touches a
  * region of its own pager (the process dies of SIGBUS: no hang).
  */
 #include "config.h"
@@ -601,6 +602,61 @@ START_TEST(test_destroy_while_waiting)
 }
 END_TEST
 
+/* More threads waiting than there are request slots (256): those without
+ * one nap and fault again; none is dropped, none hangs, every byte right.
+ * The first fill waits until every thread has started (and faulted, or is
+ * about to), so that the slots run out. */
+static atomic_bool all_started;
+
+static int slowish_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	(void)arg;
+	while (!atomic_load(&all_started))
+		usleep(1000);
+	usleep(200);
+	upt_fill(buf, len, off, SEED);
+	return 0;
+}
+
+START_TEST(test_more_waiters_than_slots)
+{
+	enum { N = 320 };
+	static struct waiter w[N];
+	static pthread_t th[N];
+	pthread_attr_t attr;
+	upager_source_t *cb;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p = inline_pager(1);
+	uint8_t *a;
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(upager_source_callback(slowish_fill, NULL, NULL, &cb), 0);
+	ck_assert_int_eq(upager_map(p, N * UPT_PAGE, cb, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a = upager_region_addr(r);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct waiter){ .page = a + (size_t)i * UPT_PAGE + 5,
+					.off = (size_t)i * UPT_PAGE + 5 };
+		ck_assert_int_eq(pthread_create(&th[i], &attr, wait_for_page, &w[i]), 0);
+	}
+	usleep(100 * 1000);
+	atomic_store(&all_started, true);
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(w[i].outcome == 1, "thread %d: outcome %d", i, w[i].outcome);
+	}
+	pthread_attr_destroy(&attr);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.pages_resident, N);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
+	upager_source_release(cb);
+}
+END_TEST
+
 /* ---- a callback touching memory of its own pager ---- */
 
 static uint8_t *other_page;
@@ -671,6 +727,7 @@ static Suite *make(void)
 	tc = upt_tcase(s, "races");
 	upt_add(tc, test_release_while_waiting, NEED, WHY);
 	upt_add(tc, test_destroy_while_waiting, NEED, WHY);
+	upt_add(tc, test_more_waiters_than_slots, NEED, WHY);
 	return s;
 }
 
