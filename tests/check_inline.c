@@ -57,79 +57,17 @@ static upager_t *inline_pager(void)
 
 /* ---- every byte, from many threads ---- */
 
-struct toucher {
-	uint8_t *base;
-	size_t npages, first, step;
-	unsigned seed; /* 0: zeros expected */
-	bool write;
-	long bad; /* first wrong byte's offset, or -1 */
-};
-
-static void *touch_pages(void *arg)
-{
-	struct toucher *t = arg;
-	const size_t ps = UPT_PAGE;
-
-	t->bad = -1;
-	/* A stride through the region: neighbours belong to other threads. */
-	for (size_t i = t->first; i < t->npages && t->bad < 0; i += t->step) {
-		uint8_t *pg = t->base + i * ps;
-		long at;
-
-		if (t->write) { /* a write fault first: the same byte back */
-			uint8_t v = t->seed ? upt_byte(i * ps + ps / 2, t->seed) : 0;
-
-			pg[ps / 2] = 0x5a;
-			pg[ps / 2] = v;
-		}
-		at = t->seed ? upt_check_pattern(pg, ps, i * ps, t->seed) : upt_check_zero(pg, ps);
-		if (at >= 0)
-			t->bad = (long)(i * ps) + at;
-	}
-	return NULL;
-}
-
 static void run_threads(upager_source_t *src, unsigned seed, unsigned nthreads)
 {
-	const size_t ps = UPT_PAGE, npages = 2048;
-	upager_t *p = inline_pager();
-	struct toucher t[64];
-	pthread_t th[64];
-	upager_region_t *r;
 	upager_stats_t st;
-	uint64_t faults;
 
-	ck_assert_int_eq(upager_map(p, npages * ps, src, &r), 0);
-	for (unsigned i = 0; i < nthreads; i++) {
-		t[i] = (struct toucher){ .base = upager_region_addr(r), .npages = npages,
-					 .first = i, .step = nthreads, .seed = seed,
-					 .write = i % 2 };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
-	}
-	for (unsigned i = 0; i < nthreads; i++) {
-		pthread_join(th[i], NULL);
-		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at offset %ld", i, t[i].bad);
-	}
-	/* Again, now that every page is there: no fault, same bytes. */
-	ck_assert_int_eq(upager_region_stats(r, &st), 0);
-	faults = st.faults;
-	t[0] = (struct toucher){ .base = upager_region_addr(r), .npages = npages, .first = 0,
-				 .step = 1, .seed = seed };
-	touch_pages(&t[0]);
-	ck_assert_int_eq(t[0].bad, -1);
-	ck_assert_int_eq(upager_region_stats(r, &st), 0);
-	ck_assert_uint_eq(st.faults, faults);
-	ck_assert_uint_eq(st.pages_resident, npages);
-	ck_assert_uint_eq(st.pages_filled, npages);
-	ck_assert_uint_ge(st.faults, 1);
+	upt_inline_every_byte(src, seed, 2048 * UPT_PAGE, 2048, nthreads, UPAGER_ADV_NORMAL, &st);
+	/* Filled in the faulting thread: a latency sample for every fault. */
 	ck_assert_uint_eq(st.lat_samples, st.faults);
 	/* One thread reads in order: its windows double up to 256 pages
 	 * (1 + 2 + ... + 128 + 7 x 256 = 2047: 15 faults, and the last page). */
 	if (nthreads == 1)
 		ck_assert_uint_le(st.faults, 16);
-	ck_assert_uint_eq(st.fill_errors, 0);
-	ck_assert_int_eq(upager_release(r), 0);
-	ck_assert_int_eq(upager_destroy(p), 0);
 }
 
 static void run_zero(unsigned nthreads)

@@ -58,85 +58,13 @@ static uint64_t now_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* ---- every byte, from many threads ---- */
+/* ---- every byte, from many threads (tests/helpers.c) ---- */
 
-struct toucher {
-	uint8_t *base;
-	size_t npages, first, step, len; /* len: bytes of the pattern, zeros after */
-	bool write;
-	long bad; /* first wrong byte's offset, or -1 */
-};
-
-static void *touch_pages(void *arg)
-{
-	struct toucher *t = arg;
-	const size_t ps = UPT_PAGE;
-
-	t->bad = -1;
-	for (size_t i = t->first; i < t->npages && t->bad < 0; i += t->step) {
-		uint8_t *pg = t->base + i * ps;
-		size_t off = i * ps, data = off >= t->len ? 0 : t->len - off < ps ? t->len - off : ps;
-		long at;
-
-		if (t->write) { /* a write fault first: the same byte back */
-			uint8_t v = ps / 2 < data ? upt_byte(off + ps / 2, SEED) : 0;
-			pg[ps / 2] = 0x5a;
-			pg[ps / 2] = v;
-		}
-		at = upt_check_pattern(pg, data, off, SEED);
-		if (at < 0 && data < ps)
-			at = upt_check_zero(pg + data, ps - data) >= 0
-				     ? (long)data + upt_check_zero(pg + data, ps - data)
-				     : -1;
-		if (at >= 0)
-			t->bad = (long)off + at;
-	}
-	return NULL;
-}
-
-/* Maps src (len bytes of pattern, NPAGES pages) and reads it back from
- * nthreads threads, every byte, then once more without a fault. */
 static void run_threads(upager_source_t *src, size_t len, unsigned nthreads, int advice)
 {
-	const size_t ps = UPT_PAGE;
-	upager_t *p = inline_pager(1);
-	struct toucher t[64];
-	pthread_t th[64];
-	upager_region_t *r;
 	upager_stats_t st;
-	uint64_t faults;
 
-	ck_assert_ptr_nonnull(p);
-	ck_assert_int_eq(upager_map(p, NPAGES * ps, src, &r), 0);
-	ck_assert_int_eq(upager_region_advise(r, advice), 0);
-	for (unsigned i = 0; i < nthreads; i++) {
-		t[i] = (struct toucher){ .base = upager_region_addr(r), .npages = NPAGES,
-					 .first = i, .step = nthreads, .len = len,
-					 .write = i % 2 };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
-	}
-	for (unsigned i = 0; i < nthreads; i++) {
-		pthread_join(th[i], NULL);
-		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at offset %ld", i, t[i].bad);
-	}
-	ck_assert_int_eq(upager_region_stats(r, &st), 0);
-	faults = st.faults;
-	t[0] = (struct toucher){ .base = upager_region_addr(r), .npages = NPAGES, .first = 0,
-				 .step = 1, .len = len };
-	touch_pages(&t[0]);
-	ck_assert_int_eq(t[0].bad, -1);
-	ck_assert_int_eq(upager_region_stats(r, &st), 0);
-	ck_assert_uint_eq(st.faults, faults);
-	ck_assert_uint_eq(st.pages_resident, NPAGES);
-	ck_assert_uint_eq(st.pages_filled, NPAGES);
-	ck_assert_uint_ge(st.faults, 1);
-	/* A fill's latency, as in threads mode: a fault that joined another's
-	 * fill in flight has none of its own. */
-	ck_assert_uint_ge(st.lat_samples, 1);
-	ck_assert_uint_le(st.lat_samples, st.faults);
-	ck_assert_uint_eq(st.fill_errors, 0);
-	ck_assert_int_eq(upager_release(r), 0);
-	ck_assert_int_eq(upager_destroy(p), 0);
+	upt_inline_every_byte(src, SEED, len, NPAGES, nthreads, advice, &st);
 }
 
 /* ---- callback ---- */
@@ -221,43 +149,36 @@ static void install_prog_handler(void)
 
 /* ---- snapshot ---- */
 
-static void run_snapshot(unsigned nthreads)
-{
-	const size_t len = NPAGES * UPT_PAGE;
-	char path[] = "/tmp/upager-inline-snap-XXXXXX";
-	upager_source_t *s;
-	uint64_t slen = 0;
-	uint8_t *a;
-	int fd = mkstemp(path);
-
-	ck_assert_int_ge(fd, 0);
-	close(fd);
-	a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(a, MAP_FAILED);
-	upt_fill(a, len, 0, SEED);
-	ck_assert_int_eq(upager_snapshot_save(a, len, path), 0);
-	munmap(a, len);
-	ck_assert_int_eq(upager_source_snapshot(path, &slen, &s), 0);
-	unlink(path);
-	ck_assert_uint_eq(slen, len);
-	run_threads(s, len, nthreads, UPAGER_ADV_NORMAL);
-	upager_source_release(s);
-}
-
-/* A small snapshot of the pattern at path (pages of it); 0 or -errno. */
+/* A snapshot of the pattern at path (pages of it, made from the template
+ * path); 0 or -errno. */
 static int save_snapshot(char *path, size_t pages)
 {
 	const size_t len = pages * UPT_PAGE;
 	uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int fd = mkstemp(path), ret;
 
+	if (fd >= 0)
+		close(fd);
 	if (fd < 0 || a == MAP_FAILED)
 		return -EIO;
-	close(fd);
 	upt_fill(a, len, 0, SEED);
 	ret = upager_snapshot_save(a, len, path);
 	munmap(a, len);
 	return ret;
+}
+
+static void run_snapshot(unsigned nthreads)
+{
+	char path[] = "/tmp/upager-inline-snap-XXXXXX";
+	upager_source_t *s;
+	uint64_t slen = 0;
+
+	ck_assert_int_eq(save_snapshot(path, NPAGES), 0);
+	ck_assert_int_eq(upager_source_snapshot(path, &slen, &s), 0);
+	unlink(path);
+	ck_assert_uint_eq(slen, NPAGES * UPT_PAGE);
+	run_threads(s, NPAGES * UPT_PAGE, nthreads, UPAGER_ADV_NORMAL);
+	upager_source_release(s);
 }
 
 /* Stored pages are filled in the faulting thread (raw: a pread and a CRC),
