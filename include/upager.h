@@ -93,8 +93,8 @@ typedef struct upager_options {
  *   fills and places the page (every source; kernel-mode accesses such as
  *   read(2) into an untouched page are served too).
  * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
- *   upager installs once per process (UFFD_FEATURE_SIGBUS; -ENOTSUP from
- *   upager_create without it). Zero and file sources only (upager_reserve
+ *   upager installs once per process (UFFD_FEATURE_SIGBUS and the UNMAP and
+ *   REMAP events; -ENOTSUP from upager_create without them). Zero and file sources only (upager_reserve
  *   of another source: -ENOTSUP); a random fault fills its page alone,
  *   sequential faults a growing window (no readahead). Limits: a system
  *   call that touches an untouched page fails with EFAULT (call

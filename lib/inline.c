@@ -188,7 +188,7 @@ static int fail_to_program(void *arg, uintptr_t page)
 	return 0;
 }
 
-enum { RETRY, CHAIN };
+enum { RETRY, CHAIN, GONE /* retry, within a bound (see gone_at) */ };
 
 /*
  * The fault at addr of the region held in hit: fills and places its page.
@@ -271,6 +271,8 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		 * finds what is there now. Anything else is our failure. */
 		if (err < 0 && err != -EAGAIN && err != -ENOENT && err != -EFAULT)
 			ret = CHAIN;
+		else if (err == -ENOENT || err == -EFAULT)
+			ret = GONE;
 	} else {
 		UPAGER__ADD(&p->st, fill_errors, 1);
 		UPAGER__ADD(&r->st, fill_errors, 1);
@@ -287,7 +289,7 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	upager__region_inline_leave(r, epoch);
 	if (bi != NBUFS)
 		buf_put(bi);
-	if (ret == RETRY) {
+	if (ret != CHAIN) {
 		uint64_t ns = upager__now_ns() - t0;
 
 		upager__lat_record(&p->st, ns);
@@ -307,6 +309,30 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
  */
 static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
 
+/*
+ * Where this thread's copies met the range not registered (ENOENT, EFAULT),
+ * and since when. The mapping it found is being taken out of the table, and
+ * the retried access finds what is there now; but a copy the kernel can
+ * never take there (a window over VMAs the program split, a mapping the
+ * table still holds that the kernel does not) would retry for ever: past
+ * UPAGER__INLINE_MISS_WAIT_NS at one address, the fault is the program's.
+ */
+static __thread uintptr_t gone_at __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gone_since __attribute__((tls_model("initial-exec")));
+
+static int gone_bounded(uintptr_t addr)
+{
+	if (gone_at != addr) {
+		gone_at = addr;
+		gone_since = upager__now_ns();
+		return RETRY;
+	}
+	if (upager__now_ns() - gone_since < UPAGER__INLINE_MISS_WAIT_NS)
+		return RETRY;
+	gone_at = 0;
+	return CHAIN;
+}
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	struct upager__inline_hit hit;
@@ -320,6 +346,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			last_miss = 0;
 			ret = fill_page(&hit, addr, write_fault(uc));
 			upager__inline_leave(&hit);
+			if (ret == GONE)
+				ret = gone_bounded(addr);
+			else if (ret == RETRY)
+				gone_at = 0;
 		} else if (last_miss != addr) {
 			last_miss = addr;
 			ret = RETRY;
