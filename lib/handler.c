@@ -93,14 +93,17 @@ static void read_messages(struct upager__handler *h, bool spinning)
 			return;
 		/* Open before the read: from the moment the kernel lets the
 		 * munmap go on, a region registered elsewhere waits for us. */
-		if (p->inline_faults)
-			upager__inline_events_begin();
+		if (p->inline_faults && !upager__inline_events_begin(p)) {
+			pthread_mutex_unlock(&p->ev_lock);
+			h->uffd_ready = false;
+			break;
+		}
 		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
 			events = upager__events_note(h, msgs, (size_t)n);
 		pthread_mutex_unlock(&p->ev_lock);
 		if (p->inline_faults && !events)
-			upager__inline_events_end();
+			upager__inline_events_end(p);
 		/*
 		 * Events apply in the order the kernel gave them: first those
 		 * other handlers read before. mremap sends REMAP and then an
@@ -138,7 +141,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		if (events)
 			upager__events_handled(h);
 		if (p->inline_faults && events)
-			upager__inline_events_end();
+			upager__inline_events_end(p);
 		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}

@@ -238,6 +238,9 @@ struct upager {
 	uint64_t spin_ns;
 	uint64_t handler_cpus;
 	bool inline_faults; /* UPAGER_FAULT_INLINE: faults come as SIGBUS (inline.c) */
+	/* Inline fills of this pager running, and its handlers reading or
+	 * applying events: no fill starts then (inline_table.c). */
+	atomic_uint inline_fills, inline_closed;
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;
