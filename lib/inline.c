@@ -101,9 +101,12 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	struct sigaction h = prev;
 	sigset_t mask, old;
 
-	if (!(h.sa_flags & SA_SIGINFO) && h.sa_handler == SIG_IGN && si->si_code <= 0)
+	/* SIG_IGN and SIG_DFL whatever the flags: SA_SIGINFO stays with SIG_DFL
+	 * after an SA_RESETHAND handler ran (sa_handler and sa_sigaction share
+	 * their bytes: calling it called address 0 or 1). */
+	if (h.sa_handler == SIG_IGN && si->si_code <= 0)
 		return; /* sent, and ignored, as without upager */
-	if (!(h.sa_flags & SA_SIGINFO) && (h.sa_handler == SIG_DFL || h.sa_handler == SIG_IGN))
+	if (h.sa_handler == SIG_DFL || h.sa_handler == SIG_IGN)
 		die(si); /* the kernel does not let a fault's SIGBUS be ignored either */
 	if (h.sa_flags & SA_RESETHAND) {
 		memset(&prev, 0, sizeof(prev));

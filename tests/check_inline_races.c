@@ -246,6 +246,61 @@ END_TEST
 START_TEST(test_mremap_inline_over_inline_fill) { check_mremap_over(UPAGER_FAULT_INLINE); }
 END_TEST
 
+/* ---- finding 5: SIG_DFL/SIG_IGN with SA_SIGINFO in the flags ---- */
+
+/*
+ * The kernel leaves SIG_DFL with SA_SIGINFO after an SA_SIGINFO |
+ * SA_RESETHAND handler ran, and sigaction() accepts SIG_IGN or SIG_DFL with
+ * it: the disposition is still the default or ignore. upager's chain called
+ * sa_sigaction, address 1 or 0 (the child died of SIGSEGV).
+ */
+static void child_disposition_siginfo(void *arg)
+{
+	bool ignore = *(bool *)arg;
+	const size_t ps = UPT_PAGE;
+	struct sigaction sa = { .sa_flags = SA_SIGINFO };
+	upager_t *p;
+	char *m;
+	int fd;
+
+	sa.sa_handler = ignore ? SIG_IGN : SIG_DFL;
+	sigaction(SIGBUS, &sa, NULL);
+	p = make_pager(UPAGER_FAULT_INLINE);
+	(void)p;
+	alarm(10);
+	if (ignore) {
+		kill(getpid(), SIGBUS); /* ignored, as without upager */
+		_exit(0);
+	}
+	/* a mapping past the end of its file: the kernel's SIGBUS, not upager's */
+	fd = open(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", O_TMPFILE | O_RDWR, 0600);
+	m = mmap(NULL, ps, PROT_READ, MAP_SHARED, fd, 0);
+	if (fd < 0 || m == MAP_FAILED)
+		_exit(10);
+	(void)*(volatile char *)m;
+	_exit(11);
+}
+
+START_TEST(test_ignored_with_siginfo)
+{
+	bool ignore = true;
+	int st = upt_child(child_disposition_siginfo, &ignore, 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x%s", st,
+		      WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
+}
+END_TEST
+
+START_TEST(test_default_with_siginfo)
+{
+	bool ignore = false;
+	int st = upt_child(child_disposition_siginfo, &ignore, 20);
+
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "child status %#x %s", st,
+		      WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("inline_races");
@@ -261,6 +316,9 @@ static Suite *make(void)
 		upt_add(tc, test_mremap_over_inline_fill, NEED, WHY);
 		upt_add(tc, test_mremap_inline_over_inline_fill, NEED, WHY);
 	}
+	tc = upt_tcase(s, "signals");
+	upt_add(tc, test_ignored_with_siginfo, NEED, WHY);
+	upt_add(tc, test_default_with_siginfo, NEED, WHY);
 	return s;
 }
 
