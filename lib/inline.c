@@ -370,6 +370,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 static void forget_in_child(void)
 {
 	upager__inline_forget();
+	upager__region_inline_forget();
 	atomic_store(&bufs_free, ~0ull);
 	pthread_mutex_init(&install_lock, NULL);
 }

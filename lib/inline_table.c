@@ -270,6 +270,7 @@ void upager__inline_forget(void)
 	memset(slots, 0, sizeof(slots));
 	atomic_store(&used, 0);
 	atomic_store(&events_open, 0);
+	atomic_store(&table_seq, 0); /* odd if a sync ran: every miss waited 2 s */
 	pthread_mutex_init(&writer_lock, NULL);
 }
 

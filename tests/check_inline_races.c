@@ -301,6 +301,114 @@ START_TEST(test_default_with_siginfo)
 }
 END_TEST
 
+/* ---- finding 4: fork in the middle of a decommit's drain ---- */
+
+/*
+ * A thread of the parent is in upager_decommit's drain (which waits for
+ * inline fills under a process-wide lock) when another forks: the child's
+ * own inline pager's decommit waited for that lock for ever (7 children of
+ * 100 in the review's probe).
+ */
+#define DRAIN_PAGES 256
+static upager_region_t *drain_region;
+static atomic_bool drain_stop;
+static __thread sigjmp_buf drain_jb;
+
+static void drain_on_segv(int sig)
+{
+	(void)sig;
+	siglongjmp(drain_jb, 1);
+}
+
+static void *drain_faulter(void *arg)
+{
+	volatile uint8_t *a = upager_region_addr(drain_region);
+
+	(void)arg;
+	while (!atomic_load(&drain_stop))
+		for (size_t i = 0; i < DRAIN_PAGES && !atomic_load(&drain_stop); i++) {
+			if (sigsetjmp(drain_jb, 1))
+				break; /* decommitted under us: PROT_NONE */
+			(void)a[i * UPT_PAGE];
+		}
+	return NULL;
+}
+
+static void *drain_decommitter(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&drain_stop)) {
+		upager_decommit(drain_region, 0, DRAIN_PAGES * UPT_PAGE);
+		upager_commit(drain_region, 0, DRAIN_PAGES * UPT_PAGE);
+	}
+	return NULL;
+}
+
+static void grandchild_decommit(void)
+{
+	upager_t *p;
+	upager_source_t *z;
+	upager_region_t *r;
+
+	signal(SIGALRM, SIG_DFL); /* Check's handler would kill the group */
+	alarm(3);                 /* hung: killed by SIGALRM */
+	p = make_pager(UPAGER_FAULT_INLINE);
+	if (upager_source_zero(&z) < 0 || upager_map(p, 16 * UPT_PAGE, z, &r) < 0)
+		_exit(10);
+	(void)*(volatile uint8_t *)upager_region_addr(r);
+	_exit(upager_decommit(r, 0, 16 * UPT_PAGE) == 0 ? 0 : 11);
+}
+
+static void child_fork_in_drain(void *arg)
+{
+	struct sigaction sa = { .sa_handler = drain_on_segv, .sa_flags = SA_NODEFER };
+	char path[256];
+	int fd = upt_tmpfile(DRAIN_PAGES * UPT_PAGE, 47, path, sizeof(path)), hung = 0;
+	upager_t *p;
+	upager_source_t *f;
+	pthread_t t1, t2;
+
+	(void)arg;
+	sigaction(SIGSEGV, &sa, NULL);
+	p = make_pager(UPAGER_FAULT_INLINE);
+	if (fd < 0 || upager_source_file(fd, 0, &f) < 0 ||
+	    upager_map(p, DRAIN_PAGES * UPT_PAGE, f, &drain_region) < 0 ||
+	    upager_region_advise(drain_region, UPAGER_ADV_SEQUENTIAL) < 0)
+		_exit(10); /* 1 MiB windows: fills long enough to drain */
+	pthread_create(&t1, NULL, drain_faulter, NULL);
+	pthread_create(&t2, NULL, drain_decommitter, NULL);
+	for (int k = 0; k < 150 && !hung; k++) {
+		int st;
+		pid_t pid;
+
+		usleep(1000 + k % 7 * 130);
+		pid = fork();
+		if (pid == 0)
+			grandchild_decommit();
+		if (pid < 0 || waitpid(pid, &st, 0) != pid)
+			_exit(12);
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) {
+			fprintf(stderr, "fork %d: the child's decommit hung (3 s)\n", k);
+			hung = 1;
+		} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "fork %d: child status %#x\n", k, st);
+			hung = 2;
+		}
+	}
+	atomic_store(&drain_stop, true);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	_exit(hung);
+}
+
+START_TEST(test_fork_in_decommit_drain)
+{
+	int st = upt_child(child_fork_in_drain, NULL, 50);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("inline_races");
@@ -319,6 +427,8 @@ static Suite *make(void)
 	tc = upt_tcase(s, "signals");
 	upt_add(tc, test_ignored_with_siginfo, NEED, WHY);
 	upt_add(tc, test_default_with_siginfo, NEED, WHY);
+	tc = upt_tcase(s, "fork");
+	upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
 	return s;
 }
 
