@@ -102,7 +102,8 @@ typedef struct upager_options {
  *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
  *   errors, go to the handler the program had installed (upager_create(3)).
  *   At most 1000 inline mappings in the process (upager_reserve: -ENOSPC),
- *   of a table of 1024 that keeps room for munmap's splits and mremap.
+ *   of a table of 65536 that keeps room for munmap's splits and mremap
+ *   (more than vm.max_map_count's default 65530 mappings a process).
  */
 #define UPAGER_FAULT_THREADS 0u
 #define UPAGER_FAULT_INLINE  1u

@@ -267,7 +267,7 @@ void upager__inline_forget(void)
 	 * (MADV_DONTFORK) and their uffds are the parent's: a slot found here
 	 * would copy into the parent's memory. A parent thread may have been
 	 * inside the writer lock or a fill at the fork: nothing of that goes on. */
-	memset(slots, 0, sizeof(slots));
+	memset(slots, 0, atomic_load(&used) * sizeof(slots[0])); /* the rest is untouched */
 	atomic_store(&used, 0);
 	atomic_store(&events_open, 0);
 	atomic_store(&table_seq, 0); /* odd if a sync ran: every miss waited 2 s */

@@ -8,11 +8,14 @@
 
 #include "upager-int.h"
 
-/* Mappings of every inline pager in the process, together. */
-#define UPAGER__INLINE_SLOTS 1024
-/* upager_reserve stops here: the rest is for the mappings a munmap splits
- * a region into and for mremap's moves, which must always find a slot
- * (without one their faults would be the program's SIGBUS). */
+/* Mappings of every inline pager in the process, together: more than the
+ * kernel lets a process map by default (vm.max_map_count, 65530), so the
+ * mappings a munmap splits regions into and mremap's moves always find a
+ * slot (without one their faults would be the program's SIGBUS; 1024 slots
+ * were too few for one region split 1025 times). Static, zero until used:
+ * it costs the pages of the slots in use (56 bytes each). */
+#define UPAGER__INLINE_SLOTS 65536
+/* upager_reserve stops here: every fault scans the slots in use. */
 #define UPAGER__INLINE_RESERVE_MAX 1000
 
 /* What a lookup found; held (the slot cannot change) until leave. */

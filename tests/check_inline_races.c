@@ -409,6 +409,53 @@ START_TEST(test_fork_in_decommit_drain)
 }
 END_TEST
 
+/* ---- finding 3: one region split into more mappings than 1024 ---- */
+
+/*
+ * upager_reserve stops at 1000 inline regions, but the program's munmap
+ * splits a region into as many mappings as it likes (up to the kernel's
+ * vm.max_map_count): every other page of a 2200-page region unmapped
+ * leaves 1100. The table held 1024: the faults of the rest were the
+ * program's SIGBUS.
+ */
+static void child_split_many(void *arg)
+{
+	const size_t ps = UPT_PAGE, n = 2200;
+	upager_t *p = make_pager(UPAGER_FAULT_INLINE);
+	char path[256];
+	int fd = upt_tmpfile(n * ps, 53, path, sizeof(path));
+	upager_source_t *f;
+	upager_region_t *r;
+	upager_stats_t st;
+	uint8_t *a;
+
+	(void)arg;
+	if (fd < 0 || upager_source_file(fd, 0, &f) < 0 || upager_map(p, n * ps, f, &r) < 0 ||
+	    upager_region_advise(r, UPAGER_ADV_RANDOM) < 0)
+		_exit(10);
+	a = upager_region_addr(r);
+	for (size_t i = 1; i < n; i += 2)
+		if (munmap(a + i * ps, ps) < 0)
+			_exit(11);
+	for (size_t i = 0; i < n; i += 2)
+		if (upt_check_pattern(a + i * ps, ps, i * ps, 53) >= 0) {
+			fprintf(stderr, "page %zu: wrong bytes\n", i);
+			_exit(12);
+		}
+	if (upager_region_stats(r, &st) < 0 || st.pages_filled != n / 2)
+		_exit(13);
+	_exit(0);
+}
+
+START_TEST(test_split_past_table)
+{
+	int st = upt_child(child_split_many, NULL, 50);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x %s", st,
+		      WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("inline_races");
@@ -427,6 +474,8 @@ static Suite *make(void)
 	tc = upt_tcase(s, "signals");
 	upt_add(tc, test_ignored_with_siginfo, NEED, WHY);
 	upt_add(tc, test_default_with_siginfo, NEED, WHY);
+	tc = upt_tcase(s, "table");
+	upt_add(tc, test_split_past_table, NEED, WHY);
 	tc = upt_tcase(s, "fork");
 	upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
 	return s;
