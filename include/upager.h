@@ -100,7 +100,10 @@ typedef struct upager_options {
  *   call that touches an untouched page fails with EFAULT (call
  *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
  *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
- *   errors, go to the handler the program had installed (upager_create(3)).
+ *   errors, go to the handler the program had installed (upager_create(3)),
+ *   and so do faults at registered addresses in no region (the old range
+ *   of an mremap with MREMAP_DONTUNMAP, the part an mremap grows a region
+ *   by), which the threaded mode zero-fills.
  *   At most 1000 inline mappings in the process (upager_reserve: -ENOSPC),
  *   of a table of 65536 that keeps room for munmap's splits and mremap
  *   (more than vm.max_map_count's default 65530 mappings a process).

@@ -456,6 +456,88 @@ START_TEST(test_split_past_table)
 }
 END_TEST
 
+/* ---- finding 7: registered addresses in no mapping (a documented limit) ---- */
+
+/*
+ * The old range of an mremap(MREMAP_DONTUNMAP), and the part an mremap
+ * grows a region by in place, stay registered but belong to no mapping.
+ * The threaded mode zero-fills their faults; an inline pager's handler
+ * cannot tell whose uffd registered them (a zero page placed there could
+ * be a moved page whose REMAP is not read yet), so the fault is the
+ * program's SIGBUS at its exact address (upager_create(3), Limits). The
+ * test holds that: the program's handler sees BUS_ADRERR at the address,
+ * nothing hangs, no byte is made up.
+ */
+static volatile void *limit_addr;
+static volatile int limit_code;
+static sigjmp_buf limit_jb;
+
+static void limit_on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	limit_addr = si->si_addr;
+	limit_code = si->si_code;
+	siglongjmp(limit_jb, 1);
+}
+
+static void child_no_mapping(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	bool grow = *(bool *)arg;
+	struct sigaction sa = { .sa_sigaction = limit_on_sigbus, .sa_flags = SA_SIGINFO };
+	upager_source_t *z;
+	upager_region_t *r;
+	upager_t *p;
+	uint8_t *a, *b, *probe;
+
+	sigaction(SIGBUS, &sa, NULL); /* before the first inline pager */
+	p = make_pager(UPAGER_FAULT_INLINE);
+	if (upager_source_zero(&z) < 0 || upager_map(p, 32 * ps, z, &r) < 0)
+		_exit(10);
+	a = upager_region_addr(r);
+	if (grow) {
+		/* the top half unmapped (out of the region), then grown back
+		 * in place: a + 16 pages on are registered, in no mapping */
+		if (munmap(a + 16 * ps, 16 * ps) < 0)
+			_exit(11);
+		if (mremap(a, 16 * ps, 32 * ps, 0) != (void *)a)
+			_exit(77); /* taken meanwhile: nothing tested */
+		probe = a + 20 * ps;
+		if (a[0] != 0) /* the region itself still fills */
+			_exit(12);
+	} else {
+		b = mremap(a, 16 * ps, 16 * ps, MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+		if (b == MAP_FAILED)
+			_exit(77); /* kernel without MREMAP_DONTUNMAP */
+		if (b[0] != 0 || b[5 * ps] != 0) /* the moved region fills */
+			_exit(12);
+		probe = a + 3 * ps; /* the old range */
+	}
+	alarm(10);
+	if (sigsetjmp(limit_jb, 1) == 0) {
+		(void)*(volatile uint8_t *)probe;
+		_exit(13); /* read something: zero-filled, the limit is gone */
+	}
+	if (limit_addr != (void *)probe || limit_code != BUS_ADRERR)
+		_exit(14);
+	_exit(0);
+}
+
+static void check_no_mapping(bool grow)
+{
+	int st = upt_child(child_no_mapping, &grow, 30);
+
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		return; /* could not arrange it here */
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+
+START_TEST(test_dontunmap_old_range_sigbus) { check_no_mapping(false); }
+END_TEST
+START_TEST(test_grown_part_sigbus) { check_no_mapping(true); }
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("inline_races");
@@ -476,6 +558,8 @@ static Suite *make(void)
 	upt_add(tc, test_default_with_siginfo, NEED, WHY);
 	tc = upt_tcase(s, "table");
 	upt_add(tc, test_split_past_table, NEED, WHY);
+	upt_add(tc, test_dontunmap_old_range_sigbus, NEED, WHY);
+	upt_add(tc, test_grown_part_sigbus, NEED, WHY);
 	tc = upt_tcase(s, "fork");
 	upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
 	return s;
