@@ -35,17 +35,9 @@
 #include "handler.h"
 #include "inline_table.h"
 #include "prefetch.h"
+#include "spin.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
 
 static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 {
@@ -283,7 +275,7 @@ static void spin(struct upager__handler *h)
 		read_messages(h, true);
 		if (h->nbacklog)
 			return;
-		cpu_relax();
+		upager__cpu_relax();
 	}
 }
 
