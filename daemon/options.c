@@ -56,6 +56,11 @@ static const struct setting {
 	{ "read-timeout", B, K_LONG, offsetof(struct options, read_timeout), 0, 1, 3600, 10,
 	  "S  close a client whose frame (handle: handshake) takes longer than S\n"
 	  "                        seconds (default 10)" },
+	{ "spin-us", H, K_LONG, offsetof(struct options, spin_us), 0, 0, 1000000, 0,
+	  "US      after serving a fault, poll the client's userfaultfd for US more\n"
+	  "                        microseconds before sleeping: a fault that comes\n"
+	  "                        meanwhile costs no wakeup, at the price of a busy\n"
+	  "                        CPU per busy client (default 0: never spin)" },
 	{ "stats-interval", S, K_LONG, offsetof(struct options, stats_interval), 0, 0, 86400, 0,
 	  "S log a stats line every S seconds (default 0: only on SIGUSR1)" },
 	{ "ready-fd", B, K_LONG, offsetof(struct options, ready_fd), 0, -1, 65535, -1,

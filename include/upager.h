@@ -93,9 +93,10 @@ typedef struct upager_options {
  *   fills and places the page (every source; kernel-mode accesses such as
  *   read(2) into an untouched page are served too).
  * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
- *   upager installs once per process (UFFD_FEATURE_SIGBUS; -ENOTSUP from
- *   upager_create without it). Zero, file and snapshot sources fill in the
- *   handler (a random fault fills its page alone, sequential faults a
+ *   upager installs once per process (UFFD_FEATURE_SIGBUS and the UNMAP and
+ *   REMAP events; -ENOTSUP from upager_create without them). Zero, file and
+ *   snapshot sources fill in the handler (a random fault fills its page
+ *   alone, sequential faults a
  *   growing window, no readahead); callback and remote sources, and a
  *   snapshot recording its working set or a page failing its checksum, hand
  *   the fault to the pager's handler threads, which fill it as in THREADS mode
@@ -105,9 +106,13 @@ typedef struct upager_options {
  *   call that touches an untouched page fails with EFAULT (call
  *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
  *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
- *   errors, go to the handler the program had installed (upager_create(3)).
+ *   errors, go to the handler the program had installed (upager_create(3)),
+ *   and so do faults at registered addresses in no region (the old range
+ *   of an mremap with MREMAP_DONTUNMAP, the part an mremap grows a region
+ *   by), which the threaded mode zero-fills.
  *   At most 1000 inline mappings in the process (upager_reserve: -ENOSPC),
- *   of a table of 1024 that keeps room for munmap's splits and mremap.
+ *   of a table of 65536 that keeps room for munmap's splits and mremap
+ *   (more than vm.max_map_count's default 65530 mappings a process).
  */
 #define UPAGER_FAULT_THREADS 0u
 #define UPAGER_FAULT_INLINE  1u

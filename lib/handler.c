@@ -36,17 +36,9 @@
 #include "inline_queue.h"
 #include "inline_table.h"
 #include "prefetch.h"
+#include "spin.h"
 
 enum { TAG_UFFD = 1, TAG_WAKE = 2, TAG_IGNORE = UPAGER__TAG_IGNORE };
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
 
 static void arm_poll(struct upager__handler *h, int fd, uint64_t tag)
 {
@@ -94,14 +86,17 @@ static void read_messages(struct upager__handler *h, bool spinning)
 			return;
 		/* Open before the read: from the moment the kernel lets the
 		 * munmap go on, a region registered elsewhere waits for us. */
-		if (p->inline_faults)
-			upager__inline_events_begin();
+		if (p->inline_faults && !upager__inline_events_begin(p)) {
+			pthread_mutex_unlock(&p->ev_lock);
+			h->uffd_ready = false;
+			break;
+		}
 		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
 			events = upager__events_note(h, msgs, (size_t)n);
 		pthread_mutex_unlock(&p->ev_lock);
 		if (p->inline_faults && !events)
-			upager__inline_events_end();
+			upager__inline_events_end(p);
 		/*
 		 * Events apply in the order the kernel gave them: first those
 		 * other handlers read before. mremap sends REMAP and then an
@@ -139,7 +134,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		if (events)
 			upager__events_handled(h);
 		if (p->inline_faults && events)
-			upager__inline_events_end();
+			upager__inline_events_end(p);
 		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}
@@ -292,7 +287,7 @@ static void spin(struct upager__handler *h)
 		read_messages(h, true);
 		if (h->nbacklog || atomic_load(&p->inline_posted))
 			return;
-		cpu_relax();
+		upager__cpu_relax();
 	}
 }
 

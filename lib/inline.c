@@ -111,9 +111,12 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	struct sigaction h = prev;
 	sigset_t mask, old;
 
-	if (!(h.sa_flags & SA_SIGINFO) && h.sa_handler == SIG_IGN && si->si_code <= 0)
+	/* SIG_IGN and SIG_DFL whatever the flags: SA_SIGINFO stays with SIG_DFL
+	 * after an SA_RESETHAND handler ran (sa_handler and sa_sigaction share
+	 * their bytes: calling it called address 0 or 1). */
+	if (h.sa_handler == SIG_IGN && si->si_code <= 0)
 		return; /* sent, and ignored, as without upager */
-	if (!(h.sa_flags & SA_SIGINFO) && (h.sa_handler == SIG_DFL || h.sa_handler == SIG_IGN))
+	if (h.sa_handler == SIG_DFL || h.sa_handler == SIG_IGN)
 		die(si); /* the kernel does not let a fault's SIGBUS be ignored either */
 	if (h.sa_flags & SA_RESETHAND) {
 		memset(&prev, 0, sizeof(prev));
@@ -198,7 +201,7 @@ static int fail_to_program(void *arg, uintptr_t page)
 	return 0;
 }
 
-enum { RETRY, CHAIN, WAIT, FULL, POST };
+enum { RETRY, CHAIN, WAIT, FULL, POST, GONE /* retry, within a bound (see gone_at) */ };
 
 static void count_fault(upager_t *p, upager_region_t *r, bool write)
 {
@@ -296,6 +299,8 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		 * finds what is there now. Anything else is our failure. */
 		if (err < 0 && err != -EAGAIN && err != -ENOENT && err != -EFAULT)
 			ret = CHAIN;
+		else if (err == -ENOENT || err == -EFAULT)
+			ret = GONE;
 	} else {
 		UPAGER__ADD(&p->st, fill_errors, 1);
 		UPAGER__ADD(&r->st, fill_errors, 1);
@@ -312,7 +317,7 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	upager__region_inline_leave(r, epoch);
 	if (bi != NBUFS)
 		buf_put(bi);
-	if (ret == RETRY) {
+	if (ret != CHAIN) {
 		uint64_t ns = upager__now_ns() - t0;
 
 		upager__lat_record(&p->st, ns);
@@ -370,6 +375,30 @@ static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool
  */
 static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
 
+/*
+ * Where this thread's copies met the range not registered (ENOENT, EFAULT),
+ * and since when. The mapping it found is being taken out of the table, and
+ * the retried access finds what is there now; but a copy the kernel can
+ * never take there (a window over VMAs the program split, a mapping the
+ * table still holds that the kernel does not) would retry for ever: past
+ * UPAGER__INLINE_MISS_WAIT_NS at one address, the fault is the program's.
+ */
+static __thread uintptr_t gone_at __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gone_since __attribute__((tls_model("initial-exec")));
+
+static int gone_bounded(uintptr_t addr)
+{
+	if (gone_at != addr) {
+		gone_at = addr;
+		gone_since = upager__now_ns();
+		return RETRY;
+	}
+	if (upager__now_ns() - gone_since < UPAGER__INLINE_MISS_WAIT_NS)
+		return RETRY;
+	gone_at = 0;
+	return CHAIN;
+}
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	struct upager__inline_hit hit;
@@ -399,6 +428,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 				upager__inline_req_nap();
 				ret = RETRY;
 			}
+			if (ret == GONE)
+				ret = gone_bounded(addr);
+			else if (ret == RETRY)
+				gone_at = 0;
 		} else if (last_miss != addr) {
 			last_miss = addr;
 			ret = RETRY;
@@ -417,6 +450,7 @@ static void forget_in_child(void)
 {
 	upager__inline_forget();
 	upager__inline_req_forget();
+	upager__region_inline_forget();
 	atomic_store(&bufs_free, ~0ull);
 	pthread_mutex_init(&install_lock, NULL);
 }

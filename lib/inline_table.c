@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
@@ -125,6 +126,17 @@ int upager__inline_sync(upager_t *p)
 	return ret;
 }
 
+/* Counts a fill of p in, unless its handler is reading events (seq_cst
+ * against upager__inline_events_begin: one of the two sees the other). */
+static bool pager_open(upager_t *p)
+{
+	atomic_fetch_add(&p->inline_fills, 1);
+	if (!atomic_load(&p->inline_closed))
+		return true;
+	atomic_fetch_sub(&p->inline_fills, 1);
+	return false;
+}
+
 static bool scan(uintptr_t addr, struct upager__inline_hit *hit)
 {
 	unsigned n = atomic_load_explicit(&used, memory_order_acquire);
@@ -149,9 +161,11 @@ static bool scan(uintptr_t addr, struct upager__inline_hit *hit)
 		hit->end = end;
 		hit->roff = atomic_load_explicit(&s->roff, memory_order_relaxed);
 		atomic_fetch_add(&s->busy, 1);
-		if (atomic_load(&s->gen) == gen)
+		if (atomic_load(&s->gen) == gen && pager_open(hit->region->pager))
 			return true;
 		atomic_fetch_sub(&s->busy, 1);
+		if (atomic_load(&s->gen) == gen)
+			sched_yield(); /* its pager's handler reads events: a moment */
 		i--; /* changed under us: read it again */
 	}
 	return false;
@@ -204,13 +218,24 @@ bool upager__inline_has_room(void)
 	return inuse < UPAGER__INLINE_RESERVE_MAX;
 }
 
-void upager__inline_events_begin(void)
+bool upager__inline_events_begin(upager_t *p)
 {
+	struct pollfd pfd = { .fd = p->uffd, .events = POLLIN };
+
+	/* Only events come on an inline pager's uffd: nothing to read, no
+	 * reason to stop its fills. */
+	if (poll(&pfd, 1, 0) == 0)
+		return false;
 	atomic_fetch_add(&events_open, 1);
+	atomic_fetch_add(&p->inline_closed, 1);
+	while (atomic_load(&p->inline_fills))
+		sched_yield(); /* a fill: a pread and an ioctl */
+	return true;
 }
 
-void upager__inline_events_end(void)
+void upager__inline_events_end(upager_t *p)
 {
+	atomic_fetch_sub(&p->inline_closed, 1);
 	atomic_fetch_sub(&events_open, 1);
 }
 
@@ -242,13 +267,15 @@ void upager__inline_forget(void)
 	 * (MADV_DONTFORK) and their uffds are the parent's: a slot found here
 	 * would copy into the parent's memory. A parent thread may have been
 	 * inside the writer lock or a fill at the fork: nothing of that goes on. */
-	memset(slots, 0, sizeof(slots));
+	memset(slots, 0, atomic_load(&used) * sizeof(slots[0])); /* the rest is untouched */
 	atomic_store(&used, 0);
 	atomic_store(&events_open, 0);
+	atomic_store(&table_seq, 0); /* odd if a sync ran: every miss waited 2 s */
 	pthread_mutex_init(&writer_lock, NULL);
 }
 
 void upager__inline_leave(const struct upager__inline_hit *hit)
 {
+	atomic_fetch_sub(&hit->region->pager->inline_fills, 1);
 	atomic_fetch_sub(&slots[hit->slot].busy, 1);
 }

@@ -8,11 +8,14 @@
 
 #include "upager-int.h"
 
-/* Mappings of every inline pager in the process, together. */
-#define UPAGER__INLINE_SLOTS 1024
-/* upager_reserve stops here: the rest is for the mappings a munmap splits
- * a region into and for mremap's moves, which must always find a slot
- * (without one their faults would be the program's SIGBUS). */
+/* Mappings of every inline pager in the process, together: more than the
+ * kernel lets a process map by default (vm.max_map_count, 65530), so the
+ * mappings a munmap splits regions into and mremap's moves always find a
+ * slot (without one their faults would be the program's SIGBUS; 1024 slots
+ * were too few for one region split 1025 times). Static, zero until used:
+ * it costs the pages of the slots in use (56 bytes each). */
+#define UPAGER__INLINE_SLOTS 65536
+/* upager_reserve stops here: every fault scans the slots in use. */
 #define UPAGER__INLINE_RESERVE_MAX 1000
 
 /* What a lookup found; held (the slot cannot change) until leave. */
@@ -48,13 +51,19 @@ void upager__inline_leave(const struct upager__inline_hit *hit);
  * mremap may place its page after the kernel has freed the range, until
  * A's handler applies the event (which waits for the fill): UFFDIO_COPY on
  * A's uffd takes any registered range, so a region another pager
- * registered there meanwhile would get A's page. Inline pagers' handlers
- * count a batch open from before its read() to after its events are
- * applied; whoever registers a range first waits for the count to be zero
- * (upager__events_settle_inline).
+ * registered there meanwhile, or moved there with mremap, would get A's
+ * page. The kernel refuses A's copies (EAGAIN) from the event's start
+ * until a handler read()s it; so A's handler closes A to new fills and
+ * waits for those running before its read(), and opens it again once the
+ * batch is applied. A fill counted in (enter to leave) must never wait
+ * for a handler thread. Inline pagers' handlers also count a batch open
+ * from before its read() to after its events are applied; whoever
+ * registers a range first waits for the count to be zero
+ * (upager__events_settle_inline). begin: false if the uffd holds nothing
+ * to read (nothing counted, nothing closed).
  */
-void upager__inline_events_begin(void);
-void upager__inline_events_end(void);
+bool upager__inline_events_begin(upager_t *p);
+void upager__inline_events_end(upager_t *p);
 bool upager__inline_events_open(void);
 /* pred(p) for each pager with a mapping in the table, until one is true. */
 bool upager__inline_pagers_any(bool (*pred)(const upager_t *p));

@@ -132,6 +132,15 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 			ret = -ENOTSUP;
 			goto fail;
 		}
+		/* Without them a munmapped or moved mapping stays in the inline
+		 * table, and its fills land in whatever is registered there next. */
+		if ((p->features & (UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)) !=
+		    (UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)) {
+			upager__log(p, UPAGER_LOG_ERROR,
+				    "inline faults need the UNMAP and REMAP events (Linux 4.11)");
+			ret = -ENOTSUP;
+			goto fail;
+		}
 		ret = upager__inline_install();
 		if (ret < 0)
 			goto fail;

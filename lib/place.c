@@ -49,19 +49,34 @@ static int place_once(const struct upager__placement *pl, uintptr_t dst, size_t 
 
 int upager__place_range(struct upager__placement *pl)
 {
+	bool by_page = false;
+
 	while (pl->done < pl->len) {
 		uintptr_t dst = pl->dst + pl->done;
+		size_t len = by_page ? pl->page_size : pl->len - pl->done;
 		int64_t placed = 0;
-		int ret = place_once(pl, dst, pl->len - pl->done, &placed);
+		int ret = place_once(pl, dst, len, &placed);
 
 		if (ret == 0) {
-			pl->done = pl->len;
-			break;
+			pl->done += len;
+			continue;
 		}
 		if (placed > 0) {
 			/* Partial (the kernel says EAGAIN): what went in is woken;
 			 * the next attempt meets the cause. */
 			pl->done += (size_t)placed;
+			continue;
+		}
+		if (ret == -ENOENT && !by_page && len > pl->page_size) {
+			/*
+			 * One ioctl must stay within one VMA, and the program may
+			 * have split the range (mprotect, mlock, madvise of a part
+			 * of it): ENOENT for the whole, though each page is in a
+			 * registered VMA. Page by page, only a page truly gone
+			 * fails. Returning instead, the faulting thread was woken
+			 * to fault again, asked the same window, for ever.
+			 */
+			by_page = true;
 			continue;
 		}
 		if (ret != -EEXIST)

@@ -51,11 +51,12 @@ struct upager__placement {
  * Places what is left of a placement, [dst + done, dst + len), and wakes
  * the threads waiting there. A partial copy goes on from where it stopped;
  * a page already there (another copy won) is left as it is and its waiters
- * woken, because a failed copy does not wake. Returns 0 when every page is
- * there, or:
+ * woken, because a failed copy does not wake. A range over VMAs the program
+ * split is placed page by page (one ioctl cannot cross a VMA). Returns 0
+ * when every page is there, or:
  *   -EAGAIN  the address space is changing (a REMOVE, UNMAP or REMAP event
  *            is pending): read the events, then call again (done says where);
- *   -ENOENT  no mapping there any more: nobody waits;
+ *   -ENOENT  no registered mapping at dst + done any more: nobody waits;
  *   -EFAULT  no mapping there any more, or the source bytes cannot be read
  *            (a memory file cut short under its mapping): the caller, who
  *            knows its source, says which;

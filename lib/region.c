@@ -363,14 +363,17 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 			break;
 		}
 	r->dead = true;
+	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
+	 * instead of reading a fresh zero page. Under the lock: any inline
+	 * sync after it (another reserve, release, event) takes the region
+	 * out of the table, and a fault there then must meet PROT_NONE, not
+	 * miss twice (the program's SIGBUS). */
+	for (size_t i = 0; i < n; i++)
+		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
 	pthread_rwlock_unlock(&p->lock);
 	if (r->wp) /* before the range can be reused */
 		upager__track_del(r->base);
 
-	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
-	 * instead of reading a fresh zero page. */
-	for (size_t i = 0; i < n; i++)
-		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
 	/* Out of the inline table, no inline fill of it left running, only
 	 * now: a fault until PROT_NONE retries (the region is dead), and one
 	 * not found in the table would be the program's SIGBUS. */

@@ -150,6 +150,11 @@ void upager__region_inline_leave(upager_region_t *r, unsigned epoch)
 	atomic_fetch_sub(&r->inline_busy[epoch], 1);
 }
 
+void upager__region_inline_forget(void)
+{
+	pthread_mutex_init(&drain_lock, NULL);
+}
+
 void upager__region_inline_drain(upager_region_t *r)
 {
 	unsigned old;

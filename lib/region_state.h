@@ -31,6 +31,8 @@ bool upager__region_committed_bit(const upager_region_t *r, size_t off);
 unsigned upager__region_inline_enter(upager_region_t *r);
 void upager__region_inline_leave(upager_region_t *r, unsigned epoch);
 void upager__region_inline_drain(upager_region_t *r);
+/* In a fork's child: a parent thread may have been in a drain. */
+void upager__region_inline_forget(void);
 /* 0, or -EINVAL/-ERANGE for a range of r that public calls refuse. */
 int upager__region_check_range(const upager_region_t *r, size_t off, size_t len);
 

@@ -101,6 +101,7 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 		ret = upp_read_secret(opts->secret_file, peer->secret, sizeof(peer->secret),
 				      &peer->secret_len, NULL);
 		if (ret) {
+			explicit_bzero(peer->secret, sizeof(peer->secret)); /* a part may be read */
 			free(rs);
 			return ret;
 		}
@@ -108,6 +109,8 @@ UPAGER__EXPORT int upager_source_remote(const char *uri, const char *object,
 	rs->deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
 	ret = upager__remote_conn_start(&rs->conn);
 	if (ret < 0) {
+		/* The secret must not outlive the source in freed memory. */
+		explicit_bzero(peer->secret, sizeof(peer->secret));
 		free(rs);
 		return ret;
 	}

@@ -7,14 +7,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "spin.h"
 #include "upager-int.h"
 
 uint64_t upager__now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return upager__mono_ns();
 }
 
 void upager__counters_init(struct upager__counters *c)

@@ -248,6 +248,9 @@ struct upager {
 	bool inline_faults; /* UPAGER_FAULT_INLINE: faults come as SIGBUS (inline.c) */
 	/* Inline faults posted for the handlers and not yet taken (inline_queue.c). */
 	atomic_uint inline_posted;
+	/* Inline fills of this pager running, and its handlers reading or
+	 * applying events: no fill starts then (inline_table.c). */
+	atomic_uint inline_fills, inline_closed;
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;

@@ -4,12 +4,19 @@
 # bytes (it fails on a checksum mismatch). Tiny sizes: this checks the tool,
 # not the speed.
 set -e
+top=$PWD
 out=$(mktemp)
 dat=$(mktemp -p "${TMPDIR:-/tmp}" upager-bench-XXXXXX)
-trap 'rm -f "$out" "$dat"' EXIT
+# The bench makes its page server's directory in the current one: run it in
+# an empty one, which must be empty again after (nothing left behind).
+cwd=$(mktemp -d)
+trap 'rm -f "$out" "$dat"; rm -rf "$cwd"' EXIT
 rm -f "$dat"
-tests/bench/upager-bench --reps 1 --zero-mib 8 --file-mib 8 --remote-mib 8 --lat-pages 256 \
-	--threads 1,2 --file "$dat" >"$out" 2>/dev/null
+(cd "$cwd" && "$top/tests/bench/upager-bench" --upagerd "$top/daemon/upagerd" --reps 1 \
+	--zero-mib 8 --file-mib 8 --remote-mib 8 --lat-pages 256 --threads 1,2 --file "$dat") \
+	>"$out" 2>/dev/null
+left=$(ls -A "$cwd")
+[ -z "$left" ] || { echo "the bench left behind: $left $(ls -A "$cwd"/* 2>/dev/null)"; exit 1; }
 for w in zero_seq zero_rand file_seq_cold file_seq_warm file_rand_cold file_rand_warm \
 	latency_same_cpu latency_other_cpu remote_seq_unix remote_rand_tcp handle_seq handle_rand \
 	reserve_1tib; do

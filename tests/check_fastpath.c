@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +78,59 @@ START_TEST(test_windows_by_advice)
 		upager_release(r);
 		upager_destroy(p);
 	}
+}
+END_TEST
+
+/*
+ * A window over a VMA the program split (madvise MADV_DONTDUMP of part of
+ * the region here; mprotect or mlock of a part do the same): one UFFDIO_COPY
+ * must stay within one VMA, and the kernel answers ENOENT to a range over
+ * two. With SEQUENTIAL advice every fault asked the same 256 pages again,
+ * was woken to retry, and faulted again for ever. Each mode of placement:
+ * copies (callback), zero pages (zero source read) and zeroed copies
+ * (zero source written). In a child: a hang ends in its timeout.
+ */
+static void split_vma_child(void *arg)
+{
+	const size_t pages = 64;
+	int which = (int)(intptr_t)arg;
+	struct src_state st = { .seed = 9, .fail_off = UINT64_MAX };
+	upager_t *p = upt_pager(1, 0);
+	upager_source_t *z;
+	upager_region_t *r;
+	uint8_t *a;
+
+	if (which == 0) {
+		r = callback_region(p, &st, pages, UPAGER_ADV_SEQUENTIAL);
+	} else {
+		if (upager_source_zero(&z) || upager_map(p, pages * UPT_PAGE, z, &r))
+			_exit(10);
+		upager_source_release(z);
+		if (upager_region_advise(r, UPAGER_ADV_SEQUENTIAL))
+			_exit(11);
+	}
+	a = upager_region_addr(r);
+	/* Three VMAs: [0, 8), [8, 16) and [16, 64). */
+	if (madvise(a + 8 * UPT_PAGE, 8 * UPT_PAGE, MADV_DONTDUMP) < 0)
+		_exit(12);
+	for (size_t i = 0; i < pages; i++) {
+		if (which == 2)
+			a[i * UPT_PAGE] = 0;
+		if (which == 0 ? upt_check_pattern(a + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, 9) >= 0
+			       : upt_check_zero(a + i * UPT_PAGE, UPT_PAGE) >= 0)
+			_exit(13);
+	}
+	_exit(0);
+}
+
+START_TEST(test_window_over_split_vma)
+{
+	int st = upt_child(split_vma_child, (void *)(intptr_t)_i, 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "%s: status 0x%x (killed by signal %d: a hang ends in SIGKILL)",
+		      _i == 0 ? "callback" : _i == 1 ? "zero, read" : "zero, written", st,
+		      WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 END_TEST
 
@@ -330,6 +384,7 @@ static Suite *make(void)
 
 	upt_add(tc, test_windows_by_advice, 0, "");
 	upt_add(tc, test_zero_windows, 0, "");
+	tcase_add_loop_test(tc, test_window_over_split_vma, 0, 3);
 	upt_add(tc, test_windows_respect_extents_and_resident, 0, "");
 	upt_add(tc, test_window_failure_isolated, 0, "");
 	upt_add(tc, test_file_readahead, 0, "");

@@ -38,6 +38,7 @@
 
 static char dir[64], sock_path[128], mem_path[128], snap_path[128], log_path[128];
 static const char *max_clients = "32";
+static const char *spin_us = "0"; /* --spin-us of the next start_handler */
 static pid_t daemon_pid;
 static bool daemon_group; /* daemon_pid leads a process group to kill whole */
 
@@ -47,7 +48,8 @@ static pid_t start_handler(const char *mem, const char *env)
 {
 	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem,
 			       "--read-timeout", "2", "--max-clients", max_clients,
-			       "--log-file", log_path, "--log-level", "info", NULL };
+			       "--spin-us", spin_us, "--log-file", log_path, "--log-level", "info",
+			       NULL };
 	char ready[256];
 
 	return upt_upagerd(args, env, ready, sizeof(ready));
@@ -404,6 +406,36 @@ START_TEST(many_clients)
 		waitpid(pids[i], &st, 0);
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: 0x%x", i, st);
 	}
+}
+END_TEST
+
+/*
+ * --spin-us: a client thread that polls its uffd between faults serves
+ * every byte as one that sleeps, with several clients spinning at once
+ * (the faults a spin reads, and the events among them, take the same path).
+ */
+START_TEST(spinning_clients)
+{
+	pid_t pids[4];
+
+	upt_daemon_kill(daemon_pid);
+	unlink(sock_path);
+	spin_us = "2000";
+	daemon_pid = start_handler(mem_path, NULL);
+	spin_us = "0";
+	ck_assert_int_gt(daemon_pid, 0);
+	for (int i = 0; i < 4; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			client_full(NULL);
+	}
+	for (int i = 0; i < 4; i++) {
+		int st;
+
+		waitpid(pids[i], &st, 0);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: 0x%x", i, st);
+	}
+	ck_assert(alive(daemon_pid));
 }
 END_TEST
 
@@ -1351,6 +1383,7 @@ static Suite *suite(void)
 	upt_add(tc, corrupt_page_sigbus, UPAGER_FEAT_POISON, "UFFDIO_POISON (Linux 6.6)");
 	tcase_add_test(tc, corrupt_page_sigbus_fallback);
 	tcase_add_test(tc, many_clients);
+	tcase_add_test(tc, spinning_clients);
 	tcase_add_test(tc, client_killed_mid_restore);
 	tcase_add_loop_test(tc, hostile_clients, 0, (int)(sizeof(bads) / sizeof(bads[0])));
 	tcase_add_test(tc, fuzzed_handshakes);

@@ -35,8 +35,9 @@
 
 #include "helpers.h"
 
-#define NEED UPAGER_FEAT_SIGBUS
-#define WHY "UFFD_FEATURE_SIGBUS (or UPAGER_DISABLE=sigbus)"
+/* upager_create refuses an inline pager without the UNMAP/REMAP events. */
+#define NEED (UPAGER_FEAT_SIGBUS | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)
+#define WHY "UFFD_FEATURE_SIGBUS and the UNMAP/REMAP events (or UPAGER_DISABLE=sigbus/event_unmap)"
 /* Tests of the program's munmap/mremap/MADV_DONTNEED: without the events
  * upager cannot know of them, in either mode. */
 #define NEED_UNMAP (NEED | UPAGER_FEAT_EVENT_UNMAP)

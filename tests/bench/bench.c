@@ -80,6 +80,7 @@ struct opts {
 	int reps;
 	int threads[8], nthreads;
 	unsigned handlers; /* 0: auto, min(faulting threads, CPUs) */
+	unsigned handle_spin_us; /* upagerd handle --spin-us, for the handle_* rows */
 	char file[512];
 	char remote_file[512], remote_unix[600], remote_tcp[64], handle_sock[108];
 	bool want[NWL];
@@ -589,7 +590,8 @@ static void json(const struct row *rw, enum sys sys, const struct opts *o)
 	       (unsigned long long)r->pages, ps, r->seconds, pps);
 	if (sys == SYS_UPAGER && rw->w->kind == K_HANDLE)
 		printf("\"ratio_vs_kernel\":%.3f,\"handlers\":1,\"handler\":\"upagerd handle "
-		       "(another process)\",", rw->u_pps / rw->k_pps);
+		       "(another process)\",\"spin_us\":%u,", rw->u_pps / rw->k_pps,
+		       o->handle_spin_us);
 	else if (sys == SYS_UPAGER)
 		printf("\"%s\":%.3f,\"handlers\":%u,\"spin_us\":%u,\"pager_rss_kib\":%ld,",
 		       remote ? "ratio_vs_file_source" : "ratio_vs_kernel", rw->u_pps / rw->k_pps,
@@ -798,12 +800,14 @@ static pid_t handle_pid;
 /* `upagerd handle` serving the remote rows' file, for the handle_* rows. */
 static int start_handler(struct opts *o)
 {
-	char ready[256];
+	char ready[256], spin[16];
 
 	snprintf(o->handle_sock, sizeof(o->handle_sock), "%s/uffd.sock", serve_dir);
+	snprintf(spin, sizeof(spin), "%u", o->handle_spin_us);
 	handle_pid = spawn_ready((const char *const[]){ "upagerd", "handle", "--socket",
 							o->handle_sock, "--mem-file", o->remote_file,
-							"--log-level", "warn", NULL },
+							"--spin-us", spin, "--log-level", "warn",
+							NULL },
 				 ready, sizeof(ready));
 	if (handle_pid < 0)
 		return -1;
@@ -819,6 +823,9 @@ static void stop_upagerd(void)
 		kill(handle_pid, SIGKILL); /* its clients are gone: nothing to drain */
 		waitpid(handle_pid, NULL, 0);
 		handle_pid = 0;
+		/* Killed, it leaves its socket: the directory would stay behind. */
+		snprintf(path, sizeof(path), "%s/uffd.sock", serve_dir);
+		unlink(path);
 	}
 	if (upagerd_pid <= 0)
 		return;
@@ -854,6 +861,7 @@ static void usage(FILE *f)
 		"                    daemon/upagerd, as in the build tree)\n"
 		"  --mode M          threads, inline or both (default both): who resolves\n"
 		"                    upager's faults (inline: every row but handle_*)\n"
+		"  --handle-spin-us N  upagerd handle --spin-us N for the handle_* rows (default 0)\n"
 		"  --no-table        JSON lines only\n");
 }
 
@@ -864,6 +872,7 @@ int main(int argc, char **argv)
 		{ "file", 1, 0, 'F' },      { "threads", 1, 0, 't' },  { "handlers", 1, 0, 'H' },
 		{ "reps", 1, 0, 'r' },      { "lat-pages", 1, 0, 'l' }, { "no-table", 0, 0, 'T' },
 		{ "remote-mib", 1, 0, 'R' }, { "upagerd", 1, 0, 'D' }, { "mode", 1, 0, 'M' },
+		{ "handle-spin-us", 1, 0, 'S' },
 		{ "help", 0, 0, 'h' },      { 0, 0, 0, 0 },
 	};
 	struct opts o = { .zero_mib = 256, .file_mib = 1024, .lat_pages = 4096, .remote_mib = 256,
@@ -907,6 +916,7 @@ int main(int argc, char **argv)
 		case 'l': o.lat_pages = strtoul(optarg, NULL, 10); break;
 		case 'R': o.remote_mib = strtoul(optarg, NULL, 10); break;
 		case 'D': snprintf(upagerd_path, sizeof(upagerd_path), "%s", optarg); break;
+		case 'S': o.handle_spin_us = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': o.table = false; break;
 		case 'M':
 			o.modes[MODE_THREADS] = !strcmp(optarg, "threads") || !strcmp(optarg, "both");

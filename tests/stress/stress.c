@@ -940,14 +940,32 @@ static void say_server_event(void)
 	say(line);
 }
 
+/* Whether the page a stuck thread touches is mapped: mapped means its fill
+ * was placed but the thread was not woken; not mapped, that no fill came. */
+static const char *page_state(int slot, uint64_t off)
+{
+	uint8_t *base = slot >= 0 ? atomic_load(&g.slots[slot].base) : NULL;
+	unsigned char vec = 0;
+
+	if (!base)
+		return "no region";
+	if (mincore(base + (off & ~(uint64_t)(g.ps - 1)), g.ps, &vec) < 0)
+		return errno == ENOMEM ? "not mapped (mincore: ENOMEM)" : "mincore failed";
+	return vec & 1 ? "resident (placed, the thread not woken?)" : "not resident (no fill came?)";
+}
+
 static void *watchdog(void *arg)
 {
+	/* The HANG lines, said again after the threads' stacks: a log's tail
+	 * (all CI keeps of a long failure) then still says what hung. */
+	static char recap[2048];
+
 	(void)arg;
 	pthread_setname_np(pthread_self(), "watchdog");
 	for (;;) {
 		uint64_t t = now_ns();
 		int stuck = 0, nw = atomic_load(&g.nwatches);
-		char line[256];
+		char line[320];
 
 		for (int i = 0; i < nw; i++) {
 			struct watch *w = &g.watches[i];
@@ -966,10 +984,30 @@ static void *watchdog(void *arg)
 				 sl >= 0 ? kind_name[g.slots[sl].kind] : "-", atomic_load(&w->id),
 				 atomic_load(&w->off));
 			say(line);
+			if (strlen(recap) + strlen(line) < sizeof(recap))
+				strcat(recap, line);
+			if (sl >= 0) {
+				upager_region_t *r = atomic_load(&g.slots[sl].region);
+				upager_stats_t st = { 0 };
+
+				if (r)
+					upager_region_stats(r, &st);
+				snprintf(line, sizeof(line),
+					 "stress: that page: %s; the region: %" PRIu64
+					 " faults, %" PRIu64 " coalesced, %" PRIu64
+					 " pages filled, %" PRIu64 " fill errors\n",
+					 page_state(sl, atomic_load(&w->off)), st.faults, st.coalesced,
+					 st.pages_filled, st.fill_errors);
+				say(line);
+				if (strlen(recap) + strlen(line) < sizeof(recap))
+					strcat(recap, line);
+			}
 		}
 		if (stuck) {
 			say_server_event();
 			dump_threads();
+			say(recap);
+			say_server_event();
 			cleanup(true);
 			_exit(EXIT_HANG);
 		}
