@@ -41,6 +41,7 @@
 #include "log.h"
 #include "place.h"
 #include "listen.h"
+#include "service.h"
 #include "snapfmt.h"
 #include "spin.h"
 
@@ -646,26 +647,55 @@ static void stats_line(void)
 	pthread_mutex_unlock(&handler.lock);
 }
 
+/* The socket systemd passed, or else --socket: 0, or -1 said on stderr. */
+static int open_listener(const struct options *o, int *lfd, char *name, size_t len,
+			 bool *passed)
+{
+	struct passed_socket ps;
+	int n = service_listen_fds(&ps, 1, false, false);
+
+	if (n < 0)
+		return -1;
+	*passed = n > 0;
+	if (n > 0) {
+		if (o->socket[0])
+			LOG(LOG_INFO, "--socket ignored: using the socket systemd passed");
+		*lfd = ps.fd;
+		snprintf(name, len, "%s", ps.name);
+		return 0;
+	}
+	if (!o->socket[0]) { /* LISTEN_FDS was set, but not for us */
+		fprintf(stderr, "upagerd: handle needs --socket: no socket passed by systemd "
+				"(LISTEN_PID is another process)\n");
+		return -1;
+	}
+	snprintf(name, len, "unix:%s", o->socket);
+	return listen_unix(o->socket, (unsigned)o->socket_mode, lfd);
+}
+
 int handle_run(const struct options *o)
 {
-	char ready[4200];
+	char ready[4200], where[300];
 	int lfd, sfd;
-	bool draining = false, full_logged = false;
+	bool draining = false, full_logged = false, passed;
 
 	handler.options = o;
+	service_init();
 	if (image_open(o->mem_file) < 0)
 		return 1;
-	if (listen_unix(o->socket, &lfd) < 0)
+	if (open_listener(o, &lfd, where, sizeof(where), &passed) < 0)
 		return 1;
 	sfd = signal_fd();
 	if (sfd < 0) {
 		fprintf(stderr, "upagerd: signalfd: %s\n", strerror(errno));
 		return 1;
 	}
-	LOG(LOG_INFO, "handling faults on unix:%s from %s (%s, %llu MiB)", o->socket, o->mem_file,
+	LOG(LOG_INFO, "handling faults on %s from %s (%s, %llu MiB)", where, o->mem_file,
 	    image.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(image.len >> 20));
+	/* READY=1 and the --ready-fd line at the same moment: once listening. */
+	service_ready(where, 0);
 	if (o->ready_fd >= 0) {
-		snprintf(ready, sizeof(ready), "ready unix:%s\n", o->socket);
+		snprintf(ready, sizeof(ready), "ready %s\n", where);
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
 			LOG(LOG_WARN, "cannot write to --ready-fd: %s", strerror(errno));
 		close((int)o->ready_fd);
@@ -674,6 +704,7 @@ int handle_run(const struct options *o)
 		struct pollfd pf[2] = { { .fd = sfd, .events = POLLIN }, { .fd = lfd, .events = POLLIN } };
 		bool listening;
 		long n;
+		int wait;
 
 		pthread_mutex_lock(&handler.lock);
 		n = handler.nclients;
@@ -691,7 +722,12 @@ int handle_run(const struct options *o)
 			LOG(LOG_WARN, "%ld clients, the most allowed (--max-clients): new ones wait",
 			    n);
 		full_logged = !listening;
-		if (poll(pf, listening ? 2 : 1, listening ? -1 : 100) < 0 && errno != EINTR)
+		/* Client threads come and go without waking us: the status is
+		 * looked at whenever the service manager wants word from us. */
+		wait = service_tick((unsigned long)n);
+		if (!listening && (wait < 0 || wait > 100))
+			wait = 100;
+		if (poll(pf, listening ? 2 : 1, wait) < 0 && errno != EINTR)
 			break;
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -711,16 +747,22 @@ int handle_run(const struct options *o)
 				 * clients are refused, those here are served to the end. */
 				draining = true;
 				close(lfd);
-				unlink(o->socket);
+				if (!passed)
+					unlink(o->socket);
 				LOG(LOG_INFO, "stopping: %ld clients still served (signal again to "
 					      "exit now)", n);
+				service_stopping("stopping: serving the clients present until they "
+						 "leave");
 			}
 		}
 		if (listening && (pf[1].revents & POLLIN))
 			on_accept(lfd);
 	}
-	if (!draining)
-		unlink(o->socket);
+	if (!draining) {
+		service_stopping("exiting");
+		if (!passed)
+			unlink(o->socket);
+	}
 	LOG(LOG_INFO, "exiting");
 	return 0;
 }

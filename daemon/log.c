@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -16,6 +18,23 @@
 int log_level = LOG_INFO;
 static int log_fd = 2;
 static char log_path[4096];
+static bool log_journal; /* stderr is journald's stream: lines carry a priority */
+
+/*
+ * systemd sets JOURNAL_STREAM to the device and inode of the stream it
+ * connected stderr to; it is inherited, so it counts only while stderr is
+ * still that very stream (not redirected by a script in between).
+ */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	return env && sscanf(env, "%llu:%llu%c", &dev, &ino, &end) == 2 && fstat(2, &st) == 0 &&
+	       (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_std_fds(void)
 {
@@ -24,6 +43,7 @@ void log_std_fds(void)
 	for (int fd = 0; fd <= 2; fd++)
 		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
 			break;
+	log_journal = stderr_is_journal();
 }
 
 int log_open(const char *path)
@@ -84,6 +104,10 @@ int log_reopen(void)
 void log_msg(int level, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
+	/* sd-daemon.h's SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG: journald takes
+	 * the line's priority from them (and strips them). */
+	static const char *priorities[] = { "<3>", "<4>", "<6>", "<7>" };
+	bool journal = log_journal && log_fd == 2;
 	char line[1024];
 	struct timespec ts;
 	struct tm tm;
@@ -92,8 +116,8 @@ void log_msg(int level, const char *fmt, ...)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ upagerd[%d] %s: ",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	n = snprintf(line, sizeof(line), "%s%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ upagerd[%d] %s: ",
+		     journal ? priorities[level & 3] : "", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 		     tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), names[level & 3]);
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

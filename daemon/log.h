@@ -11,7 +11,9 @@ enum { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 extern int log_level;
 
-/* Opens /dev/null on whichever of descriptors 0-2 are closed: first thing at start. */
+/* Opens /dev/null on whichever of descriptors 0-2 are closed, and notes
+ * whether stderr is journald's (JOURNAL_STREAM): first thing at start.
+ * Lines to journald's stderr start with their priority, "<3>" to "<7>". */
 void log_std_fds(void);
 /* NULL: stderr. 0 or -errno: -ELOOP for a symlink, -EINVAL for anything but
  * a regular file; the log in use stays as it was. */

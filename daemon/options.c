@@ -14,7 +14,7 @@
 #include "log.h"
 #include "options.h"
 
-enum kind { K_STR, K_LONG, K_FLAG, K_LEVEL, K_LISTEN };
+enum kind { K_STR, K_LONG, K_FLAG, K_LEVEL, K_LISTEN, K_MODE };
 
 #define S MODE_SERVE
 #define H MODE_HANDLE
@@ -32,14 +32,19 @@ static const struct setting {
 	{ "root", S, K_STR, offsetof(struct options, root), SZ(root), 0, 0, 0,
 	  "DIR       serve the files below DIR (required; nothing outside it is reachable)" },
 	{ "socket", H, K_STR, offsetof(struct options, socket), SZ(socket),
-	  0, 0, 0, "PATH    the Unix socket VM monitors connect to (required)" },
+	  0, 0, 0, "PATH    the Unix socket VM monitors connect to (required, unless\n"
+	  "                        systemd passes it: LISTEN_FDS)" },
 	{ "mem-file", H, K_STR, offsetof(struct options, mem_file),
 	  SZ(mem_file), 0, 0, 0,
 	  "PATH  serve faults from PATH: a raw memory file, or a upager snapshot\n"
 	  "                        (told apart by its first bytes; required)" },
 	{ "listen", S, K_LISTEN, 0, 0, 0, 0, 0,
 	  "ADDR    unix:/path or tcp:HOST:PORT; repeatable, up to 8\n"
-	  "                        (default unix:/run/upagerd.sock)" },
+	  "                        (default unix:/run/upagerd.sock; ignored when\n"
+	  "                        systemd passes sockets: LISTEN_FDS)" },
+	{ "socket-mode", B, K_MODE, offsetof(struct options, socket_mode), 0, 0, 0777, 0660,
+	  "MODE the Unix sockets upagerd creates get MODE, in octal, whatever\n"
+	  "                        the umask (default 0660: owner and group)" },
 	{ "allow-remote", S, K_FLAG, offsetof(struct options, allow_remote), 0, 0, 1, 0,
 	  "        let tcp: listen on addresses other than loopback" },
 	{ "max-clients", B, K_LONG, offsetof(struct options, max_clients), 0, 1, 65536, 256,
@@ -71,6 +76,10 @@ static const struct setting {
 	  "                        know the secret in PATH (challenge-response,\n"
 	  "                        HMAC-SHA256; the server proves it too); read once\n"
 	  "                        at start" },
+	{ "secret-credential", S, K_STR, offsetof(struct options, secret_credential),
+	  SZ(secret_credential), 0, 0, 0,
+	  "NAME the same, from the systemd credential NAME\n"
+	  "                        ($CREDENTIALS_DIRECTORY/NAME: LoadCredential=)" },
 	{ "log-file", B, K_STR, offsetof(struct options, log_file),
 	  SZ(log_file), 0, 0, 0,
 	  "PATH    log here instead of stderr (reopened on SIGHUP)" },
@@ -107,6 +116,15 @@ void options_usage(FILE *f)
 		fprintf(f, "  %-21s %s\n", "--config PATH",
 			"read settings from PATH; flags after it override it");
 	}
+	fprintf(f, "\nUnder systemd: Type=notify (READY=1, STATUS=, STOPPING=1, WATCHDOG=1),\n"
+		   "socket activation (LISTEN_FDS) and credentials (--secret-credential);\n"
+		   "see upagerd(8). This build: %s.\n",
+#ifdef HAVE_LIBSYSTEMD
+		   "with libsystemd"
+#else
+		   "without libsystemd (no notifications, passed sockets refused)"
+#endif
+	);
 	fprintf(f, "\nsignals: SIGTERM/SIGINT: serve drains requests in flight and exits 0;\n"
 		   "handle stops accepting, serves its clients until they leave, then exits 0\n"
 		   "(a second signal exits at once). SIGHUP reopens the log file; SIGUSR1 logs\n"
@@ -151,10 +169,11 @@ static int apply(struct options *o, const struct setting *s, const char *val, co
 			}
 		goto bad;
 	case K_LONG:
+	case K_MODE:
 		if (!val || !*val)
 			goto bad;
 		errno = 0;
-		v = strtol(val, &end, 10);
+		v = strtol(val, &end, s->kind == K_MODE ? 8 : 10);
 		if (errno || *end || v < s->min || v > s->max)
 			goto bad;
 		*(long *)((char *)o + s->off) = v;
@@ -233,7 +252,7 @@ int options_parse(struct options *o, int mode, int argc, char **argv)
 	memset(o, 0, sizeof(*o));
 	o->mode = mode;
 	for (size_t i = 0; i < NSETTINGS; i++) {
-		if (settings[i].kind == K_LONG)
+		if (settings[i].kind == K_LONG || settings[i].kind == K_MODE)
 			*(long *)((char *)o + settings[i].off) = settings[i].def;
 		if (settings[i].kind == K_LEVEL)
 			*(int *)((char *)o + settings[i].off) = (int)settings[i].def;
@@ -276,11 +295,19 @@ int options_parse(struct options *o, int mode, int argc, char **argv)
 		fprintf(stderr, "upagerd: --root is required\n");
 		return 2;
 	}
-	if (mode == MODE_HANDLE && (!o->socket[0] || !o->mem_file[0])) {
-		fprintf(stderr, "upagerd: handle needs --socket and --mem-file\n");
+	/* A socket systemd passes stands for --socket (checked when it is taken). */
+	if (mode == MODE_HANDLE && ((!o->socket[0] && !getenv("LISTEN_FDS")) || !o->mem_file[0])) {
+		fprintf(stderr, "upagerd: handle needs --socket (or a socket passed by systemd) "
+				"and --mem-file\n");
 		return 2;
 	}
-	if (mode == MODE_SERVE && o->nlisten == 0)
+	if (o->secret_file[0] && o->secret_credential[0]) {
+		fprintf(stderr, "upagerd: --secret-file and --secret-credential: one or the other\n");
+		return 2;
+	}
+	if (mode == MODE_SERVE && o->nlisten == 0) {
 		strcpy(o->listen[o->nlisten++], "unix:/run/upagerd.sock");
+		o->listen_default = true;
+	}
 	return 0;
 }

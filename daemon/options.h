@@ -17,6 +17,8 @@ struct options {
 	char mem_file[4096]; /* handle: the memory file (raw image or upager snapshot) */
 	char listen[MAX_LISTEN][256];
 	int nlisten;
+	bool listen_default; /* no --listen given: listen[0] is the default */
+	long socket_mode;    /* of the Unix sockets upagerd creates */
 	bool allow_remote;
 	long max_clients;
 	long idle_timeout;  /* seconds without a request: the client is closed */
@@ -28,6 +30,7 @@ struct options {
 	long ready_fd;       /* -1, or a descriptor to write "ready\n" to once listening */
 	char log_file[4096];
 	char secret_file[4096];
+	char secret_credential[256]; /* a name in $CREDENTIALS_DIRECTORY */
 	int log_level;
 };
 

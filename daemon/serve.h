@@ -140,6 +140,7 @@ struct server {
 	const struct options *opts;
 	struct listener listeners[MAX_LISTEN];
 	int nlisteners;
+	bool listeners_passed; /* by systemd: their paths are not ours to remove */
 	struct client *clients;
 	unsigned nclients, serial;
 	int sigfd;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "serve.h"
 #include "server.h"
+#include "service.h"
 #include "uring.h"
 
 #define DRAIN_SECONDS 10
@@ -101,6 +103,7 @@ static void start_drain(const char *why)
 	server.draining = true;
 	server.drain_deadline = now_s() + DRAIN_SECONDS;
 	LOG(LOG_INFO, "%s: draining requests in flight, then exiting", why);
+	service_stopping("draining requests in flight, then exiting");
 	for (int i = 0; i < server.nlisteners; i++) {
 		close(server.listeners[i].fd); /* pending accepts complete with an error */
 		server.listeners[i].fd = -1;
@@ -174,44 +177,72 @@ static bool drained(void)
 	return true;
 }
 
-int server_run(const struct options *o)
+/* The secret of --secret-file, or of --secret-credential from the directory
+ * systemd's LoadCredential= fills: 0, or 1 said on stderr. */
+static int read_secret(const struct options *o)
 {
-	char ready[MAX_LISTEN * 300 + 16] = "ready";
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4400];
+	mode_t mode;
 	int ret;
 
-	server.opts = o;
-	server.queue_limit = (size_t)o->queue_limit << 20;
-	server.page_size = (size_t)sysconf(_SC_PAGESIZE);
-	server.tick_interval.tv_sec = 1;
-	if (o->secret_file[0]) {
-		mode_t mode;
-
-		ret = upp_read_secret(o->secret_file, server.secret, sizeof(server.secret),
-				      &server.secret_len, &mode);
-		if (ret == -EINVAL) {
-			fprintf(stderr, "upagerd: %s: the secret must be 1 to 4095 bytes\n",
-				o->secret_file);
+	if (o->secret_credential[0]) {
+		if (strchr(o->secret_credential, '/') || !strcmp(o->secret_credential, ".") ||
+		    !strcmp(o->secret_credential, "..")) {
+			fprintf(stderr, "upagerd: --secret-credential %s: a credential's name, not a "
+					"path\n", o->secret_credential);
 			return 1;
 		}
-		if (ret < 0) {
-			fprintf(stderr, "upagerd: cannot read secret %s: %s\n", o->secret_file,
-				strerror(-ret));
+		if (!dir || !*dir) {
+			fprintf(stderr, "upagerd: --secret-credential %s: $CREDENTIALS_DIRECTORY is "
+					"not set (LoadCredential=%s:PATH in the unit)\n",
+				o->secret_credential, o->secret_credential);
 			return 1;
 		}
-		if (mode & 077)
-			LOG(LOG_WARN, "secret file %s is readable by others (chmod 600 it)",
-			    o->secret_file);
+		snprintf(path, sizeof(path), "%s/%s", dir, o->secret_credential);
+	} else {
+		snprintf(path, sizeof(path), "%s", o->secret_file);
 	}
-	ret = jail_init(o->root);
-	if (ret < 0) {
-		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(-ret));
+	ret = upp_read_secret(path, server.secret, sizeof(server.secret), &server.secret_len,
+			      &mode);
+	if (ret == -EINVAL) {
+		fprintf(stderr, "upagerd: %s: the secret must be 1 to 4095 bytes\n", path);
 		return 1;
+	}
+	if (ret < 0) {
+		fprintf(stderr, "upagerd: cannot read secret %s: %s\n", path, strerror(-ret));
+		return 1;
+	}
+	if (mode & 077)
+		LOG(LOG_WARN, "secret file %s is readable by others (chmod 600 it)", path);
+	return 0;
+}
+
+/* The sockets systemd passed, or else those of --listen: 0, or 1 said on stderr. */
+static int open_listeners(const struct options *o)
+{
+	struct passed_socket passed[MAX_LISTEN];
+	int n = service_listen_fds(passed, MAX_LISTEN, true, o->allow_remote), ret;
+
+	if (n < 0)
+		return 1;
+	if (n > 0) {
+		if (!o->listen_default)
+			LOG(LOG_INFO, "--listen ignored: serving on the %d sockets systemd passed", n);
+		for (int i = 0; i < n; i++) {
+			server.listeners[i].fd = passed[i].fd;
+			snprintf(server.listeners[i].name, sizeof(server.listeners[i].name), "%s",
+				 passed[i].name);
+		}
+		server.nlisteners = n;
+		server.listeners_passed = true;
+		return 0;
 	}
 	for (int i = 0; i < o->nlisten; i++) {
 		struct listener *l = &server.listeners[i];
 
 		if (!strncmp(o->listen[i], "unix:", 5)) {
-			ret = listen_unix(o->listen[i] + 5, &l->fd);
+			ret = listen_unix(o->listen[i] + 5, (unsigned)o->socket_mode, &l->fd);
 			snprintf(l->name, sizeof(l->name), "%s", o->listen[i]);
 		} else {
 			ret = listen_tcp(o->listen[i] + 4, o->allow_remote, &l->fd, l->name,
@@ -221,6 +252,35 @@ int server_run(const struct options *o)
 			return 1;
 		server.nlisteners++;
 	}
+	return 0;
+}
+
+int server_run(const struct options *o)
+{
+	char ready[MAX_LISTEN * 300 + 16] = "ready";
+	uint64_t watchdog_ms;
+	int ret;
+
+	server.opts = o;
+	server.queue_limit = (size_t)o->queue_limit << 20;
+	server.page_size = (size_t)sysconf(_SC_PAGESIZE);
+	server.tick_interval.tv_sec = 1;
+	service_init();
+	/* The tick is what wakes an idle loop: often enough for the watchdog. */
+	watchdog_ms = service_watchdog_ms();
+	if (watchdog_ms && watchdog_ms < 1000) {
+		server.tick_interval.tv_sec = 0;
+		server.tick_interval.tv_nsec = (long long)watchdog_ms * 1000000;
+	}
+	if ((o->secret_file[0] || o->secret_credential[0]) && read_secret(o))
+		return 1;
+	ret = jail_init(o->root);
+	if (ret < 0) {
+		fprintf(stderr, "upagerd: cannot open root %s: %s\n", o->root, strerror(-ret));
+		return 1;
+	}
+	if (open_listeners(o))
+		return 1;
 	server.sigfd = signal_fd(); /* before the loader thread: it inherits the mask */
 	ret = io_uring_queue_init(1024, &server.ring, 0);
 	if (server.sigfd < 0 || ret < 0) {
@@ -244,6 +304,8 @@ int server_run(const struct options *o)
 	arm_signal();
 	arm_map_loaded();
 	server.next_stats = now_s() + o->stats_interval;
+	/* READY=1 and the --ready-fd line at the same moment: once listening. */
+	service_ready(ready + 6, server.nclients);
 	if (o->ready_fd >= 0) {
 		strcat(ready, "\n");
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
@@ -282,10 +344,11 @@ int server_run(const struct options *o)
 		wake_waiting_reads();
 		if (tick)
 			on_timer();
+		service_tick(server.nclients);
 	}
 	log_stats();
 	LOG(LOG_INFO, "exiting%s", drained() ? "" : " (drain deadline passed)");
-	for (int i = 0; i < o->nlisten; i++)
+	for (int i = 0; i < o->nlisten && !server.listeners_passed; i++)
 		if (!strncmp(o->listen[i], "unix:", 5))
 			unlink(o->listen[i] + 5);
 	return 0;

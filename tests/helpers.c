@@ -142,7 +142,8 @@ int upt_child(void (*fn)(void *arg), void *arg, int timeout_s)
 	return status;
 }
 
-pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len)
+pid_t upt_upagerd_env(const char *const *args, const char *const *envs, int err_fd, char *ready,
+		      size_t len)
 {
 	char readyfd[16];
 	const char *argv[32];
@@ -162,8 +163,10 @@ pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(pfd[0]);
-		if (env)
-			putenv((char *)env);
+		for (; envs && *envs; envs++)
+			putenv((char *)*envs);
+		if (err_fd >= 0)
+			dup2(err_fd, 2);
 		execv("daemon/upagerd", (char *const *)argv);
 		_exit(127);
 	}
@@ -174,9 +177,18 @@ pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t 
 			n = read(pfd[0], ready, len - 1);
 	}
 	close(pfd[0]);
+	if (n <= 0)
+		upt_daemon_kill(pid);
 	ck_assert_msg(n > 0, "upagerd %s did not become ready", argv[1] ? argv[1] : "");
 	ready[n] = '\0';
 	return pid;
+}
+
+pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len)
+{
+	const char *envs[2] = { env, NULL };
+
+	return upt_upagerd_env(args, envs, -1, ready, len);
 }
 
 pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,

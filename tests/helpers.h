@@ -65,6 +65,11 @@ int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);
  * its environment; waits up to 5 s for its ready line, left in ready.
  */
 pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len);
+/* The same with every "NAME=value" of envs (NULL-terminated, or NULL) in its
+ * environment and, if err_fd >= 0, its stderr on err_fd. Killed if it does
+ * not become ready. */
+pid_t upt_upagerd_env(const char *const *args, const char *const *envs, int err_fd, char *ready,
+		      size_t len);
 /*
  * Starts the daemon built in this tree (daemon/upagerd) serving root on
  * unix:sock and tcp:127.0.0.1:0, plus up to two extra arguments; waits
