@@ -105,7 +105,9 @@ typedef struct upager_options {
  *   process dies of SIGBUS, handler threads block it). Limits: a system
  *   call that touches an untouched page fails with EFAULT (call
  *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
- *   kernel on a fault; SIGBUS at addresses that are not upager's, and fill
+ *   kernel on a fault; a signal handler touching an inline region while it
+ *   interrupted a upager call on the same pager can stall while other
+ *   threads munmap/mremap that pager's regions without pause; SIGBUS at addresses that are not upager's, and fill
  *   errors, go to the handler the program had installed (upager_create(3)),
  *   and so do faults at registered addresses in no region (the old range
  *   of an mremap with MREMAP_DONTUNMAP, the part an mremap grows a region

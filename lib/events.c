@@ -54,15 +54,16 @@ bool upager__events_note(struct upager__handler *h, const struct uffd_msg *msgs,
 		const struct uffd_msg *m = &msgs[i];
 
 		if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
-			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end };
+			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end,
+							  m->event == UFFD_EVENT_UNMAP };
 		} else if (m->event == UFFD_EVENT_REMAP) {
 			*r++ = (struct upager__ev_range){ m->arg.remap.from,
-							  m->arg.remap.from + m->arg.remap.len };
+							  m->arg.remap.from + m->arg.remap.len, true };
 			*r++ = (struct upager__ev_range){ m->arg.remap.to,
-							  m->arg.remap.to + m->arg.remap.len };
+							  m->arg.remap.to + m->arg.remap.len, true };
 		}
 	}
-	h->nev_ranges = (size_t)(r - h->ev_ranges);
+	__atomic_store_n(&h->nev_ranges, (size_t)(r - h->ev_ranges), __ATOMIC_RELEASE);
 	if (!h->nev_ranges)
 		return false;
 	h->ev_seq = ++h->pager->ev_reads;
@@ -101,7 +102,8 @@ void upager__events_handled(struct upager__handler *h)
 
 	pthread_mutex_lock(&p->ev_lock);
 	h->ev_seq = 0;
-	h->nev_ranges = 0;
+	/* Inline copies read it without the lock (upager__events_unmapped). */
+	__atomic_store_n(&h->nev_ranges, 0, __ATOMIC_RELEASE);
 	atomic_fetch_sub(&p->ev_pending, 1);
 	pthread_cond_broadcast(&p->ev_cond);
 	pthread_mutex_unlock(&p->ev_lock);
@@ -126,6 +128,27 @@ bool upager__events_concern(struct upager__handler *h, uintptr_t start, size_t l
 	cover = events_cover(p, h, start, len, *bound);
 	pthread_mutex_unlock(&p->ev_lock);
 	return cover;
+}
+
+/*
+ * Is [start, end) in an UNMAP or REMAP that a handler of p has read and not
+ * yet applied? Lock-free, for an inline copy between
+ * upager__inline_copy_begin and _end: the ranges are written only while no
+ * copy of p runs (upager__inline_events_begin to _read), emptied by
+ * upager__events_handled once the table no longer holds what they took out.
+ */
+bool upager__events_unmapped(const upager_t *p, uintptr_t start, uintptr_t end)
+{
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		const struct upager__handler *o = &p->handlers[i];
+		size_t n = __atomic_load_n(&o->nev_ranges, __ATOMIC_ACQUIRE);
+
+		for (size_t j = 0; j < n; j++)
+			if (o->ev_ranges[j].unmapped && o->ev_ranges[j].start < end &&
+			    o->ev_ranges[j].end > start)
+				return true;
+	}
+	return false;
 }
 
 /* The registry changed: so does what inline faults find (under the lock). */

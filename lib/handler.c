@@ -94,9 +94,11 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
 			events = upager__events_note(h, msgs, (size_t)n);
+		if (p->inline_faults)
+			upager__inline_events_read(p);
 		pthread_mutex_unlock(&p->ev_lock);
 		if (p->inline_faults && !events)
-			upager__inline_events_end(p);
+			upager__inline_events_end();
 		/*
 		 * Events apply in the order the kernel gave them: first those
 		 * other handlers read before. mremap sends REMAP and then an
@@ -134,7 +136,7 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		if (events)
 			upager__events_handled(h);
 		if (p->inline_faults && events)
-			upager__inline_events_end(p);
+			upager__inline_events_end();
 		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -272,7 +273,20 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		else
 			pl.flags = UPAGER__PLACE_ZEROPAGE;
 	}
-	if (res >= 0) {
+	/* In an UNMAP or REMAP read and not applied: the page alone if only
+	 * the window's rest is, else nothing (the handler takes the mapping
+	 * out, the retried access finds what is there now). */
+	if (res >= 0 && !upager__inline_copy_begin(p, page, page + n * ps)) {
+		if (n > 1 && upager__inline_copy_begin(p, page, page + ps)) {
+			n = 1;
+			pl.len = ps;
+		} else {
+			ret = GONE;
+		}
+	}
+	if (ret == GONE) {
+		/* nothing placed, nothing claimed */
+	} else if (res >= 0) {
 		int err;
 
 		/* Claimed (resident bit set) and counted before the pages are
@@ -286,6 +300,7 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		if (r->wp)
 			pl.flags |= UPAGER__PLACE_WP;
 		err = upager__place_range(&pl);
+		upager__inline_copy_end(p);
 		if (err < 0) {
 			/* Pages from pl.done on are not there: give back their claims. */
 			for (size_t i = pl.done / ps; i < n; i++)
@@ -310,9 +325,15 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		 * a fill over it meets EEXIST and retries for ever. The program
 		 * gets this fault, and every later access asks the source again.
 		 */
-		res = upager__place_fail(p->uffd, page, ps, false, fail_to_program, &failed);
-		if (failed || res != -EAGAIN)
-			ret = CHAIN;
+		if (!upager__inline_copy_begin(p, page, page + ps)) {
+			ret = GONE;
+		} else {
+			res = upager__place_fail(p->uffd, page, ps, false, fail_to_program,
+						 &failed);
+			upager__inline_copy_end(p);
+			if (failed || res != -EAGAIN)
+				ret = CHAIN;
+		}
 	}
 	upager__region_inline_leave(r, epoch);
 	if (bi != NBUFS)
@@ -376,7 +397,8 @@ static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool
 static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
 
 /*
- * Where this thread's copies met the range not registered (ENOENT, EFAULT),
+ * Where this thread's copies met the range not registered (ENOENT, EFAULT)
+ * or in an UNMAP or REMAP read and not applied (upager__inline_copy_begin),
  * and since when. The mapping it found is being taken out of the table, and
  * the retried access finds what is there now; but a copy the kernel can
  * never take there (a window over VMAs the program split, a mapping the
@@ -388,13 +410,20 @@ static __thread uint64_t gone_since __attribute__((tls_model("initial-exec")));
 
 static int gone_bounded(uintptr_t addr)
 {
+	/* Each retry reads the source again: give the handler that takes
+	 * the mapping out the CPU instead. */
+	const struct timespec nap = { 0, 100 * 1000 };
+
 	if (gone_at != addr) {
 		gone_at = addr;
 		gone_since = upager__now_ns();
+		nanosleep(&nap, NULL);
 		return RETRY;
 	}
-	if (upager__now_ns() - gone_since < UPAGER__INLINE_MISS_WAIT_NS)
+	if (upager__now_ns() - gone_since < UPAGER__INLINE_MISS_WAIT_NS) {
+		nanosleep(&nap, NULL);
 		return RETRY;
+	}
 	gone_at = 0;
 	return CHAIN;
 }

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "inline_table.h"
+#include "events.h"
 
 struct slot {
 	atomic_uint_fast64_t gen; /* odd while being changed */
@@ -126,17 +127,6 @@ int upager__inline_sync(upager_t *p)
 	return ret;
 }
 
-/* Counts a fill of p in, unless its handler is reading events (seq_cst
- * against upager__inline_events_begin: one of the two sees the other). */
-static bool pager_open(upager_t *p)
-{
-	atomic_fetch_add(&p->inline_fills, 1);
-	if (!atomic_load(&p->inline_closed))
-		return true;
-	atomic_fetch_sub(&p->inline_fills, 1);
-	return false;
-}
-
 static bool scan(uintptr_t addr, struct upager__inline_hit *hit)
 {
 	unsigned n = atomic_load_explicit(&used, memory_order_acquire);
@@ -161,11 +151,9 @@ static bool scan(uintptr_t addr, struct upager__inline_hit *hit)
 		hit->end = end;
 		hit->roff = atomic_load_explicit(&s->roff, memory_order_relaxed);
 		atomic_fetch_add(&s->busy, 1);
-		if (atomic_load(&s->gen) == gen && pager_open(hit->region->pager))
+		if (atomic_load(&s->gen) == gen)
 			return true;
 		atomic_fetch_sub(&s->busy, 1);
-		if (atomic_load(&s->gen) == gen)
-			sched_yield(); /* its pager's handler reads events: a moment */
 		i--; /* changed under us: read it again */
 	}
 	return false;
@@ -223,20 +211,38 @@ bool upager__inline_events_begin(upager_t *p)
 	struct pollfd pfd = { .fd = p->uffd, .events = POLLIN };
 
 	/* Only events come on an inline pager's uffd: nothing to read, no
-	 * reason to stop its fills. */
+	 * reason to stop its copies. */
 	if (poll(&pfd, 1, 0) == 0)
 		return false;
 	atomic_fetch_add(&events_open, 1);
-	atomic_fetch_add(&p->inline_closed, 1);
-	while (atomic_load(&p->inline_fills))
-		sched_yield(); /* a fill: a pread and an ioctl */
+	atomic_fetch_add(&p->inline_reading, 1);
+	while (atomic_load(&p->inline_copying))
+		sched_yield(); /* one UFFDIO_COPY (EAGAIN if it is about our event) */
 	return true;
 }
 
-void upager__inline_events_end(upager_t *p)
+void upager__inline_events_read(upager_t *p)
 {
-	atomic_fetch_sub(&p->inline_closed, 1);
+	atomic_fetch_sub(&p->inline_reading, 1);
+}
+
+void upager__inline_events_end(void)
+{
 	atomic_fetch_sub(&events_open, 1);
+}
+
+bool upager__inline_copy_begin(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	atomic_fetch_add(&p->inline_copying, 1);
+	if (!atomic_load(&p->inline_reading) && !upager__events_unmapped(p, start, end))
+		return true;
+	atomic_fetch_sub(&p->inline_copying, 1);
+	return false;
+}
+
+void upager__inline_copy_end(upager_t *p)
+{
+	atomic_fetch_sub(&p->inline_copying, 1);
 }
 
 bool upager__inline_events_open(void)
@@ -276,6 +282,5 @@ void upager__inline_forget(void)
 
 void upager__inline_leave(const struct upager__inline_hit *hit)
 {
-	atomic_fetch_sub(&hit->region->pager->inline_fills, 1);
 	atomic_fetch_sub(&slots[hit->slot].busy, 1);
 }

@@ -53,17 +53,25 @@ void upager__inline_leave(const struct upager__inline_hit *hit);
  * A's uffd takes any registered range, so a region another pager
  * registered there meanwhile, or moved there with mremap, would get A's
  * page. The kernel refuses A's copies (EAGAIN) from the event's start
- * until a handler read()s it; so A's handler closes A to new fills and
- * waits for those running before its read(), and opens it again once the
- * batch is applied. A fill counted in (enter to leave) must never wait
- * for a handler thread. Inline pagers' handlers also count a batch open
- * from before its read() to after its events are applied; whoever
+ * until a handler read()s it. So each copy of an inline fill runs between
+ * copy_begin and copy_end, and A's handler, before its read() (begin),
+ * stops new copies and waits for those running (one ioctl each, never a
+ * source's read), and lets them go once it has noted the batch's ranges
+ * (events_read): a copy then starts only if its range is in no UNMAP or
+ * REMAP read and not applied (false: the fill leaves its slot and the
+ * access is retried, bounded). Nothing waits for a fill's read or for the
+ * pager's lock. Inline pagers' handlers also count a batch open from
+ * before its read() to after its events are applied (end); whoever
  * registers a range first waits for the count to be zero
  * (upager__events_settle_inline). begin: false if the uffd holds nothing
- * to read (nothing counted, nothing closed).
+ * to read (nothing counted, nothing stopped).
  */
 bool upager__inline_events_begin(upager_t *p);
-void upager__inline_events_end(upager_t *p);
+void upager__inline_events_read(upager_t *p);
+void upager__inline_events_end(void);
+/* Async-signal-safe; never waits. */
+bool upager__inline_copy_begin(upager_t *p, uintptr_t start, uintptr_t end);
+void upager__inline_copy_end(upager_t *p);
 bool upager__inline_events_open(void);
 /* pred(p) for each pager with a mapping in the table, until one is true. */
 bool upager__inline_pagers_any(bool (*pred)(const upager_t *p));

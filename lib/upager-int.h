@@ -199,6 +199,7 @@ struct upager__fill {
 /* The addresses an event read but not yet handled is about. */
 struct upager__ev_range {
 	uintptr_t start, end;
+	bool unmapped; /* UNMAP or REMAP: the range may be another region's now */
 };
 
 struct upager__handler {
@@ -248,9 +249,9 @@ struct upager {
 	bool inline_faults; /* UPAGER_FAULT_INLINE: faults come as SIGBUS (inline.c) */
 	/* Inline faults posted for the handlers and not yet taken (inline_queue.c). */
 	atomic_uint inline_posted;
-	/* Inline fills of this pager running, and its handlers reading or
-	 * applying events: no fill starts then (inline_table.c). */
-	atomic_uint inline_fills, inline_closed;
+	/* Inline fills of this pager placing pages (one copy each), and its
+	 * handlers reading events: no copy starts then (inline_table.c). */
+	atomic_uint inline_copying, inline_reading;
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "upager-int.h" /* the pager's lock, held as a upager_* call does */
 
 /* An inline pager needs the SIGBUS feature and the UNMAP/REMAP events. */
 #define NEED (UPAGER_FEAT_SIGBUS | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)
@@ -538,6 +539,148 @@ END_TEST
 START_TEST(test_grown_part_sigbus) { check_no_mapping(true); }
 END_TEST
 
+/* ---- a pager's events and its faults from a thread holding its lock ---- */
+
+/*
+ * A thread holding the pager's lock (inside a upager_* call, interrupted by
+ * a signal handler of the program) touches an inline region of that pager
+ * while another thread munmaps part of another region of it: the handler
+ * needs the lock as writer to apply the UNMAP. The fault must be filled
+ * (its range is not the event's). Before, the handler closed the pager to
+ * fills from before its read to after the batch was applied, and the fault
+ * waited in the table's scan for ever.
+ */
+static upager_t *held_pager;
+static volatile uint8_t *held_addr;
+static atomic_int held_stage;
+
+static void *held_toucher(void *arg)
+{
+	uint8_t c;
+
+	(void)arg;
+	pthread_rwlock_rdlock(&held_pager->lock);
+	atomic_store(&held_stage, 1);
+	while (atomic_load(&held_stage) != 2)
+		sched_yield();
+	usleep(200 * 1000); /* the handler reads the UNMAP and waits for the lock */
+	c = held_addr[5 * UPT_PAGE];
+	pthread_rwlock_unlock(&held_pager->lock);
+	atomic_store(&held_stage, 3);
+	return (void *)(uintptr_t)c;
+}
+
+static void child_fault_holding_lock(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	upager_source_t *z;
+	upager_region_t *r1, *r2;
+	uint8_t *b;
+	pthread_t t;
+	uint64_t t0;
+
+	(void)arg;
+	held_pager = make_pager(UPAGER_FAULT_INLINE);
+	if (upager_source_zero(&z) < 0 || upager_map(held_pager, 16 * ps, z, &r1) < 0 ||
+	    upager_map(held_pager, 16 * ps, z, &r2) < 0)
+		_exit(10);
+	held_addr = upager_region_addr(r1);
+	b = upager_region_addr(r2);
+	b[0] = 1;
+	if (pthread_create(&t, NULL, held_toucher, NULL))
+		_exit(11);
+	while (atomic_load(&held_stage) != 1)
+		sched_yield();
+	atomic_store(&held_stage, 2);
+	t0 = now_ns();
+	if (munmap(b + 8 * ps, ps) < 0)
+		_exit(12);
+	while (atomic_load(&held_stage) != 3 && now_ns() - t0 < 10 * 1000000000ull)
+		usleep(1000);
+	if (atomic_load(&held_stage) != 3) {
+		printf("the fault of a thread holding the pager's lock not done after 10 s\n");
+		fflush(stdout);
+		_exit(1);
+	}
+	_exit(0);
+}
+
+START_TEST(test_fault_holding_lock_during_unmap)
+{
+	int st = upt_child(child_fault_holding_lock, NULL, 20);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
+/*
+ * Faults of one region go on being filled while another thread munmaps
+ * pages of another region of the same pager in a loop (an UNMAP event
+ * each): 64 of them within 10 s (progress, not speed). Before, the pager
+ * was closed to fills from its handler's poll until the batch was applied,
+ * and under the stream the faulting thread waited in the table's scan.
+ */
+#define STREAM_PAGES 64
+#define STREAM_MUNMAPS (1u << 20) /* 4 GiB of addresses: more than 10 s of munmaps */
+static volatile uint8_t *stream_addr;
+static atomic_long stream_faults;
+
+static void *stream_faulter(void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < STREAM_PAGES; i++) {
+		(void)stream_addr[i * UPT_PAGE];
+		atomic_fetch_add(&stream_faults, 1);
+	}
+	return NULL;
+}
+
+static void child_faults_during_munmaps(void *arg)
+{
+	const size_t ps = UPT_PAGE;
+	upager_t *p = make_pager(UPAGER_FAULT_INLINE);
+	upager_source_t *z;
+	upager_region_t *r1, *r2;
+	uint8_t *b;
+	pthread_t t;
+	uint64_t t0;
+	size_t i;
+
+	(void)arg;
+	if (upager_source_zero(&z) < 0 || upager_map(p, STREAM_PAGES * ps, z, &r1) < 0 ||
+	    upager_map(p, STREAM_MUNMAPS * ps, z, &r2) < 0 ||
+	    upager_region_advise(r1, UPAGER_ADV_RANDOM) < 0)
+		_exit(10);
+	stream_addr = upager_region_addr(r1);
+	b = upager_region_addr(r2);
+	t0 = now_ns();
+	if (pthread_create(&t, NULL, stream_faulter, NULL))
+		_exit(11);
+	/* From the end, a page at a time: each munmap an UNMAP event. */
+	for (i = STREAM_MUNMAPS; i-- > 0 && atomic_load(&stream_faults) < STREAM_PAGES;) {
+		if (munmap(b + i * ps, ps) < 0)
+			_exit(13);
+		if (now_ns() - t0 > 10 * 1000000000ull)
+			break;
+	}
+	if (atomic_load(&stream_faults) < STREAM_PAGES) {
+		printf("%ld of %d faults filled in %.1f s of munmaps (%zu munmaps)\n",
+		       atomic_load(&stream_faults), STREAM_PAGES, (double)(now_ns() - t0) / 1e9,
+		       STREAM_MUNMAPS - 1 - i);
+		fflush(stdout);
+		_exit(1);
+	}
+	_exit(0);
+}
+
+START_TEST(test_faults_during_munmaps)
+{
+	int st = upt_child(child_faults_during_munmaps, NULL, 30);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("inline_races");
@@ -560,6 +703,9 @@ static Suite *make(void)
 	upt_add(tc, test_split_past_table, NEED, WHY);
 	upt_add(tc, test_dontunmap_old_range_sigbus, NEED, WHY);
 	upt_add(tc, test_grown_part_sigbus, NEED, WHY);
+	tc = upt_tcase(s, "locked");
+	upt_add(tc, test_fault_holding_lock_during_unmap, NEED, WHY);
+	upt_add(tc, test_faults_during_munmaps, NEED, WHY);
 	tc = upt_tcase(s, "fork");
 	upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
 	return s;
