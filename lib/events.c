@@ -133,7 +133,7 @@ bool upager__events_concern(struct upager__handler *h, uintptr_t start, size_t l
 /*
  * Is [start, end) in an UNMAP or REMAP that a handler of p has read and not
  * yet applied? Lock-free, for an inline copy between
- * upager__inline_copy_begin and _end: the ranges are written only while no
+ * upager__inline_copy_begin and _end (inline.c): the ranges are written only while no
  * copy of p runs (upager__inline_events_begin to _read), emptied by
  * upager__events_handled once the table no longer holds what they took out.
  */

@@ -41,6 +41,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "handler.h"
 #include "inline.h"
 #include "inline_queue.h"
@@ -214,6 +215,18 @@ static void count_fault(upager_t *p, upager_region_t *r, bool write)
 	UPAGER__ADD(&r->st, write_faults, write);
 }
 
+/* May a copy into [start, end) start now? Then it runs until
+ * upager__inline_copy_end (inline_table.h). */
+static bool copy_begin(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	if (!upager__inline_copy_begin(p))
+		return false;
+	if (!upager__events_unmapped(p, start, end))
+		return true;
+	upager__inline_copy_end(p);
+	return false;
+}
+
 /*
  * The fault at addr of the region held in hit: fills and places its page.
  * RETRY: return, and the access runs again (placed, or faults again: a
@@ -276,8 +289,8 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 	/* In an UNMAP or REMAP read and not applied: the page alone if only
 	 * the window's rest is, else nothing (the handler takes the mapping
 	 * out, the retried access finds what is there now). */
-	if (res >= 0 && !upager__inline_copy_begin(p, page, page + n * ps)) {
-		if (n > 1 && upager__inline_copy_begin(p, page, page + ps)) {
+	if (res >= 0 && !copy_begin(p, page, page + n * ps)) {
+		if (n > 1 && copy_begin(p, page, page + ps)) {
 			n = 1;
 			pl.len = ps;
 		} else {
@@ -325,7 +338,7 @@ static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool 
 		 * a fill over it meets EEXIST and retries for ever. The program
 		 * gets this fault, and every later access asks the source again.
 		 */
-		if (!upager__inline_copy_begin(p, page, page + ps)) {
+		if (!copy_begin(p, page, page + ps)) {
 			ret = GONE;
 		} else {
 			res = upager__place_fail(p->uffd, page, ps, false, fail_to_program,
@@ -398,7 +411,7 @@ static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
 
 /*
  * Where this thread's copies met the range not registered (ENOENT, EFAULT)
- * or in an UNMAP or REMAP read and not applied (upager__inline_copy_begin),
+ * or in an UNMAP or REMAP read and not applied (copy_begin),
  * and since when. The mapping it found is being taken out of the table, and
  * the retried access finds what is there now; but a copy the kernel can
  * never take there (a window over VMAs the program split, a mapping the

@@ -30,7 +30,6 @@
 #include <time.h>
 
 #include "inline_table.h"
-#include "events.h"
 
 struct slot {
 	atomic_uint_fast64_t gen; /* odd while being changed */
@@ -231,10 +230,10 @@ void upager__inline_events_end(void)
 	atomic_fetch_sub(&events_open, 1);
 }
 
-bool upager__inline_copy_begin(upager_t *p, uintptr_t start, uintptr_t end)
+bool upager__inline_copy_begin(upager_t *p)
 {
 	atomic_fetch_add(&p->inline_copying, 1);
-	if (!atomic_load(&p->inline_reading) && !upager__events_unmapped(p, start, end))
+	if (!atomic_load(&p->inline_reading))
 		return true;
 	atomic_fetch_sub(&p->inline_copying, 1);
 	return false;

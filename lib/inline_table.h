@@ -69,8 +69,9 @@ void upager__inline_leave(const struct upager__inline_hit *hit);
 bool upager__inline_events_begin(upager_t *p);
 void upager__inline_events_read(upager_t *p);
 void upager__inline_events_end(void);
-/* Async-signal-safe; never waits. */
-bool upager__inline_copy_begin(upager_t *p, uintptr_t start, uintptr_t end);
+/* Async-signal-safe; never waits. false: a handler of p is reading (no
+ * copy counted in). The caller checks upager__events_unmapped after. */
+bool upager__inline_copy_begin(upager_t *p);
 void upager__inline_copy_end(upager_t *p);
 bool upager__inline_events_open(void);
 /* pred(p) for each pager with a mapping in the table, until one is true. */
