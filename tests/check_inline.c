@@ -1342,7 +1342,13 @@ static Suite *make(void)
 	upt_add(tc, test_mremap_touch, NEED_REMAP, WHY_EVENTS);
 	upt_add(tc, test_mremap_touch_callback, NEED_REMAP, WHY_EVENTS);
 	upt_add(tc, test_decommit_not_starved, NEED, WHY);
-	upt_add(tc, test_signal_longjmp_out_of_fill, NEED, WHY);
+	/* ThreadSanitizer cannot follow a siglongjmp out of a signal handler
+	 * that interrupted another (its child hangs there, on 4231568 too). */
+	if (UPT_TSAN)
+		printf("SKIP test_signal_longjmp_out_of_fill: siglongjmp out of nested signal "
+		       "handlers (ThreadSanitizer)\n");
+	else
+		upt_add(tc, test_signal_longjmp_out_of_fill, NEED, WHY);
 	/* Its readers read, by design, addresses another region may be mapped
 	 * at meanwhile: ThreadSanitizer counts that region's mmap as a write. */
 	if (UPT_TSAN)

@@ -602,6 +602,7 @@ static void child_fault_holding_lock(void *arg)
 		fflush(stdout);
 		_exit(1);
 	}
+	pthread_join(t, NULL);
 	_exit(0);
 }
 
@@ -670,6 +671,7 @@ static void child_faults_during_munmaps(void *arg)
 		fflush(stdout);
 		_exit(1);
 	}
+	pthread_join(t, NULL);
 	_exit(0);
 }
 
@@ -700,7 +702,12 @@ static Suite *make(void)
 	upt_add(tc, test_ignored_with_siginfo, NEED, WHY);
 	upt_add(tc, test_default_with_siginfo, NEED, WHY);
 	tc = upt_tcase(s, "table");
-	upt_add(tc, test_split_past_table, NEED, WHY);
+	/* 1100 munmaps and a table re-sync each: past 50 s under ThreadSanitizer. */
+	if (UPT_TSAN)
+		printf("SKIP test_split_past_table: 1100 munmap splits take over 50 s under "
+		       "ThreadSanitizer\n");
+	else
+		upt_add(tc, test_split_past_table, NEED, WHY);
 	upt_add(tc, test_dontunmap_old_range_sigbus, NEED, WHY);
 	upt_add(tc, test_grown_part_sigbus, NEED, WHY);
 	tc = upt_tcase(s, "locked");
