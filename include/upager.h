@@ -42,6 +42,7 @@ typedef struct upager_source upager_source_t; /* where page contents come from *
 #define UPAGER_FEAT_WP_ASYNC      (1ull << 7)  /* async write-protect (Linux 6.7) */
 #define UPAGER_FEAT_EVENT_FORK    (1ull << 8)  /* fork events (unused: see upager(7)) */
 #define UPAGER_FEAT_PAGEMAP_SCAN  (1ull << 9)  /* PAGEMAP_SCAN ioctl (Linux 6.7) */
+#define UPAGER_FEAT_SIGBUS        (1ull << 10) /* UFFD_FEATURE_SIGBUS: inline faults */
 /* How the userfaultfd was opened (exactly one is set). */
 #define UPAGER_FEAT_OPEN_DEV      (1ull << 32) /* /dev/userfaultfd */
 #define UPAGER_FEAT_OPEN_SYSCALL  (1ull << 33) /* userfaultfd(2) */
@@ -80,11 +81,43 @@ typedef struct upager_options {
 	unsigned spin_us;          /* after handling a fault, a handler polls this
 	                              long for the next before it sleeps; default
 	                              UPAGER_SPIN_DEFAULT_US, 0 never spins */
-	unsigned reserved32;       /* zero */
+	unsigned fault_mode;       /* UPAGER_FAULT_*; default UPAGER_FAULT_THREADS */
 	uint64_t reserved[6];      /* zero */
 } upager_options_t;
 
 #define UPAGER_SPIN_DEFAULT_US 50
+
+/*
+ * upager_options.fault_mode: who resolves a fault.
+ * THREADS: the faulting thread sleeps in the kernel while a handler thread
+ *   fills and places the page (every source; kernel-mode accesses such as
+ *   read(2) into an untouched page are served too).
+ * INLINE: the faulting thread resolves it itself, in a SIGBUS handler that
+ *   upager installs once per process (UFFD_FEATURE_SIGBUS and the UNMAP and
+ *   REMAP events; -ENOTSUP from upager_create without them). Zero, file and
+ *   snapshot sources fill in the handler (a random fault fills its page
+ *   alone, sequential faults a
+ *   growing window, no readahead); callback and remote sources, and a
+ *   snapshot recording its working set or a page failing its checksum, hand
+ *   the fault to the pager's handler threads, which fill it as in THREADS mode
+ *   (windows, readahead, the remote deadline), while the thread waits in
+ *   the handler (a source callback that touches an inline region: the
+ *   process dies of SIGBUS, handler threads block it). Limits: a system
+ *   call that touches an untouched page fails with EFAULT (call
+ *   upager_prefetch first); a thread that blocks SIGBUS is killed by the
+ *   kernel on a fault; a signal handler touching an inline region while it
+ *   interrupted a upager call on the same pager can stall while other
+ *   threads munmap/mremap that pager's regions without pause; SIGBUS at addresses that are not upager's, and fill
+ *   errors, go to the handler the program had installed (upager_create(3)),
+ *   and so do faults at registered addresses in no region (the old range
+ *   of an mremap with MREMAP_DONTUNMAP, the part an mremap grows a region
+ *   by), which the threaded mode zero-fills.
+ *   At most 1000 inline mappings in the process (upager_reserve: -ENOSPC),
+ *   of a table of 65536 that keeps room for munmap's splits and mremap
+ *   (more than vm.max_map_count's default 65530 mappings a process).
+ */
+#define UPAGER_FAULT_THREADS 0u
+#define UPAGER_FAULT_INLINE  1u
 
 /* ---- errors ------------------------------------------------------------- */
 const char *upager_strerror(int err);

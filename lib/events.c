@@ -23,6 +23,7 @@
 #include "events.h"
 #include "region_state.h"
 #include "registry.h"
+#include "inline_table.h"
 
 /*
  * Does an event that a handler other than self has read, in a batch numbered
@@ -53,15 +54,16 @@ bool upager__events_note(struct upager__handler *h, const struct uffd_msg *msgs,
 		const struct uffd_msg *m = &msgs[i];
 
 		if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
-			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end };
+			*r++ = (struct upager__ev_range){ m->arg.remove.start, m->arg.remove.end,
+							  m->event == UFFD_EVENT_UNMAP };
 		} else if (m->event == UFFD_EVENT_REMAP) {
 			*r++ = (struct upager__ev_range){ m->arg.remap.from,
-							  m->arg.remap.from + m->arg.remap.len };
+							  m->arg.remap.from + m->arg.remap.len, true };
 			*r++ = (struct upager__ev_range){ m->arg.remap.to,
-							  m->arg.remap.to + m->arg.remap.len };
+							  m->arg.remap.to + m->arg.remap.len, true };
 		}
 	}
-	h->nev_ranges = (size_t)(r - h->ev_ranges);
+	__atomic_store_n(&h->nev_ranges, (size_t)(r - h->ev_ranges), __ATOMIC_RELEASE);
 	if (!h->nev_ranges)
 		return false;
 	h->ev_seq = ++h->pager->ev_reads;
@@ -100,7 +102,8 @@ void upager__events_handled(struct upager__handler *h)
 
 	pthread_mutex_lock(&p->ev_lock);
 	h->ev_seq = 0;
-	h->nev_ranges = 0;
+	/* Inline copies read it without the lock (upager__events_unmapped). */
+	__atomic_store_n(&h->nev_ranges, 0, __ATOMIC_RELEASE);
 	atomic_fetch_sub(&p->ev_pending, 1);
 	pthread_cond_broadcast(&p->ev_cond);
 	pthread_mutex_unlock(&p->ev_lock);
@@ -125,6 +128,35 @@ bool upager__events_concern(struct upager__handler *h, uintptr_t start, size_t l
 	cover = events_cover(p, h, start, len, *bound);
 	pthread_mutex_unlock(&p->ev_lock);
 	return cover;
+}
+
+/*
+ * Is [start, end) in an UNMAP or REMAP that a handler of p has read and not
+ * yet applied? Lock-free, for an inline copy between
+ * upager__inline_copy_begin and _end (inline.c): the ranges are written only while no
+ * copy of p runs (upager__inline_events_begin to _read), emptied by
+ * upager__events_handled once the table no longer holds what they took out.
+ */
+bool upager__events_unmapped(const upager_t *p, uintptr_t start, uintptr_t end)
+{
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		const struct upager__handler *o = &p->handlers[i];
+		size_t n = __atomic_load_n(&o->nev_ranges, __ATOMIC_ACQUIRE);
+
+		for (size_t j = 0; j < n; j++)
+			if (o->ev_ranges[j].unmapped && o->ev_ranges[j].start < end &&
+			    o->ev_ranges[j].end > start)
+				return true;
+	}
+	return false;
+}
+
+/* The registry changed: so does what inline faults find (under the lock). */
+static void inline_sync(upager_t *p)
+{
+	if (p->inline_faults && upager__inline_sync(p) < 0)
+		upager__log(p, UPAGER_LOG_ERROR,
+			    "inline table full: faults of a moved mapping will be SIGBUS");
 }
 
 void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg)
@@ -153,6 +185,7 @@ void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg)
 		pthread_rwlock_wrlock(&p->lock);
 		if (upager__map_unmap(p, msg->arg.remove.start, msg->arg.remove.end) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on munmap");
+		inline_sync(p);
 		pthread_rwlock_unlock(&p->lock);
 		break;
 	case UFFD_EVENT_REMAP:
@@ -160,6 +193,7 @@ void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg)
 		if (upager__map_remap(p, msg->arg.remap.from, msg->arg.remap.to,
 				     msg->arg.remap.len) < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "registry: out of memory on mremap");
+		inline_sync(p);
 		pthread_rwlock_unlock(&p->lock);
 		break;
 	case UFFD_EVENT_FORK:

@@ -16,6 +16,8 @@ bool upager__events_note(struct upager__handler *h, const struct uffd_msg *msgs,
 void upager__events_apply(struct upager__handler *h, const struct uffd_msg *msg);
 /* h has applied the batch it noted: whoever waits for it goes on. */
 void upager__events_handled(struct upager__handler *h);
+/* Async-signal-safe; see events.c. */
+bool upager__events_unmapped(const upager_t *p, uintptr_t start, uintptr_t end);
 /*
  * Waits until no handler but self has a batch of events numbered up to
  * bound (all read so far, if now) not yet handled; at most

@@ -27,6 +27,7 @@
 #include "upager-int.h"
 #include "events.h"
 #include "fill.h"
+#include "inline_queue.h"
 #include "region_state.h"
 #include "registry.h"
 
@@ -54,12 +55,48 @@ static void slot_put(struct upager__handler *h, struct upager__fill *f)
 	h->nfree++;
 }
 
-bool upager__fill_in_flight(struct upager__handler *h, uintptr_t addr)
+static struct upager__fill *in_flight(struct upager__handler *h, uintptr_t addr)
 {
 	for (struct upager__fill *f = h->inflight; f; f = f->next)
 		if (addr >= f->addr && addr < f->addr + f->len)
-			return true;
-	return false;
+			return f;
+	return NULL;
+}
+
+bool upager__fill_in_flight(struct upager__handler *h, uintptr_t addr)
+{
+	return in_flight(h, addr) != NULL;
+}
+
+/*
+ * Answers the inline faults waiting for f (all but those of its faulting
+ * page when keep_fault: it is asked for again). The fill has ended, so
+ * their pages are placed, or were not this fill's to place: the access
+ * runs again and finds what is there now, faulting again if need be (a
+ * spurious answer costs a fault, never wrong data). Only the faulting
+ * page of a fill that failed is the program's SIGBUS, as the threaded
+ * mode's place_error makes it.
+ */
+static void answer_waiters(upager_t *p, struct upager__fill *f, bool keep_fault)
+{
+	struct upager__inline_req *q = f->waiters, *keep = NULL;
+
+	f->waiters = NULL;
+	while (q) {
+		struct upager__inline_req *next = q->next;
+		bool fault_page = (q->addr & ~(uintptr_t)(p->page_size - 1)) == f->fault_addr;
+
+		if (keep_fault && fault_page) {
+			q->next = keep;
+			keep = q;
+		} else {
+			upager__inline_req_answer(q, fault_page && f->inline_failed
+							     ? UPAGER__INLINE_FAIL
+							     : UPAGER__INLINE_RETRY);
+		}
+		q = next;
+	}
+	f->waiters = keep;
 }
 
 /*
@@ -145,7 +182,7 @@ enum { PLACED_MEANWHILE = 1 };
 
 struct sigbus_target {
 	upager_t *pager;
-	const struct upager__fill *fill;
+	struct upager__fill *fill;
 };
 
 /*
@@ -157,7 +194,7 @@ struct sigbus_target {
 static int queue_sigbus(void *arg, uintptr_t page)
 {
 	const struct sigbus_target *t = arg;
-	const struct upager__fill *f = t->fill;
+	struct upager__fill *f = t->fill;
 	upager_t *p = t->pager;
 	siginfo_t si;
 	long ret;
@@ -169,6 +206,13 @@ static int queue_sigbus(void *arg, uintptr_t page)
 	if (f->region && upager__region_resident(f->region, f->roff + (page - f->addr))) {
 		upager__place_wake(p->uffd, page, p->page_size);
 		return PLACED_MEANWHILE;
+	}
+	if (p->inline_faults) {
+		/* Its thread waits for the answer (answer_waiters), and takes
+		 * the fault to the program's handler itself: the kernel's
+		 * siginfo, as for an inline fill's own failure. */
+		f->inline_failed = true;
+		return 0;
 	}
 	memset(&si, 0, sizeof(si));
 	si.si_signo = SIGBUS;
@@ -189,7 +233,9 @@ static int queue_sigbus(void *arg, uintptr_t page)
 /*
  * The faulting thread gets SIGBUS: a poisoned PTE where the kernel has
  * UFFDIO_POISON (a real fault, si_code BUS_ADRERR and the exact address, and
- * every later access too, until decommit), a queued signal otherwise.
+ * every later access too, until decommit), a queued signal otherwise. An
+ * inline pager's thread waits in its SIGBUS handler and is answered; no
+ * poison there (inline.c says why).
  * Returns 0, PLACED_MEANWHILE, -EAGAIN (retry after the events) or -errno.
  */
 static int place_error(upager_t *p, struct upager__fill *f)
@@ -197,7 +243,8 @@ static int place_error(upager_t *p, struct upager__fill *f)
 	struct sigbus_target target = { .pager = p, .fill = f };
 
 	return upager__place_fail(p->uffd, f->fault_addr, p->page_size,
-				  p->features & UPAGER_FEAT_POISON, queue_sigbus, &target);
+				  (p->features & UPAGER_FEAT_POISON) && !p->inline_faults, queue_sigbus,
+				  &target);
 }
 
 /* Did the fill claim page i of its window (see count_before)? */
@@ -415,6 +462,7 @@ static void wake_window(upager_t *p, const struct upager__fill *f, bool keep_fau
 
 static void fill_done(struct upager__handler *h, struct upager__fill *f)
 {
+	answer_waiters(h->pager, f, false);
 	if (f->region)
 		upager__region_unref(f->region);
 	slot_put(h, f);
@@ -510,6 +558,7 @@ void upager__fill_finish(struct upager__handler *h, struct upager__fill *f, int 
 			 * in a neighbour the window only guessed at. Threads
 			 * waiting on the others fault again, each for its own. */
 			wake_window(h->pager, f, true);
+			answer_waiters(h->pager, f, true);
 			f->roff += f->fault_addr - f->addr;
 			f->addr = f->fault_addr;
 			f->len = h->pager->page_size;
@@ -564,6 +613,8 @@ struct upager__fill *upager__fill_new(struct upager__handler *h, upager_region_t
 	f->tid = 0;
 	f->ev_bound = 0;
 	f->ev_deferred = false;
+	f->waiters = NULL;
+	f->inline_failed = false;
 	f->t0 = upager__now_ns();
 	if (r)
 		upager__region_ref(r);
@@ -637,7 +688,7 @@ static void continue_readahead(struct upager__handler *h, upager_region_t *r)
  * the event is handled. The count alone (ev_pending) says "maybe": this
  * message was read under ev_lock after any event whose call has returned.
  */
-static bool defer_fault(struct upager__handler *h, uintptr_t addr)
+static bool defer_fault(struct upager__handler *h, uintptr_t addr, struct upager__inline_req *q)
 {
 	upager_t *p = h->pager;
 	struct upager__fill *f;
@@ -648,16 +699,21 @@ static bool defer_fault(struct upager__handler *h, uintptr_t addr)
 	f = upager__fill_new(h, NULL, addr, 0, 1, false);
 	f->ev_bound = bound;
 	f->ev_deferred = true;
+	f->waiters = q;
 	f->next = h->retry;
 	h->retry = f;
 	return true;
 }
 
-void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg)
+/*
+ * A fault at page addr: plans its window (and readahead) and starts it. q:
+ * an inline fault's waiting thread (inline_queue.c), answered when the
+ * fill it joins ends, or at once when there is nothing to fill.
+ */
+static void fault(struct upager__handler *h, uintptr_t addr, bool write, uint32_t tid,
+		  struct upager__inline_req *q)
 {
 	upager_t *p = h->pager;
-	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(p->page_size - 1);
-	bool write = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	struct upager__fill *f, *ra[UPAGER__RA_DEPTH];
 	const struct upager__mapping *m;
 	upager_region_t *r = NULL;
@@ -666,7 +722,7 @@ void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg)
 	bool sequential = false;
 
 	h->last_fault_ns = upager__now_ns();
-	if (atomic_load_explicit(&p->ev_pending, memory_order_relaxed) && defer_fault(h, addr))
+	if (atomic_load_explicit(&p->ev_pending, memory_order_relaxed) && defer_fault(h, addr, q))
 		return;
 	UPAGER__ADD(&p->st, faults, 1);
 	UPAGER__ADD(&p->st, read_faults, !write);
@@ -684,12 +740,18 @@ void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg)
 			/* Decommitted after the access: on retry it meets PROT_NONE. */
 			pthread_rwlock_unlock(&p->lock);
 			upager__place_wake(p->uffd, addr, p->page_size);
+			if (q)
+				upager__inline_req_answer(q, UPAGER__INLINE_RETRY);
 			return;
 		}
-		if (upager__fill_in_flight(h, addr)) {
+		if ((f = in_flight(h, addr))) {
 			pthread_rwlock_unlock(&p->lock);
 			UPAGER__ADD(&p->st, coalesced, 1);
 			UPAGER__ADD(&r->st, coalesced, 1);
+			if (q) { /* answered when that fill ends */
+				q->next = f->waiters;
+				f->waiters = q;
+			}
 			return; /* its UFFDIO_COPY wakes every thread waiting on the page */
 		}
 		pages = window_for(r, roff / p->page_size, &back, &sequential);
@@ -704,18 +766,41 @@ void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg)
 		atomic_store_explicit(&r->ra_next, roff / p->page_size + pages,
 				      memory_order_relaxed);
 		atomic_store_explicit(&r->ra_fault, roff / p->page_size, memory_order_relaxed);
+	} else if (q) {
+		/* Out of the registry since the thread found it in the inline
+		 * table (released, unmapped, moved): retried, the access finds
+		 * what is there now. Not the zero fill below, for a range that
+		 * may be another pager's region by now. */
+		pthread_rwlock_unlock(&p->lock);
+		upager__inline_req_answer(q, UPAGER__INLINE_RETRY);
+		return;
 	}
 	f = upager__fill_new(h, r, start, roff, pages, false);
 	f->fault_addr = addr;
 	f->sequential = sequential;
 	f->write = write;
-	f->tid = (p->features & UPAGER_FEAT_THREAD_ID) ? msg->arg.pagefault.feat.ptid : 0;
+	f->tid = tid;
+	f->waiters = q;
 	if (r && r->src->ops->readahead && pages == UPAGER__MAX_WINDOW)
 		nra = plan_readahead(h, m, r, roff + pages * p->page_size, UPAGER__RA_DEPTH, ra);
 	pthread_rwlock_unlock(&p->lock);
 
 	start_fill(h, f);
 	upager__fill_start_all(h, ra, nra);
+}
+
+void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg)
+{
+	upager_t *p = h->pager;
+
+	fault(h, (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(p->page_size - 1),
+	      msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
+	      (p->features & UPAGER_FEAT_THREAD_ID) ? msg->arg.pagefault.feat.ptid : 0, NULL);
+}
+
+void upager__fill_fault_inline(struct upager__handler *h, struct upager__inline_req *q)
+{
+	fault(h, q->addr & ~(uintptr_t)(h->pager->page_size - 1), q->write, 0, q);
 }
 
 void upager__fill_retry_all(struct upager__handler *h)

@@ -12,6 +12,9 @@
 /* A fault message read from the uffd: plan its window (and readahead) and
  * start it. */
 void upager__fill_fault(struct upager__handler *h, const struct uffd_msg *msg);
+/* The same for an inline fault posted by its thread (inline_queue.c), which
+ * waits until the fill it went to ends and is answered then. */
+void upager__fill_fault_inline(struct upager__handler *h, struct upager__inline_req *q);
 /* The fill's source has answered (result: DATA, ZERO or -errno): place it,
  * ask again for the faulting page alone, or put it on the retry list. */
 void upager__fill_finish(struct upager__handler *h, struct upager__fill *f, int result);

@@ -33,6 +33,8 @@
 #include "events.h"
 #include "fill.h"
 #include "handler.h"
+#include "inline_queue.h"
+#include "inline_table.h"
 #include "prefetch.h"
 #include "spin.h"
 
@@ -82,10 +84,21 @@ static void read_messages(struct upager__handler *h, bool spinning)
 			pthread_mutex_lock(&p->ev_lock);
 		else if (pthread_mutex_trylock(&p->ev_lock) != 0)
 			return;
+		/* Open before the read: from the moment the kernel lets the
+		 * munmap go on, a region registered elsewhere waits for us. */
+		if (p->inline_faults && !upager__inline_events_begin(p)) {
+			pthread_mutex_unlock(&p->ev_lock);
+			h->uffd_ready = false;
+			break;
+		}
 		n = upager__uffd_read(p->uffd, msgs, UPAGER__MSG_BATCH);
 		if (n > 0)
 			events = upager__events_note(h, msgs, (size_t)n);
+		if (p->inline_faults)
+			upager__inline_events_read(p);
 		pthread_mutex_unlock(&p->ev_lock);
+		if (p->inline_faults && !events)
+			upager__inline_events_end();
 		/*
 		 * Events apply in the order the kernel gave them: first those
 		 * other handlers read before. mremap sends REMAP and then an
@@ -122,6 +135,8 @@ static void read_messages(struct upager__handler *h, bool spinning)
 		}
 		if (events)
 			upager__events_handled(h);
+		if (p->inline_faults && events)
+			upager__inline_events_end();
 		if (n < UPAGER__MSG_BATCH)
 			h->uffd_ready = false; /* drained: the poll, armed next, sees anything newer */
 	}
@@ -138,6 +153,17 @@ static void run_backlog(struct upager__handler *h)
 		upager__fill_fault(h, &h->backlog[i++]);
 	memmove(h->backlog, h->backlog + i, (h->nbacklog - i) * sizeof(h->backlog[0]));
 	h->nbacklog -= i;
+}
+
+/* Inline faults posted by their threads (inline_queue.c), while a slot is
+ * free for them as for the backlog's; the rest wait for the next round. */
+static void run_inline(struct upager__handler *h)
+{
+	struct upager__inline_req *q;
+
+	while (h->nfree > UPAGER__RA_DEPTH && !h->stopping &&
+	       (q = upager__inline_req_take(h->pager)))
+		upager__fill_fault_inline(h, q);
 }
 
 /*
@@ -261,7 +287,7 @@ static void spin(struct upager__handler *h)
 			return;
 		h->uffd_ready = true;
 		read_messages(h, true);
-		if (h->nbacklog)
+		if (h->nbacklog || atomic_load(&p->inline_posted))
 			return;
 		upager__cpu_relax();
 	}
@@ -281,6 +307,7 @@ static void *handler_main(void *arg)
 		if (h->uffd_ready && !h->stopping)
 			read_messages(h, false);
 		run_backlog(h);
+		run_inline(h);
 		upager__fill_retry_all(h);
 		if (!h->stopping)
 			upager__prefetch_run(h);
@@ -315,7 +342,9 @@ static void *handler_main(void *arg)
 
 /* ---- the handler threads: start, stop, wake ---- */
 
-static __thread struct upager__handler *current_handler;
+/* initial-exec: read by inline faults' SIGBUS handler (inline.c), where a
+ * first access must not allocate. */
+static __thread struct upager__handler *current_handler __attribute__((tls_model("initial-exec")));
 
 bool upager__on_handler(const upager_t *p)
 {
@@ -340,6 +369,19 @@ void upager__events_settle(upager_t *p, bool in_kernel)
 		nanosleep(&nap, NULL);
 	}
 	upager__events_wait(p, self, 0, true);
+}
+
+void upager__events_settle_inline(void)
+{
+	uint64_t until = upager__now_ns() + UPAGER__EV_WAIT_NS;
+	struct timespec nap = { .tv_nsec = 20 * 1000 };
+
+	/* In the kernel first, then open: an event read between the two
+	 * checks was counted open before its read. */
+	while (upager__inline_pagers_any(upager__events_in_kernel) && upager__now_ns() < until)
+		nanosleep(&nap, NULL);
+	while (upager__inline_events_open() && upager__now_ns() < until)
+		nanosleep(&nap, NULL);
 }
 
 void upager__kick_handlers(upager_t *p)
@@ -468,6 +510,9 @@ int upager__handlers_start(upager_t *p)
 void upager__handlers_stop(upager_t *p)
 {
 	stop_handlers(p, p->nthreads);
+	/* Inline faults no handler took: their threads retry, and find their
+	 * regions gone (upager_destroy released them first). */
+	upager__inline_req_cancel(p);
 	for (unsigned i = 0; i < p->nthreads; i++)
 		handler_free(&p->handlers[i]);
 	free(p->handlers);

@@ -20,6 +20,11 @@ void upager__handlers_stop(upager_t *p);
  * itself, which handles its events before it runs callbacks.
  */
 void upager__events_settle(upager_t *p, bool in_kernel);
+/* Waits (at most UPAGER__EV_WAIT_NS) until no inline pager has an event
+ * on its way or read and not applied, whose fills in flight could land in
+ * a range registered now (see inline_table.h). Before any UFFDIO_REGISTER
+ * of a range the program may have freed. */
+void upager__events_settle_inline(void);
 /* Makes every handler look at p->stopping and at its fills of dead regions. */
 void upager__kick_handlers(upager_t *p);
 

@@ -24,6 +24,7 @@
 #include "events.h"
 #include "prefetch.h"
 #include "registry.h"
+#include "inline.h"
 
 #define MAX_THREADS 64
 
@@ -91,7 +92,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 		if (opts->reserved[i])
 			return -EINVAL;
-	if (opts->reserved32 || opts->spin_us > 1000000)
+	if (opts->fault_mode > UPAGER_FAULT_INLINE || opts->spin_us > 1000000)
 		return -EINVAL;
 
 	p = calloc(1, sizeof(*p));
@@ -105,6 +106,7 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	p->nthreads = opts->nthreads;
 	p->spin_ns = (uint64_t)opts->spin_us * 1000;
 	p->handler_cpus = opts->handler_cpus;
+	p->inline_faults = opts->fault_mode == UPAGER_FAULT_INLINE;
 	upager__prefetch_init(p);
 	upager__counters_init(&p->st);
 	pthread_rwlock_init(&p->lock, NULL);
@@ -114,11 +116,34 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 	pthread_cond_init(&p->idle_cond, NULL);
 
 	ret = upager__uffd_open(opts->open_method,
-				opts->disable_features | upager__disable_from_env(), &p->uffd,
-				&p->features, &p->kernel_features, why, sizeof(why));
+				opts->disable_features | upager__disable_from_env(),
+				p->inline_faults ? UFFD_FEATURE_SIGBUS : 0, &p->uffd, &p->features,
+				&p->enabled_kernel_features, why, sizeof(why));
 	if (ret < 0) {
 		upager__log(p, UPAGER_LOG_ERROR, "userfaultfd unavailable: %s", why);
 		goto fail;
+	}
+	if (p->inline_faults) {
+		/* Enabled on this uffd, not only known to the kernel: without
+		 * it faults would queue for handler threads that never fill them. */
+		if (!(p->enabled_kernel_features & UFFD_FEATURE_SIGBUS)) {
+			upager__log(p, UPAGER_LOG_ERROR,
+				    "inline faults need UFFD_FEATURE_SIGBUS (Linux 4.14)");
+			ret = -ENOTSUP;
+			goto fail;
+		}
+		/* Without them a munmapped or moved mapping stays in the inline
+		 * table, and its fills land in whatever is registered there next. */
+		if ((p->features & (UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)) !=
+		    (UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)) {
+			upager__log(p, UPAGER_LOG_ERROR,
+				    "inline faults need the UNMAP and REMAP events (Linux 4.11)");
+			ret = -ENOTSUP;
+			goto fail;
+		}
+		ret = upager__inline_install();
+		if (ret < 0)
+			goto fail;
 	}
 	upager__log(p, UPAGER_LOG_INFO, "userfaultfd open via %s, features 0x%llx",
 		    p->features & UPAGER_FEAT_OPEN_DEV       ? "/dev/userfaultfd"

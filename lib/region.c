@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "upager-int.h"
@@ -33,6 +34,7 @@
 #include "registry.h"
 #include "region_state.h"
 #include "prefetch.h"
+#include "inline_table.h"
 
 /* ---- commit extents: changes (under pager->lock) ---- */
 
@@ -171,6 +173,10 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	}
 	upager__source_ref(src);
 	r->src = src;
+	if (p->inline_faults && upager__region_commit_bits_init(r) < 0) {
+		upager__region_unref(r);
+		return -ENOMEM;
+	}
 
 	addr = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (addr == MAP_FAILED) {
@@ -183,9 +189,12 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	 * thread's munmap or mremap, whose event a handler has read but maybe
 	 * not handled, or another thread's, whose event may not even be read.
 	 * Handled after this region is in the registry, such an event would
-	 * cut this region's pages out of it, to be zero-filled.
+	 * cut this region's pages out of it, to be zero-filled. And an inline
+	 * fill of any pager's mapping that was here would land in this region
+	 * once it is registered (see inline_table.h).
 	 */
 	upager__events_settle(p, true);
+	upager__events_settle_inline();
 	/*
 	 * Register under the write lock: the fault loop zero-fills registered
 	 * addresses it cannot find, and must not do so to a region that is
@@ -219,10 +228,19 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 		p->regions = n;
 		p->capregions = cap;
 	}
+	if (p->inline_faults && !upager__inline_has_room()) {
+		ret = -ENOSPC;
+		goto fail_unregister;
+	}
 	m = (struct upager__mapping){ .start = r->base, .end = r->base + len, .region = r };
 	ret = upager__map_insert(p, &m);
 	if (ret < 0)
 		goto fail_unregister;
+	if (p->inline_faults && (ret = upager__inline_sync(p)) < 0) {
+		upager__map_cut(p, m.start, m.end, false);
+		upager__inline_sync(p);
+		goto fail_unregister;
+	}
 	upager__map_forget_moves(p, m.start, m.end);
 	p->regions[p->nregions++] = r;
 	pthread_rwlock_unlock(&p->lock);
@@ -269,10 +287,12 @@ UPAGER__EXPORT int upager_commit(upager_region_t *r, size_t off, size_t len)
 	else if (extents_overlap(r, off, off + len))
 		ret = -EEXIST;
 	else if ((ret = extents_reserve(r, 1)) == 0) {
-		if (mprotect((void *)(r->base + off), len, PROT_READ | PROT_WRITE) < 0)
+		if (mprotect((void *)(r->base + off), len, PROT_READ | PROT_WRITE) < 0) {
 			ret = -errno;
-		else
+		} else {
 			extents_add(r, off, off + len);
+			upager__region_mark_committed(r, off, len, true);
+		}
 	}
 	pthread_rwlock_unlock(&p->lock);
 	return ret;
@@ -302,10 +322,18 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 			/* From here no fill lands in the range: the fault loop checks
 			 * commit state under this lock before it places a page. */
 			extents_remove(r, off, off + len);
+			upager__region_mark_committed(r, off, len, false);
 			upager__region_clear_resident(r, off, len);
 		}
 	}
 	pthread_rwlock_unlock(&p->lock);
+	if (ret == 0 && r->committed) {
+		/* Inline fills that read the page committed before the bit was
+		 * cleared may still place it: discard after them, and take back
+		 * the resident bits they set. */
+		upager__region_inline_drain(r);
+		upager__region_clear_resident(r, off, len);
+	}
 	if (ret == 0 && madvise((void *)(r->base + off), len, MADV_DONTNEED) < 0)
 		ret = -errno;
 	return ret;
@@ -335,14 +363,25 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 			break;
 		}
 	r->dead = true;
+	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
+	 * instead of reading a fresh zero page. Under the lock: any inline
+	 * sync after it (another reserve, release, event) takes the region
+	 * out of the table, and a fault there then must meet PROT_NONE, not
+	 * miss twice (the program's SIGBUS). */
+	for (size_t i = 0; i < n; i++)
+		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
 	pthread_rwlock_unlock(&p->lock);
 	if (r->wp) /* before the range can be reused */
 		upager__track_del(r->base);
 
-	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
-	 * instead of reading a fresh zero page. */
-	for (size_t i = 0; i < n; i++)
-		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
+	/* Out of the inline table, no inline fill of it left running, only
+	 * now: a fault until PROT_NONE retries (the region is dead), and one
+	 * not found in the table would be the program's SIGBUS. */
+	if (p->inline_faults) {
+		pthread_rwlock_rdlock(&p->lock);
+		upager__inline_sync(p);
+		pthread_rwlock_unlock(&p->lock);
+	}
 	/*
 	 * When release returns no fill of the region runs or will start, so
 	 * the caller may free what its callback uses. Fills in flight see the

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -42,6 +43,8 @@ void upager__region_unref(upager_region_t *r)
 	if (old != 1)
 		return;
 	munmap(r->resident, r->resident_bytes);
+	if (r->committed)
+		munmap(r->committed, r->resident_bytes);
 	upager__source_unref(r->src);
 	free(r->commits);
 	free(r);
@@ -83,6 +86,84 @@ void upager__region_clear_resident(upager_region_t *r, size_t off, size_t len)
 		UPAGER__ADD(&r->st, pages_resident, -cleared);
 		UPAGER__ADD(&r->pager->st, pages_resident, -cleared);
 	}
+}
+
+/* ---- committed bitmap (inline pagers) ---- */
+
+int upager__region_commit_bits_init(upager_region_t *r)
+{
+	/* Sized like the resident bitmap, and like it paid for as used. */
+	void *bits = mmap(NULL, r->resident_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (bits == MAP_FAILED)
+		return -ENOMEM;
+	r->committed = bits;
+	return 0;
+}
+
+void upager__region_mark_committed(upager_region_t *r, size_t off, size_t len, bool on)
+{
+	size_t first = off / r->pager->page_size, last = (off + len) / r->pager->page_size;
+
+	if (!r->committed)
+		return;
+	for (size_t page = first; page < last;) {
+		size_t w = page / 64, lo = page % 64;
+		size_t hi = (last - page + lo) >= 64 ? 64 : (last - page + lo);
+		uint64_t mask = (hi == 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
+
+		if (on)
+			atomic_fetch_or(&r->committed[w], mask);
+		else if (atomic_load_explicit(&r->committed[w], memory_order_relaxed) & mask)
+			atomic_fetch_and(&r->committed[w], ~mask);
+		page += hi - lo;
+	}
+}
+
+bool upager__region_committed_bit(const upager_region_t *r, size_t off)
+{
+	size_t page = off / r->pager->page_size;
+
+	return atomic_load(&r->committed[page / 64]) & (1ull << (page % 64));
+}
+
+/* Drains one at a time: two at once would flip the epoch back under each other. */
+static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+
+unsigned upager__region_inline_enter(upager_region_t *r)
+{
+	for (;;) {
+		unsigned e = atomic_load(&r->inline_epoch);
+
+		atomic_fetch_add(&r->inline_busy[e & 1], 1);
+		/* Counted under the epoch still current: a drain that flips it
+		 * after this sees the count. Otherwise count again. */
+		if (atomic_load(&r->inline_epoch) == e)
+			return e & 1;
+		atomic_fetch_sub(&r->inline_busy[e & 1], 1);
+	}
+}
+
+void upager__region_inline_leave(upager_region_t *r, unsigned epoch)
+{
+	atomic_fetch_sub(&r->inline_busy[epoch], 1);
+}
+
+void upager__region_inline_forget(void)
+{
+	pthread_mutex_init(&drain_lock, NULL);
+}
+
+void upager__region_inline_drain(upager_region_t *r)
+{
+	unsigned old;
+
+	pthread_mutex_lock(&drain_lock);
+	old = atomic_fetch_add(&r->inline_epoch, 1) & 1;
+	while (atomic_load(&r->inline_busy[old]))
+		sched_yield(); /* a fill: a pread and an ioctl */
+	pthread_mutex_unlock(&drain_lock);
 }
 
 bool upager__region_resident(const upager_region_t *r, size_t off)

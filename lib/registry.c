@@ -148,7 +148,7 @@ int upager__map_remap(upager_t *p, uintptr_t from, uintptr_t to, size_t len)
 {
 	unsigned n = sizeof(p->moved_from) / sizeof(p->moved_from[0]);
 
-	p->moved_from[p->nmoved_from++ % n] = (struct upager__ev_range){ from, from + len };
+	p->moved_from[p->nmoved_from++ % n] = (struct upager__ev_range){ .start = from, .end = from + len };
 	return upager__map_move(p, from, to, len);
 }
 
@@ -158,7 +158,7 @@ int upager__map_unmap(upager_t *p, uintptr_t start, uintptr_t end)
 
 	for (unsigned i = 0; i < n; i++)
 		if (p->moved_from[i].start == start && p->moved_from[i].end == end) {
-			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
+			p->moved_from[i] = (struct upager__ev_range){ .start = 0 };
 			return 0;
 		}
 	return upager__map_cut(p, start, end, true);
@@ -172,7 +172,7 @@ void upager__map_forget_moves(upager_t *p, uintptr_t start, uintptr_t end)
 
 	for (unsigned i = 0; i < n; i++)
 		if (p->moved_from[i].start < end && p->moved_from[i].end > start)
-			p->moved_from[i] = (struct upager__ev_range){ 0, 0 };
+			p->moved_from[i] = (struct upager__ev_range){ .start = 0 };
 }
 
 /*

@@ -97,6 +97,34 @@ static int file_complete(upager_source_t *src, struct upager__fill *fill, int re
 	return UPAGER__FILL_DATA;
 }
 
+/* Inline pagers: the faulting thread reads the page itself (pread is
+ * async-signal-safe). A FIFO or socket fails with ESPIPE: SIGBUS. */
+static int file_fill_inline(upager_source_t *src, size_t roff, void *buf, size_t len)
+{
+	struct file_source *fs = (struct file_source *)src;
+	uint64_t at = fs->offset + roff;
+	size_t done = 0;
+
+	if (at < fs->offset || at > (uint64_t)INT64_MAX)
+		return -EOVERFLOW;
+	while (done < len) {
+		ssize_t n = pread(fs->fd, (char *)buf + done, len - done, (off_t)(at + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) { /* end of file: the rest reads as zero */
+			if (done == 0)
+				return UPAGER__FILL_ZERO;
+			memset((char *)buf + done, 0, len - done);
+			break;
+		}
+		done += (size_t)n;
+	}
+	return UPAGER__FILL_DATA;
+}
+
 static void file_destroy(upager_source_t *src)
 {
 	struct file_source *fs = (struct file_source *)src;
@@ -112,6 +140,8 @@ static const struct upager__source_ops file_ops = {
 	.fill = file_fill,
 	.complete = file_complete,
 	.destroy = file_destroy,
+	.fill_inline = file_fill_inline,
+	.inline_reads = true,
 	.readahead = true,
 	.fault_around = 16, /* 64 KiB, the kernel's fault_around_bytes */
 };

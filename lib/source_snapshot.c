@@ -50,6 +50,30 @@ static int snap_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
 }
 
+/*
+ * Inline pagers: pages are stored raw, so a fill is a pread and a CRC per
+ * page, async-signal-safe. Not while recording the working set (a lock and
+ * allocations) and not for a page that fails: the handler threads fill
+ * those (PENDING), logging the checksum failure as they do.
+ */
+static int snap_fill_inline(upager_source_t *src, size_t roff, void *buf, size_t len)
+{
+	struct snap_source *ss = (struct snap_source *)src;
+	size_t ps = ss->f.ps, first = roff / ps, n = len / ps;
+	bool any = false;
+
+	if (ss->rec.path)
+		return UPAGER__FILL_PENDING;
+	for (size_t k = 0; k < n; k++) {
+		int kind = upp_snap_read(&ss->f, first + k, (uint8_t *)buf + k * ps);
+
+		if (kind < 0)
+			return UPAGER__FILL_PENDING;
+		any |= kind == UPP_SNAP_STORED;
+	}
+	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
+}
+
 #define RA_BATCH 1024
 
 struct ra_range {
@@ -128,6 +152,8 @@ static const struct upager__source_ops snap_ops = {
 	.fill = snap_fill,
 	.destroy = snap_destroy,
 	.fault_around = 16,
+	.fill_inline = snap_fill_inline,
+	.inline_reads = true,
 };
 
 UPAGER__EXPORT int upager_source_snapshot(const char *path, uint64_t *lenp,

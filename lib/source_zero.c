@@ -12,6 +12,11 @@ static int zero_fill(upager_source_t *src, struct upager__fill *fill, struct io_
 	return UPAGER__FILL_ZERO;
 }
 
+static int zero_fill_inline(upager_source_t *src, size_t roff, void *buf, size_t len)
+{
+	return UPAGER__FILL_ZERO;
+}
+
 static void zero_destroy(upager_source_t *src)
 {
 	free(src);
@@ -20,6 +25,7 @@ static void zero_destroy(upager_source_t *src)
 static const struct upager__source_ops zero_ops = {
 	.name = "zero",
 	.fill = zero_fill,
+	.fill_inline = zero_fill_inline,
 	.destroy = zero_destroy,
 };
 

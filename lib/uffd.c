@@ -28,6 +28,7 @@ static const struct {
 	{ "thread_id", UPAGER_FEAT_THREAD_ID, UFFD_FEATURE_THREAD_ID },
 	{ "wp_async", UPAGER_FEAT_WP_ASYNC, UFFD_FEATURE_WP_ASYNC },
 	{ "event_fork", UPAGER_FEAT_EVENT_FORK, UFFD_FEATURE_EVENT_FORK },
+	{ "sigbus", UPAGER_FEAT_SIGBUS, UFFD_FEATURE_SIGBUS },
 	{ "zeropage", UPAGER_FEAT_ZEROPAGE, 0 },
 	{ "pagemap_scan", UPAGER_FEAT_PAGEMAP_SCAN, 0 },
 };
@@ -167,8 +168,8 @@ static uint64_t to_kernel_features(uint64_t upager)
 	return k;
 }
 
-int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
-		      uint64_t *kfeaturesp, char *why, size_t whylen)
+int upager__uffd_open(unsigned methods, uint64_t disable, uint64_t also, int *fdp,
+		      uint64_t *featuresp, uint64_t *kfeaturesp, char *why, size_t whylen)
 {
 	static const unsigned order[] = { UPAGER_OPEN_DEV, UPAGER_OPEN_SYSCALL,
 					  UPAGER_OPEN_USER_ONLY };
@@ -208,17 +209,23 @@ int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *fe
 			err = fd;
 			break;
 		}
-		wanted = supported & WANTED_KERNEL_FEATURES & ~to_kernel_features(disable);
+		wanted = supported & (WANTED_KERNEL_FEATURES | also) & ~to_kernel_features(disable);
 		err = api_handshake(fd, wanted, &granted);
 		if (err < 0) {
 			close(fd);
 			break;
 		}
 		*fdp = fd;
-		/* Report what the kernel has, but of what we ask for, what it granted. */
+		/*
+		 * UFFDIO_API answers with every feature the kernel has (6.18:
+		 * all of them), not what it enabled: a handshake that succeeds
+		 * enabled exactly what was asked. Report what the kernel has,
+		 * but of what we ask for, what we asked.
+		 */
+		(void)granted;
 		*featuresp = (to_upager_features(supported, disable) & ~REQUESTED_FEATS) |
-			     (to_upager_features(granted, disable) & REQUESTED_FEATS) | how[i];
-		*kfeaturesp = granted;
+			     (to_upager_features(wanted, disable) & REQUESTED_FEATS) | how[i];
+		*kfeaturesp = wanted;
 		return 0;
 	}
 	if (why && used < whylen)
@@ -237,7 +244,7 @@ UPAGER__EXPORT int upager_probe(unsigned open_method, uint64_t *features, char *
 
 	if (why && whylen == 0)
 		return -EINVAL;
-	ret = upager__uffd_open(open_method, upager__disable_from_env(), &fd, &f, &k, why,
+	ret = upager__uffd_open(open_method, upager__disable_from_env(), 0, &fd, &f, &k, why,
 				whylen);
 	if (ret < 0)
 		return ret;

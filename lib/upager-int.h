@@ -46,6 +46,7 @@ uint64_t upager__now_ns(void);
 
 /* ---- sources (source.c and source_*.c) ---- */
 struct upager__fill;
+struct upager__inline_req;
 
 /* What a source's fill/complete returns, besides a negative errno. */
 enum {
@@ -72,6 +73,16 @@ struct upager__source_ops {
 	/* Pages around a random fault worth filling with it (1: just the page).
 	 * A file's neighbours cost little once read; zeros would cost memory. */
 	unsigned fault_around;
+	/*
+	 * Inline pagers: fill len bytes of region offset roff into buf from the
+	 * faulting thread's SIGBUS handler. Async-signal-safe: no allocation,
+	 * no locks. DATA, ZERO or -errno; PENDING: not from here, this time
+	 * (the fault goes to the handler threads, as with NULL). NULL: the
+	 * handler threads fill every fault (inline_queue.c). inline_reads: it
+	 * needs buf.
+	 */
+	int (*fill_inline)(upager_source_t *src, size_t roff, void *buf, size_t len);
+	bool inline_reads;
 };
 
 struct upager_source {
@@ -121,6 +132,14 @@ struct upager_region {
 	atomic_size_t ra_next;
 	atomic_uint ra_win;
 	atomic_size_t ra_fault; /* page of the stream's last fault: readahead runs ahead of it */
+	/* Inline pagers only (inline.c): a bit per committed page, which fills
+	 * in faulting threads read without the lock, and how many such fills
+	 * are between that check and their placement, counted by the parity of
+	 * the drain epoch they began in (decommit waits for the old one only:
+	 * region_state.c). */
+	atomic_uint_fast64_t *committed;
+	atomic_uint inline_epoch;
+	atomic_uint inline_busy[2];
 	struct upager__counters st;
 };
 
@@ -170,11 +189,17 @@ struct upager__fill {
 	struct upager__fill *next_done; /* the handler's list of fills completed elsewhere */
 	struct upager__fill *src_next;  /* the source's own queue (next is the handler's) */
 	bool src_solo;    /* remote: ask for it alone (a batch it was in failed) */
+	/* Inline pagers: the faulting threads waiting for this fill to end
+	 * (inline_queue.c), and whether the faulting page's failed, which its
+	 * waiters take to the program's SIGBUS handler. */
+	struct upager__inline_req *waiters;
+	bool inline_failed;
 };
 
 /* The addresses an event read but not yet handled is about. */
 struct upager__ev_range {
 	uintptr_t start, end;
+	bool unmapped; /* UNMAP or REMAP: the range may be another region's now */
 };
 
 struct upager__handler {
@@ -216,11 +241,17 @@ struct upager {
 	pthread_cond_t idle_cond;
 	atomic_uint releasing; /* releases waiting: the last fill of a region wakes them */
 	uint64_t features;
-	uint64_t kernel_features; /* UFFD_FEATURE_* granted by UFFDIO_API */
+	uint64_t enabled_kernel_features; /* UFFD_FEATURE_* asked of UFFDIO_API (so enabled) */
 	size_t page_size;
 	void *zero_buf; /* UPAGER__MAX_WINDOW pages of zeros (the zero page, read-only) */
 	uint64_t spin_ns;
 	uint64_t handler_cpus;
+	bool inline_faults; /* UPAGER_FAULT_INLINE: faults come as SIGBUS (inline.c) */
+	/* Inline faults posted for the handlers and not yet taken (inline_queue.c). */
+	atomic_uint inline_posted;
+	/* Inline fills of this pager placing pages (one copy each), and its
+	 * handlers reading events: no copy starts then (inline_table.c). */
+	atomic_uint inline_copying, inline_reading;
 
 	pthread_mutex_t pf_lock; /* the prefetch queue */
 	struct upager__prefetch *pf_head, *pf_tail;
@@ -266,8 +297,12 @@ struct upager {
 void upager__log(const upager_t *p, int level, const char *fmt, ...) UPAGER__PRINTF(3, 4);
 
 /* userfaultfd (uffd.c) */
-int upager__uffd_open(unsigned methods, uint64_t disable, int *fdp, uint64_t *featuresp,
-		      uint64_t *kfeaturesp, char *why, size_t whylen);
+/* also: UFFD_FEATURE_* asked for besides the usual ones, where the kernel has them
+ * (UFFD_FEATURE_SIGBUS for an inline pager: it changes how faults arrive).
+ * *kfeaturesp: the UFFD_FEATURE_* asked for, which a handshake that
+ * succeeds has enabled (UFFDIO_API itself answers with all it knows). */
+int upager__uffd_open(unsigned methods, uint64_t disable, uint64_t also, int *fdp,
+		      uint64_t *featuresp, uint64_t *kfeaturesp, char *why, size_t whylen);
 uint64_t upager__disable_from_env(void);
 /* MISSING mode, and WP too when wp (false in *wp when the kernel refuses it). */
 int upager__uffd_register(int uffd, uintptr_t start, size_t len, bool *wp);

@@ -29,4 +29,5 @@ grep '"system":"upager"' "$out" | grep -v reserve_1tib | grep -vq '"ratio_vs_ker
 grep '"system":"upagerd-handle"' "$out" | grep -vq '"ratio_vs_kernel":' && { echo "a handle row lacks ratio_vs_kernel"; exit 1; }
 grep '"system":"upager-remote"' "$out" | grep -vq '"ratio_vs_file_source":' && { echo "a remote row lacks ratio_vs_file_source"; exit 1; }
 grep -q "^workload .*ratio" "$out" || { echo "no table"; exit 1; }
+grep -q '"workload":"remote_rand_unix","mode":"inline"' "$out" || { echo "no inline remote row"; exit 1; }
 echo "bench: $(grep -c '^{"bench"' "$out") JSON rows and the table"

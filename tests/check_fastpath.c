@@ -359,7 +359,7 @@ START_TEST(test_handler_options)
 	o.spin_us = 2000000;
 	ck_assert_int_eq(upager_create(&p, &o), -EINVAL);
 	upager_options_init(&o);
-	o.reserved32 = 1;
+	o.fault_mode = 7;
 	ck_assert_int_eq(upager_create(&p, &o), -EINVAL);
 	for (int i = 0; i < 3; i++) {
 		struct src_state st = { .seed = 2, .fail_off = UINT64_MAX };

@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,4 +305,90 @@ int upt_wait_threads(int want, int timeout_ms)
 		n = upt_count_threads();
 	}
 	return n;
+}
+
+/* ---- every byte of an inline region, from many threads ---- */
+
+struct toucher {
+	uint8_t *base;
+	size_t npages, first, step, len;
+	unsigned seed;
+	bool write;
+	long bad; /* first wrong byte's offset, or -1 */
+};
+
+static void *touch_pages(void *arg)
+{
+	struct toucher *t = arg;
+	const size_t ps = UPT_PAGE;
+
+	t->bad = -1;
+	/* A stride through the region: neighbours belong to other threads. */
+	for (size_t i = t->first; i < t->npages && t->bad < 0; i += t->step) {
+		uint8_t *pg = t->base + i * ps;
+		size_t off = i * ps, data = off >= t->len ? 0 : t->len - off < ps ? t->len - off : ps;
+		long at;
+
+		if (t->write) { /* a write fault first: the same byte back */
+			uint8_t v = ps / 2 < data ? upt_byte(off + ps / 2, t->seed) : 0;
+			pg[ps / 2] = 0x5a;
+			pg[ps / 2] = v;
+		}
+		at = upt_check_pattern(pg, data, off, t->seed);
+		if (at < 0 && data < ps && (at = upt_check_zero(pg + data, ps - data)) >= 0)
+			at += (long)data;
+		if (at >= 0)
+			t->bad = (long)off + at;
+	}
+	return NULL;
+}
+
+void upt_inline_every_byte(upager_source_t *src, unsigned seed, size_t len, size_t npages,
+			   unsigned nthreads, int advice, upager_stats_t *st)
+{
+	const size_t ps = UPT_PAGE;
+	struct toucher t[64];
+	pthread_t th[64];
+	upager_options_t o;
+	upager_region_t *r;
+	upager_t *p = NULL;
+	uint64_t faults;
+
+	ck_assert_uint_le(nthreads, 64);
+	if (!seed)
+		len = 0;
+	upager_options_init(&o);
+	o.fault_mode = UPAGER_FAULT_INLINE;
+	ck_assert_int_eq(upager_create(&p, &o), 0);
+	ck_assert_int_eq(upager_map(p, npages * ps, src, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, advice), 0);
+	for (unsigned i = 0; i < nthreads; i++) {
+		t[i] = (struct toucher){ .base = upager_region_addr(r), .npages = npages,
+					 .first = i, .step = nthreads, .len = len, .seed = seed,
+					 .write = i % 2 };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at offset %ld", i, t[i].bad);
+	}
+	/* Again, now that every page is there: no fault, same bytes. */
+	ck_assert_int_eq(upager_region_stats(r, st), 0);
+	faults = st->faults;
+	t[0] = (struct toucher){ .base = upager_region_addr(r), .npages = npages, .step = 1,
+				 .len = len, .seed = seed };
+	touch_pages(&t[0]);
+	ck_assert_int_eq(t[0].bad, -1);
+	ck_assert_int_eq(upager_region_stats(r, st), 0);
+	ck_assert_uint_eq(st->faults, faults);
+	ck_assert_uint_eq(st->pages_resident, npages);
+	ck_assert_uint_eq(st->pages_filled, npages);
+	ck_assert_uint_ge(st->faults, 1);
+	/* A fault that joined a fill in flight has no latency of its own, as
+	 * in threads mode. */
+	ck_assert_uint_ge(st->lat_samples, 1);
+	ck_assert_uint_le(st->lat_samples, st->faults);
+	ck_assert_uint_eq(st->fill_errors, 0);
+	ck_assert_int_eq(upager_release(r), 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
 }

@@ -43,6 +43,18 @@ int upt_tmpfile(size_t size, unsigned seed, char *path, size_t pathlen);
 long upt_check_pattern(const uint8_t *p, size_t len, uint64_t base, unsigned seed);
 long upt_check_zero(const uint8_t *p, size_t len);
 
+/*
+ * Maps src (len bytes of upt_byte(off, seed), zeros after; seed 0: zeros)
+ * over npages pages in a new inline pager (UPAGER_FAULT_INLINE), with that
+ * advice; nthreads (at most 64) read every byte, each every nthreads-th page
+ * (the odd ones write the byte they expect first), then one thread again,
+ * which must take no fault. Checks every page resident and filled once, no
+ * fill error, a latency sample for at most every fault; *st receives the
+ * region's statistics before the pager is destroyed.
+ */
+void upt_inline_every_byte(upager_source_t *src, unsigned seed, size_t len, size_t npages,
+			   unsigned nthreads, int advice, upager_stats_t *st);
+
 /* Runs fn(arg) in a child; its exit status (waitpid form), SIGKILLed and
  * failing the test if it runs past timeout_s. */
 int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);

@@ -43,6 +43,10 @@ enum sys { SYS_KERNEL, SYS_UPAGER };
 /* K_HANDLE rows: another process's faults resolved by `upagerd handle`
  * (the Firecracker handshake) against the kernel mapping the same file. */
 enum kind { K_ZERO, K_FILE, K_LATENCY, K_REMOTE, K_HANDLE };
+/* Who resolves upager's faults (upager_options_t.fault_mode): handler threads,
+ * or the faulting thread itself (every kind but K_HANDLE). */
+enum mode { MODE_THREADS, MODE_INLINE };
+static const char *const mode_names[] = { "threads", "inline" };
 
 struct wl {
 	const char *name;
@@ -81,6 +85,7 @@ struct opts {
 	char remote_file[512], remote_unix[600], remote_tcp[64], handle_sock[108];
 	bool want[NWL];
 	bool table;
+	bool modes[2]; /* --mode: threads, inline or both */
 };
 
 struct result {
@@ -291,12 +296,13 @@ static unsigned handlers_for(const struct opts *o, int threads)
 }
 
 static upager_t *new_pager(const struct opts *o, const struct wl *w, int handler_cpu,
-			   int threads)
+			   int threads, enum mode mode)
 {
 	upager_options_t uo;
 	upager_t *p;
 
 	upager_options_init(&uo);
+	uo.fault_mode = mode == MODE_INLINE ? UPAGER_FAULT_INLINE : UPAGER_FAULT_THREADS;
 	uo.nthreads = handlers_for(o, threads);
 	uo.spin_us = w->spin_us;
 	if (handler_cpu >= 0)
@@ -311,7 +317,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 static void measure_latency(const struct opts *o, const struct wl *w, enum sys sys,
-			    struct result *res)
+			    enum mode mode, struct result *res)
 {
 	size_t pages = o->lat_pages, n;
 	size_t *idx = make_order(pages, true, &n);
@@ -325,7 +331,7 @@ static void measure_latency(const struct opts *o, const struct wl *w, enum sys s
 	n = pages; /* every page, in random order: no window ever helps */
 	pin(0);
 	if (sys == SYS_UPAGER) {
-		p = new_pager(o, w, w->cpu_mode == 0 ? 0 : 1, 1);
+		p = new_pager(o, w, w->cpu_mode == 0 ? 0 : 1, 1, mode);
 		if (!p || upager_source_zero(&z) || upager_map(p, pages * ps, z, &r) ||
 		    upager_region_advise(r, UPAGER_ADV_RANDOM)) {
 			res->err = 1;
@@ -408,7 +414,7 @@ static uint8_t *handed_over(const struct opts *o, size_t len)
 }
 
 static void measure(const struct opts *o, const struct wl *w, enum sys sys, int threads,
-		    struct result *res)
+		    enum mode mode, struct result *res)
 {
 	size_t mib = w->kind == K_ZERO                           ? o->zero_mib
 		     : w->kind == K_REMOTE || w->kind == K_HANDLE ? o->remote_mib
@@ -423,7 +429,7 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 	long before;
 
 	if (w->kind == K_LATENCY) {
-		measure_latency(o, w, sys, res);
+		measure_latency(o, w, sys, mode, res);
 		return;
 	}
 	idx = make_order(pages, w->random, &n);
@@ -448,7 +454,7 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 	}
 	if (w->kind == K_REMOTE) {
 		before = rss_kib();
-		p = new_pager(o, w, -1, threads);
+		p = new_pager(o, w, -1, threads, MODE_THREADS);
 		res->pager_rss_kib = rss_kib() - before;
 		if (!p || (sys == SYS_KERNEL ? upager_source_file(fd, 0, &s)
 					     : upager_source_remote(w->cpu_mode ? o->remote_tcp : o->remote_unix,
@@ -474,7 +480,7 @@ static void measure(const struct opts *o, const struct wl *w, enum sys sys, int 
 	}
 	before = rss_kib();
 	if (sys == SYS_UPAGER) {
-		p = new_pager(o, w, -1, threads);
+		p = new_pager(o, w, -1, threads, mode);
 		res->pager_rss_kib = rss_kib() - before;
 		if (!p || (w->kind == K_ZERO ? upager_source_zero(&s) : upager_source_file(fd, 0, &s)) ||
 		    upager_map(p, pages * ps, s, &r)) {
@@ -516,7 +522,7 @@ access:
 }
 
 static int run_child(const struct opts *o, const struct wl *w, enum sys sys, int threads,
-		     struct result *res)
+		     enum mode mode, struct result *res)
 {
 	int pfd[2], status;
 	pid_t pid;
@@ -530,7 +536,7 @@ static int run_child(const struct opts *o, const struct wl *w, enum sys sys, int
 		struct rusage ru;
 
 		close(pfd[0]);
-		measure(o, w, sys, threads, res);
+		measure(o, w, sys, threads, mode, res);
 		getrusage(RUSAGE_SELF, &ru);
 		res->peak_rss_kib = ru.ru_maxrss;
 		if (write(pfd[1], res, sizeof(*res)) != (ssize_t)sizeof(*res))
@@ -552,11 +558,12 @@ static int run_child(const struct opts *o, const struct wl *w, enum sys sys, int
 struct row {
 	const struct wl *w;
 	int threads;
+	enum mode mode;
 	struct result k, u; /* medians (by seconds) */
 	double k_pps, u_pps;
 };
 
-static struct row rows[64];
+static struct row rows[128];
 static int nrows;
 
 static int cmp_result(const void *a, const void *b)
@@ -572,9 +579,10 @@ static void json(const struct row *rw, enum sys sys, const struct opts *o)
 
 	const bool remote = rw->w->kind == K_REMOTE;
 
-	printf("{\"bench\":\"upager\",\"workload\":\"%s\",\"system\":\"%s\",\"threads\":%d,"
-	       "\"pages\":%llu,\"page_size\":%zu,\"seconds\":%.6f,\"pages_per_s\":%.0f,",
-	       rw->w->name,
+	printf("{\"bench\":\"upager\",\"workload\":\"%s\",\"mode\":\"%s\",\"system\":\"%s\","
+	       "\"threads\":%d,\"pages\":%llu,\"page_size\":%zu,\"seconds\":%.6f,"
+	       "\"pages_per_s\":%.0f,",
+	       rw->w->name, mode_names[rw->mode],
 	       sys == SYS_KERNEL ? (remote ? "upager-file" : "kernel")
 				 : (remote ? "upager-remote"
 					   : rw->w->kind == K_HANDLE ? "upagerd-handle" : "upager"),
@@ -605,17 +613,17 @@ static void json(const struct row *rw, enum sys sys, const struct opts *o)
 	fflush(stdout);
 }
 
-static int bench_row(const struct opts *o, const struct wl *w, int threads)
+static int bench_row(const struct opts *o, const struct wl *w, int threads, enum mode mode)
 {
 	struct result k[32], u[32];
 	struct row *rw = &rows[nrows];
 
 	for (int i = 0; i < o->reps; i++) {
 		/* A B A B: each pair sees the same machine weather. */
-		if (run_child(o, w, SYS_KERNEL, threads, &k[i]) < 0 ||
-		    run_child(o, w, SYS_UPAGER, threads, &u[i]) < 0) {
-			fprintf(stderr, "bench: %s (%d threads): run failed (kernel err %d, upager err %d)\n",
-				w->name, threads, k[i].err, u[i].err);
+		if (run_child(o, w, SYS_KERNEL, threads, mode, &k[i]) < 0 ||
+		    run_child(o, w, SYS_UPAGER, threads, mode, &u[i]) < 0) {
+			fprintf(stderr, "bench: %s (%d threads, %s): run failed (kernel err %d, upager err %d)\n",
+				w->name, threads, mode_names[mode], k[i].err, u[i].err);
 			return -1;
 		}
 		if ((w->kind == K_FILE || w->kind == K_REMOTE || w->kind == K_HANDLE) &&
@@ -630,6 +638,7 @@ static int bench_row(const struct opts *o, const struct wl *w, int threads)
 	qsort(u, (size_t)o->reps, sizeof(u[0]), cmp_result);
 	rw->w = w;
 	rw->threads = threads;
+	rw->mode = mode;
 	rw->k = k[o->reps / 2];
 	rw->u = u[o->reps / 2];
 	rw->k_pps = (double)rw->k.pages / rw->k.seconds;
@@ -642,7 +651,7 @@ static int bench_row(const struct opts *o, const struct wl *w, int threads)
 
 static void table(const struct opts *o)
 {
-	printf("\n%-26s %3s %3s %8s %12s %12s %7s %9s %9s %15s %9s\n", "workload", "thr", "hdl", "pages",
+	printf("\n%-26s %-7s %3s %3s %8s %12s %12s %7s %9s %9s %15s %9s\n", "workload", "mode", "thr", "hdl", "pages",
 	       "kernel pg/s", "upager pg/s", "ratio", "p50 us", "p99 us", "faults k/u", "peak MiB");
 	for (int i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
@@ -652,8 +661,8 @@ static void table(const struct opts *o)
 			snprintf(p50, sizeof(p50), "%.1f", r->u.p50_us);
 			snprintf(p99, sizeof(p99), "%.1f", r->u.p99_us);
 		}
-		printf("%-26s %3d %3u %8llu %12.0f %12.0f %6.2fx %9s %9s %7llu/%-7llu %4ld/%-4ld\n",
-		       r->w->name, r->threads, r->w->kind == K_HANDLE ? 1 : handlers_for(o, r->threads),
+		printf("%-26s %-7s %3d %3u %8llu %12.0f %12.0f %6.2fx %9s %9s %7llu/%-7llu %4ld/%-4ld\n",
+		       r->w->name, mode_names[r->mode], r->threads, r->w->kind == K_HANDLE ? 1 : handlers_for(o, r->threads),
 		       (unsigned long long)r->u.pages, r->k_pps, r->u_pps,
 		       r->u_pps / r->k_pps, p50, p99,
 		       (unsigned long long)r->k.faults, (unsigned long long)r->u.faults,
@@ -667,6 +676,10 @@ static void table(const struct opts *o)
 	       "other rows, upager's fault service time in the handler. peak MiB: kernel/upager.\n"
 	       "faults k/u: the kernel's page faults (getrusage) / upager's userfaultfd faults.\n"
 	       "thr: faulting threads; hdl: upager handler threads.\n"
+	       "mode: threads (handler threads resolve faults) or inline (the faulting thread, in\n"
+	       "its SIGBUS handler; latency rows then measure no handler at all; remote rows\n"
+	       "hand each fault to the handler threads and wait); inline rows exist for every\n"
+	       "workload but handle_* (the faulting thread is another process's).\n"
 	       "handle_* rows: a client process's faults served by `upagerd handle` (one thread per\n"
 	       "client), against the kernel mapping the same warm file; both fault columns are\n"
 	       "the client's getrusage counts, and the handler's latency is not measured.\n",
@@ -846,6 +859,8 @@ static void usage(FILE *f)
 		"  --remote-mib N    file size for the remote_* and handle_* workloads (default 256)\n"
 		"  --upagerd PATH    the daemon the remote_* and handle_* workloads start (default\n"
 		"                    daemon/upagerd, as in the build tree)\n"
+		"  --mode M          threads, inline or both (default both): who resolves\n"
+		"                    upager's faults (inline: every row but handle_*)\n"
 		"  --handle-spin-us N  upagerd handle --spin-us N for the handle_* rows (default 0)\n"
 		"  --no-table        JSON lines only\n");
 }
@@ -856,13 +871,14 @@ int main(int argc, char **argv)
 		{ "workloads", 1, 0, 'w' }, { "zero-mib", 1, 0, 'z' }, { "file-mib", 1, 0, 'f' },
 		{ "file", 1, 0, 'F' },      { "threads", 1, 0, 't' },  { "handlers", 1, 0, 'H' },
 		{ "reps", 1, 0, 'r' },      { "lat-pages", 1, 0, 'l' }, { "no-table", 0, 0, 'T' },
-		{ "remote-mib", 1, 0, 'R' }, { "upagerd", 1, 0, 'D' },
+		{ "remote-mib", 1, 0, 'R' }, { "upagerd", 1, 0, 'D' }, { "mode", 1, 0, 'M' },
 		{ "handle-spin-us", 1, 0, 'S' },
 		{ "help", 0, 0, 'h' },      { 0, 0, 0, 0 },
 	};
 	struct opts o = { .zero_mib = 256, .file_mib = 1024, .lat_pages = 4096, .remote_mib = 256,
 			  .reps = 5,
-			  .threads = { 1, 2, 8 }, .nthreads = 3, .handlers = 0, .table = true };
+			  .threads = { 1, 2, 8 }, .nthreads = 3, .handlers = 0, .table = true,
+			  .modes = { true, true } };
 	char why[512];
 	int c, fd;
 
@@ -902,6 +918,14 @@ int main(int argc, char **argv)
 		case 'D': snprintf(upagerd_path, sizeof(upagerd_path), "%s", optarg); break;
 		case 'S': o.handle_spin_us = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': o.table = false; break;
+		case 'M':
+			o.modes[MODE_THREADS] = !strcmp(optarg, "threads") || !strcmp(optarg, "both");
+			o.modes[MODE_INLINE] = !strcmp(optarg, "inline") || !strcmp(optarg, "both");
+			if (!o.modes[MODE_THREADS] && !o.modes[MODE_INLINE]) {
+				usage(stderr);
+				return 2;
+			}
+			break;
 		case 't': {
 			char *list = strdup(optarg), *tok, *save = NULL;
 			o.nthreads = 0;
@@ -968,9 +992,16 @@ int main(int argc, char **argv)
 			continue;
 		for (int t = 0; t < nt; t++) {
 			int threads = w->random && w->kind != K_LATENCY ? o.threads[t] : 1;
-			if (bench_row(&o, w, threads) < 0) {
-				stop_upagerd();
-				return 1;
+
+			for (int m = MODE_THREADS; m <= MODE_INLINE; m++) {
+				bool can = m == MODE_THREADS || w->kind != K_HANDLE;
+
+				if (!o.modes[m] || !can)
+					continue;
+				if (bench_row(&o, w, threads, (enum mode)m) < 0) {
+					stop_upagerd();
+					return 1;
+				}
 			}
 		}
 	}

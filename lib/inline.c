@@ -1,0 +1,557 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inline faults: a pager opened with UFFD_FEATURE_SIGBUS gets no fault
+ * messages; the kernel raises SIGBUS in the faulting thread instead, and
+ * this handler fills and places the page from that thread, then returns so
+ * that the access is retried: no handler thread, no wake-up. What it may do
+ * is what a signal handler may do: no malloc, no locks (the interrupted
+ * thread may hold them), no stdio, no TLS. So the region comes from the
+ * lock-free inline table (inline_table.c), commit state from the region's
+ * committed bitmap, buffers from a fixed pool claimed with atomics, and
+ * pages go through the placement core (place.c) as in the threaded mode.
+ *
+ * Sources that cannot fill here (a callback runs the program's code, the
+ * remote source waits on a connection thread) have no fill_inline, and a
+ * snapshot's says when it cannot (recording its working set, a page that
+ * fails): their faults are posted to the pager's handler threads (inline_queue.c),
+ * filled as fault messages are (fill.c: windows, coalescing, readahead,
+ * the remote deadline, statistics), and the thread waits on a futex for
+ * the answer: retry the access, or the program's SIGBUS.
+ *
+ * Every SIGBUS that is not a upager fault of an inline region, and every
+ * fill that fails, goes to the handler the program had installed before
+ * the first inline pager, run as the kernel would (its mask, SA_NODEFER,
+ * SA_RESETHAND); SIG_DFL, and SIG_IGN for a fault: the default action, the
+ * signal sent again with SIG_DFL installed; SIG_IGN for a sent SIGBUS:
+ * nothing. A place error that means the range is gone (ENOENT, EFAULT) or
+ * changing (EAGAIN) retries the access.
+ *
+ * Layer: below pager.c (which installs it) and region.c; above the inline
+ * table, the region state, the placement core and the counters.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "events.h"
+#include "handler.h"
+#include "inline.h"
+#include "inline_queue.h"
+#include "inline_table.h"
+#include "region_state.h"
+
+/* Window buffers for sources that read (files): one per fill in progress;
+ * past that many concurrent fills a fault waits for a buffer. NORESERVE: the
+ * pages a window never reached cost nothing. */
+#define NBUFS 64
+#define BUF_PAGES UPAGER__MAX_WINDOW
+
+static struct sigaction prev; /* the program's SIGBUS handler before ours */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool installed;
+static char *bufs;           /* NBUFS pages */
+static size_t buf_size;
+static atomic_uint_fast64_t bufs_free = ~0ull; /* bit n: buffer n is free */
+
+static void *buf_get(unsigned *idx)
+{
+	for (;;) {
+		uint_fast64_t f = atomic_load(&bufs_free);
+
+		while (f) {
+			unsigned i = (unsigned)__builtin_ctzll(f);
+
+			if (atomic_compare_exchange_weak(&bufs_free, &f, f & ~(1ull << i))) {
+				*idx = i;
+				return bufs + (size_t)i * buf_size;
+			}
+		}
+		sched_yield();
+	}
+}
+
+static void buf_put(unsigned idx)
+{
+	atomic_fetch_or(&bufs_free, 1ull << idx);
+}
+
+/* The default action of a SIGBUS: death. The signal goes again, with its
+ * siginfo, to this thread with the default action installed and SIGBUS
+ * unblocked; nothing returns to run with SIG_DFL in place. */
+static void die(siginfo_t *si)
+{
+	struct sigaction dfl;
+	sigset_t bus;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGBUS, &dfl, NULL);
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	if (syscall(SYS_rt_tgsigqueueinfo, getpid(), syscall(SYS_gettid), SIGBUS, si) < 0)
+		syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+	for (;;)
+		pause(); /* not reached: the pending SIGBUS ends the process */
+}
+
+/*
+ * The program's handler, as the kernel would have run it: with the mask
+ * the thread had (uc_sigmask), the handler's sa_mask and SIGBUS itself
+ * unless SA_NODEFER; SA_RESETHAND makes the default action the next one.
+ */
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction h = prev;
+	sigset_t mask, old;
+
+	/* SIG_IGN and SIG_DFL whatever the flags: SA_SIGINFO stays with SIG_DFL
+	 * after an SA_RESETHAND handler ran (sa_handler and sa_sigaction share
+	 * their bytes: calling it called address 0 or 1). */
+	if (h.sa_handler == SIG_IGN && si->si_code <= 0)
+		return; /* sent, and ignored, as without upager */
+	if (h.sa_handler == SIG_DFL || h.sa_handler == SIG_IGN)
+		die(si); /* the kernel does not let a fault's SIGBUS be ignored either */
+	if (h.sa_flags & SA_RESETHAND) {
+		memset(&prev, 0, sizeof(prev));
+		prev.sa_handler = SIG_DFL;
+	}
+	mask = ((ucontext_t *)uc)->uc_sigmask;
+	for (int s = 1; s < NSIG; s++)
+		if (sigismember(&h.sa_mask, s) == 1)
+			sigaddset(&mask, s);
+	if (!(h.sa_flags & SA_NODEFER))
+		sigaddset(&mask, SIGBUS);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
+	if (h.sa_flags & SA_SIGINFO)
+		h.sa_sigaction(sig, si, uc);
+	else
+		h.sa_handler(sig);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static bool write_fault(void *uc)
+{
+#if defined(__x86_64__)
+	/* The page fault error code: bit 1 is a write. */
+	return ((ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2;
+#else
+	(void)uc;
+	return false; /* the zero page, then the kernel's COW fault on a write */
+#endif
+}
+
+static void count(upager_t *p, upager_region_t *r, bool zero, int64_t n)
+{
+	uint64_t pages = (uint64_t)n, bytes = (uint64_t)(n * (int64_t)p->page_size);
+
+	UPAGER__ADD(&p->st, pages_filled, pages);
+	UPAGER__ADD(&p->st, bytes_filled, bytes);
+	UPAGER__ADD(&p->st, pages_zero, zero ? pages : 0);
+	UPAGER__ADD(&r->st, pages_filled, pages);
+	UPAGER__ADD(&r->st, bytes_filled, bytes);
+	UPAGER__ADD(&r->st, pages_zero, zero ? pages : 0);
+}
+
+/*
+ * Pages to fill from the faulting one: a fault that continues a sequential
+ * stream doubles its window as the threaded mode does (1 → 256 pages), and
+ * SEQUENTIAL advice takes 256 at once; a random fault fills its page alone
+ * (the fault-around block costs more than it saves when the faulting thread
+ * pays for it: 0.11-0.12× the kernel against 0.17× for a page, issue 11).
+ * Clipped to the mapping, the committed pages and the first page resident.
+ */
+static size_t window(upager_region_t *r, const struct upager__inline_hit *hit, uintptr_t page,
+		     size_t roff)
+{
+	size_t ps = r->pager->page_size, pg = roff / ps, want = 1, n = 1;
+
+	switch (atomic_load_explicit(&r->advice, memory_order_relaxed)) {
+	case UPAGER_ADV_RANDOM:
+		return 1;
+	case UPAGER_ADV_SEQUENTIAL:
+		want = UPAGER__MAX_WINDOW;
+		break;
+	default:
+		if (pg != 0 && pg == atomic_load_explicit(&r->ra_next, memory_order_relaxed))
+			want = upager__window_grow(
+				atomic_load_explicit(&r->ra_win, memory_order_relaxed));
+		break;
+	}
+	while (n < want && page + n * ps < hit->end &&
+	       upager__region_committed_bit(r, roff + n * ps) &&
+	       !upager__region_resident(r, roff + n * ps))
+		n++;
+	atomic_store_explicit(&r->ra_win, (unsigned)want, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_next, pg + n, memory_order_relaxed);
+	return n;
+}
+
+/* A fill that place_fail could not poison: the program gets the fault. */
+static int fail_to_program(void *arg, uintptr_t page)
+{
+	(void)page;
+	*(bool *)arg = true;
+	return 0;
+}
+
+enum { RETRY, CHAIN, WAIT, FULL, POST, GONE /* retry, within a bound (see gone_at) */ };
+
+static void count_fault(upager_t *p, upager_region_t *r, bool write)
+{
+	UPAGER__ADD(&p->st, faults, 1);
+	UPAGER__ADD(&p->st, read_faults, !write);
+	UPAGER__ADD(&p->st, write_faults, write);
+	UPAGER__ADD(&r->st, faults, 1);
+	UPAGER__ADD(&r->st, read_faults, !write);
+	UPAGER__ADD(&r->st, write_faults, write);
+}
+
+/* May a copy into [start, end) start now? Then it runs until
+ * upager__inline_copy_end (inline_table.h). */
+static bool copy_begin(upager_t *p, uintptr_t start, uintptr_t end)
+{
+	if (!upager__inline_copy_begin(p))
+		return false;
+	if (!upager__events_unmapped(p, start, end))
+		return true;
+	upager__inline_copy_end(p);
+	return false;
+}
+
+/*
+ * The fault at addr of the region held in hit: fills and places its page.
+ * RETRY: return, and the access runs again (placed, or faults again: a
+ * decommit or release moved the page to PROT_NONE, an event is pending);
+ * CHAIN: the program's handler gets the fault; POST: the source cannot
+ * fill it here (fill_inline said PENDING), post_fault hands it on.
+ */
+static int fill_page(const struct upager__inline_hit *hit, uintptr_t addr, bool write)
+{
+	upager_region_t *r = hit->region;
+	upager_t *p = r->pager;
+	size_t ps = p->page_size;
+	uintptr_t page = addr & ~(uintptr_t)(ps - 1);
+	size_t roff = hit->roff + (page - hit->start), n;
+	uint64_t t0 = upager__now_ns();
+	struct upager__placement pl = { .uffd = p->uffd, .dst = page, .page_size = ps };
+	unsigned bi = NBUFS;
+	uint64_t claim[UPAGER__MAX_WINDOW / 64] = { 0 }; /* pages whose bit this fill set */
+	bool failed = false, zero;
+	int res, ret = RETRY;
+	unsigned epoch, ra_win = atomic_load_explicit(&r->ra_win, memory_order_relaxed);
+	size_t ra_next = atomic_load_explicit(&r->ra_next, memory_order_relaxed);
+
+	/* Decommit clears the bits, then drains the fills that began before
+	 * it: counted in first, then the bits read (both seq_cst). */
+	epoch = upager__region_inline_enter(r);
+	if (atomic_load(&r->dead) || !upager__region_committed_bit(r, roff)) {
+		upager__region_inline_leave(r, epoch);
+		count_fault(p, r, write);
+		sched_yield(); /* the range is going PROT_NONE: the retry meets it */
+		return RETRY;
+	}
+	n = window(r, hit, page, roff);
+	if (r->src->ops->inline_reads)
+		pl.src = buf_get(&bi);
+	for (;;) {
+		res = r->src->ops->fill_inline(r->src, roff, (void *)pl.src, n * ps);
+		if (res >= 0 || n == 1)
+			break;
+		n = 1; /* only the faulting page's failure is the program's */
+	}
+	if (res == UPAGER__FILL_PENDING) {
+		/* The handler threads plan its window (and count it) afresh. */
+		atomic_store_explicit(&r->ra_win, ra_win, memory_order_relaxed);
+		atomic_store_explicit(&r->ra_next, ra_next, memory_order_relaxed);
+		upager__region_inline_leave(r, epoch);
+		if (bi != NBUFS)
+			buf_put(bi);
+		return POST;
+	}
+	count_fault(p, r, write);
+	pl.len = n * ps;
+	zero = res == UPAGER__FILL_ZERO;
+	if (zero) {
+		if (write)
+			pl.src = p->zero_buf; /* a zero page written at once COW-faults again */
+		else
+			pl.flags = UPAGER__PLACE_ZEROPAGE;
+	}
+	/* In an UNMAP or REMAP read and not applied: the page alone if only
+	 * the window's rest is, else nothing (the handler takes the mapping
+	 * out, the retried access finds what is there now). */
+	if (res >= 0 && !copy_begin(p, page, page + n * ps)) {
+		if (n > 1 && copy_begin(p, page, page + ps)) {
+			n = 1;
+			pl.len = ps;
+		} else {
+			ret = GONE;
+		}
+	}
+	if (ret == GONE) {
+		/* nothing placed, nothing claimed */
+	} else if (res >= 0) {
+		int err;
+
+		/* Claimed (resident bit set) and counted before the pages are
+		 * there, as the threaded fills do: whoever sets a bit counts it. */
+		for (size_t i = 0; i < n; i++)
+			if (!upager__region_resident(r, roff + i * ps) &&
+			    upager__region_set_resident(r, roff + i * ps)) {
+				claim[i / 64] |= 1ull << (i % 64);
+				count(p, r, zero, 1);
+			}
+		if (r->wp)
+			pl.flags |= UPAGER__PLACE_WP;
+		err = upager__place_range(&pl);
+		upager__inline_copy_end(p);
+		if (err < 0) {
+			/* Pages from pl.done on are not there: give back their claims. */
+			for (size_t i = pl.done / ps; i < n; i++)
+				if (claim[i / 64] & (1ull << (i % 64))) {
+					upager__region_clear_resident(r, roff + i * ps, ps);
+					count(p, r, zero, -1);
+				}
+		}
+		/* EAGAIN: an event is on its way; ENOENT, EFAULT: the range is
+		 * no longer registered (munmap, mremap): the access, retried,
+		 * finds what is there now. Anything else is our failure. */
+		if (err < 0 && err != -EAGAIN && err != -ENOENT && err != -EFAULT)
+			ret = CHAIN;
+		else if (err == -ENOENT || err == -EFAULT)
+			ret = GONE;
+	} else {
+		UPAGER__ADD(&p->st, fill_errors, 1);
+		UPAGER__ADD(&r->st, fill_errors, 1);
+		/*
+		 * No poison: a poisoned page faults as BUS_ADRERR where the kernel
+		 * lacks CONFIG_MEMORY_FAILURE (this VM's), like a missing page, and
+		 * a fill over it meets EEXIST and retries for ever. The program
+		 * gets this fault, and every later access asks the source again.
+		 */
+		if (!copy_begin(p, page, page + ps)) {
+			ret = GONE;
+		} else {
+			res = upager__place_fail(p->uffd, page, ps, false, fail_to_program,
+						 &failed);
+			upager__inline_copy_end(p);
+			if (failed || res != -EAGAIN)
+				ret = CHAIN;
+		}
+	}
+	upager__region_inline_leave(r, epoch);
+	if (bi != NBUFS)
+		buf_put(bi);
+	if (ret != CHAIN) {
+		uint64_t ns = upager__now_ns() - t0;
+
+		upager__lat_record(&p->st, ns);
+		upager__lat_record(&r->st, ns);
+	}
+	return ret;
+}
+
+/*
+ * The fault at addr of the region held in hit, for a source without
+ * fill_inline: posted to the pager's handlers (*qp), while the table slot
+ * keeps the pager alive. WAIT: the caller lets go of the slot and waits
+ * for the answer; FULL: every request is taken, nap and retry; RETRY as
+ * fill_page's. A handler thread of the same pager would wait for itself:
+ * CHAIN, the program's SIGBUS. (Handler threads block SIGBUS, thread.c, so
+ * the kernel kills the process at such a fault first, unless a callback
+ * unblocked it.)
+ */
+static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool is_write,
+		      struct upager__inline_req **qp)
+{
+	upager_region_t *r = hit->region;
+	upager_t *p = r->pager;
+	size_t roff = hit->roff + (addr - hit->start);
+	uint64_t one = 1;
+	int saved;
+
+	if (upager__on_handler(p))
+		return CHAIN;
+	if (atomic_load(&r->dead) || !upager__region_committed_bit(r, roff)) {
+		sched_yield(); /* the range is going PROT_NONE: the retry meets it */
+		return RETRY;
+	}
+	*qp = upager__inline_req_claim();
+	if (!*qp)
+		return FULL;
+	upager__inline_req_post(*qp, p, addr, is_write);
+	/* Any handler of p may take it; this one is told. A full counter
+	 * (EAGAIN) has a wake-up pending anyway. */
+	saved = errno;
+	if (write(p->handlers[(uintptr_t)*qp / sizeof(**qp) % p->nthreads].wake_fd, &one,
+		  sizeof(one)) < 0)
+		errno = saved;
+	return WAIT;
+}
+
+/*
+ * The address of this thread's last fault found in no inline mapping. The
+ * fault may be older than the table: a release makes the range PROT_NONE,
+ * then takes it out of the table, and a SIGBUS raised before the mprotect
+ * may be handled after both. So a miss first retries the access, once: a
+ * fault that is still real (not upager's) comes back to the same address
+ * and goes to the program; one of a released range is now a SIGSEGV.
+ * initial-exec: a TLS access that never allocates, safe in a handler.
+ */
+static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
+
+/*
+ * Where this thread's copies met the range not registered (ENOENT, EFAULT)
+ * or in an UNMAP or REMAP read and not applied (copy_begin),
+ * and since when. The mapping it found is being taken out of the table, and
+ * the retried access finds what is there now; but a copy the kernel can
+ * never take there (a window over VMAs the program split, a mapping the
+ * table still holds that the kernel does not) would retry for ever: past
+ * UPAGER__INLINE_MISS_WAIT_NS at one address, the fault is the program's.
+ */
+static __thread uintptr_t gone_at __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gone_since __attribute__((tls_model("initial-exec")));
+
+static int gone_bounded(uintptr_t addr)
+{
+	/* Each retry reads the source again: give the handler that takes
+	 * the mapping out the CPU instead. */
+	const struct timespec nap = { 0, 100 * 1000 };
+
+	if (gone_at != addr) {
+		gone_at = addr;
+		gone_since = upager__now_ns();
+		nanosleep(&nap, NULL);
+		return RETRY;
+	}
+	if (upager__now_ns() - gone_since < UPAGER__INLINE_MISS_WAIT_NS) {
+		nanosleep(&nap, NULL);
+		return RETRY;
+	}
+	gone_at = 0;
+	return CHAIN;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	struct upager__inline_hit hit;
+	uintptr_t addr = (uintptr_t)si->si_addr;
+	int saved = errno, ret = CHAIN;
+
+	/* A userfaultfd SIGBUS is the kernel's BUS_ADRERR; a sent signal and
+	 * the rest are the program's. */
+	if (si->si_code == BUS_ADRERR) {
+		if (upager__inline_enter(addr, &hit)) {
+			struct upager__inline_req *q = NULL;
+
+			last_miss = 0;
+			ret = POST;
+			if (hit.region->src->ops->fill_inline)
+				ret = fill_page(&hit, addr, write_fault(uc));
+			if (ret == POST)
+				ret = post_fault(&hit, addr, write_fault(uc), &q);
+			upager__inline_leave(&hit);
+			/* Not holding the slot: a release or destroy meanwhile
+			 * does not wait for this thread, whose request is
+			 * answered all the same (inline_queue.c). */
+			if (ret == WAIT)
+				ret = upager__inline_req_wait(q) == UPAGER__INLINE_FAIL ? CHAIN
+										: RETRY;
+			else if (ret == FULL) {
+				upager__inline_req_nap();
+				ret = RETRY;
+			}
+			if (ret == GONE)
+				ret = gone_bounded(addr);
+			else if (ret == RETRY)
+				gone_at = 0;
+		} else if (last_miss != addr) {
+			last_miss = addr;
+			ret = RETRY;
+		} else {
+			last_miss = 0;
+		}
+	}
+	if (ret == CHAIN)
+		chain(sig, si, uc);
+	errno = saved;
+}
+
+/* The child of a fork: no parent's mapping in the table, no buffer held by
+ * a parent thread's fill (that thread is not in the child). */
+static void forget_in_child(void)
+{
+	upager__inline_forget();
+	upager__inline_req_forget();
+	upager__region_inline_forget();
+	atomic_store(&bufs_free, ~0ull);
+	pthread_mutex_init(&install_lock, NULL);
+}
+
+int upager__inline_install(void)
+{
+	struct sigaction sa;
+	int ret = 0;
+
+	pthread_mutex_lock(&install_lock);
+	if (installed)
+		goto out;
+	buf_size = (size_t)sysconf(_SC_PAGESIZE) * BUF_PAGES;
+	bufs = mmap(NULL, NBUFS * buf_size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (bufs == MAP_FAILED) {
+		bufs = NULL;
+		ret = -ENOMEM;
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	/*
+	 * NODEFER: a program handler we chain to may touch an inline region.
+	 * The program's other signals wait until the fill is done: one that
+	 * siglongjmps out of it would leave its slot and region busy (release
+	 * and decommit would wait for ever), and one whose handler faults on
+	 * the page being filled would wait for itself. Synchronous signals
+	 * stay open (blocked, the kernel kills). SA_ONSTACK only where the
+	 * program's handler asked for it.
+	 */
+	sigfillset(&sa.sa_mask);
+	sigdelset(&sa.sa_mask, SIGBUS);
+	sigdelset(&sa.sa_mask, SIGSEGV);
+	sigdelset(&sa.sa_mask, SIGILL);
+	sigdelset(&sa.sa_mask, SIGFPE);
+	sigdelset(&sa.sa_mask, SIGTRAP);
+	sigdelset(&sa.sa_mask, SIGSYS);
+	if (sigaction(SIGBUS, NULL, &prev) < 0) {
+		ret = -errno;
+		munmap(bufs, NBUFS * buf_size);
+		bufs = NULL;
+		goto out;
+	}
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART | (prev.sa_flags & SA_ONSTACK);
+	if (sigaction(SIGBUS, &sa, &prev) < 0) {
+		ret = -errno;
+		munmap(bufs, NBUFS * buf_size);
+		bufs = NULL;
+		goto out;
+	}
+	if ((ret = -pthread_atfork(NULL, NULL, forget_in_child)) < 0) {
+		sigaction(SIGBUS, &prev, NULL);
+		munmap(bufs, NBUFS * buf_size);
+		bufs = NULL;
+		goto out;
+	}
+	installed = true;
+out:
+	pthread_mutex_unlock(&install_lock);
+	return ret;
+}
