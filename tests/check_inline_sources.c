@@ -32,8 +32,8 @@
 #include "helpers.h"
 #include "fake_server.h"
 
-#define NEED UPAGER_FEAT_SIGBUS
-#define WHY "UFFD_FEATURE_SIGBUS (or UPAGER_DISABLE=sigbus)"
+#define NEED (UPAGER_FEAT_SIGBUS | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)
+#define WHY "UFFD_FEATURE_SIGBUS and the UNMAP/REMAP events (or UPAGER_DISABLE=sigbus/event_unmap)"
 #define NPAGES 2048
 #define SEED 29
 

@@ -970,6 +970,26 @@ int main(int argc, char **argv)
 				"posix_fadvise(POSIX_FADV_DONTNEED); cached_pct_before says how far it worked\n");
 		break;
 	}
+	if (o.modes[MODE_INLINE]) {
+		/* Inline mode needs kernel features (upager_create(3)): without
+		 * them, the threaded rows alone, saying so. */
+		upager_options_t uo;
+		upager_t *p;
+		int ret;
+
+		upager_options_init(&uo);
+		uo.fault_mode = UPAGER_FAULT_INLINE;
+		ret = upager_create(&p, &uo);
+		if (ret == 0) {
+			upager_destroy(p);
+		} else {
+			fprintf(stderr, "upager-bench: inline mode unavailable here (%s): threaded "
+					"rows only\n", upager_strerror(ret));
+			o.modes[MODE_INLINE] = false;
+			if (!o.modes[MODE_THREADS])
+				return 1;
+		}
+	}
 	for (size_t i = 0; i < NWL; i++)
 		if (o.want[i] && (workloads[i].kind == K_REMOTE || workloads[i].kind == K_HANDLE)) {
 			if (start_upagerd(&o) < 0)
