@@ -130,6 +130,50 @@ START_TEST(test_file_past_eof)
 }
 END_TEST
 
+/*
+ * A random fault fills the file's 16-page fault-around block, aligned, in
+ * the faulting thread (one fault), but never over a page already there: the
+ * block stops at a resident page on either side (page 33 written by the
+ * program, page 45 filled by an earlier fault) and the program's bytes stay.
+ */
+START_TEST(test_file_fault_around)
+{
+	const size_t ps = UPT_PAGE;
+	char path[256];
+	upager_source_t *f;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p = inline_pager();
+	int fd = upt_tmpfile(64 * ps, 5, path, sizeof(path));
+	unsigned char vec[64];
+	uint8_t *a;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
+	close(fd);
+	ck_assert_int_eq(upager_map(p, 64 * ps, f, &r), 0);
+	a = upager_region_addr(r);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a[33 * ps] = (uint8_t)~upt_byte(33 * ps, 5); /* its page alone (RANDOM), written */
+	ck_assert_int_eq(upt_check_pattern(a + 45 * ps, ps, 45 * ps, 5), -1);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_NORMAL), 0);
+	ck_assert_int_eq(upt_check_pattern(a + 37 * ps, ps, 37 * ps, 5), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, 3);
+	ck_assert_int_eq(mincore(a, 64 * ps, vec), 0);
+	for (size_t i = 0; i < 64; i++)
+		ck_assert_msg((vec[i] & 1) == (i >= 33 && i <= 45), "page %zu", i);
+	ck_assert_uint_eq(st.pages_resident, 13);
+	ck_assert_int_eq(a[33 * ps], (uint8_t)~upt_byte(33 * ps, 5));
+	ck_assert_int_eq(upt_check_pattern(a + 33 * ps + 1, ps - 1, 33 * ps + 1, 5), -1);
+	ck_assert_int_eq(upt_check_pattern(a + 34 * ps, 12 * ps, 34 * ps, 5), -1);
+	ck_assert_int_eq(upt_check_pattern(a, 64 * ps, 0, 5), 33 * ps);
+	ck_assert_int_eq(upager_release(r), 0);
+	upager_source_release(f);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
 /* ---- limits ---- */
 
 static int cb_fill(void *arg, uint64_t off, void *buf, size_t len)
@@ -1309,6 +1353,7 @@ static Suite *make(void)
 	upt_add(tc, test_file_8, NEED, WHY);
 	upt_add(tc, test_file_64, NEED, WHY);
 	upt_add(tc, test_file_past_eof, NEED, WHY);
+	upt_add(tc, test_file_fault_around, NEED, WHY);
 	tc = upt_tcase(s, "limits");
 	upt_add(tc, test_callback_served, NEED, WHY);
 	tcase_add_test(tc, test_no_sigbus_feature);

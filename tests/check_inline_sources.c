@@ -182,8 +182,9 @@ static void run_snapshot(unsigned nthreads)
 }
 
 /* Stored pages are filled in the faulting thread (raw: a pread and a CRC),
- * with inline mode's window: a fault at random fills its page alone, where
- * the handler threads would fill the 16-page fault-around block. */
+ * with inline mode's window: a fault at random fills the 16-page
+ * fault-around block around it, aligned, as the handler threads do, in one
+ * fault (page 37: pages 32-47). */
 START_TEST(test_snapshot_filled_inline)
 {
 	char path[] = "/tmp/upager-inline-snap-XXXXXX";
@@ -199,7 +200,10 @@ START_TEST(test_snapshot_filled_inline)
 	ck_assert_int_eq(upt_check_pattern(a + 37 * UPT_PAGE, UPT_PAGE, 37 * UPT_PAGE, SEED), -1);
 	ck_assert_int_eq(upager_region_stats(r, &st), 0);
 	ck_assert_uint_eq(st.faults, 1);
-	ck_assert_uint_eq(st.pages_resident, 1);
+	ck_assert_uint_eq(st.pages_resident, 16);
+	ck_assert_int_eq(upt_check_pattern(a + 32 * UPT_PAGE, 16 * UPT_PAGE, 32 * UPT_PAGE, SEED), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.faults, 1);
 	ck_assert_int_eq(upager_destroy(p), 0);
 }
 END_TEST
