@@ -20,8 +20,14 @@
  * files dropped from the page cache first, and checks every answer. It
  * prints time to first answer, query time, faults and bytes read from
  * storage, and ratios; --json adds one machine-readable line per figure.
+ * The lazy restores run in both fault modes (--mode): faults resolved by
+ * upager's handler threads, and inline (UPAGER_FAULT_INLINE: by the faulting
+ * thread), alternating; each row says whether the disk or the faults bound
+ * it: the share of its query time that reading its bytes at the disk's
+ * sequential speed (the eager restore's, same run) would take.
  *
- *   snapshot-restore [--mib N] [--hot-keys N] [--queries N] [--dir DIR] [--json]
+ *   snapshot-restore [--mib N] [--hot-keys N] [--queries N] [--dir DIR]
+ *                    [--mode threads|inline|both] [--json]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,7 +58,11 @@ static struct {
 	uint64_t hot, queries;
 	char dir[200];
 	bool json;
-} opt = { 512, 32768, 2000000, "", false };
+	bool modes[2];   /* run the lazy restores with threads, inline */
+	bool inline_now; /* this restore's pager is inline (--fault-mode) */
+} opt = { 512, 32768, 2000000, "", false, { true, true }, false };
+
+static const char *const mode_names[] = { "threads", "inline" };
 
 static double now_s(void)
 {
@@ -308,6 +318,8 @@ static int restore(const char *mode)
 		upager_t *pager;
 
 		upager_options_init(&o);
+		if (opt.inline_now)
+			o.fault_mode = UPAGER_FAULT_INLINE;
 		if (!strcmp(mode, "update-compare")) /* no write tracking: pages compared */
 			o.disable_features = UPAGER_FEAT_WP_ASYNC;
 		ret = upager_create(&pager, &o);
@@ -337,8 +349,9 @@ static int restore(const char *mode)
 	return ret ? 1 : 0;
 }
 
-/* Runs this program again as "--restore MODE" with cold files; its result. */
-static int spawn(const char *self, const char *mode, struct result *r)
+/* Runs this program again as "--restore MODE" with cold files, its pager
+ * inline or not; its result. */
+static int spawn_in(const char *self, const char *mode, bool inl, struct result *r)
 {
 	char snap[256], raw[256], ws[260], line[256], mib[32], hot[32], nq[32];
 	int pfd[2], st;
@@ -361,7 +374,7 @@ static int spawn(const char *self, const char *mode, struct result *r)
 		dup2(pfd[1], 1);
 		close(pfd[0]);
 		execl(self, self, "--restore", mode, "--dir", opt.dir, "--mib", mib, "--hot-keys", hot,
-		      "--queries", nq, (char *)NULL);
+		      "--queries", nq, "--fault-mode", mode_names[inl], (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -378,28 +391,66 @@ static int spawn(const char *self, const char *mode, struct result *r)
 		       ? 0 : -1;
 }
 
+static int spawn(const char *self, const char *mode, struct result *r)
+{
+	return spawn_in(self, mode, false, r);
+}
+
+/* The restore MODE in each fault mode asked for, alternating: r[0] threads,
+ * r[1] inline. */
+static int spawn_modes(const char *self, const char *mode, struct result r[2])
+{
+	for (int m = 0; m < 2; m++)
+		if (opt.modes[m] && spawn_in(self, mode, m == 1, &r[m]))
+			return -1;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: snapshot-restore [--mib N] [--hot-keys N] [--queries N] [--dir DIR] "
-		   "[--json]\n"
+		   "[--mode threads|inline|both] [--json]\n"
 		   "  --mib N       size of the index (default 512)\n"
 		   "  --hot-keys N  keys the queries draw from (default 32768)\n"
 		   "  --queries N   queries per run (default 2000000)\n"
 		   "  --dir DIR     where the snapshot goes (default: a new directory in $TMPDIR)\n"
+		   "  --mode M      who resolves the lazy restores' faults: upager's handler\n"
+		   "                threads, the faulting thread (inline), or both (default)\n"
 		   "  --json        also print a JSON line per figure\n");
+}
+
+static const char *const row_titles[] = { "lazy", "lazy, recording ws", "lazy + ws prefetch",
+					    "  ... ws laid out first" };
+/* JSON names: the eager restore, then the rows above. */
+static const char *const row_names[] = { "eager", "lazy", "lazy_record", "lazy_prefetch",
+					  "lazy_prefetch_reordered" };
+
+/* The share of r's query time that reading its bytes at the disk's
+ * sequential speed would take: near 1, the disk is its floor. */
+static double disk_share(const struct result *r, double disk_bps)
+{
+	return disk_bps > 0 && r->query > 0 ? (double)r->bytes / disk_bps / r->query : 0;
+}
+
+static const char *bound(const struct result *r, double disk_bps)
+{
+	return disk_share(r, disk_bps) >= 0.5 ? "disk" : "faults";
 }
 
 int main(int argc, char **argv)
 {
 	const char *restore_mode = NULL;
 	char snap[256], raw[256], ws[260];
-	struct result eager, lazy, rec, pre, ord, upd, updc;
+	struct result eager, lazy[2], rec[2], pre[2], ord[2], upd, updc;
 	double t0, t_raw, t_snap, t_reorder;
 	uint64_t feats = 0;
 	struct slot *t;
 	size_t len;
-	int fd;
+	int fd, m0;
 	bool own_dir = false;
+	double disk_bps;
+	/* The lazy restores, by kind, then by mode. */
+	struct result *const rows[4] = { lazy, rec, pre, ord };
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -427,6 +478,13 @@ int main(int argc, char **argv)
 			snprintf(opt.dir, sizeof(opt.dir), "%s", v);
 		else if (!strcmp(a, "--restore"))
 			restore_mode = v;
+		else if (!strcmp(a, "--fault-mode"))
+			opt.inline_now = !strcmp(v, "inline");
+		else if (!strcmp(a, "--mode") && (!strcmp(v, "threads") || !strcmp(v, "inline") ||
+						  !strcmp(v, "both"))) {
+			opt.modes[0] = strcmp(v, "inline") != 0;
+			opt.modes[1] = strcmp(v, "threads") != 0;
+		}
 		else {
 			usage(stderr);
 			return 2;
@@ -438,6 +496,25 @@ int main(int argc, char **argv)
 	}
 	if (restore_mode)
 		return restore(restore_mode);
+	if (opt.modes[1]) {
+		/* Inline faults need kernel features (upager_create(3)): without
+		 * them, the threaded restores alone, saying so. */
+		upager_options_t o;
+		upager_t *p;
+		int ret;
+
+		upager_options_init(&o);
+		o.fault_mode = UPAGER_FAULT_INLINE;
+		ret = upager_create(&p, &o);
+		if (ret == 0) {
+			upager_destroy(p);
+		} else {
+			fprintf(stderr, "snapshot-restore: inline faults unavailable here (%s): "
+					"threaded restores only\n", upager_strerror(ret));
+			opt.modes[1] = false;
+			opt.modes[0] = true;
+		}
+	}
 
 	if (!opt.dir[0]) {
 		snprintf(opt.dir, sizeof(opt.dir), "%s/upager-snapdemo-XXXXXX",
@@ -485,15 +562,15 @@ int main(int argc, char **argv)
 	munmap(t, len);
 	unlink(ws);
 
-	if (spawn(argv[0], "eager", &eager) || spawn(argv[0], "lazy", &lazy) ||
-	    spawn(argv[0], "record", &rec) || spawn(argv[0], "prefetch", &pre)) {
+	if (spawn(argv[0], "eager", &eager) || spawn_modes(argv[0], "lazy", lazy) ||
+	    spawn_modes(argv[0], "record", rec) || spawn_modes(argv[0], "prefetch", pre)) {
 		fprintf(stderr, "snapshot-restore: a restore failed\n");
 		return 1;
 	}
 	t0 = now_s();
 	fd = upager_snapshot_reorder(snap);
 	t_reorder = now_s() - t0;
-	if (fd < 0 || spawn(argv[0], "prefetch", &ord)) {
+	if (fd < 0 || spawn_modes(argv[0], "prefetch", ord)) {
 		fprintf(stderr, "snapshot-restore: reorder: %s\n", upager_strerror(fd));
 		return 1;
 	}
@@ -501,27 +578,36 @@ int main(int argc, char **argv)
 		fprintf(stderr, "snapshot-restore: the update run failed\n");
 		return 1;
 	}
+	m0 = opt.modes[0] ? 0 : 1; /* the mode of the ratios below */
+	/* The disk's sequential read speed, this run: the eager restore reads
+	 * the whole image (its first answer is that read and one query). */
+	disk_bps = eager.first > 0 ? (double)eager.bytes / eager.first : 0;
 
 	printf("\n%" PRIu64 " queries over %" PRIu64 " hot keys, each restore in a new process, "
 	       "files cold:\n", opt.queries, opt.hot);
-	printf("%-24s %14s %12s %10s %10s %12s\n", "restore", "first answer", "queries",
-	       "faults", "k-faults", "MiB read");
-	printf("%-24s %11.3f ms %10.3f s %10s %10" PRIu64 " %12.1f\n", "eager (read it all)",
-	       eager.first * 1e3, eager.query, "-", eager.kfaults, eager.bytes / 1048576.0);
-	printf("%-24s %14s %10.3f s %10s %10s %12s\n", "warm (fully loaded)", "-", eager.warm, "-",
-	       "-", "-");
-	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n", "lazy",
-	       lazy.first * 1e3, lazy.query, lazy.faults, lazy.kfaults, lazy.bytes / 1048576.0);
-	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n", "lazy, recording ws",
-	       rec.first * 1e3, rec.query, rec.faults, rec.kfaults, rec.bytes / 1048576.0);
-	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n",
-	       "lazy + ws prefetch", pre.first * 1e3, pre.query, pre.faults, pre.kfaults,
-	       pre.bytes / 1048576.0);
-	printf("%-24s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64 " %12.1f\n",
-	       "  ... ws laid out first", ord.first * 1e3, ord.query, ord.faults, ord.kfaults,
-	       ord.bytes / 1048576.0);
+	printf("%-24s %-7s %14s %12s %10s %10s %12s %6s %s\n", "restore", "mode", "first answer",
+	       "queries", "faults", "k-faults", "MiB read", "disk", "bound");
+	printf("%-24s %-7s %11.3f ms %10.3f s %10s %10" PRIu64 " %12.1f %5.0f%% %s\n",
+	       "eager (read it all)", "-", eager.first * 1e3, eager.query, "-", eager.kfaults,
+	       eager.bytes / 1048576.0, 100.0, "disk");
+	printf("%-24s %-7s %14s %10.3f s %10s %10s %12s %6s %s\n", "warm (fully loaded)", "-", "-",
+	       eager.warm, "-", "-", "-", "-", "memory");
+	for (int i = 0; i < 4; i++)
+		for (int m = 0; m < 2; m++) {
+			const struct result *x = &rows[i][m];
+
+			if (!opt.modes[m])
+				continue;
+			printf("%-24s %-7s %11.3f ms %10.3f s %10" PRIu64 " %10" PRIu64
+			       " %12.1f %5.0f%% %s\n", row_titles[i], mode_names[m], x->first * 1e3,
+			       x->query, x->faults, x->kfaults, x->bytes / 1048576.0,
+			       100.0 * disk_share(x, disk_bps), bound(x, disk_bps));
+		}
+	printf("(disk: the share of the query time that reading the row's bytes at the eager "
+	       "restore's %.0f MiB/s would take; bound: disk from 50%% on, else faults)\n",
+	       disk_bps / 1048576.0);
 	printf("(the working set: %" PRIu64 " pages, prefetched in full; upager_snapshot_reorder "
-	       "took %.2f s)\n", pre.prefetched, t_reorder);
+	       "took %.2f s)\n", pre[m0].prefetched, t_reorder);
 	printf("incremental save after changing %d keys of a restore: %.1f KiB in %.1f ms "
 	       "(the full save: %zu MiB in %.0f ms)\n", UPDATES, upd.inc_bytes / 1024.0,
 	       upd.inc_save * 1e3, opt.mib, t_snap * 1e3);
@@ -533,24 +619,35 @@ int main(int argc, char **argv)
 		       : "no write tracking on this kernel (both compare)",
 	       upd.inc_save * 1e3, updc.inc_bytes / 1024.0, updc.inc_save * 1e3, upd.query,
 	       updc.query, UPDATES, upd.inc_write * 1e3, updc.inc_write * 1e3);
-	printf("\nratios: first answer lazy/eager %.4fx; queries prefetch/warm %.2fx "
+	printf("\nratios (%s): first answer lazy/eager %.4fx; queries prefetch/warm %.2fx "
 	       "(ws laid out first: %.2fx); prefetch/lazy %.2fx (%.2fx); save/disk write %.2fx\n",
-	       lazy.first / eager.first, pre.query / eager.warm, ord.query / eager.warm,
-	       pre.query / lazy.query, ord.query / lazy.query, t_raw / t_snap);
+	       mode_names[m0], lazy[m0].first / eager.first, pre[m0].query / eager.warm,
+	       ord[m0].query / eager.warm, pre[m0].query / lazy[m0].query,
+	       ord[m0].query / lazy[m0].query, t_raw / t_snap);
+	if (opt.modes[0] && opt.modes[1])
+		printf("inline/threads query time: lazy %.2fx, recording %.2fx, ws prefetched %.2fx, "
+		       "laid out first %.2fx\n", lazy[1].query / lazy[0].query,
+		       rec[1].query / rec[0].query, pre[1].query / pre[0].query,
+		       ord[1].query / ord[0].query);
 	if (opt.json) {
-		const char *names[] = { "eager", "lazy", "lazy_record", "lazy_prefetch",
-					"lazy_prefetch_reordered" };
-		struct result *rs[] = { &eager, &lazy, &rec, &pre, &ord };
-
 		for (int i = 0; i < 5; i++)
-			printf("{\"bench\":\"snapshot\",\"restore\":\"%s\",\"mib\":%zu,\"queries\":%" PRIu64
-			       ",\"first_answer_s\":%.6f,\"query_s\":%.6f,\"upager_faults\":%" PRIu64
-			       ",\"kernel_faults\":%" PRIu64 ",\"bytes_read\":%" PRIu64
-			       ",\"pages_prefetched\":%" PRIu64 "}\n",
-			       names[i], opt.mib, opt.queries, rs[i]->first, rs[i]->query, rs[i]->faults,
-			       rs[i]->kfaults, rs[i]->bytes, rs[i]->prefetched);
-		printf("{\"bench\":\"snapshot\",\"restore\":\"warm\",\"mib\":%zu,\"queries\":%" PRIu64
-		       ",\"query_s\":%.6f}\n", opt.mib, opt.queries, eager.warm);
+			for (int m = 0; m < 2; m++) {
+				const struct result *x = i ? &rows[i - 1][m] : &eager;
+
+				if (i ? !opt.modes[m] : m)
+					continue;
+				printf("{\"bench\":\"snapshot\",\"restore\":\"%s\",\"mode\":\"%s\","
+				       "\"mib\":%zu,\"queries\":%" PRIu64 ",\"first_answer_s\":%.6f,"
+				       "\"query_s\":%.6f,\"upager_faults\":%" PRIu64
+				       ",\"kernel_faults\":%" PRIu64 ",\"bytes_read\":%" PRIu64
+				       ",\"pages_prefetched\":%" PRIu64 ",\"disk_share\":%.3f,"
+				       "\"bound\":\"%s\"}\n",
+				       row_names[i], i ? mode_names[m] : "none", opt.mib, opt.queries,
+				       x->first, x->query, x->faults, x->kfaults, x->bytes, x->prefetched,
+				       i ? disk_share(x, disk_bps) : 1.0, i ? bound(x, disk_bps) : "disk");
+			}
+		printf("{\"bench\":\"snapshot\",\"restore\":\"warm\",\"mode\":\"none\",\"mib\":%zu,"
+		       "\"queries\":%" PRIu64 ",\"query_s\":%.6f}\n", opt.mib, opt.queries, eager.warm);
 		printf("{\"bench\":\"snapshot_incremental\",\"keys_changed\":%d,\"save_s\":%.6f,"
 		       "\"file_bytes\":%" PRIu64 ",\"full_save_s\":%.6f,\"full_mib\":%zu,"
 		       "\"compare_save_s\":%.6f,\"compare_file_bytes\":%" PRIu64
@@ -558,14 +655,24 @@ int main(int argc, char **argv)
 		       ",\"updates_tracked_s\":%.6f,\"updates_untracked_s\":%.6f}\n", UPDATES,
 		       upd.inc_save, upd.inc_bytes, t_snap, opt.mib, updc.inc_save, updc.inc_bytes,
 		       upd.query, updc.query, upd.inc_write, updc.inc_write);
-		printf("{\"bench\":\"snapshot_ratios\",\"first_answer_lazy_vs_eager\":%.5f,"
+		printf("{\"bench\":\"snapshot_ratios\",\"mode\":\"%s\",\"first_answer_lazy_vs_eager\":%.5f,"
 		       "\"query_prefetch_vs_warm\":%.3f,\"query_prefetch_vs_lazy\":%.3f,"
 		       "\"query_reordered_prefetch_vs_warm\":%.3f,"
 		       "\"query_reordered_prefetch_vs_lazy\":%.3f,\"reorder_s\":%.3f,"
-		       "\"save_vs_disk_write\":%.3f,\"save_mib_s\":%.1f,\"disk_write_mib_s\":%.1f}\n",
-		       lazy.first / eager.first, pre.query / eager.warm, pre.query / lazy.query,
-		       ord.query / eager.warm, ord.query / lazy.query, t_reorder, t_raw / t_snap,
-		       opt.mib / t_snap, opt.mib / t_raw);
+		       "\"save_vs_disk_write\":%.3f,\"save_mib_s\":%.1f,\"disk_write_mib_s\":%.1f,"
+		       "\"disk_read_mib_s\":%.1f}\n",
+		       mode_names[m0], lazy[m0].first / eager.first, pre[m0].query / eager.warm,
+		       pre[m0].query / lazy[m0].query, ord[m0].query / eager.warm,
+		       ord[m0].query / lazy[m0].query, t_reorder, t_raw / t_snap, opt.mib / t_snap,
+		       opt.mib / t_raw, disk_bps / 1048576.0);
+		if (opt.modes[0] && opt.modes[1])
+			printf("{\"bench\":\"snapshot_modes\",\"query_inline_vs_threads\":{\"lazy\":%.3f,"
+			       "\"lazy_record\":%.3f,\"lazy_prefetch\":%.3f,"
+			       "\"lazy_prefetch_reordered\":%.3f},\"first_answer_inline_vs_threads\":"
+			       "{\"lazy\":%.3f,\"lazy_prefetch\":%.3f}}\n",
+			       lazy[1].query / lazy[0].query, rec[1].query / rec[0].query,
+			       pre[1].query / pre[0].query, ord[1].query / ord[0].query,
+			       lazy[1].first / lazy[0].first, pre[1].first / pre[0].first);
 	}
 	unlink(raw);
 	unlink(snap);
