@@ -106,22 +106,30 @@ END_TEST
 START_TEST(test_file_64) { run_file(64); }
 END_TEST
 
+/* A region of map_len bytes of p over a new file of file_len bytes of
+ * pattern seed (*f its source, *r the region); its address. */
+static uint8_t *map_file(upager_t *p, size_t file_len, size_t map_len, unsigned seed,
+			 upager_source_t **f, upager_region_t **r)
+{
+	char path[256];
+	int fd = upt_tmpfile(file_len, seed, path, sizeof(path));
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(upager_source_file(fd, 0, f), 0);
+	close(fd);
+	ck_assert_int_eq(upager_map(p, map_len, *f, r), 0);
+	return upager_region_addr(*r);
+}
+
 /* A file shorter than the region: the rest reads as zero, as in threads mode. */
 START_TEST(test_file_past_eof)
 {
 	const size_t ps = UPT_PAGE;
-	char path[256];
 	upager_source_t *f;
 	upager_region_t *r;
 	upager_t *p = inline_pager();
-	int fd = upt_tmpfile(ps + ps / 2, 3, path, sizeof(path));
-	uint8_t *a;
+	uint8_t *a = map_file(p, ps + ps / 2, 4 * ps, 3, &f, &r);
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
-	close(fd);
-	ck_assert_int_eq(upager_map(p, 4 * ps, f, &r), 0);
-	a = upager_region_addr(r);
 	ck_assert_int_eq(upt_check_pattern(a, ps + ps / 2, 0, 3), -1);
 	ck_assert_int_eq(upt_check_zero(a + ps + ps / 2, 3 * ps - ps / 2), -1);
 	ck_assert_int_eq(upager_release(r), 0);
@@ -139,20 +147,13 @@ END_TEST
 START_TEST(test_file_fault_around)
 {
 	const size_t ps = UPT_PAGE;
-	char path[256];
 	upager_source_t *f;
 	upager_region_t *r;
 	upager_stats_t st;
 	upager_t *p = inline_pager();
-	int fd = upt_tmpfile(64 * ps, 5, path, sizeof(path));
 	unsigned char vec[64];
-	uint8_t *a;
+	uint8_t *a = map_file(p, 64 * ps, 64 * ps, 5, &f, &r);
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(upager_source_file(fd, 0, &f), 0);
-	close(fd);
-	ck_assert_int_eq(upager_map(p, 64 * ps, f, &r), 0);
-	a = upager_region_addr(r);
 	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
 	a[33 * ps] = (uint8_t)~upt_byte(33 * ps, 5); /* its page alone (RANDOM), written */
 	ck_assert_int_eq(upt_check_pattern(a + 45 * ps, ps, 45 * ps, 5), -1);
@@ -225,28 +226,6 @@ END_TEST
 
 /* ---- the program's SIGBUS (children: these may kill the process) ---- */
 
-static sigjmp_buf jb;
-static void *volatile got_addr;
-static volatile int got_code, got_calls;
-
-static void prog_handler(int sig, siginfo_t *si, void *uc)
-{
-	got_addr = si->si_addr;
-	got_code = si->si_code;
-	got_calls++;
-	siglongjmp(jb, 1);
-}
-
-static void install_prog_handler(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = prog_handler;
-	sa.sa_flags = SA_SIGINFO;
-	sigaction(SIGBUS, &sa, NULL);
-}
-
 /* A file mapping cut short: SIGBUS of the program's own, under upager's handler. */
 static void child_own_sigbus(void *arg)
 {
@@ -259,7 +238,7 @@ static void child_own_sigbus(void *arg)
 	upager_options_t o;
 	volatile uint8_t *m, *a;
 
-	install_prog_handler();
+	upt_catch_sigbus();
 	upager_options_init(&o);
 	o.fault_mode = UPAGER_FAULT_INLINE;
 	if (fd < 0 || upager_create(&p, &o) < 0 || upager_source_zero(&z) < 0 ||
@@ -274,11 +253,11 @@ static void child_own_sigbus(void *arg)
 	a = upager_region_addr(r);
 	if (a[5] != 0) /* upager's own fault, inline: no call of the program's */
 		_exit(13);
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		(void)m[100];
 		_exit(14); /* no signal at all */
 	}
-	if (got_calls != 1 || got_addr != (void *)(m + 100) || got_code != BUS_ADRERR)
+	if (upt_sigbus_calls != 1 || upt_sigbus_addr != (void *)(m + 100) || upt_sigbus_code != BUS_ADRERR)
 		_exit(15);
 	/* Upager goes on after the program's handler ran. */
 	if (a[ps + 1] != 0)
@@ -339,8 +318,8 @@ static void masked_handler(int sig, siginfo_t *si, void *uc)
 	(void)si;
 	(void)uc;
 	pthread_sigmask(SIG_SETMASK, NULL, &seen_mask);
-	got_calls++;
-	siglongjmp(jb, 1);
+	upt_sigbus_calls++;
+	siglongjmp(upt_sigbus_jb, 1);
 }
 
 static void child_handler_mask(void *arg)
@@ -371,11 +350,11 @@ static void child_handler_mask(void *arg)
 	m = mmap(NULL, ps, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED || ftruncate(fd, 0) < 0)
 		_exit(11);
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		(void)m[100];
 		_exit(12);
 	}
-	if (got_calls != 1)
+	if (upt_sigbus_calls != 1)
 		_exit(13);
 	if (!sigismember(&seen_mask, SIGBUS))
 		_exit(14);
@@ -383,7 +362,7 @@ static void child_handler_mask(void *arg)
 		_exit(15);
 	if (!sigismember(&seen_mask, SIGUSR2))
 		_exit(16);
-	if (sigsetjmp(jb, 1) == 0)
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0)
 		(void)m[200]; /* SA_RESETHAND: the default action now */
 	_exit(17);
 }
@@ -428,7 +407,7 @@ static void child_fill_error(void *arg)
 	upager_t *p;
 	volatile uint8_t *a;
 
-	install_prog_handler();
+	upt_catch_sigbus();
 	upager_options_init(&o);
 	o.fault_mode = UPAGER_FAULT_INLINE;
 	if (upager_create(&p, &o) < 0)
@@ -437,14 +416,14 @@ static void child_fill_error(void *arg)
 	if (upager_map(p, 4 * ps, s, &r) < 0)
 		_exit(11);
 	a = upager_region_addr(r);
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		uint8_t v = a[2 * ps + 7];
 		_exit(v == 0 ? 12 : 13); /* data where there is none */
 	}
 	/* Poisoned: BUS_MCEERR_AR at the page; or the fault itself: BUS_ADRERR. */
-	if (got_calls != 1 || ((uintptr_t)got_addr & ~(uintptr_t)(ps - 1)) != (uintptr_t)(a + 2 * ps))
+	if (upt_sigbus_calls != 1 || ((uintptr_t)upt_sigbus_addr & ~(uintptr_t)(ps - 1)) != (uintptr_t)(a + 2 * ps))
 		_exit(14);
-	if (got_code != BUS_MCEERR_AR && got_code != BUS_ADRERR)
+	if (upt_sigbus_code != BUS_MCEERR_AR && upt_sigbus_code != BUS_ADRERR)
 		_exit(15);
 	if (upager_region_stats(r, &st) < 0 || st.fill_errors != 1 || st.pages_resident != 0)
 		_exit(16);

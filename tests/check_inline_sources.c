@@ -121,32 +121,6 @@ END_TEST
 START_TEST(test_remote_64) { run_remote(64); }
 END_TEST
 
-/* ---- the program's SIGBUS handler (children) ---- */
-
-static sigjmp_buf jb;
-static void *volatile got_addr;
-static volatile int got_code, got_calls;
-
-static void prog_handler(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)uc;
-	got_addr = si->si_addr;
-	got_code = si->si_code;
-	got_calls++;
-	siglongjmp(jb, 1);
-}
-
-static void install_prog_handler(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = prog_handler;
-	sa.sa_flags = SA_SIGINFO;
-	sigaction(SIGBUS, &sa, NULL);
-}
-
 /* ---- snapshot ---- */
 
 /* A snapshot of the pattern at path (pages of it, made from the template
@@ -247,7 +221,7 @@ static void child_snapshot_corrupt(void *arg)
 	upager_t *p;
 	const volatile uint8_t *a;
 
-	install_prog_handler();
+	upt_catch_sigbus();
 	if (!(p = inline_pager(1)) || upager_snapshot_map(p, path, 0, &r) < 0)
 		_exit(10);
 	upager_region_advise(r, UPAGER_ADV_RANDOM);
@@ -255,11 +229,11 @@ static void child_snapshot_corrupt(void *arg)
 	for (int i = 0; i < 8; i++)
 		if (i != 3 && a[i * UPT_PAGE + 100] != upt_byte(i * UPT_PAGE + 100, SEED))
 			_exit(11);
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		(void)a[3 * UPT_PAGE + 100];
 		_exit(12); /* wrong data */
 	}
-	if (got_calls != 1 || got_addr != (void *)(a + 3 * UPT_PAGE + 100) || got_code != BUS_ADRERR)
+	if (upt_sigbus_calls != 1 || upt_sigbus_addr != (void *)(a + 3 * UPT_PAGE + 100) || upt_sigbus_code != BUS_ADRERR)
 		_exit(13);
 	if (upager_region_stats(r, &st) < 0 || st.fill_errors != 1 || st.pages_resident != 7)
 		_exit(14);
@@ -315,7 +289,7 @@ static void child_callback_error(void *arg)
 	volatile uint8_t *a;
 
 	(void)arg;
-	install_prog_handler();
+	upt_catch_sigbus();
 	if (!(p = inline_pager(1)) || upager_source_callback(failing_fill, NULL, NULL, &cb) < 0)
 		_exit(10);
 	if (upager_map(p, 8 * ps, cb, &r) < 0)
@@ -324,18 +298,18 @@ static void child_callback_error(void *arg)
 	a = upager_region_addr(r);
 	if (a[ps + 5] != upt_byte(ps + 5, SEED))
 		_exit(12);
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		uint8_t v = a[2 * ps + 7];
 		_exit(v == upt_byte(2 * ps + 7, SEED) ? 13 : 14); /* data where there is none */
 	}
-	if (got_calls != 1 || got_addr != (void *)(a + 2 * ps + 7) || got_code != BUS_ADRERR)
+	if (upt_sigbus_calls != 1 || upt_sigbus_addr != (void *)(a + 2 * ps + 7) || upt_sigbus_code != BUS_ADRERR)
 		_exit(15);
 	/* Every later access asks the source again, and fails again. */
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		(void)a[2 * ps];
 		_exit(16);
 	}
-	if (got_calls != 2 || got_addr != (void *)(a + 2 * ps))
+	if (upt_sigbus_calls != 2 || upt_sigbus_addr != (void *)(a + 2 * ps))
 		_exit(17);
 	if (a[3 * ps + 1] != upt_byte(3 * ps + 1, SEED))
 		_exit(18);
@@ -389,7 +363,7 @@ static void child_server_killed(void *arg)
 	volatile uint8_t *a;
 
 	(void)arg;
-	install_prog_handler();
+	upt_catch_sigbus();
 	upager_remote_options_init(&o);
 	o.deadline_ms = 1000;
 	if (!fk || !(p = inline_pager(1)) || upager_source_remote(fk->uri, "mem.img", &o, &s) < 0 ||
@@ -400,11 +374,11 @@ static void child_server_killed(void *arg)
 	if (a[7] != upt_byte(7, SEED))
 		_exit(11);
 	upt_fake_stop(fk);
-	if (sigsetjmp(jb, 1) == 0) {
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0) {
 		(void)a[40 * UPT_PAGE + 3];
 		_exit(12);
 	}
-	if (got_calls != 1 || got_addr != (void *)(a + 40 * UPT_PAGE + 3))
+	if (upt_sigbus_calls != 1 || upt_sigbus_addr != (void *)(a + 40 * UPT_PAGE + 3))
 		_exit(13);
 	_exit(0);
 }
@@ -607,14 +581,14 @@ static void child_callback_recursion(void *arg)
 	volatile uint8_t *a;
 
 	(void)arg;
-	install_prog_handler();
+	upt_catch_sigbus();
 	if (!(p = inline_pager(1)) || upager_source_callback(touching_fill, NULL, NULL, &cb) < 0 ||
 	    upager_source_callback(pattern_fill, NULL, NULL, &cb2) < 0 ||
 	    upager_map(p, UPT_PAGE, cb, &r) < 0 || upager_map(p, UPT_PAGE, cb2, &r2) < 0)
 		_exit(10);
 	other_page = upager_region_addr(r2);
 	a = upager_region_addr(r);
-	if (sigsetjmp(jb, 1) == 0)
+	if (sigsetjmp(upt_sigbus_jb, 1) == 0)
 		_exit(a[0] == upt_byte(0, SEED) ? 11 : 12);
 	_exit(13); /* the program's handler ran on the handler thread */
 }

@@ -392,3 +392,29 @@ void upt_inline_every_byte(upager_source_t *src, unsigned seed, size_t len, size
 	ck_assert_int_eq(upager_release(r), 0);
 	ck_assert_int_eq(upager_destroy(p), 0);
 }
+
+/* ---- the program's own SIGBUS handler ---- */
+
+sigjmp_buf upt_sigbus_jb;
+void *volatile upt_sigbus_addr;
+volatile int upt_sigbus_code, upt_sigbus_calls;
+
+void upt_sigbus_catcher(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	upt_sigbus_addr = si->si_addr;
+	upt_sigbus_code = si->si_code;
+	upt_sigbus_calls++;
+	siglongjmp(upt_sigbus_jb, 1);
+}
+
+void upt_catch_sigbus(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = upt_sigbus_catcher;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, NULL);
+}

@@ -119,4 +119,18 @@ int upt_wait_threads(int want, int timeout_ms); /* the count once want or timed 
 #define UPT_ASAN 0
 #endif
 
+/* ---- the program's own SIGBUS handler, for tests of what reaches it ---- */
+#include <setjmp.h>
+#include <signal.h>
+
+/* Where upt_sigbus_catcher jumps (sigsetjmp(upt_sigbus_jb, 1) before the
+ * access), and what the SIGBUS it caught said; upt_sigbus_calls counts them. */
+extern sigjmp_buf upt_sigbus_jb;
+extern void *volatile upt_sigbus_addr;
+extern volatile int upt_sigbus_code, upt_sigbus_calls;
+/* Notes si_addr and si_code, counts the call, siglongjmps to upt_sigbus_jb. */
+void upt_sigbus_catcher(int sig, siginfo_t *si, void *uc);
+/* Installs upt_sigbus_catcher as the process's SIGBUS handler (SA_SIGINFO). */
+void upt_catch_sigbus(void);
+
 #endif
