@@ -312,7 +312,34 @@ static int place_range(upager_t *p, struct upager__fill *f)
 	return 0;
 }
 
-/* Is the fill's range still where and what it was when the fault came? */
+void upager__fill_decommitted(upager_region_t *r, size_t off, size_t len)
+{
+	uint_fast64_t n = atomic_load(&r->decommits);
+
+	r->decommit_log[n % UPAGER__DECOMMIT_LOG].off = off;
+	r->decommit_log[n % UPAGER__DECOMMIT_LOG].end = off + len;
+	atomic_store(&r->decommits, n + 1);
+}
+
+/* Was a part of f's range decommitted since f was planned? Past the log's
+ * length, taken as yes: its faulting threads fault again, nothing worse. */
+static bool decommitted_since(const struct upager__fill *f)
+{
+	const upager_region_t *r = f->region;
+	uint_fast64_t n = atomic_load(&r->decommits);
+
+	if (n - f->decommits > UPAGER__DECOMMIT_LOG)
+		return true;
+	for (uint_fast64_t i = f->decommits; i < n; i++)
+		if (r->decommit_log[i % UPAGER__DECOMMIT_LOG].off < f->roff + f->len &&
+		    r->decommit_log[i % UPAGER__DECOMMIT_LOG].end > f->roff)
+			return true;
+	return false;
+}
+
+/* Is the fill's range still where and what it was when the fault came?
+ * Committed now is not enough: decommitted and committed again since, the
+ * range holds the source's bytes of now, which the fill may not have read. */
 static bool still_valid(upager_t *p, const struct upager__fill *f)
 {
 	const struct upager__mapping *m = upager__lookup(p, f->addr);
@@ -321,6 +348,7 @@ static bool still_valid(upager_t *p, const struct upager__fill *f)
 		return m == NULL; /* unknown address: still nobody's */
 	return m && m->region == f->region && m->roff + (f->addr - m->start) == f->roff &&
 	       f->addr + f->len <= m->end && !f->region->dead &&
+	       !decommitted_since(f) &&
 	       upager__region_committed(f->region, f->roff) &&
 	       upager__region_commit_end(f->region, f->roff) >= f->roff + f->len;
 }
@@ -615,6 +643,9 @@ struct upager__fill *upager__fill_new(struct upager__handler *h, upager_region_t
 	f->ev_deferred = false;
 	f->waiters = NULL;
 	f->inline_failed = false;
+	/* Under pager->lock, as the commit check before it: a decommit after
+	 * that check is counted after this read. */
+	f->decommits = r ? atomic_load(&r->decommits) : 0;
 	f->t0 = upager__now_ns();
 	if (r)
 		upager__region_ref(r);

@@ -35,5 +35,8 @@ struct upager__fill *upager__fill_new(struct upager__handler *h, upager_region_t
 				      uintptr_t addr, size_t roff, size_t pages, bool prefetch);
 /* Outside p->lock: hands the fills to their sources. */
 void upager__fill_start_all(struct upager__handler *h, struct upager__fill **fills, size_t n);
+/* Notes a decommit of [off, off+len) of r, under pager->lock held for
+ * writing (region.c): fills planned before it place nothing there. */
+void upager__fill_decommitted(upager_region_t *r, size_t off, size_t len);
 
 #endif

@@ -35,6 +35,7 @@
 #include "region_state.h"
 #include "prefetch.h"
 #include "inline_table.h"
+#include "fill.h"
 
 /* ---- commit extents: changes (under pager->lock) ---- */
 
@@ -322,6 +323,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 			/* From here no fill lands in the range: the fault loop checks
 			 * commit state under this lock before it places a page. */
 			extents_remove(r, off, off + len);
+			upager__fill_decommitted(r, off, len);
 			upager__region_mark_committed(r, off, len, false);
 			upager__region_clear_resident(r, off, len);
 		}

@@ -112,6 +112,8 @@ struct upager__extent {
 	size_t start, end; /* region offsets, [start, end) */
 };
 
+#define UPAGER__DECOMMIT_LOG 8 /* decommits a fill in flight tells apart */
+
 struct upager_region {
 	upager_t *pager;
 	upager_source_t *src;
@@ -141,6 +143,14 @@ struct upager_region {
 	atomic_uint inline_epoch;
 	atomic_uint inline_busy[2];
 	struct upager__counters st;
+	/* Decommits so far and the ranges of the last UPAGER__DECOMMIT_LOG,
+	 * written under pager->lock (fill.c): a handler's fill places nothing
+	 * over a range decommitted since it began, even if committed again by
+	 * then, for what it read is not what the range holds now. */
+	atomic_uint_fast64_t decommits;
+	struct {
+		size_t off, end;
+	} decommit_log[UPAGER__DECOMMIT_LOG];
 };
 
 /*
@@ -194,6 +204,7 @@ struct upager__fill {
 	 * waiters take to the program's SIGBUS handler. */
 	struct upager__inline_req *waiters;
 	bool inline_failed;
+	uint64_t decommits; /* the region's, when the fill was planned */
 };
 
 /* The addresses an event read but not yet handled is about. */

@@ -683,6 +683,77 @@ START_TEST(test_faults_during_munmaps)
 }
 END_TEST
 
+/* ---- a fill begun before a decommit, ended after a recommit ---- */
+
+/*
+ * A handler's fill read the source before a decommit and places after the
+ * range was committed again: the commit state it checks at placement is
+ * the same as when it began, but the range's contents are not the ones it
+ * read (decommit drops them; the source has changed since). The callback
+ * blocks the first fill until the test has decommitted, changed the seed
+ * and committed again; the page must then read the new seed's bytes. One
+ * handler thread, so the stale fill ends before the touch's fault is read;
+ * no REMOVE event, so decommit's MADV_DONTNEED does not wait for it.
+ */
+static atomic_uint regen_seed, regen_stage; /* 1: in the fill; 2: let it go */
+/* Seeds far apart: upt_byte's bytes come from the high bits of a sum. */
+#define REGEN_OLD 0x10000001u
+#define REGEN_NEW 0x50000003u
+
+static int regen_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	unsigned seed = atomic_load(&regen_seed);
+
+	(void)arg;
+	if (atomic_load(&regen_stage) == 0) {
+		atomic_store(&regen_stage, 1);
+		for (int i = 0; i < 20000 && atomic_load(&regen_stage) != 2; i++)
+			usleep(500);
+	}
+	upt_fill(buf, len, off, seed);
+	return 0;
+}
+
+static void check_fill_across_recommit(unsigned mode)
+{
+	const size_t ps = UPT_PAGE;
+	upager_options_t o;
+	upager_source_t *cb;
+	upager_region_t *r;
+	upager_t *p = NULL;
+	uint8_t *a;
+
+	upager_options_init(&o);
+	o.fault_mode = mode;
+	o.nthreads = 1;
+	o.disable_features = UPAGER_FEAT_EVENT_REMOVE;
+	ck_assert_int_eq(upager_create(&p, &o), 0);
+	atomic_store(&regen_seed, REGEN_OLD);
+	atomic_store(&regen_stage, 0);
+	ck_assert_int_eq(upager_source_callback(regen_fill, NULL, NULL, &cb), 0);
+	ck_assert_int_eq(upager_map(p, 4 * ps, cb, &r), 0);
+	a = upager_region_addr(r);
+	ck_assert_int_eq(upager_prefetch(r, 0, ps), 0);
+	for (int i = 0; i < 20000 && atomic_load(&regen_stage) != 1; i++)
+		usleep(500);
+	ck_assert_uint_eq(atomic_load(&regen_stage), 1);
+	ck_assert_int_eq(upager_decommit(r, 0, 4 * ps), 0);
+	atomic_store(&regen_seed, REGEN_NEW);
+	ck_assert_int_eq(upager_commit(r, 0, 4 * ps), 0);
+	atomic_store(&regen_stage, 2);
+	ck_assert_msg(upt_check_pattern(a, ps, 0, REGEN_NEW) == -1,
+		      "the fill begun before the decommit placed %s bytes",
+		      upt_check_pattern(a, ps, 0, REGEN_OLD) == -1 ? "the old" : "wrong");
+	ck_assert_int_eq(upager_release(r), 0);
+	upager_source_release(cb);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+
+START_TEST(test_fill_across_recommit_threads) { check_fill_across_recommit(UPAGER_FAULT_THREADS); }
+END_TEST
+START_TEST(test_fill_across_recommit_inline) { check_fill_across_recommit(UPAGER_FAULT_INLINE); }
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("inline_races");
@@ -715,6 +786,9 @@ static Suite *make(void)
 	upt_add(tc, test_faults_during_munmaps, NEED, WHY);
 	tc = upt_tcase(s, "fork");
 	upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
+	tc = upt_tcase(s, "recommit");
+	tcase_add_test(tc, test_fill_across_recommit_threads);
+	upt_add(tc, test_fill_across_recommit_inline, NEED, WHY);
 	return s;
 }
 
