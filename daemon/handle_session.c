@@ -263,7 +263,7 @@ int client_handshake(struct client *c, long read_timeout)
 	c->nregions = (size_t)n;
 	for (int i = 0; i < n; i++)
 		c->regions[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
-					   NULL };
+					   NULL, 0 };
 	if (check_regions(c, why, sizeof(why)) || check_can_fail(c, why, sizeof(why))) {
 		LOG(LOG_WARN, "%s: %s: closed", c->name, why);
 		goto bad;
@@ -278,6 +278,21 @@ bad:
 	free(buf);
 	free(jr);
 	return -1;
+}
+
+const char *client_adopt_check(struct client *c, char *why, size_t whylen)
+{
+	if (!is_uffd(c->uffd) || uffd_features(c->uffd, &c->features) < 0) {
+		snprintf(why, whylen, "the descriptor held for it is not a userfaultfd");
+		return why;
+	}
+	if (check_regions(c, why, whylen) || check_can_fail(c, why, whylen))
+		return why;
+	if (fcntl(c->uffd, F_SETFL, fcntl(c->uffd, F_GETFL) | O_NONBLOCK) < 0) {
+		snprintf(why, whylen, "its userfaultfd: %s", strerror(errno));
+		return why;
+	}
+	return NULL;
 }
 
 /* ---- the client process ---- */

@@ -112,27 +112,6 @@ static void teardown(void)
 
 /* ---- a client, as a VM monitor is one ---- */
 
-/*
- * As upager opens one (README: Unprivileged use), down to a user-mode-only
- * uffd: the clients here touch their memory from user mode only, which such
- * a uffd reports (a VM monitor's kernel accesses it would not).
- */
-static int open_uffd(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0) { /* unprivileged: the device */
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-
-		fd = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK) : -1;
-		if (dev >= 0)
-			close(dev);
-	}
-	if (fd < 0)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	return fd;
-}
-
 struct guest {
 	uint8_t *mem;      /* both regions, one mapping */
 	size_t len;
@@ -205,7 +184,7 @@ static void guest_start_with(struct guest *g, bool old_field, size_t extra)
 		      -1, 0);
 	if (g->mem == MAP_FAILED)
 		_exit(91);
-	g->uffd = open_uffd();
+	g->uffd = upt_open_uffd();
 	if (g->uffd < 0 || ioctl(g->uffd, UFFDIO_API, &api) < 0)
 		_exit(92);
 	reg = (struct uffdio_register){ .range = { (uintptr_t)g->mem, g->len + extra * UPT_PAGE },
@@ -756,7 +735,7 @@ static void client_remap(void *arg)
 	int uffd, s, n;
 
 	(void)arg;
-	uffd = open_uffd();
+	uffd = upt_open_uffd();
 	if (m == MAP_FAILED || to == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
 		_exit(100);
 	reg = (struct uffdio_register){ .range = { (uintptr_t)m, 2 * len },
@@ -829,7 +808,7 @@ static void client_huge(void *arg)
 	(void)arg;
 	if (m == MAP_FAILED)
 		_exit(80);
-	uffd = open_uffd();
+	uffd = upt_open_uffd();
 	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
 		_exit(81);
 	reg = (struct uffdio_register){ .range = { (uintptr_t)m, len },
@@ -1145,7 +1124,7 @@ static void client_page_size(void *arg)
 	char json[256];
 	int uffd, s, n;
 
-	uffd = open_uffd();
+	uffd = upt_open_uffd();
 	if (m == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
 		_exit(140);
 	reg = (struct uffdio_register){ .range = { base, pc->size },

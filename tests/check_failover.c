@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * upagerd handle's failover (docs/HANDLE.md, "Failover"): a client restores
+ * a 256 MiB image from several faulting threads, and discards pages it has
+ * read, while the worker serving it is SIGKILLed at random moments. Every
+ * byte must be right, every page discarded before a kill must read zero
+ * after it, and no thread may be stuck; with the supervisor killed too the
+ * client must end (SIGBUS), never hang, and never read a byte that is
+ * neither the image's nor zero.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define IMG_SIZE (256ull << 20)
+#define SEED 13
+#define NREADERS 4
+#define KILLS 5
+#define MAX_SLOW 8192
+#define SLOW_NS 200000ull /* faults longer than this are kept, for the pause */
+
+static char dir[64], sock_path[128], mem_path[128], log_path[128];
+static pid_t sup_pid;
+
+/* Shared by the test and its client process. */
+struct shared {
+	atomic_int started;	/* the client has sent its handshake */
+	atomic_int readers_done;
+	atomic_uint nslow;
+	atomic_ulong discarded, zero_pages;
+	uint64_t slow[MAX_SLOW][2]; /* start, end (CLOCK_MONOTONIC ns) */
+	uint64_t kill_at[KILLS];
+	int nkills;
+};
+static struct shared *sh;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void nap_us(long us)
+{
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- the daemon: a supervisor and its worker ---- */
+
+static void start_handler(void)
+{
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
+			       "--log-file", log_path, "--log-level", "info", NULL };
+	char ready[256];
+
+	sup_pid = upt_upagerd(args, NULL, ready, sizeof(ready));
+}
+
+/* The supervisor's worker now, or -1 (between two). */
+static pid_t worker_pid(void)
+{
+	char path[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sup_pid, (int)sup_pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return (pid_t)atoi(buf);
+}
+
+/* Waits (up to 10 s) for a worker other than not_this; -1 if none came. */
+static pid_t next_worker(pid_t not_this)
+{
+	for (int i = 0; i < 10000; i++) {
+		pid_t w = worker_pid();
+
+		if (w > 0 && w != not_this)
+			return w;
+		nap_us(1000);
+	}
+	return -1;
+}
+
+static void setup(void)
+{
+	uint8_t *buf = malloc(1 << 20);
+	int fd;
+
+	snprintf(dir, sizeof(dir), "/tmp/upagerd-failover-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/uffd.sock", dir);
+	snprintf(mem_path, sizeof(mem_path), "%s/mem.raw", dir);
+	snprintf(log_path, sizeof(log_path), "%s/log", dir);
+	fd = open(mem_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	for (uint64_t off = 0; off < IMG_SIZE; off += 1 << 20) {
+		upt_fill(buf, 1 << 20, off, SEED);
+		ck_assert_int_eq(write(fd, buf, 1 << 20), 1 << 20);
+	}
+	close(fd);
+	free(buf);
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+	start_handler();
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+	pid_t w = worker_pid();
+
+	/* The supervisor first: it would start another worker. */
+	upt_daemon_kill(sup_pid);
+	if (w > 0)
+		kill(w, SIGKILL); /* reaped by init: not our child */
+	munmap(sh, sizeof(*sh));
+	if (getenv("FAILOVER_KEEP_LOG")) {
+		snprintf(cmd, sizeof(cmd), "cat %s >&2", log_path);
+		if (system(cmd)) {
+			/* best effort */
+		}
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd)) {
+		/* best effort */
+	}
+}
+
+/* ---- the client: a VM monitor restoring its memory ---- */
+
+struct client_opts {
+	bool keep_uffd;	 /* keep its own copy of the uffd, as HANDLE.md asks */
+	bool watch;	 /* end itself (SIGBUS) once its socket to upagerd closes */
+	long reader_nap; /* microseconds between two pages */
+};
+
+static const struct client_opts *co;
+static uint8_t *mem;
+static _Atomic uint8_t *page_state; /* 0 untouched, 1 read and checked, 2 discarded */
+static atomic_int stop_discarding;
+
+static void *reader(void *arg)
+{
+	size_t t = (size_t)arg, ps = UPT_PAGE, n = IMG_SIZE / ps / NREADERS;
+	size_t *order = malloc(n * sizeof(*order));
+	uint64_t x = 0x9E3779B97F4A7C15ull * (t + 1);
+
+	if (!order)
+		_exit(2);
+	for (size_t i = 0; i < n; i++)
+		order[i] = t + i * NREADERS;
+	for (size_t i = n - 1; i > 0; i--) { /* a random order: no read-ahead helps */
+		size_t j, tmp;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		j = (size_t)(x % (i + 1));
+		tmp = order[i], order[i] = order[j], order[j] = tmp;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t p = order[i];
+		uint8_t *at = mem + p * ps;
+		uint64_t t0 = now_ns(), t1;
+
+		(void)*(volatile uint8_t *)at;
+		t1 = now_ns();
+		if (t1 - t0 > SLOW_NS) {
+			unsigned k = atomic_fetch_add(&sh->nslow, 1);
+
+			if (k < MAX_SLOW)
+				sh->slow[k][0] = t0, sh->slow[k][1] = t1;
+		}
+		if (upt_check_pattern(at, ps, p * ps, SEED) >= 0) {
+			/* Only with no handler left (the uffd gone: the kernel
+			 * zero-fills): zero is then what the kernel gives. */
+			if (co->keep_uffd || upt_check_zero(at, ps) >= 0)
+				_exit(3);
+			atomic_fetch_add(&sh->zero_pages, 1);
+		}
+		atomic_store(&page_state[p], 1);
+		if (co->reader_nap)
+			nap_us(co->reader_nap);
+	}
+	free(order);
+	atomic_fetch_add(&sh->readers_done, 1);
+	return NULL;
+}
+
+/* Discards pages already read and checked, as a balloon does: each must
+ * read zero from then on, across any number of worker deaths. */
+static void *discarder(void *arg)
+{
+	size_t ps = UPT_PAGE, npages = IMG_SIZE / ps;
+	uint64_t x = 88172645463325252ull;
+
+	(void)arg;
+	while (!atomic_load(&stop_discarding)) {
+		size_t p;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		p = (size_t)(x % npages);
+		if (atomic_load(&page_state[p]) == 1) {
+			if (madvise(mem + p * ps, ps, MADV_DONTNEED))
+				_exit(5);
+			atomic_store(&page_state[p], 2);
+			atomic_fetch_add(&sh->discarded, 1);
+		}
+		nap_us(100);
+	}
+	return NULL;
+}
+
+/* Ends the process once no upagerd holds its socket: its faults would
+ * otherwise wait for ever (a VM monitor can do the same). */
+static void *watcher(void *arg)
+{
+	struct pollfd p = { .fd = (int)(intptr_t)arg, .events = POLLRDHUP };
+
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	kill(getpid(), SIGBUS);
+	return NULL;
+}
+
+static void client(void *arg)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	struct uffdio_register reg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t rd[NREADERS], dis, w;
+	char json[256];
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+			     .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *cm;
+	int uffd, s;
+
+	co = arg;
+	mem = mmap(NULL, IMG_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	page_state = calloc(IMG_SIZE / UPT_PAGE, 1);
+	uffd = upt_open_uffd();
+	if (mem == MAP_FAILED || !page_state || uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		_exit(80);
+	reg = (struct uffdio_register){ .range = { (uintptr_t)mem, IMG_SIZE },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		_exit(81);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	strcpy(sa.sun_path, sock_path);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		_exit(82);
+	snprintf(json, sizeof(json),
+		 "[{\"base_host_virt_addr\": %llu, \"size\": %llu, \"offset\": 0, \"page_size\": %zu}]",
+		 (unsigned long long)(uintptr_t)mem, (unsigned long long)IMG_SIZE, UPT_PAGE);
+	iov = (struct iovec){ json, strlen(json) };
+	memset(&ctl, 0, sizeof(ctl));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &uffd, sizeof(int));
+	if (sendmsg(s, &mh, MSG_NOSIGNAL) != (ssize_t)strlen(json))
+		_exit(83);
+	if (!co->keep_uffd)
+		close(uffd);
+	if (co->watch && pthread_create(&w, NULL, watcher, (void *)(intptr_t)s))
+		_exit(84);
+	atomic_store(&sh->started, 1);
+	for (size_t t = 0; t < NREADERS; t++)
+		if (pthread_create(&rd[t], NULL, reader, (void *)t))
+			_exit(85);
+	if (pthread_create(&dis, NULL, discarder, NULL))
+		_exit(86);
+	for (size_t t = 0; t < NREADERS; t++)
+		pthread_join(rd[t], NULL);
+	atomic_store(&stop_discarding, 1);
+	pthread_join(dis, NULL);
+	/* Discarded before (and across) the kills, read only now. */
+	for (size_t p = 0; p < IMG_SIZE / UPT_PAGE; p++)
+		if (atomic_load(&page_state[p]) == 2 && upt_check_zero(mem + p * UPT_PAGE, UPT_PAGE) >= 0)
+			_exit(4);
+	_exit(0);
+}
+
+static pid_t start_client(const struct client_opts *o)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		client((void *)o);
+	for (int i = 0; i < 10000 && !atomic_load(&sh->started); i++)
+		nap_us(1000);
+	ck_assert_msg(atomic_load(&sh->started), "the client did not start");
+	return pid;
+}
+
+/* The client's wait status, SIGKILLing it (and failing) past timeout_s. */
+static int wait_client(pid_t pid, int timeout_s)
+{
+	int st = 0;
+
+	for (long i = 0; i < timeout_s * 1000L; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		nap_us(1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	ck_abort_msg("the client was still running after %d s: a thread is stuck", timeout_s);
+	return st;
+}
+
+static const char *client_exit(int st)
+{
+	static char why[96];
+
+	if (WIFSIGNALED(st))
+		snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(st));
+	else
+		snprintf(why, sizeof(why), "exit %d (3: a wrong byte, 4: a discarded page not zero)",
+			 WEXITSTATUS(st));
+	return why;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The pause each kill cost: the longest fault under way at the kill or
+ * begun within 1 ms of it. Said on stdout, with p50 and p99. */
+static void report_pauses(void)
+{
+	unsigned n = atomic_load(&sh->nslow);
+	uint64_t pause[KILLS];
+	int landed = 0;
+
+	n = n < MAX_SLOW ? n : MAX_SLOW;
+	for (int k = 0; k < sh->nkills; k++) {
+		pause[k] = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (sh->slow[i][0] <= sh->kill_at[k] + 1000000 && sh->slow[i][1] >= sh->kill_at[k] &&
+			    sh->slow[i][1] - sh->slow[i][0] > pause[k])
+				pause[k] = sh->slow[i][1] - sh->slow[i][0];
+		landed += pause[k] > 0;
+		printf("failover: kill %d: longest fault across it %llu us\n", k,
+		       (unsigned long long)(pause[k] / 1000));
+	}
+	qsort(pause, (size_t)sh->nkills, sizeof(pause[0]), cmp_u64);
+	printf("failover: %d kills, %d during faults; pause p50 %llu us, max %llu us; "
+	       "%lu pages discarded\n", sh->nkills, landed,
+	       (unsigned long long)(pause[sh->nkills / 2] / 1000),
+	       (unsigned long long)(pause[sh->nkills - 1] / 1000), atomic_load(&sh->discarded));
+	fflush(stdout);
+}
+
+START_TEST(worker_killed_five_times)
+{
+	static const struct client_opts o = { .keep_uffd = true };
+	uint64_t x = (uint64_t)now_ns() | 1;
+	pid_t client_pid, w = next_worker(-1);
+	int st;
+
+	ck_assert_int_gt(w, 0);
+	client_pid = start_client(&o);
+	for (int k = 0; k < KILLS; k++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		nap_us(20000 + (long)(x % 200000)); /* 20-220 ms: any moment of its life */
+		sh->kill_at[k] = now_ns();
+		ck_assert_int_eq(kill(w, SIGKILL), 0);
+		sh->nkills = k + 1;
+		w = next_worker(w);
+		ck_assert_msg(w > 0, "no worker after kill %d", k);
+	}
+	st = wait_client(client_pid, 120);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+	report_pauses();
+	ck_assert_int_gt(atomic_load(&sh->discarded), 0);
+}
+END_TEST
+
+START_TEST(sighup_hands_over)
+{
+	static const struct client_opts o = { .keep_uffd = true };
+	pid_t client_pid, w = next_worker(-1);
+	int st;
+
+	client_pid = start_client(&o);
+	for (int k = 0; k < 3; k++) {
+		nap_us(100000);
+		ck_assert_int_eq(kill(sup_pid, SIGHUP), 0);
+		w = next_worker(w);
+		ck_assert_msg(w > 0, "no worker after SIGHUP %d", k);
+	}
+	st = wait_client(client_pid, 120);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+}
+END_TEST
+
+/* Kills the supervisor, then its worker: nothing serves the client any more. */
+static void kill_all(void)
+{
+	pid_t w = next_worker(-1);
+
+	ck_assert_int_gt(w, 0);
+	upt_daemon_kill(sup_pid);
+	sup_pid = -1;
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+}
+
+START_TEST(supervisor_killed_too_client_ends)
+{
+	/* Slow readers: the restore is under way when both die. */
+	static const struct client_opts o = { .keep_uffd = true, .watch = true, .reader_nap = 100 };
+	pid_t client_pid = start_client(&o);
+	int st;
+
+	nap_us(100000);
+	kill_all();
+	st = wait_client(client_pid, 30);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "client: %s", client_exit(st));
+}
+END_TEST
+
+START_TEST(supervisor_killed_too_uffd_closed_zero_fill)
+{
+	/* A client that did not keep its uffd: when the last copy closes, the
+	 * kernel drops the registration and faults read zero (wrong data for a
+	 * restore: why HANDLE.md says to keep it). Never a hang, and never a
+	 * byte that is neither the image's nor zero. */
+	static const struct client_opts o = { .keep_uffd = false, .reader_nap = 100 };
+	pid_t client_pid = start_client(&o);
+	int st;
+
+	nap_us(100000);
+	kill_all();
+	st = wait_client(client_pid, 60);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+	printf("failover: uffd closed, no handler left: %lu pages read zero instead of the "
+	       "image's bytes\n", atomic_load(&sh->zero_pages));
+	ck_assert_int_gt(atomic_load(&sh->zero_pages), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("failover");
+	TCase *tc = upt_tcase(s, "failover");
+
+	tcase_set_timeout(tc, 180);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, worker_killed_five_times);
+	tcase_add_test(tc, sighup_hands_over);
+	tcase_add_test(tc, supervisor_killed_too_client_ends);
+	tcase_add_test(tc, supervisor_killed_too_uffd_closed_zero_fill);
+	return s;
+}
+
+int main(void)
+{
+	return upt_main(suite);
+}
