@@ -57,6 +57,7 @@ static struct {
 	long nclients;
 	const struct options *options;
 	int chan;	   /* to the supervisor; -1: none (--no-supervisor, or it died) */
+	bool store;	   /* under systemd: clients kept in its FD store instead */
 	uint64_t next_id;  /* for a new client, from the supervisor */
 } handler = { .lock = PTHREAD_MUTEX_INITIALIZER, .chan = -1, .next_id = 1 };
 
@@ -524,9 +525,31 @@ static void client_line(struct client *c, const char *what)
 	    (unsigned long long)READ(c, failed));
 }
 
+/* The names of a client's descriptors in systemd's FD store, in
+ * CHAN_HOLD's order: upagerd-c<id>-<kind>. */
+static const char *const stored_kind[4] = { "sock", "uffd", "state", "pidfd" };
+
+/* Its session is over: what the supervisor or systemd held for it goes. */
+static void client_release(struct client *c)
+{
+	if (!c->id)
+		return;
+	if (handler.store) {
+		for (int k = 0; k < 4; k++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "upagerd-c%llu-%s", (unsigned long long)c->id,
+				 stored_kind[k]);
+			service_unstore(name);
+		}
+	} else if (handler.chan >= 0) {
+		chan_send(handler.chan, CHAN_DROP, c->id, NULL, 0);
+	}
+}
+
 /*
  * A new client, its handshake done: its state goes into a memfd and its
- * descriptors to the supervisor, before its first fault is served, so that
+ * descriptors to the supervisor (or systemd's FD store), before its first fault is served, so that
  * from then on it survives this worker. 0, or -1 (logged: closed).
  */
 static int client_keep(struct client *c)
@@ -539,11 +562,22 @@ static int client_keep(struct client *c)
 		LOG(LOG_ERR, "%s: %s: closed", c->name, why);
 		return -1;
 	}
-	if (chan < 0)
+	if (chan < 0 && !handler.store)
 		return 0;
 	fds[2] = c->state;
 	c->id = __atomic_fetch_add(&handler.next_id, 1, __ATOMIC_RELAXED);
-	ret = chan_send(chan, CHAN_HOLD, c->id, fds, c->pidfd >= 0 ? 4 : 3);
+	if (handler.store) {
+		ret = 0;
+		for (int k = 0; k < 4 && ret == 0; k++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "upagerd-c%llu-%s", (unsigned long long)c->id,
+				 stored_kind[k]);
+			ret = fds[k] >= 0 ? service_store(name, fds[k]) : 0;
+		}
+	} else {
+		ret = chan_send(chan, CHAN_HOLD, c->id, fds, c->pidfd >= 0 ? 4 : 3);
+	}
 	if (ret < 0) {
 		LOG(LOG_WARN, "%s: the supervisor cannot hold it (%s): it would not survive this "
 			      "worker", c->name, strerror(-ret));
@@ -608,8 +642,7 @@ static void *client_thread(void *arg)
 	pthread_mutex_lock(&handler.lock);
 	/* Said while still counted: the supervisor holds at most
 	 * --max-clients. */
-	if (c->id && handler.chan >= 0)
-		chan_send(handler.chan, CHAN_DROP, c->id, NULL, 0);
+	client_release(c);
 	*c->pprev = c->next;
 	if (c->next)
 		c->next->pprev = c->pprev;
@@ -641,8 +674,7 @@ static void client_start(struct client *c)
 			c->next->pprev = &handler.clients;
 		handler.nclients--;
 		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
-		if (c->id && handler.chan >= 0)
-			chan_send(handler.chan, CHAN_DROP, c->id, NULL, 0);
+		client_release(c);
 		client_free(c);
 	}
 	pthread_attr_destroy(&attr);
@@ -715,7 +747,7 @@ static void adopt(uint64_t id, const int *fds, uint32_t nfds)
 	if (client_state_adopt(c, fds[2], why, sizeof(why)) < 0 ||
 	    client_adopt_check(c, why, sizeof(why))) {
 		LOG(LOG_ERR, "client %llu: cannot be adopted: %s: closed", (unsigned long long)id, why);
-		chan_send(handler.chan, CHAN_DROP, id, NULL, 0);
+		client_release(c);
 		client_free(c);
 		return;
 	}
@@ -726,6 +758,77 @@ static void adopt(uint64_t id, const int *fds, uint32_t nfds)
 	pthread_mutex_lock(&handler.lock);
 	client_start(c);
 	pthread_mutex_unlock(&handler.lock);
+}
+
+/*
+ * Under systemd: the clients a worker before this one put in the FD store,
+ * given back with LISTEN_FDS (service_stored_fds), adopted as from the
+ * supervisor; and the memory file (*memfd), if it was stored.
+ */
+static void adopt_stored(void)
+{
+	const int *fds;
+	char *const *names;
+	int n = service_stored_fds(&fds, &names);
+	bool *used = calloc((size_t)n + 1, 1);
+
+	for (int i = 0; used && i < n; i++) {
+		unsigned long long id, other;
+		int g[4] = { -1, -1, -1, -1 };
+		char kind[16];
+
+		if (used[i] || !strcmp(names[i], "upagerd-memfile"))
+			continue;
+		if (sscanf(names[i], "upagerd-c%llu-%15s", &id, kind) != 2) {
+			LOG(LOG_WARN, "FD store: %s is not a descriptor upagerd knows: dropped", names[i]);
+			close(fds[i]);
+			service_unstore(names[i]);
+			continue;
+		}
+		/* This client's descriptors, in any order. */
+		for (int j = i; j < n; j++) {
+			int k = 0;
+
+			if (used[j] || sscanf(names[j], "upagerd-c%llu-%15s", &other, kind) != 2 ||
+			    other != id)
+				continue;
+			used[j] = true;
+			while (k < 4 && strcmp(kind, stored_kind[k]))
+				k++;
+			if (k < 4 && g[k] < 0)
+				g[k] = fds[j];
+			else
+				close(fds[j]); /* a duplicate, or unknown */
+		}
+		if (id >= handler.next_id)
+			handler.next_id = id + 1;
+		if (g[0] < 0 || g[1] < 0 || g[2] < 0) {
+			struct client gone = { .id = id };
+
+			LOG(LOG_ERR, "client %llu: the FD store lacks its socket, uffd or state: not "
+				     "adopted", id);
+			for (int k = 0; k < 4; k++)
+				if (g[k] >= 0)
+					close(g[k]);
+			client_release(&gone);
+			continue;
+		}
+		adopt(id, g, g[3] >= 0 ? 4 : 3);
+	}
+	free(used);
+}
+
+/* The memory file a worker before this one stored, or -1. */
+static int stored_memfile(void)
+{
+	const int *fds;
+	char *const *names;
+	int n = service_stored_fds(&fds, &names);
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(names[i], "upagerd-memfile"))
+			return fds[i];
+	return -1;
 }
 
 /* The supervisor's first message: the listener and the memory file. */
@@ -822,13 +925,19 @@ int handle_run(const struct options *o, char **argv)
 	} else {
 		if (open_listener(o, &lfd, where, sizeof(where), &passed) < 0)
 			return 1;
-		/* Under systemd, its Restart= restarts us; otherwise a supervisor
-		 * keeps the clients across a worker's death (docs/HANDLE.md). */
+		/* Under systemd its FD store keeps the clients and Restart=
+		 * restarts us; otherwise a supervisor does (docs/HANDLE.md). */
+		handler.store = !o->no_supervisor && service_can_store();
 		if (!o->no_supervisor && !getenv("NOTIFY_SOCKET"))
 			return supervise_run(o, argv, lfd, passed);
+		memfd = handler.store ? stored_memfile() : -1;
 	}
 	if (image_open(o->mem_file, memfd) < 0)
 		return 1;
+	/* The same file for the clients after a restart, whatever is at the
+	 * path by then. */
+	if (handler.store && memfd < 0 && service_store("upagerd-memfile", image.fd) < 0)
+		LOG(LOG_WARN, "cannot put the memory file in systemd's FD store");
 	sfd = signal_fd();
 	if (sfd < 0) {
 		fprintf(stderr, "upagerd: signalfd: %s\n", strerror(errno));
@@ -836,6 +945,8 @@ int handle_run(const struct options *o, char **argv)
 	}
 	if (handler.chan >= 0 && worker_adopt_all() < 0)
 		return 1;
+	if (handler.store)
+		adopt_stored();
 	LOG(LOG_INFO, "handling faults on %s from %s (%s, %llu MiB)", where, o->mem_file,
 	    image.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(image.len >> 20));
 	/* READY=1 and the --ready-fd line at the same moment: once listening. */
@@ -897,6 +1008,15 @@ int handle_run(const struct options *o, char **argv)
 				continue;
 			if (sig == SIGHUP) {
 				log_reopen();
+				if (handler.store && !draining) {
+					/* A planned restart under systemd: everything is in
+					 * its FD store, and the unit's
+					 * RestartForceExitStatus=75 starts us again. */
+					LOG(LOG_INFO, "SIGHUP: exiting (status 75) for systemd to restart "
+						      "upagerd with the %ld clients in its FD store", n);
+					service_stopping("restarting: clients kept in the FD store");
+					_exit(75);
+				}
 			} else if (sig == SIGUSR1) {
 				stats_line();
 			} else if (draining) {

@@ -114,7 +114,7 @@ static pid_t next_worker(pid_t not_this)
 	return -1;
 }
 
-static void setup(void)
+static void setup_files(void)
 {
 	uint8_t *buf = malloc(1 << 20);
 	int fd;
@@ -134,6 +134,11 @@ static void setup(void)
 	free(buf);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(sh, MAP_FAILED);
+}
+
+static void setup(void)
+{
+	setup_files();
 	start_handler();
 }
 
@@ -484,17 +489,201 @@ START_TEST(supervisor_killed_too_uffd_closed_zero_fill)
 }
 END_TEST
 
+/* ---- under systemd: the FD store, spoken as systemd does ---- */
+
+#define STORE_MAX 64
+
+/* A fake NOTIFY_SOCKET: what upagerd stores (FDSTORE=1, FDNAME=), removes
+ * (FDSTOREREMOVE=1) and says (READY=1), kept as systemd would. */
+static struct {
+	int sock;
+	int fds[STORE_MAX];
+	char names[STORE_MAX][64];
+	int n;
+	bool ready;
+} store = { .sock = -1 };
+static pid_t store_daemon = -1;
+
+static void store_pump(int ms)
+{
+	uint64_t until = now_ns() + (uint64_t)ms * 1000000;
+
+	do {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(8 * sizeof(int))];
+		} ctl;
+		char text[512], name[64] = "stored";
+		struct iovec iov = { text, sizeof(text) - 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+				     .msg_controllen = sizeof(ctl) };
+		struct pollfd p = { .fd = store.sock, .events = POLLIN };
+		int got[8], ngot = 0;
+		ssize_t n;
+		char *v;
+
+		if (poll(&p, 1, 1) <= 0)
+			continue;
+		n = recvmsg(store.sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (n < 0)
+			continue;
+		text[n] = '\0';
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			for (size_t k = 0; cm->cmsg_type == SCM_RIGHTS &&
+					   k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && ngot < 8; k++)
+				memcpy(&got[ngot++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+		if ((v = strstr(text, "FDNAME=")))
+			sscanf(v + 7, "%63[^\n]", name);
+		if (strstr(text, "READY=1"))
+			store.ready = true;
+		if (strstr(text, "FDSTOREREMOVE=1"))
+			for (int i = 0; i < store.n; i++)
+				if (!strcmp(store.names[i], name)) {
+					close(store.fds[i]);
+					store.fds[i] = store.fds[--store.n];
+					memcpy(store.names[i], store.names[store.n], sizeof(store.names[i]));
+					i--;
+				}
+		for (int k = 0; k < ngot; k++) {
+			if (strstr(text, "FDSTORE=1") && store.n < STORE_MAX) {
+				store.fds[store.n] = got[k];
+				snprintf(store.names[store.n++], sizeof(store.names[0]), "%s", name);
+			} else {
+				close(got[k]);
+			}
+		}
+	} while (now_ns() < until);
+}
+
+/* upagerd handle under a fake systemd: NOTIFY_SOCKET, and the FD store
+ * handed back as LISTEN_FDS (with LISTEN_FDNAMES), as systemd does on a
+ * restart. Returns once it said READY=1. */
+static void store_start(void)
+{
+	char notify[160];
+	pid_t pid;
+
+	snprintf(notify, sizeof(notify), "%s/notify", dir);
+	store.ready = false;
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char names[STORE_MAX * 64] = "", num[16];
+
+		for (int i = 0; i < store.n; i++) /* out of the way of 3.. first */
+			store.fds[i] = fcntl(store.fds[i], F_DUPFD, 3 + STORE_MAX);
+		for (int i = 0; i < store.n; i++) {
+			dup2(store.fds[i], 3 + i);
+			strcat(names, i ? ":" : "");
+			strcat(names, store.names[i]);
+		}
+		snprintf(num, sizeof(num), "%d", store.n);
+		setenv("LISTEN_FDS", num, 1);
+		snprintf(num, sizeof(num), "%d", (int)getpid());
+		setenv("LISTEN_PID", num, 1);
+		setenv("LISTEN_FDNAMES", names, 1);
+		setenv("NOTIFY_SOCKET", notify, 1);
+		if (!store.n)
+			unsetenv("LISTEN_FDS");
+		execl("daemon/upagerd", "upagerd", "handle", "--socket", sock_path, "--mem-file",
+		      mem_path, "--log-file", log_path, (char *)NULL);
+		_exit(127);
+	}
+	store_daemon = pid;
+	for (int i = 0; i < 100 && !store.ready; i++)
+		store_pump(50);
+	ck_assert_msg(store.ready, "upagerd sent no READY=1 (%d descriptors handed back)", store.n);
+}
+
+static void store_setup(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	setup_files();
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", dir);
+	store.sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(store.sock, 0);
+	ck_assert_int_eq(bind(store.sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	sup_pid = -1;
+}
+
+static void store_teardown(void)
+{
+	if (store_daemon > 0)
+		upt_daemon_kill(store_daemon);
+	store_daemon = -1;
+	for (int i = 0; i < store.n; i++)
+		close(store.fds[i]);
+	store.n = 0;
+	close(store.sock);
+	store.sock = -1;
+	teardown();
+}
+
+static int store_count(const char *prefix)
+{
+	int k = 0;
+
+	for (int i = 0; i < store.n; i++)
+		k += !strncmp(store.names[i], prefix, strlen(prefix));
+	return k;
+}
+
+START_TEST(fdstore_restarts)
+{
+	static const struct client_opts o = { .keep_uffd = true };
+	uint64_t x = (uint64_t)now_ns() | 1;
+	pid_t client_pid;
+	int st = 0;
+
+	store_start();
+	ck_assert_int_eq(store_count("upagerd-memfile"), 1);
+	client_pid = start_client(&o);
+	for (int k = 0; k < 3; k++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		store_pump(50 + (int)(x % 200));
+		ck_assert_int_ge(store_count("upagerd-c"), 3); /* sock, uffd, state[, pidfd] */
+		sh->kill_at[k] = now_ns();
+		sh->nkills = k + 1;
+		upt_daemon_kill(store_daemon);
+		store_daemon = -1;
+		store_start();
+	}
+	for (int i = 0; i < 120000 && waitpid(client_pid, &st, WNOHANG) != client_pid; i++)
+		store_pump(1);
+	if (waitpid(client_pid, &st, WNOHANG) == 0) {
+		kill(client_pid, SIGKILL);
+		waitpid(client_pid, &st, 0);
+		ck_abort_msg("the client was still running after 120 s: a thread is stuck");
+	}
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+	report_pauses();
+	/* Its session over, what was stored for it is removed. */
+	for (int i = 0; i < 100 && store_count("upagerd-c"); i++)
+		store_pump(20);
+	ck_assert_int_eq(store_count("upagerd-c"), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("failover");
-	TCase *tc = upt_tcase(s, "failover");
+	TCase *tc = upt_tcase(s, "kill"); /* alone: CK_RUN_CASE=kill loops it */
 
 	tcase_set_timeout(tc, 180);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, worker_killed_five_times);
+	tc = upt_tcase(s, "failover");
+	tcase_set_timeout(tc, 180);
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, sighup_hands_over);
 	tcase_add_test(tc, supervisor_killed_too_client_ends);
 	tcase_add_test(tc, supervisor_killed_too_uffd_closed_zero_fill);
+	tc = upt_tcase(s, "fdstore");
+	tcase_set_timeout(tc, 180);
+	tcase_add_checked_fixture(tc, store_setup, store_teardown);
+	tcase_add_test(tc, fdstore_restarts);
 	return s;
 }
 
