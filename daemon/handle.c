@@ -429,6 +429,14 @@ static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t
 }
 
 /* Reads what the uffd has. 1: more may come; -1: the client is gone. */
+/*
+ * UPAGERD_TEST_KILL_AFTER_FAULT=N (tests only; the supervisor gives it to its
+ * first worker alone): that worker SIGKILLs itself right after reading its
+ * Nth fault, before answering it: the case a random kill seldom hits, which
+ * only the new worker's UFFDIO_WAKE resolves.
+ */
+static long test_kill_after;
+
 static int read_uffd(struct client *c)
 {
 	struct uffd_msg m[UPAGER__MSG_BATCH];
@@ -436,6 +444,9 @@ static int read_uffd(struct client *c)
 
 	while ((n = upager__uffd_read(c->uffd, m, UPAGER__MSG_BATCH)) > 0) {
 		for (long i = 0; i < n; i++) {
+			if (test_kill_after && m[i].event == UFFD_EVENT_PAGEFAULT &&
+			    __atomic_sub_fetch(&test_kill_after, 1, __ATOMIC_RELAXED) == 0)
+				raise(SIGKILL);
 			switch (m[i].event) {
 			case UFFD_EVENT_PAGEFAULT:
 				BUMP(c, faults);
@@ -918,6 +929,8 @@ int handle_run(const struct options *o, char **argv)
 		/* Started by the supervisor: everything comes from it. */
 		handler.chan = atoi(worker);
 		unsetenv(WORKER_ENV);
+		if (getenv("UPAGERD_TEST_KILL_AFTER_FAULT"))
+			test_kill_after = atol(getenv("UPAGERD_TEST_KILL_AFTER_FAULT"));
 		if (worker_begin(&lfd, &memfd, &passed) < 0)
 			return 1;
 		if (listen_name(lfd, where, sizeof(where)) < 0)

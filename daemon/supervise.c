@@ -369,6 +369,7 @@ int supervise_run(const struct options *o, char **argv, int lfd, bool passed)
 	LOG(LOG_INFO, "supervisor pid %d: running workers of %s (--no-supervisor: none)",
 	    (int)getpid(), sup.exe);
 	start_worker();
+	unsetenv("UPAGERD_TEST_KILL_AFTER_FAULT"); /* handle.c: the first worker's alone */
 	for (;;) {
 		struct pollfd pf[3] = { { .fd = sfd, .events = POLLIN },
 					{ .fd = sup.worker_pidfd, .events = POLLIN },
