@@ -39,6 +39,7 @@
 #include "handle.h"
 #include "handle_session.h"
 #include "log.h"
+#include "metrics.h"
 #include "place.h"
 #include "listen.h"
 #include "service.h"
@@ -204,6 +205,7 @@ static void count_failed(struct client *c, uint64_t page, const char *why)
 {
 	uint64_t n = BUMP(c, failed);
 
+	METRIC_ADD(errors, 1);
 	if (n <= LOG_FAILS)
 		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
 		    (unsigned long long)page, why, n == LOG_FAILS ? " (no more of these logged)" : "");
@@ -370,6 +372,8 @@ static int serve_fault(struct client *c, uint64_t addr)
 	for (uint64_t k = (page - r->base) / r->psz; k < (page - r->base + pl.done) / r->psz; k++)
 		__atomic_or_fetch(&r->removed[k / 8], (uint8_t)(1u << (k % 8)), __ATOMIC_RELAXED);
 	placed = pl.done / r->psz - pl.present;
+	METRIC_ADD(pages, placed);
+	METRIC_ADD(bytes, placed * r->psz);
 	__atomic_add_fetch(&c->pages, placed, __ATOMIC_RELAXED);
 	if (zero)
 		__atomic_add_fetch(&c->zero_pages, placed, __ATOMIC_RELAXED);
@@ -448,11 +452,16 @@ static int read_uffd(struct client *c)
 			    __atomic_sub_fetch(&test_kill_after, 1, __ATOMIC_RELAXED) == 0)
 				raise(SIGKILL);
 			switch (m[i].event) {
-			case UFFD_EVENT_PAGEFAULT:
+			case UFFD_EVENT_PAGEFAULT: {
+				uint64_t t0 = upager__mono_ns();
+
 				BUMP(c, faults);
+				METRIC_ADD(faults, 1);
 				if (serve_fault(c, m[i].arg.pagefault.address) < 0)
 					return -1;
+				metrics_latency(upager__mono_ns() - t0);
 				break;
+			}
 			case UFFD_EVENT_REMOVE:
 			case UFFD_EVENT_UNMAP:
 				mark_removed(c, m[i].arg.remove.start, m[i].arg.remove.end);
@@ -658,6 +667,7 @@ static void *client_thread(void *arg)
 	if (c->next)
 		c->next->pprev = c->pprev;
 	handler.nclients--;
+	METRIC_ADD(clients, -1);
 	pthread_mutex_unlock(&handler.lock);
 	client_free(c);
 	return NULL;
@@ -676,6 +686,9 @@ static void client_start(struct client *c)
 		handler.clients->pprev = &c->next;
 	handler.clients = c;
 	handler.nclients++;
+	METRIC_ADD(clients, 1);
+	if (!c->adopted)
+		METRIC_ADD(clients_total, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);
@@ -684,6 +697,7 @@ static void client_start(struct client *c)
 		if (c->next)
 			c->next->pprev = &handler.clients;
 		handler.nclients--;
+		METRIC_ADD(clients, -1);
 		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
 		client_release(c);
 		client_free(c);
@@ -881,6 +895,26 @@ static int worker_adopt_all(void)
 	}
 }
 
+/* --metrics: each client's counters, labelled with its pid and uid. */
+static void client_metrics(FILE *f)
+{
+	static const char *const what[] = { "faults", "pages", "zero_pages", "removes", "failed" };
+
+	pthread_mutex_lock(&handler.lock);
+	for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++) {
+		fprintf(f, "# TYPE upagerd_handle_client_%s_total counter\n", what[k]);
+		for (struct client *c = handler.clients; c; c = c->next) {
+			uint64_t v = k == 0 ? READ(c, faults) : k == 1 ? READ(c, pages)
+				   : k == 2 ? READ(c, zero_pages) : k == 3 ? READ(c, removes)
+				   : READ(c, failed);
+
+			fprintf(f, "upagerd_handle_client_%s_total{pid=\"%d\",uid=\"%u\"} %llu\n",
+				what[k], (int)c->pid, (unsigned)c->uid, (unsigned long long)v);
+		}
+	}
+	pthread_mutex_unlock(&handler.lock);
+}
+
 static void stats_line(void)
 {
 	pthread_mutex_lock(&handler.lock);
@@ -956,6 +990,9 @@ int handle_run(const struct options *o, char **argv)
 		fprintf(stderr, "upagerd: signalfd: %s\n", strerror(errno));
 		return 1;
 	}
+	/* The worker's, with a supervisor: counters start again at a restart. */
+	if (o->metrics[0] && metrics_start(o->metrics, false, "handle", client_metrics) < 0)
+		return 1;
 	if (handler.chan >= 0 && worker_adopt_all() < 0)
 		return 1;
 	if (handler.store)

@@ -74,6 +74,11 @@ static const struct setting {
 	  "                        re-executes it, for upgrades) and hands them over:\n"
 	  "                        clients see a pause. Under systemd (NOTIFY_SOCKET)\n"
 	  "                        there is none" },
+	{ "metrics", B, K_STR, offsetof(struct options, metrics), SZ(metrics), 0, 0, 0,
+	  "ADDR   serve counters in the Prometheus text format at\n"
+	  "                        http://ADDR/metrics: PORT (127.0.0.1:PORT) or\n"
+	  "                        HOST:PORT, loopback only (serve: unless\n"
+	  "                        --allow-remote). Off by default" },
 	{ "stats-interval", S, K_LONG, offsetof(struct options, stats_interval), 0, 0, 86400, 0,
 	  "S log a stats line every S seconds (default 0: only on SIGUSR1)" },
 	{ "ready-fd", B, K_LONG, offsetof(struct options, ready_fd), 0, -1, 65535, -1,

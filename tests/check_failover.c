@@ -27,6 +27,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -173,6 +175,7 @@ struct client_opts {
 	bool keep_uffd;	 /* keep its own copy of the uffd, as HANDLE.md asks */
 	bool watch;	 /* end itself (SIGBUS) once its socket to upagerd closes */
 	long reader_nap; /* microseconds between two pages */
+	size_t pages;	 /* per reader; 0: all of its share */
 };
 
 static const struct client_opts *co;
@@ -197,6 +200,8 @@ static void *reader(void *arg)
 		j = (size_t)(x % (i + 1));
 		tmp = order[i], order[i] = order[j], order[j] = tmp;
 	}
+	if (co->pages && co->pages < n)
+		n = co->pages;
 	for (size_t i = 0; i < n; i++) {
 		size_t p = order[i];
 		uint8_t *at = mem + p * ps;
@@ -671,6 +676,173 @@ START_TEST(fdstore_restarts)
 }
 END_TEST
 
+/* ---- --metrics ---- */
+
+/* A loopback port free now (the daemon binds it a moment later). */
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(s);
+	return port;
+}
+
+static int connect_port(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return s;
+}
+
+/* Sends req, returns what came back until the server closed (malloc'd). */
+static char *scrape(int port, const char *req)
+{
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap + 1);
+	int s = connect_port(port);
+	ssize_t n;
+
+	ck_assert_int_eq(send(s, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	while (len < cap && (n = recv(s, buf + len, cap - len, 0)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(s);
+	return buf;
+}
+
+/* The value of a sample line "name value", or -1. */
+static long long sample(const char *text, const char *name)
+{
+	char key[200];
+	const char *at;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	at = strstr(text, key);
+	return at ? atoll(at + strlen(key)) : -1;
+}
+
+/* Scrapers that send nothing, too much, or ask for something else are
+ * closed (2 s at most each) and the next scrape is answered. */
+static void hostile_scrapers(int port)
+{
+	char big[8192], *r;
+	int idle = connect_port(port), flood = connect_port(port);
+
+	memset(big, 'A', sizeof(big));
+	ck_assert_int_gt(send(flood, big, sizeof(big), MSG_NOSIGNAL), 0);
+	r = scrape(port, "GET /nothing HTTP/1.0\r\n\r\n");
+	ck_assert_msg(strstr(r, " 404 "), "%s", r);
+	free(r);
+	close(idle);
+	close(flood);
+}
+
+START_TEST(metrics_handle)
+{
+	static const struct client_opts o = { .keep_uffd = true, .pages = 256 };
+	char addr[32], *r;
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
+			       "--log-file", log_path, "--metrics", addr, NULL };
+	char ready[256];
+	int port = free_port(), st;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	sup_pid = upt_upagerd(args, NULL, ready, sizeof(ready));
+	st = wait_client(start_client(&o), 60);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+	hostile_scrapers(port);
+	r = scrape(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_msg(strstr(r, "HTTP/1.0 200 OK"), "%s", r);
+	/* 4 readers x 256 pages, and the discards' zero pages if read again. */
+	ck_assert_int_ge(sample(r, "upagerd_handle_faults_total"), 4 * 256);
+	ck_assert_int_ge(sample(r, "upagerd_handle_pages_total"), 4 * 256);
+	ck_assert_int_ge(sample(r, "upagerd_handle_bytes_total"), 4 * 256 * (long long)UPT_PAGE);
+	ck_assert_int_eq(sample(r, "upagerd_handle_errors_total"), 0);
+	ck_assert_int_eq(sample(r, "upagerd_handle_clients_total"), 1);
+	ck_assert_int_eq(sample(r, "upagerd_handle_fault_seconds_count"),
+			 sample(r, "upagerd_handle_faults_total"));
+	ck_assert_int_eq(sample(r, "upagerd_handle_fault_seconds_bucket{le=\"+Inf\"}"),
+			 sample(r, "upagerd_handle_faults_total"));
+	free(r);
+}
+END_TEST
+
+START_TEST(metrics_handle_per_client)
+{
+	/* Slow readers: still connected when scraped. */
+	static const struct client_opts o = { .keep_uffd = true, .pages = 2000, .reader_nap = 200 };
+	char addr[32], *r, want[64];
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
+			       "--log-file", log_path, "--metrics", addr, NULL };
+	char ready[256];
+	int port = free_port(), st;
+	pid_t client_pid;
+
+	snprintf(addr, sizeof(addr), "%d", port); /* a bare port: loopback */
+	sup_pid = upt_upagerd(args, NULL, ready, sizeof(ready));
+	client_pid = start_client(&o);
+	nap_us(300000);
+	r = scrape(port, "GET /metrics HTTP/1.0\r\n\r\n");
+	snprintf(want, sizeof(want), "upagerd_handle_client_faults_total{pid=\"%d\"", (int)client_pid);
+	ck_assert_msg(strstr(r, want), "no %s in %s", want, r);
+	ck_assert_int_eq(sample(r, "upagerd_handle_clients"), 1);
+	free(r);
+	st = wait_client(client_pid, 60);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+}
+END_TEST
+
+START_TEST(metrics_serve)
+{
+	char root[128], sock[160], addr[32], metrics_arg[48], *r;
+	int port = free_port();
+	pid_t pid;
+
+	snprintf(root, sizeof(root), "%s", dir);
+	snprintf(sock, sizeof(sock), "%s/serve.sock", dir);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	snprintf(metrics_arg, sizeof(metrics_arg), "--metrics=%s", addr);
+	pid = upt_daemon_start(root, sock, metrics_arg, NULL, NULL);
+	hostile_scrapers(port);
+	r = scrape(port, "GET /metrics HTTP/1.0\r\n\r\n");
+	upt_daemon_kill(pid);
+	ck_assert_msg(strstr(r, "HTTP/1.0 200 OK"), "%s", r);
+	ck_assert_int_eq(sample(r, "upagerd_serve_requests_total"), 0);
+	ck_assert_int_eq(sample(r, "upagerd_serve_clients"), 0);
+	ck_assert_int_ge(sample(r, "upagerd_serve_bytes_total"), 0);
+	free(r);
+}
+END_TEST
+
+START_TEST(metrics_not_remote)
+{
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
+			       "--metrics", "0.0.0.0:9", "--no-supervisor", NULL };
+	int st;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 2);
+		execv("daemon/upagerd", (char *const *)(const char *[]){ "upagerd", args[0], args[1],
+			args[2], args[3], args[4], args[5], args[6], args[7], NULL });
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x", st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("failover");
@@ -689,6 +861,12 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_checked_fixture(tc, store_setup, store_teardown);
 	tcase_add_test(tc, fdstore_restarts);
+	tc = upt_tcase(s, "metrics");
+	tcase_add_checked_fixture(tc, setup_files, teardown);
+	tcase_add_test(tc, metrics_handle);
+	tcase_add_test(tc, metrics_handle_per_client);
+	tcase_add_test(tc, metrics_serve);
+	tcase_add_test(tc, metrics_not_remote);
 	return s;
 }
 
