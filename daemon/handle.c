@@ -39,11 +39,13 @@
 #include "handle.h"
 #include "handle_session.h"
 #include "log.h"
+#include "metrics.h"
 #include "place.h"
 #include "listen.h"
 #include "service.h"
 #include "snapfmt.h"
 #include "spin.h"
+#include "supervise.h"
 
 #define LOG_FAILS 8      /* failed pages logged per client; the rest counted */
 
@@ -55,21 +57,25 @@ static struct {
 	struct client *clients;
 	long nclients;
 	const struct options *options;
-} handler = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	int chan;	   /* to the supervisor; -1: none (--no-supervisor, or it died) */
+	bool store;	   /* under systemd: clients kept in its FD store instead */
+	uint64_t next_id;  /* for a new client, from the supervisor */
+} handler = { .lock = PTHREAD_MUTEX_INITIALIZER, .chan = -1, .next_id = 1 };
 
 #define BUMP(c, field) __atomic_add_fetch(&(c)->field, 1, __ATOMIC_RELAXED)
 #define READ(c, field) __atomic_load_n(&(c)->field, __ATOMIC_RELAXED)
 
 /* ---- the memory file ---- */
 
-static int image_open(const char *path)
+/* path, or the descriptor the supervisor holds (fd >= 0) for it. */
+static int image_open(const char *path, int fd)
 {
 	struct stat st;
 	int ret;
 
 	image.path = path;
 	image.ps = (size_t)sysconf(_SC_PAGESIZE);
-	image.fd = open(path, O_RDONLY | O_CLOEXEC);
+	image.fd = fd >= 0 ? fd : open(path, O_RDONLY | O_CLOEXEC);
 	if (image.fd < 0 || fstat(image.fd, &st) < 0) {
 		fprintf(stderr, "upagerd: cannot open memory file %s: %s\n", path, strerror(errno));
 		return -1;
@@ -134,7 +140,7 @@ static bool page_removed(const struct region *r, uint64_t page)
 {
 	uint64_t k = (page - r->base) / r->psz;
 
-	return r->removed && (r->removed[k / 8] & (1u << (k % 8)));
+	return r->removed[k / 8] & (1u << (k % 8));
 }
 
 /*
@@ -199,6 +205,7 @@ static void count_failed(struct client *c, uint64_t page, const char *why)
 {
 	uint64_t n = BUMP(c, failed);
 
+	METRIC_ADD(errors, 1);
 	if (n <= LOG_FAILS)
 		LOG(LOG_ERR, "%s: page 0x%llx: %s: the access gets SIGBUS%s", c->name,
 		    (unsigned long long)page, why, n == LOG_FAILS ? " (no more of these logged)" : "");
@@ -358,7 +365,15 @@ static int serve_fault(struct client *c, uint64_t addr)
 		pl.src = NULL;
 	}
 	ret = upager__place_range(&pl);
+	/* Each page there from now on reads zero if it ever faults again: only
+	 * a discard (or an unmap) takes a placed page away. Recorded in the
+	 * state memfd after the copy, so a worker taking over knows it even if
+	 * this one read the discard's REMOVE and died before recording it. */
+	for (uint64_t k = (page - r->base) / r->psz; k < (page - r->base + pl.done) / r->psz; k++)
+		__atomic_or_fetch(&r->removed[k / 8], (uint8_t)(1u << (k % 8)), __ATOMIC_RELAXED);
 	placed = pl.done / r->psz - pl.present;
+	METRIC_ADD(pages, placed);
+	METRIC_ADD(bytes, placed * r->psz);
 	__atomic_add_fetch(&c->pages, placed, __ATOMIC_RELAXED);
 	if (zero)
 		__atomic_add_fetch(&c->zero_pages, placed, __ATOMIC_RELAXED);
@@ -382,9 +397,10 @@ static int serve_fault(struct client *c, uint64_t addr)
 
 /*
  * Pages of [start, end) the client discarded (REMOVE) or unmapped read zero
- * from now on. -1: they cannot be tracked, the client's session ends.
+ * from now on: recorded in the state memfd, where a worker started after
+ * this one finds them, before any later fault is served.
  */
-static int mark_removed(struct client *c, uint64_t start, uint64_t end)
+static void mark_removed(struct client *c, uint64_t start, uint64_t end)
 {
 	BUMP(c, removes);
 	for (size_t i = 0; i < c->nregions; i++) {
@@ -394,19 +410,9 @@ static int mark_removed(struct client *c, uint64_t start, uint64_t end)
 
 		if (s >= e)
 			continue;
-		if (!r->removed && !(r->removed = calloc((r->size / r->psz + 7) / 8, 1))) {
-			/* Without the bitmap a removed page would be served from the file
-			 * again: wrong data. Refuse to serve this client any further. */
-			LOG(LOG_ERR, "%s: out of memory tracking removed pages: sent SIGBUS",
-			    c->name);
-			if (c->pidfd >= 0)
-				syscall(SYS_pidfd_send_signal, c->pidfd, fatal_signal(c), NULL, 0);
-			return -1;
-		}
 		for (uint64_t k = (s - r->base) / r->psz; k < (e - r->base + r->psz - 1) / r->psz; k++)
 			r->removed[k / 8] |= (uint8_t)(1u << (k % 8));
 	}
-	return 0;
 }
 
 static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
@@ -427,6 +433,14 @@ static void follow_mremap(struct client *c, uint64_t from, uint64_t to, uint64_t
 }
 
 /* Reads what the uffd has. 1: more may come; -1: the client is gone. */
+/*
+ * UPAGERD_TEST_KILL_AFTER_FAULT=N (tests only; the supervisor gives it to its
+ * first worker alone): that worker SIGKILLs itself right after reading its
+ * Nth fault, before answering it: the case a random kill seldom hits, which
+ * only the new worker's UFFDIO_WAKE resolves.
+ */
+static long test_kill_after;
+
 static int read_uffd(struct client *c)
 {
 	struct uffd_msg m[UPAGER__MSG_BATCH];
@@ -434,16 +448,23 @@ static int read_uffd(struct client *c)
 
 	while ((n = upager__uffd_read(c->uffd, m, UPAGER__MSG_BATCH)) > 0) {
 		for (long i = 0; i < n; i++) {
+			if (test_kill_after && m[i].event == UFFD_EVENT_PAGEFAULT &&
+			    __atomic_sub_fetch(&test_kill_after, 1, __ATOMIC_RELAXED) == 0)
+				raise(SIGKILL);
 			switch (m[i].event) {
-			case UFFD_EVENT_PAGEFAULT:
+			case UFFD_EVENT_PAGEFAULT: {
+				uint64_t t0 = upager__mono_ns();
+
 				BUMP(c, faults);
+				METRIC_ADD(faults, 1);
 				if (serve_fault(c, m[i].arg.pagefault.address) < 0)
 					return -1;
+				metrics_latency(upager__mono_ns() - t0);
 				break;
+			}
 			case UFFD_EVENT_REMOVE:
 			case UFFD_EVENT_UNMAP:
-				if (mark_removed(c, m[i].arg.remove.start, m[i].arg.remove.end) < 0)
-					return -1;
+				mark_removed(c, m[i].arg.remove.start, m[i].arg.remove.end);
 				break;
 			case UFFD_EVENT_REMAP:
 				follow_mremap(c, m[i].arg.remap.from, m[i].arg.remap.to,
@@ -506,9 +527,9 @@ static void client_free(struct client *c)
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	close(c->sock);
-	for (size_t i = 0; i < c->nregions; i++)
-		free(c->regions[i].removed);
-	free(c->regions);
+	if (!c->state_map)
+		free(c->regions);
+	client_state_free(c);
 	free(c->buf);
 	free(c->deferred);
 	free(c);
@@ -524,59 +545,164 @@ static void client_line(struct client *c, const char *what)
 	    (unsigned long long)READ(c, failed));
 }
 
+/* The names of a client's descriptors in systemd's FD store, in
+ * CHAN_HOLD's order: upagerd-c<id>-<kind>. */
+static const char *const stored_kind[4] = { "sock", "uffd", "state", "pidfd" };
+
+/* Its session is over: what the supervisor or systemd held for it goes. */
+static void client_release(struct client *c)
+{
+	if (!c->id)
+		return;
+	if (handler.store) {
+		for (int k = 0; k < 4; k++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "upagerd-c%llu-%s", (unsigned long long)c->id,
+				 stored_kind[k]);
+			service_unstore(name);
+		}
+	} else if (handler.chan >= 0) {
+		chan_send(handler.chan, CHAN_DROP, c->id, NULL, 0);
+	}
+}
+
+/*
+ * A new client, its handshake done: its state goes into a memfd and its
+ * descriptors to the supervisor (or systemd's FD store), before its first fault is served, so that
+ * from then on it survives this worker. 0, or -1 (logged: closed).
+ */
+static int client_keep(struct client *c)
+{
+	int chan = __atomic_load_n(&handler.chan, __ATOMIC_RELAXED), ret;
+	int fds[4] = { c->sock, c->uffd, -1, c->pidfd };
+	char why[160];
+
+	if (client_state_create(c, why, sizeof(why)) < 0) {
+		LOG(LOG_ERR, "%s: %s: closed", c->name, why);
+		return -1;
+	}
+	if (chan < 0 && !handler.store)
+		return 0;
+	fds[2] = c->state;
+	c->id = __atomic_fetch_add(&handler.next_id, 1, __ATOMIC_RELAXED);
+	if (handler.store) {
+		ret = 0;
+		for (int k = 0; k < 4 && ret == 0; k++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "upagerd-c%llu-%s", (unsigned long long)c->id,
+				 stored_kind[k]);
+			ret = fds[k] >= 0 ? service_store(name, fds[k]) : 0;
+		}
+	} else {
+		ret = chan_send(chan, CHAN_HOLD, c->id, fds, c->pidfd >= 0 ? 4 : 3);
+	}
+	if (ret < 0) {
+		LOG(LOG_WARN, "%s: the supervisor cannot hold it (%s): it would not survive this "
+			      "worker", c->name, strerror(-ret));
+		c->id = 0;
+	}
+	return 0;
+}
+
+static void client_serve(struct client *c)
+{
+	const char *end = "closed its socket";
+
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = c->uffd, .events = POLLIN },
+					{ .fd = c->sock, .events = POLLIN | POLLRDHUP } };
+		char junk[256];
+
+		if (poll(pf, 2, c->ndeferred ? 1 : -1) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents) {
+			ssize_t n = recv(c->sock, junk, sizeof(junk), MSG_DONTWAIT);
+
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+				break;
+			if (n > 0 && !c->garbage_logged) {
+				/* The protocol has nothing after the handshake;
+				 * stopping would strand the client's faults. */
+				LOG(LOG_WARN, "%s: sent bytes after the handshake: ignored", c->name);
+				c->garbage_logged = true;
+			}
+		}
+		if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			end = "its userfaultfd failed";
+			break;
+		}
+		if (read_uffd(c) < 0 || retry_deferred(c) < 0 ||
+		    (pf[0].revents & POLLIN && spin_uffd(c) < 0)) {
+			end = "its memory is gone, or it cannot be sent SIGBUS";
+			break;
+		}
+	}
+	client_line(c, end);
+}
+
 static void *client_thread(void *arg)
 {
 	struct client *c = arg;
-	const char *end = "closed its socket";
 	uint64_t total = 0;
 
-	if (client_handshake(c, handler.options->read_timeout) == 0) {
+	if (c->adopted) {
+		client_serve(c);
+	} else if (client_handshake(c, handler.options->read_timeout) == 0) {
 		for (size_t i = 0; i < c->nregions; i++)
 			total += c->regions[i].size;
 		LOG(LOG_INFO, "%s: %zu regions, %llu MiB, uffd features 0x%llx%s", c->name, c->nregions,
 		    (unsigned long long)(total >> 20), (unsigned long long)c->features,
 		    c->features & UFFD_FEATURE_EVENT_REMOVE ? "" : " (no EVENT_REMOVE: "
 		    "discarded pages would be served from the file again)");
-		for (;;) {
-			struct pollfd pf[2] = { { .fd = c->uffd, .events = POLLIN },
-						{ .fd = c->sock, .events = POLLIN | POLLRDHUP } };
-			char junk[256];
-
-			if (poll(pf, 2, c->ndeferred ? 1 : -1) < 0 && errno != EINTR)
-				break;
-			if (pf[1].revents) {
-				ssize_t n = recv(c->sock, junk, sizeof(junk), MSG_DONTWAIT);
-
-				if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-					break;
-				if (n > 0 && !c->garbage_logged) {
-					/* The protocol has nothing after the handshake;
-					 * stopping would strand the client's faults. */
-					LOG(LOG_WARN, "%s: sent bytes after the handshake: ignored",
-					    c->name);
-					c->garbage_logged = true;
-				}
-			}
-			if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-				end = "its userfaultfd failed";
-				break;
-			}
-			if (read_uffd(c) < 0 || retry_deferred(c) < 0 ||
-			    (pf[0].revents & POLLIN && spin_uffd(c) < 0)) {
-				end = "its memory is gone, or it cannot be sent SIGBUS";
-				break;
-			}
-		}
-		client_line(c, end);
+		if (client_keep(c) == 0)
+			client_serve(c);
 	}
 	pthread_mutex_lock(&handler.lock);
+	/* Said while still counted: the supervisor holds at most
+	 * --max-clients. */
+	client_release(c);
 	*c->pprev = c->next;
 	if (c->next)
 		c->next->pprev = c->pprev;
 	handler.nclients--;
+	METRIC_ADD(clients, -1);
 	pthread_mutex_unlock(&handler.lock);
 	client_free(c);
 	return NULL;
+}
+
+/* Links c in and starts its thread (c is the thread's from then on);
+ * called with handler.lock held. */
+static void client_start(struct client *c)
+{
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	c->next = handler.clients;
+	c->pprev = &handler.clients;
+	if (handler.clients)
+		handler.clients->pprev = &c->next;
+	handler.clients = c;
+	handler.nclients++;
+	METRIC_ADD(clients, 1);
+	if (!c->adopted)
+		METRIC_ADD(clients_total, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	if (pthread_create(&tid, &attr, client_thread, c)) {
+		handler.clients = c->next;
+		if (c->next)
+			c->next->pprev = &handler.clients;
+		handler.nclients--;
+		METRIC_ADD(clients, -1);
+		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
+		client_release(c);
+		client_free(c);
+	}
+	pthread_attr_destroy(&attr);
 }
 
 /* ---- the listener ---- */
@@ -584,9 +710,7 @@ static void on_accept(int lfd)
 {
 	struct ucred cr = { 0 };
 	socklen_t cl = sizeof(cr);
-	pthread_attr_t attr;
 	struct client *c;
-	pthread_t tid;
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (fd < 0)
@@ -608,34 +732,187 @@ static void on_accept(int lfd)
 	}
 	c->sock = fd;
 	c->uffd = -1;
+	c->state = -1;
 	c->pidfd = client_pidfd(fd, cr.pid);
 	c->pid = cr.pid;
 	c->uid = cr.uid;
 	c->since = time(NULL);
 	snprintf(c->name, sizeof(c->name), "client pid %d uid %u", (int)cr.pid, (unsigned)cr.uid);
-	c->next = handler.clients;
-	c->pprev = &handler.clients;
-	if (handler.clients)
-		handler.clients->pprev = &c->next;
-	handler.clients = c;
-	handler.nclients++;
 	/* Said now: once the thread runs, c is the thread's, and may be gone. */
 	LOG(LOG_INFO, "%s: connected", c->name);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 << 10);
-	if (pthread_create(&tid, &attr, client_thread, c)) {
-		handler.clients = c->next;
-		if (c->next)
-			c->next->pprev = &handler.clients;
-		handler.nclients--;
-		pthread_mutex_unlock(&handler.lock);
-		LOG(LOG_ERR, "%s: cannot start a thread for it: closed", c->name);
-		client_free(c);
-	} else {
-		pthread_mutex_unlock(&handler.lock);
+	client_start(c);
+	pthread_mutex_unlock(&handler.lock);
+}
+
+/* ---- failover: a worker taking over from the one before ---- */
+
+/*
+ * A client the supervisor held for the dead worker: its state memfd is
+ * mapped and checked as a handshake is, then every region is woken: a
+ * thread whose fault the dead worker had read but not answered runs its
+ * access again and faults anew, a message this worker reads. No fault is
+ * lost. fds: socket, uffd, state memfd[, pidfd].
+ */
+static void adopt(uint64_t id, const int *fds, uint32_t nfds)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	char why[200];
+
+	if (!c) {
+		for (uint32_t k = 0; k < nfds; k++)
+			close(fds[k]);
+		LOG(LOG_ERR, "client %llu: out of memory adopting it", (unsigned long long)id);
+		return;
 	}
-	pthread_attr_destroy(&attr);
+	c->sock = fds[0];
+	c->uffd = fds[1];
+	c->pidfd = nfds > 3 ? fds[3] : -1;
+	c->id = id;
+	c->adopted = true;
+	if (client_state_adopt(c, fds[2], why, sizeof(why)) < 0 ||
+	    client_adopt_check(c, why, sizeof(why))) {
+		LOG(LOG_ERR, "client %llu: cannot be adopted: %s: closed", (unsigned long long)id, why);
+		client_release(c);
+		client_free(c);
+		return;
+	}
+	snprintf(c->name, sizeof(c->name), "client pid %d uid %u", (int)c->pid, (unsigned)c->uid);
+	for (size_t i = 0; i < c->nregions; i++)
+		upager__place_wake(c->uffd, c->regions[i].base, c->regions[i].size);
+	LOG(LOG_INFO, "%s: adopted (%zu regions), its waiting faults woken", c->name, c->nregions);
+	pthread_mutex_lock(&handler.lock);
+	client_start(c);
+	pthread_mutex_unlock(&handler.lock);
+}
+
+/*
+ * Under systemd: the clients a worker before this one put in the FD store,
+ * given back with LISTEN_FDS (service_stored_fds), adopted as from the
+ * supervisor; and the memory file (*memfd), if it was stored.
+ */
+static void adopt_stored(void)
+{
+	const int *fds;
+	char *const *names;
+	int n = service_stored_fds(&fds, &names);
+	bool *used = calloc((size_t)n + 1, 1);
+
+	for (int i = 0; used && i < n; i++) {
+		unsigned long long id, other;
+		int g[4] = { -1, -1, -1, -1 };
+		char kind[16];
+
+		if (used[i] || !strcmp(names[i], "upagerd-memfile"))
+			continue;
+		if (sscanf(names[i], "upagerd-c%llu-%15s", &id, kind) != 2) {
+			LOG(LOG_WARN, "FD store: %s is not a descriptor upagerd knows: dropped", names[i]);
+			close(fds[i]);
+			service_unstore(names[i]);
+			continue;
+		}
+		/* This client's descriptors, in any order. */
+		for (int j = i; j < n; j++) {
+			int k = 0;
+
+			if (used[j] || sscanf(names[j], "upagerd-c%llu-%15s", &other, kind) != 2 ||
+			    other != id)
+				continue;
+			used[j] = true;
+			while (k < 4 && strcmp(kind, stored_kind[k]))
+				k++;
+			if (k < 4 && g[k] < 0)
+				g[k] = fds[j];
+			else
+				close(fds[j]); /* a duplicate, or unknown */
+		}
+		if (id >= handler.next_id)
+			handler.next_id = id + 1;
+		if (g[0] < 0 || g[1] < 0 || g[2] < 0) {
+			struct client gone = { .id = id };
+
+			LOG(LOG_ERR, "client %llu: the FD store lacks its socket, uffd or state: not "
+				     "adopted", id);
+			for (int k = 0; k < 4; k++)
+				if (g[k] >= 0)
+					close(g[k]);
+			client_release(&gone);
+			continue;
+		}
+		adopt(id, g, g[3] >= 0 ? 4 : 3);
+	}
+	free(used);
+}
+
+/* The memory file a worker before this one stored, or -1. */
+static int stored_memfile(void)
+{
+	const int *fds;
+	char *const *names;
+	int n = service_stored_fds(&fds, &names);
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(names[i], "upagerd-memfile"))
+			return fds[i];
+	return -1;
+}
+
+/* The supervisor's first message: the listener and the memory file. */
+static int worker_begin(int *lfd, int *memfd, bool *passed)
+{
+	struct chan_msg m;
+	int fds[CHAN_MAX_FDS], ret = chan_recv(handler.chan, &m, fds, 0);
+
+	if (ret != 1 || m.type != CHAN_START || m.nfds != 2) {
+		fprintf(stderr, "upagerd: worker: no start message from the supervisor\n");
+		return -1;
+	}
+	*lfd = fds[0];
+	*memfd = fds[1];
+	*passed = m.id != 0;
+	return 0;
+}
+
+/* Then the clients to adopt, until CHAN_GO. */
+static int worker_adopt_all(void)
+{
+	for (;;) {
+		struct chan_msg m;
+		int fds[CHAN_MAX_FDS], ret = chan_recv(handler.chan, &m, fds, 0);
+
+		if (ret != 1) {
+			LOG(LOG_ERR, "worker: the supervisor went away while handing over");
+			return -1;
+		}
+		if (m.type == CHAN_GO) {
+			handler.next_id = m.id;
+			return chan_send(handler.chan, CHAN_READY, 0, NULL, 0) < 0 ? -1 : 0;
+		}
+		if (m.type == CHAN_ADOPT && m.nfds >= 3)
+			adopt(m.id, fds, m.nfds);
+		else
+			for (uint32_t k = 0; k < m.nfds; k++)
+				close(fds[k]);
+	}
+}
+
+/* --metrics: each client's counters, labelled with its pid and uid. */
+static void client_metrics(FILE *f)
+{
+	static const char *const what[] = { "faults", "pages", "zero_pages", "removes", "failed" };
+
+	pthread_mutex_lock(&handler.lock);
+	for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++) {
+		fprintf(f, "# TYPE upagerd_handle_client_%s_total counter\n", what[k]);
+		for (struct client *c = handler.clients; c; c = c->next) {
+			uint64_t v = k == 0 ? READ(c, faults) : k == 1 ? READ(c, pages)
+				   : k == 2 ? READ(c, zero_pages) : k == 3 ? READ(c, removes)
+				   : READ(c, failed);
+
+			fprintf(f, "upagerd_handle_client_%s_total{pid=\"%d\",uid=\"%u\"} %llu\n",
+				what[k], (int)c->pid, (unsigned)c->uid, (unsigned long long)v);
+		}
+	}
+	pthread_mutex_unlock(&handler.lock);
 }
 
 static void stats_line(void)
@@ -673,35 +950,66 @@ static int open_listener(const struct options *o, int *lfd, char *name, size_t l
 	return listen_unix(o->socket, (unsigned)o->socket_mode, lfd);
 }
 
-int handle_run(const struct options *o)
+int handle_run(const struct options *o, char **argv)
 {
 	char ready[4200], where[300];
-	int lfd, sfd;
+	const char *worker = getenv(WORKER_ENV);
+	int lfd, sfd, memfd = -1;
 	bool draining = false, full_logged = false, passed;
 
 	handler.options = o;
 	service_init();
-	if (image_open(o->mem_file) < 0)
+	if (worker) {
+		/* Started by the supervisor: everything comes from it. */
+		handler.chan = atoi(worker);
+		unsetenv(WORKER_ENV);
+		if (getenv("UPAGERD_TEST_KILL_AFTER_FAULT"))
+			test_kill_after = atol(getenv("UPAGERD_TEST_KILL_AFTER_FAULT"));
+		if (worker_begin(&lfd, &memfd, &passed) < 0)
+			return 1;
+		if (listen_name(lfd, where, sizeof(where)) < 0)
+			snprintf(where, sizeof(where), "unix:%s", o->socket);
+	} else {
+		if (open_listener(o, &lfd, where, sizeof(where), &passed) < 0)
+			return 1;
+		/* Under systemd its FD store keeps the clients and Restart=
+		 * restarts us; otherwise a supervisor does (docs/HANDLE.md). */
+		handler.store = !o->no_supervisor && service_can_store();
+		if (!o->no_supervisor && !getenv("NOTIFY_SOCKET"))
+			return supervise_run(o, argv, lfd, passed);
+		memfd = handler.store ? stored_memfile() : -1;
+	}
+	if (image_open(o->mem_file, memfd) < 0)
 		return 1;
-	if (open_listener(o, &lfd, where, sizeof(where), &passed) < 0)
-		return 1;
+	/* The same file for the clients after a restart, whatever is at the
+	 * path by then. */
+	if (handler.store && memfd < 0 && service_store("upagerd-memfile", image.fd) < 0)
+		LOG(LOG_WARN, "cannot put the memory file in systemd's FD store");
 	sfd = signal_fd();
 	if (sfd < 0) {
 		fprintf(stderr, "upagerd: signalfd: %s\n", strerror(errno));
 		return 1;
 	}
+	/* The worker's, with a supervisor: counters start again at a restart. */
+	if (o->metrics[0] && metrics_start(o->metrics, false, "handle", client_metrics) < 0)
+		return 1;
+	if (handler.chan >= 0 && worker_adopt_all() < 0)
+		return 1;
+	if (handler.store)
+		adopt_stored();
 	LOG(LOG_INFO, "handling faults on %s from %s (%s, %llu MiB)", where, o->mem_file,
 	    image.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(image.len >> 20));
 	/* READY=1 and the --ready-fd line at the same moment: once listening. */
 	service_ready(where, 0);
-	if (o->ready_fd >= 0) {
+	if (o->ready_fd >= 0 && handler.chan < 0) { /* else the supervisor's */
 		snprintf(ready, sizeof(ready), "ready %s\n", where);
 		if (write((int)o->ready_fd, ready, strlen(ready)) < 0)
 			LOG(LOG_WARN, "cannot write to --ready-fd: %s", strerror(errno));
 		close((int)o->ready_fd);
 	}
 	for (;;) {
-		struct pollfd pf[2] = { { .fd = sfd, .events = POLLIN }, { .fd = lfd, .events = POLLIN } };
+		struct pollfd pf[3] = { { .fd = sfd, .events = POLLIN }, { .fd = lfd, .events = POLLIN },
+					{ .fd = handler.chan, .events = POLLIN } };
 		bool listening;
 		long n;
 		int wait;
@@ -727,16 +1035,39 @@ int handle_run(const struct options *o)
 		wait = service_tick((unsigned long)n);
 		if (!listening && (wait < 0 || wait > 100))
 			wait = 100;
-		if (poll(pf, listening ? 2 : 1, wait) < 0 && errno != EINTR)
+		if (!listening)
+			pf[1].fd = -1;
+		if (poll(pf, 3, wait) < 0 && errno != EINTR)
 			break;
+		if (pf[2].revents) {
+			/* The supervisor died: nobody would restart this worker or
+			 * hold new clients. Those here are served until they leave;
+			 * the socket is left for the next upagerd to replace. */
+			LOG(LOG_ERR, "the supervisor is gone: serving the %ld clients present until "
+				     "they leave, accepting no more, without failover", n);
+			__atomic_store_n(&handler.chan, -1, __ATOMIC_RELAXED);
+			if (!draining)
+				close(lfd);
+			draining = passed = true;
+			continue;
+		}
 		if (pf[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
+			int sig = signal_next(sfd);
 
-			if (read(sfd, &si, sizeof(si)) != sizeof(si))
+			if (!sig)
 				continue;
-			if (si.ssi_signo == SIGHUP) {
+			if (sig == SIGHUP) {
 				log_reopen();
-			} else if (si.ssi_signo == SIGUSR1) {
+				if (handler.store && !draining) {
+					/* A planned restart under systemd: everything is in
+					 * its FD store, and the unit's
+					 * RestartForceExitStatus=75 starts us again. */
+					LOG(LOG_INFO, "SIGHUP: exiting (status 75) for systemd to restart "
+						      "upagerd with the %ld clients in its FD store", n);
+					service_stopping("restarting: clients kept in the FD store");
+					_exit(75);
+				}
+			} else if (sig == SIGUSR1) {
 				stats_line();
 			} else if (draining) {
 				LOG(LOG_WARN, "exiting with %ld clients: their faults will not be "

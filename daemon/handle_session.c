@@ -170,6 +170,25 @@ static const char *check_regions(struct client *c, char *why, size_t whylen)
 	return NULL;
 }
 
+/* What kind of descriptor fd is, for the log: "userfaultfd", "guest_memfd",
+ * "memfd" or "other". */
+static const char *fd_kind(int fd)
+{
+	char path[64], target[128];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	target[n > 0 ? n : 0] = '\0';
+	if (!strcmp(target, "anon_inode:[userfaultfd]"))
+		return "userfaultfd";
+	if (strstr(target, "kvm-gmem"))
+		return "guest_memfd";
+	if (!strncmp(target, "/memfd:", 7))
+		return "memfd";
+	return "other";
+}
+
 /*
  * Reads the one message: JSON, with exactly one descriptor, a userfaultfd.
  * A stream socket may deliver it in pieces; the descriptor comes with the
@@ -182,6 +201,8 @@ int client_handshake(struct client *c, long read_timeout)
 	struct json_reader rd;
 	size_t len = 0;
 	bool extra = false; /* more than one descriptor came */
+	char kinds[96] = ""; /* of the first few, for the log */
+	int nfds = 0;
 	int n = -EAGAIN;
 	time_t deadline = time(NULL) + read_timeout;
 
@@ -218,6 +239,9 @@ int client_handshake(struct client *c, long read_timeout)
 				int fd;
 
 				memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+				if (nfds++ < 4)
+					snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds),
+						 "%s%s", nfds > 1 ? ", " : "", fd_kind(fd));
 				if (c->uffd < 0 && !extra)
 					c->uffd = fd;
 				else
@@ -248,9 +272,13 @@ int client_handshake(struct client *c, long read_timeout)
 		goto bad;
 	}
 	if (c->uffd < 0 || extra) {
-		LOG(LOG_WARN, "%s: %s: closed", c->name,
-		    extra ? "more than one descriptor came with the regions"
-			  : "no userfaultfd came with the regions");
+		/* Firecracker's guest_memfd restore (Secret Freedom) sends the
+		 * guest_memfd and a bitmap memfd too, and wants minor faults
+		 * resolved with UFFDIO_CONTINUE: not a protocol upagerd speaks. */
+		LOG(LOG_WARN, "%s: %s (%d: %s%s): closed", c->name,
+		    extra ? "more than one descriptor came with the regions, upagerd takes a "
+			    "userfaultfd alone" : "no userfaultfd came with the regions",
+		    nfds, nfds ? kinds : "none", nfds > 4 ? ", ..." : "");
 		goto bad;
 	}
 	if (!is_uffd(c->uffd) || uffd_features(c->uffd, &c->features) < 0) {
@@ -263,7 +291,7 @@ int client_handshake(struct client *c, long read_timeout)
 	c->nregions = (size_t)n;
 	for (int i = 0; i < n; i++)
 		c->regions[i] = (struct region){ jr[i].base, jr[i].size, jr[i].offset, jr[i].page_size,
-					   NULL };
+					   NULL, 0 };
 	if (check_regions(c, why, sizeof(why)) || check_can_fail(c, why, sizeof(why))) {
 		LOG(LOG_WARN, "%s: %s: closed", c->name, why);
 		goto bad;
@@ -278,6 +306,21 @@ bad:
 	free(buf);
 	free(jr);
 	return -1;
+}
+
+const char *client_adopt_check(struct client *c, char *why, size_t whylen)
+{
+	if (!is_uffd(c->uffd) || uffd_features(c->uffd, &c->features) < 0) {
+		snprintf(why, whylen, "the descriptor held for it is not a userfaultfd");
+		return why;
+	}
+	if (check_regions(c, why, whylen) || check_can_fail(c, why, whylen))
+		return why;
+	if (fcntl(c->uffd, F_SETFL, fcntl(c->uffd, F_GETFL) | O_NONBLOCK) < 0) {
+		snprintf(why, whylen, "its userfaultfd: %s", strerror(errno));
+		return why;
+	}
+	return NULL;
 }
 
 /* ---- the client process ---- */

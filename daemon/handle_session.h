@@ -32,6 +32,7 @@ struct image {
 struct region {
 	uint64_t base, size, offset, psz;
 	uint8_t *removed; /* a bit per psz page: discarded by the client, reads zero */
+	uint64_t bitmap_off; /* where removed is in the client's state memfd */
 };
 
 struct client {
@@ -43,7 +44,12 @@ struct client {
 	uid_t uid;
 	char name[64];
 	time_t since;
-	struct region *regions; /* sorted by base */
+	struct region *regions; /* sorted by base; in the state memfd once served */
+	int state;         /* the state memfd (handle_state.c); -1: none yet */
+	uint8_t *state_map;
+	size_t state_len;
+	uint64_t id;       /* the supervisor's name for it */
+	bool adopted;      /* taken over from a worker before this one */
 	size_t nregions;
 	uint64_t features;
 	uint8_t *buf; /* a snapshot page being assembled */
@@ -65,6 +71,21 @@ extern struct image image;
  * 0, or -1 with the reason logged.
  */
 int client_handshake(struct client *c, long read_timeout);
+
+/*
+ * An adopted client (its uffd, regions and pidfd set) checked as at the
+ * handshake: the descriptor is a userfaultfd, the regions fit the memory
+ * file, a fault that cannot be served can end. NULL, or what is wrong.
+ */
+const char *client_adopt_check(struct client *c, char *why, size_t whylen);
+
+/* handle_state.c: moves c's regions into a new state memfd (c->state) that
+ * outlives the worker. 0, or -1 with why. */
+int client_state_create(struct client *c, char *why, size_t whylen);
+/* Maps the state memfd fd of an adopted client (owned by c from now on):
+ * its regions, removed pages, pid, uid. 0, or -1 with why. */
+int client_state_adopt(struct client *c, int fd, char *why, size_t whylen);
+void client_state_free(struct client *c);
 
 /* Sorts c's regions by address (after an mremap moved some). */
 void client_sort_regions(struct client *c);

@@ -43,6 +43,13 @@ int signal_fd(void)
 	return signalfd(-1, &mask, SFD_CLOEXEC);
 }
 
+int signal_next(int sfd)
+{
+	struct signalfd_siginfo si;
+
+	return read(sfd, &si, sizeof(si)) == sizeof(si) ? (int)si.ssi_signo : 0;
+}
+
 int listen_unix(const char *path, unsigned mode, int *fdp)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };

@@ -21,5 +21,7 @@ bool listen_is_loopback(const struct sockaddr *sa);
 /* SIGPIPE ignored; SIGTERM, SIGINT, SIGHUP, SIGUSR1 blocked and read from
  * the returned signalfd (-1: errno). Call before starting threads. */
 int signal_fd(void);
+/* The next signal read from it, or 0. */
+int signal_next(int sfd);
 
 #endif

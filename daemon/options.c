@@ -66,6 +66,19 @@ static const struct setting {
 	  "                        microseconds before sleeping: a fault that comes\n"
 	  "                        meanwhile costs no wakeup, at the price of a busy\n"
 	  "                        CPU per busy client (default 0: never spin)" },
+	{ "no-supervisor", H, K_FLAG, offsetof(struct options, no_supervisor), 0, 0, 1, 0,
+	  "       run as one process: a crash or restart of upagerd then strands\n"
+	  "                        its clients' faults. By default a small supervisor\n"
+	  "                        holds every client's descriptors and state, restarts\n"
+	  "                        the worker that serves them when it dies (SIGHUP:\n"
+	  "                        re-executes it, for upgrades) and hands them over:\n"
+	  "                        clients see a pause. Under systemd (NOTIFY_SOCKET)\n"
+	  "                        there is none" },
+	{ "metrics", B, K_STR, offsetof(struct options, metrics), SZ(metrics), 0, 0, 0,
+	  "ADDR   serve counters in the Prometheus text format at\n"
+	  "                        http://ADDR/metrics: PORT (127.0.0.1:PORT) or\n"
+	  "                        HOST:PORT, loopback only (serve: unless\n"
+	  "                        --allow-remote). Off by default" },
 	{ "stats-interval", S, K_LONG, offsetof(struct options, stats_interval), 0, 0, 86400, 0,
 	  "S log a stats line every S seconds (default 0: only on SIGUSR1)" },
 	{ "ready-fd", B, K_LONG, offsetof(struct options, ready_fd), 0, -1, 65535, -1,
@@ -127,8 +140,9 @@ void options_usage(FILE *f)
 	);
 	fprintf(f, "\nsignals: SIGTERM/SIGINT: serve drains requests in flight and exits 0;\n"
 		   "handle stops accepting, serves its clients until they leave, then exits 0\n"
-		   "(a second signal exits at once). SIGHUP reopens the log file; SIGUSR1 logs\n"
-		   "a stats line.\n");
+		   "(a second signal exits at once). SIGHUP reopens the log file (handle with\n"
+		   "its supervisor: and re-executes the worker, handing its clients over);\n"
+		   "SIGUSR1 logs a stats line.\n");
 }
 
 static int apply(struct options *o, const struct setting *s, const char *val, const char *where)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "jail.h"
+#include "metrics.h"
 #include "log.h"
 #include "protocol.h"
 #include "serve.h"
@@ -290,6 +291,7 @@ static void read_finish(struct read_request *rq)
 	upp_put_hdr(rq->reply->data, UPP_READ | UPP_REPLY, rq->id, (uint32_t)(total - UPP_HDR_SIZE));
 	rq->reply->len = total;
 	server.bytes_out += total - head;
+	METRIC_ADD(bytes, total - head);
 	if (c->closing)
 		free(rq->reply);
 	else

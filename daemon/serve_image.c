@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "metrics.h"
 #include "log.h"
 #include "serve.h"
 #include "snapfmt.h"
@@ -199,6 +200,7 @@ void image_check_pages(struct read_request *rq)
 				LOG(LOG_ERR, "client %u: snapshot page %llu fails its checksum: not sent",
 				    rq->c->serial, (unsigned long long)page);
 				server.errors++;
+				METRIC_ADD(errors, 1);
 				rq->err = EBADMSG;
 				break;
 			}

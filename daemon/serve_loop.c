@@ -20,6 +20,7 @@
 #include "fileio.h"
 #include "jail.h"
 #include "listen.h"
+#include "metrics.h"
 #include "log.h"
 #include "serve.h"
 #include "server.h"
@@ -282,6 +283,8 @@ int server_run(const struct options *o)
 	if (open_listeners(o))
 		return 1;
 	server.sigfd = signal_fd(); /* before the loader thread: it inherits the mask */
+	if (o->metrics[0] && metrics_start(o->metrics, o->allow_remote, "serve", NULL) < 0)
+		return 1;
 	ret = io_uring_queue_init(1024, &server.ring, 0);
 	if (server.sigfd < 0 || ret < 0) {
 		fprintf(stderr, "upagerd: cannot set up io_uring: %s\n",

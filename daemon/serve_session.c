@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "log.h"
 #include "protocol.h"
 #include "serve.h"
@@ -49,6 +50,7 @@ static void client_free(struct client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	server.nclients--;
+	METRIC_ADD(clients, -1);
 	LOG(LOG_INFO, "client %u (%s) gone; %u connected", c->serial, c->peer, server.nclients);
 	free(c->rbuf);
 	free(c);
@@ -127,6 +129,7 @@ void reply_error(struct client *c, uint32_t id, int err, const char *msg)
 	size_t n = strlen(msg) > 250 ? 250 : strlen(msg);
 
 	server.errors++;
+	METRIC_ADD(errors, 1);
 	reply_small(c, UPP_ERROR, id, p, upp_put_error(p, (uint32_t)err, msg, (uint16_t)n));
 }
 
@@ -136,6 +139,7 @@ void protocol_error(struct client *c, int err, const char *what)
 	char sample[33];
 
 	server.proto_errors++;
+	METRIC_ADD(errors, 1);
 	log_sanitize(sample, sizeof(sample), c->rbuf, c->rlen < 32 ? c->rlen : 32);
 	LOG(LOG_WARN, "client %u (%s): protocol error: %s (first bytes: \"%s\")", c->serial,
 	    c->peer, what, sample);
@@ -233,6 +237,7 @@ static void on_auth_frame(struct client *c, const struct upp_hdr *h, const uint8
 static void on_frame(struct client *c, const struct upp_hdr *h, const uint8_t *p)
 {
 	server.requests++;
+	METRIC_ADD(requests, 1);
 	c->last_request = now_s();
 	if (!c->hello) {
 		on_hello_frame(c, h, p);
@@ -373,6 +378,8 @@ void on_client_accept(struct listener *l, int res)
 			server.clients = c;
 			server.nclients++;
 			server.accepted++;
+			METRIC_ADD(clients, 1);
+			METRIC_ADD(clients_total, 1);
 			LOG(LOG_INFO, "client %u (%s) connected on %s; %u connected", c->serial,
 			    c->peer, l->name, server.nclients);
 			post_recv(c);

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,28 +143,104 @@ uint64_t service_watchdog_ms(void)
 	return svc.watchdog_ms;
 }
 
+/* Descriptors upagerd put in the FD store (their names start so), given
+ * back among LISTEN_FDS after a restart: not listeners. */
+#define STORED_PREFIX "upagerd-"
+
+static struct {
+	int *fds;
+	char **names;
+	int n;
+} stored;
+
+static bool take_stored(int fd, const char *name)
+{
+	int *f;
+	char **nm, *copy;
+
+	if (strncmp(name, STORED_PREFIX, strlen(STORED_PREFIX)))
+		return false;
+	f = realloc(stored.fds, (size_t)(stored.n + 1) * sizeof(*f));
+	if (f)
+		stored.fds = f;
+	nm = f ? realloc(stored.names, (size_t)(stored.n + 1) * sizeof(*nm)) : NULL;
+	if (nm)
+		stored.names = nm;
+	copy = nm ? strdup(name) : NULL;
+	if (!copy) {
+		close(fd); /* out of memory at start: that client is lost, said below */
+		fprintf(stderr, "upagerd: out of memory taking back %s from the FD store\n", name);
+		return true;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	stored.fds[stored.n] = fd;
+	stored.names[stored.n++] = copy;
+	return true;
+}
+
+int service_stored_fds(const int **fds, char *const **names)
+{
+	*fds = stored.fds;
+	*names = stored.names;
+	return stored.n;
+}
+
+bool service_can_store(void)
+{
+	return svc.notify;
+}
+
+int service_store(const char *name, int fd)
+{
+#ifdef HAVE_LIBSYSTEMD
+	char msg[300];
+	int ret;
+
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	ret = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+	return ret > 0 ? 0 : ret < 0 ? ret : -ENOSYS;
+#else
+	(void)name;
+	(void)fd;
+	return -ENOSYS;
+#endif
+}
+
+void service_unstore(const char *name)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+	notify(msg);
+}
+
 int service_listen_fds(struct passed_socket *out, int max, bool tcp_ok, bool allow_remote)
 {
 #ifdef HAVE_LIBSYSTEMD
 	char **names = NULL;
-	int n = sd_listen_fds_with_names(1, &names), ret = n;
+	int n = sd_listen_fds_with_names(1, &names), ret = 0;
 
 	if (n < 0) {
 		fprintf(stderr, "upagerd: the sockets passed by systemd (LISTEN_FDS): %s\n",
 			strerror(-n));
 		return -1;
 	}
-	if (n > max) {
-		fprintf(stderr, "upagerd: systemd passed %d sockets, more than the %d upagerd %s "
-				"takes: refused\n", n, max, tcp_ok ? "serve" : "handle");
-		ret = -1;
-	}
-	for (int i = 0; ret >= 0 && i < n; i++) {
+	for (int i = 0; i < n; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
 		const char *fdname = names && names[i] ? names[i] : "unknown";
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
+		if (take_stored(fd, fdname))
+			continue;
+		if (ret < 0)
+			continue;
+		if (ret == max) {
+			fprintf(stderr, "upagerd: systemd passed more than the %d sockets upagerd %s "
+					"takes: refused\n", max, tcp_ok ? "serve" : "handle");
+			ret = -1;
+			continue;
+		}
 		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
 		    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
 		    (ss.ss_family != AF_UNIX &&
@@ -172,17 +249,19 @@ int service_listen_fds(struct passed_socket *out, int max, bool tcp_ok, bool all
 					"%s stream socket: refused\n", fd, fdname,
 				tcp_ok ? "Unix or TCP" : "Unix");
 			ret = -1;
-			break;
+			continue;
 		}
-		out[i].fd = fd;
-		listen_name(fd, out[i].name, sizeof(out[i].name));
+		out[ret].fd = fd;
+		listen_name(fd, out[ret].name, sizeof(out[ret].name));
 		if (ss.ss_family != AF_UNIX && !allow_remote &&
 		    !listen_is_loopback((struct sockaddr *)&ss)) {
 			fprintf(stderr, "upagerd: socket %d passed by systemd (%s) listens on %s, not "
 					"a loopback address: pass --allow-remote to serve other "
-					"machines\n", fd, fdname, out[i].name);
+					"machines\n", fd, fdname, out[ret].name);
 			ret = -1;
+			continue;
 		}
+		ret++;
 	}
 	for (int i = 0; names && names[i]; i++)
 		free(names[i]);

@@ -47,4 +47,16 @@ struct passed_socket {
  */
 int service_listen_fds(struct passed_socket *out, int max, bool tcp_ok, bool allow_remote);
 
+/*
+ * systemd's file-descriptor store, where upagerd handle keeps what a client's
+ * service needs across its own restart (docs/HANDLE.md, "Failover"): each
+ * descriptor under a name starting "upagerd-" (FDSTORE=1, FDNAME=). Those
+ * systemd passes back (LISTEN_FDS, with their names) are set aside by
+ * service_listen_fds and found with service_stored_fds.
+ */
+bool service_can_store(void); /* NOTIFY_SOCKET set, built with libsystemd */
+int service_store(const char *name, int fd); /* 0, or -errno */
+void service_unstore(const char *name); /* FDSTOREREMOVE=1 */
+int service_stored_fds(const int **fds, char *const **names);
+
 #endif

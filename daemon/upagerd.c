@@ -37,5 +37,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "upagerd: cannot open log %s: %s\n", o.log_file, strerror(-ret));
 		return 1;
 	}
-	return o.mode == MODE_SERVE ? server_run(&o) : handle_run(&o);
+	return o.mode == MODE_SERVE ? server_run(&o) : handle_run(&o, argv);
 }

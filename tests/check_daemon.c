@@ -1730,6 +1730,58 @@ START_TEST(test_help_after_mode)
 }
 END_TEST
 
+/*
+ * A planned restart of serve (SIGTERM, then the new daemon): the replies to
+ * READs already received are all sent, every byte right, before it exits;
+ * it accepts nobody meanwhile. Here the client reads them only after the
+ * signal, so they are still queued in the daemon when it comes (the
+ * drain in serve_loop.c; it gives up after 10 s).
+ */
+START_TEST(test_sigterm_drains_reads)
+{
+	int fd = connect_unix(), status;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint8_t p[8 + 16];
+	uint64_t size;
+	long hd;
+	int s2;
+
+	hello(fd);
+	hd = open_obj(fd, "sub/disk.img", &size);
+	for (uint32_t id = 0; id < 64; id++) {
+		struct upp_read rd = { .handle = (uint32_t)hd, .n = 1, .r = { { id * 40960, 40960 } } };
+		send_frame(fd, UPP_READ, 2000 + id, p, upp_put_read(p, &rd));
+	}
+	usleep(100 * 1000);
+	ck_assert_int_eq(kill(daemon_pid, SIGTERM), 0);
+	usleep(300 * 1000);
+	ck_assert_int_eq(waitpid(daemon_pid, &status, WNOHANG), 0); /* waits for our replies */
+	/* A new client is refused meanwhile (closed at once, if its connect got
+	 * through before the listener's last accept was cancelled). */
+	s2 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	strcpy(sa.sun_path, unix_path);
+	ck_assert(connect(s2, (struct sockaddr *)&sa, sizeof(sa)) != 0 || closed_by_server(s2));
+	close(s2);
+	for (int k = 0; k < 64; k++) {
+		uint32_t wanted = 40960, got;
+		const uint8_t *data;
+		struct upp_hdr h;
+		uint8_t *buf;
+
+		ck_assert_int_eq(recv_frame(fd, &h, &buf), 0);
+		ck_assert(h.id >= 2000 && h.id < 2064);
+		ck_assert_int_eq(upp_get_data(buf, h.length, 1, &wanted, &got, &data), 0);
+		ck_assert_uint_eq(got, 40960);
+		ck_assert_int_eq(upt_check_pattern(data, got, (h.id - 2000) * 40960ull, 77), -1);
+		free(buf);
+	}
+	close(fd);
+	ck_assert_int_eq(waitpid(daemon_pid, &status, 0), daemon_pid);
+	daemon_pid = 0;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("daemon");
@@ -1768,6 +1820,7 @@ static Suite *make(void)
 	upt_add(tc, test_jail_modes_agree, 0, "");
 	upt_add(tc, test_help_secret, 0, "");
 	upt_add(tc, test_help_after_mode, 0, "");
+	upt_add(tc, test_sigterm_drains_reads, 0, "");
 	return s;
 }
 

@@ -10,6 +10,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -220,6 +223,22 @@ pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,
 	if (tcp_port)
 		*tcp_port = atoi(tcp + 14);
 	return pid;
+}
+
+int upt_open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) { /* unprivileged: the device */
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		fd = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK) : -1;
+		if (dev >= 0)
+			close(dev);
+	}
+	if (fd < 0)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	return fd;
 }
 
 void upt_daemon_kill(pid_t pid)

@@ -79,6 +79,10 @@ pid_t upt_daemon_start(const char *root, const char *sock, const char *extra1,
 		       const char *extra2, int *tcp_port);
 void upt_daemon_kill(pid_t pid);
 
+/* A userfaultfd (O_CLOEXEC | O_NONBLOCK) as upager opens one: the syscall,
+ * else /dev/userfaultfd, else user-mode-only (unprivileged); -1: none. */
+int upt_open_uffd(void);
+
 long upt_rss_kib(void);
 int upt_count_fds(void);
 int upt_count_threads(void); /* not counting io_uring's kernel workers */
