@@ -357,6 +357,17 @@ typedef struct upager_url_options {
 #define UPAGER_URL_ANY_REDIRECT (1u << 0)
 void upager_url_options_init(upager_url_options_t *opts);
 int upager_source_url(const char *url, const upager_url_options_t *opts, upager_source_t **srcp);
+/*
+ * upager_snapshot_map() of a snapshot at url (docs/SNAPSHOT.md): its header
+ * and page map are fetched once, here, with the object's ETag pinned, and
+ * checked as a file's are (-EBADMSG); stored pages come in chunks from the
+ * data area as above, each checked against its CRC32C before it is placed
+ * (a mismatch: SIGBUS). UPAGER_SNAP_PREFETCH prefetches URL.ws (beside it,
+ * when url has no query) in recorded order; UPAGER_SNAP_RECORD gives
+ * -EOPNOTSUPP; an incremental snapshot -EXDEV.
+ */
+int upager_snapshot_map_url(upager_t *pager, const char *url, const upager_url_options_t *opts,
+			    unsigned flags, upager_region_t **regionp);
 
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "source_url.h"
 #include "upager-int.h"
 
 #ifdef HAVE_LIBCURL
@@ -39,7 +40,7 @@ UPAGER__EXPORT void upager_url_options_init(upager_url_options_t *o)
 	o->log_level = UPAGER_LOG_WARN;
 }
 
-static bool options_valid(const char *url, const upager_url_options_t *o)
+bool upager__url_options_valid(const char *url, const upager_url_options_t *o)
 {
 	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
 		if (o->reserved[i])
@@ -95,7 +96,7 @@ UPAGER__EXPORT int upager_source_url(const char *url, const upager_url_options_t
 		upager_url_options_init(&defaults);
 		opts = &defaults;
 	}
-	if (!srcp || !options_valid(url, opts))
+	if (!srcp || !upager__url_options_valid(url, opts))
 		return -EINVAL;
 #ifdef HAVE_LIBCURL
 	struct url_source *us;

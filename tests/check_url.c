@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -289,6 +291,139 @@ START_TEST(test_open_errors)
 }
 END_TEST
 
+/* ---- snapshots at a URL ---- */
+
+#define SNAP_PAGES 1536
+
+/* A snapshot in nginx's www/snap.img: pages of the pattern, every 5th zero, every 7th never touched. */
+static void put_snapshot(void)
+{
+	const size_t len = SNAP_PAGES * UPT_PAGE;
+	char path[160];
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	for (size_t i = 0; i < SNAP_PAGES; i++)
+		if (i % 7 != 3) {
+			if (i % 5 == 1)
+				m[i * UPT_PAGE] = 0; /* populated, all zero */
+			else
+				upt_fill(m + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, SEED);
+		}
+	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
+	ck_assert_int_eq(upager_snapshot_save(m, len, path), 0);
+	munmap(m, len);
+}
+
+static long check_snapshot_bytes(const uint8_t *a)
+{
+	for (size_t i = 0; i < SNAP_PAGES; i++) {
+		const uint8_t *p = a + i * UPT_PAGE;
+		long bad = i % 7 == 3 || i % 5 == 1 ? upt_check_zero(p, UPT_PAGE)
+						    : upt_check_pattern(p, UPT_PAGE, i * UPT_PAGE, SEED);
+
+		if (bad >= 0)
+			return (long)(i * UPT_PAGE) + bad;
+	}
+	return -1;
+}
+
+/* The data area's second page: stored page 2 (0 is the first, 1 is zero) is damaged. */
+static void damage_snapshot(void)
+{
+	char path[160];
+	uint8_t hdr[64], b;
+	uint64_t data_off = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	for (int i = 7; i >= 0; i--)
+		data_off = data_off << 8 | hdr[40 + i];
+	ck_assert_int_eq(pread(fd, &b, 1, (off_t)(data_off + UPT_PAGE + 9)), 1);
+	b ^= 0x5a;
+	ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)(data_off + UPT_PAGE + 9)), 1);
+	close(fd);
+}
+
+START_TEST(test_snapshot_every_byte)
+{
+	upager_url_options_t o;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p;
+	char u[200];
+
+	NEED_NGINX();
+	put_snapshot();
+	p = pager(2);
+	options(&o, 0);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, 0, &r), 0);
+	ck_assert_uint_eq(upager_region_size(r), SNAP_PAGES * UPT_PAGE);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	ck_assert_int_eq(check_snapshot_bytes(upager_region_addr(r)), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, UPAGER_SNAP_RECORD, &r), -EOPNOTSUPP);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/mem.img", ngx.port); /* not a snapshot */
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, 0, &r), -EBADMSG);
+	upager_destroy(p);
+}
+END_TEST
+
+static void damaged_child(void *arg)
+{
+	upager_t *p = pager(1);
+	upager_region_t *r;
+	const volatile uint8_t *a;
+
+	if (upager_snapshot_map_url(p, arg, NULL, 0, &r))
+		_exit(2);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	a = upager_region_addr(r);
+	if (a[0] != upt_byte(0, SEED))
+		_exit(3); /* an intact page */
+	_exit(a[2 * UPT_PAGE + 9] == upt_byte(2 * UPT_PAGE + 9, SEED) ? 4 : 5);
+}
+
+/* `upager snapshot ARGS URL`: its exit status, its stdout and stderr in out. */
+static int tool(const char *verb, const char *u, char *out, size_t len)
+{
+	char cmd[400];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "tools/upager snapshot %s '%s' 2>&1", verb, u);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(out, 1, len - 1, f);
+	out[n] = 0;
+	return WEXITSTATUS(pclose(f));
+}
+
+START_TEST(test_snapshot_damaged_and_tool)
+{
+	char u[200], out[2048];
+	int status;
+
+	NEED_NGINX();
+	put_snapshot();
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	ck_assert_int_eq(tool("info", u, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "1536 pages"), "%s", out);
+	ck_assert_int_eq(tool("verify", u, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "every stored page matches"), "%s", out);
+	damage_snapshot();
+	ck_assert_int_eq(tool("verify", u, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "page 2 fails its checksum"), "%s", out);
+	status = upt_child(damaged_child, u, 30);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+}
+END_TEST
+
 /* ---- tests/fake_http ---- */
 
 static pid_t fake_pid = -1;
@@ -407,6 +542,8 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_replaced_mid_restore);
 	tcase_add_test(tc, test_server_killed);
 	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_snapshot_every_byte);
+	tcase_add_test(tc, test_snapshot_damaged_and_tool);
 	tcase_add_checked_fixture(fake, NULL, fake_teardown);
 	tcase_add_test(fake, test_whole_body_to_range);
 	tcase_add_test(fake, test_retries_503);
