@@ -322,6 +322,53 @@ int upager_snapshot_map_remote(upager_t *pager, const char *uri, const char *obj
 			       const upager_remote_options_t *opts, unsigned flags,
 			       upager_region_t **regionp);
 
+/* ---- pages from a URL (HTTP range requests) ---------------------------- */
+/*
+ * Pages come from an object on an HTTP server (http:// or https://): region
+ * offset X reads the object's byte X; bytes past its end read as zero.
+ * Opening asks for the object's headers (HEAD) and pins its length and its
+ * ETag (-ENOENT: 404; -EACCES: 401/403; -EPROTO: no length or strong ETag,
+ * or a redirect refused; each said in the log with the URL and status, never
+ * its user info or query). A source thread reads the object in aligned
+ * chunks of chunk_size, several range requests in flight over kept-alive
+ * connections, each with If-Match: an object replaced since (412) fails
+ * every later fault (SIGBUS) rather than mix versions. 5xx, 429 and broken
+ * connections are retried with backoff within a fault's deadline_ms; a fault
+ * not answered by then gets SIGBUS, and a transfer that stalls is cut.
+ * Redirects are followed at open only, to the same scheme and host unless
+ * UPAGER_URL_ANY_REDIRECT. -ENOTSUP: built without libcurl.
+ */
+typedef struct upager_url_options {
+	unsigned connect_timeout_ms; /* opening, and each connection; default 5000 */
+	unsigned deadline_ms;        /* a fault's longest wait, retries included; default 30000 */
+	uint32_t chunk_size;         /* bytes per range request: a power of two from
+	                                64 KiB to 256 MiB; default 4 MiB */
+	unsigned max_requests;       /* range requests in flight; default 8 */
+	unsigned mem_chunks;         /* chunks held in memory at most (> max_requests);
+	                                default 2 * max_requests */
+	upager_log_fn log;           /* what opening has to say; NULL: silent. Later,
+	                                the log of the pager whose fault is concerned */
+	void *log_arg;
+	int log_level;               /* default UPAGER_LOG_WARN */
+	uint64_t flags;              /* UPAGER_URL_* */
+	uint64_t reserved[4];        /* zero */
+} upager_url_options_t;
+/* Follow redirects at open to any http(s) host, not only the URL's own. */
+#define UPAGER_URL_ANY_REDIRECT (1u << 0)
+void upager_url_options_init(upager_url_options_t *opts);
+int upager_source_url(const char *url, const upager_url_options_t *opts, upager_source_t **srcp);
+/*
+ * upager_snapshot_map() of a snapshot at url (docs/SNAPSHOT.md): its header
+ * and page map are fetched once, here, with the object's ETag pinned, and
+ * checked as a file's are (-EBADMSG); stored pages come in chunks from the
+ * data area as above, each checked against its CRC32C before it is placed
+ * (a mismatch: SIGBUS). UPAGER_SNAP_PREFETCH prefetches URL.ws (beside it,
+ * when url has no query) in recorded order; UPAGER_SNAP_RECORD gives
+ * -EOPNOTSUPP; an incremental snapshot -EXDEV.
+ */
+int upager_snapshot_map_url(upager_t *pager, const char *url, const upager_url_options_t *opts,
+			    unsigned flags, upager_region_t **regionp);
+
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {
 	uint64_t faults;           /* page-fault messages handled */

@@ -21,13 +21,19 @@
 #include "snapfmt.h"
 #include "snapshot_save.h"
 #include "snapshot_tool.h"
+#include "snapshot_url.h"
 #include "workset.h"
 
 int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 {
 	struct upp_snap f;
-	int ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
+	upager_url_options_t o;
+	int ret;
 
+	upager_url_options_init(&o);
+	/* A URL: its header and page map, fetched (lib/snapshot_url.c). */
+	ret = upager__is_url(path) ? upager__snap_url_open(path, &o, &f)
+				   : upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
 	memset(info, 0, sizeof(*info));
 	if (ret < 0)
 		return ret;
@@ -42,7 +48,8 @@ int upager__snap_inspect(const char *path, struct upager__snap_info *info)
 	}
 	info->nabsent = f.npages - f.nstored - info->nzero - info->nparent;
 	snprintf(info->parent, sizeof(info->parent), "%s", f.parent ? f.parent_name : "");
-	close(f.fd);
+	if (f.fd >= 0)
+		close(f.fd);
 	upp_snap_close(&f);
 	return 0;
 }
@@ -53,8 +60,11 @@ int upager__snap_verify(const char *path, int raw_fd, void (*progress)(uint64_t,
 {
 	struct upp_snap f;
 	uint8_t *page;
-	int ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
+	int ret;
 
+	if (upager__is_url(path)) /* read in chunks, in data order; no raw image from there */
+		return raw_fd >= 0 ? -EOPNOTSUPP : upager__snap_url_verify(path, progress, bad_page);
+	ret = upp_snap_open_path(path, (size_t)sysconf(_SC_PAGESIZE), &f);
 	if (ret < 0)
 		return ret;
 	page = malloc(f.ps);

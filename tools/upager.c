@@ -36,6 +36,7 @@ static void usage(FILE *f)
 		   "       upager ws info WS --snapshot PATH [--json]\n"
 		   "       upager --help | --version\n"
 		   "\nSnapshots are described in docs/SNAPSHOT.md and upager_snapshot_save(3).\n"
+		   "info and verify also read a snapshot at an http:// or https:// URL.\n"
 		   "Exit status: 0 fine, 1 bad file or failed operation, 2 usage.\n");
 }
 

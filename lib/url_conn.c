@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The URL source's transfers: one thread per source drives libcurl's multi
+ * interface. The object is read in aligned chunks (one range request
+ * each, several in flight, over connections the multi handle keeps alive
+ * and reuses); a fill copies from the chunks that hold its range, in
+ * memory at most nchunks of them (least recently used first out), and
+ * waits for the thread when one is missing. Every request carries the
+ * ETag pinned at open as If-Match, and every answer's ETag and
+ * Content-Range are checked before a byte reaches a chunk: an object
+ * replaced mid-restore (412, or another ETag) fails every fault from then
+ * on rather than mix versions. 5xx, 429 and broken connections are retried
+ * with backoff until the chunk's deadline; a fill still waiting at its own
+ * deadline fails (the access gets SIGBUS), and a transfer that outlives
+ * its chunk's deadline (a stalled server) is cut. Apart from the source
+ * because none of this knows what a region is: it moves bytes into fills.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thread.h"
+#include "upager-int.h"
+#include "url_conn.h"
+
+#define BACKOFF_MIN_NS 10000000ull    /* 10 ms, doubling */
+#define BACKOFF_MAX_NS 1000000000ull  /* 1 s */
+
+enum { CH_FREE, CH_FETCH, CH_READY };
+
+enum { /* conn->logged: said once per source */
+	SAID_WHOLE = 1, SAID_RETRY = 2, SAID_TIMEOUT = 4, SAID_STALE = 8, SAID_PROTO = 16,
+};
+
+struct upager__url_chunk {
+	/* Under conn->lock (handlers copy from READY chunks they pinned): */
+	int state;
+	uint64_t idx;
+	unsigned pins;
+	uint64_t lru;
+	/* The thread's: */
+	struct upager__url_conn *conn;
+	struct upager__url_recv rx; /* its bytes (buf: chunk_size, allocated on first use) */
+	struct upager__fill *waiters;
+	CURL *easy;
+	bool running;           /* added to the multi handle */
+	uint64_t retry_at, deadline;
+	unsigned attempts;
+	char range[48];
+};
+
+static void say(struct upager__url_conn *conn, const struct upager__fill *f, unsigned once,
+		int level, const char *fmt, ...) UPAGER__PRINTF(5, 6);
+
+/* Through the log of the pager a fill belongs to (else the options' log). */
+static void say(struct upager__url_conn *conn, const struct upager__fill *f, unsigned once,
+		int level, const char *fmt, ...)
+{
+	char buf[400];
+	va_list ap;
+
+	if (once && (conn->logged & once))
+		return;
+	conn->logged |= once;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (f)
+		upager__log(f->region->pager, level, "url %s: %s", conn->t.shown, buf);
+	else
+		upager__url_log(&conn->t, level, "url %s: %s", conn->t.shown, buf);
+}
+
+/*
+ * Where f's bytes from f->done on are: true with a run of *n bytes at
+ * object offset *obj, or false with *n bytes of zeros (past the object's
+ * end, or what conn->locate says are zeros).
+ */
+static bool locate(const struct upager__url_conn *conn, const struct upager__fill *f,
+		   uint64_t *obj, size_t *n)
+{
+	uint64_t at = f->roff + f->done;
+
+	if (conn->locate)
+		return conn->locate(conn->locate_arg, at, f->len - f->done, obj, n);
+	*obj = at;
+	*n = f->len - f->done;
+	if (at >= conn->t.size)
+		return false;
+	if (*n > conn->t.size - at)
+		*n = (size_t)(conn->t.size - at);
+	return true;
+}
+
+/* Places the zeros due next; true with the object bytes f needs next, false when f is full. */
+static bool need(const struct upager__url_conn *conn, struct upager__fill *f, uint64_t *obj,
+		 size_t *n)
+{
+	while (f->done < f->len) {
+		if (locate(conn, f, obj, n))
+			return true;
+		memset((char *)f->buf + f->done, 0, *n);
+		f->done += *n;
+	}
+	return false;
+}
+
+/* Copies what ch holds of the run [obj, obj + n) that f needs next. */
+static void copy_part(struct upager__fill *f, const struct upager__url_chunk *ch, uint64_t obj,
+		      size_t n)
+{
+	uint64_t cend = ch->rx.off + ch->rx.len;
+
+	if (obj + n > cend)
+		n = (size_t)(cend - obj);
+	memcpy((char *)f->buf + f->done, ch->rx.buf + (obj - ch->rx.off), n);
+	f->done += n;
+}
+
+/* DATA, or what conn->check finds wrong with a full fill. */
+static int checked(const struct upager__url_conn *conn, struct upager__fill *f)
+{
+	return conn->check ? conn->check(conn->locate_arg, f) : UPAGER__FILL_DATA;
+}
+
+static struct upager__url_chunk *find(struct upager__url_conn *conn, uint64_t idx)
+{
+	for (unsigned i = 0; i < conn->nchunks; i++)
+		if (conn->chunks[i].state != CH_FREE && conn->chunks[i].idx == idx)
+			return &conn->chunks[i];
+	return NULL;
+}
+
+int upager__url_conn_fill(struct upager__url_conn *conn, struct upager__fill *f)
+{
+	uint64_t obj;
+	size_t n;
+	bool more;
+
+	pthread_mutex_lock(&conn->lock);
+	while (!conn->stale && (more = need(conn, f, &obj, &n))) {
+		struct upager__url_chunk *ch = find(conn, obj / conn->chunk_size);
+
+		if (!ch || ch->state != CH_READY)
+			break;
+		ch->pins++; /* the thread evicts no pinned chunk: copy without the lock */
+		ch->lru = ++conn->clock;
+		pthread_mutex_unlock(&conn->lock);
+		copy_part(f, ch, obj, n);
+		pthread_mutex_lock(&conn->lock);
+		ch->pins--;
+	}
+	if (conn->stale || !more) {
+		int ret = conn->stale;
+
+		pthread_mutex_unlock(&conn->lock);
+		return ret ? ret : checked(conn, f);
+	}
+	f->src_next = NULL;
+	if (conn->queue_tail)
+		conn->queue_tail->src_next = f;
+	else
+		conn->queue = f;
+	conn->queue_tail = f;
+	pthread_mutex_unlock(&conn->lock);
+	curl_multi_wakeup(conn->multi);
+	return UPAGER__FILL_PENDING;
+}
+
+/* ---- the transfer thread ---- */
+
+static void fail_list(struct upager__fill *f, int err)
+{
+	while (f) {
+		struct upager__fill *next = f->src_next;
+
+		upager__fill_complete(f, err);
+		f = next;
+	}
+}
+
+static void stop_transfer(struct upager__url_conn *conn, struct upager__url_chunk *ch)
+{
+	if (ch->running) {
+		curl_multi_remove_handle(conn->multi, ch->easy);
+		ch->running = false;
+		conn->active--;
+	}
+}
+
+/* The chunk's transfer is over for good: its waiters fail, its slot is free. */
+static void fail_chunk(struct upager__url_conn *conn, struct upager__url_chunk *ch, int err)
+{
+	struct upager__fill *w = ch->waiters;
+
+	stop_transfer(conn, ch);
+	ch->waiters = NULL;
+	pthread_mutex_lock(&conn->lock);
+	ch->state = CH_FREE;
+	pthread_mutex_unlock(&conn->lock);
+	fail_list(w, err);
+}
+
+/* A slot for chunk idx: a free one, else the least recently used READY one nobody copies from. */
+static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t idx)
+{
+	struct upager__url_chunk *best = NULL;
+
+	pthread_mutex_lock(&conn->lock);
+	for (unsigned i = 0; i < conn->nchunks; i++) {
+		struct upager__url_chunk *ch = &conn->chunks[i];
+
+		if (ch->state == CH_FREE) {
+			best = ch;
+			break;
+		}
+		if (ch->state == CH_READY && !ch->pins && (!best || ch->lru < best->lru))
+			best = ch;
+	}
+	if (best) {
+		best->state = CH_FETCH;
+		best->idx = idx;
+	}
+	pthread_mutex_unlock(&conn->lock);
+	if (best) {
+		best->rx.off = idx * conn->chunk_size;
+		best->rx.len = conn->t.size - best->rx.off < conn->chunk_size ? conn->t.size - best->rx.off
+									: conn->chunk_size;
+		best->waiters = NULL;
+		best->attempts = 0;
+		best->retry_at = 0; /* started by the loop as soon as a transfer may */
+		best->deadline = upager__now_ns() + conn->deadline_ns;
+	}
+	return best;
+}
+
+/* Chunk idx+1 too, when there is room and it is not there: sequential readers want it next. */
+static void read_ahead(struct upager__url_conn *conn, uint64_t idx)
+{
+	if ((idx + 1) * conn->chunk_size < conn->t.size && !find(conn, idx + 1))
+		grab(conn, idx + 1);
+}
+
+static void route(struct upager__url_conn *conn, struct upager__fill *f,
+		  struct upager__fill **blocked);
+
+static void deliver(struct upager__url_conn *conn, struct upager__url_chunk *ch,
+		    struct upager__fill **blocked)
+{
+	struct upager__fill *w = ch->waiters;
+
+	ch->waiters = NULL;
+	/* Pinned: a waiter routed to its next chunk must not take this one's slot. */
+	pthread_mutex_lock(&conn->lock);
+	ch->pins++;
+	pthread_mutex_unlock(&conn->lock);
+	while (w) {
+		struct upager__fill *next = w->src_next;
+
+		uint64_t obj;
+		size_t n;
+
+		if (need(conn, w, &obj, &n))
+			copy_part(w, ch, obj, n); /* ch is the chunk it waited for */
+		route(conn, w, blocked); /* done, or its next chunk */
+		w = next;
+	}
+	pthread_mutex_lock(&conn->lock);
+	ch->pins--;
+	pthread_mutex_unlock(&conn->lock);
+}
+
+/* Takes f to the chunk it needs next: copies from it, waits on it, or starts it. */
+static void route(struct upager__url_conn *conn, struct upager__fill *f,
+		  struct upager__fill **blocked)
+{
+	f->src_next = NULL;
+	if (conn->stale) {
+		upager__fill_complete(f, conn->stale);
+		return;
+	}
+	uint64_t obj;
+	size_t n;
+
+	while (need(conn, f, &obj, &n)) {
+		uint64_t idx = obj / conn->chunk_size;
+		struct upager__url_chunk *ch = find(conn, idx);
+
+		if (ch && ch->state == CH_READY) {
+			copy_part(f, ch, obj, n); /* only this thread evicts: no pin needed */
+			continue;
+		}
+		if (!ch) {
+			ch = grab(conn, idx);
+			if (!ch) { /* every slot busy: wait for one */
+				f->src_next = *blocked;
+				*blocked = f;
+				return;
+			}
+			if (f->sequential || (obj + n - 1) / conn->chunk_size > idx)
+				read_ahead(conn, idx);
+		}
+		f->src_next = ch->waiters;
+		ch->waiters = f;
+		return;
+	}
+	upager__fill_complete(f, checked(conn, f));
+}
+
+static void go_stale(struct upager__url_conn *conn, struct upager__url_chunk *ch, int err,
+		     struct upager__fill **blocked)
+{
+	say(conn, ch->waiters, SAID_STALE, UPAGER_LOG_ERROR,
+	    err == -ESTALE ? "HTTP %ld: the object is no longer the one opened (ETag %s): "
+			     "its faults fail (SIGBUS)"
+			   : "HTTP %ld: the object went away (opened with ETag %s): its faults fail (SIGBUS)",
+	    ch->rx.resp.status, conn->t.etag);
+	pthread_mutex_lock(&conn->lock);
+	conn->stale = err;
+	pthread_mutex_unlock(&conn->lock);
+	for (unsigned i = 0; i < conn->nchunks; i++)
+		if (conn->chunks[i].state == CH_FETCH)
+			fail_chunk(conn, &conn->chunks[i], err);
+	fail_list(*blocked, err);
+	*blocked = NULL;
+}
+
+static void finished(struct upager__url_conn *conn, struct upager__url_chunk *ch, CURLcode res,
+		     struct upager__fill **blocked)
+{
+	long st = ch->rx.resp.status;
+	uint64_t now = upager__now_ns(), backoff;
+	int err;
+
+	stop_transfer(conn, ch);
+	if (upager__url_recv_done(&ch->rx, res)) {
+		if (ch->rx.whole)
+			say(conn, ch->waiters, SAID_WHOLE, UPAGER_LOG_WARN,
+			    "the server answers range requests with the whole object: "
+			    "reading up to each chunk");
+		pthread_mutex_lock(&conn->lock);
+		ch->state = CH_READY;
+		ch->lru = ++conn->clock;
+		pthread_mutex_unlock(&conn->lock);
+		deliver(conn, ch, blocked);
+		return;
+	}
+	err = upager__url_status_errno(st);
+	if (ch->rx.bad == -ESTALE || err) {
+		go_stale(conn, ch, ch->rx.bad == -ESTALE ? -ESTALE : err, blocked);
+		return;
+	}
+	if (ch->rx.bad) {
+		say(conn, ch->waiters, SAID_PROTO, UPAGER_LOG_ERROR,
+		    "HTTP %ld: not the bytes %s asked for: those faults fail (SIGBUS)", st, ch->range);
+		fail_chunk(conn, ch, ch->rx.bad);
+		return;
+	}
+	if (res == CURLE_OK && st != 200 && st != 206 && st != 429 && st < 500) {
+		say(conn, ch->waiters, SAID_PROTO, UPAGER_LOG_ERROR,
+		    "HTTP %ld to a range request: its faults fail (SIGBUS)", st);
+		fail_chunk(conn, ch, -EIO);
+		return;
+	}
+	/* 5xx, 429, a broken connection or a short body: again, later. */
+	backoff = BACKOFF_MIN_NS << (ch->attempts < 7 ? ch->attempts : 7);
+	if (backoff > BACKOFF_MAX_NS)
+		backoff = BACKOFF_MAX_NS;
+	ch->attempts++;
+	if (now + backoff >= ch->deadline) {
+		say(conn, ch->waiters, SAID_TIMEOUT, UPAGER_LOG_ERROR,
+		    "bytes %s: %s after %u attempts: its faults fail (SIGBUS)", ch->range,
+		    res != CURLE_OK ? curl_easy_strerror(res) : "no good answer", ch->attempts);
+		fail_chunk(conn, ch, -ETIMEDOUT);
+		return;
+	}
+	if (res != CURLE_OK)
+		say(conn, ch->waiters, SAID_RETRY, UPAGER_LOG_WARN, "bytes %s: %s: retrying", ch->range,
+		    curl_easy_strerror(res));
+	else
+		say(conn, ch->waiters, SAID_RETRY, UPAGER_LOG_WARN, "bytes %s: HTTP %ld: retrying",
+		    ch->range, st);
+	ch->retry_at = now + backoff;
+}
+
+static int start(struct upager__url_conn *conn, struct upager__url_chunk *ch)
+{
+	if (!ch->rx.buf) {
+		ch->rx.buf = malloc(conn->chunk_size);
+		if (!ch->rx.buf)
+			return -ENOMEM;
+	}
+	if (!ch->easy) {
+		ch->easy = curl_easy_init();
+		if (!ch->easy)
+			return -ENOMEM;
+		upager__url_easy_common(ch->easy, &conn->t);
+		curl_easy_setopt(ch->easy, CURLOPT_URL, conn->t.url);
+		curl_easy_setopt(ch->easy, CURLOPT_HTTPHEADER, conn->t.headers);
+		curl_easy_setopt(ch->easy, CURLOPT_HEADERFUNCTION, upager__url_header_cb);
+		curl_easy_setopt(ch->easy, CURLOPT_HEADERDATA, &ch->rx.resp);
+		curl_easy_setopt(ch->easy, CURLOPT_WRITEFUNCTION, upager__url_body_cb);
+		curl_easy_setopt(ch->easy, CURLOPT_WRITEDATA, &ch->rx);
+		curl_easy_setopt(ch->easy, CURLOPT_PRIVATE, ch);
+	}
+	snprintf(ch->range, sizeof(ch->range), "%" PRIu64 "-%" PRIu64, ch->rx.off, ch->rx.off + ch->rx.len - 1);
+	curl_easy_setopt(ch->easy, CURLOPT_RANGE, ch->range);
+	upager__url_recv_reset(&ch->rx);
+	if (curl_multi_add_handle(conn->multi, ch->easy) != CURLM_OK)
+		return -ENOMEM;
+	ch->running = true;
+	conn->active++;
+	return 0;
+}
+
+/*
+ * Deadlines: waiters past theirs fail, transfers past their chunk's are
+ * cut; chunks due (new, or retrying) start while transfers may. Returns
+ * the next time anything here is due.
+ */
+static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager__fill **blocked)
+{
+	uint64_t next = now + 1000000000ull;
+	struct upager__fill **pp, *f, *dead = NULL;
+
+	for (unsigned i = 0; i < conn->nchunks; i++) {
+		struct upager__url_chunk *ch = &conn->chunks[i];
+		int ret;
+
+		if (ch->state != CH_FETCH)
+			continue;
+		for (pp = &ch->waiters; (f = *pp);) {
+			if (now >= f->deadline_ns || atomic_load(&f->region->dead)) {
+				*pp = f->src_next;
+				f->src_next = dead;
+				dead = f;
+			} else {
+				if (f->deadline_ns < next)
+					next = f->deadline_ns;
+				pp = &f->src_next;
+			}
+		}
+		if (now >= ch->deadline) {
+			say(conn, ch->waiters ? ch->waiters : dead, SAID_TIMEOUT, UPAGER_LOG_ERROR,
+			    "bytes %s: no answer within the deadline: cut, its faults fail (SIGBUS)",
+			    ch->range);
+			fail_chunk(conn, ch, -ETIMEDOUT);
+			continue;
+		}
+		if (ch->deadline < next)
+			next = ch->deadline;
+		if (ch->running)
+			continue;
+		if (ch->retry_at > now) {
+			if (ch->retry_at < next)
+				next = ch->retry_at;
+		} else if (conn->active < conn->max_requests && (ret = start(conn, ch)) < 0) {
+			fail_chunk(conn, ch, ret);
+		}
+	}
+	for (pp = blocked; (f = *pp);) {
+		if (now >= f->deadline_ns || atomic_load(&f->region->dead)) {
+			*pp = f->src_next;
+			f->src_next = dead;
+			dead = f;
+		} else {
+			pp = &f->src_next;
+		}
+	}
+	while (dead) {
+		f = dead;
+		dead = f->src_next;
+		if (!atomic_load(&f->region->dead))
+			say(conn, f, SAID_TIMEOUT, UPAGER_LOG_ERROR,
+			    "bytes from %zu: no answer within the deadline: the fault fails (SIGBUS)",
+			    f->roff + f->done);
+		upager__fill_complete(f, atomic_load(&f->region->dead) ? -ECANCELED : -ETIMEDOUT);
+	}
+	return next;
+}
+
+static void *conn_thread(void *arg)
+{
+	struct upager__url_conn *conn = arg;
+	struct upager__fill *blocked = NULL;
+
+	for (;;) {
+		struct upager__fill *in, *retry;
+		uint64_t now, next;
+		long wait_ms = -1;
+		CURLMsg *m;
+		int left, running;
+		bool stop;
+
+		pthread_mutex_lock(&conn->lock);
+		stop = conn->stop;
+		in = conn->queue;
+		conn->queue = conn->queue_tail = NULL;
+		pthread_mutex_unlock(&conn->lock);
+		if (stop) {
+			fail_list(in, -ECANCELED);
+			break;
+		}
+		/* The blocked first: they came first. */
+		retry = blocked;
+		blocked = NULL;
+		while (retry) {
+			struct upager__fill *f = retry;
+
+			retry = f->src_next;
+			route(conn, f, &blocked);
+		}
+		while (in) {
+			struct upager__fill *f = in;
+
+			in = f->src_next;
+			route(conn, f, &blocked);
+		}
+		now = upager__now_ns();
+		next = tend(conn, now, &blocked);
+		curl_multi_perform(conn->multi, &running);
+		while ((m = curl_multi_info_read(conn->multi, &left))) {
+			struct upager__url_chunk *ch = NULL;
+
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&ch);
+			finished(conn, ch, m->data.result, &blocked);
+			next = now; /* new work may be due: retries, blocked fills */
+		}
+		curl_multi_timeout(conn->multi, &wait_ms);
+		now = upager__now_ns();
+		if (next <= now)
+			wait_ms = 0;
+		else if (wait_ms < 0 || (uint64_t)wait_ms > (next - now) / 1000000 + 1)
+			wait_ms = (long)((next - now) / 1000000 + 1);
+		if (wait_ms > 0)
+			curl_multi_poll(conn->multi, NULL, 0, (int)wait_ms, NULL);
+	}
+	fail_list(blocked, -ECANCELED);
+	for (unsigned i = 0; i < conn->nchunks; i++) {
+		struct upager__url_chunk *ch = &conn->chunks[i];
+
+		if (ch->state == CH_FETCH)
+			fail_chunk(conn, ch, -ECANCELED);
+		if (ch->easy)
+			curl_easy_cleanup(ch->easy);
+		ch->easy = NULL;
+	}
+	return NULL;
+}
+
+int upager__url_conn_start(struct upager__url_conn *conn)
+{
+	int ret;
+
+	conn->chunks = calloc(conn->nchunks, sizeof(*conn->chunks));
+	conn->multi = curl_multi_init();
+	if (!conn->chunks || !conn->multi) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < conn->nchunks; i++) {
+		conn->chunks[i].conn = conn;
+		conn->chunks[i].rx.t = &conn->t;
+	}
+	/* Several requests in flight as parallel HTTP/1.1 connections, kept for reuse. */
+	curl_multi_setopt(conn->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conn->max_requests);
+	curl_multi_setopt(conn->multi, CURLMOPT_MAXCONNECTS, (long)conn->max_requests);
+	curl_multi_setopt(conn->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	pthread_mutex_init(&conn->lock, NULL);
+	ret = upager__thread_start(&conn->thread, conn_thread, conn);
+	if (ret == 0)
+		return 0;
+	pthread_mutex_destroy(&conn->lock);
+fail:
+	if (conn->multi)
+		curl_multi_cleanup(conn->multi);
+	free(conn->chunks);
+	return ret;
+}
+
+void upager__url_conn_stop(struct upager__url_conn *conn)
+{
+	pthread_mutex_lock(&conn->lock);
+	conn->stop = true;
+	pthread_mutex_unlock(&conn->lock);
+	curl_multi_wakeup(conn->multi);
+	pthread_join(conn->thread, NULL);
+	curl_multi_cleanup(conn->multi);
+	for (unsigned i = 0; i < conn->nchunks; i++)
+		free(conn->chunks[i].rx.buf);
+	free(conn->chunks);
+	pthread_mutex_destroy(&conn->lock);
+	upager__url_target_free(&conn->t);
+}

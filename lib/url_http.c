@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The URL source's HTTP side: opening an object pins what every later
+ * range request must match (its length and ETag), follows only the
+ * redirects the options allow (same scheme and host by default: a
+ * redirect elsewhere could hand the object, or a signed URL's secrets, to
+ * another party), and turns refusals into errno values with a log line
+ * that names the object without its user info or query string (where
+ * presigned URLs carry their signatures).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "url_http.h"
+
+#define MAX_REDIRECTS 5
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_ret;
+
+static void global_init(void)
+{
+	global_ret = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int upager__url_global_init(void)
+{
+	pthread_once(&global_once, global_init);
+	return global_ret == CURLE_OK ? 0 : -ENOMEM;
+}
+
+void upager__url_log(const struct upager__url_target *t, int level, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	if (!t->log || level > t->log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	t->log(t->log_arg, level, buf);
+}
+
+/* scheme://host[:port]/path of url (malloc'd), or NULL when it is not one. */
+static char *shown_url(const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *out = NULL;
+
+	if (!u)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+		size_t n;
+
+		curl_url_get(u, CURLUPART_PORT, &port, 0);
+		n = strlen(scheme) + strlen(host) + (port ? strlen(port) + 1 : 0) + strlen(path) + 4;
+		out = malloc(n);
+		if (out)
+			snprintf(out, n, "%s://%s%s%s%s", scheme, host, port ? ":" : "",
+				 port ? port : "", path);
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_url_cleanup(u);
+	return out;
+}
+
+/* Same scheme, host and port (the URL API fills in default ports). */
+static bool same_origin(const char *a, const char *b)
+{
+	CURLU *ua = curl_url(), *ub = curl_url();
+	static const CURLUPart parts[] = { CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT };
+	bool same = ua && ub && curl_url_set(ua, CURLUPART_URL, a, 0) == CURLUE_OK &&
+		    curl_url_set(ub, CURLUPART_URL, b, 0) == CURLUE_OK;
+
+	for (size_t i = 0; same && i < sizeof(parts) / sizeof(parts[0]); i++) {
+		char *pa = NULL, *pb = NULL;
+
+		same = curl_url_get(ua, parts[i], &pa, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+		       curl_url_get(ub, parts[i], &pb, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+		       strcasecmp(pa, pb) == 0;
+		curl_free(pa);
+		curl_free(pb);
+	}
+	curl_url_cleanup(ua);
+	curl_url_cleanup(ub);
+	return same;
+}
+
+void upager__url_easy_common(CURL *e, const struct upager__url_target *t)
+{
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)t->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* No Accept-Encoding: a range of an encoded body is not a range of the object. */
+}
+
+static void trim_copy(char *dst, size_t cap, const char *s, size_t n)
+{
+	while (n && (*s == ' ' || *s == '\t'))
+		s++, n--;
+	while (n && (s[n - 1] == '\r' || s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n >= cap)
+		n = 0; /* too long to be ours: as if absent */
+	memcpy(dst, s, n);
+	dst[n] = 0;
+}
+
+size_t upager__url_header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct upager__url_resp *r = arg;
+	size_t len = size * n;
+	char val[UPAGER__URL_ETAG_MAX];
+
+	if (len >= 5 && !strncmp(buf, "HTTP/", 5)) {
+		const char *sp = memchr(buf, ' ', len);
+
+		memset(r, 0, sizeof(*r));
+		if (sp && (size_t)(sp - buf) + 4 <= len)
+			r->status = strtol(sp + 1, NULL, 10);
+	} else if (len > 5 && !strncasecmp(buf, "etag:", 5)) {
+		trim_copy(r->etag, sizeof(r->etag), buf + 5, len - 5);
+		r->has_etag = r->etag[0] != 0;
+	} else if (len > 14 && !strncasecmp(buf, "content-range:", 14)) {
+		trim_copy(val, sizeof(val), buf + 14, len - 14);
+		r->has_range = sscanf(val, "bytes %" SCNu64 "-%" SCNu64 "/%" SCNu64, &r->range_first,
+				      &r->range_last, &r->range_total) == 3 &&
+			       r->range_first <= r->range_last && r->range_last < r->range_total;
+	}
+	return len;
+}
+
+int upager__url_status_errno(long status)
+{
+	switch (status) {
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+	case 410:
+		return -ENOENT;
+	case 412:
+		return -ESTALE;
+	default:
+		return 0;
+	}
+}
+
+static int curl_errno(CURLcode c)
+{
+	switch (c) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+static size_t discard(char *buf, size_t size, size_t n, void *arg)
+{
+	return size * n;
+}
+
+void upager__url_target_free(struct upager__url_target *t)
+{
+	free(t->url);
+	free(t->shown);
+	curl_slist_free_all(t->headers);
+	t->url = t->shown = NULL;
+	t->headers = NULL;
+}
+
+/* One HEAD of t->url: 0 with the status in *r, or a transport -errno. */
+static int head(struct upager__url_target *t, CURL *e, struct upager__url_resp *r,
+		char **redirect)
+{
+	CURLcode c;
+	char *loc = NULL;
+
+	memset(r, 0, sizeof(*r));
+	curl_easy_reset(e);
+	upager__url_easy_common(e, t);
+	curl_easy_setopt(e, CURLOPT_URL, t->url);
+	curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)t->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upager__url_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	c = curl_easy_perform(e);
+	if (c != CURLE_OK) {
+		upager__url_log(t, UPAGER_LOG_ERROR, "url %s: %s", t->shown, curl_easy_strerror(c));
+		return curl_errno(c);
+	}
+	*redirect = NULL;
+	if (r->status >= 300 && r->status < 400 &&
+	    curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc) {
+		*redirect = strdup(loc);
+		if (!*redirect)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int upager__url_open(struct upager__url_target *t, const char *url, const upager_url_options_t *o)
+{
+	struct upager__url_resp r;
+	curl_off_t len = -1;
+	CURL *e;
+	int ret = 0, hops = 0;
+
+	memset(t, 0, sizeof(*t));
+	t->connect_timeout_ms = o->connect_timeout_ms;
+	t->flags = o->flags;
+	t->log = o->log;
+	t->log_arg = o->log_arg;
+	t->log_level = o->log_level;
+	t->url = strdup(url);
+	t->shown = shown_url(url);
+	if (!t->url || !t->shown) {
+		ret = t->url && !t->shown ? -EINVAL : -ENOMEM;
+		goto out;
+	}
+	e = curl_easy_init();
+	if (!e) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		char *next = NULL, *shown;
+
+		ret = head(t, e, &r, &next);
+		if (ret || !next)
+			break;
+		if (++hops > MAX_REDIRECTS ||
+		    (!(t->flags & UPAGER_URL_ANY_REDIRECT) && !same_origin(t->url, next)) ||
+		    !(shown = shown_url(next))) {
+			char *to = shown_url(next);
+
+			upager__url_log(t, UPAGER_LOG_ERROR, "url %s: HTTP %ld: redirect to %s refused (%s)",
+					t->shown, r.status, to ? to : "an invalid URL",
+					hops > MAX_REDIRECTS ? "too many" : "another scheme or host");
+			free(to);
+			free(next);
+			ret = -EPROTO;
+			break;
+		}
+		free(t->url);
+		free(t->shown);
+		t->url = next;
+		t->shown = shown;
+	}
+	if (!ret) {
+		curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+		if (r.status != 200) {
+			ret = upager__url_status_errno(r.status);
+			if (!ret || ret == -ESTALE)
+				ret = r.status >= 300 && r.status < 400 ? -EPROTO : -EIO;
+			upager__url_log(t, UPAGER_LOG_ERROR, "url %s: HTTP %ld", t->shown, r.status);
+		} else if (len < 0 || !r.has_etag || !strncmp(r.etag, "W/", 2)) {
+			/* Without both a range request could not be checked; a
+			 * weak ETag never matches If-Match (RFC 9110 13.1.1). */
+			upager__url_log(t, UPAGER_LOG_ERROR, "url %s: HTTP 200 without %s: cannot pin the object",
+					t->shown, len < 0 ? "Content-Length" : "a strong ETag");
+			ret = -EPROTO;
+		} else {
+			char hdr[UPAGER__URL_ETAG_MAX + 16];
+			struct curl_slist *l;
+
+			t->size = (uint64_t)len;
+			memcpy(t->etag, r.etag, sizeof(t->etag));
+			snprintf(hdr, sizeof(hdr), "If-Match: %s", t->etag);
+			l = curl_slist_append(NULL, hdr);
+			t->headers = l;
+			if (!l)
+				ret = -ENOMEM;
+		}
+	}
+	curl_easy_cleanup(e);
+out:
+	if (ret)
+		upager__url_target_free(t);
+	return ret;
+}
+
+void upager__url_recv_reset(struct upager__url_recv *rx)
+{
+	memset(&rx->resp, 0, sizeof(rx->resp));
+	rx->got = rx->body_pos = 0;
+	rx->bad = 0;
+	rx->whole = false;
+}
+
+size_t upager__url_body_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct upager__url_recv *rx = arg;
+	const struct upager__url_resp *r = &rx->resp;
+	const uint64_t total = rx->t->size;
+	size_t len = size * n;
+	uint64_t pos, lo, hi;
+
+	if (r->status != 200 && r->status != 206)
+		return len; /* an error's body: read and dropped */
+	if (!r->has_etag || strcmp(r->etag, rx->t->etag)) {
+		rx->bad = -ESTALE; /* another version (or a server that cannot say) */
+		return 0;
+	}
+	if (r->status == 206) {
+		if (!r->has_range || r->range_first != rx->off || r->range_last != rx->off + rx->len - 1 ||
+		    r->range_total != total || len > rx->len - rx->got) {
+			rx->bad = -EPROTO;
+			return 0;
+		}
+		memcpy(rx->buf + rx->got, p, len);
+		rx->got += len;
+		return len;
+	}
+	/* 200: the whole object from its first byte; keep the range's part. */
+	pos = rx->body_pos;
+	rx->body_pos += len;
+	if (rx->body_pos > total) {
+		rx->bad = -EPROTO;
+		return 0;
+	}
+	lo = pos > rx->off ? pos : rx->off;
+	hi = pos + len < rx->off + rx->len ? pos + len : rx->off + rx->len;
+	if (lo < hi) {
+		memcpy(rx->buf + (lo - rx->off), p + (lo - pos), (size_t)(hi - lo));
+		rx->got = hi - rx->off;
+	}
+	if (rx->got == rx->len) {
+		rx->whole = true;
+		return rx->body_pos == total ? len : 0; /* the rest is not needed */
+	}
+	return len;
+}
+
+bool upager__url_recv_done(const struct upager__url_recv *rx, CURLcode res)
+{
+	return !rx->bad && rx->got == rx->len &&
+	       (res == CURLE_OK || (res == CURLE_WRITE_ERROR && rx->whole));
+}
+
+int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t len, void *buf,
+		     unsigned timeout_ms)
+{
+	struct upager__url_recv rx = { .t = t, .buf = buf, .off = off, .len = len };
+	char range[48];
+	CURLcode c;
+	CURL *e;
+	int ret;
+
+	if (!len || off > t->size || len > t->size - off)
+		return -EINVAL;
+	e = curl_easy_init();
+	if (!e)
+		return -ENOMEM;
+	upager__url_easy_common(e, t);
+	snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, off, off + len - 1);
+	curl_easy_setopt(e, CURLOPT_URL, t->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+	curl_easy_setopt(e, CURLOPT_RANGE, range);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upager__url_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &rx.resp);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upager__url_body_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &rx);
+	c = curl_easy_perform(e);
+	curl_easy_cleanup(e);
+	if (upager__url_recv_done(&rx, c))
+		return 0;
+	ret = rx.bad ? rx.bad : upager__url_status_errno(rx.resp.status);
+	if (!ret)
+		ret = c != CURLE_OK ? curl_errno(c) : -EIO;
+	upager__url_log(t, UPAGER_LOG_ERROR, "url %s: bytes %s: %s%ld", t->shown, range,
+			ret == -ESTALE ? "the object changed since it was opened: HTTP " : "HTTP ",
+			rx.resp.status);
+	return ret;
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The URL source's HTTP side (lib/url_http.c): opening an object (its
+ * length and version, pinned), the options every request shares, and
+ * reading a response's headers. Internal; built only with libcurl.
+ */
+#ifndef UPAGER_URL_HTTP_H
+#define UPAGER_URL_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "upager.h"
+
+#define UPAGER__URL_ETAG_MAX 256
+
+/* An object as opened: every range request goes to url, If-Match etag. */
+struct upager__url_target {
+	char *url;   /* after the redirects followed at open */
+	char *shown; /* url without user info, query or fragment: what logs say */
+	char etag[UPAGER__URL_ETAG_MAX];
+	uint64_t size;
+	struct curl_slist *headers; /* If-Match: etag */
+	unsigned connect_timeout_ms;
+	uint64_t flags; /* UPAGER_URL_* */
+	upager_log_fn log;
+	void *log_arg;
+	int log_level;
+};
+
+/* What the headers of a response said (the last response, after a 100). */
+struct upager__url_resp {
+	long status;
+	bool has_etag, has_range;
+	char etag[UPAGER__URL_ETAG_MAX];
+	uint64_t range_first, range_last, range_total;
+};
+
+/*
+ * Receiving a range [off, off + len) of t's object into buf: the body
+ * callback takes a 206's bytes only if its ETag is t's and its
+ * Content-Range exactly the range, and from a 200 (a server that ignores
+ * Range) only the range's part of the whole body, cut off after it.
+ */
+struct upager__url_recv {
+	const struct upager__url_target *t;
+	struct upager__url_resp resp; /* CURLOPT_HEADERDATA */
+	uint8_t *buf;
+	uint64_t off, len;
+	uint64_t got, body_pos;
+	int bad;    /* -ESTALE (another version), -EPROTO (not the range asked for) */
+	bool whole; /* the range came from a 200's whole body */
+};
+void upager__url_recv_reset(struct upager__url_recv *rx);
+/* CURLOPT_WRITEFUNCTION for a struct upager__url_recv. */
+size_t upager__url_body_cb(char *p, size_t size, size_t n, void *rx);
+/* Whether rx received its range, after a transfer that ended with res. */
+bool upager__url_recv_done(const struct upager__url_recv *rx, CURLcode res);
+/*
+ * [off, off + len) of t's object into buf, at once (one request, within
+ * timeout_ms): 0, or -ESTALE (412 or another ETag), -EPROTO (not those
+ * bytes), a status's -errno, -EIO, or a transport -errno.
+ */
+int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t len, void *buf,
+		     unsigned timeout_ms);
+
+/* curl_global_init, once per process: 0 or -ENOMEM. */
+int upager__url_global_init(void);
+/*
+ * Asks for the object's headers (HEAD), following redirects the options
+ * allow, within connect_timeout_ms: fills t (0), or -errno, logged with
+ * the URL (as shown) and the status: -ENOENT (404, 410), -EACCES (401,
+ * 403), -EPROTO (no length or version, a redirect refused), -EIO (other).
+ */
+int upager__url_open(struct upager__url_target *t, const char *url,
+		     const upager_url_options_t *o);
+void upager__url_target_free(struct upager__url_target *t);
+/* The options of every request to t: protocols, timeouts, no redirects, no signals. */
+void upager__url_easy_common(CURL *e, const struct upager__url_target *t);
+/* CURLOPT_HEADERFUNCTION for a struct upager__url_resp (zeroed first). */
+size_t upager__url_header_cb(char *buf, size_t size, size_t n, void *resp);
+/* An HTTP status that will not change by asking again, as -errno (0: none such). */
+int upager__url_status_errno(long status);
+/* Through t's log: a line naming the object as shown, never its secrets. */
+void upager__url_log(const struct upager__url_target *t, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The URL source against a real nginx on loopback (tests/nginx.c): every
+ * byte, many threads, kept-alive connections (counted in nginx's access
+ * log), the object replaced mid-restore (412: SIGBUS, never bytes of two
+ * versions), nginx killed mid-restore (SIGBUS within the deadline), 403
+ * and 404 at open with a log line that names the URL but none of its
+ * secrets; and against tests/fake_http for what nginx will not do: a 200
+ * with the whole body to a range request, a body that stalls, 503s,
+ * a redirect to another host.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "nginx.h"
+
+#define SEED 71
+#define OBJ_SIZE ((size_t)(8u << 20) - 100) /* a ragged end */
+#define CHUNK (256u << 10)
+/* upt_byte drops a seed's low 29 bits from most bytes: far from SEED */
+#define NEW_SEED 0xC0FFEE00u
+
+static struct upt_nginx ngx;
+static const char *no_nginx;
+static char url[160];
+
+static void setup(void)
+{
+	no_nginx = upt_nginx_start(&ngx);
+	if (no_nginx)
+		return;
+	upt_nginx_put(&ngx, "mem.img", OBJ_SIZE, SEED, 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/mem.img", ngx.port);
+}
+
+static void teardown(void)
+{
+	upt_nginx_stop(&ngx);
+}
+
+#define NEED_NGINX()                                          \
+	do {                                                  \
+		if (no_nginx) {                               \
+			printf("SKIP %s: %s\n", __func__, no_nginx); \
+			return;                               \
+		}                                             \
+	} while (0)
+
+/* The log lines of the source, kept for the tests to read. */
+static char logged[4096];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keep_log(void *arg, int level, const char *msg)
+{
+	pthread_mutex_lock(&log_lock);
+	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
+	strcat(logged, "\n");
+	pthread_mutex_unlock(&log_lock);
+}
+
+static upager_t *pager(unsigned nthreads)
+{
+	upager_options_t o;
+	upager_t *p = NULL;
+
+	upager_options_init(&o);
+	o.nthreads = nthreads;
+	o.log = keep_log;
+	o.log_level = UPAGER_LOG_WARN;
+	ck_assert_int_eq(upager_create(&p, &o), 0);
+	return p;
+}
+
+static void options(upager_url_options_t *o, unsigned deadline_ms)
+{
+	upager_url_options_init(o);
+	o->chunk_size = CHUNK;
+	o->log = keep_log;
+	if (deadline_ms)
+		o->deadline_ms = deadline_ms;
+}
+
+static upager_region_t *url_region(upager_t *p, const char *u, unsigned deadline_ms, int advice)
+{
+	upager_url_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+
+	options(&o, deadline_ms);
+	ck_assert_int_eq(upager_source_url(u, &o, &s), 0);
+	/* A page more than the object: past its end reads zero. */
+	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100 + UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upager_region_advise(r, advice), 0);
+	return r;
+}
+
+static void check_bytes(const uint8_t *a, unsigned seed)
+{
+	ck_assert_int_eq(upt_check_pattern(a, OBJ_SIZE, 0, seed), -1);
+	ck_assert_int_eq(upt_check_zero(a + OBJ_SIZE, 100 + UPT_PAGE), -1);
+}
+
+START_TEST(test_every_byte_keepalive)
+{
+	upager_t *p;
+	upager_region_t *r, *q;
+	upager_stats_t st;
+	const uint8_t *b;
+	size_t reqs, conns, npages = (OBJ_SIZE + 100) / UPT_PAGE + 1;
+
+	NEED_NGINX();
+	p = pager(1);
+	r = url_region(p, url, 0, UPAGER_ADV_NORMAL);
+	q = url_region(p, url, 0, UPAGER_ADV_RANDOM);
+	check_bytes(upager_region_addr(r), SEED); /* sequential: windows, readahead */
+	b = upager_region_addr(q);
+	for (size_t i = 0; i < npages; i++) { /* scattered, page by page */
+		size_t off = (i * 389) % npages * UPT_PAGE + 9;
+
+		ck_assert_uint_eq(b[off], off < OBJ_SIZE ? upt_byte(off, SEED) : 0);
+	}
+	check_bytes(b, SEED);
+	ck_assert_int_eq(upager_region_stats(q, &st), 0);
+	ck_assert_uint_eq(st.pages_filled, npages);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	upager_destroy(p);
+	/* Two HEADs, then chunks; the random region's fit in memory (16 of
+	 * 256 KiB: no), so at least one GET per chunk per region. */
+	reqs = upt_nginx_requests(&ngx, 206);
+	conns = upt_nginx_connections(&ngx);
+	ck_assert_uint_ge(reqs, 2 * (OBJ_SIZE / CHUNK));
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 200), 2);
+	/* Kept alive: each source's connections (8 at most) carry all its requests. */
+	ck_assert_msg(conns <= 2 * (8 + 1), "%zu connections for %zu requests", conns, reqs);
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 412), 0);
+}
+END_TEST
+
+struct toucher {
+	const uint8_t *a;
+	unsigned first, n;
+	long bad;
+};
+
+static void *touch_pages(void *arg)
+{
+	struct toucher *t = arg;
+	size_t npages = OBJ_SIZE / UPT_PAGE;
+
+	t->bad = -1;
+	for (size_t i = t->first; i < npages; i += t->n) {
+		size_t off = ((i * 7919) % npages) * UPT_PAGE + 17;
+
+		if (t->a[off] != upt_byte(off, SEED)) {
+			t->bad = (long)off;
+			break;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_many_threads)
+{
+	upager_t *p;
+	upager_region_t *r;
+	struct toucher t[12];
+	pthread_t th[12];
+
+	NEED_NGINX();
+	p = pager(4);
+	r = url_region(p, url, 0, UPAGER_ADV_RANDOM);
+	for (unsigned i = 0; i < 12; i++) {
+		t[i] = (struct toucher){ .a = upager_region_addr(r), .first = i, .n = 12 };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < 12; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(t[i].bad < 0, "thread %u: wrong byte at %ld", i, t[i].bad);
+	}
+	check_bytes(upager_region_addr(r), SEED);
+	upager_destroy(p);
+}
+END_TEST
+
+/*
+ * The object replaced (new bytes, new mtime: a new ETag) after the first
+ * chunks were read: pages read before are the old version; every later
+ * fault of a chunk not yet in memory gets SIGBUS (412), never new bytes.
+ * In a child, which exits 5 on a byte of the new version.
+ */
+static void replaced_child(void *arg)
+{
+	upager_t *p = pager(1);
+	upager_region_t *r = url_region(p, url, 10000, UPAGER_ADV_RANDOM);
+	const volatile uint8_t *a = upager_region_addr(r);
+
+	(void)arg;
+	if (a[0] != upt_byte(0, SEED))
+		_exit(3);
+	upt_nginx_put(&ngx, "mem.img", OBJ_SIZE, NEW_SEED, 100);
+	for (size_t off = OBJ_SIZE / 2; off < OBJ_SIZE; off += UPT_PAGE)
+		if (a[off] != upt_byte(off, SEED))
+			_exit(5);
+	_exit(0);
+}
+
+START_TEST(test_replaced_mid_restore)
+{
+	int status;
+
+	NEED_NGINX();
+	status = upt_child(replaced_child, NULL, 30);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+	ck_assert_uint_ge(upt_nginx_requests(&ngx, 412), 1);
+}
+END_TEST
+
+/* nginx killed after the first chunk: the next fault's SIGBUS comes within the deadline. */
+static void killed_child(void *arg)
+{
+	upager_t *p = pager(1);
+	upager_region_t *r = url_region(p, url, 1500, UPAGER_ADV_RANDOM);
+	const volatile uint8_t *a = upager_region_addr(r);
+
+	(void)arg;
+	if (a[0] != upt_byte(0, SEED))
+		_exit(3);
+	kill(ngx.pid, SIGKILL);
+	_exit(a[OBJ_SIZE / 2] == upt_byte(OBJ_SIZE / 2, SEED) ? 4 : 5);
+}
+
+START_TEST(test_server_killed)
+{
+	struct timespec t0, t1;
+	int status;
+
+	NEED_NGINX();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	status = upt_child(killed_child, NULL, 30);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+	/* deadline 1.5 s, plus the open and the first chunk */
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 8);
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+	upager_url_options_t o;
+	upager_source_t *s;
+	char u[256];
+
+	NEED_NGINX();
+	options(&o, 0);
+	logged[0] = 0;
+	snprintf(u, sizeof(u), "http://user:PASSWORD1@127.0.0.1:%d/no-such.img?X-Amz-Signature=SECRET2",
+		 ngx.port);
+	ck_assert_int_eq(upager_source_url(u, &o, &s), -ENOENT);
+	ck_assert_msg(strstr(logged, "404") && strstr(logged, "/no-such.img"), "log: %s", logged);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/forbidden/x.img?token=SECRET3", ngx.port);
+	ck_assert_int_eq(upager_source_url(u, &o, &s), -EACCES);
+	ck_assert_msg(strstr(logged, "403") && strstr(logged, "/forbidden/x.img"), "log: %s", logged);
+	ck_assert_msg(!strstr(logged, "SECRET") && !strstr(logged, "PASSWORD"), "log: %s", logged);
+	/* Arguments */
+	ck_assert_int_eq(upager_source_url(NULL, NULL, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_url(url, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(upager_source_url("ftp://127.0.0.1/x", NULL, &s), -EINVAL);
+	o.chunk_size = 3 << 20; /* not a power of two */
+	ck_assert_int_eq(upager_source_url(url, &o, &s), -EINVAL);
+	options(&o, 0);
+	o.mem_chunks = o.max_requests;
+	ck_assert_int_eq(upager_source_url(url, &o, &s), -EINVAL);
+	options(&o, 0);
+	o.reserved[1] = 1;
+	ck_assert_int_eq(upager_source_url(url, &o, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_url("http://127.0.0.1:1/x", NULL, &s), -ECONNREFUSED);
+}
+END_TEST
+
+/* ---- snapshots at a URL ---- */
+
+#define SNAP_PAGES 1536
+
+/* A snapshot in nginx's www/snap.img: pages of the pattern, every 5th zero, every 7th never touched. */
+static void put_snapshot(void)
+{
+	const size_t len = SNAP_PAGES * UPT_PAGE;
+	char path[160];
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	for (size_t i = 0; i < SNAP_PAGES; i++)
+		if (i % 7 != 3) {
+			if (i % 5 == 1)
+				m[i * UPT_PAGE] = 0; /* populated, all zero */
+			else
+				upt_fill(m + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, SEED);
+		}
+	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
+	ck_assert_int_eq(upager_snapshot_save(m, len, path), 0);
+	munmap(m, len);
+}
+
+static long check_snapshot_bytes(const uint8_t *a)
+{
+	for (size_t i = 0; i < SNAP_PAGES; i++) {
+		const uint8_t *p = a + i * UPT_PAGE;
+		long bad = i % 7 == 3 || i % 5 == 1 ? upt_check_zero(p, UPT_PAGE)
+						    : upt_check_pattern(p, UPT_PAGE, i * UPT_PAGE, SEED);
+
+		if (bad >= 0)
+			return (long)(i * UPT_PAGE) + bad;
+	}
+	return -1;
+}
+
+/* The data area's second page: stored page 2 (0 is the first, 1 is zero) is damaged. */
+static void damage_snapshot(void)
+{
+	char path[160];
+	uint8_t hdr[64], b;
+	uint64_t data_off = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	for (int i = 7; i >= 0; i--)
+		data_off = data_off << 8 | hdr[40 + i];
+	ck_assert_int_eq(pread(fd, &b, 1, (off_t)(data_off + UPT_PAGE + 9)), 1);
+	b ^= 0x5a;
+	ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)(data_off + UPT_PAGE + 9)), 1);
+	close(fd);
+}
+
+START_TEST(test_snapshot_every_byte)
+{
+	upager_url_options_t o;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p;
+	char u[200];
+
+	NEED_NGINX();
+	put_snapshot();
+	p = pager(2);
+	options(&o, 0);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, 0, &r), 0);
+	ck_assert_uint_eq(upager_region_size(r), SNAP_PAGES * UPT_PAGE);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	ck_assert_int_eq(check_snapshot_bytes(upager_region_addr(r)), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, UPAGER_SNAP_RECORD, &r), -EOPNOTSUPP);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/mem.img", ngx.port); /* not a snapshot */
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, 0, &r), -EBADMSG);
+	upager_destroy(p);
+}
+END_TEST
+
+static void damaged_child(void *arg)
+{
+	upager_t *p = pager(1);
+	upager_region_t *r;
+	const volatile uint8_t *a;
+
+	if (upager_snapshot_map_url(p, arg, NULL, 0, &r))
+		_exit(2);
+	upager_region_advise(r, UPAGER_ADV_RANDOM);
+	a = upager_region_addr(r);
+	if (a[0] != upt_byte(0, SEED))
+		_exit(3); /* an intact page */
+	_exit(a[2 * UPT_PAGE + 9] == upt_byte(2 * UPT_PAGE + 9, SEED) ? 4 : 5);
+}
+
+/* `upager snapshot ARGS URL`: its exit status, its stdout and stderr in out. */
+static int tool(const char *verb, const char *u, char *out, size_t len)
+{
+	char cmd[400];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "tools/upager snapshot %s '%s' 2>&1", verb, u);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(out, 1, len - 1, f);
+	out[n] = 0;
+	return WEXITSTATUS(pclose(f));
+}
+
+START_TEST(test_snapshot_damaged_and_tool)
+{
+	char u[200], out[2048];
+	int status;
+
+	NEED_NGINX();
+	put_snapshot();
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	ck_assert_int_eq(tool("info", u, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "1536 pages"), "%s", out);
+	ck_assert_int_eq(tool("verify", u, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "every stored page matches"), "%s", out);
+	damage_snapshot();
+	ck_assert_int_eq(tool("verify", u, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "page 2 fails its checksum"), "%s", out);
+	status = upt_child(damaged_child, u, 30);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+}
+END_TEST
+
+/* ---- tests/fake_http ---- */
+
+static pid_t fake_pid = -1;
+
+static void fake_start(const char *mode, char *u, size_t len)
+{
+	char size[32], seed[16], line[64];
+	int pfd[2], port = 0;
+	FILE *f;
+
+	snprintf(size, sizeof(size), "%zu", OBJ_SIZE);
+	snprintf(seed, sizeof(seed), "%u", SEED);
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	fake_pid = fork();
+	ck_assert_int_ge(fake_pid, 0);
+	if (fake_pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl("tests/fake_http", "fake_http", mode, size, seed, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	fclose(f);
+	ck_assert_int_eq(sscanf(line, "port %d", &port), 1);
+	snprintf(u, len, "http://127.0.0.1:%d/mem.img", port);
+}
+
+static void fake_teardown(void)
+{
+	if (fake_pid > 0) {
+		kill(fake_pid, SIGKILL);
+		waitpid(fake_pid, NULL, 0);
+	}
+	fake_pid = -1;
+}
+
+START_TEST(test_whole_body_to_range)
+{
+	upager_t *p = pager(2);
+	upager_region_t *r;
+	char u[96];
+
+	fake_start("whole", u, sizeof(u));
+	logged[0] = 0;
+	r = url_region(p, u, 0, UPAGER_ADV_NORMAL);
+	check_bytes(upager_region_addr(r), SEED);
+	ck_assert_msg(strstr(logged, "whole object"), "log: %s", logged);
+	upager_destroy(p);
+}
+END_TEST
+
+START_TEST(test_retries_503)
+{
+	upager_t *p = pager(1);
+	upager_region_t *r;
+	char u[96];
+
+	fake_start("flaky", u, sizeof(u));
+	logged[0] = 0;
+	r = url_region(p, u, 0, UPAGER_ADV_SEQUENTIAL);
+	check_bytes(upager_region_addr(r), SEED);
+	ck_assert_msg(strstr(logged, "503"), "log: %s", logged);
+	upager_destroy(p);
+}
+END_TEST
+
+static void stall_child(void *arg)
+{
+	upager_t *p = pager(1);
+	upager_region_t *r = url_region(p, arg, 1500, UPAGER_ADV_RANDOM);
+
+	_exit(*(volatile uint8_t *)upager_region_addr(r) == upt_byte(0, SEED) ? 4 : 5);
+}
+
+START_TEST(test_stalled_body_cut)
+{
+	struct timespec t0, t1;
+	char u[96];
+	int status;
+
+	fake_start("stall", u, sizeof(u));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	status = upt_child(stall_child, u, 30);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 8);
+}
+END_TEST
+
+START_TEST(test_redirect_elsewhere_refused)
+{
+	upager_url_options_t o;
+	upager_source_t *s;
+	char u[96];
+
+	fake_start("redirect", u, sizeof(u));
+	options(&o, 0);
+	logged[0] = 0;
+	ck_assert_int_eq(upager_source_url(u, &o, &s), -EPROTO);
+	ck_assert_msg(strstr(logged, "redirect to http://127.0.0.2"), "log: %s", logged);
+}
+END_TEST
+
+static Suite *url_suite(void)
+{
+	Suite *s = suite_create("url");
+	TCase *tc = upt_tcase(s, "nginx");
+	TCase *fake = upt_tcase(s, "fake_http");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_every_byte_keepalive);
+	tcase_add_test(tc, test_many_threads);
+	tcase_add_test(tc, test_replaced_mid_restore);
+	tcase_add_test(tc, test_server_killed);
+	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_snapshot_every_byte);
+	tcase_add_test(tc, test_snapshot_damaged_and_tool);
+	tcase_add_checked_fixture(fake, NULL, fake_teardown);
+	tcase_add_test(fake, test_whole_body_to_range);
+	tcase_add_test(fake, test_retries_503);
+	tcase_add_test(fake, test_stalled_body_cut);
+	tcase_add_test(fake, test_redirect_elsewhere_refused);
+	return s;
+}
+
+int main(void)
+{
+	upager_source_t *s;
+
+	if (upager_source_url("http://127.0.0.1:1/x", NULL, &s) == -ENOTSUP) {
+		printf("SKIP all: built without libcurl (upager_source_url gives -ENOTSUP)\n");
+		return 77;
+	}
+	return upt_main(url_suite);
+}
