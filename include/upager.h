@@ -82,7 +82,14 @@ typedef struct upager_options {
 	                              long for the next before it sleeps; default
 	                              UPAGER_SPIN_DEFAULT_US, 0 never spins */
 	unsigned fault_mode;       /* UPAGER_FAULT_*; default UPAGER_FAULT_THREADS */
-	uint64_t reserved[6];      /* zero */
+	/* Memory budget (upager_create(3)): at most about this many bytes of
+	 * pages resident in the pager's regions; 0: no budget, unless env
+	 * UPAGER_MEM_BUDGET (bytes, K/M/G suffixes) sets one. Past high_pct
+	 * of it (default 90) pages are evicted until low_pct (default 70);
+	 * 0 means the default. evict_policy: UPAGER_EVICT_*. */
+	uint64_t mem_budget;
+	uint8_t mem_high_pct, mem_low_pct, evict_policy, pad_[5]; /* pad_: zero */
+	uint64_t reserved[4];      /* zero */
 } upager_options_t;
 
 #define UPAGER_SPIN_DEFAULT_US 50
@@ -369,6 +376,40 @@ int upager_source_url(const char *url, const upager_url_options_t *opts, upager_
 int upager_snapshot_map_url(upager_t *pager, const char *url, const upager_url_options_t *opts,
 			    unsigned flags, upager_region_t **regionp);
 
+/* ---- memory budget and write-back ------------------------------------- */
+/*
+ * upager_options.evict_policy (env UPAGER_EVICT_POLICY=clock|fifo):
+ * CLOCK (the default): fill order with a second chance for pages that were
+ *   evicted before and faulted back, and for pages written since placed;
+ * FIFO: fill order alone.
+ * Eviction takes a page away with UFFDIO_MOVE, so that a write racing it is
+ * never lost: upager_create returns -ENOTSUP for a budget without it
+ * (Linux 6.8), or with UPAGER_FAULT_INLINE. See upager_create(3).
+ */
+#define UPAGER_EVICT_CLOCK 0u
+#define UPAGER_EVICT_FIFO  1u
+/*
+ * upager_region_advise(): the region's pages go first when the pager is
+ * over its budget (its fills work as under NORMAL).
+ */
+#define UPAGER_ADV_EVICT 3
+/*
+ * A file source whose written pages are written back to the file (a
+ * MAP_SHARED-like mapping): when evicted, by upager_sync and at
+ * upager_release. The fd must be open for reading and writing.
+ */
+int upager_source_file_rw(int fd, uint64_t offset, upager_source_t **srcp);
+/* The same, opening path read-write (it must exist). */
+int upager_source_path_rw(const char *path, uint64_t offset, upager_source_t **srcp);
+/*
+ * Writes the pages of [off, off+len) of a region written since their last
+ * write-back to its writable source, and waits for them, like msync(2)
+ * with MS_SYNC (and fdatasync). Returns 0, -EROFS for a read-only source,
+ * or the first write-back error of the region since the last call (its
+ * evictions' too), as -errno.
+ */
+int upager_sync(upager_region_t *region, size_t off, size_t len);
+
 /* ---- statistics --------------------------------------------------------- */
 typedef struct upager_stats {
 	uint64_t faults;           /* page-fault messages handled */
@@ -386,7 +427,13 @@ typedef struct upager_stats {
 	uint64_t lat_p99_ns;
 	uint64_t lat_max_ns;
 	uint64_t pages_prefetched; /* of pages_filled, placed ahead of any fault */
-	uint64_t reserved[9];
+	/* Memory budget and write-back (upager_sync(3)): */
+	uint64_t pages_evicted;    /* pages dropped to stay under the budget */
+	uint64_t pages_written;    /* pages written back to a writable source */
+	uint64_t bytes_written;
+	uint64_t write_errors;     /* failed write-backs (upager_sync returns them) */
+	uint64_t mem_budget;       /* the pager's budget in bytes (0: none) */
+	uint64_t reserved[4];
 } upager_stats_t;
 
 int upager_region_stats(const upager_region_t *region, upager_stats_t *stats);

@@ -26,6 +26,7 @@
 #include "compat.h"
 #include "upager-int.h"
 #include "events.h"
+#include "evict.h"
 #include "fill.h"
 #include "inline_queue.h"
 #include "region_state.h"
@@ -299,7 +300,11 @@ static int place_range(upager_t *p, struct upager__fill *f)
 			 * means "as the source had it". */
 			.flags = f->region && f->region->wp ? UPAGER__PLACE_WP : 0,
 		};
-		if (zero && !f->write && (p->features & UPAGER_FEAT_ZEROPAGE))
+		/* Not in a region tracking written pages for write-back or
+		 * eviction: the zero page cannot be placed protected, and
+		 * would always look written. */
+		if (zero && !f->write && (p->features & UPAGER_FEAT_ZEROPAGE) &&
+		    !(f->region && f->region->track_dirty))
 			pl.flags = UPAGER__PLACE_ZEROPAGE;
 		else
 			pl.src = (zero ? (const char *)p->zero_buf : (const char *)f->buf) + f->placed;
@@ -346,11 +351,17 @@ static bool still_valid(upager_t *p, const struct upager__fill *f)
 
 	if (!f->region)
 		return m == NULL; /* unknown address: still nobody's */
-	return m && m->region == f->region && m->roff + (f->addr - m->start) == f->roff &&
-	       f->addr + f->len <= m->end && !f->region->dead &&
-	       !decommitted_since(f) &&
-	       upager__region_committed(f->region, f->roff) &&
-	       upager__region_commit_end(f->region, f->roff) >= f->roff + f->len;
+	if (!(m && m->region == f->region && m->roff + (f->addr - m->start) == f->roff &&
+	      f->addr + f->len <= m->end && !f->region->dead && !decommitted_since(f) &&
+	      upager__region_committed(f->region, f->roff) &&
+	      upager__region_commit_end(f->region, f->roff) >= f->roff + f->len))
+		return false;
+	/* A writable source's page evicted since the fill read it: what it
+	 * read may be older than what was written back; and the faulting page
+	 * being written back is not to be placed under the evictor. */
+	return !f->region->wb ||
+	       (atomic_load(&f->region->evict_gen) == f->evict_gen &&
+		!upager__budget_in_writeback(f->region, f->fault_addr - f->addr + f->roff));
 }
 
 /*
@@ -413,6 +424,8 @@ static void count_before(upager_t *p, struct upager__fill *f)
 			continue;
 		f->claim[i / 64] |= 1ull << (i % 64);
 		taken++;
+		if (p->budget && f->region)
+			upager__budget_filled(p, f->region, f->roff + off);
 	}
 	if (taken != counted)
 		count_pages(p, f, taken - counted);
@@ -646,6 +659,7 @@ struct upager__fill *upager__fill_new(struct upager__handler *h, upager_region_t
 	/* Under pager->lock, as the commit check before it: a decommit after
 	 * that check is counted after this read. */
 	f->decommits = r ? atomic_load(&r->decommits) : 0;
+	f->evict_gen = r ? atomic_load(&r->evict_gen) : 0;
 	f->t0 = upager__now_ns();
 	if (r)
 		upager__region_ref(r);
@@ -662,7 +676,8 @@ static size_t plan_readahead(struct upager__handler *h, const struct upager__map
 {
 	size_t ps = h->pager->page_size, n = 0;
 
-	for (unsigned d = 0; d < depth && h->nfree > UPAGER__FAULT_RESERVE; d++) {
+	for (unsigned d = 0; d < depth && h->nfree > UPAGER__FAULT_RESERVE &&
+			     upager__budget_room(h->pager, (d + 1) * UPAGER__MAX_WINDOW); d++) {
 		uintptr_t addr = m->start + (roff - m->roff);
 		size_t pages;
 
@@ -759,8 +774,24 @@ static void fault(struct upager__handler *h, uintptr_t addr, bool write, uint32_
 	UPAGER__ADD(&p->st, read_faults, !write);
 	UPAGER__ADD(&p->st, write_faults, write);
 
-	pthread_rwlock_rdlock(&p->lock);
-	m = upager__lookup(p, addr);
+	for (unsigned again = 0;; again++) {
+		pthread_rwlock_rdlock(&p->lock);
+		m = upager__lookup(p, addr);
+		if (!m || !m->region->wb || again == 8)
+			break;
+		r = m->region;
+		roff = m->roff + (addr - m->start);
+		if (!upager__budget_in_writeback(r, roff) && (again || !p->budget))
+			break;
+		/* Being written back (the fill would read what is older), or
+		 * over the budget: wait for the evictor, a bounded while. */
+		upager__region_ref(r);
+		pthread_rwlock_unlock(&p->lock);
+		upager__budget_fault_wait(p, r, roff);
+		upager__region_unref(r);
+	}
+	r = NULL;
+	roff = 0;
 	if (m) {
 		r = m->region;
 		roff = m->roff + (addr - m->start);

@@ -134,6 +134,56 @@ int upager__pagemap(uintptr_t addr, size_t npages, size_t ps, uint8_t *out, size
 	return ret;
 }
 
+int upager__pagemap_open(void)
+{
+	return open_pagemap();
+}
+
+/*
+ * Written pages (PAGE_IS_WRITTEN: no uffd-wp bit, i.e. written since a fill
+ * placed the page protected or since the last take) among those present.
+ * With take, PM_SCAN_WP_MATCHING protects what it reports in the same walk,
+ * page table lock held: a write after it shows as written again.
+ */
+int upager__pagemap_written(int fd, uintptr_t addr, size_t npages, size_t ps, bool *out,
+			    bool take)
+{
+	struct page_region vec[256];
+	uintptr_t end = addr + npages * ps;
+	struct pm_scan_arg a = {
+		.size = sizeof(a),
+		.end = end,
+		.vec = (uintptr_t)vec,
+		.vec_len = sizeof(vec) / sizeof(vec[0]),
+		.flags = take ? PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC : 0,
+		.category_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT,
+		.return_mask = PAGE_IS_WRITTEN,
+	};
+
+	if (upp_env_disables("pagemap_scan") || !upager__pagemap_scan_works())
+		return -ENOTSUP;
+	memset(out, 0, npages * sizeof(*out));
+	for (uintptr_t at = addr; at < end;) {
+		long n;
+
+		a.start = at;
+		a.walk_end = 0;
+		n = ioctl(fd, PAGEMAP_SCAN, &a);
+		if (n < 0)
+			return -errno;
+		for (long k = 0; k < n; k++) {
+			if (vec[k].start < at || vec[k].end > end || vec[k].start >= vec[k].end)
+				return -EIO;
+			for (uintptr_t pg = vec[k].start; pg < vec[k].end; pg += ps)
+				out[(pg - addr) / ps] = true;
+		}
+		if (a.walk_end <= at || a.walk_end > end)
+			return -EIO;
+		at = a.walk_end;
+	}
+	return 0;
+}
+
 /* ---- regions whose writes are tracked ---- */
 
 struct tracked {

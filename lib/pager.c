@@ -25,6 +25,7 @@
 #include "prefetch.h"
 #include "registry.h"
 #include "inline.h"
+#include "evict.h"
 
 #define MAX_THREADS 64
 
@@ -56,6 +57,7 @@ static void cond_init_monotonic(pthread_cond_t *cond)
  * handler threads are stopped first. */
 static void pager_free(upager_t *p)
 {
+	upager__budget_stop(p);
 	upager__events_probe_free(p);
 	if (p->zero_buf)
 		munmap(p->zero_buf, UPAGER__MAX_WINDOW * p->page_size);
@@ -91,6 +93,9 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 		if (opts->reserved[i])
+			return -EINVAL;
+	for (size_t i = 0; i < sizeof(opts->pad_); i++)
+		if (opts->pad_[i])
 			return -EINVAL;
 	if (opts->fault_mode > UPAGER_FAULT_INLINE || opts->spin_us > 1000000)
 		return -EINVAL;
@@ -160,6 +165,9 @@ UPAGER__EXPORT int upager_create(upager_t **pagerp, const upager_options_t *opts
 		goto fail;
 	}
 	upager__events_probe_init(p);
+	ret = upager__budget_start(p, opts);
+	if (ret < 0)
+		goto fail;
 	ret = upager__handlers_start(p);
 	if (ret < 0)
 		goto fail;

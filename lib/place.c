@@ -137,3 +137,14 @@ long upager__uffd_read(int uffd, struct uffd_msg *msgs, size_t max)
 		return -EPIPE;
 	return n / (long)sizeof(*msgs);
 }
+
+int upager__place_move(int uffd, uintptr_t dst, uintptr_t src, size_t len)
+{
+	struct uffdio_move mv = { .dst = dst, .src = src, .len = len };
+
+	if (ioctl(uffd, UFFDIO_MOVE, &mv) == 0)
+		return mv.move == (int64_t)len ? 0 : -EAGAIN;
+	if (mv.move > 0 && mv.move < (int64_t)len)
+		return -EAGAIN;
+	return -errno;
+}

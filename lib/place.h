@@ -97,6 +97,16 @@ bool upager__place_changing(int uffd, uintptr_t probe, const void *src, size_t p
 int upager__place_wake(int uffd, uintptr_t start, size_t len);
 
 /*
+ * Moves the page at src to dst (UFFDIO_MOVE: dst registered with uffd and
+ * empty), atomically for a thread writing to src: the write lands before
+ * the move, in the page moved, or after it, in a missing page that faults.
+ * Eviction takes pages away with it (lib/evict.c). 0 or -errno: -EAGAIN
+ * while an event is pending, -ENOENT for a page not there, -EEXIST for a
+ * dst not empty, -EBUSY for a page shared (forked).
+ */
+int upager__place_move(int uffd, uintptr_t dst, uintptr_t src, size_t len);
+
+/*
  * Reads up to max messages from a non-blocking uffd. Returns how many (0:
  * none now), or -errno: -EPIPE for a closed or garbled descriptor (a read of
  * 0 bytes or not a whole number of messages).

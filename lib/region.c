@@ -36,6 +36,7 @@
 #include "prefetch.h"
 #include "inline_table.h"
 #include "fill.h"
+#include "evict.h"
 
 /* ---- commit extents: changes (under pager->lock) ---- */
 
@@ -212,10 +213,15 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	 * PAGEMAP_SCAN to read them back): incremental saves then skip clean pages. */
 	r->wp = src->track_writes && (p->features & UPAGER_FEAT_WP_ASYNC) &&
 		(p->features & UPAGER_FEAT_PAGEMAP_SCAN);
+	/* A budget or a writable source: bitmaps, and written pages tracked. */
+	ret = upager__budget_region_init(r);
+	if (ret < 0)
+		goto fail_unmap;
 	ret = upager__uffd_register(p->uffd, r->base, len, &r->wp);
 	if (ret < 0)
 		goto fail_unmap;
-	if (r->wp && upager__track_add(r->base, len, src->snap_id) < 0) {
+	r->track_dirty = r->track_dirty && r->wp;
+	if (r->wp && src->track_writes && upager__track_add(r->base, len, src->snap_id) < 0) {
 		ret = -ENOMEM;
 		goto fail_unregister;
 	}
@@ -346,13 +352,16 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	struct upager__mapping *mine;
 	size_t n;
 	upager_t *p;
-	int ret;
+	int ret, wb_ret = 0;
 
 	if (!r)
 		return -EINVAL;
 	p = r->pager;
 	/* Where the program's mremap moved the region's pages, and what munmap left. */
 	upager__events_settle(p, false);
+	/* A writable source gets what was written, while it is still mapped. */
+	if (r->src->writable && !upager__on_handler(p))
+		wb_ret = upager__writeback(r, 0, r->size);
 	pthread_rwlock_wrlock(&p->lock);
 	ret = upager__map_remove_region(p, r, &mine, &n);
 	if (ret < 0) {
@@ -409,12 +418,12 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	free(mine);
 	upager__region_clear_resident(r, 0, r->size);
 	upager__region_unref(r);
-	return 0;
+	return wb_ret;
 }
 
 UPAGER__EXPORT int upager_region_advise(upager_region_t *r, int advice)
 {
-	if (!r || advice < UPAGER_ADV_NORMAL || advice > UPAGER_ADV_RANDOM)
+	if (!r || advice < UPAGER_ADV_NORMAL || advice > UPAGER_ADV_EVICT)
 		return -EINVAL;
 	atomic_store(&r->advice, advice);
 	return 0;
@@ -433,4 +442,17 @@ UPAGER__EXPORT void *upager_region_addr(const upager_region_t *r)
 UPAGER__EXPORT size_t upager_region_size(const upager_region_t *r)
 {
 	return r ? r->size : 0;
+}
+
+UPAGER__EXPORT int upager_sync(upager_region_t *r, size_t off, size_t len)
+{
+	int ret = upager__region_check_range(r, off, len);
+
+	if (ret < 0)
+		return ret;
+	/* A source callback: the write-back may fault on a page only a
+	 * handler can fill. */
+	if (upager__on_handler(r->pager))
+		return -EDEADLK;
+	return upager__writeback(r, off, len);
 }

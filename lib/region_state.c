@@ -45,6 +45,10 @@ void upager__region_unref(upager_region_t *r)
 	munmap(r->resident, r->resident_bytes);
 	if (r->committed)
 		munmap(r->committed, r->resident_bytes);
+	if (r->shadow)
+		munmap(r->shadow, r->resident_bytes);
+	if (r->wb)
+		munmap(r->wb, r->resident_bytes);
 	upager__source_unref(r->src);
 	free(r->commits);
 	free(r);

@@ -12,6 +12,7 @@ void upager__source_init(upager_source_t *src, const struct upager__source_ops *
 	atomic_init(&src->refs, 1);
 	src->track_writes = false;
 	src->snap_id = 0;
+	src->writable = false; /* upager_source_file_rw sets it */
 }
 
 void upager__source_ref(upager_source_t *src)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The file source: io_uring reads into the fill buffer, then UFFDIO_COPY.
  * Copying (rather than mapping the page cache) is what gives MAP_PRIVATE
- * semantics: the program's writes never reach the file. */
+ * semantics: the program's writes never reach the file, unless it was
+ * opened for write-back (upager_source_file_rw: evict.c writes them). */
 #include "config.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "upager-int.h"
+#include "fileio.h"
 
 /*
  * Random misses read around: the first fault in each chunk asks the kernel
@@ -135,6 +137,23 @@ static void file_destroy(upager_source_t *src)
 	free(fs);
 }
 
+static int file_write(upager_source_t *src, size_t roff, const void *buf, size_t len)
+{
+	struct file_source *fs = (struct file_source *)src;
+	uint64_t at = fs->offset + roff;
+
+	if (at < fs->offset || at > (uint64_t)INT64_MAX)
+		return -EOVERFLOW;
+	return upp_pwrite_full(fs->fd, buf, len, at);
+}
+
+static int file_sync(upager_source_t *src)
+{
+	struct file_source *fs = (struct file_source *)src;
+
+	return fdatasync(fs->fd) < 0 && errno != EINVAL ? -errno : 0;
+}
+
 static const struct upager__source_ops file_ops = {
 	.name = "file",
 	.fill = file_fill,
@@ -144,9 +163,11 @@ static const struct upager__source_ops file_ops = {
 	.inline_reads = true,
 	.readahead = true,
 	.fault_around = 16, /* 64 KiB, the kernel's fault_around_bytes */
+	.write = file_write,
+	.sync = file_sync,
 };
 
-static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
+static int file_new(int fd, uint64_t offset, bool rw, upager_source_t **srcp)
 {
 	struct file_source *fs;
 	struct stat st;
@@ -159,7 +180,7 @@ static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
 	acc = fcntl(fd, F_GETFL);
 	if (acc < 0)
 		return -errno;
-	if ((acc & O_ACCMODE) == O_WRONLY)
+	if ((acc & O_ACCMODE) == O_WRONLY || (rw && (acc & O_ACCMODE) != O_RDWR))
 		return -EBADF;
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
@@ -167,6 +188,7 @@ static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
 	upager__source_init(&fs->base, &file_ops);
 	fs->fd = fd;
 	fs->offset = offset;
+	fs->base.writable = rw;
 	/* Sized for the file as it is now (a file that grows reads around less). */
 	if (S_ISREG(st.st_mode) && st.st_size > 0) {
 		fs->nchunks = ((uint64_t)st.st_size + READ_AROUND_CHUNK - 1) / READ_AROUND_CHUNK;
@@ -179,7 +201,7 @@ static int file_new(int fd, uint64_t offset, upager_source_t **srcp)
 	return 0;
 }
 
-UPAGER__EXPORT int upager_source_file(int fd, uint64_t offset, upager_source_t **srcp)
+static int source_fd(int fd, uint64_t offset, bool rw, upager_source_t **srcp)
 {
 	long ps = sysconf(_SC_PAGESIZE);
 	int dup, ret;
@@ -189,24 +211,45 @@ UPAGER__EXPORT int upager_source_file(int fd, uint64_t offset, upager_source_t *
 	dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dup < 0)
 		return -errno;
-	ret = file_new(dup, offset, srcp);
+	ret = file_new(dup, offset, rw, srcp);
 	if (ret < 0)
 		close(dup);
 	return ret;
 }
 
-UPAGER__EXPORT int upager_source_path(const char *path, uint64_t offset, upager_source_t **srcp)
+static int source_path(const char *path, uint64_t offset, bool rw, upager_source_t **srcp)
 {
 	long ps = sysconf(_SC_PAGESIZE);
 	int fd, ret;
 
 	if (!path || !*path || !srcp || offset % (uint64_t)ps || offset > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	ret = file_new(fd, offset, srcp);
+	ret = file_new(fd, offset, rw, srcp);
 	if (ret < 0)
 		close(fd);
 	return ret;
+}
+
+UPAGER__EXPORT int upager_source_file(int fd, uint64_t offset, upager_source_t **srcp)
+{
+	return source_fd(fd, offset, false, srcp);
+}
+
+UPAGER__EXPORT int upager_source_path(const char *path, uint64_t offset, upager_source_t **srcp)
+{
+	return source_path(path, offset, false, srcp);
+}
+
+UPAGER__EXPORT int upager_source_file_rw(int fd, uint64_t offset, upager_source_t **srcp)
+{
+	return source_fd(fd, offset, true, srcp);
+}
+
+UPAGER__EXPORT int upager_source_path_rw(const char *path, uint64_t offset,
+					 upager_source_t **srcp)
+{
+	return source_path(path, offset, true, srcp);
 }

@@ -88,6 +88,10 @@ void upager__counters_read(const struct upager__counters *c, upager_stats_t *out
 	out->pages_zero = atomic_load(&c->pages_zero);
 	out->fill_errors = atomic_load(&c->fill_errors);
 	out->pages_prefetched = atomic_load(&c->pages_prefetched);
+	out->pages_evicted = atomic_load(&c->pages_evicted);
+	out->pages_written = atomic_load(&c->pages_written);
+	out->bytes_written = atomic_load(&c->bytes_written);
+	out->write_errors = atomic_load(&c->write_errors);
 	out->pages_resident = resident > 0 ? (uint64_t)resident : 0;
 	out->lat_samples = atomic_load(&c->lat_n);
 	if (out->lat_samples) {
@@ -109,6 +113,7 @@ UPAGER__EXPORT int upager_region_stats(const upager_region_t *region, upager_sta
 	if (!region || !stats)
 		return -EINVAL;
 	upager__counters_read(&region->st, stats);
+	stats->mem_budget = region->pager->mem_budget;
 	return 0;
 }
 
@@ -117,5 +122,6 @@ UPAGER__EXPORT int upager_stats(const upager_t *pager, upager_stats_t *stats)
 	if (!pager || !stats)
 		return -EINVAL;
 	upager__counters_read(&pager->st, stats);
+	stats->mem_budget = pager->mem_budget;
 	return 0;
 }

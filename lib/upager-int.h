@@ -32,6 +32,8 @@
 struct upager__counters {
 	atomic_uint_fast64_t faults, read_faults, write_faults, coalesced;
 	atomic_uint_fast64_t pages_filled, bytes_filled, pages_zero, fill_errors, pages_prefetched;
+	/* Budget and write-back (evict.c). */
+	atomic_uint_fast64_t pages_evicted, pages_written, bytes_written, write_errors;
 	atomic_int_fast64_t pages_resident;
 	atomic_uint_fast64_t lat_n, lat_min, lat_max;
 	atomic_uint_fast64_t lat[UPAGER__HIST_BUCKETS];
@@ -83,6 +85,14 @@ struct upager__source_ops {
 	 */
 	int (*fill_inline)(upager_source_t *src, size_t roff, void *buf, size_t len);
 	bool inline_reads;
+	/*
+	 * Writable sources (evict.c writes back): store len bytes of buf at
+	 * region offset roff, synchronously, from the evictor or a upager_sync
+	 * caller; 0 or -errno. sync: make what was written durable (fdatasync).
+	 * NULL: read-only. Only called when src->writable.
+	 */
+	int (*write)(upager_source_t *src, size_t roff, const void *buf, size_t len);
+	int (*sync)(upager_source_t *src);
 };
 
 struct upager_source {
@@ -92,6 +102,7 @@ struct upager_source {
 	 * track writes where the kernel can, for incremental saves. */
 	bool track_writes;
 	uint32_t snap_id;
+	bool writable; /* opened for write-back (ops->write) */
 };
 
 void upager__source_init(upager_source_t *src, const struct upager__source_ops *ops);
@@ -142,6 +153,14 @@ struct upager_region {
 	atomic_uint_fast64_t *committed;
 	atomic_uint inline_epoch;
 	atomic_uint inline_busy[2];
+	/* Budgeted pagers and writable sources (evict.c): a bit per page
+	 * evicted and not filled since (a refault earns a second chance), and
+	 * a bit per page moved out for write-back (its fault waits); the
+	 * first write-back error not yet returned by upager_sync. */
+	atomic_uint_fast64_t *shadow, *wb;
+	atomic_int wb_err;
+	atomic_uint evict_gen; /* a page of a writable region evicted: fills read before are stale */
+	bool track_dirty; /* wp is for write-back: written pages are dirty */
 	struct upager__counters st;
 	/* Decommits so far and the ranges of the last UPAGER__DECOMMIT_LOG,
 	 * written under pager->lock (fill.c): a handler's fill places nothing
@@ -205,6 +224,7 @@ struct upager__fill {
 	struct upager__inline_req *waiters;
 	bool inline_failed;
 	uint64_t decommits; /* the region's, when the fill was planned */
+	unsigned evict_gen; /* the region's when planned (writable sources, evict.c) */
 };
 
 /* The addresses an event read but not yet handled is about. */
@@ -301,6 +321,10 @@ struct upager {
 	void *log_arg;
 	int log_level;
 
+	/* The memory budget and its evictor (evict.c); NULL without one. */
+	struct upager__budget *budget;
+	uint64_t mem_budget; /* bytes; 0: none */
+
 	struct upager__counters st;
 };
 
@@ -326,6 +350,13 @@ int upager__uffd_unregister(int uffd, uintptr_t start, size_t len);
 bool upager__pagemap_scan_works(void);
 int upager__pagemap(uintptr_t addr, size_t npages, size_t ps, uint8_t *out, size_t stride,
 		    bool written);
+/* Write-back (evict.c), fd an open /proc/self/pagemap: which pages of
+ * [addr, addr + npages * ps) were written since placed or since taken (out[i]
+ * true), and with take, write-protects those again in the same walk, so a
+ * later write shows again. -errno where PAGEMAP_SCAN cannot. */
+int upager__pagemap_written(int fd, uintptr_t addr, size_t npages, size_t ps, bool *out,
+			    bool take);
+int upager__pagemap_open(void);
 /* Regions restored from the snapshot whose header CRC is id, writes tracked. */
 int upager__track_add(uintptr_t base, size_t size, uint32_t id);
 void upager__track_del(uintptr_t base);

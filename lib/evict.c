@@ -1,0 +1,756 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Paging out: a pager's memory budget and its evictor thread, and writing
+ * written pages back to a writable source (eviction, upager_sync, release).
+ *
+ * Eviction never loses a write. A page is taken away with UFFDIO_MOVE into
+ * a scratch page of ours: a program's write lands before the move (in the
+ * page moved) or after it (in a missing page, which faults and waits). Under
+ * the pager's lock held exclusively (no fill places meanwhile) and ev_lock
+ * (no event is read meanwhile, so no madvise(DONTNEED) zaps a page under us
+ * and the registry is what the kernel has), a candidate is:
+ *   1. copied (process_vm_readv: a page munmapped meanwhile is EFAULT, not
+ *      our SIGSEGV), then asked whether it was written (PAGEMAP_SCAN's
+ *      PAGE_IS_WRITTEN: fills of tracked regions place pages
+ *      write-protected, UFFD_FEATURE_WP_ASYNC unprotects on a write);
+ *   2. moved out; a page not written at 1 and equal to its copy is clean
+ *      (a write between 1 and the move changed it): dropped;
+ *   3. otherwise dirty: a read-only source's page is moved back (it stays,
+ *      pinned: dropping it would lose the program's write), a writable
+ *      source's keeps its resident bit and gets its write-back bit, the
+ *      locks are let go, the scratch page is written to the source, and
+ *      under the locks again the page is dropped (or, on a write error,
+ *      moved back, still dirty). A fault on it meanwhile waits (fill.c);
+ *      fills read before it are stale (evict_gen) and refault.
+ * No madvise of ours reaches the userfaultfd: the scratch pages are emptied
+ * unregistered, so the evictor never waits for a handler.
+ *
+ * Layer: below the fills (which queue pages, wait for write-backs and ask
+ * for room) and the public region calls (release writes back); it calls the
+ * registry, the region state, the queue, pagemap and the placement core.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "upager-int.h"
+#include "evict.h"
+#include "evict_queue.h"
+#include "events.h"
+#include "region_state.h"
+#include "registry.h"
+#include "thread.h"
+
+#define BATCH 64 /* pages a round takes (scratch pages) */
+
+struct upager__budget {
+	upager_t *p;
+	uint64_t pages, high, low; /* the budget and its marks, in pages */
+	unsigned policy;
+	struct upager__evq *q;
+	struct upager__evq *first; /* pages of regions advised UPAGER_ADV_EVICT */
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;    /* the evictor: kicked, or stop */
+	pthread_cond_t wb_cond; /* write-backs done, room made */
+	bool stop, kick;
+	atomic_bool stalled;    /* the last round freed nothing: faults do not wait */
+	bool warned_pinned;
+	char *scratch, *copy;   /* BATCH pages each */
+	int pm_fd;
+};
+
+struct cand {
+	struct upager__evq_entry e;
+	upager_region_t *r;
+	size_t off;
+	int state; /* what the locked phase made of it */
+	int err;
+};
+
+enum { C_DROP, C_REQUEUE, C_EVICTED, C_WRITEBACK };
+
+static uint64_t resident(const upager_t *p)
+{
+	int64_t n = atomic_load_explicit(&p->st.pages_resident, memory_order_relaxed);
+
+	return n > 0 ? (uint64_t)n : 0;
+}
+
+static void bit_set(atomic_uint_fast64_t *bits, size_t page, bool on)
+{
+	uint64_t bit = 1ull << (page % 64);
+
+	if (on)
+		atomic_fetch_or(&bits[page / 64], bit);
+	else
+		atomic_fetch_and(&bits[page / 64], ~bit);
+}
+
+bool upager__budget_in_writeback(const upager_region_t *r, size_t off)
+{
+	size_t page = off / r->pager->page_size;
+
+	return r->wb && (atomic_load(&r->wb[page / 64]) & (1ull << (page % 64)));
+}
+
+/* ---- options ---- */
+
+/* "512M", "4G", "1048576": bytes, 0 if not a size. */
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return 0;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return 0;
+	return (uint64_t)v << shift;
+}
+
+static unsigned env_pct(const char *name, unsigned dflt)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s)
+		return dflt;
+	v = strtoul(s, &end, 10);
+	return *end || v == 0 || v > 100 ? 101 : (unsigned)v; /* 101: refused */
+}
+
+/* ---- the evictor ---- */
+
+/* Is r one of p's live regions? Under p->lock (a queued entry may name a
+ * region released since). */
+static bool region_live(upager_t *p, const upager_region_t *r)
+{
+	for (size_t i = 0; i < p->nregions; i++)
+		if (p->regions[i] == r)
+			return !r->dead;
+	return false;
+}
+
+static int copy_page(void *dst, uintptr_t src, size_t ps)
+{
+	struct iovec local = { dst, ps }, remote = { (void *)src, ps };
+
+	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)ps ? 0 : -EFAULT;
+}
+
+static void count_evicted(upager_t *p, upager_region_t *r, size_t off)
+{
+	upager__region_clear_resident(r, off, p->page_size);
+	if (r->shadow)
+		bit_set(r->shadow, off / p->page_size, true);
+	UPAGER__ADD(&p->st, pages_evicted, 1);
+	UPAGER__ADD(&r->st, pages_evicted, 1);
+}
+
+static void count_written(upager_t *p, upager_region_t *r, size_t pages, int err)
+{
+	if (err) {
+		UPAGER__ADD(&p->st, write_errors, 1);
+		UPAGER__ADD(&r->st, write_errors, 1);
+		int none = 0;
+		atomic_compare_exchange_strong(&r->wb_err, &none, err);
+		return;
+	}
+	UPAGER__ADD(&p->st, pages_written, pages);
+	UPAGER__ADD(&r->st, pages_written, pages);
+	UPAGER__ADD(&p->st, bytes_written, pages * p->page_size);
+	UPAGER__ADD(&r->st, bytes_written, pages * p->page_size);
+}
+
+/* Under both locks: what to do with candidate c (scratch page i). */
+static int evict_one(struct upager__budget *b, struct cand *c, size_t i)
+{
+	upager_t *p = b->p;
+	size_t ps = p->page_size;
+	upager_region_t *r = c->e.region;
+	const struct upager__mapping *m;
+	char *s = b->scratch + i * ps, *copy = b->copy + i * ps;
+	uintptr_t addr;
+	bool written = true, copied;
+	int ret;
+
+	c->off = c->e.page * ps;
+	if (!region_live(p, r) || c->off >= r->size || !upager__region_committed(r, c->off) ||
+	    !upager__region_resident(r, c->off) || upager__budget_in_writeback(r, c->off))
+		return C_DROP;
+	addr = r->base + c->off;
+	m = upager__lookup(p, addr);
+	if (!m || m->region != r || m->roff + (addr - m->start) != c->off)
+		return C_DROP; /* moved by the program's mremap: kept (see upager_create(3)) */
+	copied = copy_page(copy, addr, ps) == 0;
+	if (copied && upager__pagemap_written(b->pm_fd, addr, 1, ps, &written, false) < 0)
+		written = true;
+	if (written && !r->src->writable)
+		return C_REQUEUE; /* the program's write: only a writable source can take it */
+	if (written && b->policy == UPAGER_EVICT_CLOCK && !c->e.dirty_seen) {
+		c->e.dirty_seen = true; /* CLOCK: written, in use: a second chance */
+		return C_REQUEUE;
+	}
+	ret = upager__place_move(p->uffd, (uintptr_t)s, addr, ps);
+	if (ret == -EAGAIN)
+		return -EAGAIN;
+	if (ret < 0) {
+		upager__log(p, UPAGER_LOG_DEBUG, "evicting %#lx: %s", (unsigned long)addr,
+			    strerror(-ret));
+		return C_DROP;
+	}
+	if (!written && memcmp(s, copy, ps) == 0) {
+		count_evicted(p, r, c->off);
+		return C_EVICTED;
+	}
+	if (r->src->writable) {
+		bit_set(r->wb, c->off / ps, true);
+		atomic_fetch_add(&r->evict_gen, 1);
+		upager__region_ref(r);
+		c->r = r;
+		return C_WRITEBACK;
+	}
+	/* Written between the look and the move: it goes back, as it is. */
+	ret = upager__place_move(p->uffd, addr, (uintptr_t)s, ps);
+	if (ret < 0)
+		upager__log(p, UPAGER_LOG_ERROR, "evicting %#lx: a write raced it and the page "
+			    "could not be put back (%s): that write is lost",
+			    (unsigned long)addr, strerror(-ret));
+	return C_REQUEUE;
+}
+
+/* Empties the scratch pages unregistered: no REMOVE event, no wait. */
+static void scratch_empty(struct upager__budget *b)
+{
+	upager_t *p = b->p;
+	size_t len = BATCH * p->page_size;
+
+	upager__uffd_unregister(p->uffd, (uintptr_t)b->scratch, len);
+	madvise(b->scratch, len, MADV_DONTNEED);
+	if (upager__uffd_register(p->uffd, (uintptr_t)b->scratch, len, NULL) < 0)
+		upager__log(p, UPAGER_LOG_ERROR, "evictor: cannot register its scratch pages");
+}
+
+/* One round: up to BATCH pages. Returns pages evicted, or -EAGAIN: an
+ * event is on its way, try again in a moment. */
+static long evict_round(struct upager__budget *b)
+{
+	upager_t *p = b->p;
+	size_t ps = p->page_size;
+	struct cand c[BATCH];
+	size_t n = 0, tries = 0, nwb = 0;
+	long evicted = 0, ret = 0;
+
+	struct upager__evq_entry e;
+
+	while (n < BATCH && upager__evq_pop(b->first, &e, 1))
+		c[n++] = (struct cand){ .e = e };
+	/* Up to a whole sweep: the second chances given, what is left goes. */
+	size_t sweep = upager__evq_len(b->q) + BATCH;
+
+	while (n < BATCH && tries++ < sweep) {
+		if (!upager__evq_pop(b->q, &e, 1))
+			break;
+		if (b->policy == UPAGER_EVICT_CLOCK && e.ref) {
+			e.ref = false; /* refaulted since evicted: a second chance */
+			upager__evq_push(b->q, &e);
+			continue;
+		}
+		c[n++] = (struct cand){ .e = e };
+	}
+	if (!n)
+		return 0;
+
+	pthread_mutex_lock(&p->ev_lock);
+	pthread_rwlock_wrlock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		int st = atomic_load(&p->ev_pending) ? -EAGAIN : evict_one(b, &c[i], i);
+
+		if (st == -EAGAIN) {
+			for (; i < n; i++)
+				c[i].state = C_REQUEUE;
+			ret = -EAGAIN;
+			break;
+		}
+		c[i].state = st;
+		evicted += st == C_EVICTED;
+		nwb += st == C_WRITEBACK;
+	}
+	pthread_rwlock_unlock(&p->lock);
+	pthread_mutex_unlock(&p->ev_lock);
+
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].state == C_REQUEUE)
+			upager__evq_push(b->q, &c[i].e);
+		if (c[i].state != C_WRITEBACK)
+			continue;
+		c[i].err = c[i].r->src->ops->write(c[i].r->src, c[i].off, b->scratch + i * ps, ps);
+		if (c[i].err < 0)
+			upager__log(p, UPAGER_LOG_ERROR,
+				    "write-back of region offset %#zx failed: %s (the page stays)",
+				    c[i].off, strerror(-c[i].err));
+		count_written(p, c[i].r, 1, c[i].err);
+	}
+	if (nwb) {
+		pthread_mutex_lock(&p->ev_lock);
+		pthread_rwlock_wrlock(&p->lock);
+		for (size_t i = 0; i < n; i++) {
+			upager_region_t *r = c[i].r;
+			uintptr_t addr;
+			const struct upager__mapping *m;
+
+			if (c[i].state != C_WRITEBACK)
+				continue;
+			addr = r->base + c[i].off;
+			m = upager__lookup(p, addr);
+			if (c[i].err == 0 || !region_live(p, r) ||
+			    !upager__region_committed(r, c[i].off) || !m || m->region != r) {
+				count_evicted(p, r, c[i].off);
+				evicted++;
+			} else if (upager__place_move(p->uffd, addr, (uintptr_t)(b->scratch + i * ps),
+						      ps) == 0) {
+				upager__evq_push(b->q, &c[i].e);
+			} else {
+				upager__log(p, UPAGER_LOG_ERROR,
+					    "region offset %#zx: neither written back nor put back: "
+					    "its data is lost", c[i].off);
+				count_evicted(p, r, c[i].off);
+			}
+			bit_set(r->wb, c[i].off / ps, false);
+			atomic_fetch_add(&r->evict_gen, 1);
+		}
+		pthread_rwlock_unlock(&p->lock);
+		pthread_mutex_unlock(&p->ev_lock);
+		for (size_t i = 0; i < n; i++)
+			if (c[i].state == C_WRITEBACK)
+				upager__region_unref(c[i].r);
+	}
+	pthread_mutex_lock(&b->lock);
+	pthread_cond_broadcast(&b->wb_cond);
+	pthread_mutex_unlock(&b->lock);
+	scratch_empty(b);
+	return ret < 0 && !evicted ? ret : evicted;
+}
+
+static void *evictor(void *arg)
+{
+	struct upager__budget *b = arg;
+	upager_t *p = b->p;
+
+	pthread_mutex_lock(&b->lock);
+	while (!b->stop) {
+		struct timespec until;
+		long got = 0;
+
+		if (!b->kick && resident(p) <= b->high) {
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += 20 * 1000000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&b->cond, &b->lock, &until);
+			continue;
+		}
+		b->kick = false;
+		pthread_mutex_unlock(&b->lock);
+		while (resident(p) > b->low && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED)) {
+			got = evict_round(b);
+			if (got <= 0)
+				break;
+			atomic_store(&b->stalled, false);
+		}
+		if (got == 0 && resident(p) > b->high) {
+			atomic_store(&b->stalled, true);
+			if (!b->warned_pinned) {
+				b->warned_pinned = true;
+				upager__log(p, UPAGER_LOG_WARN,
+					    "over the memory budget (%llu of %llu pages) and nothing "
+					    "to evict: pages written in regions of read-only sources stay",
+					    (unsigned long long)resident(p),
+					    (unsigned long long)b->pages);
+			}
+		}
+		if (got <= 0)
+			usleep(got < 0 ? 200 : 2000);
+		pthread_mutex_lock(&b->lock);
+		pthread_cond_broadcast(&b->wb_cond);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return NULL;
+}
+
+/* ---- the budget's life ---- */
+
+static void budget_free(struct upager__budget *b)
+{
+	upager_t *p = b->p;
+
+	if (b->scratch) {
+		upager__uffd_unregister(p->uffd, (uintptr_t)b->scratch, BATCH * p->page_size);
+		munmap(b->scratch, BATCH * p->page_size);
+	}
+	if (b->copy)
+		munmap(b->copy, BATCH * p->page_size);
+	if (b->pm_fd >= 0)
+		close(b->pm_fd);
+	upager__evq_free(b->q);
+	upager__evq_free(b->first);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+	pthread_cond_destroy(&b->wb_cond);
+	free(b);
+}
+
+int upager__budget_start(upager_t *p, const upager_options_t *o)
+{
+	const uint64_t need = UPAGER_FEAT_MOVE | UPAGER_FEAT_WP_ASYNC | UPAGER_FEAT_PAGEMAP_SCAN;
+	uint64_t bytes = o->mem_budget;
+	unsigned high = o->mem_high_pct, low = o->mem_low_pct, policy = o->evict_policy;
+	const char *env = getenv("UPAGER_MEM_BUDGET");
+	struct upager__budget *b;
+	pthread_condattr_t ca;
+	size_t len = BATCH * p->page_size;
+	int ret;
+
+	if (!bytes && env && *env && !(bytes = parse_size(env))) {
+		upager__log(p, UPAGER_LOG_ERROR, "UPAGER_MEM_BUDGET=%s: not a size", env);
+		return -EINVAL;
+	}
+	if (!high)
+		high = env_pct("UPAGER_EVICT_HIGH_PCT", 90);
+	if (!low)
+		low = env_pct("UPAGER_EVICT_LOW_PCT", 70);
+	env = getenv("UPAGER_EVICT_POLICY");
+	if (!policy && env && *env) {
+		if (!strcmp(env, "fifo"))
+			policy = UPAGER_EVICT_FIFO;
+		else if (strcmp(env, "clock"))
+			return -EINVAL;
+	}
+	if (policy > UPAGER_EVICT_FIFO || high > 100 || low >= high)
+		return -EINVAL;
+	if (!bytes)
+		return 0;
+	if (bytes / p->page_size < 2 * UPAGER__MAX_WINDOW) {
+		upager__log(p, UPAGER_LOG_ERROR, "a memory budget of %llu bytes is below 2 MiB",
+			    (unsigned long long)bytes);
+		return -EINVAL;
+	}
+	if (p->inline_faults) {
+		upager__log(p, UPAGER_LOG_ERROR,
+			    "a memory budget needs UPAGER_FAULT_THREADS (inline fills place "
+			    "pages without the lock eviction takes)");
+		return -ENOTSUP;
+	}
+	if ((p->features & need) != need) {
+		upager__log(p, UPAGER_LOG_ERROR,
+			    "a memory budget needs UFFDIO_MOVE, UFFD_FEATURE_WP_ASYNC and "
+			    "PAGEMAP_SCAN (Linux 6.8)");
+		return -ENOTSUP;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->p = p;
+	b->pm_fd = -1;
+	b->pages = bytes / p->page_size;
+	b->high = b->pages * high / 100;
+	b->low = b->pages * low / 100;
+	b->policy = policy;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->cond, &ca);
+	pthread_cond_init(&b->wb_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = -ENOMEM;
+	b->q = upager__evq_new();
+	b->first = upager__evq_new();
+	b->scratch = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	b->copy = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->scratch == MAP_FAILED)
+		b->scratch = NULL;
+	if (b->copy == MAP_FAILED)
+		b->copy = NULL;
+	if (!b->q || !b->first || !b->scratch || !b->copy)
+		goto fail;
+	/* UFFDIO_MOVE's destination must be registered with the same uffd. */
+	if (madvise(b->scratch, len, MADV_DONTFORK) < 0 ||
+	    (ret = upager__uffd_register(p->uffd, (uintptr_t)b->scratch, len, NULL)) < 0)
+		goto fail;
+	b->pm_fd = upager__pagemap_open();
+	if (b->pm_fd < 0) {
+		ret = b->pm_fd;
+		goto fail;
+	}
+	ret = upager__thread_start(&b->thread, evictor, b);
+	if (ret < 0)
+		goto fail;
+	b->started = true;
+	p->budget = b;
+	p->mem_budget = b->pages * p->page_size;
+	return 0;
+fail:
+	budget_free(b);
+	return ret;
+}
+
+void upager__budget_stop(upager_t *p)
+{
+	struct upager__budget *b = p->budget;
+
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->lock);
+	__atomic_store_n(&b->stop, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	pthread_join(b->thread, NULL);
+	p->budget = NULL;
+	budget_free(b);
+}
+
+int upager__budget_region_init(upager_region_t *r)
+{
+	upager_t *p = r->pager;
+	atomic_uint_fast64_t **bits[] = { &r->shadow, &r->wb };
+
+	if (!p->budget && !r->src->writable)
+		return 0;
+	for (size_t i = p->budget ? 0 : 1; i < 2; i++) {
+		void *m = mmap(NULL, r->resident_bytes, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (m == MAP_FAILED)
+			return -ENOMEM;
+		*bits[i] = m;
+	}
+	/* Written pages are told from clean ones where the kernel can. */
+	r->track_dirty = (p->features & UPAGER_FEAT_WP_ASYNC) &&
+			 (p->features & UPAGER_FEAT_PAGEMAP_SCAN);
+	if (r->track_dirty)
+		r->wp = true;
+	return 0;
+}
+
+/* ---- what fills ask ---- */
+
+void upager__budget_filled(upager_t *p, upager_region_t *r, size_t off)
+{
+	struct upager__budget *b = p->budget;
+
+	/* Advised UPAGER_ADV_EVICT: taken before any page of the fill order. */
+	upager__evq_filled(atomic_load_explicit(&r->advice, memory_order_relaxed) ==
+				   UPAGER_ADV_EVICT ? b->first : b->q,
+			   r, off / p->page_size);
+	if (resident(p) > b->high && !__atomic_load_n(&b->kick, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&b->lock);
+		b->kick = true;
+		pthread_cond_signal(&b->cond);
+		pthread_mutex_unlock(&b->lock);
+	}
+}
+
+bool upager__budget_room(upager_t *p, size_t n)
+{
+	return !p->budget || resident(p) + n <= p->budget->high;
+}
+
+/* Waits on b->wb_cond until done() or about ms milliseconds passed. */
+static void wait_for(struct upager__budget *b, bool (*done)(void *), void *arg, unsigned ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&b->lock);
+	while (!done(arg) &&
+	       pthread_cond_timedwait(&b->wb_cond, &b->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&b->lock);
+}
+
+struct wb_wait {
+	upager_region_t *r;
+	size_t off;
+};
+
+static bool wb_done(void *arg)
+{
+	struct wb_wait *w = arg;
+
+	return !upager__budget_in_writeback(w->r, w->off);
+}
+
+static bool room(void *arg)
+{
+	upager_t *p = arg;
+
+	return resident(p) + UPAGER__MAX_WINDOW <= p->budget->pages ||
+	       atomic_load(&p->budget->stalled) || atomic_load(&p->ev_pending) ||
+	       upager__events_in_kernel(p);
+}
+
+void upager__budget_fault_wait(upager_t *p, upager_region_t *r, size_t off)
+{
+	struct upager__budget *b = p->budget;
+	struct wb_wait w = { r, off };
+
+	if (!b)
+		return;
+	/* A write-back is one pwrite: wait for it (the fill would be stale). */
+	while (upager__budget_in_writeback(r, off))
+		wait_for(b, wb_done, &w, 100);
+	/* Over the budget: wait for the evictor. Bounded (2 s), and not when
+	 * it cannot free anything or an event must be read first (by us: the
+	 * evictor's moves fail until it is). */
+	for (unsigned waited = 0; waited < 100 && !room(p); waited++) {
+		pthread_mutex_lock(&b->lock);
+		b->kick = true;
+		pthread_cond_signal(&b->cond);
+		pthread_mutex_unlock(&b->lock);
+		wait_for(b, room, p, 20);
+	}
+}
+
+/* ---- write-back of a range (upager_sync, release) ---- */
+
+/* Makes pages [addr, addr + len) show as written again (a failed write-back). */
+static void redirty(upager_t *p, uintptr_t addr, size_t len)
+{
+	struct uffdio_writeprotect wp = { .range = { addr, len }, .mode = 0 };
+
+	if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+		upager__log(p, UPAGER_LOG_ERROR, "cannot mark %#lx dirty again: %s",
+			    (unsigned long)addr, strerror(errno));
+}
+
+/* Writes back the dirty pages of mapping part [addr, addr + npages) at
+ * region offset roff. Under p->lock shared (the evictor moves nothing). */
+static int writeback_part(upager_t *p, int pm_fd, upager_region_t *r, uintptr_t addr,
+			  size_t roff, size_t npages)
+{
+	size_t ps = p->page_size;
+	bool dirty[UPAGER__MAX_WINDOW];
+	int first = 0;
+
+	for (size_t done = 0; done < npages;) {
+		size_t n = npages - done < UPAGER__MAX_WINDOW ? npages - done : UPAGER__MAX_WINDOW;
+		uintptr_t at = addr + done * ps;
+		int ret = -ENOTSUP;
+
+		if (r->track_dirty && pm_fd >= 0)
+			ret = upager__pagemap_written(pm_fd, at, n, ps, dirty, true);
+		if (ret < 0) /* untracked: every resident page is dirty */
+			for (size_t i = 0; i < n; i++)
+				dirty[i] = upager__region_resident(r, roff + (done + i) * ps);
+		for (size_t i = 0; i < n;) {
+			size_t run = 1;
+
+			if (!dirty[i]) {
+				i++;
+				continue;
+			}
+			while (i + run < n && dirty[i + run])
+				run++;
+			ret = r->src->ops->write(r->src, roff + (done + i) * ps,
+						 (const void *)(at + i * ps), run * ps);
+			if (ret < 0) {
+				upager__log(p, UPAGER_LOG_ERROR,
+					    "write-back of region offset %#zx (+%zu pages) failed: %s",
+					    roff + (done + i) * ps, run, strerror(-ret));
+				if (r->track_dirty)
+					redirty(p, at + i * ps, run * ps);
+				if (!first)
+					first = ret;
+			}
+			count_written(p, r, run, ret < 0 ? ret : 0);
+			i += run;
+		}
+		done += n;
+	}
+	return first;
+}
+
+static bool no_writeback_in(void *arg)
+{
+	upager_region_t *r = arg;
+
+	for (size_t w = 0; w < r->resident_bytes / 8; w++)
+		if (atomic_load_explicit(&r->wb[w], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+int upager__writeback(upager_region_t *r, size_t off, size_t len)
+{
+	upager_t *p = r->pager;
+	size_t ps = p->page_size;
+	int pm_fd = r->track_dirty ? upager__pagemap_open() : -1, first = 0, ret;
+
+	if (!r->src->writable)
+		return -EROFS;
+	/* The evictor's write-backs in flight report their errors first. */
+	while (p->budget && !no_writeback_in(r))
+		wait_for(p->budget, no_writeback_in, r, 100);
+	pthread_rwlock_rdlock(&p->lock);
+	for (size_t i = 0; i < p->nmaps; i++) {
+		const struct upager__mapping *m = &p->maps[i];
+		size_t s, e;
+
+		if (m->region != r)
+			continue;
+		s = m->roff > off ? m->roff : off;
+		e = m->roff + (m->end - m->start);
+		if (e > off + len)
+			e = off + len;
+		if (s >= e)
+			continue;
+		ret = writeback_part(p, pm_fd, r, m->start + (s - m->roff), s, (e - s) / ps);
+		if (ret && !first)
+			first = ret;
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (pm_fd >= 0)
+		close(pm_fd);
+	if (r->src->ops->sync && (ret = r->src->ops->sync(r->src)) < 0) {
+		upager__log(p, UPAGER_LOG_ERROR, "syncing the source: %s", strerror(-ret));
+		count_written(p, r, 0, ret);
+		if (!first)
+			first = ret;
+	}
+	ret = atomic_exchange(&r->wb_err, 0);
+	return ret ? ret : first;
+}
