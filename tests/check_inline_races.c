@@ -785,7 +785,16 @@ static Suite *make(void)
 	upt_add(tc, test_fault_holding_lock_during_unmap, NEED, WHY);
 	upt_add(tc, test_faults_during_munmaps, NEED, WHY);
 	tc = upt_tcase(s, "fork");
-	upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
+	/* Seen under AddressSanitizer on a loaded machine: the grandchild's
+	 * handler thread waits for ever on a lock of ASan's allocator that a
+	 * parent thread held at the fork (GCC 12's libasan has no fork hook),
+	 * and its decommit for that thread. Without ASan, glibc's malloc is
+	 * fork-safe and the test means what it says. */
+	if (UPT_ASAN)
+		printf("SKIP test_fork_in_decommit_drain: AddressSanitizer's allocator is not "
+		       "fork-safe (a child of a multithreaded process may deadlock in malloc)\n");
+	else
+		upt_add(tc, test_fork_in_decommit_drain, NEED, WHY);
 	tc = upt_tcase(s, "recommit");
 	tcase_add_test(tc, test_fill_across_recommit_threads);
 	upt_add(tc, test_fill_across_recommit_inline, NEED, WHY);

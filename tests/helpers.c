@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -260,6 +261,29 @@ long upt_rss_kib(void)
 		fclose(f);
 	}
 	return rss < 0 ? -1 : rss * (long)(sysconf(_SC_PAGESIZE) / 1024);
+}
+
+long upt_range_rss_kib(const void *addr, size_t len)
+{
+	uintptr_t lo = (uintptr_t)addr, hi = lo + len, start = 0, end = 0, s, e;
+	long total = 0, kib;
+	char line[512];
+	bool found = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &s, &e) == 2) {
+			start = s, end = e;
+			found |= start >= lo && end <= hi;
+			continue;
+		}
+		if (sscanf(line, "Rss: %ld kB", &kib) == 1 && start >= lo && end <= hi)
+			total += kib;
+	}
+	fclose(f);
+	return found ? total : -1;
 }
 
 static int count_dir(const char *path)

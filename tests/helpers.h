@@ -84,6 +84,10 @@ void upt_daemon_kill(pid_t pid);
 int upt_open_uffd(void);
 
 long upt_rss_kib(void);
+/* Resident KiB of the mappings inside [addr, addr + len) (/proc/self/smaps
+ * Rss: the shared zero page is not counted), or -1. Unlike upt_rss_kib it
+ * leaves out what a sanitizer's shadow memory costs for the same reads. */
+long upt_range_rss_kib(const void *addr, size_t len);
 int upt_count_fds(void);
 int upt_count_threads(void); /* not counting io_uring's kernel workers */
 int upt_wait_threads(int want, int timeout_ms); /* the count once want or timed out */
