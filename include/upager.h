@@ -267,6 +267,20 @@ int upager_region_advise(upager_region_t *region, int advice);
  * at once; pages a thread touches first are filled on its fault as usual.
  */
 int upager_prefetch(upager_region_t *region, size_t off, size_t len);
+/*
+ * Completes a lazy restore, so that its source can go away: fills every
+ * committed page of region not yet there (in the background, behind what is
+ * queued, faults first, as upager_prefetch), waits until each is placed,
+ * then lets go of the region: unregistered, its source released, and its
+ * memory left mapped as the program's own anonymous memory (a page it
+ * discards from then on reads zero; parts not committed stay PROT_NONE;
+ * munmap it when done). The handle is gone after 0: pass it to no call.
+ * -ETIMEDOUT: not every page was placed within timeout_ms (-1: no bound;
+ *   a page whose fill fails never is): the region is served as before.
+ * -EBUSY: a pager with a memory budget or a writable source (pages may
+ *   leave again). -EDEADLK: from a source callback.
+ */
+int upager_complete(upager_region_t *region, int timeout_ms);
 
 /* ---- snapshots (docs/SNAPSHOT.md) --------------------------------------- */
 /*
@@ -303,9 +317,13 @@ int upager_source_snapshot(const char *path, uint64_t *lenp, upager_source_t **s
  *   UPAGER_SNAP_PREFETCH  if PATH.ws exists, fill its pages in the background,
  *                         in recorded order (faults still go first). A missing
  *                         or damaged PATH.ws only means no prefetch.
+ *   UPAGER_SNAP_COMPLETE  then fill every other page in the background too,
+ *                         at the same low priority (faults go first), so that
+ *                         upager_complete() finds the restore done soon.
  */
 #define UPAGER_SNAP_RECORD   (1u << 0)
 #define UPAGER_SNAP_PREFETCH (1u << 1)
+#define UPAGER_SNAP_COMPLETE (1u << 2)
 int upager_snapshot_map(upager_t *pager, const char *path, unsigned flags,
 			upager_region_t **regionp);
 /*

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "upager-int.h"
@@ -347,47 +348,40 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 	return ret;
 }
 
-UPAGER__EXPORT int upager_release(upager_region_t *r)
+/* Takes r out of the registry (its mappings in *minep) and the pager's
+ * list, and marks it dead: no fill starts for it from here. Under p->lock
+ * held for writing. */
+static int take_out(upager_t *p, upager_region_t *r, struct upager__mapping **minep, size_t *np)
 {
-	struct upager__mapping *mine;
-	size_t n;
-	upager_t *p;
-	int ret, wb_ret = 0;
+	int ret = upager__map_remove_region(p, r, minep, np);
 
-	if (!r)
-		return -EINVAL;
-	p = r->pager;
-	/* Where the program's mremap moved the region's pages, and what munmap left. */
-	upager__events_settle(p, false);
-	/* A writable source gets what was written, while it is still mapped. */
-	if (r->src->writable && !upager__on_handler(p))
-		wb_ret = upager__writeback(r, 0, r->size);
-	pthread_rwlock_wrlock(&p->lock);
-	ret = upager__map_remove_region(p, r, &mine, &n);
-	if (ret < 0) {
-		pthread_rwlock_unlock(&p->lock);
+	if (ret < 0)
 		return ret;
-	}
 	for (size_t i = 0; i < p->nregions; i++)
 		if (p->regions[i] == r) {
 			p->regions[i] = p->regions[--p->nregions];
 			break;
 		}
 	r->dead = true;
-	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
-	 * instead of reading a fresh zero page. Under the lock: any inline
-	 * sync after it (another reserve, release, event) takes the region
-	 * out of the table, and a fault there then must meet PROT_NONE, not
-	 * miss twice (the program's SIGBUS). */
-	for (size_t i = 0; i < n; i++)
-		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
-	pthread_rwlock_unlock(&p->lock);
+	return 0;
+}
+
+/*
+ * The end of a region taken out of the registry and marked dead (mine: its
+ * mappings, freed here): out of the inline table, every fill of it over,
+ * then (unmap) unregistered and unmapped, and the program's reference
+ * dropped (the last frees it and its source).
+ */
+static void retire(upager_t *p, upager_region_t *r, struct upager__mapping *mine, size_t n,
+		   bool unmap)
+{
 	if (r->wp) /* before the range can be reused */
 		upager__track_del(r->base);
 
 	/* Out of the inline table, no inline fill of it left running, only
-	 * now: a fault until PROT_NONE retries (the region is dead), and one
-	 * not found in the table would be the program's SIGBUS. */
+	 * now: a fault until PROT_NONE (or the unregister) retries (the region
+	 * is dead), and one not found in the table would be the program's
+	 * SIGBUS. */
 	if (p->inline_faults) {
 		pthread_rwlock_rdlock(&p->lock);
 		upager__inline_sync(p);
@@ -410,7 +404,7 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 		pthread_mutex_unlock(&p->idle_lock);
 		atomic_fetch_sub(&p->releasing, 1);
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; unmap && i < n; i++) {
 		/* Wakes threads whose faults were never read; they fault too. */
 		upager__uffd_unregister(p->uffd, mine[i].start, mine[i].end - mine[i].start);
 		munmap((void *)mine[i].start, mine[i].end - mine[i].start);
@@ -418,7 +412,146 @@ UPAGER__EXPORT int upager_release(upager_region_t *r)
 	free(mine);
 	upager__region_clear_resident(r, 0, r->size);
 	upager__region_unref(r);
+}
+
+UPAGER__EXPORT int upager_release(upager_region_t *r)
+{
+	struct upager__mapping *mine;
+	size_t n;
+	upager_t *p;
+	int ret, wb_ret = 0;
+
+	if (!r)
+		return -EINVAL;
+	p = r->pager;
+	/* Where the program's mremap moved the region's pages, and what munmap left. */
+	upager__events_settle(p, false);
+	/* A writable source gets what was written, while it is still mapped. */
+	if (r->src->writable && !upager__on_handler(p))
+		wb_ret = upager__writeback(r, 0, r->size);
+	pthread_rwlock_wrlock(&p->lock);
+	ret = take_out(p, r, &mine, &n);
+	if (ret < 0) {
+		pthread_rwlock_unlock(&p->lock);
+		return ret;
+	}
+	/* PROT_NONE first: a thread woken from here on faults (SIGSEGV)
+	 * instead of reading a fresh zero page. Under the lock: any inline
+	 * sync after it (another reserve, release, event) takes the region
+	 * out of the table, and a fault there then must meet PROT_NONE, not
+	 * miss twice (the program's SIGBUS). */
+	for (size_t i = 0; i < n; i++)
+		mprotect((void *)mine[i].start, mine[i].end - mine[i].start, PROT_NONE);
+	pthread_rwlock_unlock(&p->lock);
+	retire(p, r, mine, n, true);
 	return wb_ret;
+}
+
+/* Is every committed page of r resident, by its bits? Under p->lock. */
+static bool resident_bits_full(const upager_region_t *r)
+{
+	size_t ps = r->pager->page_size;
+
+	for (size_t i = 0; i < r->ncommits; i++)
+		for (size_t off = r->commits[i].start; off < r->commits[i].end; off += ps)
+			if (!upager__region_resident(r, off))
+				return false;
+	return true;
+}
+
+/*
+ * Is every committed page of r there, by the page tables (present, or
+ * swapped out)? The resident bits alone cannot say: a fill sets them just
+ * before it places the pages. 1 yes, 0 no, or -errno. Under p->lock held
+ * for writing: no event moves a mapping meanwhile.
+ */
+static int placed_in_page_tables(upager_t *p, const upager_region_t *r)
+{
+	size_t ps = p->page_size;
+	uint8_t pm[4096];
+
+	for (size_t i = 0; i < p->nmaps; i++) {
+		const struct upager__mapping *m = &p->maps[i];
+
+		if (m->region != r)
+			continue;
+		for (uintptr_t a = m->start; a < m->end;) {
+			size_t n = (m->end - a) / ps, roff = m->roff + (a - m->start);
+			int ret;
+
+			n = n < sizeof(pm) ? n : sizeof(pm);
+			ret = upager__pagemap(a, n, ps, pm, 1, false);
+			if (ret < 0)
+				return ret;
+			for (size_t k = 0; k < n; k++)
+				if (!(pm[k] & UPAGER__PM_POPULATED) &&
+				    upager__region_committed(r, roff + k * ps))
+					return 0;
+			a += n * ps;
+		}
+	}
+	return 1;
+}
+
+UPAGER__EXPORT int upager_complete(upager_region_t *r, int timeout_ms)
+{
+	struct upager__mapping *mine;
+	uint64_t deadline;
+	size_t n;
+	upager_t *p;
+	int ret;
+
+	if (!r || timeout_ms < -1)
+		return -EINVAL;
+	p = r->pager;
+	if (upager__on_handler(p))
+		return -EDEADLK; /* the fills it waits for may need this thread */
+	if (p->budget || r->src->writable)
+		return -EBUSY; /* pages may leave again: eviction, write-back */
+	/* Behind what is queued (a working set first), at the same low priority. */
+	ret = upager_prefetch(r, 0, r->size);
+	if (ret < 0)
+		return ret;
+	deadline = upager__now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000ull;
+	for (;;) {
+		struct timespec nap = { 0, 2 * 1000 * 1000 };
+		bool full;
+
+		/* Where the program's mremap moved pages, and what it discarded. */
+		upager__events_settle(p, false);
+		pthread_rwlock_rdlock(&p->lock);
+		full = resident_bits_full(r);
+		pthread_rwlock_unlock(&p->lock);
+		if (full) {
+			pthread_rwlock_wrlock(&p->lock);
+			ret = placed_in_page_tables(p, r);
+			if (ret == 1)
+				break; /* with the lock held */
+			pthread_rwlock_unlock(&p->lock);
+			if (ret < 0)
+				return ret;
+		}
+		if (timeout_ms >= 0 && upager__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		nanosleep(&nap, NULL);
+	}
+	ret = take_out(p, r, &mine, &n);
+	if (ret < 0) {
+		pthread_rwlock_unlock(&p->lock);
+		return ret;
+	}
+	/*
+	 * Unregistered under the lock, before anything lets go of the region:
+	 * from here on the kernel resolves every fault there as anonymous
+	 * memory, so no access meets an address upager no longer knows (inline:
+	 * the program's SIGBUS). Every page is placed; one the program discards
+	 * from now on reads zero.
+	 */
+	for (size_t i = 0; i < n; i++)
+		upager__uffd_unregister(p->uffd, mine[i].start, mine[i].end - mine[i].start);
+	pthread_rwlock_unlock(&p->lock);
+	retire(p, r, mine, n, false);
+	return 0;
 }
 
 UPAGER__EXPORT int upager_region_advise(upager_region_t *r, int advice)

@@ -300,7 +300,7 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 	else
 		upager_url_options_init(&o);
 	if (!pager || !regionp || !upager__url_options_valid(url, &o) ||
-	    (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
+	    (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH | UPAGER_SNAP_COMPLETE)))
 		return -EINVAL;
 	if (flags & UPAGER_SNAP_RECORD)
 		return -EOPNOTSUPP; /* the object is read-only: record on a local restore */
@@ -349,6 +349,8 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 	ret = upager_map(pager, (size_t)ss->f.len, &ss->base, regionp);
 	if (ret == 0 && (flags & UPAGER_SNAP_PREFETCH))
 		prefetch_ws(*regionp, url, &o, &ss->f);
+	if (ret == 0)
+		ret = upager__snap_fill_rest(regionp, flags);
 	upager_source_release(&ss->base);
 	return ret;
 #else

@@ -128,7 +128,7 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 	uint64_t size;
 	int ret;
 
-	if (!pager || !regionp || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
+	if (!pager || !regionp || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH | UPAGER_SNAP_COMPLETE)))
 		return -EINVAL;
 	if (flags & UPAGER_SNAP_RECORD)
 		return -EOPNOTSUPP; /* the server is read-only: record on a local restore */
@@ -174,6 +174,8 @@ UPAGER__EXPORT int upager_snapshot_map_remote(upager_t *pager, const char *uri, 
 		}
 		ret = 0; /* the restore goes on without prefetch */
 	}
+	if (ret == 0)
+		ret = upager__snap_fill_rest(regionp, flags);
 	upager_source_release(src);
 	return ret;
 }

@@ -190,7 +190,7 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 	char *ws_path;
 	int ret;
 
-	if (!pager || !regionp || !path || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH)))
+	if (!pager || !regionp || !path || (flags & ~(UPAGER_SNAP_RECORD | UPAGER_SNAP_PREFETCH | UPAGER_SNAP_COMPLETE)))
 		return -EINVAL;
 	ws_path = upager__ws_path(path);
 	if (!ws_path)
@@ -224,6 +224,8 @@ UPAGER__EXPORT int upager_snapshot_map(upager_t *pager, const char *path, unsign
 	}
 	if (ret == 0 && nws)
 		upager__ws_prefetch(*regionp, ws, nws, ss->f.ps);
+	if (ret == 0)
+		ret = upager__snap_fill_rest(regionp, flags);
 out:
 	if (!ss->ra_running) { /* else the thread's, until the source goes */
 		free(ws);

@@ -208,3 +208,17 @@ void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, s
 	free(lens);
 }
 
+
+int upager__snap_fill_rest(upager_region_t **regionp, unsigned flags)
+{
+	int ret;
+
+	if (!(flags & UPAGER_SNAP_COMPLETE))
+		return 0;
+	ret = upager__prefetch_list(*regionp, &(size_t){ 0 }, &(*regionp)->size, 1);
+	if (ret < 0) {
+		upager_release(*regionp);
+		*regionp = NULL;
+	}
+	return ret;
+}

@@ -49,5 +49,8 @@ uint64_t *upager__ws_parse(const uint8_t *buf, size_t len, uint64_t npages, uint
 uint64_t *upager__ws_read(const char *ws_path, uint64_t npages, uint64_t *count);
 /* Queues the working set's pages on r as prefetches, in recorded order. */
 void upager__ws_prefetch(upager_region_t *r, const uint64_t *ws, uint64_t nws, size_t ps);
+/* The restore's last step, for UPAGER_SNAP_COMPLETE: every page queued too,
+ * behind the working set. On failure the region is released, *regionp NULL. */
+int upager__snap_fill_rest(upager_region_t **regionp, unsigned flags);
 
 #endif

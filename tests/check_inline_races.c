@@ -35,19 +35,6 @@
 #define NEED (UPAGER_FEAT_SIGBUS | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP)
 #define WHY "UFFD_FEATURE_SIGBUS and the UNMAP/REMAP events"
 
-static upager_t *make_pager(unsigned mode)
-{
-	upager_options_t o;
-	upager_t *p = NULL;
-	int ret;
-
-	upager_options_init(&o);
-	o.fault_mode = mode;
-	ret = upager_create(&p, &o);
-	ck_assert_msg(ret == 0, "upager_create: %s", upager_strerror(ret));
-	return p;
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -99,7 +86,7 @@ END_TEST
 static void child_split_window(void *arg)
 {
 	const size_t ps = UPT_PAGE;
-	upager_t *p = make_pager(UPAGER_FAULT_INLINE);
+	upager_t *p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	upager_source_t *z;
 	upager_region_t *r;
 	volatile uint8_t *a;
@@ -191,8 +178,8 @@ static void child_mremap_over(void *arg)
 	int bad = 0;
 
 	sigaction(SIGBUS, &sa, NULL); /* before the first inline pager */
-	pb = make_pager(UPAGER_FAULT_INLINE);
-	pa = make_pager(amode);
+	pb = upt_pager_mode(UPAGER_FAULT_INLINE);
+	pa = upt_pager_mode(amode);
 
 	if (fd < 0 || fsync(fd) < 0 || fcntl(fd, F_SETFL, O_DIRECT) < 0 ||
 	    upager_source_file(fd, 0, &f) < 0 || upager_source_zero(&z) < 0)
@@ -266,7 +253,7 @@ static void child_disposition_siginfo(void *arg)
 
 	sa.sa_handler = ignore ? SIG_IGN : SIG_DFL;
 	sigaction(SIGBUS, &sa, NULL);
-	p = make_pager(UPAGER_FAULT_INLINE);
+	p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	(void)p;
 	alarm(10);
 	if (ignore) {
@@ -353,7 +340,7 @@ static void grandchild_decommit(void)
 
 	signal(SIGALRM, SIG_DFL); /* Check's handler would kill the group */
 	alarm(3);                 /* hung: killed by SIGALRM */
-	p = make_pager(UPAGER_FAULT_INLINE);
+	p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	if (upager_source_zero(&z) < 0 || upager_map(p, 16 * UPT_PAGE, z, &r) < 0)
 		_exit(10);
 	(void)*(volatile uint8_t *)upager_region_addr(r);
@@ -371,7 +358,7 @@ static void child_fork_in_drain(void *arg)
 
 	(void)arg;
 	sigaction(SIGSEGV, &sa, NULL);
-	p = make_pager(UPAGER_FAULT_INLINE);
+	p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	if (fd < 0 || upager_source_file(fd, 0, &f) < 0 ||
 	    upager_map(p, DRAIN_PAGES * UPT_PAGE, f, &drain_region) < 0 ||
 	    upager_region_advise(drain_region, UPAGER_ADV_SEQUENTIAL) < 0)
@@ -422,7 +409,7 @@ END_TEST
 static void child_split_many(void *arg)
 {
 	const size_t ps = UPT_PAGE, n = 2200;
-	upager_t *p = make_pager(UPAGER_FAULT_INLINE);
+	upager_t *p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	char path[256];
 	int fd = upt_tmpfile(n * ps, 53, path, sizeof(path));
 	upager_source_t *f;
@@ -493,7 +480,7 @@ static void child_no_mapping(void *arg)
 	uint8_t *a, *b, *probe;
 
 	sigaction(SIGBUS, &sa, NULL); /* before the first inline pager */
-	p = make_pager(UPAGER_FAULT_INLINE);
+	p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	if (upager_source_zero(&z) < 0 || upager_map(p, 32 * ps, z, &r) < 0)
 		_exit(10);
 	a = upager_region_addr(r);
@@ -580,7 +567,7 @@ static void child_fault_holding_lock(void *arg)
 	uint64_t t0;
 
 	(void)arg;
-	held_pager = make_pager(UPAGER_FAULT_INLINE);
+	held_pager = upt_pager_mode(UPAGER_FAULT_INLINE);
 	if (upager_source_zero(&z) < 0 || upager_map(held_pager, 16 * ps, z, &r1) < 0 ||
 	    upager_map(held_pager, 16 * ps, z, &r2) < 0)
 		_exit(10);
@@ -639,7 +626,7 @@ static void *stream_faulter(void *arg)
 static void child_faults_during_munmaps(void *arg)
 {
 	const size_t ps = UPT_PAGE;
-	upager_t *p = make_pager(UPAGER_FAULT_INLINE);
+	upager_t *p = upt_pager_mode(UPAGER_FAULT_INLINE);
 	upager_source_t *z;
 	upager_region_t *r1, *r2;
 	uint8_t *b;

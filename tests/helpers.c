@@ -250,6 +250,19 @@ void upt_daemon_kill(pid_t pid)
 	}
 }
 
+upager_t *upt_pager_mode(unsigned fault_mode)
+{
+	upager_options_t o;
+	upager_t *p = NULL;
+	int ret;
+
+	upager_options_init(&o);
+	o.fault_mode = fault_mode;
+	ret = upager_create(&p, &o);
+	ck_assert_msg(ret == 0, "upager_create: %s", upager_strerror(ret));
+	return p;
+}
+
 long upt_rss_kib(void)
 {
 	long size, rss = -1;

@@ -24,6 +24,8 @@ void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why);
 int upt_main(Suite *(*make)(void));
 
 upager_t *upt_pager(unsigned nthreads, uint64_t disable);
+/* A pager with default options but fault_mode (UPAGER_FAULT_THREADS/INLINE). */
+upager_t *upt_pager_mode(unsigned fault_mode);
 
 /* Byte seed at offset off: differs on every page, so misplaced pages show. */
 static inline uint8_t upt_byte(uint64_t off, unsigned seed)
