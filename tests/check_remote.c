@@ -547,6 +547,28 @@ static void touch_damaged(void *arg)
 	_exit(0);
 }
 
+/* Completed, the restore needs upagerd no more: killed, every byte right. */
+START_TEST(test_snapshot_remote_complete)
+{
+	upager_t *p = upt_pager(1, 0);
+	upager_region_t *r;
+	uint8_t *a;
+
+	save_snapshot("vm.snap");
+	ck_assert_int_eq(upager_snapshot_map_remote(p, tcp_uri, "vm.snap", NULL, UPAGER_SNAP_COMPLETE,
+						    &r), 0);
+	a = upager_region_addr(r);
+	ck_assert(snapshot_page_ok(a, 700)); /* a fault among the fills */
+	ck_assert_int_eq(upager_complete(r, 30000), 0);
+	upt_daemon_kill(daemon_pid);
+	daemon_pid = -1;
+	for (size_t i = 0; i < PAGES; i++)
+		ck_assert_msg(snapshot_page_ok(a, i), "page %zu wrong", i);
+	ck_assert_int_eq(munmap(a, PAGES * UPT_PAGE), 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(test_snapshot_remote_damaged)
 {
 	char path[256];
@@ -1277,6 +1299,7 @@ static Suite *make(void)
 	upt_add(tc, test_daemon_hung, 0, "");
 	upt_add(tc, test_authentication, 0, "");
 	upt_add(tc, test_snapshot_remote, 0, "");
+	upt_add(tc, test_snapshot_remote_complete, 0, "");
 	upt_add(tc, test_snapshot_remote_damaged, 0, "");
 
 	/* Fake servers: slow, dying, impostors (tests/fake_server, a process

@@ -404,6 +404,33 @@ static int tool(const char *verb, const char *u, char *out, size_t len)
 	return WEXITSTATUS(pclose(f));
 }
 
+/* Completed, the restore needs the server no more: nginx killed, every byte right. */
+START_TEST(test_snapshot_complete)
+{
+	upager_url_options_t o;
+	upager_region_t *r;
+	upager_t *p;
+	uint8_t *a;
+	char u[200];
+
+	NEED_NGINX();
+	put_snapshot();
+	p = pager(2);
+	options(&o, 0);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, UPAGER_SNAP_COMPLETE, &r), 0);
+	a = upager_region_addr(r);
+	(void)*(volatile uint8_t *)(a + 5 * UPT_PAGE + 3); /* a fault among the fills */
+	ck_assert_int_eq(upager_complete(r, 30000), 0);
+	kill(ngx.pid, SIGKILL);
+	waitpid(ngx.pid, NULL, 0);
+	ngx.pid = -1;
+	ck_assert_int_eq(check_snapshot_bytes(a), -1);
+	ck_assert_int_eq(munmap(a, SNAP_PAGES * UPT_PAGE), 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(test_snapshot_damaged_and_tool)
 {
 	char u[200], out[2048];
@@ -543,6 +570,7 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_server_killed);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_snapshot_every_byte);
+	tcase_add_test(tc, test_snapshot_complete);
 	tcase_add_test(tc, test_snapshot_damaged_and_tool);
 	tcase_add_checked_fixture(fake, NULL, fake_teardown);
 	tcase_add_test(fake, test_whole_body_to_range);
