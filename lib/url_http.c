@@ -51,7 +51,7 @@ void upager__url_log(const struct upager__url_target *t, int level, const char *
 }
 
 /* scheme://host[:port]/path of url (malloc'd), or NULL when it is not one. */
-static char *shown_url(const char *url)
+char *upager__url_shown(const char *url)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *out = NULL;
@@ -245,7 +245,7 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 	t->log_arg = o->log_arg;
 	t->log_level = o->log_level;
 	t->url = strdup(url);
-	t->shown = shown_url(url);
+	t->shown = upager__url_shown(url);
 	if (!t->url || !t->shown) {
 		ret = t->url && !t->shown ? -EINVAL : -ENOMEM;
 		goto out;
@@ -263,8 +263,8 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 			break;
 		if (++hops > MAX_REDIRECTS ||
 		    (!(t->flags & UPAGER_URL_ANY_REDIRECT) && !same_origin(t->url, next)) ||
-		    !(shown = shown_url(next))) {
-			char *to = shown_url(next);
+		    !(shown = upager__url_shown(next))) {
+			char *to = upager__url_shown(next);
 
 			upager__url_log(t, UPAGER_LOG_ERROR, "url %s: HTTP %ld: redirect to %s refused (%s)",
 					t->shown, r.status, to ? to : "an invalid URL",

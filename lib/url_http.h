@@ -77,6 +77,9 @@ int upager__url_global_init(void);
 int upager__url_open(struct upager__url_target *t, const char *url,
 		     const upager_url_options_t *o);
 void upager__url_target_free(struct upager__url_target *t);
+/* scheme://host[:port]/path of url, without user info, query or fragment
+ * (malloc'd), or NULL when url is not one: what logs may say. */
+char *upager__url_shown(const char *url);
 /* The options of every request to t: protocols, timeouts, no redirects, no signals. */
 void upager__url_easy_common(CURL *e, const struct upager__url_target *t);
 /* CURLOPT_HEADERFUNCTION for a struct upager__url_resp (zeroed first). */

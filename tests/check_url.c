@@ -390,19 +390,104 @@ static void damaged_child(void *arg)
 }
 
 /* `upager snapshot ARGS URL`: its exit status, its stdout and stderr in out. */
-static int tool(const char *verb, const char *u, char *out, size_t len)
+/* tools/upager snapshot VERB U [U2]: its exit status, what it printed in out. */
+static int tool2(const char *verb, const char *u, const char *u2, char *out, size_t len)
 {
-	char cmd[400];
+	char cmd[600];
 	FILE *f;
 	size_t n;
 
-	snprintf(cmd, sizeof(cmd), "tools/upager snapshot %s '%s' 2>&1", verb, u);
+	snprintf(cmd, sizeof(cmd), "tools/upager snapshot %s '%s' %s%s%s 2>&1", verb, u, u2 ? "'" : "",
+		 u2 ? u2 : "", u2 ? "'" : "");
 	f = popen(cmd, "r");
 	ck_assert_ptr_nonnull(f);
 	n = fread(out, 1, len - 1, f);
 	out[n] = 0;
 	return WEXITSTATUS(pclose(f));
 }
+
+static int tool(const char *verb, const char *u, char *out, size_t len)
+{
+	return tool2(verb, u, NULL, out, len);
+}
+
+/* Is the file at a byte for byte the file at b? */
+static bool same_file(const char *a, const char *b)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
+	return system(cmd) == 0;
+}
+
+/*
+ * upager snapshot push: a snapshot saved here, with its working set, sent to
+ * nginx (PUT) and restored from there; refused when the server refuses, when
+ * a page is damaged (nothing sent), and for an incremental snapshot.
+ */
+START_TEST(test_push)
+{
+	char local[200], u[200], there[240], out[1024];
+	upager_url_options_t o;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p;
+	uint8_t *a;
+
+	NEED_NGINX();
+	put_snapshot();
+	snprintf(local, sizeof(local), "%s/snap.img", ngx.www);
+	p = pager(2);
+	/* A working set, recorded on a local restore: 40 pages. */
+	ck_assert_int_eq(upager_snapshot_map(p, local, UPAGER_SNAP_RECORD, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a = upager_region_addr(r);
+	for (size_t i = 0; i < 40; i++)
+		(void)*(volatile uint8_t *)(a + (i * 37 % SNAP_PAGES) * UPT_PAGE);
+	ck_assert_int_eq(upager_release(r), 0);
+
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/up/vm/pushed.snap", ngx.port);
+	ck_assert_msg(tool2("push", local, u, out, sizeof(out)) == 0, "push: %s", out);
+	ck_assert_msg(strstr(out, "checked and pushed") && strstr(out, "working set (40 pages)"), "%s",
+		      out);
+	snprintf(there, sizeof(there), "%s/up/vm/pushed.snap", ngx.www);
+	ck_assert(same_file(local, there));
+	snprintf(there, sizeof(there), "%s/up/vm/pushed.snap.ws", ngx.www);
+	snprintf(local, sizeof(local), "%s/snap.img.ws", ngx.www);
+	ck_assert(same_file(local, there));
+	/* Restored from there, its working set prefetched. */
+	options(&o, 0);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, UPAGER_SNAP_PREFETCH, &r), 0);
+	for (int i = 0; i < 3000; i++) {
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		if (st.pages_prefetched >= 40)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_ge(st.pages_prefetched, 40);
+	ck_assert_int_eq(check_snapshot_bytes(upager_region_addr(r)), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	ck_assert_int_eq(upager_destroy(p), 0);
+
+	/* --json, and where the server refuses. */
+	snprintf(local, sizeof(local), "%s/snap.img", ngx.www);
+	ck_assert_int_eq(tool2("push --json", local, u, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "\"ok\":true") && strstr(out, "\"ws_pages\":40"), "%s", out);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/forbidden/x.snap", ngx.port);
+	ck_assert_int_eq(tool2("push", local, u, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "HTTP 403") && strstr(out, "Permission denied"), "%s", out);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/static.snap", ngx.port); /* no PUT there */
+	ck_assert_int_eq(tool2("push", local, u, out, sizeof(out)), 1);
+	ck_assert_int_eq(tool2("push", local, "/tmp/not-a-url", out, sizeof(out)), 1);
+	/* A damaged page: refused before a byte leaves. */
+	damage_snapshot();
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/up/bad.snap", ngx.port);
+	ck_assert_int_eq(tool2("push", local, u, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "not a valid snapshot"), "%s", out);
+	snprintf(there, sizeof(there), "%s/up/bad.snap", ngx.www);
+	ck_assert_int_eq(access(there, F_OK), -1);
+}
+END_TEST
 
 /* Completed, the restore needs the server no more: nginx killed, every byte right. */
 START_TEST(test_snapshot_complete)
@@ -571,6 +656,7 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_snapshot_every_byte);
 	tcase_add_test(tc, test_snapshot_complete);
+	tcase_add_test(tc, test_push);
 	tcase_add_test(tc, test_snapshot_damaged_and_tool);
 	tcase_add_checked_fixture(fake, NULL, fake_teardown);
 	tcase_add_test(fake, test_whole_body_to_range);

@@ -75,11 +75,12 @@ static int write_conf(const struct upt_nginx *n)
 		"  client_body_temp_path %1$s/tmp; proxy_temp_path %1$s/tmp;\n"
 		"  fastcgi_temp_path %1$s/tmp; uwsgi_temp_path %1$s/tmp; scgi_temp_path %1$s/tmp;\n"
 		"  keepalive_requests 100000; keepalive_timeout 60s;\n"
-		"  sendfile on; tcp_nodelay on;\n"
+		"  sendfile on; tcp_nodelay on; client_max_body_size 0;\n"
 		"  server {\n"
 		"    listen 127.0.0.1:%2$d;\n"
 		"    root %1$s/www;\n"
 		"    location /forbidden/ { return 403; }\n"
+		"    location /up/ { dav_methods PUT; create_full_put_path on; }\n"
 		"  }\n"
 		"}\n",
 		n->dir, n->port);

@@ -7,6 +7,7 @@
  *   upager snapshot convert --from-raw RAW PATH
  *   upager snapshot convert --to-raw PATH RAW
  *   upager snapshot reorder PATH [--json]
+ *   upager snapshot push PATH URL [--json]
  *   upager ws info PATH.ws --snapshot PATH [--json]
  *
  * Exit status: 0 fine, 1 the file is bad or the operation failed, 2 usage.
@@ -33,10 +34,12 @@ static void usage(FILE *f)
 		   "       upager snapshot convert --from-raw RAW PATH\n"
 		   "       upager snapshot convert --to-raw PATH RAW\n"
 		   "       upager snapshot reorder PATH [--json]\n"
+		   "       upager snapshot push PATH URL [--json]\n"
 		   "       upager ws info WS --snapshot PATH [--json]\n"
 		   "       upager --help | --version\n"
 		   "\nSnapshots are described in docs/SNAPSHOT.md and upager_snapshot_save(3).\n"
 		   "info and verify also read a snapshot at an http:// or https:// URL.\n"
+		   "push checks PATH, then sends it (and PATH.ws) to URL with HTTP PUT.\n"
 		   "Exit status: 0 fine, 1 bad file or failed operation, 2 usage.\n");
 }
 
@@ -217,6 +220,53 @@ static int ws_info(const char *ws, const char *snap)
 	return 0;
 }
 
+/* The push's log lines: its errors, on stderr (never the URL's secrets). */
+static void push_log(void *arg, int level, const char *msg)
+{
+	(void)arg, (void)level;
+	if (!json)
+		fprintf(stderr, "upager: %s\n", msg);
+}
+
+static void push_progress(uint64_t done, uint64_t total)
+{
+	if (!json && isatty(2) && total)
+		fprintf(stderr, "\r%3u%% (%llu/%llu MiB)%s", (unsigned)(done * 100 / total),
+			(unsigned long long)(done >> 20), (unsigned long long)(total >> 20),
+			done == total ? "\n" : "");
+}
+
+static int snapshot_push(const char *path, const char *url)
+{
+	struct upager__push_info info;
+	upager_url_options_t o;
+	int ret;
+
+	upager_url_options_init(&o);
+	o.log = push_log;
+	ret = upager__snap_push(path, url, &o, push_progress, &info);
+	if (ret == -EXDEV && !json) {
+		fprintf(stderr, "upager: push %s: an incremental snapshot: a restore from a URL "
+				"cannot reach its parent\n", path);
+		return 1;
+	}
+	if (ret < 0)
+		return fail("push", path, ret);
+	if (json) {
+		json_begin(true, path);
+		printf(",\"bytes\":%llu,\"ws_pages\":%llu,\"etag\":", (unsigned long long)info.bytes,
+		       (unsigned long long)info.ws_pages);
+		json_str(info.etag);
+		printf("}\n");
+	} else {
+		printf("%s: checked and pushed, %llu bytes", path, (unsigned long long)info.bytes);
+		if (info.ws_pages)
+			printf(" with its working set (%llu pages)", (unsigned long long)info.ws_pages);
+		printf("; the server's ETag %s\n", info.etag);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *args[4] = { 0 }, *snap = NULL, *from = NULL, *to = NULL;
@@ -274,6 +324,8 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (n == 4 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "push"))
+		return snapshot_push(args[2], args[3]);
 	if (n == 4 && !strcmp(args[0], "snapshot") && !strcmp(args[1], "convert") && to && !from)
 		return snapshot_verify(args[2], args[3]);
 	if (n == 3 && !strcmp(args[0], "ws") && !strcmp(args[1], "info") && snap)
