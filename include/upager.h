@@ -349,7 +349,8 @@ int upager_snapshot_map_remote(upager_t *pager, const char *uri, const char *obj
 
 /* ---- pages from a URL (HTTP range requests) ---------------------------- */
 /*
- * Pages come from an object on an HTTP server (http:// or https://): region
+ * Pages come from an object on an HTTP server (http:// or https://) or in an
+ * S3-compatible store (s3://BUCKET/KEY, see the s3_* options): region
  * offset X reads the object's byte X; bytes past its end read as zero.
  * Opening asks for the object's headers (HEAD) and pins its length and its
  * ETag (-ENOENT: 404; -EACCES: 401/403; -EPROTO: no length or strong ETag,
@@ -376,6 +377,16 @@ typedef struct upager_url_options {
 	void *log_arg;
 	int log_level;               /* default UPAGER_LOG_WARN */
 	uint64_t flags;              /* UPAGER_URL_* */
+	/* s3://BUCKET/KEY URLs (an S3-compatible store, requests signed with
+	 * AWS Signature Version 4 when there are keys). Each NULL: from the
+	 * environment, as the AWS tools read it. */
+	const char *s3_endpoint;      /* the store's base URL, path-style requests (Ceph RGW,
+	                                 MinIO...); NULL: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+	                                 else AWS itself (https://BUCKET.s3.REGION.amazonaws.com) */
+	const char *s3_region;        /* NULL: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1 */
+	const char *s3_access_key;    /* NULL: AWS_ACCESS_KEY_ID; none: unsigned requests */
+	const char *s3_secret_key;    /* NULL: AWS_SECRET_ACCESS_KEY */
+	const char *s3_session_token; /* NULL: AWS_SESSION_TOKEN (temporary credentials) */
 	uint64_t reserved[4];        /* zero */
 } upager_url_options_t;
 /* Follow redirects at open to any http(s) host, not only the URL's own. */

@@ -37,35 +37,47 @@ static int xfer_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_o
 	return 0;
 }
 
-/* One PUT of the file at path to url: 0, or -errno said in t's log. */
-static int put_file(struct upager__url_target *t, const char *url, const char *shown,
-		    const char *path, const upager_url_options_t *o, struct upload *u)
+/* One PUT of the file at path to url: 0, or -errno said in the log. */
+static int put_file(const char *url, const char *path, const upager_url_options_t *o,
+		    struct upload *u)
 {
+	struct upager__url_target t;
 	struct curl_slist *hdr = NULL, *h2;
 	long status = 0;
 	struct stat st;
 	CURLcode c;
 	CURL *e;
-	FILE *f = fopen(path, "rbe");
-	int ret = 0;
+	FILE *f;
+	int ret = upager__url_target_init(&t, url, o);
 
-	if (!f)
-		return -errno;
+	if (ret)
+		return ret;
+	f = fopen(path, "rbe");
+	if (!f) {
+		ret = -errno;
+		upager__url_target_free(&t);
+		return ret;
+	}
 	if (fstat(fileno(f), &st) < 0) {
 		ret = -errno;
 		fclose(f);
+		upager__url_target_free(&t);
 		return ret;
 	}
 	e = curl_easy_init();
+	for (const struct curl_slist *a = t.auth; a && (h2 = curl_slist_append(hdr, a->data)); a = a->next)
+		hdr = h2;
 	h2 = curl_slist_append(hdr, "Content-Type: application/octet-stream");
 	if (!e || !h2) {
 		curl_easy_cleanup(e);
+		curl_slist_free_all(hdr);
 		fclose(f);
+		upager__url_target_free(&t);
 		return -ENOMEM;
 	}
 	hdr = h2;
-	upager__url_easy_common(e, t);
-	curl_easy_setopt(e, CURLOPT_URL, url);
+	upager__url_easy_common(e, &t);
+	curl_easy_setopt(e, CURLOPT_URL, t.url);
 	curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(e, CURLOPT_READDATA, f);
 	curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
@@ -78,14 +90,14 @@ static int put_file(struct upager__url_target *t, const char *url, const char *s
 	curl_easy_setopt(e, CURLOPT_XFERINFODATA, u);
 	c = curl_easy_perform(e);
 	if (c != CURLE_OK) {
-		upager__url_log(t, UPAGER_LOG_ERROR, "push %s: %s", shown, curl_easy_strerror(c));
+		upager__url_log(&t, UPAGER_LOG_ERROR, "push %s: %s", t.shown, curl_easy_strerror(c));
 		ret = c == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
 		      : c == CURLE_COULDNT_CONNECT ? -ECONNREFUSED
 						   : -EIO;
 	} else {
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 		if (status < 200 || status > 299) {
-			upager__url_log(t, UPAGER_LOG_ERROR, "push %s: PUT refused: HTTP %ld", shown,
+			upager__url_log(&t, UPAGER_LOG_ERROR, "push %s: PUT refused: HTTP %ld", t.shown,
 					status);
 			ret = upager__url_status_errno(status);
 			ret = ret                                 ? ret
@@ -98,17 +110,18 @@ static int put_file(struct upager__url_target *t, const char *url, const char *s
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(e);
 	fclose(f);
+	upager__url_target_free(&t);
 	return ret;
 }
 
 int upager__snap_push(const char *path, const char *url, const upager_url_options_t *opts,
 		      void (*progress)(uint64_t done, uint64_t total), struct upager__push_info *info)
 {
-	struct upager__url_target t = { 0 }, check = { 0 };
+	struct upager__url_target check = { 0 };
 	struct upager__snap_info in;
 	upager_url_options_t o;
 	struct upload u = { .progress = progress };
-	char *ws = NULL, *ws_url = NULL, *shown = NULL;
+	char *ws = NULL, *ws_url = NULL;
 	uint64_t bad = 0, nws = 0, *pages = NULL, snap_size;
 	struct stat st;
 	int ret;
@@ -122,11 +135,6 @@ int upager__snap_push(const char *path, const char *url, const upager_url_option
 		return -EINVAL;
 	if ((ret = upager__url_global_init()) < 0)
 		return ret;
-	shown = upager__url_shown(url);
-	if (!shown)
-		return -EINVAL;
-	t.connect_timeout_ms = o.connect_timeout_ms;
-	t.log = o.log, t.log_arg = o.log_arg, t.log_level = o.log_level;
 	ret = upager__snap_inspect(path, &in);
 	if (ret == 0 && in.parent[0])
 		ret = -EXDEV; /* a URL restore cannot reach the parent beside it */
@@ -153,9 +161,9 @@ int upager__snap_push(const char *path, const char *url, const upager_url_option
 			u.total += (uint64_t)st.st_size;
 		}
 	}
-	ret = put_file(&t, url, shown, path, &o, &u);
+	ret = put_file(url, path, &o, &u);
 	if (ret == 0 && ws_url) {
-		ret = put_file(&t, ws_url, shown, ws, &o, &u);
+		ret = put_file(ws_url, ws, &o, &u);
 		info->ws_pages = ret == 0 ? nws : 0;
 	}
 	if (ret < 0)
@@ -163,8 +171,8 @@ int upager__snap_push(const char *path, const char *url, const upager_url_option
 	/* What arrived: its length and version, as a restore will see them. */
 	ret = upager__url_open(&check, url, &o);
 	if (ret == 0 && check.size != snap_size) {
-		upager__url_log(&t, UPAGER_LOG_ERROR, "push %s: the server holds %llu bytes, not %llu",
-				shown, (unsigned long long)check.size, (unsigned long long)snap_size);
+		upager__url_log(&check, UPAGER_LOG_ERROR, "push %s: the server holds %llu bytes, not %llu",
+				check.shown, (unsigned long long)check.size, (unsigned long long)snap_size);
 		ret = -EIO;
 	}
 	if (ret == 0) {
@@ -176,7 +184,6 @@ out:
 	free(pages);
 	free(ws);
 	free(ws_url);
-	free(shown);
 	return ret;
 }
 #else

@@ -34,7 +34,8 @@
 
 bool upager__is_url(const char *path)
 {
-	return path && (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8));
+	return path && (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8) ||
+			!strncasecmp(path, "s3://", 5));
 }
 
 #ifdef HAVE_LIBCURL

@@ -13,7 +13,7 @@
 #include "snapfmt.h"
 #include "upager.h"
 
-/* Whether path is a URL (http:// or https://) rather than a file. */
+/* Whether path is a URL (http://, https:// or s3://) rather than a file. */
 bool upager__is_url(const char *path);
 /*
  * Opens the snapshot at url: s filled as upp_snap_open does (s->fd is -1:

@@ -45,7 +45,9 @@ bool upager__url_options_valid(const char *url, const upager_url_options_t *o)
 	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
 		if (o->reserved[i])
 			return false;
-	return url && (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) &&
+	return url &&
+	       (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8) ||
+		!strncasecmp(url, "s3://", 5)) &&
 	       o->connect_timeout_ms && o->deadline_ms &&
 	       o->chunk_size >= MIN_CHUNK && o->chunk_size <= MAX_CHUNK &&
 	       !(o->chunk_size & (o->chunk_size - 1)) && o->max_requests &&

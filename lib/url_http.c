@@ -103,6 +103,13 @@ static bool same_origin(const char *a, const char *b)
 
 void upager__url_easy_common(CURL *e, const struct upager__url_target *t)
 {
+	if (t->sigv4) {
+		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, t->sigv4);
+		curl_easy_setopt(e, CURLOPT_USERPWD, t->userpwd);
+	}
+	/* The session token's header on every request; callers that add
+	 * If-Match pass t->headers, which holds it too. */
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->auth);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -195,9 +202,38 @@ void upager__url_target_free(struct upager__url_target *t)
 {
 	free(t->url);
 	free(t->shown);
+	free(t->sigv4);
+	if (t->userpwd)
+		explicit_bzero(t->userpwd, strlen(t->userpwd)); /* a secret */
+	free(t->userpwd);
 	curl_slist_free_all(t->headers);
-	t->url = t->shown = NULL;
-	t->headers = NULL;
+	curl_slist_free_all(t->auth);
+	t->url = t->shown = t->sigv4 = t->userpwd = NULL;
+	t->headers = t->auth = NULL;
+}
+
+int upager__url_target_init(struct upager__url_target *t, const char *url,
+			    const upager_url_options_t *o)
+{
+	int ret = 0;
+
+	memset(t, 0, sizeof(*t));
+	t->connect_timeout_ms = o->connect_timeout_ms;
+	t->flags = o->flags;
+	t->log = o->log;
+	t->log_arg = o->log_arg;
+	t->log_level = o->log_level;
+	if (upager__url_is_s3(url)) {
+		ret = upager__url_s3_resolve(t, url, o);
+	} else {
+		t->url = strdup(url);
+		t->shown = upager__url_shown(url);
+		if (!t->url || !t->shown)
+			ret = t->url && !t->shown ? -EINVAL : -ENOMEM;
+	}
+	if (ret)
+		upager__url_target_free(t);
+	return ret;
 }
 
 /* One HEAD of t->url: 0 with the status in *r, or a transport -errno. */
@@ -238,18 +274,9 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 	CURL *e;
 	int ret = 0, hops = 0;
 
-	memset(t, 0, sizeof(*t));
-	t->connect_timeout_ms = o->connect_timeout_ms;
-	t->flags = o->flags;
-	t->log = o->log;
-	t->log_arg = o->log_arg;
-	t->log_level = o->log_level;
-	t->url = strdup(url);
-	t->shown = upager__url_shown(url);
-	if (!t->url || !t->shown) {
-		ret = t->url && !t->shown ? -EINVAL : -ENOMEM;
-		goto out;
-	}
+	ret = upager__url_target_init(t, url, o);
+	if (ret)
+		return ret;
 	e = curl_easy_init();
 	if (!e) {
 		ret = -ENOMEM;
@@ -299,9 +326,14 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 			t->size = (uint64_t)len;
 			memcpy(t->etag, r.etag, sizeof(t->etag));
 			snprintf(hdr, sizeof(hdr), "If-Match: %s", t->etag);
-			l = curl_slist_append(NULL, hdr);
-			t->headers = l;
-			if (!l)
+			for (const struct curl_slist *a = t->auth; a && !ret; a = a->next)
+				if ((l = curl_slist_append(t->headers, a->data)))
+					t->headers = l;
+				else
+					ret = -ENOMEM;
+			if (!ret && (l = curl_slist_append(t->headers, hdr)))
+				t->headers = l;
+			else if (!ret)
 				ret = -ENOMEM;
 		}
 	}

@@ -22,7 +22,11 @@ struct upager__url_target {
 	char *shown; /* url without user info, query or fragment: what logs say */
 	char etag[UPAGER__URL_ETAG_MAX];
 	uint64_t size;
-	struct curl_slist *headers; /* If-Match: etag */
+	struct curl_slist *headers; /* auth's, then If-Match: etag */
+	/* s3:// objects (url_s3.c): "aws:amz:REGION:s3" and "KEY:SECRET" for
+	 * libcurl's SigV4, a session token's header; NULL when unsigned. */
+	char *sigv4, *userpwd;
+	struct curl_slist *auth;
 	unsigned connect_timeout_ms;
 	uint64_t flags; /* UPAGER_URL_* */
 	upager_log_fn log;
@@ -77,6 +81,14 @@ int upager__url_global_init(void);
 int upager__url_open(struct upager__url_target *t, const char *url,
 		     const upager_url_options_t *o);
 void upager__url_target_free(struct upager__url_target *t);
+/* t for url as every request sees it, without asking the server anything
+ * (s3:// resolved by url_s3.c): 0, -EINVAL (not a URL we take), -ENOMEM. */
+int upager__url_target_init(struct upager__url_target *t, const char *url,
+			    const upager_url_options_t *o);
+/* url_s3.c: s3://BUCKET/KEY URLs, resolved into t's url, shown and signing. */
+bool upager__url_is_s3(const char *url);
+int upager__url_s3_resolve(struct upager__url_target *t, const char *url,
+			   const upager_url_options_t *o);
 /* scheme://host[:port]/path of url, without user info, query or fragment
  * (malloc'd), or NULL when url is not one: what logs may say. */
 char *upager__url_shown(const char *url);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -390,6 +391,106 @@ static void damaged_child(void *arg)
 }
 
 /* `upager snapshot ARGS URL`: its exit status, its stdout and stderr in out. */
+/* The access log's lines for uri, concatenated (at most len - 1 bytes). */
+static void log_lines(const char *uri, char *out, size_t len)
+{
+	FILE *f = fopen(ngx.log, "r");
+	char line[1024];
+
+	out[0] = 0;
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, uri))
+			strncat(out, line, len - strlen(out) - 1);
+	fclose(f);
+}
+
+/*
+ * s3://BUCKET/KEY: path-style requests on the endpoint, each signed with
+ * SigV4 for the region with the session token's header, never the secret
+ * in a request or a log line; the environment as the AWS tools read it;
+ * unsigned without keys; bad URLs and half a key pair refused. (nginx does
+ * not check signatures; test_s3_rgw does, against Ceph's RADOS Gateway.)
+ */
+START_TEST(test_s3_addressing)
+{
+	static const char *const vars[] = { "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
+					     "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+					     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN" };
+	char dirp[200], from[200], to[220], endpoint[64], lines[16384];
+	upager_url_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p;
+
+	NEED_NGINX();
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	snprintf(dirp, sizeof(dirp), "%s/bkt-1/dir", ngx.www);
+	snprintf(from, sizeof(from), "%s/bkt-1", ngx.www);
+	ck_assert_int_eq(mkdir(from, 0755), 0);
+	ck_assert_int_eq(mkdir(dirp, 0755), 0);
+	snprintf(from, sizeof(from), "%s/mem.img", ngx.www);
+	snprintf(to, sizeof(to), "%s/obj a.img", dirp);
+	ck_assert_int_eq(link(from, to), 0);
+	snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/", ngx.port);
+	p = pager(2);
+
+	options(&o, 0);
+	o.s3_endpoint = endpoint;
+	o.s3_region = "eu-test-1";
+	o.s3_access_key = "AKIDUPAGERTEST";
+	o.s3_secret_key = "SECRETupagerTEST42";
+	o.s3_session_token = "TOKENupagerTEST";
+	logged[0] = 0;
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/dir/obj a.img", &o, &s), 0);
+	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), OBJ_SIZE, 0, SEED), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+	log_lines("/bkt-1/dir/obj a.img", lines, sizeof(lines));
+	ck_assert_msg(strstr(lines, "HEAD") && strstr(lines, "GET"), "%s", lines);
+	for (char *save, *l = strtok_r(lines, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		ck_assert_msg(strstr(l, "AWS4-HMAC-SHA256 Credential=AKIDUPAGERTEST/") &&
+			      strstr(l, "/eu-test-1/s3/aws4_request") &&
+			      strstr(l, "token=\"TOKENupagerTEST\""), "not signed: %s", l);
+		ck_assert_msg(!strstr(l, "SECRETupagerTEST42"), "the secret was sent: %s", l);
+	}
+	ck_assert_msg(!strstr(logged, "SECRET"), "the secret was logged: %s", logged);
+
+	/* The same from the environment; no keys: unsigned. */
+	setenv("AWS_ENDPOINT_URL", endpoint, 1);
+	setenv("AWS_REGION", "eu-env-2", 1);
+	setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "SECRETenv", 1);
+	options(&o, 0);
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/dir/obj%20a.img", &o, &s), -ENOENT);
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/dir/obj a.img", &o, &s), 0);
+	upager_source_release(s);
+	log_lines("/bkt-1/dir/obj a.img", lines, sizeof(lines));
+	ck_assert_msg(strstr(lines, "Credential=AKIDENV/") && strstr(lines, "/eu-env-2/s3/"), "%s", lines);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	ck_assert_int_eq(truncate(ngx.log, 0), 0);
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/dir/obj a.img", &o, &s), 0);
+	upager_source_release(s);
+	log_lines("/bkt-1/dir/obj a.img", lines, sizeof(lines));
+	ck_assert_msg(strstr(lines, "auth=\"-\"") && !strstr(lines, "AWS4"), "%s", lines);
+
+	/* Refused before a request. */
+	setenv("AWS_ACCESS_KEY_ID", "AKIDHALF", 1); /* no secret: half a pair */
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/dir/obj a.img", &o, &s), -EINVAL);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	ck_assert_int_eq(upager_source_url("s3://bkt-1", &o, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/", &o, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_url("s3://BKT/obj", &o, &s), -EINVAL);
+	ck_assert_int_eq(upager_source_url("s3://bkt-1/obj?versionId=1", &o, &s), -EINVAL);
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	ck_assert_int_eq(upager_destroy(p), 0);
+}
+END_TEST
+
 /* tools/upager snapshot VERB U [U2]: its exit status, what it printed in out. */
 static int tool2(const char *verb, const char *u, const char *u2, char *out, size_t len)
 {
@@ -657,6 +758,7 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_snapshot_every_byte);
 	tcase_add_test(tc, test_snapshot_complete);
 	tcase_add_test(tc, test_push);
+	tcase_add_test(tc, test_s3_addressing);
 	tcase_add_test(tc, test_snapshot_damaged_and_tool);
 	tcase_add_checked_fixture(fake, NULL, fake_teardown);
 	tcase_add_test(fake, test_whole_body_to_range);

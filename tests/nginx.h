@@ -16,7 +16,7 @@ struct upt_nginx {
 	int port;
 	char dir[64];  /* its prefix; www/ is the document root */
 	char www[96];
-	char log[96];  /* access log: "connection requests status method uri" a line */
+	char log[96];  /* access log: "connection requests status method uri auth="..." token="..."" a line */
 };
 
 /* NULL when nginx runs, else why it cannot (the test skips, saying so). */
