@@ -340,6 +340,13 @@ int main(int argc, char **argv)
 	file_len = env_u64("UPAGER_BENCH_BUDGET_FILE_MIB", 4096) << 20;
 	budget = env_u64("UPAGER_BENCH_BUDGET_MIB", 512) << 20;
 	touches = env_u64("UPAGER_BENCH_BUDGET_TOUCHES", 65536);
+	if (argc > 1 && (argv[1][0] == '-' || argc > 2)) {
+		/* An option is no file name: "--help" would be a 4 GiB file. */
+		printf("usage: budget [FILE]  (default ./upager-budget.dat; a real disk, not tmpfs)\n"
+		       "environment: UPAGER_BENCH_BUDGET_FILE_MIB (4096), UPAGER_BENCH_BUDGET_MIB (512),\n"
+		       "UPAGER_BENCH_BUDGET_TOUCHES (65536)\n");
+		return argv[1][1] == 'h' || !strcmp(argv[1], "--help") ? 0 : 2;
+	}
 	if (argc > 1)
 		path = argv[1];
 	fprintf(stderr, "budget: file %s, %zu MiB, budget %zu MiB, %zu random touches; each run "
