@@ -25,6 +25,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,7 +124,17 @@ static struct {
 	int status;
 	unsigned quick; /* quick deaths in a row */
 	uint64_t restart_at_ns;
-} sup = { .worker = -1, .worker_pidfd = -1, .ch = -1, .next_id = 1 };
+	/* The next worker, started in advance and waiting for its start
+	 * message: a takeover costs no fork and exec (the most of a kill's
+	 * pause). Its binary is the one of when it started: SIGHUP (an
+	 * upgrade) replaces it. */
+	pid_t standby;
+	int standby_pidfd, standby_ch;
+	uint64_t standby_at_ns; /* when to start one, if none */
+} sup = { .worker = -1, .worker_pidfd = -1, .ch = -1, .next_id = 1,
+	  .standby = -1, .standby_pidfd = -1, .standby_ch = -1 };
+
+#define STANDBY_DELAY_MS 100 /* after a takeover: the new worker's CPU first */
 
 static void held_close(struct held *h)
 {
@@ -211,17 +222,17 @@ static bool read_channel(void)
 	}
 }
 
-/* Starts a worker and hands it everything held. */
-static void start_worker(void)
+/* Forks and executes a worker, which waits for its start message on *chp:
+ * 0, or -1 said in the log. */
+static int spawn(pid_t *pidp, int *pidfdp, int *chp)
 {
-	int sv[2], fds[2] = { sup.lfd, sup.memfd };
+	int sv[2];
 	char num[16];
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		LOG(LOG_ERR, "supervisor: socketpair: %s: retrying", strerror(errno));
-		sup.restart_at_ns = upager__mono_ns() + BACKOFF_MAX_MS * 1000000ull;
-		return;
+		return -1;
 	}
 	pid = fork();
 	if (pid == 0) {
@@ -241,15 +252,62 @@ static void start_worker(void)
 	if (pid < 0) {
 		LOG(LOG_ERR, "supervisor: fork: %s: retrying", strerror(errno));
 		close(sv[0]);
+		return -1;
+	}
+	*pidp = pid;
+	*pidfdp = (int)syscall(SYS_pidfd_open, pid, 0);
+	*chp = sv[0];
+	return 0;
+}
+
+/* Stops the standby worker (it has been told nothing: nothing is lost). */
+static void standby_stop(void)
+{
+	if (sup.standby <= 0)
+		return;
+	kill(sup.standby, SIGKILL);
+	while (waitpid(sup.standby, NULL, 0) < 0 && errno == EINTR)
+		;
+	close(sup.standby_ch);
+	if (sup.standby_pidfd >= 0)
+		close(sup.standby_pidfd);
+	sup.standby = -1;
+	sup.standby_ch = sup.standby_pidfd = -1;
+}
+
+/* A standby worker, where the kernel has pidfds to watch it with. */
+static void standby_start(void)
+{
+	if (spawn(&sup.standby, &sup.standby_pidfd, &sup.standby_ch) < 0) {
+		sup.standby_at_ns = upager__mono_ns() + BACKOFF_MAX_MS * 1000000ull;
+		return;
+	}
+	if (sup.standby_pidfd < 0) {
+		standby_stop(); /* no way to see it die: start workers when needed */
+		sup.standby_at_ns = UINT64_MAX;
+	}
+}
+
+/* Starts a worker (the standby, if one waits) and hands it everything held. */
+static void start_worker(void)
+{
+	int fds[2] = { sup.lfd, sup.memfd };
+	bool ahead = sup.standby > 0;
+
+	if (ahead) {
+		sup.worker = sup.standby;
+		sup.worker_pidfd = sup.standby_pidfd;
+		sup.ch = sup.standby_ch;
+		sup.standby = -1;
+		sup.standby_ch = sup.standby_pidfd = -1;
+		sup.standby_at_ns = upager__mono_ns() + STANDBY_DELAY_MS * 1000000ull;
+	} else if (spawn(&sup.worker, &sup.worker_pidfd, &sup.ch) < 0) {
 		sup.restart_at_ns = upager__mono_ns() + BACKOFF_MAX_MS * 1000000ull;
 		return;
 	}
-	sup.worker = pid;
-	sup.worker_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	sup.ch = sv[0];
 	sup.started_ns = upager__mono_ns();
-	LOG(LOG_INFO, "supervisor: worker pid %d started, handing it %zu clients", (int)pid,
-	    sup.nheld);
+	LOG(LOG_INFO, "supervisor: worker pid %d %s, handing it %zu clients", (int)sup.worker,
+	    ahead ? "(started in advance) takes over" : "started", sup.nheld);
 	/* Blocking sends: a worker that died meanwhile makes them fail
 	 * (EPIPE), and its death is seen below. */
 	if (chan_send(sup.ch, CHAN_START, sup.passed, fds, 2) < 0)
@@ -261,7 +319,7 @@ static void start_worker(void)
 		return;
 	fcntl(sup.ch, F_SETFL, O_NONBLOCK);
 	if (sup.stopping)
-		kill(pid, SIGTERM);
+		kill(sup.worker, SIGTERM);
 }
 
 /* The worker is gone: reads what it had sent, reaps it, and says how it
@@ -370,23 +428,39 @@ int supervise_run(const struct options *o, char **argv, int lfd, bool passed)
 	    (int)getpid(), sup.exe);
 	start_worker();
 	unsetenv("UPAGERD_TEST_KILL_AFTER_FAULT"); /* handle.c: the first worker's alone */
+	sup.standby_at_ns = upager__mono_ns() + STANDBY_DELAY_MS * 1000000ull;
 	for (;;) {
-		struct pollfd pf[3] = { { .fd = sfd, .events = POLLIN },
+		struct pollfd pf[4] = { { .fd = sfd, .events = POLLIN },
 					{ .fd = sup.worker_pidfd, .events = POLLIN },
-					{ .fd = sup.ch, .events = POLLIN } };
+					{ .fd = sup.ch, .events = POLLIN },
+					{ .fd = sup.standby_pidfd, .events = POLLIN } };
+		uint64_t now = upager__mono_ns();
 		int wait = -1;
 
 		if (sup.worker < 0) {
-			uint64_t now = upager__mono_ns();
-
 			if (now >= sup.restart_at_ns) {
 				start_worker();
 				continue;
 			}
 			wait = (int)((sup.restart_at_ns - now) / 1000000) + 1;
 		}
-		if (poll(pf, 3, wait) < 0 && errno != EINTR)
+		if (sup.standby < 0 && !sup.stopping && sup.standby_at_ns != UINT64_MAX) {
+			if (now >= sup.standby_at_ns) {
+				standby_start();
+				continue;
+			}
+			if (wait < 0 || (sup.standby_at_ns - now) / 1000000 + 1 < (uint64_t)wait)
+				wait = (int)((sup.standby_at_ns - now) / 1000000) + 1;
+		}
+		if (poll(pf, 4, wait) < 0 && errno != EINTR)
 			break;
+		if (pf[3].revents && sup.standby > 0) {
+			/* It died waiting (killed by hand, the OOM killer): another later. */
+			LOG(LOG_WARN, "supervisor: the standby worker pid %d died: another in %d s",
+			    (int)sup.standby, BACKOFF_MAX_MS / 1000);
+			standby_stop();
+			sup.standby_at_ns = upager__mono_ns() + BACKOFF_MAX_MS * 1000000ull;
+		}
 		if (pf[2].revents && !read_channel()) {
 			/* Its end closes as it dies (all read: nothing is lost). */
 			close(sup.ch);
@@ -406,6 +480,10 @@ int supervise_run(const struct options *o, char **argv, int lfd, bool passed)
 				continue;
 			if (sig == SIGHUP) {
 				log_reopen();
+				/* The standby runs the binary of before: a new one
+				 * is started from the path (an upgrade). */
+				standby_stop();
+				sup.standby_at_ns = upager__mono_ns() + STANDBY_DELAY_MS * 1000000ull;
 				if (sup.worker > 0) {
 					/* All its state is held here: a kill loses nothing
 					 * (the new worker wakes every region). */
@@ -423,11 +501,13 @@ int supervise_run(const struct options *o, char **argv, int lfd, bool passed)
 				/* The worker drains (serves its clients until they
 				 * leave) or, told twice, exits at once. */
 				sup.stopping = true;
+				standby_stop();
 				if (sup.worker > 0)
 					kill(sup.worker, sig);
 			}
 		}
 	}
+	standby_stop();
 	for (size_t i = 0; i < sup.nheld; i++)
 		held_close(&sup.held[i]);
 	LOG(LOG_INFO, "supervisor: exiting");

@@ -87,23 +87,34 @@ static void start_handler(void)
 	sup_pid = upt_upagerd(args, "UPAGERD_TEST_KILL_AFTER_FAULT=3000", ready, sizeof(ready));
 }
 
-/* The supervisor's worker now, or -1 (between two). */
-static pid_t worker_pid(void)
+/* The supervisor's children, oldest first (at most max): how many. */
+static int children(pid_t *out, int max)
 {
-	char path[64], buf[256];
+	char path[64], buf[256], *p = buf, *end;
 	ssize_t n;
-	int fd;
+	int fd, k = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sup_pid, (int)sup_pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return 0;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return -1;
+		return 0;
 	buf[n] = '\0';
-	return (pid_t)atoi(buf);
+	for (long v; k < max && (v = strtol(p, &end, 10)) > 0; p = end)
+		out[k++] = (pid_t)v;
+	return k;
+}
+
+/* The supervisor's worker now, or -1 (between two): its oldest child (the
+ * standby worker is always started after the worker it stands by). */
+static pid_t worker_pid(void)
+{
+	pid_t c[4];
+
+	return children(c, 4) > 0 ? c[0] : -1;
 }
 
 /* Waits (up to 10 s) for a worker other than not_this; -1 if none came. */
@@ -433,6 +444,45 @@ START_TEST(worker_killed_five_times)
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
 	report_pauses();
 	ck_assert_int_gt(atomic_load(&sh->discarded), 0);
+}
+END_TEST
+
+/*
+ * A standby worker waits beside the worker, started in advance: when the
+ * worker dies (here the first one, at its 3000th fault) the standby takes
+ * the clients over without a fork and exec in the pause, and another
+ * standby follows it.
+ */
+START_TEST(standby_takes_over)
+{
+	static const struct client_opts o = { .keep_uffd = true, .reader_nap = 50 };
+	pid_t client_pid, c[4], w = next_worker(-1), standby = -1, now;
+	char cmd[300];
+	int st, n = 0;
+
+	ck_assert_int_gt(w, 0);
+	for (int i = 0; i < 5000 && standby < 0; i++) {
+		if (children(c, 4) >= 2 && c[0] == w)
+			standby = c[1];
+		else
+			nap_us(1000);
+	}
+	ck_assert_msg(standby > 0, "no standby worker beside worker %d", (int)w);
+	client_pid = start_client(&o);
+	now = next_worker(w); /* the first worker ends itself at its 3000th fault */
+	ck_assert_msg(now == standby, "worker %d took over, not the standby %d", (int)now,
+		      (int)standby);
+	for (int i = 0; i < 5000 && n < 2; i++) {
+		n = children(c, 4);
+		if (n < 2 || c[1] == standby)
+			n = 0, nap_us(1000);
+	}
+	ck_assert_msg(n >= 2, "no new standby after the takeover");
+	st = wait_client(client_pid, 100);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+	snprintf(cmd, sizeof(cmd), "grep -q 'worker pid %d (started in advance) takes over' '%s'",
+		 (int)standby, log_path);
+	ck_assert_msg(system(cmd) == 0, "the log does not say the standby took over");
 }
 END_TEST
 
@@ -855,6 +905,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, sighup_hands_over);
+	tcase_add_test(tc, standby_takes_over);
 	tcase_add_test(tc, supervisor_killed_too_client_ends);
 	tcase_add_test(tc, supervisor_killed_too_uffd_closed_zero_fill);
 	tc = upt_tcase(s, "fdstore");
