@@ -117,6 +117,12 @@ int upager__url_s3_resolve(struct upager__url_target *t, const char *url, const 
 		return -ENOMEM;
 	snprintf(t->sigv4, strlen(region) + 16, "aws:amz:%s:s3", region);
 	snprintf(t->userpwd, n, "%s:%s", ak, sk);
+	/* S3 wants the payload's hash in a signed header; libcurl 7.88 adds
+	 * none and the store answers 403 SignatureDoesNotMatch. Range reads
+	 * have no payload, uploads are streamed: not signed, as S3 allows. */
+	t->auth = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+	if (!t->auth)
+		return -ENOMEM;
 	if (token) {
 		char *hdr = malloc(strlen(token) + 32);
 		struct curl_slist *l;
@@ -124,7 +130,8 @@ int upager__url_s3_resolve(struct upager__url_target *t, const char *url, const 
 		if (!hdr)
 			return -ENOMEM;
 		sprintf(hdr, "x-amz-security-token: %s", token);
-		l = curl_slist_append(NULL, hdr);
+		l = curl_slist_append(t->auth, hdr);
+		explicit_bzero(hdr, strlen(hdr));
 		free(hdr);
 		if (!l)
 			return -ENOMEM;

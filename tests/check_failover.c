@@ -728,20 +728,6 @@ END_TEST
 
 /* ---- --metrics ---- */
 
-/* A loopback port free now (the daemon binds it a moment later). */
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
-	port = ntohs(sa.sin_port);
-	close(s);
-	return port;
-}
-
 static int connect_port(int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -802,7 +788,7 @@ START_TEST(metrics_handle)
 	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
 			       "--log-file", log_path, "--metrics", addr, NULL };
 	char ready[256];
-	int port = free_port(), st;
+	int port = upt_free_port(), st;
 
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	sup_pid = upt_upagerd(args, NULL, ready, sizeof(ready));
@@ -833,7 +819,7 @@ START_TEST(metrics_handle_per_client)
 	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem_path,
 			       "--log-file", log_path, "--metrics", addr, NULL };
 	char ready[256];
-	int port = free_port(), st;
+	int port = upt_free_port(), st;
 	pid_t client_pid;
 
 	snprintf(addr, sizeof(addr), "%d", port); /* a bare port: loopback */
@@ -853,7 +839,7 @@ END_TEST
 START_TEST(metrics_serve)
 {
 	char root[128], sock[160], addr[32], metrics_arg[48], *r;
-	int port = free_port();
+	int port = upt_free_port();
 	pid_t pid;
 
 	snprintf(root, sizeof(root), "%s", dir);

@@ -27,6 +27,9 @@
 
 #include "helpers.h"
 #include "nginx.h"
+#ifdef HAVE_LIBCURL
+#include "rgw.h"
+#endif
 
 #define SEED 71
 #define OBJ_SIZE ((size_t)(8u << 20) - 100) /* a ragged end */
@@ -297,10 +300,10 @@ END_TEST
 #define SNAP_PAGES 1536
 
 /* A snapshot in nginx's www/snap.img: pages of the pattern, every 5th zero, every 7th never touched. */
-static void put_snapshot(void)
+/* SNAP_PAGES pages saved as a snapshot at path: patterns, zero pages, absent ones. */
+static void save_snapshot_to(const char *path)
 {
 	const size_t len = SNAP_PAGES * UPT_PAGE;
-	char path[160];
 	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	ck_assert_ptr_ne(m, MAP_FAILED);
@@ -311,9 +314,30 @@ static void put_snapshot(void)
 			else
 				upt_fill(m + i * UPT_PAGE, UPT_PAGE, i * UPT_PAGE, SEED);
 		}
-	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
 	ck_assert_int_eq(upager_snapshot_save(m, len, path), 0);
 	munmap(m, len);
+}
+
+static void put_snapshot(void)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
+	save_snapshot_to(path);
+}
+
+/* A working set of 40 pages recorded for the snapshot at path (PATH.ws). */
+static void record_40(upager_t *p, const char *path)
+{
+	upager_region_t *r;
+	uint8_t *a;
+
+	ck_assert_int_eq(upager_snapshot_map(p, path, UPAGER_SNAP_RECORD, &r), 0);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+	a = upager_region_addr(r);
+	for (size_t i = 0; i < 40; i++)
+		(void)*(volatile uint8_t *)(a + (i * 37 % SNAP_PAGES) * UPT_PAGE);
+	ck_assert_int_eq(upager_release(r), 0);
 }
 
 static long check_snapshot_bytes(const uint8_t *a)
@@ -521,6 +545,26 @@ static bool same_file(const char *a, const char *b)
 	return system(cmd) == 0;
 }
 
+/* The snapshot at u restored with its working set (40 pages) prefetched: every byte right. */
+static void restore_prefetched(upager_t *p, const char *u)
+{
+	upager_url_options_t o;
+	upager_region_t *r;
+	upager_stats_t st;
+
+	options(&o, 0);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, UPAGER_SNAP_PREFETCH, &r), 0);
+	for (int i = 0; i < 5000; i++) {
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		if (st.pages_prefetched >= 40)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_ge(st.pages_prefetched, 40);
+	ck_assert_int_eq(check_snapshot_bytes(upager_region_addr(r)), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+}
+
 /*
  * upager snapshot push: a snapshot saved here, with its working set, sent to
  * nginx (PUT) and restored from there; refused when the server refuses, when
@@ -529,23 +573,13 @@ static bool same_file(const char *a, const char *b)
 START_TEST(test_push)
 {
 	char local[200], u[200], there[240], out[1024];
-	upager_url_options_t o;
-	upager_region_t *r;
-	upager_stats_t st;
 	upager_t *p;
-	uint8_t *a;
 
 	NEED_NGINX();
 	put_snapshot();
 	snprintf(local, sizeof(local), "%s/snap.img", ngx.www);
 	p = pager(2);
-	/* A working set, recorded on a local restore: 40 pages. */
-	ck_assert_int_eq(upager_snapshot_map(p, local, UPAGER_SNAP_RECORD, &r), 0);
-	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
-	a = upager_region_addr(r);
-	for (size_t i = 0; i < 40; i++)
-		(void)*(volatile uint8_t *)(a + (i * 37 % SNAP_PAGES) * UPT_PAGE);
-	ck_assert_int_eq(upager_release(r), 0);
+	record_40(p, local); /* a working set, recorded on a local restore */
 
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/up/vm/pushed.snap", ngx.port);
 	ck_assert_msg(tool2("push", local, u, out, sizeof(out)) == 0, "push: %s", out);
@@ -556,18 +590,7 @@ START_TEST(test_push)
 	snprintf(there, sizeof(there), "%s/up/vm/pushed.snap.ws", ngx.www);
 	snprintf(local, sizeof(local), "%s/snap.img.ws", ngx.www);
 	ck_assert(same_file(local, there));
-	/* Restored from there, its working set prefetched. */
-	options(&o, 0);
-	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, UPAGER_SNAP_PREFETCH, &r), 0);
-	for (int i = 0; i < 3000; i++) {
-		ck_assert_int_eq(upager_region_stats(r, &st), 0);
-		if (st.pages_prefetched >= 40)
-			break;
-		usleep(1000);
-	}
-	ck_assert_uint_ge(st.pages_prefetched, 40);
-	ck_assert_int_eq(check_snapshot_bytes(upager_region_addr(r)), -1);
-	ck_assert_int_eq(upager_release(r), 0);
+	restore_prefetched(p, u); /* from there, its working set prefetched */
 	ck_assert_int_eq(upager_destroy(p), 0);
 
 	/* --json, and where the server refuses. */
@@ -743,11 +766,129 @@ START_TEST(test_redirect_elsewhere_refused)
 }
 END_TEST
 
+#ifdef HAVE_LIBCURL
+/* ---- a real S3 store: Ceph's RADOS Gateway ---- */
+
+static struct upt_rgw rgw;
+
+static void s3_options(upager_url_options_t *o, const char *secret)
+{
+	options(o, 10000);
+	o->s3_endpoint = rgw.endpoint;
+	o->s3_access_key = rgw.access_key;
+	o->s3_secret_key = secret;
+}
+
+/* Replaced in the store after its first chunk was read: SIGBUS, never new bytes. */
+static void s3_replaced_child(void *arg)
+{
+	upager_url_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p = pager(1);
+	const volatile uint8_t *a;
+
+	(void)arg;
+	s3_options(&o, rgw.secret_key);
+	o.chunk_size = 64 << 10;
+	if (upager_source_url("s3://upt-bucket/obj", &o, &s) < 0 ||
+	    upager_map(p, OBJ_SIZE + 100, s, &r) < 0 || upager_region_advise(r, UPAGER_ADV_RANDOM) < 0)
+		_exit(2);
+	a = upager_region_addr(r);
+	if (a[0] != upt_byte(0, SEED))
+		_exit(3);
+	if (upt_rgw_put(&rgw, "upt-bucket", "obj", OBJ_SIZE, NEW_SEED) < 0)
+		_exit(4);
+	for (size_t off = OBJ_SIZE / 2; off < OBJ_SIZE; off += UPT_PAGE)
+		if (a[off] != upt_byte(off, SEED))
+			_exit(5);
+	_exit(0);
+}
+
+/*
+ * s3:// against a real S3 implementation, which checks what nginx does not:
+ * every signed range read right to the byte; a wrong secret and no keys at
+ * all refused at open (403: -EACCES); the object replaced mid-restore ends
+ * later faults in SIGBUS (412 to If-Match); a snapshot pushed there with
+ * upager snapshot push (keys from the environment), restored from it with
+ * its working set prefetched, every byte checked.
+ */
+START_TEST(test_s3_rgw)
+{
+	static const char *const vars[] = { "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
+					     "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+					     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN" };
+	const char *why;
+	char local[200], out[1024];
+	upager_url_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_stats_t st;
+	upager_t *p;
+	int status;
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	why = upt_rgw_start(&rgw);
+	if (why) {
+		printf("SKIP %s: %s\n", __func__, why);
+		return;
+	}
+	ck_assert_int_eq(upt_rgw_put(&rgw, "upt-bucket", "obj", OBJ_SIZE, SEED), 0);
+	p = pager(2);
+	s3_options(&o, rgw.secret_key);
+	ck_assert_msg(upager_source_url("s3://upt-bucket/obj", &o, &s) == 0, "%s", logged);
+	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), OBJ_SIZE, 0, SEED), -1);
+	ck_assert_int_eq(upager_region_stats(r, &st), 0);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_int_eq(upager_release(r), 0);
+
+	s3_options(&o, "not-the-secret-0123456789");
+	ck_assert_int_eq(upager_source_url("s3://upt-bucket/obj", &o, &s), -EACCES);
+	ck_assert_msg(!strstr(logged, "not-the-secret"), "a secret in the log: %s", logged);
+	options(&o, 0);
+	o.s3_endpoint = rgw.endpoint; /* no keys: unsigned */
+	ck_assert_int_eq(upager_source_url("s3://upt-bucket/obj", &o, &s), -EACCES);
+	s3_options(&o, rgw.secret_key);
+	ck_assert_int_eq(upager_source_url("s3://upt-bucket/none", &o, &s), -ENOENT);
+
+	status = upt_child(s3_replaced_child, NULL, 60);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
+
+	/* A snapshot and its working set, pushed by the tool, restored from the store. */
+	snprintf(local, sizeof(local), "/tmp/upager-s3-snap-%d.img", (int)getpid());
+	save_snapshot_to(local);
+	record_40(p, local);
+	setenv("AWS_ENDPOINT_URL", rgw.endpoint, 1);
+	setenv("AWS_ACCESS_KEY_ID", rgw.access_key, 1);
+	setenv("AWS_SECRET_ACCESS_KEY", rgw.secret_key, 1);
+	ck_assert_msg(tool2("push", local, "s3://upt-bucket/vm/snap.img", out, sizeof(out)) == 0,
+		      "push: %s", out);
+	ck_assert_msg(strstr(out, "working set (40 pages)"), "%s", out);
+	restore_prefetched(p, "s3://upt-bucket/vm/snap.img");
+	ck_assert_int_eq(tool("verify", "s3://upt-bucket/vm/snap.img", out, sizeof(out)), 0);
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	unlink(local);
+	snprintf(out, sizeof(out), "%s.ws", local);
+	unlink(out);
+	ck_assert_int_eq(upager_destroy(p), 0);
+	upt_rgw_stop(&rgw);
+}
+END_TEST
+
+#endif
+
 static Suite *url_suite(void)
 {
 	Suite *s = suite_create("url");
 	TCase *tc = upt_tcase(s, "nginx");
 	TCase *fake = upt_tcase(s, "fake_http");
+	TCase *s3 = upt_tcase(s, "rgw");
+
+	tcase_set_timeout(s3, 240); /* the store starts in 3-15 s, within 60 */
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_every_byte_keepalive);
@@ -760,6 +901,9 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_push);
 	tcase_add_test(tc, test_s3_addressing);
 	tcase_add_test(tc, test_snapshot_damaged_and_tool);
+#ifdef HAVE_LIBCURL
+	tcase_add_test(s3, test_s3_rgw);
+#endif
 	tcase_add_checked_fixture(fake, NULL, fake_teardown);
 	tcase_add_test(fake, test_whole_body_to_range);
 	tcase_add_test(fake, test_retries_503);

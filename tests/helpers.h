@@ -86,6 +86,9 @@ void upt_daemon_kill(pid_t pid);
 int upt_open_uffd(void);
 
 long upt_rss_kib(void);
+/* A loopback TCP port nobody listens on now (a server may still lose a race
+ * for it: retry), or -1. */
+int upt_free_port(void);
 /* Resident KiB of the mappings inside [addr, addr + len) (/proc/self/smaps
  * Rss: the shared zero page is not counted), or -1. Unlike upt_rss_kib it
  * leaves out what a sanitizer's shadow memory costs for the same reads. */

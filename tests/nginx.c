@@ -29,21 +29,6 @@ static const char *nginx_path(void)
 	return NULL;
 }
 
-/* A port nobody listens on now (nginx may still lose a race for it: retried). */
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
-	    !getsockname(fd, (struct sockaddr *)&a, &al))
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static int listening(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
@@ -107,7 +92,7 @@ const char *upt_nginx_start(struct upt_nginx *n)
 	mkdir(n->www, 0755);
 	mkdir(tmp, 0700);
 	for (int attempt = 0; attempt < 5; attempt++) {
-		n->port = free_port();
+		n->port = upt_free_port();
 		if (n->port < 0 || write_conf(n))
 			break;
 		fflush(NULL);
