@@ -396,11 +396,18 @@ END_TEST
 /* ---- release and destroy while threads wait for their fills ---- */
 
 static atomic_int slow_started;
+static atomic_bool releasing;
 
 static int slow_fill(void *arg, uint64_t off, void *buf, size_t len)
 {
 	(void)arg;
-	atomic_fetch_add(&slow_started, 1);
+	/* From the third fill on, not before the release begins (2 s at
+	 * most): threads are then still waiting when it does, however slowly
+	 * the machine runs the main thread (seen under ThreadSanitizer on a
+	 * loaded machine: every fill done before the release, none waited). */
+	if (atomic_fetch_add(&slow_started, 1) >= 2)
+		for (int i = 0; i < 2000 && !atomic_load(&releasing); i++)
+			usleep(1000);
 	usleep(20 * 1000);
 	upt_fill(buf, len, off, SEED);
 	return 0;
@@ -467,6 +474,7 @@ static void child_release_waiting(void *arg)
 	}
 	while (atomic_load(&slow_started) < 2)
 		usleep(1000);
+	atomic_store(&releasing, true);
 	if (destroy ? upager_destroy(p) != 0 : upager_release(r) != 0)
 		_exit(12);
 	for (int i = 0; i < 16; i++) {
