@@ -569,6 +569,11 @@ static Suite *make(void)
 	TCase *src = upt_tcase(s, "sources"), *opt = upt_tcase(s, "options");
 	const char *why = "UFFDIO_MOVE, WP_ASYNC and PAGEMAP_SCAN (eviction)";
 
+	/* 49152 faults and as many evictions, each a cross-thread round trip:
+	 * 2-4 s here, 15-20 s with both CPUs busy, and past 60 s once in CI at
+	 * load 15 (five runs as the same unprivileged user at load 2+ took
+	 * 15-20 s). The timeout finds hangs, not slowness. */
+	tcase_set_timeout(rd, 240);
 	upt_add(rd, test_seq_read_clock, NEED_EVICT, why);
 	upt_add(rd, test_random_read_clock, NEED_EVICT, why);
 	upt_add(rd, test_seq_read_fifo, NEED_EVICT, why);
