@@ -91,9 +91,7 @@ static int put_file(const char *url, const char *path, const upager_url_options_
 	c = curl_easy_perform(e);
 	if (c != CURLE_OK) {
 		upager__url_log(&t, UPAGER_LOG_ERROR, "push %s: %s", t.shown, curl_easy_strerror(c));
-		ret = c == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
-		      : c == CURLE_COULDNT_CONNECT ? -ECONNREFUSED
-						   : -EIO;
+		ret = upager__url_curl_errno(c);
 	} else {
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 		if (status < 200 || status > 299) {

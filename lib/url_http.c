@@ -171,7 +171,7 @@ int upager__url_status_errno(long status)
 	}
 }
 
-static int curl_errno(CURLcode c)
+int upager__url_curl_errno(CURLcode c)
 {
 	switch (c) {
 	case CURLE_OK:
@@ -255,7 +255,7 @@ static int head(struct upager__url_target *t, CURL *e, struct upager__url_resp *
 	c = curl_easy_perform(e);
 	if (c != CURLE_OK) {
 		upager__url_log(t, UPAGER_LOG_ERROR, "url %s: %s", t->shown, curl_easy_strerror(c));
-		return curl_errno(c);
+		return upager__url_curl_errno(c);
 	}
 	*redirect = NULL;
 	if (r->status >= 300 && r->status < 400 &&
@@ -432,7 +432,7 @@ int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t le
 		return 0;
 	ret = rx.bad ? rx.bad : upager__url_status_errno(rx.resp.status);
 	if (!ret)
-		ret = c != CURLE_OK ? curl_errno(c) : -EIO;
+		ret = c != CURLE_OK ? upager__url_curl_errno(c) : -EIO;
 	upager__url_log(t, UPAGER_LOG_ERROR, "url %s: bytes %s: %s%ld", t->shown, range,
 			ret == -ESTALE ? "the object changed since it was opened: HTTP " : "HTTP ",
 			rx.resp.status);

@@ -96,6 +96,8 @@ char *upager__url_shown(const char *url);
 void upager__url_easy_common(CURL *e, const struct upager__url_target *t);
 /* CURLOPT_HEADERFUNCTION for a struct upager__url_resp (zeroed first). */
 size_t upager__url_header_cb(char *buf, size_t size, size_t n, void *resp);
+/* A transfer's failure as -errno (-EIO for the ones without a better one). */
+int upager__url_curl_errno(CURLcode c);
 /* An HTTP status that will not change by asking again, as -errno (0: none such). */
 int upager__url_status_errno(long status);
 /* Through t's log: a line naming the object as shown, never its secrets. */
