@@ -387,7 +387,11 @@ typedef struct upager_url_options {
 	const char *s3_access_key;    /* NULL: AWS_ACCESS_KEY_ID; none: unsigned requests */
 	const char *s3_secret_key;    /* NULL: AWS_SECRET_ACCESS_KEY */
 	const char *s3_session_token; /* NULL: AWS_SESSION_TOKEN (temporary credentials) */
-	uint64_t reserved[4];        /* zero */
+	/* A chunk cache on local disk, shared by every process on the host
+	 * that reads the same object version (upager_source_url(3)). */
+	const char *cache_dir;        /* NULL: UPAGER_CACHE_DIR; unset or "": no cache */
+	uint64_t cache_bytes;         /* its bound; 0: UPAGER_CACHE_BYTES ("8G"), else 4 GiB */
+	uint64_t reserved[2];         /* zero */
 } upager_url_options_t;
 /* Follow redirects at open to any http(s) host, not only the URL's own. */
 #define UPAGER_URL_ANY_REDIRECT (1u << 0)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The one parser of UPAGER_DISABLE, for the library and upagerd alike. */
+/* The environment's parsers, for the library and upagerd alike. */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,4 +22,29 @@ bool upp_env_disables(const char *what)
 		s += n;
 	}
 	return false;
+}
+
+uint64_t upp_parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return 0;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return 0;
+	return (uint64_t)v << shift;
 }

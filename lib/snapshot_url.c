@@ -333,14 +333,10 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 		free(ss);
 		return ret;
 	}
-	ss->conn.chunk_size = o.chunk_size;
-	ss->conn.max_requests = o.max_requests;
-	ss->conn.nchunks = o.mem_chunks;
-	ss->conn.deadline_ns = (uint64_t)o.deadline_ms * 1000000ull;
 	ss->conn.locate = snapurl_locate;
 	ss->conn.check = snapurl_check;
 	ss->conn.locate_arg = ss;
-	ret = upager__url_conn_start(&ss->conn);
+	ret = upager__url_conn_start(&ss->conn, &o);
 	if (ret < 0) {
 		upp_snap_close(&ss->f);
 		upager__url_target_free(&ss->conn.t);

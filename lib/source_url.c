@@ -115,11 +115,7 @@ UPAGER__EXPORT int upager_source_url(const char *url, const upager_url_options_t
 		free(us);
 		return ret;
 	}
-	us->conn.chunk_size = opts->chunk_size;
-	us->conn.max_requests = opts->max_requests;
-	us->conn.nchunks = opts->mem_chunks;
-	us->conn.deadline_ns = (uint64_t)opts->deadline_ms * 1000000ull;
-	ret = upager__url_conn_start(&us->conn);
+	ret = upager__url_conn_start(&us->conn, opts);
 	if (ret < 0) {
 		upager__url_target_free(&us->conn.t);
 		free(us);

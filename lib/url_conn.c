@@ -24,17 +24,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunk_cache.h"
+#include "env.h"
 #include "thread.h"
 #include "upager-int.h"
 #include "url_conn.h"
 
 #define BACKOFF_MIN_NS 10000000ull    /* 10 ms, doubling */
 #define BACKOFF_MAX_NS 1000000000ull  /* 1 s */
+#define DEFAULT_CACHE_BYTES (4ull << 30)
+#define PEER_POLL_NS 2000000ull       /* how often to look whether a peer's fetch is done */
 
 enum { CH_FREE, CH_FETCH, CH_READY };
+enum { CC_ASK, CC_FETCH }; /* a CH_FETCH chunk: look in the cache first, or fetch it */
 
 enum { /* conn->logged: said once per source */
 	SAID_WHOLE = 1, SAID_RETRY = 2, SAID_TIMEOUT = 4, SAID_STALE = 8, SAID_PROTO = 16,
+	SAID_CACHE_BAD = 32, SAID_CACHE_PUT = 64, SAID_PEER = 128,
 };
 
 struct upager__url_chunk {
@@ -51,6 +57,9 @@ struct upager__url_chunk {
 	bool running;           /* added to the multi handle */
 	uint64_t retry_at, deadline;
 	unsigned attempts;
+	int cache_step;     /* CC_* */
+	bool claimed;       /* this process fetches it for the cache's other users too */
+	uint64_t peer_since; /* when another process was first seen fetching it */
 	char range[48];
 };
 
@@ -200,6 +209,9 @@ static void fail_chunk(struct upager__url_conn *conn, struct upager__url_chunk *
 
 	stop_transfer(conn, ch);
 	ch->waiters = NULL;
+	if (ch->claimed)
+		upager__chunk_cache_unclaim(conn->cache, ch->idx);
+	ch->claimed = false;
 	pthread_mutex_lock(&conn->lock);
 	ch->state = CH_FREE;
 	pthread_mutex_unlock(&conn->lock);
@@ -233,6 +245,9 @@ static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t id
 									: conn->chunk_size;
 		best->waiters = NULL;
 		best->attempts = 0;
+		best->cache_step = conn->cache ? CC_ASK : CC_FETCH;
+		best->claimed = false;
+		best->peer_since = 0;
 		best->retry_at = 0; /* started by the loop as soon as a transfer may */
 		best->deadline = upager__now_ns() + conn->deadline_ns;
 	}
@@ -312,6 +327,89 @@ static void route(struct upager__url_conn *conn, struct upager__fill *f,
 	upager__fill_complete(f, checked(conn, f));
 }
 
+/* ch holds its bytes: its waiters copy them, and go on to their next chunks. */
+static void ready(struct upager__url_conn *conn, struct upager__url_chunk *ch,
+		  struct upager__fill **blocked)
+{
+	pthread_mutex_lock(&conn->lock);
+	ch->state = CH_READY;
+	ch->lru = ++conn->clock;
+	pthread_mutex_unlock(&conn->lock);
+	deliver(conn, ch, blocked);
+}
+
+static int chunk_buf(struct upager__url_conn *conn, struct upager__url_chunk *ch)
+{
+	if (!ch->rx.buf)
+		ch->rx.buf = malloc(conn->chunk_size);
+	return ch->rx.buf ? 0 : -ENOMEM;
+}
+
+/* A fetched chunk into the cache, for the other processes (after its waiters had it). */
+static void share(struct upager__url_conn *conn, struct upager__url_chunk *ch)
+{
+	int ret = upager__chunk_cache_put(conn->cache, ch->idx, ch->rx.buf, (size_t)ch->rx.len);
+
+	if (ret < 0)
+		say(conn, NULL, SAID_CACHE_PUT, UPAGER_LOG_WARN,
+		    "chunk cache: storing a chunk: %s (chunks are still fetched and used)",
+		    strerror(-ret));
+	if (ch->claimed)
+		upager__chunk_cache_unclaim(conn->cache, ch->idx);
+	ch->claimed = false;
+}
+
+/*
+ * Before ch is fetched: from the cache (1: ready, its waiters served), or
+ * -EAGAIN while another process fetches it (look again at ch->retry_at:
+ * its file appears when it is done), or 0: this process fetches it, and
+ * claims it when it can. A peer that takes more than a quarter of the
+ * deadline (stopped, or slow) is not waited for any longer: fetched twice,
+ * but never late.
+ */
+static int from_cache(struct upager__url_conn *conn, struct upager__url_chunk *ch, uint64_t now,
+		      struct upager__fill **blocked)
+{
+	int ret = chunk_buf(conn, ch);
+
+	if (ret < 0)
+		return ret;
+	for (int pass = 0; pass < 2; pass++) {
+		ret = upager__chunk_cache_get(conn->cache, ch->idx, ch->rx.buf, (size_t)ch->rx.len);
+		if (ret == -EBADMSG)
+			say(conn, ch->waiters, SAID_CACHE_BAD, UPAGER_LOG_WARN,
+			    "chunk cache: chunk %" PRIu64 " was damaged: removed, fetched again",
+			    ch->idx);
+		if (ret == 0) {
+			if (ch->claimed)
+				upager__chunk_cache_unclaim(conn->cache, ch->idx);
+			ch->claimed = false;
+			conn->cache_hits++;
+			ready(conn, ch, blocked);
+			return 1;
+		}
+		if (pass)
+			break;
+		/* Missing: fetch it, unless a peer does; then look again, it may just have. */
+		ret = upager__chunk_cache_claim(conn->cache, ch->idx);
+		if (ret == -EAGAIN) {
+			if (!ch->peer_since)
+				ch->peer_since = now;
+			if (now - ch->peer_since < conn->deadline_ns / 4) {
+				ch->retry_at = now + PEER_POLL_NS;
+				return -EAGAIN;
+			}
+			say(conn, ch->waiters, SAID_PEER, UPAGER_LOG_WARN,
+			    "chunk cache: another process has been fetching chunk %" PRIu64
+			    " for %" PRIu64 " ms: fetching it too",
+			    ch->idx, (now - ch->peer_since) / 1000000);
+		}
+		ch->claimed = ret == 0;
+	}
+	ch->cache_step = CC_FETCH;
+	return 0;
+}
+
 static void go_stale(struct upager__url_conn *conn, struct upager__url_chunk *ch, int err,
 		     struct upager__fill **blocked)
 {
@@ -343,11 +441,10 @@ static void finished(struct upager__url_conn *conn, struct upager__url_chunk *ch
 			say(conn, ch->waiters, SAID_WHOLE, UPAGER_LOG_WARN,
 			    "the server answers range requests with the whole object: "
 			    "reading up to each chunk");
-		pthread_mutex_lock(&conn->lock);
-		ch->state = CH_READY;
-		ch->lru = ++conn->clock;
-		pthread_mutex_unlock(&conn->lock);
-		deliver(conn, ch, blocked);
+		conn->cache_fetched++;
+		ready(conn, ch, blocked);
+		if (conn->cache)
+			share(conn, ch);
 		return;
 	}
 	err = upager__url_status_errno(st);
@@ -390,11 +487,8 @@ static void finished(struct upager__url_conn *conn, struct upager__url_chunk *ch
 
 static int start(struct upager__url_conn *conn, struct upager__url_chunk *ch)
 {
-	if (!ch->rx.buf) {
-		ch->rx.buf = malloc(conn->chunk_size);
-		if (!ch->rx.buf)
-			return -ENOMEM;
-	}
+	if (chunk_buf(conn, ch) < 0)
+		return -ENOMEM;
 	if (!ch->easy) {
 		ch->easy = curl_easy_init();
 		if (!ch->easy)
@@ -456,6 +550,17 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 			next = ch->deadline;
 		if (ch->running)
 			continue;
+		if (ch->retry_at <= now && ch->cache_step == CC_ASK) {
+			ret = from_cache(conn, ch, now, blocked);
+			if (ret == 1) {
+				next = now; /* its waiters may have started chunks behind us */
+				continue;
+			}
+			if (ret < 0 && ret != -EAGAIN) {
+				fail_chunk(conn, ch, ret);
+				continue;
+			}
+		}
 		if (ch->retry_at > now) {
 			if (ch->retry_at < next)
 				next = ch->retry_at;
@@ -555,10 +660,61 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
-int upager__url_conn_start(struct upager__url_conn *conn)
+/* The chunk cache o, or else the environment, names: none, or opened into conn->cache. */
+static int open_cache(struct upager__url_conn *conn, const upager_url_options_t *o)
+{
+	const char *dir = o->cache_dir ? o->cache_dir : getenv("UPAGER_CACHE_DIR");
+	const char *bytes_env = getenv("UPAGER_CACHE_BYTES");
+	uint64_t bytes = o->cache_bytes;
+	int ret;
+
+	if (!dir || !*dir)
+		return 0;
+	if (!bytes && bytes_env && *bytes_env && !(bytes = upp_parse_size(bytes_env))) {
+		upager__url_log(&conn->t, UPAGER_LOG_ERROR,
+				"UPAGER_CACHE_BYTES=%s: not a size (like 8G)", bytes_env);
+		return -EINVAL;
+	}
+	if (!bytes)
+		bytes = DEFAULT_CACHE_BYTES;
+	conn->cache = malloc(sizeof(*conn->cache));
+	if (!conn->cache)
+		return -ENOMEM;
+	ret = upager__chunk_cache_open(conn->cache, dir, bytes, conn->t.url, conn->t.etag,
+				       conn->t.size, conn->chunk_size);
+	if (ret < 0) {
+		upager__url_log(&conn->t, UPAGER_LOG_ERROR, "url %s: chunk cache %s: %s",
+				conn->t.shown, dir, strerror(-ret));
+		free(conn->cache);
+		conn->cache = NULL;
+		return ret;
+	}
+	upager__url_log(&conn->t, UPAGER_LOG_INFO,
+			"url %s: chunk cache %s (bound %" PRIu64 " MiB), key %.16s",
+			conn->t.shown, dir, bytes >> 20, conn->cache->key);
+	return 0;
+}
+
+static void close_cache(struct upager__url_conn *conn)
+{
+	if (conn->cache) {
+		upager__chunk_cache_close(conn->cache);
+		free(conn->cache);
+		conn->cache = NULL;
+	}
+}
+
+int upager__url_conn_start(struct upager__url_conn *conn, const upager_url_options_t *o)
 {
 	int ret;
 
+	conn->chunk_size = o->chunk_size;
+	conn->max_requests = o->max_requests;
+	conn->nchunks = o->mem_chunks;
+	conn->deadline_ns = (uint64_t)o->deadline_ms * 1000000ull;
+	ret = open_cache(conn, o);
+	if (ret < 0)
+		return ret;
 	conn->chunks = calloc(conn->nchunks, sizeof(*conn->chunks));
 	conn->multi = curl_multi_init();
 	if (!conn->chunks || !conn->multi) {
@@ -582,6 +738,7 @@ fail:
 	if (conn->multi)
 		curl_multi_cleanup(conn->multi);
 	free(conn->chunks);
+	close_cache(conn);
 	return ret;
 }
 
@@ -597,5 +754,6 @@ void upager__url_conn_stop(struct upager__url_conn *conn)
 		free(conn->chunks[i].rx.buf);
 	free(conn->chunks);
 	pthread_mutex_destroy(&conn->lock);
+	close_cache(conn);
 	upager__url_target_free(&conn->t);
 }

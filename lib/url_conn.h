@@ -35,6 +35,8 @@ struct upager__url_conn {
 	bool (*locate)(void *arg, uint64_t roff, size_t len, uint64_t *obj, size_t *n);
 	int (*check)(void *arg, struct upager__fill *fill);
 	void *locate_arg;
+	/* Optional (NULL: none): chunks shared with the host's other processes. */
+	struct upager__chunk_cache *cache;
 
 	pthread_t thread;
 	pthread_mutex_t lock; /* the chunks' state and pins, the queue, stale */
@@ -46,16 +48,22 @@ struct upager__url_conn {
 	CURLM *multi;         /* the thread's */
 	unsigned active;      /* transfers in flight (the thread's) */
 	unsigned logged;      /* the kinds of trouble already said once (the thread's) */
+	uint64_t cache_hits, cache_fetched; /* chunks read from the cache / fetched (the thread's) */
 };
 
-/* Starts the transfer thread for the opened target conn->t: 0 or -errno. */
-int upager__url_conn_start(struct upager__url_conn *conn);
+/*
+ * Takes o's chunk size, requests, memory chunks and deadline, opens the
+ * chunk cache o (or the environment) names, and starts the transfer
+ * thread for the opened target conn->t (locate and check set before):
+ * 0 or -errno (the target is the caller's to free then).
+ */
+int upager__url_conn_start(struct upager__url_conn *conn, const upager_url_options_t *o);
 /*
  * fill->deadline_ns set: fills it from a chunk in memory (DATA), or queues
  * it for the thread (PENDING: upager__fill_complete follows), or -errno.
  */
 int upager__url_conn_fill(struct upager__url_conn *conn, struct upager__fill *fill);
-/* Stops the thread (fills still queued fail), frees the chunks and the target. */
+/* Stops the thread (fills still queued fail), frees the chunks, the cache and the target. */
 void upager__url_conn_stop(struct upager__url_conn *conn);
 
 #endif

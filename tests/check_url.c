@@ -399,6 +399,44 @@ START_TEST(test_snapshot_every_byte)
 }
 END_TEST
 
+/* Through the chunk cache: a second restore asks for the header and map, no chunk. */
+START_TEST(test_snapshot_chunk_cache)
+{
+	char u[200], dir[64] = "/tmp/upager-snapcache.XXXXXX", cmd[128];
+	size_t before, opening, first;
+	upager_url_options_t o;
+	upager_region_t *r;
+	upager_t *p;
+
+	NEED_NGINX();
+	put_snapshot();
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	p = pager(2);
+	options(&o, 0);
+	o.chunk_size = 64u << 10;
+	o.cache_dir = dir;
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	before = upt_nginx_requests(&ngx, 206);
+	ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, 0, &r), 0); /* opened, untouched */
+	ck_assert_int_eq(upager_release(r), 0);
+	opening = upt_nginx_requests(&ngx, 206) - before;
+	for (int pass = 0; pass < 2; pass++) {
+		before = upt_nginx_requests(&ngx, 206);
+		ck_assert_int_eq(upager_snapshot_map_url(p, u, &o, 0, &r), 0);
+		ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_RANDOM), 0);
+		ck_assert_int_eq(check_snapshot_bytes(upager_region_addr(r)), -1);
+		ck_assert_int_eq(upager_release(r), 0);
+		if (pass == 0)
+			first = upt_nginx_requests(&ngx, 206) - before;
+	}
+	ck_assert_uint_gt(first, opening + 5);                            /* chunks came */
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 206) - before, opening); /* from the cache */
+	upager_destroy(p);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static void damaged_child(void *arg)
 {
 	upager_t *p = pager(1);
@@ -897,6 +935,7 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_server_killed);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_snapshot_every_byte);
+	tcase_add_test(tc, test_snapshot_chunk_cache);
 	tcase_add_test(tc, test_snapshot_complete);
 	tcase_add_test(tc, test_push);
 	tcase_add_test(tc, test_s3_addressing);
@@ -914,11 +953,5 @@ static Suite *url_suite(void)
 
 int main(void)
 {
-	upager_source_t *s;
-
-	if (upager_source_url("http://127.0.0.1:1/x", NULL, &s) == -ENOTSUP) {
-		printf("SKIP all: built without libcurl (upager_source_url gives -ENOTSUP)\n");
-		return 77;
-	}
-	return upt_main(url_suite);
+	return upt_main_url(url_suite);
 }

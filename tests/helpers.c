@@ -57,6 +57,19 @@ void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why)
 	tcase_add_test(tc, t);
 }
 
+int upt_main_url(Suite *(*make)(void))
+{
+	upager_source_t *s = NULL;
+
+	if (upager_source_url("http://127.0.0.1:1/x", NULL, &s) == -ENOTSUP) {
+		printf("SKIP all: built without libcurl (upager_source_url gives -ENOTSUP)\n");
+		return 77;
+	}
+	if (s)
+		upager_source_release(s);
+	return upt_main(make);
+}
+
 int upt_main(Suite *(*make)(void))
 {
 	SRunner *sr;

@@ -22,6 +22,8 @@ TCase *upt_tcase(Suite *s, const char *name);
 void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why);
 /* Runs the suite; exit status for automake (77 when userfaultfd is unusable). */
 int upt_main(Suite *(*make)(void));
+/* upt_main for the URL source's suites: exit 77 (skipped, saying why) without libcurl. */
+int upt_main_url(Suite *(*make)(void));
 
 upager_t *upt_pager(unsigned nthreads, uint64_t disable);
 /* A pager with default options but fault_mode (UPAGER_FAULT_THREADS/INLINE). */
