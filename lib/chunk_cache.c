@@ -19,8 +19,14 @@
  * of "fetching": no lock file to create or remove per chunk, and the
  * kernel drops them when their process dies. Recency is the file's mtime,
  * set on every hit, since atime is unreliable under relatime. Files are
- * created with the directory's mode bits (a group-shared directory made
- * by the operator shares its chunks with the group).
+ * created with the directory's mode bits whatever the umask (a
+ * group-shared directory made by the operator shares its chunks with the
+ * group). Everyone who may write the directory is trusted with the bytes
+ * of every fault (a CRC is not a signature): a directory, or key
+ * directory, owned by another user (but root) or writable by others is
+ * refused. Nothing here blocks on a file: chunk files are opened
+ * O_NONBLOCK, so a FIFO put in a chunk's place is a damaged chunk, not a
+ * transfer thread stuck in open().
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -47,6 +53,30 @@
 #define MAGIC "UPGCHNK1"
 #define TMP_PREFIX ".tmp-"
 #define TMP_STALE_S 60
+
+/* Who may be trusted with a cache's bytes: us or root, and not everyone. */
+static int trusted(const struct stat *st)
+{
+	if (!S_ISDIR(st->st_mode))
+		return -ENOTDIR;
+	if ((st->st_uid != geteuid() && st->st_uid != 0) || (st->st_mode & S_IWOTH))
+		return -EPERM;
+	return 0;
+}
+
+/* Opens (creating it with mode, whatever the umask) the file name in dirfd. */
+static int open_made(int dirfd, const char *name, int flags, unsigned mode)
+{
+	int fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+
+	if (fd >= 0) {
+		fchmod(fd, mode);
+		return fd;
+	}
+	if (errno != EEXIST)
+		return -1;
+	return openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+}
 
 static void chunk_name(char *name, size_t len, uint64_t idx)
 {
@@ -92,6 +122,7 @@ int upager__chunk_cache_open(struct upager__chunk_cache *cc, const char *dir, ui
 	uint8_t digest[32];
 	char meta[64];
 	struct stat st;
+	bool made;
 	int ret;
 
 	memset(cc, 0, sizeof(*cc));
@@ -105,7 +136,11 @@ int upager__chunk_cache_open(struct upager__chunk_cache *cc, const char *dir, ui
 	cc->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cc->dirfd < 0 || fstat(cc->dirfd, &st) < 0)
 		goto fail_errno;
-	cc->file_mode = (st.st_mode & 0666) | 0600;
+	if ((ret = trusted(&st)) < 0)
+		goto fail;
+	/* The setgid bit (a shared group) and the read/write bits, never the sticky one. */
+	cc->dir_mode = (st.st_mode & 02775) | 0700;
+	cc->file_mode = (st.st_mode & 0664) | 0600;
 
 	upp_sha256_init(&sha);
 	upp_sha256_update(&sha, "upager chunk cache 1\n", 21);
@@ -116,20 +151,29 @@ int upager__chunk_cache_open(struct upager__chunk_cache *cc, const char *dir, ui
 	upp_sha256_final(&sha, digest);
 	for (int i = 0; i < 32; i++)
 		snprintf(cc->key + 2 * i, 3, "%02x", digest[i]);
+	memcpy(cc->digest, digest, sizeof(cc->digest));
 
-	if (mkdirat(cc->dirfd, cc->key, st.st_mode & 07777) < 0 && errno != EEXIST)
+	made = mkdirat(cc->dirfd, cc->key, cc->dir_mode) == 0;
+	if (!made && errno != EEXIST)
 		goto fail_errno;
 	cc->keyfd = openat(cc->dirfd, cc->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (cc->keyfd < 0)
+	if (cc->keyfd < 0 || (made && fchmod(cc->keyfd, cc->dir_mode) < 0) ||
+	    fstat(cc->keyfd, &st) < 0)
 		goto fail_errno;
-	cc->lockfd = openat(cc->keyfd, "fetching", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-			    cc->file_mode);
-	if (cc->lockfd < 0)
+	if ((ret = trusted(&st)) < 0)
+		goto fail;
+	cc->lockfd = open_made(cc->keyfd, "fetching", O_RDWR, cc->file_mode);
+	if (cc->lockfd < 0 || fstat(cc->lockfd, &st) < 0)
 		goto fail_errno;
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		goto fail;
+	}
 	upager__chunk_cache_trim(cc); /* what others left beyond the bound, stale temporaries */
 	return 0;
 fail_errno:
 	ret = -errno;
+fail:
 	upager__chunk_cache_close(cc);
 	return ret;
 }
@@ -163,16 +207,16 @@ int upager__chunk_cache_get(struct upager__chunk_cache *cc, uint64_t idx, void *
 	int fd, ret;
 
 	chunk_name(name, sizeof(name), idx);
-	fd = openat(cc->keyfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(cc->keyfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
-		return errno == ENOENT ? -ENOENT : -errno;
+		return errno == ELOOP ? (unlinkat(cc->keyfd, name, 0), -EBADMSG) : -ENOENT;
 	ret = fstat(fd, &st) < 0 ? -errno : 0;
 	if (!ret && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != HDR + (uint64_t)len))
 		ret = -EBADMSG;
 	if (!ret)
 		ret = full_pread(fd, hdr, HDR, 0);
 	if (!ret && (memcmp(hdr, MAGIC, 8) || get64(hdr + 8) != idx || get64(hdr + 16) != len ||
-		     get64(hdr + 24) != cc->chunk_size))
+		     get64(hdr + 24) != cc->chunk_size || memcmp(hdr + 40, cc->digest, 16)))
 		ret = -EBADMSG;
 	if (!ret)
 		ret = full_pread(fd, buf, len, HDR);
@@ -219,11 +263,13 @@ int upager__chunk_cache_put(struct upager__chunk_cache *cc, uint64_t idx, const 
 		    cc->file_mode);
 	if (fd < 0)
 		return -errno;
+	fchmod(fd, cc->file_mode); /* the umask's bits back: the group shares it */
 	memcpy(hdr, MAGIC, 8);
 	put64(hdr + 8, idx);
 	put64(hdr + 16, len);
 	put64(hdr + 24, cc->chunk_size);
 	put32(hdr + 32, upp_crc32c(0, buf, len));
+	memcpy(hdr + 40, cc->digest, 16); /* whose chunk: a file linked from another key fails */
 	ret = full_pwrite(fd, hdr, HDR, 0);
 	if (!ret)
 		ret = full_pwrite(fd, buf, len, HDR);
@@ -233,6 +279,8 @@ int upager__chunk_cache_put(struct upager__chunk_cache *cc, uint64_t idx, const 
 		ret = -errno;
 	if (ret) {
 		unlinkat(cc->keyfd, tmp, 0);
+		if (ret == -ENOSPC || ret == -EDQUOT)
+			upager__chunk_cache_trim(cc); /* room, for the next one */
 		return ret;
 	}
 	cc->since_trim += HDR + len;
@@ -341,8 +389,7 @@ long upager__chunk_cache_trim(struct upager__chunk_cache *cc)
 	int lock, fd, ret = 0;
 	DIR *d;
 
-	cc->since_trim = 0;
-	lock = openat(cc->dirfd, ".trim", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, cc->file_mode);
+	lock = open_made(cc->dirfd, ".trim", O_RDONLY, cc->file_mode);
 	if (lock < 0)
 		return -errno;
 	if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
@@ -350,6 +397,7 @@ long upager__chunk_cache_trim(struct upager__chunk_cache *cc)
 		close(lock);
 		return ret;
 	}
+	cc->since_trim = 0;
 	fd = openat(cc->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
@@ -366,12 +414,27 @@ long upager__chunk_cache_trim(struct upager__chunk_cache *cc)
 	if (!ret && l.bytes > cc->max_bytes) {
 		uint64_t target = cc->max_bytes - cc->max_bytes / 8;
 
+		char open_key[65] = "";
+		int keyfd = -1;
+
 		qsort(l.v, l.n, sizeof(*l.v), older_first);
 		for (size_t i = 0; i < l.n && l.bytes > target; i++) {
-			if (unlinkat(cc->dirfd, l.v[i].path, 0) == 0)
+			/* Through the key directory's own descriptor, opened O_NOFOLLOW: a key
+			 * swapped for a symlink since the listing leads nowhere else. */
+			if (keyfd < 0 || memcmp(open_key, l.v[i].path, 64)) {
+				if (keyfd >= 0)
+					close(keyfd);
+				memcpy(open_key, l.v[i].path, 64);
+				open_key[64] = 0;
+				keyfd = openat(cc->dirfd, open_key,
+					       O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+			}
+			if (keyfd >= 0 && unlinkat(keyfd, l.v[i].path + 65, 0) == 0)
 				removed++;
 			l.bytes -= l.v[i].bytes; /* gone either way: someone else removed it */
 		}
+		if (keyfd >= 0)
+			close(keyfd);
 	}
 	free(l.v);
 	close(lock);

@@ -15,18 +15,22 @@ struct upager__chunk_cache {
 	int dirfd;  /* the cache's directory */
 	int keyfd;  /* DIR/KEY: this object version's chunks */
 	int lockfd; /* DIR/KEY/fetching: byte idx write-locked (OFD) while a process fetches chunk idx */
-	unsigned file_mode;  /* the directory's mode bits, less x: what chunks are created with */
+	unsigned dir_mode;   /* what key directories are made with: the directory's */
+	unsigned file_mode;  /* the directory's mode bits, less x: what files are made with */
 	uint64_t max_bytes;  /* the bound, over every object in the directory */
 	uint64_t chunk_size;
 	uint64_t since_trim; /* bytes this process wrote since it last trimmed */
 	uint64_t tmp_seq;
 	char key[65];        /* hex SHA-256 of the URL, version, length and chunk size */
+	uint8_t digest[16];  /* its first bytes, in every chunk file's header */
 };
 
 /*
  * Opens (creating what is missing: the directory with mode 0700, else as
  * it is) the cache at dir for the object url at version etag, size bytes,
- * read in chunks of chunk_size: 0 or -errno. Trims the directory once.
+ * read in chunks of chunk_size: 0 or -errno (-EPERM: dir, or the object's
+ * directory in it, is owned by another user but root, or others may write
+ * it). Trims the directory once.
  */
 int upager__chunk_cache_open(struct upager__chunk_cache *cc, const char *dir, uint64_t max_bytes,
 			     const char *url, const char *etag, uint64_t size, uint64_t chunk_size);

@@ -336,7 +336,7 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 	ss->conn.locate = snapurl_locate;
 	ss->conn.check = snapurl_check;
 	ss->conn.locate_arg = ss;
-	ret = upager__url_conn_start(&ss->conn, &o);
+	ret = upager__url_conn_start(&ss->conn, url, &o);
 	if (ret < 0) {
 		upp_snap_close(&ss->f);
 		upager__url_target_free(&ss->conn.t);

@@ -52,7 +52,8 @@ bool upager__url_options_valid(const char *url, const upager_url_options_t *o)
 	       o->chunk_size >= MIN_CHUNK && o->chunk_size <= MAX_CHUNK &&
 	       !(o->chunk_size & (o->chunk_size - 1)) && o->max_requests &&
 	       o->max_requests <= MAX_REQUESTS && o->mem_chunks > o->max_requests &&
-	       o->mem_chunks <= MAX_MEM_CHUNKS && !(o->flags & ~(uint64_t)UPAGER_URL_ANY_REDIRECT);
+	       o->mem_chunks <= MAX_MEM_CHUNKS && !(o->flags & ~(uint64_t)UPAGER_URL_ANY_REDIRECT) &&
+	       (!o->cache_bytes || o->cache_bytes >= UPAGER__URL_CACHE_MIN_CHUNKS * (uint64_t)o->chunk_size);
 }
 
 #ifdef HAVE_LIBCURL
@@ -115,7 +116,7 @@ UPAGER__EXPORT int upager_source_url(const char *url, const upager_url_options_t
 		free(us);
 		return ret;
 	}
-	ret = upager__url_conn_start(&us->conn, opts);
+	ret = upager__url_conn_start(&us->conn, url, opts);
 	if (ret < 0) {
 		upager__url_target_free(&us->conn.t);
 		free(us);

@@ -26,6 +26,7 @@
 
 #include "chunk_cache.h"
 #include "env.h"
+#include "source_url.h"
 #include "thread.h"
 #include "upager-int.h"
 #include "url_conn.h"
@@ -476,6 +477,12 @@ static void finished(struct upager__url_conn *conn, struct upager__url_chunk *ch
 		fail_chunk(conn, ch, -ETIMEDOUT);
 		return;
 	}
+	if (ch->claimed) { /* not ours to hold while we wait: a peer may have better luck */
+		upager__chunk_cache_unclaim(conn->cache, ch->idx);
+		ch->claimed = false;
+		ch->cache_step = CC_ASK;
+		ch->peer_since = 0;
+	}
 	if (res != CURLE_OK)
 		say(conn, ch->waiters, SAID_RETRY, UPAGER_LOG_WARN, "bytes %s: %s: retrying", ch->range,
 		    curl_easy_strerror(res));
@@ -660,34 +667,50 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
-/* The chunk cache o, or else the environment, names: none, or opened into conn->cache. */
-static int open_cache(struct upager__url_conn *conn, const upager_url_options_t *o)
+/*
+ * The chunk cache o, or else the environment, names: none, or opened into
+ * conn->cache. A cache that cannot be used (its directory unwritable,
+ * full, not ours) is said and done without: the object is still there.
+ */
+static int open_cache(struct upager__url_conn *conn, const char *url,
+		      const upager_url_options_t *o)
 {
 	const char *dir = o->cache_dir ? o->cache_dir : getenv("UPAGER_CACHE_DIR");
 	const char *bytes_env = getenv("UPAGER_CACHE_BYTES");
 	uint64_t bytes = o->cache_bytes;
+	char *name;
 	int ret;
 
 	if (!dir || !*dir)
 		return 0;
-	if (!bytes && bytes_env && *bytes_env && !(bytes = upp_parse_size(bytes_env))) {
+	if (!bytes && bytes_env && *bytes_env &&
+	    ((bytes = upp_parse_size(bytes_env)) < UPAGER__URL_CACHE_MIN_CHUNKS * conn->chunk_size)) {
 		upager__url_log(&conn->t, UPAGER_LOG_ERROR,
-				"UPAGER_CACHE_BYTES=%s: not a size (like 8G)", bytes_env);
+				"UPAGER_CACHE_BYTES=%s: not a size of %u chunks or more (like 8G)",
+				bytes_env, UPAGER__URL_CACHE_MIN_CHUNKS);
 		return -EINVAL;
 	}
 	if (!bytes)
 		bytes = DEFAULT_CACHE_BYTES;
+	name = upager__url_identity(url, &conn->t);
 	conn->cache = malloc(sizeof(*conn->cache));
-	if (!conn->cache)
-		return -ENOMEM;
-	ret = upager__chunk_cache_open(conn->cache, dir, bytes, conn->t.url, conn->t.etag,
-				       conn->t.size, conn->chunk_size);
-	if (ret < 0) {
-		upager__url_log(&conn->t, UPAGER_LOG_ERROR, "url %s: chunk cache %s: %s",
-				conn->t.shown, dir, strerror(-ret));
+	if (!name || !conn->cache) {
+		free(name);
 		free(conn->cache);
 		conn->cache = NULL;
-		return ret;
+		return -ENOMEM;
+	}
+	ret = upager__chunk_cache_open(conn->cache, dir, bytes, name, conn->t.etag, conn->t.size,
+				       conn->chunk_size);
+	free(name);
+	if (ret < 0) {
+		upager__url_log(&conn->t, UPAGER_LOG_WARN,
+				"url %s: chunk cache %s: %s%s: reading without it", conn->t.shown, dir,
+				strerror(-ret),
+				ret == -EPERM ? " (owned by another user, or others may write it)" : "");
+		free(conn->cache);
+		conn->cache = NULL;
+		return 0;
 	}
 	upager__url_log(&conn->t, UPAGER_LOG_INFO,
 			"url %s: chunk cache %s (bound %" PRIu64 " MiB), key %.16s",
@@ -704,7 +727,8 @@ static void close_cache(struct upager__url_conn *conn)
 	}
 }
 
-int upager__url_conn_start(struct upager__url_conn *conn, const upager_url_options_t *o)
+int upager__url_conn_start(struct upager__url_conn *conn, const char *url,
+			   const upager_url_options_t *o)
 {
 	int ret;
 
@@ -712,7 +736,7 @@ int upager__url_conn_start(struct upager__url_conn *conn, const upager_url_optio
 	conn->max_requests = o->max_requests;
 	conn->nchunks = o->mem_chunks;
 	conn->deadline_ns = (uint64_t)o->deadline_ms * 1000000ull;
-	ret = open_cache(conn, o);
+	ret = open_cache(conn, url, o);
 	if (ret < 0)
 		return ret;
 	conn->chunks = calloc(conn->nchunks, sizeof(*conn->chunks));

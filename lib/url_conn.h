@@ -53,11 +53,13 @@ struct upager__url_conn {
 
 /*
  * Takes o's chunk size, requests, memory chunks and deadline, opens the
- * chunk cache o (or the environment) names, and starts the transfer
- * thread for the opened target conn->t (locate and check set before):
+ * chunk cache o (or the environment) names for the object url (as the
+ * caller gave it), and starts the transfer thread for the opened target
+ * conn->t (locate and check set before):
  * 0 or -errno (the target is the caller's to free then).
  */
-int upager__url_conn_start(struct upager__url_conn *conn, const upager_url_options_t *o);
+int upager__url_conn_start(struct upager__url_conn *conn, const char *url,
+			   const upager_url_options_t *o);
 /*
  * fill->deadline_ns set: fills it from a chunk in memory (DATA), or queues
  * it for the thread (PENDING: upager__fill_complete follows), or -errno.

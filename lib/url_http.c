@@ -50,6 +50,72 @@ void upager__url_log(const struct upager__url_target *t, int level, const char *
 	t->log(t->log_arg, level, buf);
 }
 
+/* Query parameters that sign a request, not name an object (S3/CloudFront presigned URLs). */
+static bool signing_param(const char *p, size_t n)
+{
+	static const char *const names[] = { "signature", "expires", "awsaccesskeyid", "policy",
+					     "key-pair-id" };
+	size_t name = strcspn(p, "=&");
+
+	if (name > n)
+		name = n;
+	if (name >= 6 && !strncasecmp(p, "x-amz-", 6))
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == name && !strncasecmp(p, names[i], name))
+			return true;
+	return false;
+}
+
+char *upager__url_identity(const char *given, const struct upager__url_target *t)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *out = NULL;
+
+	if (upager__url_is_s3(given))
+		return strdup(t->url); /* the endpoint and the bucket and key, no query */
+	u = curl_url();
+	if (!u)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, given, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+		size_t n;
+
+		curl_url_get(u, CURLUPART_PORT, &port, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		n = strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + strlen(path) +
+		    (query ? strlen(query) : 0) + 8;
+		out = malloc(n);
+		if (out) {
+			size_t len = (size_t)snprintf(out, n, "%s://%s%s%s%s", scheme, host,
+						      port ? ":" : "", port ? port : "", path);
+			char sep = '?';
+
+			for (const char *q = query; q && *q;) {
+				size_t part = strcspn(q, "&");
+
+				if (part && !signing_param(q, part)) {
+					out[len++] = sep;
+					memcpy(out + len, q, part);
+					len += part;
+					sep = '&';
+				}
+				q += part + (q[part] == '&');
+			}
+			out[len] = 0;
+		}
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_free(query);
+	curl_url_cleanup(u);
+	return out;
+}
+
 /* scheme://host[:port]/path of url (malloc'd), or NULL when it is not one. */
 char *upager__url_shown(const char *url)
 {

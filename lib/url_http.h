@@ -70,6 +70,15 @@ bool upager__url_recv_done(const struct upager__url_recv *rx, CURLcode res);
 int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t len, void *buf,
 		     unsigned timeout_ms);
 
+/*
+ * What names the object given as url (opened as t), for the chunk cache's
+ * key (malloc'd, NULL: no memory): the URL as given, before redirects
+ * (which may lead to per-request signed URLs), without user info and
+ * without the query parameters that sign a request (X-Amz-*, Signature,
+ * Expires...); for s3:// the endpoint's URL of the bucket and key.
+ */
+char *upager__url_identity(const char *url, const struct upager__url_target *t);
+
 /* curl_global_init, once per process: 0 or -ENOMEM. */
 int upager__url_global_init(void);
 /*

@@ -40,12 +40,32 @@
 
 static struct upt_nginx ngx;
 static const char *no_nginx;
-static char url[160], cache[64];
+static char url[160], cache[128];
+
+/* Every test's cache is under one directory the runner removes, even after a failed test. */
+static char top[64];
+
+static void make_top(void)
+{
+	snprintf(top, sizeof(top), "/tmp/upager-cache-test.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(top));
+}
+
+static void remove_top(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", top);
+}
 
 static void setup(void)
 {
-	snprintf(cache, sizeof(cache), "/tmp/upager-cache-test.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(cache));
+	static unsigned n;
+
+	snprintf(cache, sizeof(cache), "%s/%u-%d", top, n++, (int)getpid());
+	ck_assert_int_eq(mkdir(cache, 0700), 0);
 	no_nginx = upt_nginx_start(&ngx);
 	if (no_nginx)
 		return;
@@ -55,11 +75,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[128];
-
 	upt_nginx_stop(&ngx);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cache);
-	ck_assert_int_eq(system(cmd), 0);
 }
 
 #define NEED_NGINX()                                                 \
@@ -211,6 +227,7 @@ static void racer_child(void *arg)
 		;
 	options(&o, rc->bound);
 	o.log = NULL;
+	o.deadline_ms = 120000; /* peers wait up to 30 s for each other, even on a loaded CI */
 	_exit(restore(&o, SEED) == -1 ? 0 : 1);
 }
 
@@ -454,12 +471,12 @@ START_TEST(test_new_version_never_reads_old_chunks)
 }
 END_TEST
 
-/* Where the cache cannot be: an error at open, naming it. */
-START_TEST(test_bad_cache_dir)
+/* Where the cache cannot be, or must not be trusted: said, and read without it. */
+START_TEST(test_unusable_cache_read_without)
 {
 	upager_url_options_t o;
 	upager_source_t *s;
-	char file[128];
+	char file[160];
 	int fd;
 
 	NEED_NGINX();
@@ -470,9 +487,131 @@ START_TEST(test_bad_cache_dir)
 	options(&o, 1ull << 30);
 	o.cache_dir = file;
 	logged[0] = 0;
-	ck_assert_int_eq(upager_source_url(url, &o, &s), -ENOTDIR);
+	ck_assert_int_eq(restore(&o, SEED), -1);
 	ck_assert_ptr_nonnull(strstr(logged, "a-file"));
-	ck_assert_uint_eq(ranges(), 0);
+	ck_assert_ptr_nonnull(strstr(logged, "reading without it"));
+	ck_assert_uint_eq(ranges(), NCHUNKS);
+	/* Others may write it: anyone could put bytes in front of our faults. */
+	ck_assert_int_eq(chmod(cache, 0777), 0);
+	o.cache_dir = cache;
+	logged[0] = 0;
+	ck_assert_int_eq(restore(&o, SEED), -1);
+	ck_assert_ptr_nonnull(strstr(logged, "others may write it"));
+	ck_assert_int_eq(restore(&o, SEED), -1);
+	ck_assert_uint_eq(ranges(), 3 * NCHUNKS); /* nothing cached */
+	ck_assert_int_eq(chmod(cache, 0700), 0);
+	/* A bound under four chunks is refused. */
+	o.cache_bytes = 3 * CHUNK;
+	ck_assert_int_eq(upager_source_url(url, &o, &s), -EINVAL);
+}
+END_TEST
+
+/* A FIFO in a chunk's place (someone who may write the directory) must not
+ * stall the transfers: it is a damaged chunk, replaced. */
+START_TEST(test_fifo_in_place_of_chunk)
+{
+	upager_url_options_t o;
+	char path[256];
+	struct stat st;
+
+	NEED_NGINX();
+	options(&o, 1ull << 30);
+	o.deadline_ms = 5000;
+	open_only(&o);
+	chunk_path(path, sizeof(path), 2);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(restore(&o, SEED), -1);
+	ck_assert_uint_eq(ranges(), NCHUNKS);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+}
+END_TEST
+
+/* A group-shared directory (2770) under a umask of 022: what is made in it is the group's too. */
+START_TEST(test_group_shared_modes)
+{
+	upager_url_options_t o;
+	char key[160], path[256];
+	struct stat st;
+	mode_t old = umask(022);
+
+	NEED_NGINX();
+	ck_assert_int_eq(chmod(cache, 02770), 0);
+	options(&o, 1ull << 30);
+	ck_assert_int_eq(restore(&o, SEED), -1);
+	umask(old);
+	key_dir(key, sizeof(key));
+	ck_assert_int_eq(stat(key, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 02770);
+	snprintf(path, sizeof(path), "%s/fetching", key);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0660);
+	chunk_path(path, sizeof(path), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0660);
+}
+END_TEST
+
+struct touches {
+	uint64_t bound;
+	const unsigned *chunks;
+	unsigned n;
+};
+
+/* Reads the first page of each of t's chunks, in order, a tick apart (mtimes differ). */
+static void touch_child(void *arg)
+{
+	const struct touches *t = arg;
+	upager_url_options_t o;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_t *p = NULL;
+
+	options(&o, t->bound);
+	o.log = NULL;
+	if (upager_create(&p, NULL) < 0 || upager_source_url(url, &o, &s) < 0)
+		_exit(2);
+	if (upager_map(p, OBJ_SIZE, s, &r) < 0)
+		_exit(3);
+	upager_source_release(s);
+	upager_region_advise(r, UPAGER_ADV_RANDOM); /* no read-ahead: just these chunks */
+	for (unsigned i = 0; i < t->n; i++) {
+		size_t off = (size_t)t->chunks[i] * CHUNK;
+
+		if (upt_check_pattern((const uint8_t *)upager_region_addr(r) + off, UPT_PAGE, off,
+				      SEED) != -1)
+			_exit(4);
+		usleep(30 * 1000);
+	}
+	upager_destroy(p);
+	_exit(0);
+}
+
+static void touch_chunks(uint64_t bound, const unsigned *chunks, unsigned n)
+{
+	struct touches t = { bound, chunks, n };
+	int status = upt_child(touch_child, &t, 60);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "touching: status %#x", status);
+}
+
+/* A hit makes a chunk recent: the trim takes the least recently used, not the oldest written. */
+START_TEST(test_hit_makes_recent)
+{
+	const uint64_t bound = 6 * (CHUNK + HDR); /* trimmed to 5.25 chunks */
+	static const unsigned first[] = { 0, 1, 2, 3, 4 }, then[] = { 0, 5, 6 };
+	char path[256];
+
+	NEED_NGINX();
+	touch_chunks(bound, first, 5);
+	ck_assert_uint_eq(ranges(), 5);
+	touch_chunks(bound, then, 3); /* 0 from the cache, 5 and 6 fetched: 7 > 6, trimmed */
+	ck_assert_uint_eq(ranges(), 7);
+	for (unsigned idx = 0; idx <= 6; idx++) {
+		chunk_path(path, sizeof(path), idx);
+		ck_assert_msg(access(path, F_OK) == (idx == 1 || idx == 2 ? -1 : 0),
+			      "chunk %u: %s", idx, idx == 1 || idx == 2 ? "kept" : "removed");
+	}
 }
 END_TEST
 
@@ -481,6 +620,7 @@ static Suite *cache_suite(void)
 	Suite *s = suite_create("url_cache");
 	TCase *tc = upt_tcase(s, "nginx");
 
+	tcase_add_unchecked_fixture(tc, make_top, remove_top);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_processes_fetch_each_chunk_once);
 	tcase_add_test(tc, test_second_restore_fetches_nothing);
@@ -488,7 +628,10 @@ static Suite *cache_suite(void)
 	tcase_add_test(tc, test_bound_keeps_recent);
 	tcase_add_test(tc, test_stuck_peer_not_waited_forever);
 	tcase_add_test(tc, test_new_version_never_reads_old_chunks);
-	tcase_add_test(tc, test_bad_cache_dir);
+	tcase_add_test(tc, test_unusable_cache_read_without);
+	tcase_add_test(tc, test_fifo_in_place_of_chunk);
+	tcase_add_test(tc, test_group_shared_modes);
+	tcase_add_test(tc, test_hit_makes_recent);
 	return s;
 }
 
