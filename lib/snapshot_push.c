@@ -15,16 +15,41 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "env.h"
 #include "snapshot_tool.h"
 #include "snapshot_url.h"
 #include "workset.h"
 #ifdef HAVE_LIBCURL
 #include "url_http.h"
 
+#define PART_DEFAULT (64ull << 20)
+
 struct upload {
 	void (*progress)(uint64_t done, uint64_t total);
-	uint64_t base, total; /* bytes before this file, of every file */
+	uint64_t base, total; /* bytes before this file (or part), of every file */
+	unsigned parts;       /* of the last multipart upload */
 };
+
+static void part_progress(void *arg, uint64_t sent)
+{
+	struct upload *u = arg;
+
+	if (u->progress)
+		u->progress(u->base + sent, u->total);
+}
+
+static void part_stored(void *arg, uint64_t bytes)
+{
+	((struct upload *)arg)->base += bytes;
+}
+
+/* UPAGER_S3_PART_SIZE ("16M"), else 64 MiB; 0 when it is not a size. */
+static uint64_t part_size_wanted(void)
+{
+	const char *env = getenv("UPAGER_S3_PART_SIZE");
+
+	return env && *env ? upp_parse_size(env) : PART_DEFAULT;
+}
 
 static int xfer_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 			 curl_off_t ulnow)
@@ -63,6 +88,27 @@ static int put_file(const char *url, const char *path, const upager_url_options_
 		fclose(f);
 		upager__url_target_free(&t);
 		return ret;
+	}
+	if (upager__url_is_s3(url)) {
+		uint64_t want = part_size_wanted(), part, start = u->base;
+
+		if (!want) {
+			upager__url_log(&t, UPAGER_LOG_ERROR, "UPAGER_S3_PART_SIZE=%s: not a size",
+					getenv("UPAGER_S3_PART_SIZE"));
+			ret = -EINVAL;
+		} else if ((uint64_t)st.st_size > (part = upager__s3_part_size((uint64_t)st.st_size, want))) {
+			/* Larger than a part: in parts (a single PUT stops at 5 GiB). */
+			ret = upager__s3_upload(&t, fileno(f), (uint64_t)st.st_size, part, part_progress, u,
+						part_stored, &u->parts);
+			u->base = start + (uint64_t)st.st_size;
+		} else {
+			want = 0; /* one PUT, below */
+		}
+		if (want) {
+			fclose(f);
+			upager__url_target_free(&t);
+			return ret;
+		}
 	}
 	e = curl_easy_init();
 	for (const struct curl_slist *a = t.auth; a && (h2 = curl_slist_append(hdr, a->data)); a = a->next)
@@ -160,6 +206,7 @@ int upager__snap_push(const char *path, const char *url, const upager_url_option
 		}
 	}
 	ret = put_file(url, path, &o, &u);
+	info->parts = u.parts;
 	if (ret == 0 && ws_url) {
 		ret = put_file(ws_url, ws, &o, &u);
 		info->ws_pages = ret == 0 ? nws : 0;

@@ -22,6 +22,7 @@ int upager__ws_inspect(const char *ws_path, uint64_t npages, uint64_t *count, ui
  * none sent), and the object's ETag as the server then gave it. */
 struct upager__push_info {
 	uint64_t bytes, ws_pages;
+	unsigned parts; /* the snapshot's, sent as an S3 multipart upload; 0: one PUT */
 	char etag[256];
 };
 /*

@@ -79,6 +79,21 @@ int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t le
  */
 char *upager__url_identity(const char *url, const struct upager__url_target *t);
 
+/*
+ * The part size for an S3 multipart upload of size bytes: want, within S3's
+ * 5 MiB..5 GiB, raised so that there are at most 10000 parts.
+ */
+uint64_t upager__s3_part_size(uint64_t size, uint64_t want);
+/*
+ * Uploads size bytes of fd to t (an s3:// object) in parts of part bytes
+ * (lib/url_s3_upload.c): 0 and *nparts, or -errno said in t's log (the
+ * upload aborted). progress gets the bytes sent of the part under way,
+ * part_done each part's length once it is stored; both may be NULL.
+ */
+int upager__s3_upload(const struct upager__url_target *t, int fd, uint64_t size, uint64_t part,
+		      void (*progress)(void *arg, uint64_t part_bytes_sent), void *progress_arg,
+		      void (*part_done)(void *arg, uint64_t bytes), unsigned *nparts);
+
 /* curl_global_init, once per process: 0 or -ENOMEM. */
 int upager__url_global_init(void);
 /*

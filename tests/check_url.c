@@ -851,6 +851,42 @@ static void s3_replaced_child(void *arg)
  * upager snapshot push (keys from the environment), restored from it with
  * its working set prefetched, every byte checked.
  */
+#define BIG_PAGES 3000 /* 11.7 MiB of stored pages: three parts of 5 MiB */
+
+/*
+ * A snapshot larger than a part, pushed to the store as a multipart upload
+ * (three parts), restored from it byte for byte; a push to a bucket that
+ * does not exist fails, naming the store's error.
+ */
+static void push_multipart(upager_t *p)
+{
+	const size_t len = BIG_PAGES * UPT_PAGE;
+	char local[200], out[1024];
+	upager_url_options_t o;
+	upager_region_t *r;
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	upt_fill(m, len, 0, SEED + 1);
+	snprintf(local, sizeof(local), "/tmp/upager-s3-big-%d.img", (int)getpid());
+	ck_assert_int_eq(upager_snapshot_save(m, len, local), 0);
+	munmap(m, len);
+	setenv("UPAGER_S3_PART_SIZE", "5M", 1);
+	ck_assert_msg(tool2("push", local, "s3://upt-bucket/vm/big.img", out, sizeof(out)) == 0,
+		      "push: %s", out);
+	ck_assert_msg(strstr(out, "in 3 parts"), "%s", out);
+	ck_assert_msg(strstr(out, "-3\""), "a multipart ETag ends in -3: %s", out);
+	ck_assert_int_ne(tool2("push", local, "s3://no-such-bucket/big.img", out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "NoSuchBucket"), "%s", out);
+	unsetenv("UPAGER_S3_PART_SIZE");
+	unlink(local);
+	options(&o, 0);
+	ck_assert_int_eq(upager_snapshot_map_url(p, "s3://upt-bucket/vm/big.img", &o, 0, &r), 0);
+	ck_assert_uint_eq(upager_region_size(r), len);
+	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), len, 0, SEED + 1), -1);
+	ck_assert_int_eq(upager_release(r), 0);
+}
+
 START_TEST(test_s3_rgw)
 {
 	static const char *const vars[] = { "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
@@ -907,6 +943,7 @@ START_TEST(test_s3_rgw)
 	ck_assert_msg(strstr(out, "working set (40 pages)"), "%s", out);
 	restore_prefetched(p, "s3://upt-bucket/vm/snap.img");
 	ck_assert_int_eq(tool("verify", "s3://upt-bucket/vm/snap.img", out, sizeof(out)), 0);
+	push_multipart(p);
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 	unlink(local);

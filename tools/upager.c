@@ -38,8 +38,10 @@ static void usage(FILE *f)
 		   "       upager ws info WS --snapshot PATH [--json]\n"
 		   "       upager --help | --version\n"
 		   "\nSnapshots are described in docs/SNAPSHOT.md and upager_snapshot_save(3).\n"
-		   "info and verify also read a snapshot at an http:// or https:// URL.\n"
-		   "push checks PATH, then sends it (and PATH.ws) to URL with HTTP PUT.\n"
+		   "info and verify also read a snapshot at an http://, https:// or s3:// URL.\n"
+		   "push checks PATH, then sends it (and PATH.ws) to URL with HTTP PUT; to an\n"
+		   "s3:// URL a file larger than a part (UPAGER_S3_PART_SIZE, default 64M) goes\n"
+		   "as a multipart upload.\n"
 		   "Exit status: 0 fine, 1 bad file or failed operation, 2 usage.\n");
 }
 
@@ -254,12 +256,14 @@ static int snapshot_push(const char *path, const char *url)
 		return fail("push", path, ret);
 	if (json) {
 		json_begin(true, path);
-		printf(",\"bytes\":%llu,\"ws_pages\":%llu,\"etag\":", (unsigned long long)info.bytes,
-		       (unsigned long long)info.ws_pages);
+		printf(",\"bytes\":%llu,\"ws_pages\":%llu,\"parts\":%u,\"etag\":",
+		       (unsigned long long)info.bytes, (unsigned long long)info.ws_pages, info.parts);
 		json_str(info.etag);
 		printf("}\n");
 	} else {
 		printf("%s: checked and pushed, %llu bytes", path, (unsigned long long)info.bytes);
+		if (info.parts)
+			printf(" in %u parts", info.parts);
 		if (info.ws_pages)
 			printf(" with its working set (%llu pages)", (unsigned long long)info.ws_pages);
 		printf("; the server's ETag %s\n", info.etag);
