@@ -35,3 +35,21 @@ if ! grep -q "inline mode unavailable here" "$err"; then
 	grep -q '"workload":"remote_rand_unix","mode":"inline"' "$out" || { echo "no inline remote row"; exit 1; }
 fi
 echo "bench: $(grep -c '^{"bench"' "$out") JSON rows and the table"
+
+# The URL bench (nginx behind the delaying proxy), tiny: a row per system
+# and workload, or a skip line saying why (no nginx); no failed row.
+(cd "$cwd" && UPAGER_BENCH_URL_MIB=8 UPAGER_BENCH_URL_RUNS=1 UPAGER_BENCH_URL_TOUCHES=64 \
+	UPAGER_BENCH_URL_DELAY_MS=1 "$top/tests/bench/url") >"$out" 2>"$err" || { cat "$err"; exit 1; }
+if grep -q '"skipped"' "$out"; then
+	echo "url bench: $(grep -m1 -o '"skipped":"[^"]*"' "$out")"
+else
+	grep '^{"bench"' "$out" | grep -q '"failed"' && { grep '"failed"' "$out"; exit 1; }
+	for w in url_seq_read url_rand_read; do
+		for sys in kernel_local_cold upager_url_1m upager_url_4m upager_url_16m upager_url_4m_cached; do
+			grep -q "^{\"bench\":\"$w\",\"system\":\"$sys\"" "$out" || { echo "no $w row for $sys"; exit 1; }
+		done
+	done
+	echo "url bench: $(grep -c '^{"bench"' "$out") JSON rows"
+fi
+left=$(ls -A "$cwd")
+[ -z "$left" ] || { echo "the url bench left behind: $left"; exit 1; }
