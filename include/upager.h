@@ -391,7 +391,9 @@ typedef struct upager_url_options {
 	 * that reads the same object version (upager_source_url(3)). */
 	const char *cache_dir;        /* NULL: UPAGER_CACHE_DIR; unset or "": no cache */
 	uint64_t cache_bytes;         /* its bound (4 chunks or more); 0: UPAGER_CACHE_BYTES ("8G"), else 4 GiB */
-	uint64_t reserved[2];         /* zero */
+	const char *ca_file;          /* https: the CA certificates (PEM) to check the server
+	                                 with; NULL: CURL_CA_BUNDLE, else libcurl's default */
+	uint64_t reserved[1];         /* zero */
 } upager_url_options_t;
 /* Follow redirects at open to any http(s) host, not only the URL's own. */
 #define UPAGER_URL_ANY_REDIRECT (1u << 0)

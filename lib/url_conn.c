@@ -508,6 +508,9 @@ static int start(struct upager__url_conn *conn, struct upager__url_chunk *ch)
 		curl_easy_setopt(ch->easy, CURLOPT_WRITEFUNCTION, upager__url_body_cb);
 		curl_easy_setopt(ch->easy, CURLOPT_WRITEDATA, &ch->rx);
 		curl_easy_setopt(ch->easy, CURLOPT_PRIVATE, ch);
+		/* Over HTTP/2 (https, where the server offers it) requests share one
+		 * connection: wait for it rather than open more while it is made. */
+		curl_easy_setopt(ch->easy, CURLOPT_PIPEWAIT, 1L);
 	}
 	snprintf(ch->range, sizeof(ch->range), "%" PRIu64 "-%" PRIu64, ch->rx.off, ch->rx.off + ch->rx.len - 1);
 	curl_easy_setopt(ch->easy, CURLOPT_RANGE, ch->range);

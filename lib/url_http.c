@@ -182,6 +182,8 @@ void upager__url_easy_common(CURL *e, const struct upager__url_target *t)
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)t->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (t->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
 	/* No Accept-Encoding: a range of an encoded body is not a range of the object. */
 }
 
@@ -254,6 +256,8 @@ int upager__url_curl_errno(CURLcode c)
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_URL_MALFORMAT:
 		return -EINVAL;
+	case CURLE_PEER_FAILED_VERIFICATION: /* a certificate not signed by a CA we take */
+		return -EKEYREJECTED;
 	default:
 		return -EIO;
 	}
@@ -274,7 +278,8 @@ void upager__url_target_free(struct upager__url_target *t)
 	free(t->userpwd);
 	curl_slist_free_all(t->headers);
 	curl_slist_free_all(t->auth);
-	t->url = t->shown = t->sigv4 = t->userpwd = NULL;
+	free(t->ca_file);
+	t->url = t->shown = t->sigv4 = t->userpwd = t->ca_file = NULL;
 	t->headers = t->auth = NULL;
 }
 
@@ -289,6 +294,12 @@ int upager__url_target_init(struct upager__url_target *t, const char *url,
 	t->log = o->log;
 	t->log_arg = o->log_arg;
 	t->log_level = o->log_level;
+	{
+		const char *ca = o->ca_file ? o->ca_file : getenv("CURL_CA_BUNDLE");
+
+		if (ca && *ca && !(t->ca_file = strdup(ca)))
+			return -ENOMEM;
+	}
 	if (upager__url_is_s3(url)) {
 		ret = upager__url_s3_resolve(t, url, o);
 	} else {

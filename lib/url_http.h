@@ -27,6 +27,7 @@ struct upager__url_target {
 	 * libcurl's SigV4, a session token's header; NULL when unsigned. */
 	char *sigv4, *userpwd;
 	struct curl_slist *auth;
+	char *ca_file; /* NULL: libcurl's default */
 	unsigned connect_timeout_ms;
 	uint64_t flags; /* UPAGER_URL_* */
 	upager_log_fn log;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,8 @@ static int write_conf(const struct upt_nginx *n)
 		"events { worker_connections 512; }\n"
 		"http {\n"
 		"  log_format upt '$connection $connection_requests $status $request_method $uri "
-		"auth=\\\"$http_authorization\\\" token=\\\"$http_x_amz_security_token\\\"';\n"
+		"auth=\\\"$http_authorization\\\" token=\\\"$http_x_amz_security_token\\\" "
+		"proto=$server_protocol';\n"
 		"  access_log %1$s/access.log upt;\n"
 		"  client_body_temp_path %1$s/tmp; proxy_temp_path %1$s/tmp;\n"
 		"  fastcgi_temp_path %1$s/tmp; uwsgi_temp_path %1$s/tmp; scgi_temp_path %1$s/tmp;\n"
@@ -67,10 +69,34 @@ static int write_conf(const struct upt_nginx *n)
 		"    root %1$s/www;\n"
 		"    location /forbidden/ { return 403; }\n"
 		"    location /up/ { dav_methods PUT; create_full_put_path on; }\n"
-		"  }\n"
-		"}\n",
+		"  }\n",
 		n->dir, n->port);
+	if (n->tls_port)
+		fprintf(f,
+			"  server {\n"
+			"    listen 127.0.0.1:%2$d ssl http2;\n"
+			"    ssl_certificate %1$s/cert.pem; ssl_certificate_key %1$s/key.pem;\n"
+			"    root %1$s/www;\n"
+			"  }\n",
+			n->dir, n->tls_port);
+	fprintf(f, "}\n");
 	return fclose(f);
+}
+
+/* A self-signed certificate for 127.0.0.1 (an EC key: fast), if openssl is here. */
+static void make_cert(struct upt_nginx *n)
+{
+	char cmd[512];
+
+	if (access("/usr/bin/openssl", X_OK))
+		return;
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+		 "-keyout %1$s/key.pem -out %1$s/cert.pem -days 2 -subj /CN=127.0.0.1 "
+		 "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+		 n->dir);
+	if (system(cmd) == 0)
+		snprintf(n->cert, sizeof(n->cert), "%s/cert.pem", n->dir);
 }
 
 const char *upt_nginx_start(struct upt_nginx *n)
@@ -91,9 +117,12 @@ const char *upt_nginx_start(struct upt_nginx *n)
 	snprintf(conf, sizeof(conf), "%s/nginx.conf", n->dir);
 	mkdir(n->www, 0755);
 	mkdir(tmp, 0700);
+	make_cert(n);
 	for (int attempt = 0; attempt < 5; attempt++) {
 		n->port = upt_free_port();
-		if (n->port < 0 || write_conf(n))
+		if (n->cert[0])
+			n->tls_port = upt_free_port();
+		if (n->port < 0 || n->tls_port < 0 || write_conf(n))
 			break;
 		fflush(NULL);
 		n->pid = fork();
@@ -111,7 +140,7 @@ const char *upt_nginx_start(struct upt_nginx *n)
 			struct timespec ts = { 0, 10 * 1000 * 1000 };
 			int status;
 
-			if (listening(n->port))
+			if (listening(n->port) && (!n->tls_port || listening(n->tls_port)))
 				return NULL;
 			if (waitpid(n->pid, &status, WNOHANG) == n->pid) {
 				n->pid = -1; /* lost the port, most likely: again */
@@ -147,7 +176,7 @@ void upt_nginx_stop(struct upt_nginx *n)
 	n->dir[0] = 0;
 }
 
-size_t upt_nginx_requests(const struct upt_nginx *n, int status)
+static size_t count_requests(const struct upt_nginx *n, int status, bool h2)
 {
 	FILE *f = fopen(n->log, "r");
 	unsigned long c, r;
@@ -158,10 +187,21 @@ size_t upt_nginx_requests(const struct upt_nginx *n, int status)
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%lu %lu %d", &c, &r, &st) == 3 && (!status || st == status))
+		if (sscanf(line, "%lu %lu %d", &c, &r, &st) == 3 && (!status || st == status) &&
+		    (!h2 || strstr(line, "proto=HTTP/2.0")))
 			count++;
 	fclose(f);
 	return count;
+}
+
+size_t upt_nginx_requests(const struct upt_nginx *n, int status)
+{
+	return count_requests(n, status, false);
+}
+
+size_t upt_nginx_requests_h2(const struct upt_nginx *n, int status)
+{
+	return count_requests(n, status, true);
 }
 
 size_t upt_nginx_connections(const struct upt_nginx *n)

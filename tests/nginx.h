@@ -16,7 +16,10 @@ struct upt_nginx {
 	int port;
 	char dir[64];  /* its prefix; www/ is the document root */
 	char www[96];
-	char log[96];  /* access log: "connection requests status method uri auth="..." token="..."" a line */
+	char log[96];  /* access log: "connection requests status method uri auth="..." token="..."
+	                  proto=..." a line */
+	int tls_port;  /* https, HTTP/2 offered (a self-signed certificate); 0: no openssl here */
+	char cert[96]; /* that certificate, the CA file a client needs */
 };
 
 /* NULL when nginx runs, else why it cannot (the test skips, saying so). */
@@ -25,6 +28,8 @@ const char *upt_nginx_start(struct upt_nginx *n);
 void upt_nginx_stop(struct upt_nginx *n);
 /* Lines of its access log with status (0: any): requests answered. */
 size_t upt_nginx_requests(const struct upt_nginx *n, int status);
+/* Lines of its access log with status (0: any) that came over HTTP/2. */
+size_t upt_nginx_requests_h2(const struct upt_nginx *n, int status);
 /* Distinct connections in its access log. */
 size_t upt_nginx_connections(const struct upt_nginx *n);
 /* A file of size bytes of upt_byte(off, seed) in www/name, its mtime now + mtime_shift s
