@@ -124,8 +124,7 @@ static bool events_hold(struct upager__handler *h, struct upager__fill *f)
  */
 static size_t window_for(upager_region_t *r, size_t page, size_t *back, bool *sequential)
 {
-	unsigned around = r->src->ops->fault_around ? r->src->ops->fault_around : 1;
-	unsigned win;
+	unsigned around, win;
 
 	*back = 0;
 	*sequential = false;
@@ -141,6 +140,7 @@ static size_t window_for(upager_region_t *r, size_t page, size_t *back, bool *se
 		win = (unsigned)upager__window_grow(win);
 		*sequential = true;
 	} else {
+		around = upager__source_around(r->src, page, r->pager->page_size);
 		win = around;
 		*back = page % around;
 	}

@@ -15,6 +15,17 @@ void upager__source_init(upager_source_t *src, const struct upager__source_ops *
 	src->writable = false; /* upager_source_file_rw sets it */
 }
 
+unsigned upager__source_around(upager_source_t *src, size_t pg, size_t page_size)
+{
+	const struct upager__source_ops *ops = src->ops;
+	unsigned big = ops->cached_around;
+
+	if (big > ops->fault_around && ops->cached &&
+	    ops->cached(src, pg / big * big * page_size, (size_t)big * page_size))
+		return big;
+	return ops->fault_around ? ops->fault_around : 1;
+}
+
 void upager__source_ref(upager_source_t *src)
 {
 	atomic_fetch_add(&src->refs, 1);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "upager-int.h"
@@ -127,6 +128,27 @@ static int file_fill_inline(upager_source_t *src, size_t roff, void *buf, size_t
 	return UPAGER__FILL_DATA;
 }
 
+/*
+ * Is [roff, roff + len) of the file in the page cache? Its first and last
+ * bytes asked for with RWF_NOWAIT (EAGAIN: a read would wait for the
+ * disk): two system calls, no read of the rest. Page-cache pages come in
+ * readahead groups, so the ends stand for the block. Signal-safe.
+ */
+static bool file_cached(upager_source_t *src, size_t roff, size_t len)
+{
+	struct file_source *fs = (struct file_source *)src;
+	uint64_t ends[2] = { fs->offset + roff, fs->offset + roff + len - 1 };
+	char byte;
+
+	for (int i = 0; i < 2; i++) {
+		struct iovec v = { &byte, 1 };
+
+		if (ends[i] > (uint64_t)INT64_MAX || preadv2(fs->fd, &v, 1, (off_t)ends[i], RWF_NOWAIT) < 0)
+			return false;
+	}
+	return true;
+}
+
 static void file_destroy(upager_source_t *src)
 {
 	struct file_source *fs = (struct file_source *)src;
@@ -163,6 +185,8 @@ static const struct upager__source_ops file_ops = {
 	.inline_reads = true,
 	.readahead = true,
 	.fault_around = 16, /* 64 KiB, the kernel's fault_around_bytes */
+	.cached_around = 64, /* 256 KiB when it is in the page cache (see file_cached) */
+	.cached = file_cached,
 	.write = file_write,
 	.sync = file_sync,
 };

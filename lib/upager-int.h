@@ -76,6 +76,14 @@ struct upager__source_ops {
 	 * A file's neighbours cost little once read; zeros would cost memory. */
 	unsigned fault_around;
 	/*
+	 * A larger block for a random fault whose neighbours are already in
+	 * memory (a file in the page cache): cached_around pages when cached()
+	 * says the block of len bytes at region offset roff is there without
+	 * waiting (async-signal-safe, it may run inline). 0/NULL: none.
+	 */
+	unsigned cached_around;
+	bool (*cached)(upager_source_t *src, size_t roff, size_t len);
+	/*
 	 * Inline pagers: fill len bytes of region offset roff into buf from the
 	 * faulting thread's SIGBUS handler. Async-signal-safe: no allocation,
 	 * no locks. DATA, ZERO or -errno; PENDING: not from here, this time
@@ -106,6 +114,12 @@ struct upager_source {
 };
 
 void upager__source_init(upager_source_t *src, const struct upager__source_ops *ops);
+/*
+ * The block a random fault at page pg of src fills, in pages: the
+ * source's fault-around, or its cached_around when that block is cached.
+ * Async-signal-safe (the inline handler asks it too).
+ */
+unsigned upager__source_around(upager_source_t *src, size_t pg, size_t page_size);
 void upager__source_ref(upager_source_t *src);
 void upager__source_unref(upager_source_t *src);
 /*

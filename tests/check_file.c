@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -159,6 +162,65 @@ START_TEST(test_file_reads_at_fault_time)
 }
 END_TEST
 
+/*
+ * A random fault on a file fills 16 pages around it, 64 when that block is
+ * already in the page cache (two RWF_NOWAIT probes: neighbours then cost a
+ * copy, not a disk read). Cold: the file's pages dropped first.
+ */
+static void cached_block(unsigned mode)
+{
+	const size_t ps = UPT_PAGE, len = 1024 * ps;
+	upager_source_t *s;
+	upager_region_t *r;
+	upager_stats_t st;
+	char path[256];
+	int fd = upt_tmpfile(len, 9, path, sizeof(path));
+	uint8_t *buf = malloc(len);
+
+	ck_assert_int_eq(fdatasync(fd), 0);
+	for (int warm = 0; warm < 2; warm++) {
+		upager_t *p = upt_pager_mode(mode);
+
+		if (warm) {
+			char byte;
+			struct iovec v = { &byte, 1 };
+
+			ck_assert_int_eq(pread(fd, buf, len, 0), (ssize_t)len);
+			if (preadv2(fd, &v, 1, 0, RWF_NOWAIT) != 1) { /* a file system without it */
+				printf("SKIP %s (warm part): RWF_NOWAIT: %s\n", __func__, strerror(errno));
+				upager_destroy(p);
+				break;
+			}
+		} else {
+			ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		}
+		ck_assert_int_eq(upager_source_file(fd, 0, &s), 0);
+		ck_assert_int_eq(upager_map(p, len, s, &r), 0);
+		upager_source_release(s);
+		ck_assert_uint_eq(((uint8_t *)upager_region_addr(r))[300 * ps + 1], upt_byte(300 * ps + 1, 9));
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		ck_assert_uint_eq(st.faults, 1);
+		ck_assert_uint_eq(st.pages_filled, warm ? 64 : 16); /* 256..319, else 288..303 */
+		ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), len, 0, 9), -1);
+		upager_release(r);
+		upager_destroy(p);
+	}
+	free(buf);
+	close(fd);
+}
+
+START_TEST(test_file_cached_block_threads)
+{
+	cached_block(UPAGER_FAULT_THREADS);
+}
+END_TEST
+
+START_TEST(test_file_cached_block_inline)
+{
+	cached_block(UPAGER_FAULT_INLINE);
+}
+END_TEST
+
 static Suite *make(void)
 {
 	Suite *s = suite_create("file");
@@ -169,6 +231,8 @@ static Suite *make(void)
 	upt_add(tc, test_file_shorter_than_region, 0, "");
 	upt_add(tc, test_file_private_copy, 0, "");
 	upt_add(tc, test_file_reads_at_fault_time, 0, "");
+	upt_add(tc, test_file_cached_block_threads, 0, "");
+	upt_add(tc, test_file_cached_block_inline, UPAGER_FEAT_SIGBUS, "no UFFD_FEATURE_SIGBUS: no inline mode");
 	return s;
 }
 
