@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "upager.h"
+#include "common.h"
 
 struct result {
 	int ok;
@@ -47,21 +48,6 @@ static const char *const wl_names[NW] = { "budget_seq_read", "budget_rand_read",
 static size_t ps, file_len, budget, touches;
 static const char *path = "upager-budget.dat";
 static char cg_dir[256], cg_kind[8];
-
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 10) : dflt;
-}
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int write_str(const char *file, const char *s)
 {
@@ -237,7 +223,7 @@ static void child(int sys, int w, int fd, struct result *res)
 			snprintf(res->why, sizeof(res->why), "joining %s: %s", cg_dir, strerror(errno));
 			return;
 		}
-		t0 = now_s();
+		t0 = bench_now_s();
 		a = mmap(NULL, file_len, PROT_READ | (w == W_RW ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
 		if (a == MAP_FAILED) {
 			snprintf(res->why, sizeof(res->why), "mmap: %s", strerror(errno));
@@ -246,7 +232,7 @@ static void child(int sys, int w, int fd, struct result *res)
 		res->pages = touch_all(a, w, &res->sum);
 		if (w == W_RW)
 			msync(a, file_len, MS_SYNC);
-		res->secs = now_s() - t0;
+		res->secs = bench_now_s() - t0;
 		res->bytes_written = write_bytes_now() - wb0;
 		munmap(a, file_len);
 	} else {
@@ -265,7 +251,7 @@ static void child(int sys, int w, int fd, struct result *res)
 			snprintf(res->why, sizeof(res->why), "upager_create: %s", upager_strerror(ret));
 			return;
 		}
-		t0 = now_s();
+		t0 = bench_now_s();
 		ret = w == W_RW ? upager_source_file_rw(fd, 0, &s) : upager_source_file(fd, 0, &s);
 		if (ret == 0)
 			ret = upager_map(p, file_len, s, &r);
@@ -279,7 +265,7 @@ static void child(int sys, int w, int fd, struct result *res)
 			snprintf(res->why, sizeof(res->why), "upager_sync: %s", upager_strerror(ret));
 			return;
 		}
-		res->secs = now_s() - t0;
+		res->secs = bench_now_s() - t0;
 		upager_stats(p, &st);
 		res->bytes_written = st.bytes_written;
 		res->evicted = st.pages_evicted;
@@ -337,9 +323,9 @@ int main(int argc, char **argv)
 	int fd;
 
 	ps = (size_t)sysconf(_SC_PAGESIZE);
-	file_len = env_u64("UPAGER_BENCH_BUDGET_FILE_MIB", 4096) << 20;
-	budget = env_u64("UPAGER_BENCH_BUDGET_MIB", 512) << 20;
-	touches = env_u64("UPAGER_BENCH_BUDGET_TOUCHES", 65536);
+	file_len = bench_env_u64("UPAGER_BENCH_BUDGET_FILE_MIB", 4096) << 20;
+	budget = bench_env_u64("UPAGER_BENCH_BUDGET_MIB", 512) << 20;
+	touches = bench_env_u64("UPAGER_BENCH_BUDGET_TOUCHES", 65536);
 	if (argc > 1 && (argv[1][0] == '-' || argc > 2)) {
 		/* An option is no file name: "--help" would be a 4 GiB file. */
 		printf("usage: budget [FILE]  (default ./upager-budget.dat; a real disk, not tmpfs)\n"

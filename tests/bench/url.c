@@ -33,6 +33,7 @@
 #include "helpers.h"
 #include "nginx.h"
 #include "upager.h"
+#include "common.h"
 
 struct result {
 	int ok;
@@ -51,21 +52,6 @@ static const char *const wl_names[NW] = { "url_seq_read", "url_rand_read" };
 static size_t obj_len, touches;
 static unsigned delay_ms;
 static char file[256], url[128], cache_dir[64];
-
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 10) : dflt;
-}
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* Reads the workload's pages of a (obj_len bytes): a checksum of what it read. */
 static uint64_t touch(const volatile uint8_t *a, int wl)
@@ -101,7 +87,7 @@ static void run_kernel(int wl, struct result *res)
 	}
 	fdatasync(fd);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); /* cold: from the disk */
-	t0 = now_s();
+	t0 = bench_now_s();
 	a = mmap(NULL, obj_len, PROT_READ, MAP_SHARED, fd, 0);
 	if (a == MAP_FAILED) {
 		snprintf(res->why, sizeof(res->why), "mmap: %s", strerror(errno));
@@ -109,7 +95,7 @@ static void run_kernel(int wl, struct result *res)
 		return;
 	}
 	res->sum = touch(a, wl);
-	res->secs = now_s() - t0;
+	res->secs = bench_now_s() - t0;
 	res->ok = 1;
 	munmap(a, obj_len);
 	close(fd);
@@ -131,7 +117,7 @@ static void run_url(int sys, int wl, struct result *res)
 		snprintf(res->why, sizeof(res->why), "upager_create: %s", upager_strerror(ret));
 		return;
 	}
-	t0 = now_s();
+	t0 = bench_now_s();
 	ret = upager_source_url(url, &o, &src);
 	if (ret == 0) {
 		ret = upager_map(p, obj_len, src, &r);
@@ -143,7 +129,7 @@ static void run_url(int sys, int wl, struct result *res)
 		return;
 	}
 	res->sum = touch(upager_region_addr(r), wl);
-	res->secs = now_s() - t0;
+	res->secs = bench_now_s() - t0;
 	res->ok = 1;
 	upager_destroy(p);
 }
@@ -220,10 +206,10 @@ int main(void)
 	const char *why;
 	char cmd[128];
 
-	obj_len = (size_t)env_u64("UPAGER_BENCH_URL_MIB", 256) << 20;
-	delay_ms = (unsigned)env_u64("UPAGER_BENCH_URL_DELAY_MS", 10);
-	touches = (size_t)env_u64("UPAGER_BENCH_URL_TOUCHES", 2048);
-	runs = (unsigned)env_u64("UPAGER_BENCH_URL_RUNS", 3);
+	obj_len = (size_t)bench_env_u64("UPAGER_BENCH_URL_MIB", 256) << 20;
+	delay_ms = (unsigned)bench_env_u64("UPAGER_BENCH_URL_DELAY_MS", 10);
+	touches = (size_t)bench_env_u64("UPAGER_BENCH_URL_TOUCHES", 2048);
+	runs = (unsigned)bench_env_u64("UPAGER_BENCH_URL_RUNS", 3);
 	if (!obj_len || !runs || runs > 15) {
 		fprintf(stderr, "url bench: UPAGER_BENCH_URL_MIB and _RUNS (1..15) must be set right\n");
 		return 2;
