@@ -45,7 +45,7 @@ if grep -q '"skipped"' "$out"; then
 else
 	grep '^{"bench"' "$out" | grep -q '"failed"' && { grep '"failed"' "$out"; exit 1; }
 	for w in url_seq_read url_rand_read; do
-		for sys in kernel_local_cold upager_url_1m upager_url_4m upager_url_16m upager_url_4m_cached; do
+		for sys in kernel_local_cold upager_file_local_cold upager_url_1m upager_url_4m upager_url_16m upager_url_4m_cached; do
 			grep -q "^{\"bench\":\"$w\",\"system\":\"$sys\"" "$out" || { echo "no $w row for $sys"; exit 1; }
 		done
 	done

@@ -5,8 +5,9 @@
  * a round trip costs 2 * delay_ms more; this kernel has no netem), read
  * through upager's URL source with chunks of 1, 4 and 16 MiB, and with
  * 4 MiB chunks from a warm chunk cache on local disk; beside the kernel's
- * own MAP_SHARED mapping of the same file on local disk, cold (its pages
- * dropped from the page cache), in the same run: sequential read of every
+ * own MAP_SHARED mapping of the same file on local disk and upager's file
+ * source on it, both cold (its pages dropped from the page cache), in the
+ * same run: sequential read of every
  * page, and random page reads. Every run is a child process; runs
  * alternate between the systems and the median is reported, with the
  * bytes that crossed the proxy. Checksums must agree across systems.
@@ -42,10 +43,11 @@ struct result {
 	char why[200];
 };
 
-enum { SYS_KERNEL, SYS_1M, SYS_4M, SYS_16M, SYS_4M_CACHED, NSYS };
-static const char *const sys_names[NSYS] = { "kernel_local_cold", "upager_url_1m", "upager_url_4m",
-					     "upager_url_16m", "upager_url_4m_cached" };
-static const uint32_t sys_chunk[NSYS] = { 0, 1u << 20, 4u << 20, 16u << 20, 4u << 20 };
+enum { SYS_KERNEL, SYS_FILE, SYS_1M, SYS_4M, SYS_16M, SYS_4M_CACHED, NSYS };
+static const char *const sys_names[NSYS] = { "kernel_local_cold", "upager_file_local_cold",
+					     "upager_url_1m", "upager_url_4m", "upager_url_16m",
+					     "upager_url_4m_cached" };
+static const uint32_t sys_chunk[NSYS] = { 0, 0, 1u << 20, 4u << 20, 16u << 20, 4u << 20 };
 enum { W_SEQ, W_RAND, NW };
 static const char *const wl_names[NW] = { "url_seq_read", "url_rand_read" };
 
@@ -101,7 +103,8 @@ static void run_kernel(int wl, struct result *res)
 	close(fd);
 }
 
-static void run_url(int sys, int wl, struct result *res)
+/* Through upager: the URL source (sys's chunks, maybe the cache), or the file source, cold. */
+static void run_upager(int sys, int wl, struct result *res)
 {
 	upager_url_options_t o;
 	upager_source_t *src;
@@ -117,8 +120,21 @@ static void run_url(int sys, int wl, struct result *res)
 		snprintf(res->why, sizeof(res->why), "upager_create: %s", upager_strerror(ret));
 		return;
 	}
-	t0 = bench_now_s();
-	ret = upager_source_url(url, &o, &src);
+	if (sys == SYS_FILE) {
+		int fd = open(file, O_RDONLY);
+
+		if (fd >= 0) {
+			fdatasync(fd);
+			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); /* cold, as the kernel's */
+		}
+		t0 = bench_now_s();
+		ret = fd < 0 ? -errno : upager_source_file(fd, 0, &src);
+		if (fd >= 0)
+			close(fd);
+	} else {
+		t0 = bench_now_s();
+		ret = upager_source_url(url, &o, &src);
+	}
 	if (ret == 0) {
 		ret = upager_map(p, obj_len, src, &r);
 		upager_source_release(src);
@@ -151,7 +167,7 @@ static struct result measure(int sys, int wl)
 		if (sys == SYS_KERNEL)
 			run_kernel(wl, &res);
 		else
-			run_url(sys, wl, &res);
+			run_upager(sys, wl, &res);
 		if (write(pfd[1], &res, sizeof(res)) != (ssize_t)sizeof(res))
 			_exit(1);
 		_exit(0);
@@ -275,13 +291,13 @@ int main(void)
 				}
 			}
 
-	printf("\n%-14s %-22s %10s %10s %9s %12s\n", "bench", "system", "ms", "pages/s", "ratio",
-	       "fetched MiB");
+	printf("\n%-14s %-22s %10s %10s %9s %9s %12s\n", "bench", "system", "ms", "pages/s",
+	       "vs kernel", "vs file", "fetched MiB");
 	for (int wl = 0; wl < NW; wl++) {
-		double kernel_s = 0;
+		double kernel_s = 0, file_s = 0;
 
 		for (int sys = 0; sys < NSYS; sys++) {
-			double s[15], f[15], med_s, med_f, pages, pps, ratio;
+			double s[15], f[15], med_s, med_f, pages, pps, ratio, vs_file;
 
 			if (!ok[wl][sys]) {
 				printf("%-14s %-22s failed: %s\n", wl_names[wl], sys_names[sys], whys[wl][sys]);
@@ -297,16 +313,20 @@ int main(void)
 			med_f = f[runs / 2];
 			if (sys == SYS_KERNEL)
 				kernel_s = med_s;
+			if (sys == SYS_FILE)
+				file_s = med_s;
 			pages = wl == W_SEQ ? (double)(obj_len / 4096) : (double)touches;
 			pps = pages / med_s;
 			ratio = kernel_s > 0 ? kernel_s / med_s : 0;
-			printf("%-14s %-22s %10.1f %10.0f %8.3fx %12.1f\n", wl_names[wl], sys_names[sys],
-			       med_s * 1e3, pps, ratio, med_f);
+			vs_file = file_s > 0 ? file_s / med_s : 0;
+			printf("%-14s %-22s %10.1f %10.0f %8.3fx %8.3fx %12.1f\n", wl_names[wl],
+			       sys_names[sys], med_s * 1e3, pps, ratio, vs_file, med_f);
 			printf("{\"bench\":\"%s\",\"system\":\"%s\",\"mode\":\"threads\",\"object_mib\":%zu,"
 			       "\"rtt_ms\":%u,\"chunk_mib\":%u,\"ms\":%.1f,\"pages_per_s\":%.0f,"
-			       "\"ratio_vs_kernel\":%.4f,\"fetched_mib\":%.1f,\"runs\":%u}\n",
+			       "\"ratio_vs_kernel\":%.4f,\"ratio_vs_file_source\":%.4f,\"fetched_mib\":%.1f,"
+			       "\"runs\":%u}\n",
 			       wl_names[wl], sys_names[sys], obj_len >> 20, 2 * delay_ms,
-			       sys_chunk[sys] >> 20, med_s * 1e3, pps, ratio, med_f, runs);
+			       sys_chunk[sys] >> 20, med_s * 1e3, pps, ratio, vs_file, med_f, runs);
 		}
 	}
 	fflush(stdout);
