@@ -58,7 +58,7 @@ static int write_conf(const struct upt_nginx *n)
 		"http {\n"
 		"  log_format upt '$connection $connection_requests $status $request_method $uri "
 		"auth=\\\"$http_authorization\\\" token=\\\"$http_x_amz_security_token\\\" "
-		"proto=$server_protocol';\n"
+		"proto=$server_protocol range=$http_range';\n"
 		"  access_log %1$s/access.log upt;\n"
 		"  client_body_temp_path %1$s/tmp; proxy_temp_path %1$s/tmp;\n"
 		"  fastcgi_temp_path %1$s/tmp; uwsgi_temp_path %1$s/tmp; scgi_temp_path %1$s/tmp;\n"
