@@ -409,16 +409,21 @@ static long evict_round(struct upager__budget *b)
 	upager_t *p = b->p;
 	size_t ps = p->page_size;
 	struct cand c[BATCH];
-	size_t n = 0, tries = 0, nwb = 0;
+	size_t n = 0, tries = 0, nwb = 0, want = BATCH;
+	uint64_t now = resident(p);
 	long evicted;
 	struct upager__evq_entry e;
 
-	while (n < BATCH && upager__evq_pop(b->first, &e, 1))
+	/* No further than the low mark: a round is large (for the runs), and a
+	 * small budget's marks are closer than that. */
+	if (now > b->low && now - b->low < want)
+		want = now - b->low;
+	while (n < want && upager__evq_pop(b->first, &e, 1))
 		c[n++] = (struct cand){ .e = e };
 	/* Up to a whole sweep: the second chances given, what is left goes. */
 	size_t sweep = upager__evq_len(b->q) + BATCH;
 
-	while (n < BATCH && tries++ < sweep) {
+	while (n < want && tries++ < sweep) {
 		if (!upager__evq_pop(b->q, &e, 1))
 			break;
 		if (b->policy == UPAGER_EVICT_CLOCK && e.ref) {
