@@ -138,13 +138,23 @@ long upager__uffd_read(int uffd, struct uffd_msg *msgs, size_t max)
 	return n / (long)sizeof(*msgs);
 }
 
-int upager__place_move(int uffd, uintptr_t dst, uintptr_t src, size_t len)
+long upager__place_move_some(int uffd, uintptr_t dst, uintptr_t src, size_t len)
 {
 	struct uffdio_move mv = { .dst = dst, .src = src, .len = len };
 
 	if (ioctl(uffd, UFFDIO_MOVE, &mv) == 0)
-		return mv.move == (int64_t)len ? 0 : -EAGAIN;
+		return mv.move > 0 && mv.move <= (int64_t)len ? (long)mv.move : (long)len;
+	/* Short: -1 with errno (EAGAIN mostly) and move the bytes moved. */
 	if (mv.move > 0 && mv.move < (int64_t)len)
-		return -EAGAIN;
+		return (long)mv.move;
 	return -errno;
+}
+
+int upager__place_move(int uffd, uintptr_t dst, uintptr_t src, size_t len)
+{
+	long ret = upager__place_move_some(uffd, dst, src, len);
+
+	if (ret < 0)
+		return (int)ret;
+	return ret == (long)len ? 0 : -EAGAIN;
 }

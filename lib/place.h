@@ -105,6 +105,13 @@ int upager__place_wake(int uffd, uintptr_t start, size_t len);
  * dst not empty, -EBUSY for a page shared (forked).
  */
 int upager__place_move(int uffd, uintptr_t dst, uintptr_t src, size_t len);
+/*
+ * The same for a run of pages, in one call (one TLB flush for the run where
+ * the kernel batches them, 6.18): the bytes moved, a prefix of the run and
+ * maybe short of len (the kernel stops at a page it cannot move, or when it
+ * must drop its locks), or -errno when not even the first page moved.
+ */
+long upager__place_move_some(int uffd, uintptr_t dst, uintptr_t src, size_t len);
 
 /*
  * Reads up to max messages from a non-blocking uffd. Returns how many (0:
