@@ -38,7 +38,6 @@
 #define _GNU_SOURCE
 #include "config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +48,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "env.h"
 #include "upager-int.h"
 #include "evict.h"
 #include "evict_queue.h"
@@ -123,32 +123,6 @@ bool upager__budget_in_writeback(const upager_region_t *r, size_t off)
 }
 
 /* ---- options ---- */
-
-/* "512M", "4G", "1048576": bytes, 0 if not a size. */
-static uint64_t parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return 0;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return 0;
-	switch (toupper((unsigned char)*end)) {
-	case 'K': shift = 10; end++; break;
-	case 'M': shift = 20; end++; break;
-	case 'G': shift = 30; end++; break;
-	case 'T': shift = 40; end++; break;
-	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end || v > (UINT64_MAX >> shift))
-		return 0;
-	return (uint64_t)v << shift;
-}
 
 static unsigned env_pct(const char *name, unsigned dflt)
 {
@@ -570,7 +544,7 @@ int upager__budget_start(upager_t *p, const upager_options_t *o)
 	size_t len = BATCH * p->page_size;
 	int ret;
 
-	if (!bytes && env && *env && !(bytes = parse_size(env))) {
+	if (!bytes && env && *env && !(bytes = upp_parse_size(env))) {
 		upager__log(p, UPAGER_LOG_ERROR, "UPAGER_MEM_BUDGET=%s: not a size", env);
 		return -EINVAL;
 	}
