@@ -232,7 +232,10 @@ static Suite *make(void)
 	upt_add(tc, test_file_private_copy, 0, "");
 	upt_add(tc, test_file_reads_at_fault_time, 0, "");
 	upt_add(tc, test_file_cached_block_threads, 0, "");
-	upt_add(tc, test_file_cached_block_inline, UPAGER_FEAT_SIGBUS, "no UFFD_FEATURE_SIGBUS: no inline mode");
+	upt_add(tc, test_file_cached_block_inline,
+		UPAGER_FEAT_SIGBUS | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP,
+		"inline mode needs UFFD_FEATURE_SIGBUS and the UNMAP/REMAP events "
+		"(or UPAGER_DISABLE=sigbus/event_unmap)");
 	return s;
 }
 
