@@ -234,7 +234,7 @@ static Suite *make(void)
 	upt_add(tc, test_file_cached_block_threads, 0, "");
 	upt_add(tc, test_file_cached_block_inline,
 		UPAGER_FEAT_SIGBUS | UPAGER_FEAT_EVENT_UNMAP | UPAGER_FEAT_EVENT_REMAP,
-		"inline mode needs UFFD_FEATURE_SIGBUS and the UNMAP/REMAP events "
+		"UFFD_FEATURE_SIGBUS and the UNMAP/REMAP events, which inline mode needs "
 		"(or UPAGER_DISABLE=sigbus/event_unmap)");
 	return s;
 }
