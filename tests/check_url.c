@@ -55,25 +55,7 @@ static void teardown(void)
 	upt_nginx_stop(&ngx);
 }
 
-#define NEED_NGINX()                                          \
-	do {                                                  \
-		if (no_nginx) {                               \
-			printf("SKIP %s: %s\n", __func__, no_nginx); \
-			return;                               \
-		}                                             \
-	} while (0)
 
-/* The log lines of the source, kept for the tests to read. */
-static char logged[4096];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void keep_log(void *arg, int level, const char *msg)
-{
-	pthread_mutex_lock(&log_lock);
-	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
-	strcat(logged, "\n");
-	pthread_mutex_unlock(&log_lock);
-}
 
 static upager_t *pager(unsigned nthreads)
 {
@@ -82,7 +64,7 @@ static upager_t *pager(unsigned nthreads)
 
 	upager_options_init(&o);
 	o.nthreads = nthreads;
-	o.log = keep_log;
+	o.log = upt_keep_log;
 	o.log_level = UPAGER_LOG_WARN;
 	ck_assert_int_eq(upager_create(&p, &o), 0);
 	return p;
@@ -92,7 +74,7 @@ static void options(upager_url_options_t *o, unsigned deadline_ms)
 {
 	upager_url_options_init(o);
 	o->chunk_size = CHUNK;
-	o->log = keep_log;
+	o->log = upt_keep_log;
 	if (deadline_ms)
 		o->deadline_ms = deadline_ms;
 }
@@ -126,7 +108,7 @@ START_TEST(test_every_byte_keepalive)
 	const uint8_t *b;
 	size_t reqs, conns, npages = (OBJ_SIZE + 100) / UPT_PAGE + 1;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	p = pager(1);
 	r = url_region(p, url, 0, UPAGER_ADV_NORMAL);
 	q = url_region(p, url, 0, UPAGER_ADV_RANDOM);
@@ -184,7 +166,7 @@ START_TEST(test_many_threads)
 	struct toucher t[12];
 	pthread_t th[12];
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	p = pager(4);
 	r = url_region(p, url, 0, UPAGER_ADV_RANDOM);
 	for (unsigned i = 0; i < 12; i++) {
@@ -226,7 +208,7 @@ START_TEST(test_replaced_mid_restore)
 {
 	int status;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	status = upt_child(replaced_child, NULL, 30);
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "status %#x", status);
 	ck_assert_uint_ge(upt_nginx_requests(&ngx, 412), 1);
@@ -252,7 +234,7 @@ START_TEST(test_server_killed)
 	struct timespec t0, t1;
 	int status;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	status = upt_child(killed_child, NULL, 30);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -268,17 +250,17 @@ START_TEST(test_open_errors)
 	upager_source_t *s;
 	char u[256];
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, 0);
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	snprintf(u, sizeof(u), "http://user:PASSWORD1@127.0.0.1:%d/no-such.img?X-Amz-Signature=SECRET2",
 		 ngx.port);
 	ck_assert_int_eq(upager_source_url(u, &o, &s), -ENOENT);
-	ck_assert_msg(strstr(logged, "404") && strstr(logged, "/no-such.img"), "log: %s", logged);
+	ck_assert_msg(strstr(upt_logged, "404") && strstr(upt_logged, "/no-such.img"), "log: %s", upt_logged);
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/forbidden/x.img?token=SECRET3", ngx.port);
 	ck_assert_int_eq(upager_source_url(u, &o, &s), -EACCES);
-	ck_assert_msg(strstr(logged, "403") && strstr(logged, "/forbidden/x.img"), "log: %s", logged);
-	ck_assert_msg(!strstr(logged, "SECRET") && !strstr(logged, "PASSWORD"), "log: %s", logged);
+	ck_assert_msg(strstr(upt_logged, "403") && strstr(upt_logged, "/forbidden/x.img"), "log: %s", upt_logged);
+	ck_assert_msg(!strstr(upt_logged, "SECRET") && !strstr(upt_logged, "PASSWORD"), "log: %s", upt_logged);
 	/* Arguments */
 	ck_assert_int_eq(upager_source_url(NULL, NULL, &s), -EINVAL);
 	ck_assert_int_eq(upager_source_url(url, NULL, NULL), -EINVAL);
@@ -381,7 +363,7 @@ START_TEST(test_snapshot_every_byte)
 	upager_t *p;
 	char u[200];
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	put_snapshot();
 	p = pager(2);
 	options(&o, 0);
@@ -413,7 +395,7 @@ START_TEST(test_https_http2)
 	upager_t *p;
 	char u[200];
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	if (!ngx.tls_port) {
 		printf("SKIP %s: no openssl to make nginx a certificate\n", __func__);
 		return;
@@ -421,12 +403,12 @@ START_TEST(test_https_http2)
 	snprintf(u, sizeof(u), "https://127.0.0.1:%d/mem.img", ngx.tls_port);
 	options(&o, 0);
 	unsetenv("CURL_CA_BUNDLE");
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(upager_source_url(u, &o, &s), -EKEYREJECTED);
-	ck_assert_ptr_nonnull(strstr(logged, "127.0.0.1"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "127.0.0.1"));
 	o.ca_file = ngx.cert;
 	p = pager(2);
-	ck_assert_msg(upager_source_url(u, &o, &s) == 0, "%s", logged);
+	ck_assert_msg(upager_source_url(u, &o, &s) == 0, "%s", upt_logged);
 	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100 + UPT_PAGE, s, &r), 0);
 	upager_source_release(s);
 	check_bytes(upager_region_addr(r), SEED); /* sequential: several chunks in flight */
@@ -449,7 +431,7 @@ START_TEST(test_snapshot_chunk_cache)
 	upager_region_t *r;
 	upager_t *p;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	put_snapshot();
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	p = pager(2);
@@ -526,7 +508,7 @@ START_TEST(test_s3_addressing)
 	upager_region_t *r;
 	upager_t *p;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 	snprintf(dirp, sizeof(dirp), "%s/bkt-1/dir", ngx.www);
@@ -545,7 +527,7 @@ START_TEST(test_s3_addressing)
 	o.s3_access_key = "AKIDUPAGERTEST";
 	o.s3_secret_key = "SECRETupagerTEST42";
 	o.s3_session_token = "TOKENupagerTEST";
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(upager_source_url("s3://bkt-1/dir/obj a.img", &o, &s), 0);
 	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100, s, &r), 0);
 	upager_source_release(s);
@@ -559,7 +541,7 @@ START_TEST(test_s3_addressing)
 			      strstr(l, "token=\"TOKENupagerTEST\""), "not signed: %s", l);
 		ck_assert_msg(!strstr(l, "SECRETupagerTEST42"), "the secret was sent: %s", l);
 	}
-	ck_assert_msg(!strstr(logged, "SECRET"), "the secret was logged: %s", logged);
+	ck_assert_msg(!strstr(upt_logged, "SECRET"), "the secret was upt_logged: %s", upt_logged);
 
 	/* The same from the environment; no keys: unsigned. */
 	setenv("AWS_ENDPOINT_URL", endpoint, 1);
@@ -654,7 +636,7 @@ START_TEST(test_push)
 	char local[200], u[200], there[240], out[1024];
 	upager_t *p;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	put_snapshot();
 	snprintf(local, sizeof(local), "%s/snap.img", ngx.www);
 	p = pager(2);
@@ -701,7 +683,7 @@ START_TEST(test_snapshot_complete)
 	uint8_t *a;
 	char u[200];
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	put_snapshot();
 	p = pager(2);
 	options(&o, 0);
@@ -724,7 +706,7 @@ START_TEST(test_snapshot_damaged_and_tool)
 	char u[200], out[2048];
 	int status;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	put_snapshot();
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
 	ck_assert_int_eq(tool("info", u, out, sizeof(out)), 0);
@@ -785,10 +767,10 @@ START_TEST(test_whole_body_to_range)
 	char u[96];
 
 	fake_start("whole", u, sizeof(u));
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	r = url_region(p, u, 0, UPAGER_ADV_NORMAL);
 	check_bytes(upager_region_addr(r), SEED);
-	ck_assert_msg(strstr(logged, "whole object"), "log: %s", logged);
+	ck_assert_msg(strstr(upt_logged, "whole object"), "log: %s", upt_logged);
 	upager_destroy(p);
 }
 END_TEST
@@ -800,10 +782,10 @@ START_TEST(test_retries_503)
 	char u[96];
 
 	fake_start("flaky", u, sizeof(u));
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	r = url_region(p, u, 0, UPAGER_ADV_SEQUENTIAL);
 	check_bytes(upager_region_addr(r), SEED);
-	ck_assert_msg(strstr(logged, "503"), "log: %s", logged);
+	ck_assert_msg(strstr(upt_logged, "503"), "log: %s", upt_logged);
 	upager_destroy(p);
 }
 END_TEST
@@ -839,9 +821,9 @@ START_TEST(test_redirect_elsewhere_refused)
 
 	fake_start("redirect", u, sizeof(u));
 	options(&o, 0);
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(upager_source_url(u, &o, &s), -EPROTO);
-	ck_assert_msg(strstr(logged, "redirect to http://127.0.0.2"), "log: %s", logged);
+	ck_assert_msg(strstr(upt_logged, "redirect to http://127.0.0.2"), "log: %s", upt_logged);
 }
 END_TEST
 
@@ -952,7 +934,7 @@ START_TEST(test_s3_rgw)
 	ck_assert_int_eq(upt_rgw_put(&rgw, "upt-bucket", "obj", OBJ_SIZE, SEED), 0);
 	p = pager(2);
 	s3_options(&o, rgw.secret_key);
-	ck_assert_msg(upager_source_url("s3://upt-bucket/obj", &o, &s) == 0, "%s", logged);
+	ck_assert_msg(upager_source_url("s3://upt-bucket/obj", &o, &s) == 0, "%s", upt_logged);
 	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100, s, &r), 0);
 	upager_source_release(s);
 	ck_assert_int_eq(upt_check_pattern(upager_region_addr(r), OBJ_SIZE, 0, SEED), -1);
@@ -962,7 +944,7 @@ START_TEST(test_s3_rgw)
 
 	s3_options(&o, "not-the-secret-0123456789");
 	ck_assert_int_eq(upager_source_url("s3://upt-bucket/obj", &o, &s), -EACCES);
-	ck_assert_msg(!strstr(logged, "not-the-secret"), "a secret in the log: %s", logged);
+	ck_assert_msg(!strstr(upt_logged, "not-the-secret"), "a secret in the log: %s", upt_logged);
 	options(&o, 0);
 	o.s3_endpoint = rgw.endpoint; /* no keys: unsigned */
 	ck_assert_int_eq(upager_source_url("s3://upt-bucket/obj", &o, &s), -EACCES);

@@ -78,26 +78,7 @@ static void teardown(void)
 	upt_nginx_stop(&ngx);
 }
 
-#define NEED_NGINX()                                                 \
-	do {                                                         \
-		if (no_nginx) {                                      \
-			printf("SKIP %s: %s\n", __func__, no_nginx); \
-			return;                                      \
-		}                                                    \
-	} while (0)
 
-static char logged[4096];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void keep_log(void *arg, int level, const char *msg)
-{
-	(void)arg;
-	(void)level;
-	pthread_mutex_lock(&log_lock);
-	strncat(logged, msg, sizeof(logged) - strlen(logged) - 2);
-	strcat(logged, "\n");
-	pthread_mutex_unlock(&log_lock);
-}
 
 static void options(upager_url_options_t *o, uint64_t bound)
 {
@@ -105,7 +86,7 @@ static void options(upager_url_options_t *o, uint64_t bound)
 	o->chunk_size = CHUNK;
 	o->cache_dir = cache;
 	o->cache_bytes = bound;
-	o->log = keep_log;
+	o->log = upt_keep_log;
 	o->log_level = UPAGER_LOG_INFO;
 }
 
@@ -126,7 +107,7 @@ static long restore(const upager_url_options_t *o, unsigned seed)
 
 	upager_options_init(&po);
 	po.nthreads = 2;
-	po.log = keep_log;
+	po.log = upt_keep_log;
 	if (upager_create(&p, &po) < 0)
 		return -2 - ENOMEM;
 	ret = upager_source_url(url, o, &s);
@@ -273,7 +254,7 @@ static void race(uint64_t bound)
 
 START_TEST(test_processes_fetch_each_chunk_once)
 {
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	race(1ull << 30);
 	ck_assert_uint_eq(ranges(), NCHUNKS); /* 12 processes, each chunk fetched once */
 	ck_assert_uint_eq(upt_nginx_requests(&ngx, 200), RACERS); /* each opened it (HEAD) */
@@ -283,7 +264,7 @@ END_TEST
 /* The same under a bound of four chunks: chunks trimmed while others read them, never a wrong byte. */
 START_TEST(test_processes_under_a_tiny_bound)
 {
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	race(4 * (CHUNK + HDR)); /* each racer checks every byte */
 	ck_assert_uint_ge(ranges(), NCHUNKS);
 }
@@ -294,13 +275,13 @@ START_TEST(test_second_restore_fetches_nothing)
 	upager_url_options_t o;
 	unsigned count;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, 1ull << 30);
 	ck_assert_int_eq(restore(&o, SEED), -1);
 	ck_assert_uint_eq(ranges(), NCHUNKS);
 	ck_assert_uint_eq(cached_bytes(&count), (uint64_t)NCHUNKS * HDR + OBJ_SIZE);
 	ck_assert_uint_eq(count, NCHUNKS);
-	ck_assert_ptr_nonnull(strstr(logged, "chunk cache"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "chunk cache"));
 	ck_assert_int_eq(restore(&o, SEED), -1);
 	ck_assert_uint_eq(ranges(), NCHUNKS);
 	/* Through the environment, as a daemon's operator sets it. */
@@ -312,7 +293,7 @@ START_TEST(test_second_restore_fetches_nothing)
 	ck_assert_uint_eq(ranges(), NCHUNKS);
 	setenv("UPAGER_CACHE_BYTES", "lots", 1);
 	ck_assert_int_eq(restore(&o, SEED), -2 - EINVAL);
-	ck_assert_ptr_nonnull(strstr(logged, "UPAGER_CACHE_BYTES=lots"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "UPAGER_CACHE_BYTES=lots"));
 	unsetenv("UPAGER_CACHE_DIR");
 	unsetenv("UPAGER_CACHE_BYTES");
 	ck_assert_int_eq(restore(&o, SEED), -1); /* no cache: fetched again */
@@ -339,7 +320,7 @@ START_TEST(test_damaged_chunks_refetched)
 	struct stat st;
 	unsigned count;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, 1ull << 30);
 	ck_assert_int_eq(restore(&o, SEED), -1);
 	ck_assert_uint_eq(ranges(), NCHUNKS);
@@ -352,10 +333,10 @@ START_TEST(test_damaged_chunks_refetched)
 	ck_assert_int_eq(link(other, path) == 0 || (unlink(path) == 0 && link(other, path) == 0), 1);
 	chunk_path(path, sizeof(path), 12); /* its header's checksum */
 	flip_byte(path, 33);
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(restore(&o, SEED), -1); /* every byte right */
 	ck_assert_uint_eq(ranges(), NCHUNKS + 4);  /* exactly the four damaged ones again */
-	ck_assert_ptr_nonnull(strstr(logged, "was damaged"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "was damaged"));
 	chunk_path(path, sizeof(path), 7);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(st.st_size, HDR + CHUNK); /* replaced by a good one */
@@ -374,7 +355,7 @@ START_TEST(test_bound_keeps_recent)
 	unsigned count;
 	int fd;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, bound);
 	ck_assert_int_eq(restore(&o, SEED), -1); /* from the end: chunk 0 is used last */
 	ck_assert_uint_eq(ranges(), NCHUNKS);
@@ -424,7 +405,7 @@ START_TEST(test_stuck_peer_not_waited_forever)
 	int ready[2], status;
 	pid_t peer;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, 1ull << 30);
 	o.deadline_ms = 2000;
 	open_only(&o);
@@ -448,9 +429,9 @@ START_TEST(test_stuck_peer_not_waited_forever)
 	close(ready[1]);
 	ck_assert_int_eq(read(ready[0], &c, 1), 1);
 	close(ready[0]);
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(restore(&o, SEED), -1);
-	ck_assert_ptr_nonnull(strstr(logged, "another process has been fetching"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "another process has been fetching"));
 	ck_assert_uint_eq(ranges(), NCHUNKS);
 	kill(peer, SIGKILL);
 	ck_assert_int_eq(waitpid(peer, &status, 0), peer);
@@ -476,7 +457,7 @@ START_TEST(test_new_version_never_reads_old_chunks)
 {
 	upager_url_options_t o;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, 1ull << 30);
 	ck_assert_int_eq(restore(&o, SEED), -1);
 	upt_nginx_put(&ngx, "mem.img", OBJ_SIZE, NEW_SEED, 5);
@@ -494,24 +475,24 @@ START_TEST(test_unusable_cache_read_without)
 	char file[160];
 	int fd;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	snprintf(file, sizeof(file), "%s/a-file", cache);
 	fd = open(file, O_CREAT | O_WRONLY, 0600);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	options(&o, 1ull << 30);
 	o.cache_dir = file;
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(restore(&o, SEED), -1);
-	ck_assert_ptr_nonnull(strstr(logged, "a-file"));
-	ck_assert_ptr_nonnull(strstr(logged, "reading without it"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "a-file"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "reading without it"));
 	ck_assert_uint_eq(ranges(), NCHUNKS);
 	/* Others may write it: anyone could put bytes in front of our faults. */
 	ck_assert_int_eq(chmod(cache, 0777), 0);
 	o.cache_dir = cache;
-	logged[0] = 0;
+	upt_logged[0] = 0;
 	ck_assert_int_eq(restore(&o, SEED), -1);
-	ck_assert_ptr_nonnull(strstr(logged, "others may write it"));
+	ck_assert_ptr_nonnull(strstr(upt_logged, "others may write it"));
 	ck_assert_int_eq(restore(&o, SEED), -1);
 	ck_assert_uint_eq(ranges(), 3 * NCHUNKS); /* nothing cached */
 	ck_assert_int_eq(chmod(cache, 0700), 0);
@@ -529,7 +510,7 @@ START_TEST(test_fifo_in_place_of_chunk)
 	char path[256];
 	struct stat st;
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	options(&o, 1ull << 30);
 	o.deadline_ms = 5000;
 	open_only(&o);
@@ -550,7 +531,7 @@ START_TEST(test_group_shared_modes)
 	struct stat st;
 	mode_t old = umask(022);
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	ck_assert_int_eq(chmod(cache, 02770), 0);
 	options(&o, 1ull << 30);
 	ck_assert_int_eq(restore(&o, SEED), -1);
@@ -617,7 +598,7 @@ START_TEST(test_hit_makes_recent)
 	static const unsigned first[] = { 0, 1, 2, 3, 4 }, then[] = { 0, 5, 6 };
 	char path[256];
 
-	NEED_NGINX();
+	UPT_NEED_NGINX(no_nginx);
 	touch_chunks(bound, first, 5);
 	ck_assert_uint_eq(ranges(), 5);
 	touch_chunks(bound, then, 3); /* 0 from the cache, 5 and 6 fetched: 7 > 6, trimmed */

@@ -57,6 +57,19 @@ void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why)
 	tcase_add_test(tc, t);
 }
 
+char upt_logged[4096];
+static pthread_mutex_t logged_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void upt_keep_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	pthread_mutex_lock(&logged_lock);
+	strncat(upt_logged, msg, sizeof(upt_logged) - strlen(upt_logged) - 2);
+	strcat(upt_logged, "\n");
+	pthread_mutex_unlock(&logged_lock);
+}
+
 int upt_main_url(Suite *(*make)(void))
 {
 	upager_source_t *s = NULL;

@@ -22,6 +22,10 @@ TCase *upt_tcase(Suite *s, const char *name);
 void upt_add(TCase *tc, const TTest *t, uint64_t need, const char *why);
 /* Runs the suite; exit status for automake (77 when userfaultfd is unusable). */
 int upt_main(Suite *(*make)(void));
+/* A log callback (upager_options.log, upager_url_options.log) that keeps every line, one a
+ * line, in upt_logged (bounded; tests clear it with upt_logged[0] = 0 and search it). */
+extern char upt_logged[4096];
+void upt_keep_log(void *arg, int level, const char *msg);
 /* upt_main for the URL source's suites: exit 77 (skipped, saying why) without libcurl. */
 int upt_main_url(Suite *(*make)(void));
 

@@ -9,6 +9,7 @@
 #define UPAGER_TEST_NGINX_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct upt_nginx {
@@ -21,6 +22,15 @@ struct upt_nginx {
 	int tls_port;  /* https, HTTP/2 offered (a self-signed certificate); 0: no openssl here */
 	char cert[96]; /* that certificate, the CA file a client needs */
 };
+
+/* In a test: skips it, saying so, when why (upt_nginx_start's answer) is set. */
+#define UPT_NEED_NGINX(why)                                       \
+	do {                                                      \
+		if (why) {                                        \
+			printf("SKIP %s: %s\n", __func__, (why)); \
+			return;                                   \
+		}                                                 \
+	} while (0)
 
 /* NULL when nginx runs, else why it cannot (the test skips, saying so). */
 const char *upt_nginx_start(struct upt_nginx *n);
