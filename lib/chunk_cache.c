@@ -46,6 +46,7 @@
 
 #include "chunk_cache.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "le.h"
 #include "sha256.h"
 
@@ -81,38 +82,6 @@ static int open_made(int dirfd, const char *name, int flags, unsigned mode)
 static void chunk_name(char *name, size_t len, uint64_t idx)
 {
 	snprintf(name, len, "%016" PRIx64 ".chunk", idx);
-}
-
-static int full_pread(int fd, void *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EBADMSG; /* short: truncated */
-		buf = (char *)buf + n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int full_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf = (const char *)buf + n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
 }
 
 int upager__chunk_cache_open(struct upager__chunk_cache *cc, const char *dir, uint64_t max_bytes,
@@ -214,14 +183,16 @@ int upager__chunk_cache_get(struct upager__chunk_cache *cc, uint64_t idx, void *
 	if (!ret && (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != HDR + (uint64_t)len))
 		ret = -EBADMSG;
 	if (!ret)
-		ret = full_pread(fd, hdr, HDR, 0);
+		ret = upp_pread_full(fd, hdr, HDR, 0);
 	if (!ret && (memcmp(hdr, MAGIC, 8) || get64(hdr + 8) != idx || get64(hdr + 16) != len ||
 		     get64(hdr + 24) != cc->chunk_size || memcmp(hdr + 40, cc->digest, 16)))
 		ret = -EBADMSG;
 	if (!ret)
-		ret = full_pread(fd, buf, len, HDR);
+		ret = upp_pread_full(fd, buf, len, HDR);
 	if (!ret && upp_crc32c(0, buf, len) != get32(hdr + 32))
 		ret = -EBADMSG;
+	if (ret == -EIO)
+		ret = -EBADMSG; /* cut short since its size was checked */
 	if (ret == -EBADMSG)
 		remove_damaged(cc, fd, name);
 	else if (!ret)
@@ -270,9 +241,9 @@ int upager__chunk_cache_put(struct upager__chunk_cache *cc, uint64_t idx, const 
 	put64(hdr + 24, cc->chunk_size);
 	put32(hdr + 32, upp_crc32c(0, buf, len));
 	memcpy(hdr + 40, cc->digest, 16); /* whose chunk: a file linked from another key fails */
-	ret = full_pwrite(fd, hdr, HDR, 0);
+	ret = upp_pwrite_full(fd, hdr, HDR, 0);
 	if (!ret)
-		ret = full_pwrite(fd, buf, len, HDR);
+		ret = upp_pwrite_full(fd, buf, len, HDR);
 	if (close(fd) < 0 && !ret)
 		ret = -errno;
 	if (!ret && renameat(cc->keyfd, tmp, cc->keyfd, name) < 0)

@@ -67,24 +67,26 @@ static bool signing_param(const char *p, size_t n)
 	return false;
 }
 
-char *upager__url_identity(const char *given, const struct upager__url_target *t)
+/*
+ * scheme://host[:port]/path of url (malloc'd), with its query's parameters
+ * but the signing ones when with_query; NULL when it is not a URL.
+ */
+static char *compose(const char *url, bool with_query)
 {
-	CURLU *u;
+	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *out = NULL;
 
-	if (upager__url_is_s3(given))
-		return strdup(t->url); /* the endpoint and the bucket and key, no query */
-	u = curl_url();
 	if (!u)
 		return NULL;
-	if (curl_url_set(u, CURLUPART_URL, given, 0) == CURLUE_OK &&
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
 		size_t n;
 
 		curl_url_get(u, CURLUPART_PORT, &port, 0);
-		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		if (with_query)
+			curl_url_get(u, CURLUPART_QUERY, &query, 0);
 		n = strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + strlen(path) +
 		    (query ? strlen(query) : 0) + 8;
 		out = malloc(n);
@@ -116,33 +118,16 @@ char *upager__url_identity(const char *given, const struct upager__url_target *t
 	return out;
 }
 
-/* scheme://host[:port]/path of url (malloc'd), or NULL when it is not one. */
+char *upager__url_identity(const char *given, const struct upager__url_target *t)
+{
+	if (upager__url_is_s3(given))
+		return strdup(t->url); /* the endpoint and the bucket and key, no query */
+	return compose(given, true);
+}
+
 char *upager__url_shown(const char *url)
 {
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *out = NULL;
-
-	if (!u)
-		return NULL;
-	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
-		size_t n;
-
-		curl_url_get(u, CURLUPART_PORT, &port, 0);
-		n = strlen(scheme) + strlen(host) + (port ? strlen(port) + 1 : 0) + strlen(path) + 4;
-		out = malloc(n);
-		if (out)
-			snprintf(out, n, "%s://%s%s%s%s", scheme, host, port ? ":" : "",
-				 port ? port : "", path);
-	}
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(port);
-	curl_free(path);
-	curl_url_cleanup(u);
-	return out;
+	return compose(url, false);
 }
 
 /* Same scheme, host and port (the URL API fills in default ports). */
