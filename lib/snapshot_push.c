@@ -90,21 +90,21 @@ static int put_file(const char *url, const char *path, const upager_url_options_
 		return ret;
 	}
 	if (upager__url_is_s3(url)) {
-		uint64_t want = part_size_wanted(), part, start = u->base;
+		uint64_t want = part_size_wanted(), part = upager__s3_part_size((uint64_t)st.st_size, want);
 
 		if (!want) {
 			upager__url_log(&t, UPAGER_LOG_ERROR, "UPAGER_S3_PART_SIZE=%s: not a size",
 					getenv("UPAGER_S3_PART_SIZE"));
 			ret = -EINVAL;
-		} else if ((uint64_t)st.st_size > (part = upager__s3_part_size((uint64_t)st.st_size, want))) {
+		} else if ((uint64_t)st.st_size > part) {
 			/* Larger than a part: in parts (a single PUT stops at 5 GiB). */
+			uint64_t start = u->base;
+
 			ret = upager__s3_upload(&t, fileno(f), (uint64_t)st.st_size, part, part_progress, u,
 						part_stored, &u->parts);
 			u->base = start + (uint64_t)st.st_size;
-		} else {
-			want = 0; /* one PUT, below */
 		}
-		if (want) {
+		if (!want || (uint64_t)st.st_size > part) { /* refused, or sent in parts: no PUT */
 			fclose(f);
 			upager__url_target_free(&t);
 			return ret;

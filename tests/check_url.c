@@ -664,6 +664,17 @@ START_TEST(test_push)
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/static.snap", ngx.port); /* no PUT there */
 	ck_assert_int_eq(tool2("push", local, u, out, sizeof(out)), 1);
 	ck_assert_int_eq(tool2("push", local, "/tmp/not-a-url", out, sizeof(out)), 1);
+	/* To s3:// (nginx as a path-style endpoint) with a part size that is no
+	 * size: refused before any request. */
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d", ngx.port);
+	setenv("AWS_ENDPOINT_URL", u, 1);
+	setenv("UPAGER_S3_PART_SIZE", "lots", 1);
+	ck_assert_int_eq(tool2("push", local, "s3://upt-bucket/s3.snap", out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "UPAGER_S3_PART_SIZE=lots: not a size"), "%s", out);
+	log_lines("/upt-bucket/s3.snap", out, sizeof(out));
+	ck_assert_msg(!out[0], "requests were sent: %s", out);
+	unsetenv("UPAGER_S3_PART_SIZE");
+	unsetenv("AWS_ENDPOINT_URL");
 	/* A damaged page: refused before a byte leaves. */
 	damage_snapshot();
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/up/bad.snap", ngx.port);
