@@ -428,46 +428,57 @@ static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool
 }
 
 /*
- * The address of this thread's last fault found in no inline mapping. The
- * fault may be older than the table: a release makes the range PROT_NONE,
- * then takes it out of the table, and a SIGBUS raised before the mprotect
- * may be handled after both. So a miss first retries the access, once: a
- * fault that is still real (not upager's) comes back to the same address
- * and goes to the program; one of a released range is now a SIGSEGV.
- * initial-exec: a TLS access that never allocates, safe in a handler.
+ * The address of this thread's last fault found in no inline mapping, and
+ * the table's version then. The fault may be older than the table: a
+ * release makes the range PROT_NONE, then takes it out of the table, and a
+ * SIGBUS raised before the mprotect may be handled after both. So a miss
+ * retries the access: a fault that is not upager's comes back to the same
+ * address with the same table and goes to the program; one of a released
+ * range is now a SIGSEGV. Only a miss of the same version counts as the
+ * second: the retry may have ended anywhere (a SIGSEGV handler that
+ * longjmps, a page placed), and this thread's next miss there, regions
+ * later, can be just as transient (the program's SIGBUS, once in CI:
+ * test_release_race_callback). Each retry in between is a change of the
+ * table, made by the program. initial-exec: a TLS access that never
+ * allocates, safe in a handler.
  */
 static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
+static __thread uint_fast64_t last_miss_version __attribute__((tls_model("initial-exec")));
 
 /*
  * Where this thread's copies met the range not registered (ENOENT, EFAULT)
- * or in an UNMAP or REMAP read and not applied (copy_begin),
- * and since when. The mapping it found is being taken out of the table, and
+ * or in an UNMAP or REMAP read and not applied (copy_begin), since when,
+ * and when last. The mapping it found is being taken out of the table, and
  * the retried access finds what is there now; but a copy the kernel can
  * never take there (a window over VMAs the program split, a mapping the
  * table still holds that the kernel does not) would retry for ever: past
- * UPAGER__INLINE_MISS_WAIT_NS at one address, the fault is the program's.
+ * UPAGER__INLINE_MISS_WAIT_NS of retries at one address, the fault is the
+ * program's. Retries follow each other within a nap; a gap longer than
+ * GONE_GAP_NS means the retry ended elsewhere (a SIGSEGV handler that
+ * longjmps) and this is a new fault, whose time starts now.
  */
+#define GONE_GAP_NS (UPAGER__INLINE_MISS_WAIT_NS / 4)
 static __thread uintptr_t gone_at __attribute__((tls_model("initial-exec")));
 static __thread uint64_t gone_since __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gone_last __attribute__((tls_model("initial-exec")));
 
 static int gone_bounded(uintptr_t addr)
 {
 	/* Each retry reads the source again: give the handler that takes
 	 * the mapping out the CPU instead. */
 	const struct timespec nap = { 0, 100 * 1000 };
+	uint64_t now = upager__now_ns();
 
-	if (gone_at != addr) {
+	if (gone_at != addr || now - gone_last > GONE_GAP_NS) {
 		gone_at = addr;
-		gone_since = upager__now_ns();
-		nanosleep(&nap, NULL);
-		return RETRY;
+		gone_since = now;
+	} else if (now - gone_since >= UPAGER__INLINE_MISS_WAIT_NS) {
+		gone_at = 0;
+		return CHAIN;
 	}
-	if (upager__now_ns() - gone_since < UPAGER__INLINE_MISS_WAIT_NS) {
-		nanosleep(&nap, NULL);
-		return RETRY;
-	}
-	gone_at = 0;
-	return CHAIN;
+	gone_last = now;
+	nanosleep(&nap, NULL);
+	return RETRY;
 }
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
@@ -503,8 +514,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 				ret = gone_bounded(addr);
 			else if (ret == RETRY)
 				gone_at = 0;
-		} else if (last_miss != addr) {
+		} else if (last_miss != addr || last_miss_version != hit.version) {
 			last_miss = addr;
+			last_miss_version = hit.version;
 			ret = RETRY;
 		} else {
 			last_miss = 0;

@@ -183,8 +183,10 @@ bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit)
 
 		if (scan(addr, hit))
 			return true;
+		hit->version = seq;
 		if (!(seq & 1) && atomic_load(&table_seq) == seq && !atomic_load(&events_open))
 			return false;
+		hit->version = UPAGER__INLINE_UNSETTLED;
 		if (!until)
 			until = now_ns() + UPAGER__INLINE_MISS_WAIT_NS;
 		else if (now_ns() > until)

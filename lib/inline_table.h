@@ -24,7 +24,12 @@ struct upager__inline_hit {
 	upager_region_t *region;
 	uintptr_t start, end; /* the mapping's addresses */
 	size_t roff;     /* its region offset */
+	/* A miss: the table's version it was true of (even), or
+	 * UPAGER__INLINE_UNSETTLED if the table never stood still. Two misses
+	 * at one address say the same only with one version between them. */
+	uint_fast64_t version;
 };
+#define UPAGER__INLINE_UNSETTLED 1
 
 /*
  * Makes the table's entries of p what p->maps says (under p->lock held
@@ -42,7 +47,8 @@ int upager__inline_sync(upager_t *p);
 bool upager__inline_has_room(void);
 
 /* Async-signal-safe. Finds the mapping of addr and holds it; false: none,
- * once no sync runs and no inline event is read and not applied. */
+ * once no sync runs and no inline event is read and not applied (the
+ * table's version then in hit->version). */
 bool upager__inline_enter(uintptr_t addr, struct upager__inline_hit *hit);
 void upager__inline_leave(const struct upager__inline_hit *hit);
 
