@@ -4,8 +4,10 @@
  * interface. The object is read in aligned chunks (one range request
  * each, several in flight, over connections the multi handle keeps alive
  * and reuses); a fill copies from the chunks that hold its range, in
- * memory at most nchunks of them (least recently used first out), and
- * waits for the thread when one is missing. Every request carries the
+ * memory at most nchunks of them, and waits for the thread when one is
+ * missing. A sequential reader keeps ra_depth chunks read ahead of it in
+ * flight; what goes out of memory first is what readers are done with
+ * (grab says in which order). Every request carries the
  * ETag pinned at open as If-Match, and every answer's ETag and
  * Content-Range are checked before a byte reaches a chunk: an object
  * replaced mid-restore (412, or another ETag) fails every fault from then
@@ -50,6 +52,9 @@ struct upager__url_chunk {
 	uint64_t idx;
 	unsigned pins;
 	uint64_t lru;
+	/* Bytes copied out since fetched: none (read ahead, not yet used), some,
+	 * or at least its length (a sequential reader is done with it). */
+	atomic_uint_fast64_t copied;
 	/* The thread's: */
 	struct upager__url_conn *conn;
 	struct upager__url_recv rx; /* its bytes (buf: chunk_size, allocated on first use) */
@@ -121,7 +126,7 @@ static bool need(const struct upager__url_conn *conn, struct upager__fill *f, ui
 }
 
 /* Copies what ch holds of the run [obj, obj + n) that f needs next. */
-static void copy_part(struct upager__fill *f, const struct upager__url_chunk *ch, uint64_t obj,
+static void copy_part(struct upager__fill *f, struct upager__url_chunk *ch, uint64_t obj,
 		      size_t n)
 {
 	uint64_t cend = ch->rx.off + ch->rx.len;
@@ -130,6 +135,7 @@ static void copy_part(struct upager__fill *f, const struct upager__url_chunk *ch
 		n = (size_t)(cend - obj);
 	memcpy((char *)f->buf + f->done, ch->rx.buf + (obj - ch->rx.off), n);
 	f->done += n;
+	atomic_fetch_add_explicit(&ch->copied, n, memory_order_relaxed);
 }
 
 /* DATA, or what conn->check finds wrong with a full fill. */
@@ -146,11 +152,34 @@ static struct upager__url_chunk *find(struct upager__url_conn *conn, uint64_t id
 	return NULL;
 }
 
+/* Is the furthest chunk a sequential reader at chunk idx wants read ahead
+ * there (fetched, or being fetched)? Then the thread need not look at the
+ * others yet (one look at the chunks, not ra_depth). Under conn->lock. */
+static bool ahead_there(struct upager__url_conn *conn, uint64_t idx)
+{
+	uint64_t last = (conn->t.size - 1) / conn->chunk_size;
+
+	return find(conn, idx + conn->ra_depth < last ? idx + conn->ra_depth : last) != NULL;
+}
+
+/* Tells the thread that a sequential reader is at chunk idx (it reads
+ * ahead of it). Under conn->lock; the caller wakes the thread. */
+static void hint_ahead(struct upager__url_conn *conn, uint64_t idx)
+{
+	for (unsigned i = 0; i < conn->nhints; i++)
+		if (conn->hints[i] == idx)
+			return;
+	if (conn->nhints < UPAGER__URL_HINTS)
+		conn->hints[conn->nhints++] = idx;
+	else
+		conn->hints[idx % UPAGER__URL_HINTS] = idx; /* readers past this many: some wait */
+}
+
 int upager__url_conn_fill(struct upager__url_conn *conn, struct upager__fill *f)
 {
 	uint64_t obj;
 	size_t n;
-	bool more;
+	bool more, wake = false;
 
 	pthread_mutex_lock(&conn->lock);
 	while (!conn->stale && (more = need(conn, f, &obj, &n))) {
@@ -160,6 +189,10 @@ int upager__url_conn_fill(struct upager__url_conn *conn, struct upager__fill *f)
 			break;
 		ch->pins++; /* the thread evicts no pinned chunk: copy without the lock */
 		ch->lru = ++conn->clock;
+		if (f->sequential && !ahead_there(conn, ch->idx)) {
+			hint_ahead(conn, ch->idx);
+			wake = true;
+		}
 		pthread_mutex_unlock(&conn->lock);
 		copy_part(f, ch, obj, n);
 		pthread_mutex_lock(&conn->lock);
@@ -169,6 +202,8 @@ int upager__url_conn_fill(struct upager__url_conn *conn, struct upager__fill *f)
 		int ret = conn->stale;
 
 		pthread_mutex_unlock(&conn->lock);
+		if (wake) /* a stream read from memory: the thread reads on ahead of it */
+			curl_multi_wakeup(conn->multi);
 		return ret ? ret : checked(conn, f);
 	}
 	f->src_next = NULL;
@@ -219,25 +254,56 @@ static void fail_chunk(struct upager__url_conn *conn, struct upager__url_chunk *
 	fail_list(w, err);
 }
 
-/* A slot for chunk idx: a free one, else the least recently used READY one nobody copies from. */
-static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t idx)
+/* How far a READY chunk's bytes have gone: the order grab takes them in. */
+enum { NONE_YET, SOME, ALL };
+
+static int copied_state(const struct upager__url_chunk *ch)
+{
+	uint64_t c = atomic_load_explicit(&ch->copied, memory_order_relaxed);
+
+	return !c ? NONE_YET : c < ch->rx.len ? SOME : ALL;
+}
+
+/*
+ * A slot for chunk idx: a free one, else a READY one nobody copies from:
+ * the least recently used of those whose every byte was copied out, else of
+ * those partly copied, else (none) the one read furthest ahead and not yet
+ * copied from (a stream's next chunks are its oldest by LRU, fetched for
+ * nothing if they went first, and a chunk a window took half of holds the
+ * next window's first half). For a read ahead, ours or the pager's
+ * (ahead): only a free one or one copied out, so that what is read ahead
+ * stays within the chunks in memory instead of pushing out what readers
+ * need sooner.
+ */
+static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t idx, bool ahead)
 {
 	struct upager__url_chunk *best = NULL;
+	int best_st = NONE_YET;
 
 	pthread_mutex_lock(&conn->lock);
 	for (unsigned i = 0; i < conn->nchunks; i++) {
 		struct upager__url_chunk *ch = &conn->chunks[i];
+		int st;
 
 		if (ch->state == CH_FREE) {
 			best = ch;
 			break;
 		}
-		if (ch->state == CH_READY && !ch->pins && (!best || ch->lru < best->lru))
+		if (ch->state != CH_READY || ch->pins)
+			continue;
+		st = copied_state(ch);
+		if (ahead && st != ALL)
+			continue;
+		if (!best || st > best_st ||
+		    (st == best_st && (st == NONE_YET ? ch->idx > best->idx : ch->lru < best->lru))) {
 			best = ch;
+			best_st = st;
+		}
 	}
 	if (best) {
 		best->state = CH_FETCH;
 		best->idx = idx;
+		atomic_store_explicit(&best->copied, 0, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&conn->lock);
 	if (best) {
@@ -255,11 +321,20 @@ static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t id
 	return best;
 }
 
-/* Chunk idx+1 too, when there is room and it is not there: sequential readers want it next. */
-static void read_ahead(struct upager__url_conn *conn, uint64_t idx)
+/*
+ * The depth chunks after chunk idx, in order, as far as slots allow without
+ * dropping a chunk read ahead and not yet used: a sequential reader keeps
+ * ra_depth chunks in flight instead of meeting each chunk missing, and a
+ * fill that spans two chunks asks for the second with the first. Started
+ * after the chunks fills wait for (tend).
+ */
+static void read_ahead(struct upager__url_conn *conn, uint64_t idx, unsigned depth)
 {
-	if ((idx + 1) * conn->chunk_size < conn->t.size && !find(conn, idx + 1))
-		grab(conn, idx + 1);
+	uint64_t last = (conn->t.size - 1) / conn->chunk_size;
+
+	for (uint64_t k = idx + 1; k <= idx + depth && k <= last; k++)
+		if (!find(conn, k) && !grab(conn, k, true))
+			break; /* no room now: asked again by the reader's next fill */
 }
 
 static void route(struct upager__url_conn *conn, struct upager__fill *f,
@@ -307,20 +382,23 @@ static void route(struct upager__url_conn *conn, struct upager__fill *f,
 		uint64_t idx = obj / conn->chunk_size;
 		struct upager__url_chunk *ch = find(conn, idx);
 
-		if (ch && ch->state == CH_READY) {
+		if (!ch && !(ch = grab(conn, idx, f->prefetch))) { /* no slot: wait for one */
+			f->src_next = *blocked;
+			*blocked = f;
+			return;
+		}
+		bool copied = ch->state == CH_READY;
+
+		if (copied)
 			copy_part(f, ch, obj, n); /* only this thread evicts: no pin needed */
+		/* After the copy: a read ahead may take a used READY chunk, ch
+		 * too (one being fetched, never). */
+		if (f->sequential)
+			read_ahead(conn, idx, conn->ra_depth);
+		else if ((obj + n - 1) / conn->chunk_size > idx)
+			read_ahead(conn, idx, 1);
+		if (copied)
 			continue;
-		}
-		if (!ch) {
-			ch = grab(conn, idx);
-			if (!ch) { /* every slot busy: wait for one */
-				f->src_next = *blocked;
-				*blocked = f;
-				return;
-			}
-			if (f->sequential || (obj + n - 1) / conn->chunk_size > idx)
-				read_ahead(conn, idx);
-		}
 		f->src_next = ch->waiters;
 		ch->waiters = f;
 		return;
@@ -549,6 +627,10 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 				pp = &f->src_next;
 			}
 		}
+		if (now >= ch->deadline && !ch->waiters && !ch->running) {
+			fail_chunk(conn, ch, -ETIMEDOUT); /* read ahead, never started: nobody asked */
+			continue;
+		}
 		if (now >= ch->deadline) {
 			say(conn, ch->waiters ? ch->waiters : dead, SAID_TIMEOUT, UPAGER_LOG_ERROR,
 			    "bytes %s: no answer within the deadline: cut, its faults fail (SIGBUS)",
@@ -574,9 +656,27 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 		if (ch->retry_at > now) {
 			if (ch->retry_at < next)
 				next = ch->retry_at;
-		} else if (conn->active < conn->max_requests && (ret = start(conn, ch)) < 0) {
+		} else if (ch->waiters && conn->active < conn->max_requests &&
+			   (ret = start(conn, ch)) < 0) {
 			fail_chunk(conn, ch, ret);
 		}
+	}
+	/* Then the chunks nobody waits for yet (read ahead), nearest first. */
+	while (conn->active < conn->max_requests) {
+		struct upager__url_chunk *first = NULL;
+		int ret;
+
+		for (unsigned i = 0; i < conn->nchunks; i++) {
+			struct upager__url_chunk *ch = &conn->chunks[i];
+
+			if (ch->state == CH_FETCH && !ch->running && ch->retry_at <= now &&
+			    ch->cache_step == CC_FETCH && (!first || ch->idx < first->idx))
+				first = ch;
+		}
+		if (!first)
+			break;
+		if ((ret = start(conn, first)) < 0)
+			fail_chunk(conn, first, ret);
 	}
 	for (pp = blocked; (f = *pp);) {
 		if (now >= f->deadline_ns || atomic_load(&f->region->dead)) {
@@ -612,10 +712,16 @@ static void *conn_thread(void *arg)
 		int left, running;
 		bool stop;
 
+		uint64_t hints[UPAGER__URL_HINTS];
+		unsigned nhints;
+
 		pthread_mutex_lock(&conn->lock);
 		stop = conn->stop;
 		in = conn->queue;
 		conn->queue = conn->queue_tail = NULL;
+		nhints = conn->nhints;
+		memcpy(hints, conn->hints, nhints * sizeof(hints[0]));
+		conn->nhints = 0;
 		pthread_mutex_unlock(&conn->lock);
 		if (stop) {
 			fail_list(in, -ECANCELED);
@@ -636,6 +742,8 @@ static void *conn_thread(void *arg)
 			in = f->src_next;
 			route(conn, f, &blocked);
 		}
+		for (unsigned i = 0; i < nhints; i++)
+			read_ahead(conn, hints[i], conn->ra_depth);
 		now = upager__now_ns();
 		next = tend(conn, now, &blocked);
 		curl_multi_perform(conn->multi, &running);
@@ -738,6 +846,11 @@ int upager__url_conn_start(struct upager__url_conn *conn, const char *url,
 	conn->chunk_size = o->chunk_size;
 	conn->max_requests = o->max_requests;
 	conn->nchunks = o->mem_chunks;
+	/* Half the memory ahead of one stream, as many as may be in flight:
+	 * a 20 ms round trip then costs a stream nothing once it runs. */
+	conn->ra_depth = conn->nchunks / 2 < conn->max_requests ? conn->nchunks / 2 : conn->max_requests;
+	if (!conn->ra_depth)
+		conn->ra_depth = 1;
 	conn->deadline_ns = (uint64_t)o->deadline_ms * 1000000ull;
 	ret = open_cache(conn, url, o);
 	if (ret < 0)

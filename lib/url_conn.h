@@ -18,6 +18,10 @@
 struct upager__fill;
 struct upager__url_chunk;
 
+/* Sequential readers the thread reads ahead for at once (more: some wait
+ * for their next fill that misses). */
+#define UPAGER__URL_HINTS 16
+
 struct upager__url_conn {
 	/* Set before start, never changed after: */
 	struct upager__url_target t;
@@ -49,6 +53,12 @@ struct upager__url_conn {
 	unsigned active;      /* transfers in flight (the thread's) */
 	unsigned logged;      /* the kinds of trouble already said once (the thread's) */
 	uint64_t cache_hits, cache_fetched; /* chunks read from the cache / fetched (the thread's) */
+	/* Chunks a sequential reader keeps in flight ahead of it (set at start). */
+	unsigned ra_depth;
+	/* Chunks sequential readers copied from memory at, whose next chunks
+	 * are not all there: the thread reads ahead of them (under lock). */
+	uint64_t hints[UPAGER__URL_HINTS];
+	unsigned nhints;
 };
 
 /*

@@ -136,20 +136,25 @@ START_TEST(test_every_byte_keepalive)
 }
 END_TEST
 
+/* Thread first of n reads a byte of every n-th page, scattered; or (in_order)
+ * every page of its n-th of the object, in order. */
 struct toucher {
 	const uint8_t *a;
 	unsigned first, n;
+	bool in_order;
 	long bad;
 };
 
 static void *touch_pages(void *arg)
 {
 	struct toucher *t = arg;
-	size_t npages = OBJ_SIZE / UPT_PAGE;
+	size_t npages = OBJ_SIZE / UPT_PAGE, slice = npages / t->n;
+	size_t from = t->in_order ? t->first * slice : t->first;
+	size_t to = t->in_order && t->first + 1 < t->n ? from + slice : npages;
 
 	t->bad = -1;
-	for (size_t i = t->first; i < npages; i += t->n) {
-		size_t off = ((i * 7919) % npages) * UPT_PAGE + 17;
+	for (size_t i = from; i < to; i += t->in_order ? 1 : t->n) {
+		size_t off = (t->in_order ? i : (i * 7919) % npages) * UPT_PAGE + 17;
 
 		if (t->a[off] != upt_byte(off, SEED)) {
 			t->bad = (long)off;
@@ -179,6 +184,50 @@ START_TEST(test_many_threads)
 	}
 	check_bytes(upager_region_addr(r), SEED);
 	upager_destroy(p);
+}
+END_TEST
+
+/*
+ * 8 threads, each reading its eighth of the object in order (a byte a
+ * page; then every byte checked), through 48 chunks of memory: 8 streams, each with
+ * 1 MiB windows (4 chunks) and 8 chunks read ahead, contend for those
+ * slots. Read ahead takes only chunks copied out, never one a stream still
+ * reads from (it once took the chunk a fill was about to wait on: wrong
+ * bytes, or a crash); fetched chunks are not thrown away unread (at most
+ * 1.5 fetches a chunk).
+ */
+START_TEST(test_sequential_streams)
+{
+	upager_url_options_t o;
+	upager_source_t *s;
+	struct toucher t[8];
+	pthread_t th[8];
+	size_t reqs;
+	upager_region_t *r;
+	upager_t *p;
+
+	UPT_NEED_NGINX(no_nginx);
+	p = pager(2);
+	options(&o, 0);
+	o.mem_chunks = 48;
+	ck_assert_int_eq(upager_source_url(url, &o, &s), 0);
+	ck_assert_int_eq(upager_map(p, OBJ_SIZE + 100 + UPT_PAGE, s, &r), 0);
+	upager_source_release(s);
+	ck_assert_int_eq(upager_region_advise(r, UPAGER_ADV_SEQUENTIAL), 0);
+	for (unsigned i = 0; i < 8; i++) {
+		t[i] = (struct toucher){ .a = upager_region_addr(r), .first = i, .n = 8,
+					 .in_order = true };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(t[i].bad < 0, "stream %u: wrong byte at %ld", i, t[i].bad);
+	}
+	check_bytes(upager_region_addr(r), SEED);
+	upager_destroy(p);
+	reqs = upt_nginx_requests(&ngx, 206);
+	ck_assert_msg(reqs * 2 <= 3 * (OBJ_SIZE / CHUNK + 1), "%zu range requests for %zu chunks",
+		      reqs, OBJ_SIZE / CHUNK + 1);
 }
 END_TEST
 
@@ -1002,6 +1051,7 @@ static Suite *url_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_every_byte_keepalive);
 	tcase_add_test(tc, test_many_threads);
+	tcase_add_test(tc, test_sequential_streams);
 	tcase_add_test(tc, test_replaced_mid_restore);
 	tcase_add_test(tc, test_server_killed);
 	tcase_add_test(tc, test_open_errors);
