@@ -255,25 +255,22 @@ static const struct upager__source_ops snapurl_ops = {
 static void prefetch_ws(upager_region_t *r, const char *url, const upager_url_options_t *o,
 			const struct upp_snap *f)
 {
-	struct upager__url_target t;
-	upager_url_options_t wo = *o;
 	uint64_t nws, *ws;
 	char *wsurl;
 	uint8_t *buf;
+	size_t len;
 
 	if (strchr(url, '?') || !(wsurl = upager__ws_path(url)))
 		return; /* a query (a signed URL) cannot name its neighbour */
-	wo.log = NULL; /* a missing working set is no error */
-	if (upager__url_open(&t, wsurl, &wo) == 0) {
-		if (t.size && t.size <= upager__ws_max_size(f->npages) && (buf = malloc(t.size))) {
-			if (upager__url_read(&t, 0, (size_t)t.size, buf, o->deadline_ms) == 0 &&
-			    (ws = upager__ws_parse(buf, (size_t)t.size, f->npages, &nws))) {
-				upager__ws_prefetch(r, ws, nws, f->ps);
-				free(ws);
-			}
-			free(buf);
+	/* One GET, no HEAD: a hint, checked by its parse, needs no pinned
+	 * version; a missing one is no error. */
+	if (upager__url_get_small(wsurl, o, upager__ws_max_size(f->npages), o->deadline_ms, &buf,
+				  &len) == 0) {
+		if ((ws = upager__ws_parse(buf, len, f->npages, &nws))) {
+			upager__ws_prefetch(r, ws, nws, f->ps);
+			free(ws);
 		}
-		upager__url_target_free(&t);
+		free(buf);
 	}
 	free(wsurl);
 }

@@ -382,7 +382,7 @@ static void route(struct upager__url_conn *conn, struct upager__fill *f,
 		uint64_t idx = obj / conn->chunk_size;
 		struct upager__url_chunk *ch = find(conn, idx);
 
-		if (!ch && !(ch = grab(conn, idx, f->prefetch))) { /* no slot: wait for one */
+		if (!ch && !(ch = grab(conn, idx, false))) { /* no slot: wait for one */
 			f->src_next = *blocked;
 			*blocked = f;
 			return;
@@ -843,6 +843,7 @@ int upager__url_conn_start(struct upager__url_conn *conn, const char *url,
 {
 	int ret;
 
+	upager__url_target_opened(&conn->t); /* from here on, the thread's connections */
 	conn->chunk_size = o->chunk_size;
 	conn->max_requests = o->max_requests;
 	conn->nchunks = o->mem_chunks;

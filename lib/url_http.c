@@ -253,6 +253,15 @@ static size_t discard(char *buf, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+void upager__url_target_opened(struct upager__url_target *t)
+{
+	if (t->easy) {
+		curl_easy_cleanup(t->easy);
+		pthread_mutex_destroy(&t->easy_lock);
+		t->easy = NULL;
+	}
+}
+
 void upager__url_target_free(struct upager__url_target *t)
 {
 	free(t->url);
@@ -264,8 +273,10 @@ void upager__url_target_free(struct upager__url_target *t)
 	curl_slist_free_all(t->headers);
 	curl_slist_free_all(t->auth);
 	free(t->ca_file);
+	upager__url_target_opened(t);
 	t->url = t->shown = t->sigv4 = t->userpwd = t->ca_file = NULL;
 	t->headers = t->auth = NULL;
+	t->easy = NULL;
 }
 
 int upager__url_target_init(struct upager__url_target *t, const char *url,
@@ -399,7 +410,12 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 				ret = -ENOMEM;
 		}
 	}
-	curl_easy_cleanup(e);
+	if (!ret) { /* kept, with its connection, for the reads that follow */
+		t->easy = e;
+		pthread_mutex_init(&t->easy_lock, NULL);
+	} else {
+		curl_easy_cleanup(e);
+	}
 out:
 	if (ret)
 		upager__url_target_free(t);
@@ -464,18 +480,24 @@ bool upager__url_recv_done(const struct upager__url_recv *rx, CURLcode res)
 	       (res == CURLE_OK || (res == CURLE_WRITE_ERROR && rx->whole));
 }
 
-int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t len, void *buf,
+int upager__url_read(struct upager__url_target *t, uint64_t off, size_t len, void *buf,
 		     unsigned timeout_ms)
 {
 	struct upager__url_recv rx = { .t = t, .buf = buf, .off = off, .len = len };
+	bool kept = t->easy && pthread_mutex_trylock(&t->easy_lock) == 0;
 	char range[48];
 	CURLcode c;
 	CURL *e;
 	int ret;
 
-	if (!len || off > t->size || len > t->size - off)
+	if (!len || off > t->size || len > t->size - off) {
+		if (kept)
+			pthread_mutex_unlock(&t->easy_lock);
 		return -EINVAL;
-	e = curl_easy_init();
+	}
+	if (kept)
+		curl_easy_reset(t->easy); /* options only: the connection stays */
+	e = kept ? t->easy : curl_easy_init();
 	if (!e)
 		return -ENOMEM;
 	upager__url_easy_common(e, t);
@@ -489,7 +511,10 @@ int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t le
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upager__url_body_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &rx);
 	c = curl_easy_perform(e);
-	curl_easy_cleanup(e);
+	if (kept)
+		pthread_mutex_unlock(&t->easy_lock);
+	else
+		curl_easy_cleanup(e);
 	if (upager__url_recv_done(&rx, c))
 		return 0;
 	ret = rx.bad ? rx.bad : upager__url_status_errno(rx.resp.status);
@@ -499,4 +524,77 @@ int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t le
 			ret == -ESTALE ? "the object changed since it was opened: HTTP " : "HTTP ",
 			rx.resp.status);
 	return ret;
+}
+
+struct small_body {
+	uint8_t *buf;
+	size_t len, cap, max;
+	int err; /* why the body callback ended the transfer */
+};
+
+static size_t small_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct small_body *b = arg;
+	size_t len = size * n;
+
+	if (len > b->max - b->len) {
+		b->err = -EFBIG; /* past the bound: the transfer ends */
+		return 0;
+	}
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		uint8_t *nb;
+
+		while (cap < b->len + len)
+			cap *= 2;
+		if (cap > b->max)
+			cap = b->max;
+		nb = realloc(b->buf, cap);
+		if (!nb) {
+			b->err = -ENOMEM;
+			return 0;
+		}
+		b->buf = nb;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, p, len);
+	b->len += len;
+	return len;
+}
+
+int upager__url_get_small(const char *url, const upager_url_options_t *o, size_t max,
+			  unsigned timeout_ms, uint8_t **bufp, size_t *lenp)
+{
+	struct upager__url_target t;
+	struct upager__url_resp r = { 0 };
+	struct small_body b = { .max = max };
+	CURLcode c = CURLE_OUT_OF_MEMORY;
+	CURL *e;
+	int ret = upager__url_target_init(&t, url, o);
+
+	if (ret)
+		return ret;
+	e = curl_easy_init();
+	if (e) {
+		upager__url_easy_common(e, &t);
+		curl_easy_setopt(e, CURLOPT_URL, t.url);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+		curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upager__url_header_cb);
+		curl_easy_setopt(e, CURLOPT_HEADERDATA, &r);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, small_cb);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+		c = curl_easy_perform(e);
+		curl_easy_cleanup(e);
+	}
+	upager__url_target_free(&t);
+	if (c == CURLE_OK && r.status == 200 && b.len) {
+		*bufp = b.buf;
+		*lenp = b.len;
+		return 0;
+	}
+	free(b.buf);
+	if (b.err)
+		return b.err;
+	ret = upager__url_status_errno(r.status);
+	return ret ? ret : c != CURLE_OK ? upager__url_curl_errno(c) : -EIO;
 }

@@ -7,7 +7,9 @@
 #ifndef UPAGER_URL_HTTP_H
 #define UPAGER_URL_HTTP_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
@@ -33,6 +35,12 @@ struct upager__url_target {
 	upager_log_fn log;
 	void *log_arg;
 	int log_level;
+	/* The connection the HEAD at open made, for the reads that follow it
+	 * (a snapshot's header and page map): no new TCP and TLS handshake
+	 * each. Used by one reader at a time (easy_lock); the others make
+	 * their own. */
+	CURL *easy;
+	pthread_mutex_t easy_lock;
 };
 
 /* What the headers of a response said (the last response, after a 100). */
@@ -68,8 +76,16 @@ bool upager__url_recv_done(const struct upager__url_recv *rx, CURLcode res);
  * timeout_ms): 0, or -ESTALE (412 or another ETag), -EPROTO (not those
  * bytes), a status's -errno, -EIO, or a transport -errno.
  */
-int upager__url_read(const struct upager__url_target *t, uint64_t off, size_t len, void *buf,
+int upager__url_read(struct upager__url_target *t, uint64_t off, size_t len, void *buf,
 		     unsigned timeout_ms);
+/*
+ * The whole of the small object at url (GET, no HEAD first: one round trip;
+ * no redirect followed), at most max bytes, within timeout_ms: 0 with
+ * *bufp (malloc'd) and *lenp, or -errno: -ENOENT (404, 410), -EACCES,
+ * -EFBIG (longer than max), -EIO. Nothing logged: for what may be missing.
+ */
+int upager__url_get_small(const char *url, const upager_url_options_t *o, size_t max,
+			  unsigned timeout_ms, uint8_t **bufp, size_t *lenp);
 
 /*
  * What names the object given as url (opened as t), for the chunk cache's
@@ -106,6 +122,9 @@ int upager__url_global_init(void);
 int upager__url_open(struct upager__url_target *t, const char *url,
 		     const upager_url_options_t *o);
 void upager__url_target_free(struct upager__url_target *t);
+/* The reads of opening are over: the connection kept for them goes (an
+ * idle connection is a descriptor held, and the server closes it anyway). */
+void upager__url_target_opened(struct upager__url_target *t);
 /* t for url as every request sees it, without asking the server anything
  * (s3:// resolved by url_s3.c): 0, -EINVAL (not a URL we take), -ENOMEM. */
 int upager__url_target_init(struct upager__url_target *t, const char *url,

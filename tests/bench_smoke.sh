@@ -36,19 +36,32 @@ if ! grep -q "inline mode unavailable here" "$err"; then
 fi
 echo "bench: $(grep -c '^{"bench"' "$out") JSON rows and the table"
 
-# The URL bench (nginx behind the delaying proxy), tiny: a row per system
-# and workload, or a skip line saying why (no nginx); no failed row.
+# The URL bench (nginx behind the delaying proxies), tiny: a row per system,
+# workload, thread count and round trip, the restores and the shared cache,
+# or a skip line saying why (no nginx); no failed row.
 (cd "$cwd" && UPAGER_BENCH_URL_MIB=8 UPAGER_BENCH_URL_RUNS=1 UPAGER_BENCH_URL_TOUCHES=64 \
-	UPAGER_BENCH_URL_DELAY_MS=1 "$top/tests/bench/url") >"$out" 2>"$err" || { cat "$err"; exit 1; }
+	UPAGER_BENCH_URL_DELAY_MS=1 UPAGER_BENCH_URL_HOT_MIB=1 UPAGER_BENCH_URL_PROCS=2 \
+	"$top/tests/bench/url") >"$out" 2>"$err" || { cat "$err"; exit 1; }
 if grep -q '"skipped"' "$out"; then
 	echo "url bench: $(grep -m1 -o '"skipped":"[^"]*"' "$out")"
 else
 	grep '^{"bench"' "$out" | grep -q '"failed"' && { grep '"failed"' "$out"; exit 1; }
 	for w in url_seq_read url_rand_read; do
-		for sys in kernel_local_cold upager_file_local_cold upager_url_1m upager_url_4m upager_url_16m upager_url_4m_cached; do
+		for th in 1 8; do
+			for sys in kernel_local_cold upager_file_local_cold upager_url_4m; do
+				grep -q "^{\"bench\":\"$w\",\"system\":\"$sys\",\"mode\":\"threads\",\"threads\":$th," "$out" ||
+					{ echo "no $w row for $sys, $th threads"; exit 1; }
+			done
+		done
+		for sys in upager_url_1m upager_url_16m upager_url_4m_cached; do
 			grep -q "^{\"bench\":\"$w\",\"system\":\"$sys\"" "$out" || { echo "no $w row for $sys"; exit 1; }
 		done
 	done
+	for sys in snap_local_cold snap_url_cold snap_url_warm_cache; do
+		grep -q "^{\"bench\":\"url_snapshot_restore\",\"system\":\"$sys\"" "$out" ||
+			{ echo "no restore row for $sys"; exit 1; }
+	done
+	grep -q '^{"bench":"url_shared_cache","system"' "$out" || { echo "no shared cache row"; exit 1; }
 	echo "url bench: $(grep -c '^{"bench"' "$out") JSON rows"
 fi
 left=$(ls -A "$cwd")

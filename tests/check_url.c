@@ -676,6 +676,50 @@ static void restore_prefetched(upager_t *p, const char *u)
 }
 
 /*
+ * What a restore asks the server before its first fault: a HEAD, the
+ * header, the page map, on the one connection the HEAD made (each new one
+ * costs a TCP and TLS handshake: round trips), and the working set in one
+ * GET, no HEAD first (a hint needs no pinned version). It took 5 requests
+ * on 3 connections for 5 round trips.
+ */
+START_TEST(test_snapshot_open_requests)
+{
+	char path[160], u[200], lines[4096], *line, *save = NULL;
+	long conn = -1;
+	int snap_reqs = 0, ws_reqs = 0;
+	upager_t *p;
+
+	UPT_NEED_NGINX(no_nginx);
+	put_snapshot();
+	p = pager(2);
+	snprintf(path, sizeof(path), "%s/snap.img", ngx.www);
+	record_40(p, path);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/snap.img", ngx.port);
+	restore_prefetched(p, u);
+	ck_assert_int_eq(upager_destroy(p), 0);
+	log_lines(" /snap.img ", lines, sizeof(lines));
+	for (line = strtok_r(lines, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		long c = strtol(line, NULL, 10);
+
+		if (strstr(line, "range=bytes=") && !strstr(line, "range=bytes=0-4095") &&
+		    snap_reqs >= 3)
+			continue; /* a chunk of the data area, on the transfers' connections */
+		ck_assert_msg(conn < 0 || c == conn, "the open's requests on connections %ld and %ld:\n%s",
+			      conn, c, line);
+		conn = c;
+		snap_reqs++;
+	}
+	ck_assert_int_eq(snap_reqs, 3); /* HEAD, header, page map */
+	log_lines(" /snap.img.ws ", lines, sizeof(lines));
+	for (line = strtok_r(lines, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		ck_assert_msg(strstr(line, " 200 GET "), "%s", line);
+		ws_reqs++;
+	}
+	ck_assert_int_eq(ws_reqs, 1);
+}
+END_TEST
+
+/*
  * upager snapshot push: a snapshot saved here, with its working set, sent to
  * nginx (PUT) and restored from there; refused when the server refuses, when
  * a page is damaged (nothing sent), and for an incremental snapshot.
@@ -1056,6 +1100,7 @@ static Suite *url_suite(void)
 	tcase_add_test(tc, test_server_killed);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_snapshot_every_byte);
+	tcase_add_test(tc, test_snapshot_open_requests);
 	tcase_add_test(tc, test_snapshot_chunk_cache);
 	tcase_add_test(tc, test_https_http2);
 	tcase_add_test(tc, test_snapshot_complete);
