@@ -405,7 +405,8 @@ int upager_source_url(const char *url, const upager_url_options_t *opts, upager_
  * checked as a file's are (-EBADMSG); stored pages come in chunks from the
  * data area as above, each checked against its CRC32C before it is placed
  * (a mismatch: SIGBUS). UPAGER_SNAP_PREFETCH prefetches URL.ws (beside it,
- * when url has no query) in recorded order; UPAGER_SNAP_RECORD gives
+ * when url has no query) chunk by chunk in object order (each chunk fetched
+ * once; faults first); UPAGER_SNAP_RECORD gives
  * -EOPNOTSUPP; an incremental snapshot -EXDEV.
  */
 int upager_snapshot_map_url(upager_t *pager, const char *url, const upager_url_options_t *opts,

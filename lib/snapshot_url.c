@@ -42,24 +42,23 @@ bool upager__is_url(const char *path)
 #define META_PIECE (16u << 20) /* the page map is fetched in pieces of this */
 
 /*
- * The header and the map of t's object, read into a sparse memfd of its
- * size and checked there by upp_snap_open. The map's length is the
+ * The header (hdr: the object's first bytes, read by its open) and the map
+ * of t's object, read into a sparse memfd of its size and checked there by
+ * upp_snap_open. The map's length is the
  * header's word: bounded first by the object's size and a quarter of this
  * machine's memory (it is held in memory, as a file's is).
  */
-static int open_meta(struct upager__url_target *t, unsigned timeout_ms, struct upp_snap *s)
+static int open_meta(struct upager__url_target *t, unsigned timeout_ms, const uint8_t *hdr,
+		     size_t hdr_got, struct upp_snap *s)
 {
 	const size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	long phys = sysconf(_SC_PHYS_PAGES);
-	uint8_t hdr[UPP_SNAP_HDR], *buf = NULL;
+	uint8_t *buf = NULL;
 	uint64_t npages, map_off, map_len, most = t->size;
 	int fd, ret;
 
-	if (t->size < UPP_SNAP_HDR)
+	if (t->size < UPP_SNAP_HDR || hdr_got != UPP_SNAP_HDR)
 		return -EBADMSG;
-	ret = upager__url_read(t, 0, UPP_SNAP_HDR, hdr, timeout_ms);
-	if (ret < 0)
-		return ret;
 	if (memcmp(hdr, UPP_SNAP_MAGIC, 8))
 		return -EBADMSG;
 	if (get32(hdr + 56) & UPP_SNAP_F_PARENT) {
@@ -100,13 +99,15 @@ static int open_meta(struct upager__url_target *t, unsigned timeout_ms, struct u
 int upager__snap_url_open(const char *url, const upager_url_options_t *o, struct upp_snap *s)
 {
 	struct upager__url_target t;
+	uint8_t hdr[UPP_SNAP_HDR];
+	size_t got;
 	int ret = upager__url_global_init();
 
 	if (ret == 0)
-		ret = upager__url_open(&t, url, o);
+		ret = upager__url_open_first(&t, url, o, hdr, sizeof(hdr), &got);
 	if (ret < 0)
 		return ret;
-	ret = open_meta(&t, o->deadline_ms, s);
+	ret = open_meta(&t, o->deadline_ms, hdr, got, s);
 	s->file_size = t.size;
 	upager__url_target_free(&t);
 	return ret;
@@ -119,15 +120,16 @@ int upager__snap_url_verify(const char *url, void (*progress)(uint64_t, uint64_t
 	struct upager__url_target t;
 	struct upp_snap s;
 	uint64_t *page_of = NULL, data_len, done = 0;
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, hdr[UPP_SNAP_HDR];
+	size_t got;
 	int ret = upager__url_global_init();
 
 	upager_url_options_init(&o);
 	if (ret == 0)
-		ret = upager__url_open(&t, url, &o);
+		ret = upager__url_open_first(&t, url, &o, hdr, sizeof(hdr), &got);
 	if (ret < 0)
 		return ret;
-	ret = open_meta(&t, o.deadline_ms, &s);
+	ret = open_meta(&t, o.deadline_ms, hdr, got, &s);
 	if (ret < 0)
 		goto out_t;
 	/* Stored pages in data order, so that the data area is read once, in pieces. */
@@ -251,6 +253,47 @@ static const struct upager__source_ops snapurl_ops = {
 	.fault_around = 16,
 };
 
+struct ws_key {
+	uint64_t chunk, page; /* chunk: 0 for a page not stored (no fetch), else 1 + its chunk */
+};
+
+static int by_chunk(const void *a, const void *b)
+{
+	const struct ws_key *x = a, *y = b;
+
+	if (x->chunk != y->chunk)
+		return x->chunk < y->chunk ? -1 : 1;
+	return x->page < y->page ? -1 : x->page > y->page;
+}
+
+/*
+ * The working set in the order its chunks are in the object, each chunk's
+ * pages in page order: each chunk is fetched once, its pages placed while
+ * it is in memory. In recorded order a working set scattered over more
+ * chunks than memory holds took each chunk in and out again and again (a
+ * 32 MiB working set at random in 256 MiB: 3.3 s from a warm chunk cache,
+ * 9x the local restore). Faults go first in any case.
+ */
+static void ws_by_chunk(uint64_t *ws, uint64_t nws, const struct upp_snap *f, uint64_t chunk_size)
+{
+	struct ws_key *k = malloc(nws * sizeof(*k));
+
+	if (!k)
+		return; /* recorded order, then */
+	for (uint64_t i = 0; i < nws; i++) {
+		const uint8_t *e = upp_snap_entry(f, ws[i], NULL);
+
+		k[i].page = ws[i];
+		k[i].chunk = e && e[0] == UPP_SNAP_STORED
+				     ? 1 + (f->data_off + get64(e + 8) * f->ps) / chunk_size
+				     : 0;
+	}
+	qsort(k, nws, sizeof(*k), by_chunk);
+	for (uint64_t i = 0; i < nws; i++)
+		ws[i] = k[i].page;
+	free(k);
+}
+
 /* URL.ws, if it is there and a working set of this snapshot: prefetched. */
 static void prefetch_ws(upager_region_t *r, const char *url, const upager_url_options_t *o,
 			const struct upp_snap *f)
@@ -267,6 +310,7 @@ static void prefetch_ws(upager_region_t *r, const char *url, const upager_url_op
 	if (upager__url_get_small(wsurl, o, upager__ws_max_size(f->npages), o->deadline_ms, &buf,
 				  &len) == 0) {
 		if ((ws = upager__ws_parse(buf, len, f->npages, &nws))) {
+			ws_by_chunk(ws, nws, f, o->chunk_size);
 			upager__ws_prefetch(r, ws, nws, f->ps);
 			free(ws);
 		}
@@ -304,6 +348,8 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 		return -EOPNOTSUPP; /* the object is read-only: record on a local restore */
 #ifdef HAVE_LIBCURL
 	struct snapurl_source *ss;
+	uint8_t hdr[UPP_SNAP_HDR];
+	size_t got;
 	int ret = upager__url_global_init();
 
 	if (ret < 0)
@@ -312,12 +358,12 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 	if (!ss)
 		return -ENOMEM;
 	upager__source_init(&ss->base, &snapurl_ops);
-	ret = upager__url_open(&ss->conn.t, url, &o);
+	ret = upager__url_open_first(&ss->conn.t, url, &o, hdr, sizeof(hdr), &got);
 	if (ret < 0) {
 		free(ss);
 		return ret;
 	}
-	ret = open_meta(&ss->conn.t, o.deadline_ms, &ss->f);
+	ret = open_meta(&ss->conn.t, o.deadline_ms, hdr, got, &ss->f);
 	if (ret == 0 && ss->f.len > SIZE_MAX)
 		ret = -EFBIG;
 	if (ret < 0) {

@@ -605,16 +605,29 @@ static int start(struct upager__url_conn *conn, struct upager__url_chunk *ch)
  * cut; chunks due (new, or retrying) start while transfers may. Returns
  * the next time anything here is due.
  */
+/* Does a fault (not a prefetch, nor a readahead window) wait for ch? */
+static bool demanded(const struct upager__url_chunk *ch)
+{
+	for (const struct upager__fill *f = ch->waiters; f; f = f->src_next)
+		if (!f->prefetch)
+			return true;
+	return false;
+}
+
 static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager__fill **blocked)
 {
 	uint64_t next = now + 1000000000ull;
 	struct upager__fill **pp, *f, *dead = NULL;
 
-	for (unsigned i = 0; i < conn->nchunks; i++) {
-		struct upager__url_chunk *ch = &conn->chunks[i];
+	/* Chunks faults wait for first (looked up in the cache, started),
+	 * then those only prefetches wait for: a working set prefetched in
+	 * chunk order has every transfer busy, and a fault's chunk would
+	 * start last. */
+	for (unsigned k = 0; k < 2 * conn->nchunks; k++) {
+		struct upager__url_chunk *ch = &conn->chunks[k % conn->nchunks];
 		int ret;
 
-		if (ch->state != CH_FETCH)
+		if (ch->state != CH_FETCH || (k < conn->nchunks) != demanded(ch))
 			continue;
 		for (pp = &ch->waiters; (f = *pp);) {
 			if (now >= f->deadline_ns || atomic_load(&f->region->dead)) {

@@ -309,9 +309,31 @@ int upager__url_target_init(struct upager__url_target *t, const char *url,
 	return ret;
 }
 
-/* One HEAD of t->url: 0 with the status in *r, or a transport -errno. */
+/* The object's first bytes, read by the request that opens it (open_first). */
+struct first_bytes {
+	uint8_t *buf;
+	size_t len, got;
+	const struct upager__url_resp *r;
+	char range[48];
+};
+
+static size_t first_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct first_bytes *fb = arg;
+	size_t len = size * n, take;
+
+	if (fb->r->status != 200 && fb->r->status != 206)
+		return len; /* a redirect's or an error's body: dropped */
+	take = len < fb->len - fb->got ? len : fb->len - fb->got;
+	memcpy(fb->buf + fb->got, p, take);
+	fb->got += take;
+	return take == len ? len : 0; /* the rest of a 200's whole body: cut */
+}
+
+/* One HEAD of t->url (fb: a GET of its first fb->len bytes instead): 0
+ * with the status in *r, or a transport -errno. */
 static int head(struct upager__url_target *t, CURL *e, struct upager__url_resp *r,
-		char **redirect)
+		char **redirect, struct first_bytes *fb)
 {
 	CURLcode c;
 	char *loc = NULL;
@@ -320,12 +342,23 @@ static int head(struct upager__url_target *t, CURL *e, struct upager__url_resp *
 	curl_easy_reset(e);
 	upager__url_easy_common(e, t);
 	curl_easy_setopt(e, CURLOPT_URL, t->url);
-	curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)t->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upager__url_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	if (fb) {
+		fb->got = 0;
+		fb->r = r;
+		snprintf(fb->range, sizeof(fb->range), "0-%zu", fb->len - 1);
+		curl_easy_setopt(e, CURLOPT_RANGE, fb->range);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, first_cb);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, fb);
+	} else {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	}
 	c = curl_easy_perform(e);
+	if (c == CURLE_WRITE_ERROR && fb && r->status == 200 && fb->got == fb->len)
+		c = CURLE_OK; /* a 200's whole body, cut after what was asked for */
 	if (c != CURLE_OK) {
 		upager__url_log(t, UPAGER_LOG_ERROR, "url %s: %s", t->shown, curl_easy_strerror(c));
 		return upager__url_curl_errno(c);
@@ -340,7 +373,8 @@ static int head(struct upager__url_target *t, CURL *e, struct upager__url_resp *
 	return 0;
 }
 
-int upager__url_open(struct upager__url_target *t, const char *url, const upager_url_options_t *o)
+static int open_with(struct upager__url_target *t, const char *url, const upager_url_options_t *o,
+		     struct first_bytes *fb)
 {
 	struct upager__url_resp r;
 	curl_off_t len = -1;
@@ -358,7 +392,7 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 	for (;;) {
 		char *next = NULL, *shown;
 
-		ret = head(t, e, &r, &next);
+		ret = head(t, e, &r, &next, fb);
 		if (ret || !next)
 			break;
 		if (++hops > MAX_REDIRECTS ||
@@ -381,6 +415,17 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 	}
 	if (!ret) {
 		curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
+		if (fb && r.status == 206) {
+			/* The object's length is the range's total; the bytes
+			 * must be its first (all of it, if it is shorter). */
+			len = -1;
+			if (r.has_range && r.range_first == 0 && r.range_last + 1 == fb->got &&
+			    (fb->got == fb->len || r.range_total == fb->got))
+				len = (curl_off_t)r.range_total;
+			r.status = 200;
+		} else if (fb && r.status == 200 && fb->got < fb->len && (curl_off_t)fb->got != len) {
+			len = -1; /* a body cut short */
+		}
 		if (r.status != 200) {
 			ret = upager__url_status_errno(r.status);
 			if (!ret || ret == -ESTALE)
@@ -419,6 +464,24 @@ int upager__url_open(struct upager__url_target *t, const char *url, const upager
 out:
 	if (ret)
 		upager__url_target_free(t);
+	return ret;
+}
+
+int upager__url_open(struct upager__url_target *t, const char *url, const upager_url_options_t *o)
+{
+	return open_with(t, url, o, NULL);
+}
+
+int upager__url_open_first(struct upager__url_target *t, const char *url,
+			   const upager_url_options_t *o, void *buf, size_t len, size_t *got)
+{
+	struct first_bytes fb = { .buf = buf, .len = len };
+	int ret;
+
+	if (!len)
+		return -EINVAL;
+	ret = open_with(t, url, o, &fb);
+	*got = ret ? 0 : fb.got;
 	return ret;
 }
 

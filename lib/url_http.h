@@ -121,6 +121,14 @@ int upager__url_global_init(void);
  */
 int upager__url_open(struct upager__url_target *t, const char *url,
 		     const upager_url_options_t *o);
+/*
+ * The same, and the object's first len bytes into buf in the same round
+ * trip: a GET of that range instead of the HEAD (its 206 says the length
+ * and the version as well; a 200's whole body is cut after them). *got:
+ * len, or the object's length if shorter.
+ */
+int upager__url_open_first(struct upager__url_target *t, const char *url,
+			   const upager_url_options_t *o, void *buf, size_t len, size_t *got);
 void upager__url_target_free(struct upager__url_target *t);
 /* The reads of opening are over: the connection kept for them goes (an
  * idle connection is a descriptor held, and the server closes it anyway). */
