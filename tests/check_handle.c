@@ -40,6 +40,7 @@
 static char dir[64], sock_path[128], mem_path[128], snap_path[128], log_path[128];
 static const char *max_clients = "32";
 static const char *spin_us = "0"; /* --spin-us of the next start_handler */
+static bool no_supervisor;       /* --no-supervisor for the next start_handler */
 static pid_t daemon_pid;
 static bool daemon_group; /* daemon_pid leads a process group to kill whole */
 
@@ -50,7 +51,7 @@ static pid_t start_handler(const char *mem, const char *env)
 	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem,
 			       "--read-timeout", "2", "--max-clients", max_clients,
 			       "--spin-us", spin_us, "--log-file", log_path, "--log-level", "info",
-			       NULL };
+			       no_supervisor ? "--no-supervisor" : NULL, NULL };
 	char ready[256];
 
 	return upt_upagerd(args, env, ready, sizeof(ready));
@@ -346,7 +347,22 @@ static void client_touch_bad(void *arg)
 	_exit(31);
 }
 
-static void corrupt_snapshot_gives_sigbus(const char *env)
+static struct upt_nginx ngx;
+static const char *no_nginx;
+static char url_snap[160];
+
+/* snap_path as www/mem.snap of nginx (url_setup's), replaced whole. */
+static void url_put_snapshot(void)
+{
+	char cmd[sizeof(snap_path) + 4 * sizeof(ngx.www) + 64];
+
+	snprintf(cmd, sizeof(cmd), "cp %s %s/.mem.snap && mv %s/.mem.snap %s/mem.snap", snap_path,
+		 ngx.www, ngx.www, ngx.www);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* at_url: the damaged snapshot served from nginx (url_setup's). */
+static void corrupt_snapshot_gives_sigbus(const char *env, bool at_url)
 {
 	uint8_t *img = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0), byte;
@@ -363,7 +379,9 @@ static void corrupt_snapshot_gives_sigbus(const char *env)
 	ck_assert_int_eq(pwrite(fd, &byte, 1, 4096 + 7 * (off_t)UPT_PAGE + 100), 1);
 	close(fd);
 	upt_daemon_kill(daemon_pid);
-	daemon_pid = start_handler(snap_path, env);
+	if (at_url)
+		url_put_snapshot();
+	daemon_pid = start_handler(at_url ? url_snap : snap_path, env);
 	st = upt_child(client_touch_bad, (void *)(uintptr_t)bad, 30);
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status 0x%x", st);
 	/* Logged right after the poison that ended the client: it may come
@@ -377,13 +395,13 @@ static void corrupt_snapshot_gives_sigbus(const char *env)
 
 START_TEST(corrupt_page_sigbus)
 {
-	corrupt_snapshot_gives_sigbus(NULL);
+	corrupt_snapshot_gives_sigbus(NULL, false);
 }
 END_TEST
 
 START_TEST(corrupt_page_sigbus_fallback)
 {
-	corrupt_snapshot_gives_sigbus("UPAGER_DISABLE=poison");
+	corrupt_snapshot_gives_sigbus("UPAGER_DISABLE=poison", false);
 }
 END_TEST
 
@@ -1387,22 +1405,17 @@ END_TEST
 #define NEW_SEED 0xC0FFEE00u
 #define KILL_AFTER 8 /* faults the first worker serves in the failover tests */
 
-static struct upt_nginx ngx;
-static const char *no_nginx;
-static char url_raw[160], url_snap[160];
+static char url_raw[160];
 
 static void url_setup(void)
 {
-	char cmd[400];
-
 	make_files();
 	no_nginx = upt_nginx_start(&ngx);
 	if (no_nginx)
 		return;
 	upt_nginx_put(&ngx, "mem.raw", MEM_SIZE, SEED, 0); /* mem_path's bytes */
 	make_snapshot();
-	snprintf(cmd, sizeof(cmd), "cp %s %s/mem.snap", snap_path, ngx.www);
-	ck_assert_int_eq(system(cmd), 0);
+	url_put_snapshot();
 	snprintf(url_raw, sizeof(url_raw), "http://127.0.0.1:%d/mem.raw", ngx.port);
 	snprintf(url_snap, sizeof(url_snap), "http://127.0.0.1:%d/mem.snap", ngx.port);
 }
@@ -1414,15 +1427,27 @@ static void url_teardown(void)
 		upt_nginx_stop(&ngx);
 }
 
-/* Every byte of a raw image at a URL, and discarded pages zero. */
+/* Every byte of a raw image at a URL, and discarded pages zero; with the
+ * supervisor, and without (_i 1: the object opened once, at start). */
 START_TEST(url_raw_every_byte)
 {
 	UPT_NEED_NGINX(no_nginx);
+	no_supervisor = _i == 1;
 	daemon_pid = start_handler(url_raw, NULL);
 	expect_ok(client_full, NULL);
 	ck_assert(log_has("raw memory file at a URL"));
 	ck_assert_uint_ge(upt_nginx_requests(&ngx, 206), 3); /* its 4 MiB chunks */
 	ck_assert_uint_eq(upt_nginx_requests(&ngx, 412), 0);
+	/* Its HEADs: the supervisor's pin and the worker's open, or one. */
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 200), no_supervisor ? 1 : 2);
+}
+END_TEST
+
+/* A snapshot page at a URL failing its CRC32C: SIGBUS, never its bytes. */
+START_TEST(url_corrupt_page_sigbus)
+{
+	UPT_NEED_NGINX(no_nginx);
+	corrupt_snapshot_gives_sigbus(NULL, true);
 }
 END_TEST
 
@@ -1642,8 +1667,9 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, doomed_handshake_closed_at_once, 0, 3);
 	tc = upt_tcase(s, "url");
 	tcase_add_checked_fixture(tc, url_setup, url_teardown);
-	tcase_add_test(tc, url_raw_every_byte);
+	tcase_add_loop_test(tc, url_raw_every_byte, 0, 2);
 	tcase_add_test(tc, url_snapshot_every_byte);
+	tcase_add_test(tc, url_corrupt_page_sigbus);
 	tcase_add_test(tc, url_object_replaced_sigbus);
 	tcase_add_test(tc, url_worker_killed_same_version);
 	tcase_add_test(tc, url_worker_restarted_keeps_version);
