@@ -1569,9 +1569,9 @@ START_TEST(url_stalled_server_sigbus)
 END_TEST
 
 /*
- * A URL that cannot be served is said in one line naming it (as shown: no
- * user info, no query, which may hold secrets), with a non-zero exit,
- * before any client is accepted.
+ * A URL that cannot be served (404, 403, nothing listening) is said in one
+ * line naming it (as shown: no user info, no query, which may hold
+ * secrets), with a non-zero exit, before any client is accepted.
  */
 static void url_refused(const char *url, const char *expect)
 {
@@ -1608,12 +1608,15 @@ static void url_refused(const char *url, const char *expect)
 
 START_TEST(url_not_there_refused)
 {
-	char url[200], expect[200];
+	char url[200], expect[sizeof(url) + 16];
 
 	UPT_NEED_NGINX(no_nginx);
 	snprintf(url, sizeof(url), "http://user:s3cret@127.0.0.1:%d/missing.raw?X-Amz-Signature=s3cret",
 		 ngx.port);
 	snprintf(expect, sizeof(expect), "http://127.0.0.1:%d/missing.raw: HTTP 404", ngx.port);
+	url_refused(url, expect);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/forbidden/mem.raw", ngx.port);
+	snprintf(expect, sizeof(expect), "%s: HTTP 403", url);
 	url_refused(url, expect);
 	/* Nothing listens there. */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/mem.raw", upt_free_port());
