@@ -67,14 +67,25 @@ static struct {
 
 /* ---- the memory file ---- */
 
-/* path, or the descriptor the supervisor holds (fd >= 0) for it. */
-static int image_open(const char *path, int fd)
+/* path, or the descriptor the supervisor holds (fd >= 0) for it (for a
+ * URL: the memfd of its pinned version). */
+static int image_open(const char *path, int fd, const struct options *o)
 {
 	struct stat st;
 	int ret;
 
 	image.path = path;
 	image.ps = (size_t)sysconf(_SC_PAGESIZE);
+	image.no_poison = upp_env_disables("poison");
+	image.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (image.zero == MAP_FAILED) {
+		fprintf(stderr, "upagerd: cannot map zeros: %s\n", strerror(errno));
+		return -1;
+	}
+	if (image_is_url(path)) {
+		image.is_url = true;
+		return image_url_open(path, fd, o);
+	}
 	image.fd = fd >= 0 ? fd : open(path, O_RDONLY | O_CLOEXEC);
 	if (image.fd < 0 || fstat(image.fd, &st) < 0) {
 		fprintf(stderr, "upagerd: cannot open memory file %s: %s\n", path, strerror(errno));
@@ -108,12 +119,6 @@ static int image_open(const char *path, int fd)
 			return -1;
 		}
 	}
-	image.zero = mmap(NULL, MAX_PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (image.zero == MAP_FAILED) {
-		fprintf(stderr, "upagerd: cannot map zeros: %s\n", strerror(errno));
-		return -1;
-	}
-	image.no_poison = upp_env_disables("poison");
 	return 0;
 }
 
@@ -288,7 +293,7 @@ static const void *page_bytes(struct client *c, const struct region *r, uint64_t
 		*zero = true;
 		return image.zero;
 	}
-	if (!image.snap)
+	if (!image.snap && !image.is_url)
 		return image.map + off;
 	if (!c->buf) { /* as large as the client's largest page */
 		uint64_t max = 0;
@@ -300,6 +305,14 @@ static const void *page_bytes(struct client *c, const struct region *r, uint64_t
 			*why = "out of memory";
 			return NULL;
 		}
+	}
+	if (image.is_url) { /* a raw image or a snapshot: the object's reader tells */
+		int got = image_url_read(off, r->psz, c->buf, why);
+
+		if (got < 0)
+			return NULL;
+		*zero = got == 0;
+		return got ? c->buf : image.zero;
 	}
 	for (uint64_t k = 0; k < r->psz / image.ps; k++) {
 		int kind = upp_snap_read(&image.snapshot, off / image.ps + k, c->buf + k * image.ps);
@@ -327,7 +340,7 @@ static uint64_t fault_window(struct client *c, const struct region *r, uint64_t 
 {
 	uint64_t n = 1, max = (r->base + r->size - page) / r->psz;
 
-	if (image.snap || zero || r->psz != image.ps)
+	if (image.snap || image.is_url || zero || r->psz != image.ps)
 		return 1;
 	c->window = page == c->next_fault ? upager__window_grow(c->window) : 1;
 	while (n < c->window && n < max && !page_removed(r, page + n * r->psz))
@@ -970,16 +983,24 @@ int handle_run(const struct options *o, char **argv)
 		if (listen_name(lfd, where, sizeof(where)) < 0)
 			snprintf(where, sizeof(where), "unix:%s", o->socket);
 	} else {
+		/* A URL is opened, its version pinned, before the socket is: one
+		 * that cannot be is said, and no client connects in vain. Under
+		 * systemd the socket is systemd's, and the version pinned at the
+		 * first start is in the FD store (below). */
+		if (image_is_url(o->mem_file) && !getenv("NOTIFY_SOCKET") &&
+		    (memfd = image_url_pin(o->mem_file, o, o->no_supervisor)) < 0)
+			return 1;
 		if (open_listener(o, &lfd, where, sizeof(where), &passed) < 0)
 			return 1;
 		/* Under systemd its FD store keeps the clients and Restart=
 		 * restarts us; otherwise a supervisor does (docs/HANDLE.md). */
 		handler.store = !o->no_supervisor && service_can_store();
 		if (!o->no_supervisor && !getenv("NOTIFY_SOCKET"))
-			return supervise_run(o, argv, lfd, passed);
-		memfd = handler.store ? stored_memfile() : -1;
+			return supervise_run(o, argv, lfd, passed, memfd);
+		if (handler.store)
+			memfd = stored_memfile();
 	}
-	if (image_open(o->mem_file, memfd) < 0)
+	if (image_open(o->mem_file, memfd, o) < 0)
 		return 1;
 	/* The same file for the clients after a restart, whatever is at the
 	 * path by then. */
@@ -997,8 +1018,9 @@ int handle_run(const struct options *o, char **argv)
 		return 1;
 	if (handler.store)
 		adopt_stored();
-	LOG(LOG_INFO, "handling faults on %s from %s (%s, %llu MiB)", where, o->mem_file,
-	    image.snap ? "upager snapshot" : "raw memory file", (unsigned long long)(image.len >> 20));
+	LOG(LOG_INFO, "handling faults on %s from %s (%s%s, %llu MiB)", where, image.path,
+	    image.snap ? "upager snapshot" : "raw memory file", image.is_url ? " at a URL" : "",
+	    (unsigned long long)(image.len >> 20));
 	/* READY=1 and the --ready-fd line at the same moment: once listening. */
 	service_ready(where, 0);
 	if (o->ready_fd >= 0 && handler.chan < 0) { /* else the supervisor's */

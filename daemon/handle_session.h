@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "options.h"
 #include "snapfmt.h"
 
 #define MAX_PAGE (1ull << 30)
@@ -27,6 +28,13 @@ struct image {
 	const uint8_t *zero; /* MAX_PAGE of zeros (untouched anonymous memory) */
 	size_t ps;
 	bool no_poison;    /* UPAGER_DISABLE=poison: test the fallback */
+	/* A memory file at a URL (handle_url.c): read through this object
+	 * (NULL: it could not be opened as pinned, url_err says why), and
+	 * fd is the memfd its pinned version is kept in. */
+	bool is_url;
+	struct upager__url_object *url;
+	int url_err;
+	char shown[512];   /* the URL as logs may say it: no user info, no query */
 };
 
 struct region {
@@ -63,6 +71,22 @@ struct client {
 
 
 extern struct image image;
+
+/* handle_url.c: a --mem-file that is a URL. */
+bool image_is_url(const char *path);
+/* At start, before the socket: opens the object at url and returns a memfd
+ * holding its version (ETag, length, kind), for image_url_open in each
+ * worker; or -1, said on stderr in one line naming the URL as shown. keep:
+ * the object stays open for this process's own image_url_open. */
+int image_url_pin(const char *url, const struct options *o, bool keep);
+/* Opens image from url: pinfd >= 0 (from image_url_pin): that version, else
+ * its faults fail (logged); pinfd < 0: what is there now, pinned into a new
+ * memfd (image.fd). 0, or -1 said on stderr. */
+int image_url_open(const char *url, int pinfd, const struct options *o);
+/* (o: --url-deadline, --url-memory.)
+ * len bytes of memory at off into buf, within --url-deadline: 1 (bytes), 0
+ * (zeros), or -errno with *why for the log (the access then gets SIGBUS). */
+int image_url_read(uint64_t off, size_t len, void *buf, const char **why);
 
 /*
  * Reads the client's one message (its regions and its userfaultfd) within

@@ -37,7 +37,19 @@ static const struct setting {
 	{ "mem-file", H, K_STR, offsetof(struct options, mem_file),
 	  SZ(mem_file), 0, 0, 0,
 	  "PATH  serve faults from PATH: a raw memory file, or a upager snapshot\n"
-	  "                        (told apart by its first bytes; required)" },
+	  "                        (told apart by its first bytes; required). Or a URL,\n"
+	  "                        http://, https:// or s3://BUCKET/KEY (AWS_* credentials),\n"
+	  "                        read in chunks (UPAGER_CACHE_DIR: shared on-disk cache),\n"
+	  "                        its version (ETag) pinned at start for every worker" },
+	{ "url-deadline", H, K_LONG, offsetof(struct options, url_deadline), 0, 1, 3600, 30,
+	  "S  a fault waits at most S seconds for a --mem-file URL's bytes,\n"
+	  "                        retries included, then its access gets SIGBUS\n"
+	  "                        (default 30)" },
+	{ "url-memory", H, K_LONG, offsetof(struct options, url_memory), 0, 64, 4096, 256,
+	  "MIB  a --mem-file URL's 4 MiB chunks held in memory at most: a\n"
+	  "                        guest touching more than this at random fetches\n"
+	  "                        chunks again (default 256; UPAGER_CACHE_DIR keeps\n"
+	  "                        them on disk too)" },
 	{ "listen", S, K_LISTEN, 0, 0, 0, 0, 0,
 	  "ADDR    unix:/path or tcp:HOST:PORT; repeatable, up to 8\n"
 	  "                        (default unix:/run/upagerd.sock; ignored when\n"
@@ -104,7 +116,7 @@ static const struct setting {
 void options_usage(FILE *f)
 {
 	fprintf(f, "usage: upagerd serve --root DIR [options]\n"
-		   "       upagerd handle --socket PATH --mem-file PATH [options]\n"
+		   "       upagerd handle --socket PATH --mem-file PATH|URL [options]\n"
 		   "       upagerd [serve | handle] --help\n"
 		   "       upagerd --version\n\n"
 		   "serve: serves read-only page ranges of the files below DIR to upager's\n"

@@ -27,6 +27,8 @@ struct options {
 	long queue_limit;   /* MiB of replies queued for all clients at once */
 	long stats_interval; /* seconds between stats lines; 0: none */
 	long spin_us;        /* handle: microseconds to poll the uffd after a fault */
+	long url_deadline;   /* handle: seconds a fault waits for a URL's bytes */
+	long url_memory;     /* handle: MiB of a URL's chunks held in memory */
 	bool no_supervisor;  /* handle: one process, no failover */
 	char metrics[300];   /* HOST:PORT or PORT of the Prometheus exporter; "": none */
 	long ready_fd;       /* -1, or a descriptor to write "ready\n" to once listening */

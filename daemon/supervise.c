@@ -393,7 +393,7 @@ static void raise_fd_limit(void)
 	}
 }
 
-int supervise_run(const struct options *o, char **argv, int lfd, bool passed)
+int supervise_run(const struct options *o, char **argv, int lfd, bool passed, int memfd)
 {
 	ssize_t n;
 	int sfd;
@@ -410,7 +410,7 @@ int supervise_run(const struct options *o, char **argv, int lfd, bool passed)
 	sup.exe[n] = '\0';
 	if (n > 10 && !strcmp(sup.exe + n - 10, " (deleted)"))
 		sup.exe[n - 10] = '\0'; /* replaced by an upgrade: run the new one */
-	sup.memfd = open(o->mem_file, O_RDONLY | O_CLOEXEC);
+	sup.memfd = memfd >= 0 ? memfd : open(o->mem_file, O_RDONLY | O_CLOEXEC);
 	if (sup.memfd < 0) {
 		fprintf(stderr, "upagerd: cannot open memory file %s: %s\n", o->mem_file,
 			strerror(errno));

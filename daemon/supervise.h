@@ -42,7 +42,8 @@ int chan_recv(int ch, struct chan_msg *m, int fds[CHAN_MAX_FDS], int flags);
 
 /* upagerd handle's default: holds the listener, the memory file and every
  * client's descriptors, and runs the worker (this binary again, re-executed)
- * until told to stop. The exit status. */
-int supervise_run(const struct options *o, char **argv, int lfd, bool passed);
+ * until told to stop. memfd: the memory file already opened (a URL's pinned
+ * version), or -1: --mem-file is opened here. The exit status. */
+int supervise_run(const struct options *o, char **argv, int lfd, bool passed, int memfd);
 
 #endif

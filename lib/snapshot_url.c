@@ -28,7 +28,6 @@
 #include "workset.h"
 
 #ifdef HAVE_LIBCURL
-#include "url_conn.h"
 #include "url_http.h"
 #endif
 
@@ -175,14 +174,13 @@ out_t:
 
 struct snapurl_source {
 	upager_source_t base;
-	struct upp_snap f;
-	struct upager__url_conn conn;
+	struct upager__snap_url su;
 };
 
 /* Stored pages lie in the data area by their index; the rest read zero. */
 static bool snapurl_locate(void *arg, uint64_t roff, size_t len, uint64_t *obj, size_t *n)
 {
-	const struct snapurl_source *ss = arg;
+	const struct upager__snap_url *ss = arg;
 	const size_t ps = ss->f.ps;
 	const uint64_t page = roff / ps;
 	const uint8_t *e = upp_snap_entry(&ss->f, page, NULL);
@@ -205,7 +203,7 @@ static bool snapurl_locate(void *arg, uint64_t roff, size_t len, uint64_t *obj, 
 
 static int snapurl_check(void *arg, struct upager__fill *fill)
 {
-	const struct snapurl_source *ss = arg;
+	const struct upager__snap_url *ss = arg;
 	const size_t ps = ss->f.ps;
 	bool any = false;
 
@@ -215,9 +213,14 @@ static int snapurl_check(void *arg, struct upager__fill *fill)
 		if (upp_snap_kind(&ss->f, page) != UPP_SNAP_STORED)
 			continue;
 		if (upp_crc32c(0, (uint8_t *)fill->buf + k * ps, ps) != upp_snap_crc(&ss->f, page)) {
-			upager__log(fill->region->pager, UPAGER_LOG_ERROR,
-				    "url %s: snapshot page %llu fails its checksum: not mapped",
-				    ss->conn.t.shown, (unsigned long long)page);
+			if (fill->region)
+				upager__log(fill->region->pager, UPAGER_LOG_ERROR,
+					    "url %s: snapshot page %llu fails its checksum: not mapped",
+					    ss->conn.t.shown, (unsigned long long)page);
+			else
+				upager__url_log(&ss->conn.t, UPAGER_LOG_ERROR,
+						"url %s: snapshot page %llu fails its checksum",
+						ss->conn.t.shown, (unsigned long long)page);
 			return -EBADMSG;
 		}
 		any = true;
@@ -225,9 +228,30 @@ static int snapurl_check(void *arg, struct upager__fill *fill)
 	return any ? UPAGER__FILL_DATA : UPAGER__FILL_ZERO;
 }
 
+int upager__snap_url_prepare(struct upager__snap_url *su, unsigned timeout_ms, const uint8_t *hdr,
+			     size_t hdr_got)
+{
+	int ret = open_meta(&su->conn.t, timeout_ms, hdr, hdr_got, &su->f);
+
+	if (ret == 0 && su->f.len > SIZE_MAX)
+		ret = -EFBIG;
+	if (ret < 0) {
+		if (ret != -EXDEV)
+			upager__url_log(&su->conn.t, UPAGER_LOG_ERROR, "url %s: not a valid snapshot: %s",
+					su->conn.t.shown, strerror(-ret));
+		if (su->f.map)
+			upp_snap_close(&su->f);
+		return ret;
+	}
+	su->conn.locate = snapurl_locate;
+	su->conn.check = snapurl_check;
+	su->conn.locate_arg = su;
+	return 0;
+}
+
 static int snapurl_fill(upager_source_t *src, struct upager__fill *fill, struct io_uring *ring)
 {
-	struct snapurl_source *ss = (struct snapurl_source *)src;
+	struct upager__snap_url *ss = &((struct snapurl_source *)src)->su;
 
 	if (fill->roff >= ss->f.len)
 		return UPAGER__FILL_ZERO;
@@ -240,8 +264,8 @@ static void snapurl_destroy(upager_source_t *src)
 {
 	struct snapurl_source *ss = (struct snapurl_source *)src;
 
-	upager__url_conn_stop(&ss->conn);
-	upp_snap_close(&ss->f);
+	upager__url_conn_stop(&ss->su.conn);
+	upp_snap_close(&ss->su.f);
 	free(ss);
 }
 
@@ -358,37 +382,27 @@ UPAGER__EXPORT int upager_snapshot_map_url(upager_t *pager, const char *url,
 	if (!ss)
 		return -ENOMEM;
 	upager__source_init(&ss->base, &snapurl_ops);
-	ret = upager__url_open_first(&ss->conn.t, url, &o, hdr, sizeof(hdr), &got);
+	ret = upager__url_open_first(&ss->su.conn.t, url, &o, hdr, sizeof(hdr), &got);
 	if (ret < 0) {
 		free(ss);
 		return ret;
 	}
-	ret = open_meta(&ss->conn.t, o.deadline_ms, hdr, got, &ss->f);
-	if (ret == 0 && ss->f.len > SIZE_MAX)
-		ret = -EFBIG;
+	ret = upager__snap_url_prepare(&ss->su, o.deadline_ms, hdr, got);
 	if (ret < 0) {
-		if (ret != -EXDEV)
-			upager__url_log(&ss->conn.t, UPAGER_LOG_ERROR, "url %s: not a valid snapshot: %s",
-					ss->conn.t.shown, strerror(-ret));
-		if (ss->f.map)
-			upp_snap_close(&ss->f);
-		upager__url_target_free(&ss->conn.t);
+		upager__url_target_free(&ss->su.conn.t);
 		free(ss);
 		return ret;
 	}
-	ss->conn.locate = snapurl_locate;
-	ss->conn.check = snapurl_check;
-	ss->conn.locate_arg = ss;
-	ret = upager__url_conn_start(&ss->conn, url, &o);
+	ret = upager__url_conn_start(&ss->su.conn, url, &o);
 	if (ret < 0) {
-		upp_snap_close(&ss->f);
-		upager__url_target_free(&ss->conn.t);
+		upp_snap_close(&ss->su.f);
+		upager__url_target_free(&ss->su.conn.t);
 		free(ss);
 		return ret;
 	}
-	ret = upager_map(pager, (size_t)ss->f.len, &ss->base, regionp);
+	ret = upager_map(pager, (size_t)ss->su.f.len, &ss->base, regionp);
 	if (ret == 0 && (flags & UPAGER_SNAP_PREFETCH))
-		prefetch_ws(*regionp, url, &o, &ss->f);
+		prefetch_ws(*regionp, url, &o, &ss->su.f);
 	if (ret == 0)
 		ret = upager__snap_fill_rest(regionp, flags);
 	upager_source_release(&ss->base);

@@ -85,7 +85,7 @@ static void say(struct upager__url_conn *conn, const struct upager__fill *f, uns
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (f)
+	if (f && f->region)
 		upager__log(f->region->pager, level, "url %s: %s", conn->t.shown, buf);
 	else
 		upager__url_log(&conn->t, level, "url %s: %s", conn->t.shown, buf);
@@ -219,12 +219,26 @@ int upager__url_conn_fill(struct upager__url_conn *conn, struct upager__fill *f)
 
 /* ---- the transfer thread ---- */
 
-static void fail_list(struct upager__fill *f, int err)
+static void complete(const struct upager__url_conn *conn, struct upager__fill *f, int result)
+{
+	if (conn->complete)
+		conn->complete(f, result);
+	else
+		upager__fill_complete(f, result);
+}
+
+/* Whether nobody waits for f any more: its region is being released. */
+static bool abandoned(const struct upager__fill *f)
+{
+	return f->region && atomic_load(&f->region->dead);
+}
+
+static void fail_list(const struct upager__url_conn *conn, struct upager__fill *f, int err)
 {
 	while (f) {
 		struct upager__fill *next = f->src_next;
 
-		upager__fill_complete(f, err);
+		complete(conn, f, err);
 		f = next;
 	}
 }
@@ -251,7 +265,7 @@ static void fail_chunk(struct upager__url_conn *conn, struct upager__url_chunk *
 	pthread_mutex_lock(&conn->lock);
 	ch->state = CH_FREE;
 	pthread_mutex_unlock(&conn->lock);
-	fail_list(w, err);
+	fail_list(conn, w, err);
 }
 
 /* How far a READY chunk's bytes have gone: the order grab takes them in. */
@@ -372,7 +386,7 @@ static void route(struct upager__url_conn *conn, struct upager__fill *f,
 {
 	f->src_next = NULL;
 	if (conn->stale) {
-		upager__fill_complete(f, conn->stale);
+		complete(conn, f, conn->stale);
 		return;
 	}
 	uint64_t obj;
@@ -403,7 +417,7 @@ static void route(struct upager__url_conn *conn, struct upager__fill *f,
 		ch->waiters = f;
 		return;
 	}
-	upager__fill_complete(f, checked(conn, f));
+	complete(conn, f, checked(conn, f));
 }
 
 /* ch holds its bytes: its waiters copy them, and go on to their next chunks. */
@@ -503,7 +517,7 @@ static void go_stale(struct upager__url_conn *conn, struct upager__url_chunk *ch
 	for (unsigned i = 0; i < conn->nchunks; i++)
 		if (conn->chunks[i].state == CH_FETCH)
 			fail_chunk(conn, &conn->chunks[i], err);
-	fail_list(*blocked, err);
+	fail_list(conn, *blocked, err);
 	*blocked = NULL;
 }
 
@@ -630,7 +644,7 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 		if (ch->state != CH_FETCH || (k < conn->nchunks) != demanded(ch))
 			continue;
 		for (pp = &ch->waiters; (f = *pp);) {
-			if (now >= f->deadline_ns || atomic_load(&f->region->dead)) {
+			if (now >= f->deadline_ns || abandoned(f)) {
 				*pp = f->src_next;
 				f->src_next = dead;
 				dead = f;
@@ -692,7 +706,7 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 			fail_chunk(conn, first, ret);
 	}
 	for (pp = blocked; (f = *pp);) {
-		if (now >= f->deadline_ns || atomic_load(&f->region->dead)) {
+		if (now >= f->deadline_ns || abandoned(f)) {
 			*pp = f->src_next;
 			f->src_next = dead;
 			dead = f;
@@ -703,11 +717,11 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 	while (dead) {
 		f = dead;
 		dead = f->src_next;
-		if (!atomic_load(&f->region->dead))
+		if (!abandoned(f))
 			say(conn, f, SAID_TIMEOUT, UPAGER_LOG_ERROR,
 			    "bytes from %zu: no answer within the deadline: the fault fails (SIGBUS)",
 			    f->roff + f->done);
-		upager__fill_complete(f, atomic_load(&f->region->dead) ? -ECANCELED : -ETIMEDOUT);
+		complete(conn, f, abandoned(f) ? -ECANCELED : -ETIMEDOUT);
 	}
 	return next;
 }
@@ -737,7 +751,7 @@ static void *conn_thread(void *arg)
 		conn->nhints = 0;
 		pthread_mutex_unlock(&conn->lock);
 		if (stop) {
-			fail_list(in, -ECANCELED);
+			fail_list(conn, in, -ECANCELED);
 			break;
 		}
 		/* The blocked first: they came first. */
@@ -778,7 +792,7 @@ static void *conn_thread(void *arg)
 		if (wait_ms > 0)
 			curl_multi_poll(conn->multi, NULL, 0, (int)wait_ms, NULL);
 	}
-	fail_list(blocked, -ECANCELED);
+	fail_list(conn, blocked, -ECANCELED);
 	for (unsigned i = 0; i < conn->nchunks; i++) {
 		struct upager__url_chunk *ch = &conn->chunks[i];
 

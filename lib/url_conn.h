@@ -41,6 +41,13 @@ struct upager__url_conn {
 	void *locate_arg;
 	/* Optional (NULL: none): chunks shared with the host's other processes. */
 	struct upager__chunk_cache *cache;
+	/*
+	 * Optional (NULL: upager__fill_complete, a handler's fill): how a
+	 * PENDING fill is handed back, on the thread. A fill without a region
+	 * (fill->region NULL: lib/url_object.c's, which a thread waits for)
+	 * is logged through the target's log and never taken for a dead one.
+	 */
+	void (*complete)(struct upager__fill *fill, int result);
 
 	pthread_t thread;
 	pthread_mutex_t lock; /* the chunks' state and pins, the queue, stale */

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "nginx.h"
 
 #define IMG_SIZE (256ull << 20)
 #define SEED 13
@@ -563,6 +564,9 @@ static struct {
 	bool ready;
 } store = { .sock = -1 };
 static pid_t store_daemon = -1;
+static const char *store_mem; /* store_start's --mem-file; NULL: mem_path */
+static struct upt_nginx ngx;  /* fdstore_url_pinned's, stopped by store_teardown */
+static bool ngx_up;
 
 static void store_pump(int ms)
 {
@@ -647,7 +651,7 @@ static void store_start(void)
 		if (!store.n)
 			unsetenv("LISTEN_FDS");
 		execl("daemon/upagerd", "upagerd", "handle", "--socket", sock_path, "--mem-file",
-		      mem_path, "--log-file", log_path, (char *)NULL);
+		      store_mem ? store_mem : mem_path, "--log-file", log_path, (char *)NULL);
 		_exit(127);
 	}
 	store_daemon = pid;
@@ -678,6 +682,9 @@ static void store_teardown(void)
 	store.n = 0;
 	close(store.sock);
 	store.sock = -1;
+	if (ngx_up)
+		upt_nginx_stop(&ngx);
+	ngx_up = false;
 	teardown();
 }
 
@@ -688,6 +695,21 @@ static int store_count(const char *prefix)
 	for (int i = 0; i < store.n; i++)
 		k += !strncmp(store.names[i], prefix, strlen(prefix));
 	return k;
+}
+
+/* The client's wait status, with the FD store served meanwhile. */
+static int store_wait_client(pid_t client_pid, int timeout_s)
+{
+	int st = 0;
+
+	for (int i = 0; i < timeout_s * 1000 && waitpid(client_pid, &st, WNOHANG) != client_pid; i++)
+		store_pump(1);
+	if (waitpid(client_pid, &st, WNOHANG) == 0) {
+		kill(client_pid, SIGKILL);
+		waitpid(client_pid, &st, 0);
+		ck_abort_msg("the client was still running after %d s: a thread is stuck", timeout_s);
+	}
+	return st;
 }
 
 START_TEST(fdstore_restarts)
@@ -710,19 +732,54 @@ START_TEST(fdstore_restarts)
 		store_daemon = -1;
 		store_start();
 	}
-	for (int i = 0; i < 120000 && waitpid(client_pid, &st, WNOHANG) != client_pid; i++)
-		store_pump(1);
-	if (waitpid(client_pid, &st, WNOHANG) == 0) {
-		kill(client_pid, SIGKILL);
-		waitpid(client_pid, &st, 0);
-		ck_abort_msg("the client was still running after 120 s: a thread is stuck");
-	}
+	st = store_wait_client(client_pid, 120);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
 	report_pauses();
 	/* Its session over, what was stored for it is removed. */
 	for (int i = 0; i < 100 && store_count("upagerd-c"); i++)
 		store_pump(20);
 	ck_assert_int_eq(store_count("upagerd-c"), 0);
+}
+END_TEST
+
+/*
+ * A memory file at a URL under systemd: its version, pinned at the first
+ * start, waits in the FD store (upagerd-memfile) with the clients. A
+ * restarted upagerd serves that version (every byte right); one that finds
+ * the object replaced serves none of the new one, and says so.
+ */
+START_TEST(fdstore_url_pinned)
+{
+	static const struct client_opts o = { .keep_uffd = true };
+	const char *no_nginx = upt_nginx_start(&ngx);
+	char url[160], cmd[400];
+	pid_t client_pid;
+	int st;
+
+	UPT_NEED_NGINX(no_nginx);
+	ngx_up = true;
+	upt_nginx_put(&ngx, "mem.raw", IMG_SIZE, SEED, 0); /* mem_path's bytes */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/mem.raw", ngx.port);
+	store_mem = url;
+	store_start();
+	ck_assert_int_eq(store_count("upagerd-memfile"), 1);
+	client_pid = start_client(&o);
+	store_pump(100);
+	upt_daemon_kill(store_daemon);
+	store_daemon = -1;
+	store_start();
+	st = store_wait_client(client_pid, 120);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: %s", client_exit(st));
+	snprintf(cmd, sizeof(cmd), "grep -q 'version pinned' '%s'", log_path);
+	ck_assert_msg(system(cmd) != 0, "the same version was taken for another");
+	/* Replaced (another mtime: another ETag), then a restart. */
+	upt_nginx_put(&ngx, "mem.raw", IMG_SIZE, SEED, 100);
+	upt_daemon_kill(store_daemon);
+	store_daemon = -1;
+	store_start();
+	snprintf(cmd, sizeof(cmd), "grep -q 'cannot open the version pinned at start' '%s'",
+		 log_path);
+	ck_assert_msg(system(cmd) == 0, "the restarted upagerd took the replaced object");
 }
 END_TEST
 
@@ -898,6 +955,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_checked_fixture(tc, store_setup, store_teardown);
 	tcase_add_test(tc, fdstore_restarts);
+	tcase_add_test(tc, fdstore_url_pinned);
 	tc = upt_tcase(s, "metrics");
 	tcase_add_checked_fixture(tc, setup_files, teardown);
 	tcase_add_test(tc, metrics_handle);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "nginx.h"
 
 #define MEM_SIZE (12u << 20) /* the memory file */
 #define SEED 7
@@ -39,6 +40,7 @@
 static char dir[64], sock_path[128], mem_path[128], snap_path[128], log_path[128];
 static const char *max_clients = "32";
 static const char *spin_us = "0"; /* --spin-us of the next start_handler */
+static bool no_supervisor;       /* --no-supervisor for the next start_handler */
 static pid_t daemon_pid;
 static bool daemon_group; /* daemon_pid leads a process group to kill whole */
 
@@ -49,7 +51,7 @@ static pid_t start_handler(const char *mem, const char *env)
 	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", mem,
 			       "--read-timeout", "2", "--max-clients", max_clients,
 			       "--spin-us", spin_us, "--log-file", log_path, "--log-level", "info",
-			       NULL };
+			       no_supervisor ? "--no-supervisor" : NULL, NULL };
 	char ready[256];
 
 	return upt_upagerd(args, env, ready, sizeof(ready));
@@ -77,7 +79,8 @@ static bool log_has(const char *needle)
 	return strstr(buf, needle) != NULL;
 }
 
-static void setup(void)
+/* The memory file (and the paths of the rest), without a daemon yet. */
+static void make_files(void)
 {
 	uint8_t *buf = malloc(MEM_SIZE);
 	int fd;
@@ -93,6 +96,20 @@ static void setup(void)
 	ck_assert_int_eq(write(fd, buf, MEM_SIZE), MEM_SIZE);
 	close(fd);
 	free(buf);
+}
+
+/* A line logged right after the poison that ended a client may come after
+ * the client's death (seen once on a loaded machine): waited for, 2 s. */
+static bool log_has_soon(const char *needle)
+{
+	for (int i = 0; i < 200 && !log_has(needle); i++)
+		usleep(10000);
+	return log_has(needle);
+}
+
+static void setup(void)
+{
+	make_files();
 	daemon_pid = start_handler(mem_path, NULL);
 }
 
@@ -290,8 +307,9 @@ static void client_snapshot(void *arg)
 	_exit(0);
 }
 
-/* A snapshot as the memory file: stored, zero and absent pages. */
-START_TEST(snapshot_file)
+/* snap_path: the memory file as a snapshot, with the zero and absent pages
+ * client_snapshot expects. */
+static void make_snapshot(void)
 {
 	uint8_t *img = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
@@ -301,11 +319,17 @@ START_TEST(snapshot_file)
 	memset(img + R0_OFF + 5 * UPT_PAGE, 0, UPT_PAGE);
 	madvise(img + 100 * UPT_PAGE, 10 * UPT_PAGE, MADV_DONTNEED);
 	ck_assert_int_eq(upager_snapshot_save(img, MEM_SIZE, snap_path), 0);
+	munmap(img, MEM_SIZE);
+}
+
+/* A snapshot as the memory file: stored, zero and absent pages. */
+START_TEST(snapshot_file)
+{
+	make_snapshot();
 	upt_daemon_kill(daemon_pid);
 	daemon_pid = start_handler(snap_path, NULL);
 	expect_ok(client_snapshot, NULL);
 	ck_assert(log_has("upager snapshot"));
-	munmap(img, MEM_SIZE);
 }
 END_TEST
 
@@ -332,7 +356,22 @@ static void client_touch_bad(void *arg)
 	_exit(31);
 }
 
-static void corrupt_snapshot_gives_sigbus(const char *env)
+static struct upt_nginx ngx;
+static const char *no_nginx;
+static char url_snap[160];
+
+/* snap_path as www/mem.snap of nginx (url_setup's), replaced whole. */
+static void url_put_snapshot(void)
+{
+	char cmd[sizeof(snap_path) + 4 * sizeof(ngx.www) + 64];
+
+	snprintf(cmd, sizeof(cmd), "cp %s %s/.mem.snap && mv %s/.mem.snap %s/mem.snap", snap_path,
+		 ngx.www, ngx.www, ngx.www);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* at_url: the damaged snapshot served from nginx (url_setup's). */
+static void corrupt_snapshot_gives_sigbus(const char *env, bool at_url)
 {
 	uint8_t *img = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0), byte;
@@ -349,27 +388,25 @@ static void corrupt_snapshot_gives_sigbus(const char *env)
 	ck_assert_int_eq(pwrite(fd, &byte, 1, 4096 + 7 * (off_t)UPT_PAGE + 100), 1);
 	close(fd);
 	upt_daemon_kill(daemon_pid);
-	daemon_pid = start_handler(snap_path, env);
+	if (at_url)
+		url_put_snapshot();
+	daemon_pid = start_handler(at_url ? url_snap : snap_path, env);
 	st = upt_child(client_touch_bad, (void *)(uintptr_t)bad, 30);
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "status 0x%x", st);
-	/* Logged right after the poison that ended the client: it may come
-	 * after the client's death (seen once on a loaded machine). */
-	for (int i = 0; i < 200 && !log_has("fails its checksum"); i++)
-		usleep(10000);
-	ck_assert(log_has("fails its checksum"));
+	ck_assert(log_has_soon("fails its checksum"));
 	ck_assert(alive(daemon_pid));
 	expect_ok(client_region0, NULL); /* and it goes on serving the good pages */
 }
 
 START_TEST(corrupt_page_sigbus)
 {
-	corrupt_snapshot_gives_sigbus(NULL);
+	corrupt_snapshot_gives_sigbus(NULL, false);
 }
 END_TEST
 
 START_TEST(corrupt_page_sigbus_fallback)
 {
-	corrupt_snapshot_gives_sigbus("UPAGER_DISABLE=poison");
+	corrupt_snapshot_gives_sigbus("UPAGER_DISABLE=poison", false);
 }
 END_TEST
 
@@ -1367,6 +1404,256 @@ START_TEST(memory_file_truncated)
 }
 END_TEST
 
+/* ---- the memory file at a URL: a real nginx on loopback ---- */
+
+/* upt_byte drops a seed's low 29 bits from most bytes: far from SEED */
+#define NEW_SEED 0xC0FFEE00u
+#define KILL_AFTER 8 /* faults the first worker serves in the failover tests */
+
+static char url_raw[160];
+
+/* nginx's count of answers with status, once it is want (or 2 s passed):
+ * its log line may be written after the client has the bytes. */
+static size_t nginx_seen(int status, size_t want)
+{
+	for (int i = 0; i < 200 && upt_nginx_requests(&ngx, status) < want; i++)
+		usleep(10000);
+	return upt_nginx_requests(&ngx, status);
+}
+
+/* The opens nginx saw: each asks for the object's first 4 KiB (its answer
+ * pins the version; a snapshot's header). */
+static size_t nginx_opens(void)
+{
+	FILE *f = fopen(ngx.log, "r");
+	char line[1024];
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, "range=bytes=0-4095") != NULL;
+	fclose(f);
+	return n;
+}
+
+static void url_setup(void)
+{
+	make_files();
+	no_nginx = upt_nginx_start(&ngx);
+	if (no_nginx)
+		return;
+	upt_nginx_put(&ngx, "mem.raw", MEM_SIZE, SEED, 0); /* mem_path's bytes */
+	make_snapshot();
+	url_put_snapshot();
+	snprintf(url_raw, sizeof(url_raw), "http://127.0.0.1:%d/mem.raw", ngx.port);
+	snprintf(url_snap, sizeof(url_snap), "http://127.0.0.1:%d/mem.snap", ngx.port);
+}
+
+static void url_teardown(void)
+{
+	teardown();
+	if (!no_nginx)
+		upt_nginx_stop(&ngx);
+}
+
+/* Every byte of a raw image at a URL, and discarded pages zero; with the
+ * supervisor, and without (_i 1: the object opened once, at start). */
+START_TEST(url_raw_every_byte)
+{
+	UPT_NEED_NGINX(no_nginx);
+	no_supervisor = _i == 1;
+	daemon_pid = start_handler(url_raw, NULL);
+	expect_ok(client_full, NULL);
+	ck_assert(log_has("raw memory file at a URL"));
+	ck_assert_uint_ge(nginx_seen(206, 3), 3); /* its 4 MiB chunks */
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 412), 0);
+	/* Its opens: the supervisor's pin and the worker's, or one. */
+	ck_assert_uint_eq(nginx_opens(), no_supervisor ? 1 : 2);
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 200), 0); /* no HEAD, no whole body */
+}
+END_TEST
+
+/* A snapshot page at a URL failing its CRC32C: SIGBUS, never its bytes. */
+START_TEST(url_corrupt_page_sigbus)
+{
+	UPT_NEED_NGINX(no_nginx);
+	corrupt_snapshot_gives_sigbus(NULL, true);
+}
+END_TEST
+
+/* A snapshot at a URL: stored pages checked, zero and absent ones zero. */
+START_TEST(url_snapshot_every_byte)
+{
+	UPT_NEED_NGINX(no_nginx);
+	daemon_pid = start_handler(url_snap, NULL);
+	expect_ok(client_snapshot, NULL);
+	ck_assert(log_has("upager snapshot at a URL"));
+}
+END_TEST
+
+/*
+ * Reads the first pages of region 1 (the object's first chunk), replaces
+ * the object with other bytes, then touches region 0 (its last chunk, not
+ * fetched yet): that access must end in SIGBUS, never in the new bytes.
+ */
+static void client_object_replaced(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	if (check_file(&g, R0_LEN, 4 * UPT_PAGE))
+		_exit(40);
+	upt_nginx_put(&ngx, "mem.raw", MEM_SIZE, NEW_SEED, 100);
+	if (check_file(&g, 0, UPT_PAGE))
+		_exit(41); /* bytes, but wrong ones */
+	_exit(0); /* bytes of the old version: the object was not asked again */
+}
+
+static void expect_sigbus(void (*fn)(void *), void *arg)
+{
+	int st = upt_child(fn, arg, 60);
+
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS, "client: status 0x%x (exit %d)",
+		      st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+START_TEST(url_object_replaced_sigbus)
+{
+	UPT_NEED_NGINX(no_nginx);
+	daemon_pid = start_handler(url_raw, NULL);
+	expect_sigbus(client_object_replaced, NULL);
+	ck_assert_uint_ge(nginx_seen(412, 1), 1);
+	ck_assert(log_has_soon("no longer the version pinned at start"));
+	ck_assert(alive(daemon_pid));
+}
+END_TEST
+
+/* The first worker dies at its KILL_AFTERth fault; the next serves the rest. */
+START_TEST(url_worker_killed_same_version)
+{
+	char env[64];
+
+	UPT_NEED_NGINX(no_nginx);
+	snprintf(env, sizeof(env), "UPAGERD_TEST_KILL_AFTER_FAULT=%d", KILL_AFTER);
+	daemon_pid = start_handler(url_raw, env);
+	expect_ok(client_full, NULL);
+	ck_assert(log_has("adopted"));
+	ck_assert_uint_eq(upt_nginx_requests(&ngx, 412), 0);
+}
+END_TEST
+
+/*
+ * The object is replaced, then the worker dies (at the client's
+ * KILL_AFTERth fault): the worker the supervisor starts must not serve the
+ * new object, whose bytes the client would then read, but fail the fault.
+ */
+static void client_replaced_then_killed(void *arg)
+{
+	struct guest g;
+
+	(void)arg;
+	guest_start(&g, false);
+	if (check_file(&g, R0_LEN, (KILL_AFTER - 1) * UPT_PAGE))
+		_exit(50);
+	upt_nginx_put(&ngx, "mem.raw", MEM_SIZE, NEW_SEED, 100);
+	/* Its first chunk is in the dead worker's memory alone: a new worker
+	 * would fetch it again, from the new object. */
+	if (check_file(&g, R0_LEN + (KILL_AFTER - 1) * UPT_PAGE, UPT_PAGE))
+		_exit(51); /* bytes of the new object */
+	_exit(0);
+}
+
+START_TEST(url_worker_restarted_keeps_version)
+{
+	char env[64];
+
+	UPT_NEED_NGINX(no_nginx);
+	snprintf(env, sizeof(env), "UPAGERD_TEST_KILL_AFTER_FAULT=%d", KILL_AFTER);
+	daemon_pid = start_handler(url_raw, env);
+	expect_sigbus(client_replaced_then_killed, NULL);
+	ck_assert(log_has("cannot open the version pinned at start"));
+	ck_assert(alive(daemon_pid));
+}
+END_TEST
+
+/*
+ * A server that stops sending in the middle of a chunk: the fault waits
+ * --url-deadline (1 s), then its access gets SIGBUS; the daemon goes on.
+ */
+START_TEST(url_stalled_server_sigbus)
+{
+	char url[160], ready[256];
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", url,
+			       "--url-deadline", "1", "--log-file", log_path, "--log-level", "info",
+			       NULL };
+	pid_t fake = upt_fake_http_start("stallbig", MEM_SIZE, SEED, url, sizeof(url));
+
+	daemon_pid = upt_upagerd(args, NULL, ready, sizeof(ready));
+	expect_sigbus(client_touch_first, NULL);
+	ck_assert(log_has_soon("no answer from the URL within --url-deadline"));
+	ck_assert(alive(daemon_pid));
+	kill(fake, SIGKILL);
+	waitpid(fake, NULL, 0);
+}
+END_TEST
+
+/*
+ * A URL that cannot be served (404, 403, nothing listening) is said in one
+ * line naming it (as shown: no user info, no query, which may hold
+ * secrets), with a non-zero exit, before any client is accepted.
+ */
+static void url_refused(const char *url, const char *expect)
+{
+	const char *args[] = { "handle", "--socket", sock_path, "--mem-file", url, NULL };
+	char err[4096];
+	int pfd[2], st;
+	ssize_t n = 0, r;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *argv[8] = { "upagerd" };
+
+		for (int k = 0; args[k]; k++)
+			argv[k + 1] = (char *)args[k];
+		dup2(pfd[1], 2);
+		execv("daemon/upagerd", argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (n < (ssize_t)sizeof(err) - 1 && (r = read(pfd[0], err + n, sizeof(err) - 1 - n)) > 0)
+		n += r;
+	close(pfd[0]);
+	err[n] = '\0';
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0, "%s: status 0x%x", url, st);
+	ck_assert_msg(strstr(err, expect), "%s: said \"%s\"", url, err);
+	ck_assert_msg(!strstr(err, "s3cret"), "a secret said: %s", err);
+	ck_assert_msg(strchr(err, '\n') == err + n - 1, "not one line: %s", err);
+	ck_assert_int_ne(access(sock_path, F_OK), 0); /* never listened */
+}
+
+START_TEST(url_not_there_refused)
+{
+	char url[200], expect[sizeof(url) + 16];
+
+	UPT_NEED_NGINX(no_nginx);
+	snprintf(url, sizeof(url), "http://user:s3cret@127.0.0.1:%d/missing.raw?X-Amz-Signature=s3cret",
+		 ngx.port);
+	snprintf(expect, sizeof(expect), "http://127.0.0.1:%d/missing.raw: HTTP 404", ngx.port);
+	url_refused(url, expect);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/forbidden/mem.raw", ngx.port);
+	snprintf(expect, sizeof(expect), "%s: HTTP 403", url);
+	url_refused(url, expect);
+	/* Nothing listens there. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/mem.raw", upt_free_port());
+	url_refused(url, url);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("handle");
@@ -1411,6 +1698,16 @@ static Suite *suite(void)
 	}
 	tcase_add_loop_test(tc, page_size_not_the_kernels, 0, 2);
 	tcase_add_loop_test(tc, doomed_handshake_closed_at_once, 0, 3);
+	tc = upt_tcase(s, "url");
+	tcase_add_checked_fixture(tc, url_setup, url_teardown);
+	tcase_add_loop_test(tc, url_raw_every_byte, 0, 2);
+	tcase_add_test(tc, url_snapshot_every_byte);
+	tcase_add_test(tc, url_corrupt_page_sigbus);
+	tcase_add_test(tc, url_object_replaced_sigbus);
+	tcase_add_test(tc, url_worker_killed_same_version);
+	tcase_add_test(tc, url_worker_restarted_keeps_version);
+	tcase_add_test(tc, url_not_there_refused);
+	tcase_add_test(tc, url_stalled_server_sigbus);
 	tc = upt_tcase(s, "huge");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	if (free_huge_pages() >= 4)

@@ -885,28 +885,7 @@ static pid_t fake_pid = -1;
 
 static void fake_start(const char *mode, char *u, size_t len)
 {
-	char size[32], seed[16], line[64];
-	int pfd[2], port = 0;
-	FILE *f;
-
-	snprintf(size, sizeof(size), "%zu", OBJ_SIZE);
-	snprintf(seed, sizeof(seed), "%u", SEED);
-	ck_assert_int_eq(pipe(pfd), 0);
-	fflush(NULL);
-	fake_pid = fork();
-	ck_assert_int_ge(fake_pid, 0);
-	if (fake_pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]);
-		execl("tests/fake_http", "fake_http", mode, size, seed, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	f = fdopen(pfd[0], "r");
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
-	fclose(f);
-	ck_assert_int_eq(sscanf(line, "port %d", &port), 1);
-	snprintf(u, len, "http://127.0.0.1:%d/mem.img", port);
+	fake_pid = upt_fake_http_start(mode, OBJ_SIZE, SEED, u, len);
 }
 
 static void fake_teardown(void)

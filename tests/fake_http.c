@@ -6,6 +6,8 @@
  * thread per connection, in one of these modes:
  *   whole     every GET gets 200 and the whole body, Range ignored
  *   stall     a ranged GET gets its 206 headers and half the bytes, then nothing
+ *   stallbig  the same for a ranged GET of more than 64 KiB (a chunk), while the
+ *             small ones an opener makes (a snapshot's magic) are answered
  *   flaky     every other ranged GET gets 503 (the first too)
  *   redirect  HEAD gets 302 to the same path on 127.0.0.2 (another host)
  * Not a test; killed by the test that started it.
@@ -87,7 +89,7 @@ static int answer(int fd, const char *req)
 		     last - first + 1, first, last, size);
 	if (send_all(fd, hdr, (size_t)n))
 		return -1;
-	if (!strcmp(mode, "stall")) {
+	if (!strcmp(mode, "stall") || (!strcmp(mode, "stallbig") && last - first >= 64 << 10)) {
 		send_all(fd, body + first, (size_t)(last - first + 1) / 2);
 		pause();
 	}

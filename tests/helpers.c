@@ -217,6 +217,34 @@ pid_t upt_upagerd_env(const char *const *args, const char *const *envs, int err_
 	return pid;
 }
 
+pid_t upt_fake_http_start(const char *mode, size_t size, unsigned seed, char *url, size_t len)
+{
+	char sz[32], sd[16], line[64];
+	int pfd[2], port = 0;
+	pid_t pid;
+	FILE *f;
+
+	snprintf(sz, sizeof(sz), "%zu", size);
+	snprintf(sd, sizeof(sd), "%u", seed);
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl("tests/fake_http", "fake_http", mode, sz, sd, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	fclose(f);
+	ck_assert_int_eq(sscanf(line, "port %d", &port), 1);
+	snprintf(url, len, "http://127.0.0.1:%d/mem.img", port);
+	return pid;
+}
+
 pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len)
 {
 	const char *envs[2] = { env, NULL };

@@ -73,6 +73,9 @@ int upt_child(void (*fn)(void *arg), void *arg, int timeout_s);
  * its environment; waits up to 5 s for its ready line, left in ready.
  */
 pid_t upt_upagerd(const char *const *args, const char *env, char *ready, size_t len);
+/* Starts tests/fake_http MODE serving size bytes of upt_byte(off, seed):
+ * its pid (SIGKILL it after), its object's URL in url. */
+pid_t upt_fake_http_start(const char *mode, size_t size, unsigned seed, char *url, size_t len);
 /* The same with every "NAME=value" of envs (NULL-terminated, or NULL) in its
  * environment and, if err_fd >= 0, its stderr on err_fd. Killed if it does
  * not become ready. */

@@ -1,5 +1,5 @@
 #!/bin/sh
-# lib/ has no call cycle between files: from each object of libupager and
+# lib/ has no call cycle between files: from each object of libupager_core and
 # libupager_proto, the global symbols it defines and those it uses; an edge
 # A -> B for each symbol A uses that B defines; tsort fails on any loop.
 # (Calls through function pointers, a source's ops, are not edges: the
@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 n=0
 for src in "$srcdir"/lib/*.c; do
 	f=$(basename "$src" .c)
-	for o in lib/libupager_la-$f.o lib/.libs/libupager_la-$f.o \
+	for o in lib/libupager_core_la-$f.o lib/.libs/libupager_core_la-$f.o \
 		 lib/libupager_proto_la-$f.o lib/.libs/libupager_proto_la-$f.o; do
 		[ -f "$o" ] || continue
 		nm -g --defined-only "$o" | awk -v f="$f" '$3 != "" { print $3, f }' >>"$tmp/defs"
