@@ -656,6 +656,7 @@ struct upager__fill *upager__fill_new(struct upager__handler *h, upager_region_t
 	f->ev_deferred = false;
 	f->waiters = NULL;
 	f->inline_failed = false;
+	atomic_store(&f->fault_joined, false);
 	/* Under pager->lock, as the commit check before it: a decommit after
 	 * that check is counted after this read. */
 	f->decommits = r ? atomic_load(&r->decommits) : 0;
@@ -808,6 +809,7 @@ static void fault(struct upager__handler *h, uintptr_t addr, bool write, uint32_
 		}
 		if ((f = in_flight(h, addr))) {
 			pthread_rwlock_unlock(&p->lock);
+			atomic_store(&f->fault_joined, true);
 			UPAGER__ADD(&p->st, coalesced, 1);
 			UPAGER__ADD(&r->st, coalesced, 1);
 			if (q) { /* answered when that fill ends */

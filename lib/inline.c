@@ -428,56 +428,84 @@ static int post_fault(const struct upager__inline_hit *hit, uintptr_t addr, bool
 }
 
 /*
- * The address of this thread's last fault found in no inline mapping, and
- * the table's version then. The fault may be older than the table: a
- * release makes the range PROT_NONE, then takes it out of the table, and a
- * SIGBUS raised before the mprotect may be handled after both. So a miss
- * retries the access: a fault that is not upager's comes back to the same
- * address with the same table and goes to the program; one of a released
- * range is now a SIGSEGV. Only a miss of the same version counts as the
- * second: the retry may have ended anywhere (a SIGSEGV handler that
- * longjmps, a page placed), and this thread's next miss there, regions
- * later, can be just as transient (the program's SIGBUS, once in CI:
- * test_release_race_callback). Each retry in between is a change of the
- * table, made by the program. initial-exec: a TLS access that never
+ * A retry in progress at one address (a miss, or a copy refused: GONE) is
+ * told from a new fault there by the time between the retry's return and
+ * this fault's entry: the retried access alone, unless the thread went
+ * elsewhere (a SIGSEGV handler that longjmps). Longer than RETRY_GAP_NS: a
+ * new fault, whose bounds start afresh. Measured entry to return, not call
+ * to call: a retry that reads a slow source for a while is still one.
+ */
+#define RETRY_GAP_NS (UPAGER__INLINE_MISS_WAIT_NS / 4)
+
+/*
+ * The address of this thread's last fault found in no inline mapping, the
+ * table's version then, when it returned, and how many such misses in a
+ * row. The fault may be older than the table: a release makes the range
+ * PROT_NONE, then takes it out of the table, and a SIGBUS raised before
+ * the mprotect may be handled after both. So a miss retries the access: a
+ * fault that is not upager's comes back to the same address with the same
+ * table and goes to the program; one of a released range is now a
+ * SIGSEGV. A miss at that address after the table changed is retried too
+ * (it can be just as transient: a thread's second miss at one address,
+ * regions later, was once the program's SIGBUS, in CI's
+ * test_release_race_callback), but at most MISS_TRIES in a row: a program
+ * that maps and releases regions between every retry does not keep its own
+ * SIGBUS from it for ever. initial-exec: a TLS access that never
  * allocates, safe in a handler.
  */
+#define MISS_TRIES 4
 static __thread uintptr_t last_miss __attribute__((tls_model("initial-exec")));
 static __thread uint_fast64_t last_miss_version __attribute__((tls_model("initial-exec")));
+static __thread uint64_t last_miss_done __attribute__((tls_model("initial-exec")));
+static __thread unsigned misses __attribute__((tls_model("initial-exec")));
+
+/* RETRY, or CHAIN when this miss at addr is the program's fault. */
+static int missed(uintptr_t addr, uint_fast64_t version, uint64_t entry)
+{
+	bool again = last_miss == addr && entry && entry - last_miss_done <= RETRY_GAP_NS;
+
+	if (again && (last_miss_version == version || ++misses >= MISS_TRIES)) {
+		last_miss = 0;
+		return CHAIN;
+	}
+	if (!again)
+		misses = 0;
+	last_miss = addr;
+	last_miss_version = version;
+	last_miss_done = upager__now_ns();
+	return RETRY;
+}
 
 /*
  * Where this thread's copies met the range not registered (ENOENT, EFAULT)
  * or in an UNMAP or REMAP read and not applied (copy_begin), since when,
- * and when last. The mapping it found is being taken out of the table, and
- * the retried access finds what is there now; but a copy the kernel can
- * never take there (a window over VMAs the program split, a mapping the
- * table still holds that the kernel does not) would retry for ever: past
- * UPAGER__INLINE_MISS_WAIT_NS of retries at one address, the fault is the
- * program's. Retries follow each other within a nap; a gap longer than
- * GONE_GAP_NS means the retry ended elsewhere (a SIGSEGV handler that
- * longjmps) and this is a new fault, whose time starts now.
+ * and when the last retry returned. The mapping it found is being taken
+ * out of the table, and the retried access finds what is there now; but a
+ * copy the kernel can never take there (a window over VMAs the program
+ * split, a mapping the table still holds that the kernel does not) would
+ * retry for ever: past UPAGER__INLINE_MISS_WAIT_NS of retries at one
+ * address, the fault is the program's.
  */
-#define GONE_GAP_NS (UPAGER__INLINE_MISS_WAIT_NS / 4)
 static __thread uintptr_t gone_at __attribute__((tls_model("initial-exec")));
 static __thread uint64_t gone_since __attribute__((tls_model("initial-exec")));
-static __thread uint64_t gone_last __attribute__((tls_model("initial-exec")));
+static __thread uint64_t gone_done __attribute__((tls_model("initial-exec")));
 
-static int gone_bounded(uintptr_t addr)
+static int gone_bounded(uintptr_t addr, uint64_t entry)
 {
 	/* Each retry reads the source again: give the handler that takes
 	 * the mapping out the CPU instead. */
 	const struct timespec nap = { 0, 100 * 1000 };
 	uint64_t now = upager__now_ns();
 
-	if (gone_at != addr || now - gone_last > GONE_GAP_NS) {
+	if (gone_at != addr || !entry || entry - gone_done > RETRY_GAP_NS) {
 		gone_at = addr;
 		gone_since = now;
 	} else if (now - gone_since >= UPAGER__INLINE_MISS_WAIT_NS) {
 		gone_at = 0;
 		return CHAIN;
 	}
-	gone_last = now;
 	nanosleep(&nap, NULL);
+	gone_done = upager__now_ns();
 	return RETRY;
 }
 
@@ -486,6 +514,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	struct upager__inline_hit hit;
 	uintptr_t addr = (uintptr_t)si->si_addr;
 	int saved = errno, ret = CHAIN;
+	/* A retry's return to this fault's entry (see RETRY_GAP_NS): a clock
+	 * read only where a retry at this address is under way. */
+	uint64_t entry = addr && (addr == gone_at || addr == last_miss) ? upager__now_ns() : 0;
 
 	/* A userfaultfd SIGBUS is the kernel's BUS_ADRERR; a sent signal and
 	 * the rest are the program's. */
@@ -511,15 +542,11 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 				ret = RETRY;
 			}
 			if (ret == GONE)
-				ret = gone_bounded(addr);
+				ret = gone_bounded(addr, entry);
 			else if (ret == RETRY)
 				gone_at = 0;
-		} else if (last_miss != addr || last_miss_version != hit.version) {
-			last_miss = addr;
-			last_miss_version = hit.version;
-			ret = RETRY;
 		} else {
-			last_miss = 0;
+			ret = missed(addr, hit.version, entry);
 		}
 	}
 	if (ret == CHAIN)

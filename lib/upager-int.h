@@ -237,6 +237,9 @@ struct upager__fill {
 	 * waiters take to the program's SIGBUS handler. */
 	struct upager__inline_req *waiters;
 	bool inline_failed;
+	/* A fault came for a page of this prefetch (or readahead) fill and
+	 * waits for it: a source serves it as a fault's (url_conn.c). */
+	atomic_bool fault_joined;
 	uint64_t decommits; /* the region's, when the fill was planned */
 	unsigned evict_gen; /* the region's when planned (writable sources, evict.c) */
 };

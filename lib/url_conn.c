@@ -268,8 +268,9 @@ static void fail_chunk(struct upager__url_conn *conn, struct upager__url_chunk *
 	fail_list(conn, w, err);
 }
 
-/* How far a READY chunk's bytes have gone: the order grab takes them in. */
-enum { NONE_YET, SOME, ALL };
+/* How far a READY chunk's bytes have gone, in the order grab takes them
+ * (the higher first). */
+enum { SOME, NONE_YET, ALL };
 
 static int copied_state(const struct upager__url_chunk *ch)
 {
@@ -280,19 +281,19 @@ static int copied_state(const struct upager__url_chunk *ch)
 
 /*
  * A slot for chunk idx: a free one, else a READY one nobody copies from:
- * the least recently used of those whose every byte was copied out, else of
- * those partly copied, else (none) the one read furthest ahead and not yet
- * copied from (a stream's next chunks are its oldest by LRU, fetched for
- * nothing if they went first, and a chunk a window took half of holds the
- * next window's first half). For a read ahead, ours or the pager's
- * (ahead): only a free one or one copied out, so that what is read ahead
- * stays within the chunks in memory instead of pushing out what readers
- * need sooner.
+ * the least recently used of those whose every byte was copied out, else
+ * the one read furthest ahead and not yet copied from (needed last), else
+ * the least recently used of those partly copied (a stream is in the
+ * middle of it, or a window took half of it and the next wants the rest:
+ * it went first, and chunks were fetched two and three times). For a read
+ * ahead (ahead): only a free one or one copied out, so that what is read
+ * ahead stays within the chunks in memory instead of pushing out what
+ * readers need sooner.
  */
 static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t idx, bool ahead)
 {
 	struct upager__url_chunk *best = NULL;
-	int best_st = NONE_YET;
+	int best_st = SOME;
 
 	pthread_mutex_lock(&conn->lock);
 	for (unsigned i = 0; i < conn->nchunks; i++) {
@@ -342,12 +343,12 @@ static struct upager__url_chunk *grab(struct upager__url_conn *conn, uint64_t id
  * fill that spans two chunks asks for the second with the first. Started
  * after the chunks fills wait for (tend).
  */
-static void read_ahead(struct upager__url_conn *conn, uint64_t idx, unsigned depth)
+static void read_ahead(struct upager__url_conn *conn, uint64_t idx, unsigned depth, bool ahead)
 {
 	uint64_t last = (conn->t.size - 1) / conn->chunk_size;
 
 	for (uint64_t k = idx + 1; k <= idx + depth && k <= last; k++)
-		if (!find(conn, k) && !grab(conn, k, true))
+		if (!find(conn, k) && !grab(conn, k, ahead))
 			break; /* no room now: asked again by the reader's next fill */
 }
 
@@ -408,11 +409,15 @@ static void route(struct upager__url_conn *conn, struct upager__fill *f,
 		/* After the copy: a read ahead may take a used READY chunk, ch
 		 * too (one being fetched, never). */
 		if (f->sequential)
-			read_ahead(conn, idx, conn->ra_depth);
+			read_ahead(conn, idx, conn->ra_depth, true);
 		else if ((obj + n - 1) / conn->chunk_size > idx)
-			read_ahead(conn, idx, 1);
+			read_ahead(conn, idx, 1, false); /* the fill needs it: asked for with the first */
 		if (copied)
 			continue;
+		/* A chunk grabbed ahead keeps going as long as its waiters may
+		 * wait: its own deadline ran from the grab. */
+		if (ch->deadline < f->deadline_ns)
+			ch->deadline = f->deadline_ns;
 		f->src_next = ch->waiters;
 		ch->waiters = f;
 		return;
@@ -619,11 +624,12 @@ static int start(struct upager__url_conn *conn, struct upager__url_chunk *ch)
  * cut; chunks due (new, or retrying) start while transfers may. Returns
  * the next time anything here is due.
  */
-/* Does a fault (not a prefetch, nor a readahead window) wait for ch? */
+/* Does a fault wait for ch (a fill not a prefetch's or a readahead
+ * window's, or one a fault came to meanwhile)? */
 static bool demanded(const struct upager__url_chunk *ch)
 {
-	for (const struct upager__fill *f = ch->waiters; f; f = f->src_next)
-		if (!f->prefetch)
+	for (struct upager__fill *f = ch->waiters; f; f = f->src_next)
+		if (!f->prefetch || atomic_load(&f->fault_joined))
 			return true;
 	return false;
 }
@@ -654,8 +660,8 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 				pp = &f->src_next;
 			}
 		}
-		if (now >= ch->deadline && !ch->waiters && !ch->running) {
-			fail_chunk(conn, ch, -ETIMEDOUT); /* read ahead, never started: nobody asked */
+		if (now >= ch->deadline && !ch->waiters) {
+			fail_chunk(conn, ch, -ETIMEDOUT); /* read ahead, not done in time: nobody asked */
 			continue;
 		}
 		if (now >= ch->deadline) {
@@ -668,6 +674,10 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 		if (ch->deadline < next)
 			next = ch->deadline;
 		if (ch->running)
+			continue;
+		/* Nobody waits for it (read ahead): below, when it may start, so
+		 * that it claims no chunk other processes would wait for. */
+		if (!ch->waiters)
 			continue;
 		if (ch->retry_at <= now && ch->cache_step == CC_ASK) {
 			ret = from_cache(conn, ch, now, blocked);
@@ -688,20 +698,33 @@ static uint64_t tend(struct upager__url_conn *conn, uint64_t now, struct upager_
 			fail_chunk(conn, ch, ret);
 		}
 	}
-	/* Then the chunks nobody waits for yet (read ahead), nearest first. */
-	while (conn->active < conn->max_requests) {
+	/* Then the chunks nobody waits for yet (read ahead), nearest first,
+	 * leaving one transfer for the next fault. */
+	while (conn->active + (conn->max_requests > 1) < conn->max_requests) {
 		struct upager__url_chunk *first = NULL;
 		int ret;
 
 		for (unsigned i = 0; i < conn->nchunks; i++) {
 			struct upager__url_chunk *ch = &conn->chunks[i];
 
-			if (ch->state == CH_FETCH && !ch->running && ch->retry_at <= now &&
-			    ch->cache_step == CC_FETCH && (!first || ch->idx < first->idx))
+			if (ch->state == CH_FETCH && !ch->running && !ch->waiters &&
+			    ch->retry_at <= now && (!first || ch->idx < first->idx))
 				first = ch;
 		}
 		if (!first)
 			break;
+		if (first->cache_step == CC_ASK) {
+			ret = from_cache(conn, first, now, blocked);
+			if (ret == 1 || ret == -EAGAIN) {
+				if (ret == -EAGAIN && first->retry_at < next)
+					next = first->retry_at;
+				continue; /* ready, or a peer fetches it: look again */
+			}
+			if (ret < 0) {
+				fail_chunk(conn, first, ret);
+				continue;
+			}
+		}
 		if ((ret = start(conn, first)) < 0)
 			fail_chunk(conn, first, ret);
 	}
@@ -770,7 +793,7 @@ static void *conn_thread(void *arg)
 			route(conn, f, &blocked);
 		}
 		for (unsigned i = 0; i < nhints; i++)
-			read_ahead(conn, hints[i], conn->ra_depth);
+			read_ahead(conn, hints[i], conn->ra_depth, true);
 		now = upager__now_ns();
 		next = tend(conn, now, &blocked);
 		curl_multi_perform(conn->multi, &running);
@@ -874,9 +897,11 @@ int upager__url_conn_start(struct upager__url_conn *conn, const char *url,
 	conn->chunk_size = o->chunk_size;
 	conn->max_requests = o->max_requests;
 	conn->nchunks = o->mem_chunks;
-	/* Half the memory ahead of one stream, as many as may be in flight:
-	 * a 20 ms round trip then costs a stream nothing once it runs. */
-	conn->ra_depth = conn->nchunks / 2 < conn->max_requests ? conn->nchunks / 2 : conn->max_requests;
+	/* Half the memory ahead of one stream, as many as may be in flight
+	 * but one (a fault's): a 20 ms round trip then costs a stream nothing
+	 * once it runs. */
+	conn->ra_depth = conn->nchunks / 2 < conn->max_requests - 1 ? conn->nchunks / 2
+								      : conn->max_requests - 1;
 	if (!conn->ra_depth)
 		conn->ra_depth = 1;
 	conn->deadline_ns = (uint64_t)o->deadline_ms * 1000000ull;

@@ -378,6 +378,7 @@ static int open_with(struct upager__url_target *t, const char *url, const upager
 {
 	struct upager__url_resp r;
 	curl_off_t len = -1;
+	bool fb_partial = false; /* a 206 to open_first's range */
 	CURL *e;
 	int ret = 0, hops = 0;
 
@@ -415,7 +416,8 @@ static int open_with(struct upager__url_target *t, const char *url, const upager
 	}
 	if (!ret) {
 		curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-		if (fb && r.status == 206) {
+		fb_partial = fb && r.status == 206;
+		if (fb_partial) {
 			/* The object's length is the range's total; the bytes
 			 * must be its first (all of it, if it is shorter). */
 			len = -1;
@@ -434,8 +436,11 @@ static int open_with(struct upager__url_target *t, const char *url, const upager
 		} else if (len < 0 || !r.has_etag || !strncmp(r.etag, "W/", 2)) {
 			/* Without both a range request could not be checked; a
 			 * weak ETag never matches If-Match (RFC 9110 13.1.1). */
-			upager__url_log(t, UPAGER_LOG_ERROR, "url %s: HTTP 200 without %s: cannot pin the object",
-					t->shown, len < 0 ? "Content-Length" : "a strong ETag");
+			upager__url_log(t, UPAGER_LOG_ERROR, "url %s: HTTP %s without %s: cannot pin the object",
+					t->shown, fb_partial ? "206" : "200",
+					len < 0 ? (fb_partial ? "a Content-Range from byte 0 with the length"
+							      : "Content-Length")
+						: "a strong ETag");
 			ret = -EPROTO;
 		} else {
 			char hdr[UPAGER__URL_ETAG_MAX + 16];

@@ -131,7 +131,8 @@ int upager__url_open_first(struct upager__url_target *t, const char *url,
 			   const upager_url_options_t *o, void *buf, size_t len, size_t *got);
 void upager__url_target_free(struct upager__url_target *t);
 /* The reads of opening are over: the connection kept for them goes (an
- * idle connection is a descriptor held, and the server closes it anyway). */
+ * idle connection is a descriptor held, and the server closes it anyway).
+ * No upager__url_read of t may run meanwhile (its easy_lock goes too). */
 void upager__url_target_opened(struct upager__url_target *t);
 /* t for url as every request sees it, without asking the server anything
  * (s3:// resolved by url_s3.c): 0, -EINVAL (not a URL we take), -ENOMEM. */

@@ -125,6 +125,10 @@ int upager__url_object_read(struct upager__url_object *ob, uint64_t off, size_t 
 
 	if (off >= upager__url_object_len(ob) || len > upager__url_object_len(ob) - off)
 		return -EINVAL;
+	/* A snapshot's pages are checked whole (snapurl_check): a part of one
+	 * would be checked against the wrong bytes, or not at all. */
+	if (ob->snap && (off % ob->su.f.ps || len % ob->su.f.ps || !len))
+		return -EINVAL;
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
 	w.fill.deadline_ns = upager__now_ns() + ob->su.conn.deadline_ns;

@@ -41,7 +41,7 @@ const char *upager__url_object_etag(const struct upager__url_object *ob);
  * anything), or -errno, never other bytes: -ESTALE (the object is no longer
  * the version opened: 412 or another ETag; every read from then on),
  * -ENOENT (gone), -ETIMEDOUT, -EBADMSG (a snapshot page fails its CRC32C),
- * -EIO.
+ * -EIO; -EINVAL past the end, or for a snapshot not whole pages.
  */
 int upager__url_object_read(struct upager__url_object *ob, uint64_t off, size_t len, void *buf);
 /* Stops its transfers (reads still waiting fail) and frees it. */
