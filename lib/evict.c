@@ -430,9 +430,10 @@ static int wp_range(upager_t *p, uintptr_t addr, size_t len, bool protect)
 	return ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
 }
 
-void upager__budget_clean(upager_region_t *r, size_t off)
+void upager__budget_clean(upager_region_t *r, size_t off, size_t len)
 {
-	bit_set(r->dirty, off / r->pager->page_size, false);
+	for (size_t pg = off / r->pager->page_size; r->dirty && pg < (off + len) / r->pager->page_size; pg++)
+		bit_set(r->dirty, pg, false);
 }
 
 int upager__budget_wp_fault(upager_t *p, uintptr_t addr)
@@ -455,6 +456,12 @@ int upager__budget_wp_fault(upager_t *p, uintptr_t addr)
 	 * again from the source (which has the page's bytes). */
 	if (r && bit_get(r->dropping, page)) {
 		ret = -EAGAIN;
+	} else if (r && upager__pagemap_populated(b->pm_fd, addr, p->page_size) == 0) {
+		/* Dropped since the fault (a message read before, answered
+		 * after): the thread faults again, as a missing page. Marked
+		 * written, its fill would be taken for written: a read-only
+		 * source's page pinned for nothing. */
+		upager__place_wake(p->uffd, addr, p->page_size);
 	} else {
 		/* Marked first, unprotected second, both under wp_lock: whoever
 		 * takes the page (protects it, then clears the bit) does it

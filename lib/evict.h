@@ -27,9 +27,9 @@ void upager__budget_fault_wait(upager_t *p, upager_region_t *r, size_t off);
  * (budgets without UFFDIO_MOVE: no fill places it, its writes wait)? */
 bool upager__budget_in_writeback(const upager_region_t *r, size_t off);
 bool upager__budget_dropping(const upager_region_t *r, size_t off);
-/* A fill claimed the page at region offset off of a wp_sync region: it is
- * placed write-protected, as the source has it (not written). */
-void upager__budget_clean(upager_region_t *r, size_t off);
+/* upager_decommit: the pages of [off, off + len) are discarded, PROT_NONE
+ * meanwhile: not written (their fills will place them protected). */
+void upager__budget_clean(upager_region_t *r, size_t off, size_t len);
 /* The handlers: a write-protect fault at page addr (wp_sync regions): the
  * page marked written and unprotected, its thread woken (0), or -EAGAIN:
  * it is being dropped, ask again in a moment (the thread waits meanwhile). */

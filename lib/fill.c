@@ -425,9 +425,6 @@ static void count_before(upager_t *p, struct upager__fill *f)
 		if (f->region && (upager__budget_dropping(f->region, f->roff + off) ||
 				  !upager__region_set_resident(f->region, f->roff + off)))
 			continue;
-		/* Placed write-protected: not written until its write faults. */
-		if (f->region && f->region->wp_sync)
-			upager__budget_clean(f->region, f->roff + off);
 		f->claim[i / 64] |= 1ull << (i % 64);
 		taken++;
 		if (p->budget && f->region)

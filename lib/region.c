@@ -336,6 +336,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 			upager__fill_decommitted(r, off, len);
 			upager__region_mark_committed(r, off, len, false);
 			upager__region_clear_resident(r, off, len);
+			upager__budget_clean(r, off, len);
 		}
 	}
 	pthread_rwlock_unlock(&p->lock);

@@ -381,6 +381,9 @@ int upager__pagemap(uintptr_t addr, size_t npages, size_t ps, uint8_t *out, size
 int upager__pagemap_written(int fd, uintptr_t addr, size_t npages, size_t ps, bool *out,
 			    bool take);
 int upager__pagemap_open(void);
+/* Is the page at addr populated (present or swapped), by /proc/self/pagemap
+ * open as fd: 1, 0 or -errno. */
+int upager__pagemap_populated(int fd, uintptr_t addr, size_t ps);
 /* Regions restored from the snapshot whose header CRC is id, writes tracked. */
 int upager__track_add(uintptr_t base, size_t size, uint32_t id);
 void upager__track_del(uintptr_t base);
