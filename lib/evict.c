@@ -456,6 +456,12 @@ int upager__budget_wp_fault(upager_t *p, uintptr_t addr)
 	 * again from the source (which has the page's bytes). */
 	if (r && bit_get(r->dropping, page)) {
 		ret = -EAGAIN;
+	} else if (!m && b && b->nomove &&
+		   (atomic_load(&p->ev_pending) || upager__events_in_kernel(p))) {
+		/* Not in the registry, maybe not yet: a page the program's
+		 * mremap moved here, its event not applied. Unprotected
+		 * unmarked, its write would be missed by write-back. */
+		ret = -EAGAIN;
 	} else if (r && upager__pagemap_populated(b->pm_fd, addr, p->page_size) == 0) {
 		/* Dropped since the fault (a message read before, answered
 		 * after): the thread faults again, as a missing page. Marked
