@@ -43,6 +43,7 @@ typedef struct upager_source upager_source_t; /* where page contents come from *
 #define UPAGER_FEAT_EVENT_FORK    (1ull << 8)  /* fork events (unused: see upager(7)) */
 #define UPAGER_FEAT_PAGEMAP_SCAN  (1ull << 9)  /* PAGEMAP_SCAN ioctl (Linux 6.7) */
 #define UPAGER_FEAT_SIGBUS        (1ull << 10) /* UFFD_FEATURE_SIGBUS: inline faults */
+#define UPAGER_FEAT_WP            (1ull << 11) /* write-protect faults (anonymous: Linux 5.7) */
 /* How the userfaultfd was opened (exactly one is set). */
 #define UPAGER_FEAT_OPEN_DEV      (1ull << 32) /* /dev/userfaultfd */
 #define UPAGER_FEAT_OPEN_SYSCALL  (1ull << 33) /* userfaultfd(2) */
@@ -418,9 +419,11 @@ int upager_snapshot_map_url(upager_t *pager, const char *url, const upager_url_o
  * CLOCK (the default): fill order with a second chance for pages that were
  *   evicted before and faulted back, and for pages written since placed;
  * FIFO: fill order alone.
- * Eviction takes a page away with UFFDIO_MOVE, so that a write racing it is
- * never lost: upager_create returns -ENOTSUP for a budget without it
- * (Linux 6.8), or with UPAGER_FAULT_INLINE. See upager_create(3).
+ * Eviction takes a page away with UFFDIO_MOVE (Linux 6.8), so that a write
+ * racing it is never lost; without it, with write-protect faults (a page's
+ * writes wait while it is dropped; UPAGER_FEAT_WP, WP_ASYNC off). Neither,
+ * or UPAGER_FAULT_INLINE: upager_create returns -ENOTSUP for a budget. See
+ * upager_create(3).
  */
 #define UPAGER_EVICT_CLOCK 0u
 #define UPAGER_EVICT_FIFO  1u

@@ -31,6 +31,29 @@
  * No madvise of ours reaches the userfaultfd: the scratch pages are emptied
  * unregistered, so the evictor never waits for a handler.
  *
+ * Without UFFDIO_MOVE (Linux < 6.8: Debian 12's 6.1 has neither it nor
+ * WP_ASYNC nor PAGEMAP_SCAN), with what 6.1 has: write-protect faults as
+ * messages, and MADV_DONTNEED. Regions are registered MISSING|WP and fills
+ * place pages protected (wp_sync); a page's first write is a fault the
+ * handler answers by setting its written bit and unprotecting it, under
+ * wp_lock. A write is never lost because a page is only dropped with its
+ * bit clear and its dropping bit set, both under wp_lock: from there its
+ * writes' answers are put off (the handler asks again each loop, the thread
+ * waits), no fill places it, and the write lands, after the drop, in the
+ * page refilled from the source, which holds the page's bytes (clean, or
+ * written back: protect, then clear the bit, copy, write, and drop only if
+ * the bit is still clear). No deadlock because the madvise, which waits for
+ * a handler to read its REMOVE event, runs with no lock held (not ev_lock,
+ * p->lock or wp_lock, which handlers take), and the handlers never block on
+ * a page being dropped; then the evictor waits (bounded) for its REMOVE
+ * events to be handled before it clears the dropping bits, so that none
+ * clears the resident bit of a page filled again. Why not unregister around
+ * the madvise, as for the scratch pages: a fault meanwhile would be the
+ * kernel's zero page, wrong data. Written pages of read-only sources, and
+ * pages of a region the kernel refused to register WP, stay. Without
+ * write-protect faults nothing tells a clean page from one written a moment
+ * ago, and with WP_ASYNC on they never reach us: no budget (-ENOTSUP).
+ *
  * Layer: below the fills (which queue pages, wait for write-backs and ask
  * for room) and the public region calls (release writes back); it calls the
  * registry, the region state, the queue, pagemap and the placement core.
@@ -79,6 +102,12 @@ struct upager__budget {
 	bool stop, kick;
 	atomic_bool stalled;    /* the last round freed nothing: faults do not wait */
 	bool warned_pinned;
+	/* Without UFFDIO_MOVE (see "Without UFFDIO_MOVE" above): a region's
+	 * written bits, write-protection and dropping bits change together
+	 * under wp_lock (the handlers' write-protect faults, the evictor,
+	 * upager_sync), never held across a madvise or a write-back. */
+	bool nomove;
+	pthread_mutex_t wp_lock;
 	char *scratch, *copy;   /* BATCH pages each */
 	char *after;            /* AFTER pages, past the copies */
 	int pm_fd;
@@ -91,12 +120,14 @@ struct cand {
 	size_t off;
 	uintptr_t addr;
 	bool written;
+	bool chance; /* CLOCK's second chance given (without UFFDIO_MOVE) */
 	int state; /* what the locked phase made of it */
 	int err;
 };
 
-/* C_MOVE: valid, to be moved (in the locked phase only). */
-enum { C_DROP, C_REQUEUE, C_EVICTED, C_WRITEBACK, C_MOVE };
+/* C_MOVE: valid, to be moved (in the locked phase only). C_GO: to be
+ * dropped with MADV_DONTNEED (without UFFDIO_MOVE), its dropping bit set. */
+enum { C_DROP, C_REQUEUE, C_EVICTED, C_WRITEBACK, C_MOVE, C_GO };
 
 static uint64_t resident(const upager_t *p)
 {
@@ -115,11 +146,19 @@ static void bit_set(atomic_uint_fast64_t *bits, size_t page, bool on)
 		atomic_fetch_and(&bits[page / 64], ~bit);
 }
 
+static bool bit_get(const atomic_uint_fast64_t *bits, size_t page)
+{
+	return bits && (atomic_load(&bits[page / 64]) & (1ull << (page % 64)));
+}
+
 bool upager__budget_in_writeback(const upager_region_t *r, size_t off)
 {
-	size_t page = off / r->pager->page_size;
+	return bit_get(r->wb, off / r->pager->page_size);
+}
 
-	return r->wb && (atomic_load(&r->wb[page / 64]) & (1ull << (page % 64)));
+bool upager__budget_dropping(const upager_region_t *r, size_t off)
+{
+	return bit_get(r->dropping, off / r->pager->page_size);
 }
 
 /* ---- options ---- */
@@ -347,8 +386,9 @@ static void scratch_empty(struct upager__budget *b)
 		upager__log(p, UPAGER_LOG_ERROR, "evictor: cannot register its scratch pages");
 }
 
-/* Writes candidates c[i, i + n) back, a write a run of adjacent pages. */
-static void write_back(struct upager__budget *b, struct cand *c, size_t n)
+/* Writes candidates c[i, i + n) back, a write a run of adjacent pages;
+ * candidate i's bytes are page i of buf. */
+static void write_back(struct upager__budget *b, struct cand *c, size_t n, const char *buf)
 {
 	upager_t *p = b->p;
 	size_t ps = p->page_size;
@@ -364,7 +404,7 @@ static void write_back(struct upager__budget *b, struct cand *c, size_t n)
 		while (i + run < n && c[i + run].state == C_WRITEBACK && c[i + run].r == c[i].r &&
 		       c[i + run].off == c[i].off + run * ps)
 			run++;
-		err = c[i].r->src->ops->write(c[i].r->src, c[i].off, b->scratch + i * ps, run * ps);
+		err = c[i].r->src->ops->write(c[i].r->src, c[i].off, buf + i * ps, run * ps);
 		if (err < 0)
 			upager__log(p, UPAGER_LOG_ERROR, "write-back of region offset %#zx "
 				    "(+%zu pages) failed: %s (the pages stay)",
@@ -374,6 +414,280 @@ static void write_back(struct upager__budget *b, struct cand *c, size_t n)
 			c[k].err = err;
 		i += run;
 	}
+}
+
+/* ---- without UFFDIO_MOVE: written pages from write-protect faults ---- */
+
+/* Write-protects [addr, addr + len) (mode WP) or lifts it (0, which wakes
+ * the threads waiting on it): 0 or -errno (EAGAIN: an event is on its way;
+ * ENOENT: no longer a registered mapping). */
+static int wp_range(upager_t *p, uintptr_t addr, size_t len, bool protect)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { addr, len }, .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
+void upager__budget_clean(upager_region_t *r, size_t off, size_t len)
+{
+	for (size_t pg = off / r->pager->page_size; r->dirty && pg < (off + len) / r->pager->page_size; pg++)
+		bit_set(r->dirty, pg, false);
+}
+
+int upager__budget_wp_fault(upager_t *p, uintptr_t addr)
+{
+	struct upager__budget *b = p->budget;
+	const struct upager__mapping *m;
+	upager_region_t *r = NULL;
+	size_t page = 0;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&p->lock);
+	m = upager__lookup(p, addr);
+	if (m && m->region->wp_sync && b) {
+		r = m->region;
+		page = (m->roff + (addr - m->start)) / p->page_size;
+		pthread_mutex_lock(&b->wp_lock);
+	}
+	/* Being dropped: unprotected now, the write would land in a page
+	 * about to be thrown away. It waits, and lands in the page filled
+	 * again from the source (which has the page's bytes). */
+	if (r && bit_get(r->dropping, page)) {
+		ret = -EAGAIN;
+	} else if (!m && b && b->nomove &&
+		   (atomic_load(&p->ev_pending) || upager__events_in_kernel(p))) {
+		/* Not in the registry, maybe not yet: a page the program's
+		 * mremap moved here, its event not applied. Unprotected
+		 * unmarked, its write would be missed by write-back. */
+		ret = -EAGAIN;
+	} else if (r && upager__pagemap_populated(b->pm_fd, addr, p->page_size) == 0) {
+		/* Dropped since the fault (a message read before, answered
+		 * after): the thread faults again, as a missing page. Marked
+		 * written, its fill would be taken for written: a read-only
+		 * source's page pinned for nothing. */
+		upager__place_wake(p->uffd, addr, p->page_size);
+	} else {
+		/* Marked first, unprotected second, both under wp_lock: whoever
+		 * takes the page (protects it, then clears the bit) does it
+		 * wholly before or wholly after. */
+		if (r)
+			bit_set(r->dirty, page, true);
+		if (wp_range(p, addr, p->page_size, false) < 0) /* not ours (any more) */
+			upager__place_wake(p->uffd, addr, p->page_size);
+	}
+	if (r)
+		pthread_mutex_unlock(&b->wp_lock);
+	pthread_rwlock_unlock(&p->lock);
+	return ret;
+}
+
+/*
+ * Under wp_lock: takes the written pages of [addr, addr + n pages), page pg
+ * of r on: write-protected again, then their written bits cleared (a write
+ * from here faults and sets its bit again). A protection that fails leaves
+ * the bits (the pages stay written, to be written back again).
+ */
+static int wp_take(upager_t *p, upager_region_t *r, uintptr_t addr, size_t pg, size_t n)
+{
+	int ret = wp_range(p, addr, n * p->page_size, true);
+
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		bit_set(r->dirty, pg + i, false);
+	return ret;
+}
+
+/*
+ * Under both locks: what candidate c (to be page i of b->copy) becomes
+ * without UFFDIO_MOVE. Clean (still protected since placed): C_GO, its
+ * dropping bit set under wp_lock with the look, so no write lands in it
+ * from here. Written, of a writable source: taken (protected, bit cleared),
+ * copied, C_WRITEBACK. Written otherwise (or not tracked): C_REQUEUE.
+ */
+static int nomove_decide(struct upager__budget *b, struct cand *c, size_t i)
+{
+	upager_t *p = b->p;
+	size_t ps = p->page_size, pg = c->off / ps;
+	upager_region_t *r = c->e.region;
+	int state = C_REQUEUE;
+
+	pthread_mutex_lock(&b->wp_lock);
+	/* Untracked (WP registration refused): a write could land between the
+	 * look and the drop, unseen: never dropped. */
+	c->written = !r->wp_sync || bit_get(r->dirty, pg);
+	if (!c->written) {
+		bit_set(r->dropping, pg, true);
+		state = C_GO;
+	} else if (r->wp_sync && r->src->writable &&
+		   !(b->policy == UPAGER_EVICT_CLOCK && !c->e.dirty_seen)) {
+		state = wp_take(p, r, c->addr, pg, 1) == 0 ? C_WRITEBACK : C_REQUEUE;
+	} else if (r->wp_sync && r->src->writable) {
+		c->e.dirty_seen = c->chance = true; /* CLOCK: written, in use: a second chance */
+	}
+	pthread_mutex_unlock(&b->wp_lock);
+	/* Protected: the copy is the page, or a write meanwhile set its bit
+	 * again (and the page stays). */
+	if (state == C_WRITEBACK && copy_pages(b, b->copy + i * ps, c->addr, ps) != ps) {
+		bit_set(r->dirty, pg, true);
+		state = C_REQUEUE;
+	}
+	if (state == C_WRITEBACK) {
+		bit_set(r->wb, pg, true);
+		atomic_fetch_add(&r->evict_gen, 1);
+	}
+	if (state == C_WRITEBACK || state == C_GO) {
+		upager__region_ref(r);
+		c->r = r;
+	}
+	return state;
+}
+
+/*
+ * Under both locks, after its write-back: is written-back candidate c to be
+ * dropped (C_GO, its dropping bit set: not written since taken) or kept
+ * (C_REQUEUE: the write failed and it is written still, or written again;
+ * C_DROP: gone with its mapping)?
+ */
+static int nomove_written_back(struct upager__budget *b, struct cand *c)
+{
+	upager_t *p = b->p;
+	size_t ps = p->page_size, pg = c->off / ps;
+	upager_region_t *r = c->r;
+	const struct upager__mapping *m = upager__lookup(p, c->addr);
+	int state = C_DROP;
+
+	pthread_mutex_lock(&b->wp_lock);
+	if (c->err)
+		bit_set(r->dirty, pg, true);
+	if (region_live(p, r) && upager__region_committed(r, c->off) &&
+	    upager__region_resident(r, c->off) && m && m->region == r &&
+	    m->roff + (c->addr - m->start) == c->off) {
+		state = C_REQUEUE;
+		if (!c->err && !bit_get(r->dirty, pg)) {
+			bit_set(r->dropping, pg, true);
+			state = C_GO;
+		}
+	}
+	pthread_mutex_unlock(&b->wp_lock);
+	bit_set(r->wb, pg, false);
+	atomic_fetch_add(&r->evict_gen, 1);
+	return state;
+}
+
+/*
+ * Drops the C_GO candidates, a madvise a run of adjacent pages, with no
+ * lock held: MADV_DONTNEED waits until a handler has read its REMOVE event,
+ * and handlers take ev_lock, p->lock and wp_lock. Nothing can change the
+ * pages meanwhile: they are write-protected and their writes wait
+ * (dropping), no fill claims them or places them as its faulting page
+ * (fill.c), and their region is referenced. Returns pages dropped.
+ */
+static long nomove_drop(struct upager__budget *b, struct cand *c, size_t n)
+{
+	upager_t *p = b->p;
+	size_t ps = p->page_size;
+	long dropped = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t run = 1;
+
+		if (c[i].state != C_GO) {
+			i++;
+			continue;
+		}
+		while (i + run < n && c[i + run].state == C_GO && c[i + run].r == c[i].r &&
+		       c[i + run].off == c[i].off + run * ps && c[i + run].addr == c[i].addr + run * ps)
+			run++;
+		/* Still a registered mapping with no event on its way (the
+		 * registry we looked in is the kernel's): protecting what is
+		 * protected changes nothing else. */
+		if (wp_range(p, c[i].addr, run * ps, true) < 0 ||
+		    madvise((void *)c[i].addr, run * ps, MADV_DONTNEED) < 0) {
+			for (size_t k = i; k < i + run; k++)
+				c[k].state = C_REQUEUE;
+		} else {
+			for (size_t k = i; k < i + run; k++)
+				c[k].state = C_EVICTED;
+			dropped += (long)run;
+		}
+		i += run;
+	}
+	/* Our REMOVE events handled (they clear the pages' resident bits): a
+	 * fill placing them from here is not undone by one. Bounded. */
+	if (dropped && (p->features & UPAGER_FEAT_EVENT_REMOVE))
+		upager__events_wait(p, NULL, 0, true);
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].state == C_EVICTED)
+			count_evicted(p, c[i].r, c[i].off);
+		if (c[i].r && (c[i].state == C_EVICTED || c[i].state == C_REQUEUE)) {
+			pthread_mutex_lock(&b->wp_lock);
+			bit_set(c[i].r->dropping, c[i].off / ps, false);
+			pthread_mutex_unlock(&b->wp_lock);
+		}
+	}
+	return dropped;
+}
+
+/*
+ * A round without UFFDIO_MOVE (see the header): decided under the locks,
+ * written pages written back without them, decided again under them, then
+ * dropped without them. Returns pages evicted, or -EAGAIN.
+ */
+static long evict_round_nomove(struct upager__budget *b, struct cand *c, size_t n)
+{
+	upager_t *p = b->p;
+	size_t nwb = 0, moved_on = 0;
+	long evicted;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->ev_lock);
+	pthread_rwlock_wrlock(&p->lock);
+	/* The registry is the kernel's: no event read and not handled, none
+	 * on its way (ev_lock: none read meanwhile). */
+	if (atomic_load(&p->ev_pending) || upager__events_in_kernel(p))
+		ret = -EAGAIN;
+	for (size_t i = 0; i < n; i++) {
+		if (ret)
+			c[i].state = C_REQUEUE;
+		else if (!cand_valid(p, &c[i]))
+			c[i].state = C_DROP;
+		else
+			c[i].state = nomove_decide(b, &c[i], i);
+		nwb += c[i].state == C_WRITEBACK;
+	}
+	pthread_rwlock_unlock(&p->lock);
+	pthread_mutex_unlock(&p->ev_lock);
+
+	if (nwb) {
+		write_back(b, c, n, b->copy);
+		pthread_mutex_lock(&p->ev_lock);
+		pthread_rwlock_wrlock(&p->lock);
+		for (size_t i = 0; i < n; i++)
+			if (c[i].state == C_WRITEBACK)
+				c[i].state = nomove_written_back(b, &c[i]);
+		pthread_rwlock_unlock(&p->lock);
+		pthread_mutex_unlock(&p->ev_lock);
+		/* The evictor's write-backs are over: upager_sync goes on. */
+		pthread_mutex_lock(&b->lock);
+		pthread_cond_broadcast(&b->wb_cond);
+		pthread_mutex_unlock(&b->lock);
+	}
+	evicted = nomove_drop(b, c, n);
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].state == C_REQUEUE)
+			upager__evq_push(b->q, &c[i].e);
+		if (c[i].r)
+			upager__region_unref(c[i].r);
+		moved_on += c[i].state == C_DROP || c[i].chance;
+	}
+	/* Entries of pages not resident (fills that claimed them and placed
+	 * nothing: our drops' events make placements retry, and the retry
+	 * queues the page again), second chances: not "nothing to evict"
+	 * (which lets faults go on over the budget), again soon. */
+	if (!evicted && !ret && moved_on)
+		ret = -EAGAIN;
+	return !evicted && ret ? ret : evicted;
 }
 
 /* One round: up to BATCH pages. Returns pages evicted, or -EAGAIN: an
@@ -409,6 +723,8 @@ static long evict_round(struct upager__budget *b)
 	}
 	if (!n)
 		return 0;
+	if (b->nomove)
+		return evict_round_nomove(b, c, n);
 
 	pthread_mutex_lock(&p->ev_lock);
 	pthread_rwlock_wrlock(&p->lock);
@@ -420,7 +736,7 @@ static long evict_round(struct upager__budget *b)
 		if (c[i].state == C_REQUEUE)
 			upager__evq_push(b->q, &c[i].e);
 	if (nwb) {
-		write_back(b, c, n);
+		write_back(b, c, n, b->scratch);
 		if (evicted < 0)
 			evicted = 0;
 		pthread_mutex_lock(&p->ev_lock);
@@ -528,6 +844,7 @@ static void budget_free(struct upager__budget *b)
 	upager__evq_free(b->q);
 	upager__evq_free(b->first);
 	pthread_mutex_destroy(&b->lock);
+	pthread_mutex_destroy(&b->wp_lock);
 	pthread_cond_destroy(&b->cond);
 	pthread_cond_destroy(&b->wb_cond);
 	free(b);
@@ -574,16 +891,29 @@ int upager__budget_start(upager_t *p, const upager_options_t *o)
 			    "pages without the lock eviction takes)");
 		return -ENOTSUP;
 	}
-	if ((p->features & need) != need) {
+	if ((p->features & need) != need && !(p->features & UPAGER_FEAT_WP)) {
+		/* Without write-protect faults nothing tells a clean page from
+		 * one written a moment ago: dropping either could lose a write. */
 		upager__log(p, UPAGER_LOG_ERROR,
 			    "a memory budget needs UFFDIO_MOVE, UFFD_FEATURE_WP_ASYNC and "
-			    "PAGEMAP_SCAN (Linux 6.8)");
+			    "PAGEMAP_SCAN (Linux 6.8), or else write-protect faults "
+			    "(UFFD_FEATURE_PAGEFAULT_FLAG_WP: Linux 5.7 on x86-64 and arm64)");
+		return -ENOTSUP;
+	}
+	if ((p->features & need) != need &&
+	    (p->enabled_kernel_features & UFFD_FEATURE_WP_ASYNC)) {
+		/* Our written bits come from write-protect faults, which
+		 * WP_ASYNC resolves in the kernel without a message. */
+		upager__log(p, UPAGER_LOG_ERROR,
+			    "a memory budget without UFFDIO_MOVE needs UFFD_FEATURE_WP_ASYNC off "
+			    "(UPAGER_DISABLE=wp_async)");
 		return -ENOTSUP;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->p = p;
+	b->nomove = (p->features & need) != need;
 	b->pm_fd = -1;
 	b->pid = getpid();
 	b->pages = bytes / p->page_size;
@@ -591,6 +921,7 @@ int upager__budget_start(upager_t *p, const upager_options_t *o)
 	b->low = b->pages * low / 100;
 	b->policy = policy;
 	pthread_mutex_init(&b->lock, NULL);
+	pthread_mutex_init(&b->wp_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&b->cond, &ca);
@@ -599,20 +930,25 @@ int upager__budget_start(upager_t *p, const upager_options_t *o)
 	ret = -ENOMEM;
 	b->q = upager__evq_new();
 	b->first = upager__evq_new();
-	b->scratch = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	b->copy = mmap(NULL, len + AFTER * p->page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b->scratch == MAP_FAILED)
-		b->scratch = NULL;
 	if (b->copy == MAP_FAILED)
 		b->copy = NULL;
 	else
 		b->after = b->copy + len;
-	if (!b->q || !b->first || !b->scratch || !b->copy)
+	if (!b->q || !b->first || !b->copy)
 		goto fail;
-	/* UFFDIO_MOVE's destination must be registered with the same uffd. */
-	if (madvise(b->scratch, len, MADV_DONTFORK) < 0 ||
-	    (ret = upager__uffd_register(p->uffd, (uintptr_t)b->scratch, len, NULL)) < 0)
-		goto fail;
+	if (!b->nomove) {
+		b->scratch = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b->scratch == MAP_FAILED) {
+			b->scratch = NULL;
+			goto fail;
+		}
+		/* UFFDIO_MOVE's destination must be registered with the same uffd. */
+		if (madvise(b->scratch, len, MADV_DONTFORK) < 0 ||
+		    (ret = upager__uffd_register(p->uffd, (uintptr_t)b->scratch, len, NULL)) < 0)
+			goto fail;
+	}
 	b->pm_fd = upager__pagemap_open();
 	if (b->pm_fd < 0) {
 		ret = b->pm_fd;
@@ -648,11 +984,12 @@ void upager__budget_stop(upager_t *p)
 int upager__budget_region_init(upager_region_t *r)
 {
 	upager_t *p = r->pager;
-	atomic_uint_fast64_t **bits[] = { &r->shadow, &r->wb };
+	atomic_uint_fast64_t **bits[] = { &r->wb, &r->shadow, &r->dirty, &r->dropping };
+	size_t nbits = !p->budget ? 1 : p->budget->nomove ? 4 : 2;
 
 	if (!p->budget && !r->src->writable)
 		return 0;
-	for (size_t i = p->budget ? 0 : 1; i < 2; i++) {
+	for (size_t i = 0; i < nbits; i++) {
 		void *m = mmap(NULL, r->resident_bytes, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
@@ -663,7 +1000,11 @@ int upager__budget_region_init(upager_region_t *r)
 	/* Written pages are told from clean ones where the kernel can. */
 	r->track_dirty = (p->features & UPAGER_FEAT_WP_ASYNC) &&
 			 (p->features & UPAGER_FEAT_PAGEMAP_SCAN);
-	if (r->track_dirty)
+	/* Without UFFDIO_MOVE: by write-protect faults, answered by us. */
+	r->wp_sync = nbits == 4;
+	if (r->wp_sync)
+		r->track_dirty = false;
+	if (r->track_dirty || r->wp_sync)
 		r->wp = true;
 	return 0;
 }
@@ -727,8 +1068,7 @@ static bool room(void *arg)
 	upager_t *p = arg;
 
 	return resident(p) + UPAGER__MAX_WINDOW <= p->budget->pages ||
-	       atomic_load(&p->budget->stalled) || atomic_load(&p->ev_pending) ||
-	       upager__events_in_kernel(p);
+	       atomic_load(&p->budget->stalled) || atomic_load(&p->ev_pending) || upager__events_in_kernel(p);
 }
 
 void upager__budget_fault_wait(upager_t *p, upager_region_t *r, size_t off)
@@ -743,7 +1083,7 @@ void upager__budget_fault_wait(upager_t *p, upager_region_t *r, size_t off)
 		wait_for(b, wb_done, &w, 100);
 	/* Over the budget: wait for the evictor. Bounded (2 s), and not when
 	 * it cannot free anything or an event must be read first (by us: the
-	 * evictor's moves fail until it is). */
+	 * evictor's moves fail until it is, its madvise waits until it is). */
 	for (unsigned waited = 0; waited < 100 && !room(p); waited++) {
 		pthread_mutex_lock(&b->lock);
 		b->kick = true;
@@ -765,6 +1105,39 @@ static void redirty(upager_t *p, uintptr_t addr, size_t len)
 			    (unsigned long)addr, strerror(errno));
 }
 
+/* How many of v[i], v[i + 1], ... (up to v[n - 1]) are true in a row. */
+static size_t true_run(const bool *v, size_t i, size_t n)
+{
+	size_t run = 0;
+
+	while (i + run < n && v[i + run])
+		run++;
+	return run;
+}
+
+/*
+ * A wp_sync region's written pages of [addr, addr + n pages) at region
+ * offset roff, in dirty[], taken (write-protected again, bits cleared) to
+ * be written back: a write from here sets its bit again. Under p->lock.
+ */
+static int take_written(upager_t *p, upager_region_t *r, uintptr_t addr, size_t roff, size_t n,
+			bool *dirty)
+{
+	struct upager__budget *b = p->budget;
+	size_t ps = p->page_size, pg = roff / ps;
+
+	pthread_mutex_lock(&b->wp_lock);
+	for (size_t i = 0; i < n; i++)
+		dirty[i] = upager__region_resident(r, roff + i * ps) && bit_get(r->dirty, pg + i);
+	for (size_t i = 0, run; i < n; i += run ? run : 1)
+		/* Not protected (an event on its way): still written, and
+		 * written now as well. */
+		if ((run = true_run(dirty, i, n)))
+			wp_take(p, r, addr + i * ps, pg + i, run);
+	pthread_mutex_unlock(&b->wp_lock);
+	return 0;
+}
+
 /* Writes back the dirty pages of mapping part [addr, addr + npages) at
  * region offset roff. Under p->lock shared (the evictor moves nothing). */
 static int writeback_part(upager_t *p, int pm_fd, upager_region_t *r, uintptr_t addr,
@@ -781,18 +1154,18 @@ static int writeback_part(upager_t *p, int pm_fd, upager_region_t *r, uintptr_t 
 
 		if (r->track_dirty && pm_fd >= 0)
 			ret = upager__pagemap_written(pm_fd, at, n, ps, dirty, true);
+		else if (r->wp_sync)
+			ret = take_written(p, r, at, roff + done * ps, n, dirty);
 		if (ret < 0) /* untracked: every resident page is dirty */
 			for (size_t i = 0; i < n; i++)
 				dirty[i] = upager__region_resident(r, roff + (done + i) * ps);
 		for (size_t i = 0; i < n;) {
-			size_t run = 1;
+			size_t run = true_run(dirty, i, n);
 
-			if (!dirty[i]) {
+			if (!run) {
 				i++;
 				continue;
 			}
-			while (i + run < n && dirty[i + run])
-				run++;
 			ret = r->src->ops->write(r->src, roff + (done + i) * ps,
 						 (const void *)(at + i * ps), run * ps);
 			if (ret < 0) {
@@ -801,10 +1174,16 @@ static int writeback_part(upager_t *p, int pm_fd, upager_region_t *r, uintptr_t 
 					    roff + (done + i) * ps, run, strerror(-ret));
 				if (r->track_dirty)
 					redirty(p, at + i * ps, run * ps);
+				for (size_t k = 0; r->wp_sync && k < run; k++)
+					bit_set(r->dirty, (roff + (done + i + k) * ps) / ps, true);
 				if (!first)
 					first = ret;
 			}
 			count_written(p, r, run, ret < 0 ? ret : 0);
+			/* Fills that read the source before this write are stale:
+			 * the page, clean now, may be dropped and filled by one. */
+			if (ret == 0)
+				atomic_fetch_add(&r->evict_gen, 1);
 			i += run;
 		}
 		done += n;

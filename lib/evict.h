@@ -23,8 +23,17 @@ void upager__budget_region_free(upager_region_t *r);
 void upager__budget_filled(upager_t *p, upager_region_t *r, size_t off);
 bool upager__budget_room(upager_t *p, size_t n);
 void upager__budget_fault_wait(upager_t *p, upager_region_t *r, size_t off);
-/* Is the page at region offset off being written back? */
+/* Is the page at region offset off being written back? Being dropped
+ * (budgets without UFFDIO_MOVE: no fill places it, its writes wait)? */
 bool upager__budget_in_writeback(const upager_region_t *r, size_t off);
+bool upager__budget_dropping(const upager_region_t *r, size_t off);
+/* upager_decommit: the pages of [off, off + len) are discarded, PROT_NONE
+ * meanwhile: not written (their fills will place them protected). */
+void upager__budget_clean(upager_region_t *r, size_t off, size_t len);
+/* The handlers: a write-protect fault at page addr (wp_sync regions): the
+ * page marked written and unprotected, its thread woken (0), or -EAGAIN:
+ * it is being dropped, ask again in a moment (the thread waits meanwhile). */
+int upager__budget_wp_fault(upager_t *p, uintptr_t addr);
 
 /* Writes back the written pages of [off, off + len) and syncs the source;
  * the first error since the last call. Not under p->lock. */

@@ -304,7 +304,7 @@ static int place_range(upager_t *p, struct upager__fill *f)
 		 * eviction: the zero page cannot be placed protected, and
 		 * would always look written. */
 		if (zero && !f->write && (p->features & UPAGER_FEAT_ZEROPAGE) &&
-		    !(f->region && f->region->track_dirty))
+		    !(f->region && (f->region->track_dirty || f->region->wp_sync)))
 			pl.flags = UPAGER__PLACE_ZEROPAGE;
 		else
 			pl.src = (zero ? (const char *)p->zero_buf : (const char *)f->buf) + f->placed;
@@ -358,10 +358,11 @@ static bool still_valid(upager_t *p, const struct upager__fill *f)
 		return false;
 	/* A writable source's page evicted since the fill read it: what it
 	 * read may be older than what was written back; and the faulting page
-	 * being written back is not to be placed under the evictor. */
+	 * being written back or dropped is not to be placed under the evictor. */
 	return !f->region->wb ||
 	       (atomic_load(&f->region->evict_gen) == f->evict_gen &&
-		!upager__budget_in_writeback(f->region, f->fault_addr - f->addr + f->roff));
+		!upager__budget_in_writeback(f->region, f->fault_addr - f->addr + f->roff) &&
+		!upager__budget_dropping(f->region, f->fault_addr - f->addr + f->roff));
 }
 
 /*
@@ -420,7 +421,9 @@ static void count_before(upager_t *p, struct upager__fill *f)
 	for (size_t off = f->placed; off < f->len; off += p->page_size) {
 		size_t i = off / p->page_size;
 
-		if (f->region && !upager__region_set_resident(f->region, f->roff + off))
+		/* A page being dropped (evict.c) is left to refault after. */
+		if (f->region && (upager__budget_dropping(f->region, f->roff + off) ||
+				  !upager__region_set_resident(f->region, f->roff + off)))
 			continue;
 		f->claim[i / 64] |= 1ull << (i % 64);
 		taken++;

@@ -5,14 +5,15 @@
  * userfaultfd, a poll on the handler's wake eventfd, and the sources' I/O),
  * the slots and their buffers, and the loop: read the uffd's messages in
  * batches under ev_lock (events go to events.c, faults to a backlog), give
- * backlogged faults to fill.c while slots are free, retry placements that
+ * backlogged faults to fill.c while slots are free (write-protect faults,
+ * of budgets without UFFDIO_MOVE, to evict.c), retry placements that
  * met EAGAIN, run the prefetch queue, spin a while after a fault, then wait
  * for CQEs and dispatch them (the uffd's poll, wake-ups, source I/O that
  * finishes a fill). It also takes fills that sources complete on threads of
  * their own (upager__fill_complete), and lets public calls wait for the
  * handlers' events (upager__events_settle). Layer: between the pager, which
- * starts and stops it, and fill.c, prefetch, events.c and the placement
- * core, which it calls; nothing below calls back into it.
+ * starts and stops it, and fill.c, prefetch, events.c, evict.c and the
+ * placement core, which it calls; nothing below calls back into it.
  */
 #include "config.h"
 
@@ -31,6 +32,7 @@
 #include "compat.h"
 #include "upager-int.h"
 #include "events.h"
+#include "evict.h"
 #include "fill.h"
 #include "handler.h"
 #include "inline_queue.h"
@@ -142,6 +144,43 @@ static void read_messages(struct upager__handler *h, bool spinning)
 	}
 }
 
+/*
+ * A write to a page placed write-protected in a region whose written pages
+ * we track ourselves (a budget without UFFDIO_MOVE, evict.c): answered at
+ * once, or kept to be asked again while the page is being dropped. Its
+ * thread waits either way; kept for want of memory, it is woken instead
+ * (and writes after the drop into the page filled again, or faults again).
+ */
+static void wp_fault(struct upager__handler *h, const struct uffd_msg *msg)
+{
+	upager_t *p = h->pager;
+	uintptr_t addr = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(p->page_size - 1);
+
+	if (upager__budget_wp_fault(p, addr) != -EAGAIN)
+		return;
+	if (h->nwp_wait == h->capwp_wait) {
+		size_t cap = h->capwp_wait ? h->capwp_wait * 2 : 16;
+		struct uffd_msg *w = realloc(h->wp_wait, cap * sizeof(*w));
+
+		if (!w) {
+			upager__place_wake(p->uffd, addr, p->page_size);
+			return;
+		}
+		h->wp_wait = w;
+		h->capwp_wait = cap;
+	}
+	h->wp_wait[h->nwp_wait++] = *msg;
+}
+
+static void run_wp_wait(struct upager__handler *h)
+{
+	size_t n = h->nwp_wait;
+
+	h->nwp_wait = 0;
+	for (size_t i = 0; i < n; i++) /* kept ones go back in front: i >= nwp_wait */
+		wp_fault(h, &h->wp_wait[i]);
+}
+
 static void run_backlog(struct upager__handler *h)
 {
 	size_t i = 0;
@@ -149,8 +188,14 @@ static void run_backlog(struct upager__handler *h)
 	if (h->nbacklog == 0)
 		return;
 	/* A fault may start a window and its readahead: 1 + RA_DEPTH slots. */
-	while (i < h->nbacklog && h->nfree > UPAGER__RA_DEPTH)
-		upager__fill_fault(h, &h->backlog[i++]);
+	while (i < h->nbacklog && h->nfree > UPAGER__RA_DEPTH) {
+		const struct uffd_msg *msg = &h->backlog[i++];
+
+		if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+			wp_fault(h, msg);
+		else
+			upager__fill_fault(h, msg);
+	}
 	memmove(h->backlog, h->backlog + i, (h->nbacklog - i) * sizeof(h->backlog[0]));
 	h->nbacklog -= i;
 }
@@ -306,6 +351,7 @@ static void *handler_main(void *arg)
 
 		if (h->uffd_ready && !h->stopping)
 			read_messages(h, false);
+		run_wp_wait(h);
 		run_backlog(h);
 		run_inline(h);
 		upager__fill_retry_all(h);
@@ -323,8 +369,9 @@ static void *handler_main(void *arg)
 
 		if (io_uring_cq_ready(&h->ring)) {
 			io_uring_submit(&h->ring);
-		} else if (h->retry) {
-			/* The madvise/munmap caller must run before EAGAIN clears. */
+		} else if (h->retry || h->nwp_wait) {
+			/* The madvise/munmap caller (or the evictor's drop) must
+			 * run before EAGAIN clears. */
 			struct __kernel_timespec ts = { .tv_nsec = 50 * 1000 };
 			struct io_uring_cqe *cqe;
 			ret = io_uring_submit_and_wait_timeout(&h->ring, &cqe, 1, &ts, NULL);
@@ -410,6 +457,7 @@ static void handler_free(struct upager__handler *h)
 	h->wake_fd = -1;
 	munmap(h->bufs, (size_t)UPAGER__SLOTS * UPAGER__MAX_WINDOW * h->pager->page_size);
 	free(h->backlog);
+	free(h->wp_wait);
 }
 
 static void *handler_thread(void *arg)

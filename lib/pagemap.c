@@ -139,6 +139,14 @@ int upager__pagemap_open(void)
 	return open_pagemap();
 }
 
+int upager__pagemap_populated(int fd, uintptr_t addr, size_t ps)
+{
+	uint8_t pm;
+	int ret = read_pagemap(fd, addr, 1, ps, &pm, 1);
+
+	return ret < 0 ? ret : pm == UPAGER__PM_POPULATED;
+}
+
 /*
  * Written pages (PAGE_IS_WRITTEN: no uffd-wp bit, i.e. written since a fill
  * placed the page protected or since the last take) among those present.

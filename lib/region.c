@@ -222,7 +222,10 @@ UPAGER__EXPORT int upager_reserve(upager_t *p, size_t len, upager_source_t *src,
 	if (ret < 0)
 		goto fail_unmap;
 	r->track_dirty = r->track_dirty && r->wp;
-	if (r->wp && src->track_writes && upager__track_add(r->base, len, src->snap_id) < 0) {
+	r->wp_sync = r->wp_sync && r->wp; /* refused: every page counts as written */
+	/* Not a budget's write-protection without WP_ASYNC: saves cannot read it. */
+	if (r->wp && !r->wp_sync && src->track_writes &&
+	    upager__track_add(r->base, len, src->snap_id) < 0) {
 		ret = -ENOMEM;
 		goto fail_unregister;
 	}
@@ -333,6 +336,7 @@ UPAGER__EXPORT int upager_decommit(upager_region_t *r, size_t off, size_t len)
 			upager__fill_decommitted(r, off, len);
 			upager__region_mark_committed(r, off, len, false);
 			upager__region_clear_resident(r, off, len);
+			upager__budget_clean(r, off, len);
 		}
 	}
 	pthread_rwlock_unlock(&p->lock);

@@ -49,6 +49,10 @@ void upager__region_unref(upager_region_t *r)
 		munmap(r->shadow, r->resident_bytes);
 	if (r->wb)
 		munmap(r->wb, r->resident_bytes);
+	if (r->dirty)
+		munmap(r->dirty, r->resident_bytes);
+	if (r->dropping)
+		munmap(r->dropping, r->resident_bytes);
 	upager__source_unref(r->src);
 	free(r->commits);
 	free(r);

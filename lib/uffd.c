@@ -31,6 +31,8 @@ static const struct {
 	{ "sigbus", UPAGER_FEAT_SIGBUS, UFFD_FEATURE_SIGBUS },
 	{ "zeropage", UPAGER_FEAT_ZEROPAGE, 0 },
 	{ "pagemap_scan", UPAGER_FEAT_PAGEMAP_SCAN, 0 },
+	/* Reported, never asked for: the kernel sets it where it can write-protect. */
+	{ "wp", UPAGER_FEAT_WP, UFFD_FEATURE_PAGEFAULT_FLAG_WP },
 };
 
 /* Features we ask the kernel for, when it has them; the rest we only report. */

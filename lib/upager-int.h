@@ -172,6 +172,12 @@ struct upager_region {
 	 * a bit per page moved out for write-back (its fault waits); the
 	 * first write-back error not yet returned by upager_sync. */
 	atomic_uint_fast64_t *shadow, *wb;
+	/* Budgets without UFFDIO_MOVE (evict.c): pages are placed
+	 * write-protected and a write's fault is answered by us (wp_sync): a
+	 * bit per page written since placed or written back, and a bit per
+	 * page being dropped (its write faults wait, its fills are stale). */
+	atomic_uint_fast64_t *dirty, *dropping;
+	bool wp_sync;
 	atomic_int wb_err;
 	atomic_uint evict_gen; /* a page of a writable region evicted: fills read before are stale */
 	bool track_dirty; /* wp is for write-back: written pages are dirty */
@@ -263,6 +269,10 @@ struct upager__handler {
 	struct upager__fill *inflight; /* fills with I/O pending (coalescing) */
 	struct uffd_msg *backlog;      /* fault messages waiting for a slot */
 	size_t nbacklog, capbacklog;
+	/* Write-protect faults on pages being dropped (evict.c): asked again
+	 * every loop, their threads waiting meanwhile. */
+	struct uffd_msg *wp_wait;
+	size_t nwp_wait, capwp_wait;
 	int wake_fd; /* eventfd: stop, cancel, or completions from other threads */
 	pthread_mutex_t done_lock;
 	struct upager__fill *done; /* completed by another thread (upager__fill_complete) */
@@ -374,6 +384,9 @@ int upager__pagemap(uintptr_t addr, size_t npages, size_t ps, uint8_t *out, size
 int upager__pagemap_written(int fd, uintptr_t addr, size_t npages, size_t ps, bool *out,
 			    bool take);
 int upager__pagemap_open(void);
+/* Is the page at addr populated (present or swapped), by /proc/self/pagemap
+ * open as fd: 1, 0 or -errno. */
+int upager__pagemap_populated(int fd, uintptr_t addr, size_t ps);
 /* Regions restored from the snapshot whose header CRC is id, writes tracked. */
 int upager__track_add(uintptr_t base, size_t size, uint32_t id);
 void upager__track_del(uintptr_t base);

@@ -23,7 +23,11 @@
 
 #include "helpers.h"
 
-#define NEED_EVICT (UPAGER_FEAT_MOVE | UPAGER_FEAT_WP_ASYNC | UPAGER_FEAT_PAGEMAP_SCAN)
+/* Eviction by UFFDIO_MOVE (NEED_MOVE), or else by write-protect faults and
+ * MADV_DONTNEED (check-fallback's UPAGER_DISABLE=move,wp_async,...): every
+ * test of a budget runs with either. */
+#define NEED_MOVE (UPAGER_FEAT_MOVE | UPAGER_FEAT_WP_ASYNC | UPAGER_FEAT_PAGEMAP_SCAN)
+#define NEED_EVICT UPAGER_FEAT_WP
 #define BUDGET (8u << 20)
 /*
  * How far over its budget a pager may be, documented in upager_create(3):
@@ -325,34 +329,60 @@ END_TEST
 
 /* ---- write-back errors ---- */
 
-/* A 1 MiB tmpfs: the file holds 4 MiB of holes, writing them fills it up. */
-START_TEST(test_write_back_enospc)
+/* A file of len bytes of holes on a 1 MiB tmpfs mounted on dir (made
+ * here): writing them fills it up. -1 (skipped, said why) when no tmpfs
+ * can be mounted (not root). */
+static int full_file(char *dir, size_t len, const char *test)
 {
-	const size_t ps = UPT_PAGE, len = 4u << 20;
-	char dir[] = "/tmp/upager-budget-XXXXXX", path[300];
-	upager_t *p;
-	upager_source_t *s;
-	upager_region_t *r;
-	upager_stats_t st;
-	uint8_t *a;
-	int fd, ret;
+	char path[300];
+	int fd;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	if (mount("upager-test", dir, "tmpfs", 0, "size=1m") < 0) {
-		printf("SKIP test_write_back_enospc: cannot mount a tmpfs (%s): needs root\n",
-		       strerror(errno));
+		printf("SKIP %s: cannot mount a tmpfs (%s): needs root\n", test, strerror(errno));
 		rmdir(dir);
-		return;
+		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/f", dir);
 	fd = open(path, O_RDWR | O_CREAT, 0600);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
-	p = upt_pager(1, 0);
+	return fd;
+}
+
+/* fd's len bytes mapped as a writable source's region of p (in *r). */
+static uint8_t *map_file_rw(upager_t *p, int fd, size_t len, upager_region_t **r)
+{
+	upager_source_t *s;
+
 	ck_assert_int_eq(upager_source_file_rw(fd, 0, &s), 0);
-	ck_assert_int_eq(upager_map(p, len, s, &r), 0);
+	ck_assert_int_eq(upager_map(p, len, s, r), 0);
 	upager_source_release(s);
-	a = upager_region_addr(r);
+	return upager_region_addr(*r);
+}
+
+static void full_file_done(const char *dir)
+{
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+}
+
+/* A 1 MiB tmpfs: the file holds 4 MiB of holes, writing them fills it up. */
+START_TEST(test_write_back_enospc)
+{
+	const size_t ps = UPT_PAGE, len = 4u << 20;
+	char dir[] = "/tmp/upager-budget-XXXXXX";
+	upager_t *p;
+	upager_region_t *r;
+	upager_stats_t st;
+	uint8_t *a;
+	int fd, ret;
+
+	fd = full_file(dir, len, "test_write_back_enospc");
+	if (fd < 0)
+		return;
+	p = upt_pager(1, 0);
+	a = map_file_rw(p, fd, len, &r);
 	memset(a, 0x5a, len);
 	ret = upager_sync(r, 0, len);
 	ck_assert_int_eq(ret, -ENOSPC);
@@ -364,9 +394,48 @@ START_TEST(test_write_back_enospc)
 	ck_assert_int_eq(upager_release(r), -ENOSPC);
 	upager_destroy(p);
 	close(fd);
-	umount2(dir, MNT_DETACH);
-	rmdir(dir);
+	full_file_done(dir);
 	(void)ps;
+}
+END_TEST
+
+/*
+ * The evictor's write-backs fail (a 1 MiB tmpfs, 8 MiB of written pages, a
+ * 4 MiB budget): the pages that could not be written stay, every byte of
+ * them right, and the error is counted and returned by upager_sync.
+ */
+START_TEST(test_evict_write_back_enospc)
+{
+	const size_t ps = UPT_PAGE, len = 8u << 20;
+	char dir[] = "/tmp/upager-budget-XXXXXX";
+	upager_t *p;
+	upager_region_t *r;
+	upager_stats_t st;
+	uint8_t *a;
+	int fd;
+
+	fd = full_file(dir, len, "test_evict_write_back_enospc");
+	if (fd < 0)
+		return;
+	p = budget_pager(4u << 20, UPAGER_EVICT_FIFO, 1);
+	a = map_file_rw(p, fd, len, &r);
+	for (size_t pg = 0; pg < len / ps; pg++)
+		upt_fill(a + pg * ps, ps, pg * ps, 7);
+	/* The evictor has tried (faults past the budget waited for it). */
+	for (int i = 0; i < 500; i++) {
+		ck_assert_int_eq(upager_region_stats(r, &st), 0);
+		if (st.write_errors)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_gt(st.write_errors, 0);
+	ck_assert_int_eq(upt_check_pattern(a, len, 0, 7), -1);
+	ck_assert_int_eq(upager_sync(r, 0, len), -ENOSPC);
+	ck_assert_int_eq(upt_check_pattern(a, len, 0, 7), -1);
+	ck_assert_int_eq(upager_release(r), -ENOSPC);
+	upager_destroy(p);
+	close(fd);
+	full_file_done(dir);
 }
 END_TEST
 
@@ -661,15 +730,34 @@ START_TEST(test_options)
 }
 END_TEST
 
-/* Where the kernel cannot take pages away atomically, no budget. */
+/*
+ * Without UFFDIO_MOVE (Linux < 6.8, Debian 12's 6.1) a budget works by
+ * write-protect faults; refused only where those are missing too, or where
+ * WP_ASYNC would answer them in the kernel (6.7, or move alone disabled).
+ */
 START_TEST(test_refused_without_move)
 {
 	upager_options_t o;
 	upager_t *p = NULL;
+	upager_stats_t st;
 
 	upager_options_init(&o);
 	o.mem_budget = 64u << 20;
 	o.disable_features = UPAGER_FEAT_MOVE;
+	if (upt_features() & UPAGER_FEAT_WP_ASYNC)
+		ck_assert_int_eq(upager_create(&p, &o), -ENOTSUP);
+	o.disable_features = UPAGER_FEAT_MOVE | UPAGER_FEAT_WP_ASYNC | UPAGER_FEAT_PAGEMAP_SCAN |
+			     UPAGER_FEAT_POISON;
+	if (!(upt_features() & UPAGER_FEAT_WP)) {
+		ck_assert_int_eq(upager_create(&p, &o), -ENOTSUP);
+		return;
+	}
+	ck_assert_int_eq(upager_create(&p, &o), 0);
+	ck_assert_int_eq(upager_stats(p, &st), 0);
+	ck_assert_uint_eq(st.mem_budget, 64u << 20);
+	upager_destroy(p);
+	p = NULL;
+	o.disable_features |= UPAGER_FEAT_WP;
 	ck_assert_int_eq(upager_create(&p, &o), -ENOTSUP);
 }
 END_TEST
@@ -712,7 +800,7 @@ static Suite *make(void)
 	Suite *s = suite_create("budget");
 	TCase *rd = upt_tcase(s, "read"), *wr = upt_tcase(s, "write");
 	TCase *src = upt_tcase(s, "sources"), *opt = upt_tcase(s, "options");
-	const char *why = "UFFDIO_MOVE, WP_ASYNC and PAGEMAP_SCAN (eviction)";
+	const char *why = "write-protect faults (eviction without UFFDIO_MOVE)";
 
 	/* 49152 faults and as many evictions, each a cross-thread round trip:
 	 * 2-4 s here, 15-20 s with both CPUs busy, and past 60 s once in CI at
@@ -728,12 +816,15 @@ static Suite *make(void)
 	tcase_add_test(wr, test_sync_no_budget);
 	tcase_add_test(wr, test_sync_read_only);
 	tcase_add_test(wr, test_write_back_enospc);
+	upt_add(wr, test_evict_write_back_enospc, NEED_EVICT, why);
 	upt_add(src, test_snapshot_evicted, NEED_EVICT, why);
 	upt_add(src, test_remote_evicted, NEED_EVICT, why);
 	upt_add(src, test_read_only_written_kept, NEED_EVICT, why);
 	upt_add(src, test_advise_evict_first, NEED_EVICT, why);
 	upt_add(wr, test_run_written_pages, NEED_EVICT, why);
-	upt_add(rd, test_run_short_move, NEED_EVICT, why);
+	/* A pinned page stops a move; MADV_DONTNEED drops it anyway (see
+	 * upager_create(3)). */
+	upt_add(rd, test_run_short_move, NEED_MOVE, "UFFDIO_MOVE (short moves)");
 	upt_add(opt, test_options, NEED_EVICT, why);
 	tcase_add_test(opt, test_refused_without_move);
 	return s;
