@@ -276,7 +276,6 @@ void upager__url_target_free(struct upager__url_target *t)
 	upager__url_target_opened(t);
 	t->url = t->shown = t->sigv4 = t->userpwd = t->ca_file = NULL;
 	t->headers = t->auth = NULL;
-	t->easy = NULL;
 }
 
 int upager__url_target_init(struct upager__url_target *t, const char *url,
@@ -552,17 +551,15 @@ int upager__url_read(struct upager__url_target *t, uint64_t off, size_t len, voi
 		     unsigned timeout_ms)
 {
 	struct upager__url_recv rx = { .t = t, .buf = buf, .off = off, .len = len };
-	bool kept = t->easy && pthread_mutex_trylock(&t->easy_lock) == 0;
 	char range[48];
 	CURLcode c;
 	CURL *e;
+	bool kept;
 	int ret;
 
-	if (!len || off > t->size || len > t->size - off) {
-		if (kept)
-			pthread_mutex_unlock(&t->easy_lock);
+	if (!len || off > t->size || len > t->size - off)
 		return -EINVAL;
-	}
+	kept = t->easy && pthread_mutex_trylock(&t->easy_lock) == 0;
 	if (kept)
 		curl_easy_reset(t->easy); /* options only: the connection stays */
 	e = kept ? t->easy : curl_easy_init();
